@@ -1,0 +1,31 @@
+//! The domain rules of the SMS platform, pure and I/O-free.
+//!
+//! Everything the platform decides that costs money or carrier standing lives here, so that
+//! every service applies the same rules and they can be tested densely:
+//!
+//! * [`encoding`]: GSM-7 / UCS-2 detection and segment counting as carriers bill;
+//! * [`smart`]: opt-in replacement of look-alike Unicode characters;
+//! * [`phone`]: phone numbers, supported countries, the same-calling-code rule, short codes;
+//! * [`template`]: CRM tags in SMS templates;
+//! * [`body`]: body limits;
+//! * [`keywords`]: STOP / START / HELP;
+//! * [`mms`]: attachment limits and type sniffing;
+//! * [`status`]: the message status machine;
+//! * [`reason`]: the error catalogue and carrier codes.
+
+pub mod body;
+pub mod encoding;
+pub mod keywords;
+pub mod mms;
+pub mod phone;
+pub mod reason;
+pub mod smart;
+pub mod status;
+pub mod template;
+
+pub use body::{BodyError, MAX_BODY_CHARS, validate_body};
+pub use encoding::{Analysis, Encoding, SegmentCount, analyze, count};
+pub use keywords::Keyword;
+pub use phone::{NumberType, PhoneError, PhoneNumber, Region};
+pub use reason::Reason;
+pub use status::{Status, Transition};

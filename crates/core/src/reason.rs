@@ -1,0 +1,182 @@
+//! The error catalogue: why a message failed, in our words, mapped from carrier codes.
+//!
+//! Every reason has a snake_case name (stored on the message, shown to users) and an
+//! upper-case form used as the `google.rpc.ErrorInfo` reason at the gRPC edge, and says whether
+//! trying again later can help.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Why a message failed or was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The recipient opted out (STOP), here or at the carrier (21610).
+    OptedOut,
+    /// The recipient is a landline or otherwise cannot take SMS (30006, 21614, 21635).
+    NotSmsCapable,
+    /// The carrier filtered the message as spam (30007).
+    FilteredAsSpam,
+    /// The handset is off or out of coverage (30003).
+    Unreachable,
+    /// The number does not exist at the carrier (30005).
+    UnknownDestination,
+    /// The carrier blocked the message (30004).
+    Blocked,
+    /// The carrier's queue was full (30001).
+    QueueOverflow,
+    /// The carrier or our account was rate-limited (HTTP 429, 20429, 30022).
+    RateLimited,
+    /// The recipient number is invalid (21211).
+    InvalidRecipient,
+    /// The sender number cannot send this message (21606, 21212).
+    InvalidSender,
+    /// Sending to this region is not enabled on the carrier account (21408, 21612).
+    RegionNotEnabled,
+    /// The carrier account cannot send (suspended, 30002; not registered, 30034).
+    AccountProblem,
+    /// The message outlived its validity period in the carrier's queue (30036).
+    Expired,
+    /// The carrier reported an error it did not explain (30008), or one we do not know.
+    UnknownCarrierError,
+    /// The carrier could not be reached or answered with a server error.
+    CarrierUnavailable,
+}
+
+impl Reason {
+    /// The snake_case name, e.g. `opted_out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::OptedOut => "opted_out",
+            Reason::NotSmsCapable => "not_sms_capable",
+            Reason::FilteredAsSpam => "filtered_as_spam",
+            Reason::Unreachable => "unreachable",
+            Reason::UnknownDestination => "unknown_destination",
+            Reason::Blocked => "blocked",
+            Reason::QueueOverflow => "queue_overflow",
+            Reason::RateLimited => "rate_limited",
+            Reason::InvalidRecipient => "invalid_recipient",
+            Reason::InvalidSender => "invalid_sender",
+            Reason::RegionNotEnabled => "region_not_enabled",
+            Reason::AccountProblem => "account_problem",
+            Reason::Expired => "expired",
+            Reason::UnknownCarrierError => "unknown_carrier_error",
+            Reason::CarrierUnavailable => "carrier_unavailable",
+        }
+    }
+
+    /// The `google.rpc.ErrorInfo` reason: the name in upper case, e.g. `OPTED_OUT`.
+    pub fn grpc_reason(self) -> String {
+        self.as_str().to_ascii_uppercase()
+    }
+
+    /// Whether sending again later may succeed. Permanent reasons must never be retried:
+    /// carriers punish senders that keep texting landlines and opted-out numbers.
+    pub fn is_retryable(self) -> bool {
+        match self {
+            Reason::Unreachable
+            | Reason::QueueOverflow
+            | Reason::RateLimited
+            | Reason::UnknownCarrierError
+            | Reason::CarrierUnavailable => true,
+            Reason::OptedOut
+            | Reason::NotSmsCapable
+            | Reason::FilteredAsSpam
+            | Reason::UnknownDestination
+            | Reason::Blocked
+            | Reason::InvalidRecipient
+            | Reason::InvalidSender
+            | Reason::RegionNotEnabled
+            | Reason::AccountProblem
+            | Reason::Expired => false,
+        }
+    }
+
+    /// Our reason for a Twilio error code; unknown codes are `unknown_carrier_error`.
+    pub fn from_twilio_code(code: u32) -> Reason {
+        match code {
+            21610 => Reason::OptedOut,
+            30006 | 21614 | 21635 => Reason::NotSmsCapable,
+            30007 => Reason::FilteredAsSpam,
+            30003 => Reason::Unreachable,
+            30005 => Reason::UnknownDestination,
+            30004 => Reason::Blocked,
+            30001 | 21611 => Reason::QueueOverflow,
+            20429 | 30022 | 30027 => Reason::RateLimited,
+            21211 => Reason::InvalidRecipient,
+            21606 | 21212 | 21659 => Reason::InvalidSender,
+            21408 | 21612 => Reason::RegionNotEnabled,
+            30002 | 30034 | 20003 => Reason::AccountProblem,
+            30036 => Reason::Expired,
+            _ => Reason::UnknownCarrierError,
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(s: &str) -> Option<Reason> {
+        ALL_REASONS.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Every reason.
+pub const ALL_REASONS: [Reason; 15] = [
+    Reason::OptedOut,
+    Reason::NotSmsCapable,
+    Reason::FilteredAsSpam,
+    Reason::Unreachable,
+    Reason::UnknownDestination,
+    Reason::Blocked,
+    Reason::QueueOverflow,
+    Reason::RateLimited,
+    Reason::InvalidRecipient,
+    Reason::InvalidSender,
+    Reason::RegionNotEnabled,
+    Reason::AccountProblem,
+    Reason::Expired,
+    Reason::UnknownCarrierError,
+    Reason::CarrierUnavailable,
+];
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_codes_map_to_reasons() {
+        let table = [
+            (21610, Reason::OptedOut, false),
+            (30006, Reason::NotSmsCapable, false),
+            (21614, Reason::NotSmsCapable, false),
+            (21635, Reason::NotSmsCapable, false),
+            (30007, Reason::FilteredAsSpam, false),
+            (30003, Reason::Unreachable, true),
+            (30005, Reason::UnknownDestination, false),
+            (30008, Reason::UnknownCarrierError, true),
+            (30001, Reason::QueueOverflow, true),
+            (30004, Reason::Blocked, false),
+            (20429, Reason::RateLimited, true),
+            (12345, Reason::UnknownCarrierError, true),
+        ];
+        for (code, reason, retryable) in table {
+            assert_eq!(Reason::from_twilio_code(code), reason, "{code}");
+            assert_eq!(reason.is_retryable(), retryable, "{code}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(Reason::OptedOut.as_str(), "opted_out");
+        assert_eq!(Reason::OptedOut.grpc_reason(), "OPTED_OUT");
+        for r in ALL_REASONS {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+}
