@@ -1,0 +1,154 @@
+//! Typed events: each protobuf event knows its subject and carries an [`EventMeta`].
+
+use std::time::SystemTime;
+
+use sms_core::Status;
+use sms_proto::v1::MessageStatus;
+use sms_proto::v1::events::{
+    EventMeta, InboundReceived, MessageAccepted, MessageCancel, MessageDue, MessageScheduled,
+    OptOutChanged, StatusChanged,
+};
+use uuid::Uuid;
+
+use crate::Subjects;
+
+/// A protobuf event that can travel on the bus.
+pub trait Event: prost::Message + Default + Send + Sync + 'static {
+    /// A short name for logs and metrics.
+    const NAME: &'static str;
+
+    /// The common metadata.
+    fn meta(&self) -> Option<&EventMeta>;
+
+    /// The subject the event is published on.
+    fn subject(&self, subjects: &Subjects) -> String;
+
+    /// The event id (also the JetStream `Nats-Msg-Id`).
+    fn event_id(&self) -> &str {
+        self.meta().map_or("", |m| m.event_id.as_str())
+    }
+
+    /// The message the event is about, if any.
+    fn message_id(&self) -> &str {
+        self.meta().map_or("", |m| m.message_id.as_str())
+    }
+}
+
+macro_rules! event {
+    ($ty:ty, $name:literal, |$e:ident, $s:ident| $subject:expr) => {
+        impl Event for $ty {
+            const NAME: &'static str = $name;
+
+            fn meta(&self) -> Option<&EventMeta> {
+                self.meta.as_ref()
+            }
+
+            fn subject(&self, $s: &Subjects) -> String {
+                let $e = self;
+                $subject
+            }
+        }
+    };
+}
+
+event!(MessageAccepted, "msg.accepted", |_e, s| s.msg_accepted());
+event!(MessageScheduled, "msg.scheduled", |_e, s| s.msg_scheduled());
+event!(MessageCancel, "msg.cancel", |_e, s| s.msg_cancel());
+event!(MessageDue, "msg.due", |_e, s| s.msg_due());
+event!(InboundReceived, "inbound.received", |_e, s| s
+    .inbound_received());
+event!(OptOutChanged, "optout.changed", |_e, s| s.optout_changed());
+event!(StatusChanged, "status", |e, s| s.status(
+    status_from_proto(e.status()).unwrap_or(Status::Failed)
+));
+
+/// A new event id: a UUIDv7, so ids sort by time.
+pub fn new_event_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// A deterministic event id for something that may be reported more than once (a carrier
+/// retrying a webhook): the same `parts` always give the same id, so JetStream drops repeats.
+pub fn stable_event_id(parts: &[&str]) -> String {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, parts.join("\u{1f}").as_bytes()).to_string()
+}
+
+/// Metadata for a new event about `message_id` (empty when none) of `organization_id`.
+pub fn meta(event_id: String, organization_id: &str, message_id: &str) -> EventMeta {
+    EventMeta {
+        event_id,
+        organization_id: organization_id.to_owned(),
+        message_id: message_id.to_owned(),
+        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+    }
+}
+
+/// The domain status of a protobuf status; `None` for `UNSPECIFIED`.
+pub fn status_from_proto(s: MessageStatus) -> Option<Status> {
+    Some(match s {
+        MessageStatus::Unspecified => return None,
+        MessageStatus::Accepted => Status::Accepted,
+        MessageStatus::Scheduled => Status::Scheduled,
+        MessageStatus::Queued => Status::Queued,
+        MessageStatus::Sending => Status::Sending,
+        MessageStatus::Sent => Status::Sent,
+        MessageStatus::Delivered => Status::Delivered,
+        MessageStatus::Undelivered => Status::Undelivered,
+        MessageStatus::Failed => Status::Failed,
+        MessageStatus::Canceled => Status::Canceled,
+        MessageStatus::Received => Status::Received,
+    })
+}
+
+/// The protobuf status of a domain status.
+pub fn status_to_proto(s: Status) -> MessageStatus {
+    match s {
+        Status::Accepted => MessageStatus::Accepted,
+        Status::Scheduled => MessageStatus::Scheduled,
+        Status::Queued => MessageStatus::Queued,
+        Status::Sending => MessageStatus::Sending,
+        Status::Sent => MessageStatus::Sent,
+        Status::Delivered => MessageStatus::Delivered,
+        Status::Undelivered => MessageStatus::Undelivered,
+        Status::Failed => MessageStatus::Failed,
+        Status::Canceled => MessageStatus::Canceled,
+        Status::Received => MessageStatus::Received,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in sms_core::status::ALL {
+            assert_eq!(status_from_proto(status_to_proto(s)), Some(s));
+        }
+    }
+
+    #[test]
+    fn stable_ids_are_stable_and_distinct() {
+        assert_eq!(
+            stable_event_id(&["SM1", "sent"]),
+            stable_event_id(&["SM1", "sent"])
+        );
+        assert_ne!(
+            stable_event_id(&["SM1", "sent"]),
+            stable_event_id(&["SM1", "delivered"])
+        );
+        assert_ne!(
+            stable_event_id(&["SM1s", "ent"]),
+            stable_event_id(&["SM1", "sent"])
+        );
+    }
+
+    #[test]
+    fn status_events_go_to_their_status_subject() {
+        let e = StatusChanged {
+            status: MessageStatus::Delivered as i32,
+            ..Default::default()
+        };
+        assert_eq!(e.subject(&Subjects::new("x")), "x.status.delivered");
+    }
+}

@@ -1,0 +1,412 @@
+//! NATS JetStream for the SMS platform.
+//!
+//! * [`Subjects`] and [`ConsumerKind`]: every subject, stream and durable consumer, in one place;
+//! * [`Bus::publish`]: typed protobuf publish with the event id as `Nats-Msg-Id` (JetStream
+//!   drops a repeat inside the duplicate window) and the W3C trace context in the headers;
+//! * [`Bus::consume`]: a durable pull consumer shared by every replica, explicit acks, bounded
+//!   redelivery, and a dead-letter stream for events that cannot be decoded or keep failing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{HeaderMap, HeaderValue};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, field};
+
+mod event;
+mod subjects;
+pub mod trace;
+
+pub use event::{Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto};
+pub use subjects::{ConsumerKind, Subjects};
+
+/// Header naming why an event was dead-lettered.
+pub const DLQ_REASON_HEADER: &str = "Sms-Dlq-Reason";
+/// Header naming the subject a dead-lettered event was published on.
+pub const DLQ_SUBJECT_HEADER: &str = "Sms-Dlq-Subject";
+/// Header naming the consumer that gave up on a dead-lettered event.
+pub const DLQ_CONSUMER_HEADER: &str = "Sms-Dlq-Consumer";
+
+/// Errors talking to NATS.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The server could not be reached.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// The server URL.
+        url: String,
+        /// The cause.
+        source: async_nats::ConnectError,
+    },
+    /// A JetStream call failed (stream or consumer set-up, publish, fetch).
+    #[error("JetStream {what} failed: {source}")]
+    JetStream {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BusError {
+    fn js(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        BusError::JetStream {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// How a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Worth trying again after `delay` (a database or carrier hiccup).
+    #[error("retryable: {reason}")]
+    Retry {
+        /// What went wrong.
+        reason: String,
+        /// How long to wait before the redelivery.
+        delay: Duration,
+    },
+    /// Will never succeed: the event goes to the dead-letter stream.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Tuning for streams and consumers.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// NATS server URL.
+    pub url: String,
+    /// Subject namespace.
+    pub namespace: String,
+    /// How long a delivered, unacknowledged event waits before it is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries before an event that keeps failing is dead-lettered.
+    pub max_deliver: i64,
+    /// Events pulled per request.
+    pub batch: usize,
+    /// Events handled at once per consumer.
+    pub concurrency: usize,
+    /// How long the events stream keeps events.
+    pub max_age: Duration,
+    /// JetStream de-duplication window for `Nats-Msg-Id`.
+    pub duplicate_window: Duration,
+}
+
+impl BusConfig {
+    /// Defaults for `url` and `namespace`.
+    pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> Self {
+        BusConfig {
+            url: url.into(),
+            namespace: namespace.into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            batch: 256,
+            concurrency: 64,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// One delivery of an event to a handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// 1 for the first delivery.
+    pub attempt: i64,
+    /// Whether a failure now sends the event to the dead-letter stream.
+    pub last: bool,
+}
+
+/// A connection to the bus of one namespace.
+#[derive(Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    subjects: Subjects,
+    config: BusConfig,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("config", &self.config).finish()
+    }
+}
+
+impl Bus {
+    /// Connects and makes sure the streams exist.
+    pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    async_nats::Event::SlowConsumer(sid) => {
+                        tracing::warn!(sid, "NATS slow consumer")
+                    }
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            })
+            .connect(&config.url)
+            .await
+            .map_err(|source| BusError::Connect {
+                url: config.url.clone(),
+                source,
+            })?;
+        let js = jetstream::ContextBuilder::new()
+            .max_ack_inflight(1024)
+            .build(client.clone());
+        let bus = Bus {
+            client,
+            js,
+            subjects: Subjects::new(config.namespace.clone()),
+            config,
+        };
+        bus.ensure_streams().await?;
+        Ok(bus)
+    }
+
+    /// The subjects of this bus's namespace.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// The plain NATS client (for subscriptions in tests and tools).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Whether the connection is up (for readiness probes).
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Creates the events and dead-letter streams if they do not exist.
+    pub async fn ensure_streams(&self) -> Result<(), BusError> {
+        let events = stream::Config {
+            name: self.subjects.events_stream(),
+            subjects: self.subjects.event_subjects(),
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            max_age: self.config.max_age,
+            duplicate_window: self.config.duplicate_window,
+            ..Default::default()
+        };
+        let dlq = stream::Config {
+            name: self.subjects.dead_letter_stream(),
+            subjects: self.subjects.dead_letter_subjects(),
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            max_age: self.config.max_age * 4,
+            ..Default::default()
+        };
+        for config in [events, dlq] {
+            self.js
+                .get_or_create_stream(config)
+                .await
+                .map_err(|e| BusError::js("stream set-up", e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes this namespace's streams (tests and tools only).
+    pub async fn delete_streams(&self) -> Result<(), BusError> {
+        for name in [
+            self.subjects.events_stream(),
+            self.subjects.dead_letter_stream(),
+        ] {
+            self.js
+                .delete_stream(&name)
+                .await
+                .map_err(|e| BusError::js("stream deletion", e))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `event` and returns the future of its acknowledgement, so callers can keep
+    /// many publishes in flight and await them together.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<PublishAckFuture, BusError> {
+        let mut headers = HeaderMap::new();
+        trace::inject_current(&mut headers);
+        headers.insert("Nats-Msg-Id", event.event_id());
+        self.js
+            .publish_with_headers(
+                event.subject(&self.subjects),
+                headers,
+                event.encode_to_vec().into(),
+            )
+            .await
+            .map_err(|e| BusError::js("publish", e))
+    }
+
+    /// Publishes `event` and waits until JetStream has stored it.
+    pub async fn publish_durably<E: Event>(&self, event: &E) -> Result<(), BusError> {
+        self.publish(event)
+            .await?
+            .await
+            .map(|_| ())
+            .map_err(|e| BusError::js("publish acknowledgement", e))
+    }
+
+    /// The durable pull consumer `kind`, created if needed.
+    pub async fn consumer(&self, kind: ConsumerKind) -> Result<PullConsumer, BusError> {
+        let stream = self
+            .js
+            .get_stream(self.subjects.events_stream())
+            .await
+            .map_err(|e| BusError::js("stream lookup", e))?;
+        let config = pull::Config {
+            durable_name: Some(kind.durable_name().to_owned()),
+            filter_subject: kind.filter_subject(&self.subjects),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: self.config.ack_wait,
+            // The server stops redelivering one past our own limit, as a backstop.
+            max_deliver: self.config.max_deliver + 1,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(kind.durable_name(), config)
+            .await
+            .map_err(|e| BusError::js("consumer set-up", e))
+    }
+
+    /// Consumes events of type `E` from the durable consumer `kind` until `shutdown`, running
+    /// up to `concurrency` handlers at once. On shutdown no new event is taken and the ones in
+    /// hand are finished; events fetched but not started are redelivered after `ack_wait`.
+    pub async fn consume<E, F, Fut>(
+        &self,
+        kind: ConsumerKind,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), BusError>
+    where
+        E: Event,
+        F: Fn(E, Delivery) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<(), HandleError>> + Send,
+    {
+        let consumer = self.consumer(kind).await?;
+        while !shutdown.is_cancelled() {
+            let messages = match consumer
+                .stream()
+                .max_messages_per_batch(self.config.batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(consumer = kind.durable_name(), error = %e, "pull failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            messages
+                .take_until(shutdown.cancelled())
+                .for_each_concurrent(self.config.concurrency, |message| async {
+                    match message {
+                        Ok(m) => self.handle(kind, m, &handler).await,
+                        Err(e) => {
+                            tracing::warn!(consumer = kind.durable_name(), error = %e, "consumer stream error")
+                        }
+                    }
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn handle<E, F, Fut>(&self, kind: ConsumerKind, message: jetstream::Message, handler: &F)
+    where
+        E: Event,
+        F: Fn(E, Delivery) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<(), HandleError>> + Send,
+    {
+        let span = tracing::info_span!(
+            "consume",
+            consumer = kind.durable_name(),
+            subject = %message.subject,
+            message_id = field::Empty,
+        );
+        trace::set_parent_from(&span, message.headers.as_ref());
+        async {
+            let attempt = message.info().map_or(1, |i| i.delivered);
+            let delivery = Delivery {
+                attempt,
+                last: attempt >= self.config.max_deliver,
+            };
+            let event = match E::decode(message.payload.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    let reason = format!("cannot decode {}: {e}", E::NAME);
+                    return self.dead_letter(kind, &message, &reason).await;
+                }
+            };
+            tracing::Span::current().record("message_id", event.message_id());
+            let outcome = match handler(event, delivery).await {
+                Ok(()) => message.ack().await,
+                Err(HandleError::Retry { reason, delay }) if !delivery.last => {
+                    tracing::warn!(attempt, %reason, "handler failed; will retry");
+                    message.ack_with(AckKind::Nak(Some(delay))).await
+                }
+                Err(e) => return self.dead_letter(kind, &message, &e.to_string()).await,
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "acknowledgement failed; the event will be redelivered");
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Copies an event to the dead-letter stream with the reason, then terminates it, so it
+    /// never blocks the events behind it.
+    async fn dead_letter(&self, kind: ConsumerKind, message: &jetstream::Message, reason: &str) {
+        tracing::error!(%reason, "dead-lettering event");
+        let mut headers = message.headers.clone().unwrap_or_default();
+        headers.insert(DLQ_REASON_HEADER, HeaderValue::from(reason));
+        headers.insert(DLQ_SUBJECT_HEADER, message.subject.as_str());
+        headers.insert(DLQ_CONSUMER_HEADER, kind.durable_name());
+        let seq = message.info().map_or(0, |i| i.stream_sequence);
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{}-{seq}", kind.durable_name()).as_str(),
+        );
+        let published = match self
+            .js
+            .publish_with_headers(
+                self.subjects.dead_letter(kind.durable_name()),
+                headers,
+                message.payload.clone(),
+            )
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match published {
+            Ok(()) => {
+                if let Err(e) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(error = %e, "could not terminate a dead-lettered event");
+                }
+            }
+            // Not stored in the DLQ: leave it unacknowledged so it comes back, never lost.
+            Err(e) => tracing::error!(error = %e, "dead-letter publish failed"),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Configuration from `SMS_*` environment variables: defaults in code, one clear error naming
+//! the variable when a value is wrong.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: String,
+    /// Its value.
+    pub value: String,
+    /// Why it cannot be used.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error for `var` holding `value`.
+    pub fn new(var: &str, value: impl Into<String>, reason: impl Display) -> Self {
+        ConfigError {
+            var: var.to_owned(),
+            value: value.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Reads variables through a lookup function, so tests need not touch the process environment.
+pub struct Env<'a> {
+    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+}
+
+impl Default for Env<'_> {
+    fn default() -> Self {
+        Env::from_process()
+    }
+}
+
+impl<'a> Env<'a> {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Env {
+            lookup: Box::new(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// A fixed set of variables.
+    pub fn from_pairs(pairs: &'a [(&'a str, &'a str)]) -> Self {
+        Env {
+            lookup: Box::new(move |k| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }),
+        }
+    }
+
+    /// The raw value of `var`, if set and not empty.
+    pub fn raw(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    /// `var` parsed, or `default` when unset.
+    pub fn parse_or<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(var, v.clone(), e)),
+        }
+    }
+
+    /// `var` as a string, or `default` when unset.
+    pub fn string_or(&self, var: &str, default: &str) -> String {
+        self.raw(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// `var` as milliseconds, or `default` when unset.
+    pub fn millis_or(&self, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse_or(var, default.as_millis() as u64)?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    /// `var` as a boolean (`true`/`false`/`1`/`0`), or `default` when unset.
+    pub fn bool_or(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(var).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::new(var, other, "expected true or false")),
+        }
+    }
+}
+
+/// What every service needs: the bus, the database, telemetry.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `SMS_NATS_URL`: the NATS server.
+    pub nats_url: String,
+    /// `SMS_NAMESPACE`: the subject namespace (letters, digits, `-`, `_`).
+    pub namespace: String,
+    /// `SMS_DATABASE_URL`: the PostgreSQL database (created if missing).
+    pub database_url: String,
+    /// `SMS_DB_MAX_CONNECTIONS`: pool size per service.
+    pub db_max_connections: u32,
+    /// `SMS_ACK_WAIT_MS`: how long before an unacknowledged event is redelivered.
+    pub ack_wait: Duration,
+    /// `SMS_MAX_DELIVER`: deliveries before an event is dead-lettered.
+    pub max_deliver: i64,
+}
+
+impl CommonConfig {
+    /// Reads the common variables.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let namespace = env.string_or("SMS_NAMESPACE", "sms");
+        if namespace.is_empty()
+            || !namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "SMS_NAMESPACE",
+                namespace,
+                "use only letters, digits, '-' and '_'",
+            ));
+        }
+        let database_url =
+            env.string_or("SMS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/sms");
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(ConfigError::new(
+                "SMS_DATABASE_URL",
+                database_url,
+                "expected a postgres:// URL",
+            ));
+        }
+        let max_deliver = env.parse_or("SMS_MAX_DELIVER", 5i64)?;
+        if max_deliver < 1 {
+            return Err(ConfigError::new(
+                "SMS_MAX_DELIVER",
+                max_deliver.to_string(),
+                "must be at least 1",
+            ));
+        }
+        Ok(CommonConfig {
+            nats_url: env.string_or("SMS_NATS_URL", "nats://127.0.0.1:4222"),
+            namespace,
+            database_url,
+            db_max_connections: env.parse_or("SMS_DB_MAX_CONNECTIONS", 16u32)?,
+            ack_wait: env.millis_or("SMS_ACK_WAIT_MS", Duration::from_secs(30))?,
+            max_deliver,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = CommonConfig::from_env(&Env::from_pairs(&[])).unwrap();
+        assert_eq!(c.namespace, "sms");
+        assert_eq!(c.ack_wait, Duration::from_secs(30));
+        let c = CommonConfig::from_env(&Env::from_pairs(&[
+            ("SMS_NAMESPACE", "t1"),
+            ("SMS_ACK_WAIT_MS", "1500"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.ack_wait),
+            ("t1", Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e =
+            CommonConfig::from_env(&Env::from_pairs(&[("SMS_ACK_WAIT_MS", "soon")])).unwrap_err();
+        assert_eq!(e.var, "SMS_ACK_WAIT_MS");
+        assert!(
+            e.to_string()
+                .starts_with("SMS_ACK_WAIT_MS=\"soon\" is invalid")
+        );
+        let e = CommonConfig::from_env(&Env::from_pairs(&[("SMS_NAMESPACE", "a.b")])).unwrap_err();
+        assert_eq!(e.var, "SMS_NAMESPACE");
+        let e = CommonConfig::from_env(&Env::from_pairs(&[("SMS_DATABASE_URL", "mysql://x")]))
+            .unwrap_err();
+        assert_eq!(e.var, "SMS_DATABASE_URL");
+    }
+}
