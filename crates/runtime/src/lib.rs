@@ -44,3 +44,15 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// An HTTP client for carrier calls and webhooks: rustls with the `ring` provider (installed
+/// once per process here), bounded timeouts, pooled connections.
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // Fails only when a provider is already installed, which is what we want anyway.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(256)
+        .build()
+}

@@ -1,0 +1,508 @@
+//! A carrier simulator that speaks Twilio's wire format, so that the dispatcher's real Twilio
+//! adapter and the inbound receiver's real webhook parser are what runs in development and tests.
+//!
+//! * `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`: form-encoded, HTTP Basic auth with
+//!   the account SID and auth token, a Twilio-shaped JSON reply with an `SM…` sid;
+//! * status callbacks (`queued` → `sent` → `delivered`, or `failed` / `undelivered` with Twilio
+//!   error codes) POSTed to the `StatusCallback` URL, signed with `X-Twilio-Signature`;
+//! * behaviours: landlines (30006), spam filtering (30007), unknown errors (30008), unreachable
+//!   handsets (30003), carrier opt-outs (21610), latency, HTTP 429 and 5xx;
+//! * every request received is recorded, for tests (`GET /_sim/requests`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use serde::Serialize;
+use sms_twilio::{API_VERSION, ApiError, MessageResource, SIGNATURE_HEADER};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How the simulated carrier behaves. Number sets hold E.164 recipients.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Recipients that are landlines: `failed` with 30006.
+    pub landlines: HashSet<String>,
+    /// Recipients whose messages are filtered as spam: `undelivered` with 30007.
+    pub spam: HashSet<String>,
+    /// Recipients that hit an unexplained carrier error: `failed` with 30008.
+    pub unknown_error: HashSet<String>,
+    /// Recipients whose handset is off: `undelivered` with 30003.
+    pub unreachable: HashSet<String>,
+    /// Recipients who opted out at the carrier: the API call itself fails with 21610.
+    pub carrier_opted_out: HashSet<String>,
+    /// Recipients whose next N API calls fail with HTTP 503 (then succeed).
+    pub transient_failures: HashMap<String, u32>,
+    /// Recipients whose next N API calls fail with HTTP 429 (then succeed).
+    pub throttled: HashMap<String, u32>,
+    /// Share of API calls answered with HTTP 429, at random (0.0 to 1.0).
+    pub rate_429: f64,
+    /// Share of API calls answered with HTTP 500, at random (0.0 to 1.0).
+    pub rate_5xx: f64,
+    /// Delay before each API reply.
+    pub api_latency: Duration,
+    /// Delay between status callbacks.
+    pub callback_delay: Duration,
+    /// Whether status callbacks are sent at all.
+    pub callbacks: bool,
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Accounts: SID → auth token.
+    pub accounts: HashMap<String, String>,
+    /// Initial behaviour (can be changed while running).
+    pub behaviour: Behaviour,
+}
+
+impl SimConfig {
+    /// One account, delivering everything, callbacks on.
+    pub fn new(account_sid: &str, auth_token: &str) -> Self {
+        SimConfig {
+            accounts: HashMap::from([(account_sid.to_owned(), auth_token.to_owned())]),
+            behaviour: Behaviour {
+                callbacks: true,
+                callback_delay: Duration::from_millis(5),
+                ..Behaviour::default()
+            },
+        }
+    }
+}
+
+/// One Messages API request the simulator received.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedRequest {
+    /// The account in the URL.
+    pub account_sid: String,
+    /// `From`.
+    pub from: String,
+    /// `To`.
+    pub to: String,
+    /// `Body`.
+    pub body: String,
+    /// `StatusCallback`.
+    pub status_callback: String,
+    /// `MediaUrl` parameters.
+    pub media_urls: Vec<String>,
+    /// The W3C `traceparent` header, if sent.
+    pub traceparent: Option<String>,
+    /// The HTTP status answered.
+    pub http_status: u16,
+    /// The sid given, when the message was accepted.
+    pub sid: Option<String>,
+}
+
+struct Inner {
+    config: SimConfig,
+    behaviour: RwLock<Behaviour>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    callbacks_sent: AtomicU64,
+    callbacks_failed: AtomicU64,
+    http: reqwest::Client,
+}
+
+/// A running (or runnable) simulator. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+impl Sim {
+    /// A simulator with `config`.
+    pub fn new(config: SimConfig) -> anyhow::Result<Sim> {
+        Ok(Sim {
+            inner: Arc::new(Inner {
+                behaviour: RwLock::new(config.behaviour.clone()),
+                config,
+                requests: Mutex::new(Vec::new()),
+                callbacks_sent: AtomicU64::new(0),
+                callbacks_failed: AtomicU64::new(0),
+                http: sms_runtime::http_client(Duration::from_secs(10))?,
+            }),
+        })
+    }
+
+    /// Changes the behaviour while running.
+    pub fn update(&self, change: impl FnOnce(&mut Behaviour)) {
+        let mut b = self
+            .inner
+            .behaviour
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut b);
+    }
+
+    /// Every Messages API request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock_requests().clone()
+    }
+
+    /// Status callbacks delivered (answered 2xx) and given up on.
+    pub fn callback_counts(&self) -> (u64, u64) {
+        (
+            self.inner.callbacks_sent.load(Ordering::Relaxed),
+            self.inner.callbacks_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    fn lock_requests(&self) -> std::sync::MutexGuard<'_, Vec<RecordedRequest>> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn behaviour(&self) -> Behaviour {
+        self.inner
+            .behaviour
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/Messages.json",
+                post(create_message),
+            )
+            .route("/_sim/requests", get(list_requests))
+            .route("/healthz", get(|| async { "ok" }))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
+        Ok(())
+    }
+
+    /// Decides whether an API call fails before a message is created.
+    fn api_failure(&self, to: &str) -> Option<(StatusCode, ApiError)> {
+        let mut b = self
+            .inner
+            .behaviour
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(n) = b.throttled.get_mut(to).filter(|n| **n > 0) {
+            *n -= 1;
+            return Some(too_many_requests());
+        }
+        if let Some(n) = b.transient_failures.get_mut(to).filter(|n| **n > 0) {
+            *n -= 1;
+            return Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(503, 20503, "Service Unavailable"),
+            ));
+        }
+        if b.rate_429 > 0.0 && fastrand::f64() < b.rate_429 {
+            return Some(too_many_requests());
+        }
+        if b.rate_5xx > 0.0 && fastrand::f64() < b.rate_5xx {
+            return Some((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ApiError::new(500, 20500, "Internal Server Error"),
+            ));
+        }
+        if b.carrier_opted_out.contains(to) {
+            return Some((
+                StatusCode::BAD_REQUEST,
+                ApiError::new(400, 21610, "Attempt to send to unsubscribed recipient"),
+            ));
+        }
+        None
+    }
+
+    /// The statuses a message goes through after it is accepted, with the error code of the
+    /// final one.
+    fn fate(&self, to: &str) -> (&'static [&'static str], Option<u32>) {
+        let b = self.behaviour();
+        if b.landlines.contains(to) {
+            (&["queued", "failed"], Some(30006))
+        } else if b.spam.contains(to) {
+            (&["queued", "sent", "undelivered"], Some(30007))
+        } else if b.unknown_error.contains(to) {
+            (&["queued", "failed"], Some(30008))
+        } else if b.unreachable.contains(to) {
+            (&["queued", "sent", "undelivered"], Some(30003))
+        } else {
+            (&["queued", "sent", "delivered"], None)
+        }
+    }
+}
+
+fn too_many_requests() -> (StatusCode, ApiError) {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        ApiError::new(429, 20429, "Too Many Requests"),
+    )
+}
+
+fn api_error(status: StatusCode, error: ApiError) -> Response {
+    (status, Json(error)).into_response()
+}
+
+async fn list_requests(State(sim): State<Sim>) -> Json<Vec<RecordedRequest>> {
+    Json(sim.requests())
+}
+
+/// Checks HTTP Basic auth against the account in the path.
+fn authorized(sim: &Sim, account_sid: &str, headers: &HeaderMap) -> bool {
+    let Some(token) = sim.inner.config.accounts.get(account_sid) else {
+        return false;
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| String::from_utf8(raw).ok());
+    given.as_deref() == Some(format!("{account_sid}:{token}").as_str())
+}
+
+async fn create_message(
+    State(sim): State<Sim>,
+    Path(account_sid): Path<String>,
+    headers: HeaderMap,
+    Form(params): Form<Vec<(String, String)>>,
+) -> Response {
+    let latency = sim.behaviour().api_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut record = RecordedRequest {
+        account_sid: account_sid.clone(),
+        from: param("From"),
+        to: param("To"),
+        body: param("Body"),
+        status_callback: param("StatusCallback"),
+        media_urls: params
+            .iter()
+            .filter(|(k, _)| k == "MediaUrl")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        http_status: 0,
+        sid: None,
+    };
+    let response = respond(&sim, &account_sid, &headers, &mut record);
+    record.http_status = response.status().as_u16();
+    sim.lock_requests().push(record);
+    response
+}
+
+fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRequest) -> Response {
+    if !authorized(sim, account_sid, headers) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            ApiError::new(401, 20003, "Authentication Error - invalid username"),
+        );
+    }
+    if r.to.is_empty() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(400, 21604, "A 'To' phone number is required."),
+        );
+    }
+    if r.from.is_empty() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(400, 21603, "A 'From' phone number is required."),
+        );
+    }
+    if r.body.is_empty() && r.media_urls.is_empty() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(400, 21602, "Message body is required."),
+        );
+    }
+    if r.body.chars().count() > 1600 {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(
+                400,
+                21617,
+                "The concatenated message body exceeds the 1600 character limit.",
+            ),
+        );
+    }
+    if sms_core::PhoneNumber::parse_valid(&r.to, None).is_err() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(
+                400,
+                21211,
+                format!("The 'To' number {} is not a valid phone number.", r.to),
+            ),
+        );
+    }
+    if let Some((status, error)) = sim.api_failure(&r.to) {
+        return api_error(status, error);
+    }
+    let prefix = if r.media_urls.is_empty() { "SM" } else { "MM" };
+    let sid = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().to_rfc2822();
+    let resource = MessageResource {
+        sid: sid.clone(),
+        account_sid: account_sid.to_owned(),
+        from: r.from.clone(),
+        to: r.to.clone(),
+        body: r.body.clone(),
+        status: "queued".into(),
+        num_segments: sms_core::count(&r.body).segments.max(1).to_string(),
+        num_media: r.media_urls.len().to_string(),
+        direction: "outbound-api".into(),
+        api_version: API_VERSION.into(),
+        date_created: now.clone(),
+        date_updated: now,
+        date_sent: None,
+        error_code: None,
+        error_message: None,
+        price: None,
+        price_unit: "USD".into(),
+        uri: format!("/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"),
+    };
+    r.sid = Some(sid);
+    if !r.status_callback.is_empty() {
+        spawn_callbacks(sim.clone(), resource.clone(), r.status_callback.clone());
+    }
+    (StatusCode::CREATED, Json(resource)).into_response()
+}
+
+/// Posts the message's status callbacks in order, each signed, retrying a few times.
+fn spawn_callbacks(sim: Sim, message: MessageResource, url: String) {
+    let behaviour = sim.behaviour();
+    if !behaviour.callbacks {
+        return;
+    }
+    let token = sim
+        .inner
+        .config
+        .accounts
+        .get(&message.account_sid)
+        .cloned()
+        .unwrap_or_default();
+    let (statuses, error_code) = sim.fate(&message.to);
+    tokio::spawn(async move {
+        for (i, status) in statuses.iter().enumerate() {
+            tokio::time::sleep(behaviour.callback_delay).await;
+            let last = i + 1 == statuses.len();
+            let mut params: Vec<(&str, String)> = vec![
+                ("MessageSid", message.sid.clone()),
+                ("SmsSid", message.sid.clone()),
+                ("AccountSid", message.account_sid.clone()),
+                ("From", message.from.clone()),
+                ("To", message.to.clone()),
+                ("MessageStatus", (*status).to_owned()),
+                ("SmsStatus", (*status).to_owned()),
+                ("ApiVersion", API_VERSION.to_owned()),
+            ];
+            if let (true, Some(code)) = (last, error_code) {
+                params.push(("ErrorCode", code.to_string()));
+            }
+            let signature =
+                sms_twilio::signature(&token, &url, params.iter().map(|(k, v)| (*k, v.as_str())));
+            post_with_retries(&sim, &url, &signature, &params).await;
+        }
+    });
+}
+
+async fn post_with_retries(sim: &Sim, url: &str, signature: &str, params: &[(&str, String)]) {
+    for attempt in 0..4u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+        }
+        let sent = sim
+            .inner
+            .http
+            .post(url)
+            .header(SIGNATURE_HEADER, signature)
+            .form(params)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) if resp.status().is_success() => {
+                sim.inner.callbacks_sent.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(resp) if resp.status().is_client_error() => {
+                tracing::warn!(%url, status = %resp.status(), "status callback refused");
+                break;
+            }
+            Ok(resp) => tracing::warn!(%url, status = %resp.status(), "status callback failed"),
+            Err(e) => tracing::warn!(%url, error = %e, "status callback failed"),
+        }
+    }
+    sim.inner.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads `SMS_SIM_*` variables (see the binary's documentation).
+pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runtime::ConfigError> {
+    let set = |var: &str| -> HashSet<String> {
+        env.raw(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let rate = |var: &str| -> Result<f64, sms_runtime::ConfigError> {
+        let r: f64 = env.parse_or(var, 0.0)?;
+        if (0.0..=1.0).contains(&r) {
+            Ok(r)
+        } else {
+            Err(sms_runtime::ConfigError::new(
+                var,
+                r.to_string(),
+                "expected a share between 0 and 1",
+            ))
+        }
+    };
+    let mut config = SimConfig::new(
+        &env.string_or("SMS_SIM_ACCOUNT_SID", DEFAULT_ACCOUNT_SID),
+        &env.string_or("SMS_SIM_AUTH_TOKEN", DEFAULT_AUTH_TOKEN),
+    );
+    let b = &mut config.behaviour;
+    b.landlines = set("SMS_SIM_LANDLINES");
+    b.spam = set("SMS_SIM_SPAM");
+    b.unknown_error = set("SMS_SIM_UNKNOWN_ERROR");
+    b.unreachable = set("SMS_SIM_UNREACHABLE");
+    b.carrier_opted_out = set("SMS_SIM_OPTED_OUT");
+    b.api_latency = env.millis_or("SMS_SIM_LATENCY_MS", Duration::ZERO)?;
+    b.callback_delay = env.millis_or("SMS_SIM_CALLBACK_DELAY_MS", Duration::from_millis(5))?;
+    b.rate_429 = rate("SMS_SIM_RATE_429")?;
+    b.rate_5xx = rate("SMS_SIM_RATE_5XX")?;
+    Ok(config)
+}
+
+/// The simulator's default account SID (development only).
+pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// The simulator's default auth token (development only).
+pub const DEFAULT_AUTH_TOKEN: &str = "sim-auth-token";

@@ -1,0 +1,512 @@
+//! The composer's logic: who may send what from which number to whom, and the message store.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use sms_bus::Bus;
+use sms_core::{PhoneNumber, Status, Transition, phone};
+use sms_proto::v1::events::{MessageAccepted, OutboundMessage, StatusChanged};
+use sms_proto::v1::{
+    AddNumberRequest, ListMessagesRequest, MessageStatus, NumberKind, SendMessageRequest,
+    add_number_request,
+};
+use sqlx::PgPool;
+use tonic::metadata::MetadataMap;
+use uuid::Uuid;
+
+use crate::error::{ComposerError, on_constraint};
+use crate::store::{self, ListFilter, MessageRow, NumberRow};
+
+/// Who is calling: the organization and user the call acts for.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The organization; every query is scoped to it.
+    pub organization_id: String,
+    /// The user, where the call has one.
+    pub user_id: Option<String>,
+}
+
+impl Caller {
+    fn user(&self) -> Result<&str, ComposerError> {
+        self.user_id.as_deref().ok_or(ComposerError::MissingUser)
+    }
+}
+
+/// Shared state of the composer.
+pub struct App {
+    pub(crate) pool: PgPool,
+    pub(crate) bus: Bus,
+    /// Bearer token → calling system. Empty: no authentication (development only).
+    pub(crate) tokens: HashMap<String, String>,
+}
+
+const MAX_ID_LEN: usize = 128;
+
+fn metadata_str<'a>(metadata: &'a MetadataMap, key: &str) -> Option<&'a str> {
+    metadata
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+impl App {
+    /// Authenticates the call and reads the organization and user it acts for.
+    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ComposerError> {
+        if !self.tokens.is_empty() {
+            let token = metadata_str(metadata, "authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(ComposerError::Unauthenticated)?;
+            let system = self
+                .tokens
+                .get(token.trim())
+                .ok_or(ComposerError::Unauthenticated)?;
+            tracing::Span::current().record("system", system.as_str());
+        }
+        let organization_id = metadata_str(metadata, "x-organization-id")
+            .filter(|o| o.len() <= MAX_ID_LEN)
+            .ok_or(ComposerError::MissingOrganization)?
+            .to_owned();
+        let user_id = metadata_str(metadata, "x-user-id")
+            .filter(|u| u.len() <= MAX_ID_LEN)
+            .map(str::to_owned);
+        Ok(Caller {
+            organization_id,
+            user_id,
+        })
+    }
+
+    /// Validates and accepts a message: stored `accepted`, then published for the dispatcher.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        req: SendMessageRequest,
+    ) -> Result<MessageRow, ComposerError> {
+        let user = caller.user()?;
+        let org = caller.organization_id.as_str();
+        let idempotency_key = Some(req.idempotency_key.trim()).filter(|k| !k.is_empty());
+        if let Some(key) = idempotency_key {
+            if let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await? {
+                return Ok(existing);
+            }
+        }
+        sms_core::validate_body(&req.body)?;
+        let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
+        let counted = sms_core::count(&req.body);
+        let now = Utc::now();
+        let row = MessageRow {
+            id: Uuid::now_v7(),
+            organization_id: org.to_owned(),
+            user_id: user.to_owned(),
+            direction: "outbound".into(),
+            from_number: from.number,
+            to_number: to.e164().to_owned(),
+            body: req.body,
+            status: Status::Accepted.as_str().into(),
+            reason: None,
+            carrier_error_code: None,
+            encoding: counted.encoding.as_str().into(),
+            segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
+            carrier_sid: None,
+            lead_id: Some(req.lead_id).filter(|s| !s.is_empty()),
+            contact_id: Some(req.contact_id).filter(|s| !s.is_empty()),
+            created_at: now,
+            updated_at: now,
+        };
+        let event_id = accepted_event_id(&row);
+        if let Err(e) = store::insert_message(&self.pool, &row, idempotency_key, &event_id).await {
+            // A concurrent call with the same key won the race: return its message.
+            let key_taken = e
+                .as_database_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|c| c == "messages_idempotency_key");
+            if let (true, Some(key)) = (key_taken, idempotency_key) {
+                if let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
+                {
+                    return Ok(existing);
+                }
+            }
+            return Err(e.into());
+        }
+        // Stored is accepted: if this publish fails, the re-publisher sends it later.
+        if let Err(e) = self.publish_accepted(&row).await {
+            tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
+        }
+        Ok(row)
+    }
+
+    /// Picks and checks the sender and the recipient.
+    async fn route(
+        &self,
+        caller: &Caller,
+        user: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(NumberRow, PhoneNumber), ComposerError> {
+        let org = caller.organization_id.as_str();
+        if !from.trim().is_empty() {
+            let from =
+                PhoneNumber::parse_valid(from, None).map_err(ComposerError::InvalidSender)?;
+            let number = store::find_number(&self.pool, org, from.e164())
+                .await?
+                .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
+            if number.kind != "internal" {
+                return Err(ComposerError::ExternalSender(number.number));
+            }
+            if !number.sms_capable {
+                return Err(ComposerError::SenderNotSmsCapable(number.number));
+            }
+            let owns = number.owner_user_id.as_deref() == Some(user);
+            let member = match &number.owner_group_id {
+                Some(group) if !owns => store::is_member(&self.pool, org, group, user).await?,
+                _ => false,
+            };
+            if !owns && !member {
+                return Err(ComposerError::SenderNotOwned(number.number));
+            }
+            let to = recipient(to, from.region())?;
+            if !phone::same_calling_code(&from, &to) {
+                return Err(ComposerError::InternationalNotAllowed {
+                    from: from.calling_code(),
+                    to: to.calling_code(),
+                });
+            }
+            return Ok((number, to));
+        }
+        // No sender given: the recipient must be international format, then the user's number
+        // with the same calling code is used (the one last used with this contact first).
+        let to = recipient(to, None)?;
+        let candidates = store::usable_numbers(&self.pool, org, user, to.e164()).await?;
+        let number = candidates
+            .into_iter()
+            .find(|n| {
+                PhoneNumber::parse_valid(&n.number, None)
+                    .is_ok_and(|p| phone::same_calling_code(&p, &to))
+            })
+            .ok_or(ComposerError::NoSenderAvailable {
+                calling_code: to.calling_code(),
+            })?;
+        Ok((number, to))
+    }
+
+    pub(crate) async fn publish_accepted(&self, m: &MessageRow) -> Result<(), sms_bus::BusError> {
+        let event = MessageAccepted {
+            meta: Some(sms_bus::meta(
+                accepted_event_id(m),
+                &m.organization_id,
+                &m.id.to_string(),
+            )),
+            message: Some(OutboundMessage {
+                message_id: m.id.to_string(),
+                organization_id: m.organization_id.clone(),
+                user_id: m.user_id.clone(),
+                from: m.from_number.clone(),
+                to: m.to_number.clone(),
+                body: m.body.clone(),
+                encoding: m.encoding.clone(),
+                segments: u32::try_from(m.segments).unwrap_or(0),
+            }),
+        };
+        self.bus.publish_durably(&event).await
+    }
+
+    /// A message of the caller's organization, with its history.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(MessageRow, Vec<store::HistoryRow>), ComposerError> {
+        let id = Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))?;
+        let m = store::get_message(&self.pool, &caller.organization_id, id)
+            .await?
+            .ok_or(ComposerError::NotFound("message"))?;
+        let history = store::history(&self.pool, id).await?;
+        Ok((m, history))
+    }
+
+    /// A page of the caller's organization's messages and the token of the next page.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        req: &ListMessagesRequest,
+    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+        let page_size = match req.page_size {
+            0 => 50,
+            n => n.min(500),
+        };
+        let contact = match req.contact_number.trim() {
+            "" => None,
+            n => Some(
+                PhoneNumber::parse_valid(n, None)
+                    .map_err(ComposerError::InvalidRecipient)?
+                    .e164()
+                    .to_owned(),
+            ),
+        };
+        let status = match req.status() {
+            MessageStatus::Unspecified => None,
+            s => sms_bus::status_from_proto(s).map(Status::as_str),
+        };
+        let filter = ListFilter {
+            status,
+            contact_number: contact.as_deref(),
+            before: decode_page_token(&req.page_token)?,
+        };
+        let mut rows = store::list_messages(
+            &self.pool,
+            &caller.organization_id,
+            &filter,
+            i64::from(page_size) + 1,
+        )
+        .await?;
+        let next = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last()
+                .map(|m| encode_page_token(m.created_at, m.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    /// Rents a number for the caller's organization; the reply warns when it cannot send SMS.
+    pub async fn add_number(
+        &self,
+        caller: &Caller,
+        req: AddNumberRequest,
+    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+        let parsed =
+            PhoneNumber::parse_valid(&req.number, None).map_err(ComposerError::InvalidNumber)?;
+        let kind = match req.kind() {
+            NumberKind::External => "external",
+            NumberKind::Internal | NumberKind::Unspecified => "internal",
+        };
+        let (owner_user_id, owner_group_id) = match req.owner {
+            Some(add_number_request::Owner::OwnerUserId(u)) if !u.trim().is_empty() => {
+                (Some(u.trim().to_owned()), None)
+            }
+            Some(add_number_request::Owner::OwnerGroupId(g)) if !g.trim().is_empty() => {
+                (None, Some(g.trim().to_owned()))
+            }
+            _ => return Err(ComposerError::MissingOwner),
+        };
+        let region = parsed.region().map(|r| r.to_string()).unwrap_or_default();
+        let mut warnings = Vec::new();
+        if !parsed.sms_supported() {
+            let why = if !parsed.region().is_some_and(|r| r.sms_supported()) {
+                format!(
+                    "we do not send SMS in {}",
+                    if region.is_empty() {
+                        "its region"
+                    } else {
+                        &region
+                    }
+                )
+            } else {
+                format!("it is a {} number", parsed.number_type().as_str())
+            };
+            warnings.push(format!(
+                "{} cannot send or receive SMS: {why}",
+                parsed.e164()
+            ));
+        }
+        if kind == "external" {
+            warnings.push(format!(
+                "{} is external: it will never be used to send",
+                parsed.e164()
+            ));
+        }
+        let row = NumberRow {
+            id: Uuid::now_v7(),
+            organization_id: caller.organization_id.clone(),
+            number: parsed.e164().to_owned(),
+            region,
+            number_type: parsed.number_type().as_str().to_owned(),
+            sms_capable: parsed.sms_supported(),
+            mms_capable: parsed.mms_supported(),
+            voice_capable: true,
+            kind: kind.to_owned(),
+            owner_user_id,
+            owner_group_id,
+            created_at: Utc::now(),
+        };
+        store::insert_number(&self.pool, &row).await.map_err(|e| {
+            on_constraint(e, "numbers_number_key", || {
+                ComposerError::NumberTaken(row.number.clone())
+            })
+        })?;
+        Ok((row, warnings))
+    }
+
+    /// The caller's organization's numbers.
+    pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, ComposerError> {
+        Ok(store::list_numbers(&self.pool, &caller.organization_id).await?)
+    }
+
+    /// Applies a status event to its message (older and repeated statuses change nothing).
+    pub async fn apply_status(&self, e: &StatusChanged) -> Result<(), sms_bus::HandleError> {
+        let Some(meta) = &e.meta else {
+            return Err(sms_bus::HandleError::Permanent(
+                "status event without meta".into(),
+            ));
+        };
+        let Ok(id) = Uuid::parse_str(&meta.message_id) else {
+            return Err(sms_bus::HandleError::Permanent(format!(
+                "status event for a bad message id {:?}",
+                meta.message_id
+            )));
+        };
+        let Some(to) = sms_bus::status_from_proto(e.status()) else {
+            return Err(sms_bus::HandleError::Permanent(
+                "status event without a status".into(),
+            ));
+        };
+        let retry = |e: sqlx::Error| sms_bus::HandleError::Retry {
+            reason: format!("database: {e}"),
+            delay: Duration::from_millis(500),
+        };
+        let mut tx = self.pool.begin().await.map_err(retry)?;
+        let Some(current) = store::lock_status(&mut tx, &meta.organization_id, id)
+            .await
+            .map_err(retry)?
+        else {
+            tracing::warn!(%id, "status for a message we do not have; ignored");
+            return Ok(());
+        };
+        let current: Status = current
+            .parse()
+            .map_err(|e| sms_bus::HandleError::Permanent(format!("stored status: {e}")))?;
+        let sid = Some(e.carrier_sid.as_str()).filter(|s| !s.is_empty());
+        match current.transition(to) {
+            Transition::Advance => {
+                let reason = Some(e.reason.as_str()).filter(|s| !s.is_empty());
+                let code = (e.carrier_error_code != 0)
+                    .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX));
+                let at = meta
+                    .occurred_at
+                    .as_ref()
+                    .and_then(|t| {
+                        DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                    })
+                    .unwrap_or_else(Utc::now);
+                store::set_status(&mut tx, id, to.as_str(), reason, code, sid)
+                    .await
+                    .map_err(retry)?;
+                store::insert_history(&mut tx, id, to.as_str(), reason, code, at, &meta.event_id)
+                    .await
+                    .map_err(retry)?;
+            }
+            Transition::Stale => {
+                if let Some(sid) = sid {
+                    store::set_carrier_sid(&mut tx, id, sid)
+                        .await
+                        .map_err(retry)?;
+                }
+            }
+            Transition::Illegal => {
+                tracing::warn!(%id, from = %current, to = %to, "illegal status change ignored");
+            }
+        }
+        tx.commit().await.map_err(retry)
+    }
+
+    /// Re-publishes messages stuck in `accepted` (their publish failed, or the process died
+    /// between storing and publishing). Same event id: JetStream or the dispatcher drop repeats.
+    pub async fn republish_stale(&self, older_than: Duration) -> Result<usize, sqlx::Error> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let stale = store::claim_stale_accepted(&self.pool, cutoff, 500).await?;
+        for m in &stale {
+            if let Err(e) = self.publish_accepted(m).await {
+                tracing::warn!(message_id = %m.id, error = %e, "re-publish failed");
+            }
+        }
+        Ok(stale.len())
+    }
+}
+
+/// The recipient, valid, in a supported country, and able to take SMS as far as we know.
+fn recipient(to: &str, region: Option<sms_core::Region>) -> Result<PhoneNumber, ComposerError> {
+    let to = PhoneNumber::parse_valid(to, region).map_err(ComposerError::InvalidRecipient)?;
+    if !to.region().is_some_and(|r| r.sms_supported()) {
+        return Err(ComposerError::UnsupportedCountry {
+            region: to
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        });
+    }
+    if !to.number_type().sms_capable() {
+        return Err(ComposerError::RecipientNotSmsCapable {
+            number: to.e164().to_owned(),
+            number_type: to.number_type().as_str().to_owned(),
+        });
+    }
+    Ok(to)
+}
+
+fn accepted_event_id(m: &MessageRow) -> String {
+    sms_bus::stable_event_id(&[&m.id.to_string(), "accepted"])
+}
+
+fn encode_page_token(at: DateTime<Utc>, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
+}
+
+fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, ComposerError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let raw = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or(ComposerError::InvalidPageToken)?;
+    let (micros, id) = raw.split_once(':').ok_or(ComposerError::InvalidPageToken)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or(ComposerError::InvalidPageToken)?;
+    let id = Uuid::parse_str(id).map_err(|_| ComposerError::InvalidPageToken)?;
+    Ok(Some((at, id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(
+            decode_page_token(&encode_page_token(at, id)).unwrap(),
+            Some((at, id))
+        );
+        assert_eq!(decode_page_token("").unwrap(), None);
+        assert!(decode_page_token("nope!").is_err());
+        assert!(decode_page_token(&URL_SAFE_NO_PAD.encode("1:x")).is_err());
+    }
+
+    #[test]
+    fn recipients() {
+        assert!(recipient("+12015550123", None).is_ok());
+        assert!(matches!(
+            recipient("+819012345678", None),
+            Err(ComposerError::UnsupportedCountry { .. })
+        ));
+        assert!(matches!(
+            recipient("+442079460018", None),
+            Err(ComposerError::RecipientNotSmsCapable { .. })
+        ));
+        assert!(matches!(
+            recipient("2015550123", None),
+            Err(ComposerError::InvalidRecipient(_))
+        ));
+    }
+}

@@ -1,0 +1,204 @@
+//! Every way a composer call can fail, and the one mapping to gRPC statuses with a
+//! machine-readable `google.rpc.ErrorInfo` reason.
+
+use sms_core::{BodyError, PhoneError};
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo` domain of our errors.
+pub const ERROR_DOMAIN: &str = "sms-platform";
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposerError {
+    /// No or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthenticated,
+    /// No `x-organization-id`.
+    #[error("the x-organization-id metadata is required")]
+    MissingOrganization,
+    /// No `x-user-id` where one is needed.
+    #[error("the x-user-id metadata is required")]
+    MissingUser,
+    /// The body is empty or too long.
+    #[error("{0}")]
+    Body(#[from] BodyError),
+    /// The recipient is not a valid number.
+    #[error("invalid recipient: {0}")]
+    InvalidRecipient(PhoneError),
+    /// The recipient is in a country we do not serve.
+    #[error("we do not send SMS to {region} numbers")]
+    UnsupportedCountry {
+        /// The recipient's region.
+        region: String,
+    },
+    /// The recipient is a kind of line that cannot take SMS (a landline).
+    #[error("{number} is a {number_type} number and cannot receive SMS")]
+    RecipientNotSmsCapable {
+        /// The recipient.
+        number: String,
+        /// Its type.
+        number_type: String,
+    },
+    /// Sender and recipient have different calling codes.
+    #[error("international SMS is not allowed: sender +{from} and recipient +{to}")]
+    InternationalNotAllowed {
+        /// The sender's calling code.
+        from: u16,
+        /// The recipient's calling code.
+        to: u16,
+    },
+    /// The sender is not a valid number.
+    #[error("invalid sender: {0}")]
+    InvalidSender(PhoneError),
+    /// The sender is not one of the organization's numbers.
+    #[error("{0} is not one of this organization's numbers")]
+    UnknownSender(String),
+    /// The sender is an external number.
+    #[error("{0} is an external number; messages are sent only from rented numbers")]
+    ExternalSender(String),
+    /// The sender cannot send SMS.
+    #[error("{0} cannot send SMS")]
+    SenderNotSmsCapable(String),
+    /// The user neither owns the sender nor belongs to its group.
+    #[error("the user may not send from {0}")]
+    SenderNotOwned(String),
+    /// No sender was given and the user has none for the recipient's country.
+    #[error("the user has no SMS number for +{calling_code} recipients")]
+    NoSenderAvailable {
+        /// The recipient's calling code.
+        calling_code: u16,
+    },
+    /// A number to add is not valid.
+    #[error("invalid number: {0}")]
+    InvalidNumber(PhoneError),
+    /// A number is already rented (by this or another organization).
+    #[error("{0} is already in use")]
+    NumberTaken(String),
+    /// A number needs exactly one owner.
+    #[error("a number needs an owner: a user or a group")]
+    MissingOwner,
+    /// A malformed id.
+    #[error("{0:?} is not a valid id")]
+    InvalidId(String),
+    /// The page token is not one we issued.
+    #[error("invalid page token")]
+    InvalidPageToken,
+    /// Nothing with that id in this organization.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ComposerError {
+    /// The machine-readable reason (`google.rpc.ErrorInfo.reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ComposerError::Unauthenticated => "UNAUTHENTICATED",
+            ComposerError::MissingOrganization => "MISSING_ORGANIZATION",
+            ComposerError::MissingUser => "MISSING_USER",
+            ComposerError::Body(BodyError::Empty) => "BODY_EMPTY",
+            ComposerError::Body(BodyError::TooLong { .. }) => "BODY_TOO_LONG",
+            ComposerError::InvalidRecipient(_) => "INVALID_RECIPIENT",
+            ComposerError::UnsupportedCountry { .. } => "UNSUPPORTED_COUNTRY",
+            ComposerError::RecipientNotSmsCapable { .. } => "RECIPIENT_NOT_SMS_CAPABLE",
+            ComposerError::InternationalNotAllowed { .. } => "INTERNATIONAL_NOT_ALLOWED",
+            ComposerError::InvalidSender(_) => "INVALID_SENDER",
+            ComposerError::UnknownSender(_) => "UNKNOWN_SENDER",
+            ComposerError::ExternalSender(_) => "EXTERNAL_SENDER",
+            ComposerError::SenderNotSmsCapable(_) => "SENDER_NOT_SMS_CAPABLE",
+            ComposerError::SenderNotOwned(_) => "SENDER_NOT_OWNED",
+            ComposerError::NoSenderAvailable { .. } => "NO_SENDER_AVAILABLE",
+            ComposerError::InvalidNumber(_) => "INVALID_NUMBER",
+            ComposerError::NumberTaken(_) => "NUMBER_ALREADY_EXISTS",
+            ComposerError::MissingOwner => "MISSING_OWNER",
+            ComposerError::InvalidId(_) => "INVALID_ID",
+            ComposerError::InvalidPageToken => "INVALID_PAGE_TOKEN",
+            ComposerError::NotFound(_) => "NOT_FOUND",
+            ComposerError::Database(_) => "INTERNAL",
+        }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            ComposerError::Unauthenticated => Code::Unauthenticated,
+            ComposerError::MissingOrganization
+            | ComposerError::MissingUser
+            | ComposerError::Body(_)
+            | ComposerError::InvalidRecipient(_)
+            | ComposerError::UnsupportedCountry { .. }
+            | ComposerError::RecipientNotSmsCapable { .. }
+            | ComposerError::InternationalNotAllowed { .. }
+            | ComposerError::InvalidSender(_)
+            | ComposerError::InvalidNumber(_)
+            | ComposerError::MissingOwner
+            | ComposerError::InvalidId(_)
+            | ComposerError::InvalidPageToken => Code::InvalidArgument,
+            ComposerError::UnknownSender(_)
+            | ComposerError::ExternalSender(_)
+            | ComposerError::SenderNotSmsCapable(_)
+            | ComposerError::NoSenderAvailable { .. } => Code::FailedPrecondition,
+            ComposerError::SenderNotOwned(_) => Code::PermissionDenied,
+            ComposerError::NumberTaken(_) => Code::AlreadyExists,
+            ComposerError::NotFound(_) => Code::NotFound,
+            ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
+            ComposerError::Database(_) => Code::Internal,
+        }
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
+}
+
+impl From<ComposerError> for tonic::Status {
+    fn from(e: ComposerError) -> Self {
+        let code = e.code();
+        // Internal details are logged, never sent to the caller.
+        let message = match &e {
+            ComposerError::Database(inner) => {
+                tracing::error!(error = %inner, "database error");
+                "internal error; try again".to_owned()
+            }
+            ComposerError::Unauthenticated => {
+                tracing::warn!("unauthenticated call");
+                e.to_string()
+            }
+            other => {
+                tracing::info!(reason = other.reason(), error = %other, "request refused");
+                other.to_string()
+            }
+        };
+        tonic::Status::with_error_details(
+            code,
+            message,
+            ErrorDetails::with_error_info(
+                e.reason(),
+                ERROR_DOMAIN,
+                std::collections::HashMap::<String, String>::new(),
+            ),
+        )
+    }
+}
+
+/// Maps a unique-constraint violation on `constraint` to `error`, leaving other errors as they are.
+pub fn on_constraint(
+    e: sqlx::Error,
+    constraint: &str,
+    error: impl FnOnce() -> ComposerError,
+) -> ComposerError {
+    let matches = e
+        .as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == constraint);
+    if matches {
+        error()
+    } else {
+        ComposerError::Database(e)
+    }
+}

@@ -1,0 +1,187 @@
+//! The composer: the gRPC front door of the platform.
+//!
+//! It validates every send with `sms-core` (sender ownership, countries, body), stores the
+//! message with its segments and status history in its own schema, publishes it for the
+//! dispatcher, and applies status events so `GetMessage` shows the whole lifecycle.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sms_bus::{Bus, BusConfig, ConsumerKind};
+use sms_proto::v1::events::StatusChanged;
+use sms_proto::v1::messaging_server::MessagingServer;
+use sms_proto::v1::numbers_server::NumbersServer;
+use sms_runtime::{CommonConfig, ConfigError, Env};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod app;
+pub mod error;
+pub mod grpc;
+pub mod store;
+
+pub use app::App;
+pub use error::ComposerError;
+
+/// The composer's schema.
+pub const SCHEMA: &str = "composer";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Composer settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bus and database.
+    pub common: CommonConfig,
+    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    pub health_addr: Option<SocketAddr>,
+    /// `SMS_API_TOKENS`: `system:token` pairs, comma-separated. Empty: no authentication.
+    pub api_tokens: HashMap<String, String>,
+    /// `SMS_REPUBLISH_AFTER_MS`: how long a message may stay `accepted` before it is
+    /// published again.
+    pub republish_after: Duration,
+}
+
+impl Config {
+    /// Reads the composer's variables.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let mut api_tokens = HashMap::new();
+        for pair in env
+            .string_or("SMS_API_TOKENS", "")
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (system, token) = pair
+                .split_once(':')
+                .filter(|(s, t)| !s.trim().is_empty() && t.trim().len() >= 16)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "SMS_API_TOKENS",
+                        "(hidden)",
+                        "expected system:token pairs, tokens of at least 16 characters",
+                    )
+                })?;
+            api_tokens.insert(token.trim().to_owned(), system.trim().to_owned());
+        }
+        Ok(Config {
+            common: CommonConfig::from_env(env)?,
+            health_addr: env
+                .raw("SMS_HEALTH_ADDR")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|e: std::net::AddrParseError| {
+                    ConfigError::new("SMS_HEALTH_ADDR", env.string_or("SMS_HEALTH_ADDR", ""), e)
+                })?,
+            api_tokens,
+            republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
+        })
+    }
+}
+
+/// Runs the composer, serving gRPC on `listener`, until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let c = &config.common;
+    let pool = sms_runtime::db::connect(&c.database_url, SCHEMA, c.db_max_connections, &MIGRATOR)
+        .await
+        .context("composer database")?;
+    let mut bus_config = BusConfig::new(&c.nats_url, &c.namespace);
+    bus_config.ack_wait = c.ack_wait;
+    bus_config.max_deliver = c.max_deliver;
+    let bus = Bus::connect(bus_config).await.context("composer bus")?;
+    if config.api_tokens.is_empty() {
+        tracing::warn!(
+            "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
+        );
+    }
+    let app = Arc::new(App {
+        pool: pool.clone(),
+        bus: bus.clone(),
+        tokens: config.api_tokens.clone(),
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<MessagingServer<grpc::MessagingService>>()
+        .await;
+    health_reporter
+        .set_serving::<NumbersServer<grpc::NumbersService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("gRPC reflection")?;
+
+    if let Some(addr) = config.health_addr {
+        let listener = sms_runtime::health::bind(addr).await?;
+        let ready_pool = pool.clone();
+        let ready_bus = bus.clone();
+        let ready: sms_runtime::health::ReadyCheck = Arc::new(move || {
+            let pool = ready_pool.clone();
+            let connected = ready_bus.is_connected();
+            Box::pin(async move {
+                if !connected {
+                    return Err("NATS is not connected".to_owned());
+                }
+                sqlx::query("SELECT 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("PostgreSQL: {e}"))
+            })
+        });
+        tokio::spawn(sms_runtime::health::serve(
+            listener,
+            sms_runtime::health::router(ready),
+            shutdown.clone(),
+        ));
+    }
+
+    let status_app = app.clone();
+    let statuses = bus.consume(
+        ConsumerKind::ComposerStatus,
+        shutdown.clone(),
+        move |e: StatusChanged, _| {
+            let app = status_app.clone();
+            async move { app.apply_status(&e).await }
+        },
+    );
+    let sweeper = republisher(app.clone(), config.republish_after, shutdown.clone());
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "composer serving gRPC");
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(MessagingServer::new(grpc::MessagingService(app.clone())))
+        .add_service(NumbersServer::new(grpc::NumbersService(app)))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let (served, consumed, ()) = tokio::join!(server, statuses, sweeper);
+    served.context("gRPC server")?;
+    consumed.context("status consumer")?;
+    tracing::info!("composer stopped");
+    Ok(())
+}
+
+/// Every few seconds, publishes again the messages stuck in `accepted`.
+async fn republisher(app: Arc<App>, after: Duration, shutdown: CancellationToken) {
+    let period = (after / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        match app.republish_stale(after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "re-published messages stuck in accepted"),
+            Err(e) => tracing::warn!(error = %e, "re-publisher query failed"),
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The dispatcher: takes accepted and due messages off the bus and sends each one exactly
+//! once through a [`Carrier`], publishing what happened as status events.
+//!
+//! Exactly once: before calling the carrier, the dispatcher claims the message in its own
+//! `sends` table. A redelivered event (a replica died, an ack was lost) finds the claim and is
+//! dropped, so the carrier never sees a message twice. A retryable failure releases the claim
+//! (`retry`) and the event comes back after a back-off.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sms_bus::{Bus, BusConfig, ConsumerKind, Delivery, HandleError};
+use sms_core::{Reason, Status};
+use sms_proto::v1::events::{
+    EventMeta, MessageAccepted, MessageDue, OutboundMessage, StatusChanged,
+};
+use sms_runtime::{CommonConfig, ConfigError, Env};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub mod carrier;
+
+pub use carrier::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
+
+/// The dispatcher's schema.
+pub const SCHEMA: &str = "dispatcher";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Dispatcher settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Bus and database.
+    pub common: CommonConfig,
+    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    pub health_addr: Option<SocketAddr>,
+    /// `SMS_PUBLIC_URL`: public base URL of the inbound receiver, for status callbacks.
+    pub public_url: String,
+    /// `SMS_TWILIO_API_URL`: the Messages API base URL.
+    pub twilio_api_url: String,
+    /// `SMS_TWILIO_ACCOUNT_SID`.
+    pub twilio_account_sid: String,
+    /// `SMS_TWILIO_AUTH_TOKEN`.
+    pub twilio_auth_token: String,
+    /// `SMS_SEND_ATTEMPTS`: carrier calls before a retryable failure becomes final.
+    pub send_attempts: i32,
+    /// `SMS_CARRIER_TIMEOUT_MS`: timeout of one carrier call.
+    pub carrier_timeout: Duration,
+}
+
+impl Config {
+    /// Reads the dispatcher's variables.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let public_url = env.string_or("SMS_PUBLIC_URL", "http://127.0.0.1:8080");
+        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(ConfigError::new(
+                "SMS_PUBLIC_URL",
+                public_url,
+                "expected an http(s) URL",
+            ));
+        }
+        Ok(Config {
+            common: CommonConfig::from_env(env)?,
+            health_addr: env
+                .raw("SMS_HEALTH_ADDR")
+                .map(|v| v.parse())
+                .transpose()
+                .map_err(|e: std::net::AddrParseError| {
+                    ConfigError::new("SMS_HEALTH_ADDR", env.string_or("SMS_HEALTH_ADDR", ""), e)
+                })?,
+            public_url,
+            twilio_api_url: env.string_or("SMS_TWILIO_API_URL", "https://api.twilio.com"),
+            twilio_account_sid: env.raw("SMS_TWILIO_ACCOUNT_SID").ok_or_else(|| {
+                ConfigError::new(
+                    "SMS_TWILIO_ACCOUNT_SID",
+                    "",
+                    "the Twilio account SID is required",
+                )
+            })?,
+            twilio_auth_token: env.raw("SMS_TWILIO_AUTH_TOKEN").ok_or_else(|| {
+                ConfigError::new(
+                    "SMS_TWILIO_AUTH_TOKEN",
+                    "",
+                    "the Twilio auth token is required",
+                )
+            })?,
+            send_attempts: env.parse_or("SMS_SEND_ATTEMPTS", 4)?,
+            carrier_timeout: env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?,
+        })
+    }
+}
+
+/// Runs the dispatcher with the Twilio adapter until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = sms_runtime::http_client(config.carrier_timeout)?;
+    let carrier = Twilio::new(
+        http,
+        &config.twilio_api_url,
+        &config.twilio_account_sid,
+        &config.twilio_auth_token,
+    );
+    run_with_carrier(config, Arc::new(carrier), shutdown).await
+}
+
+/// Runs the dispatcher with any carrier until `shutdown`.
+pub async fn run_with_carrier(
+    config: Config,
+    carrier: Arc<dyn Carrier>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let c = &config.common;
+    let pool = sms_runtime::db::connect(&c.database_url, SCHEMA, c.db_max_connections, &MIGRATOR)
+        .await
+        .context("dispatcher database")?;
+    let mut bus_config = BusConfig::new(&c.nats_url, &c.namespace);
+    bus_config.ack_wait = c.ack_wait;
+    bus_config.max_deliver = c.max_deliver;
+    let bus = Bus::connect(bus_config).await.context("dispatcher bus")?;
+    let dispatcher = Arc::new(Dispatcher {
+        pool: pool.clone(),
+        bus: bus.clone(),
+        carrier,
+        public_url: config.public_url.trim_end_matches('/').to_owned(),
+        send_attempts: config.send_attempts.max(1),
+    });
+    if let Some(addr) = config.health_addr {
+        spawn_health(addr, pool, bus.clone(), shutdown.clone()).await?;
+    }
+    let d = dispatcher.clone();
+    let accepted = bus.consume(
+        ConsumerKind::DispatcherAccepted,
+        shutdown.clone(),
+        move |e: MessageAccepted, delivery| {
+            let d = d.clone();
+            async move { d.send(e.meta, e.message, delivery).await }
+        },
+    );
+    let d = dispatcher.clone();
+    let due = bus.consume(
+        ConsumerKind::DispatcherDue,
+        shutdown.clone(),
+        move |e: MessageDue, delivery| {
+            let d = d.clone();
+            async move { d.send(e.meta, e.message, delivery).await }
+        },
+    );
+    tracing::info!("dispatcher running");
+    let (a, b) = tokio::join!(accepted, due);
+    a.context("accepted consumer")?;
+    b.context("due consumer")?;
+    tracing::info!("dispatcher stopped");
+    Ok(())
+}
+
+async fn spawn_health(
+    addr: SocketAddr,
+    pool: PgPool,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = sms_runtime::health::bind(addr).await?;
+    let ready: sms_runtime::health::ReadyCheck = Arc::new(move || {
+        let pool = pool.clone();
+        let connected = bus.is_connected();
+        Box::pin(async move {
+            if !connected {
+                return Err("NATS is not connected".to_owned());
+            }
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("PostgreSQL: {e}"))
+        })
+    });
+    tokio::spawn(sms_runtime::health::serve(
+        listener,
+        sms_runtime::health::router(ready),
+        shutdown,
+    ));
+    Ok(())
+}
+
+struct Dispatcher {
+    pool: PgPool,
+    bus: Bus,
+    carrier: Arc<dyn Carrier>,
+    public_url: String,
+    send_attempts: i32,
+}
+
+/// A database hiccup: try the event again shortly.
+fn db_retry(e: sqlx::Error) -> HandleError {
+    HandleError::Retry {
+        reason: format!("database: {e}"),
+        delay: Duration::from_millis(500),
+    }
+}
+
+/// Exponential back-off for carrier retries: 1 s, 2 s, 4 s, … at most 60 s.
+fn backoff(attempt: i32) -> Duration {
+    Duration::from_secs(1u64 << attempt.clamp(1, 7).saturating_sub(1)).min(Duration::from_secs(60))
+}
+
+impl Dispatcher {
+    async fn send(
+        &self,
+        meta: Option<EventMeta>,
+        message: Option<OutboundMessage>,
+        delivery: Delivery,
+    ) -> Result<(), HandleError> {
+        let (Some(_meta), Some(m)) = (meta, message) else {
+            return Err(HandleError::Permanent(
+                "event without meta or message".into(),
+            ));
+        };
+        let id = Uuid::parse_str(&m.message_id).map_err(|e| {
+            HandleError::Permanent(format!("bad message id {:?}: {e}", m.message_id))
+        })?;
+        let Some(attempt) = self.claim(id, &m.organization_id).await? else {
+            tracing::debug!(%id, "already taken on; dropping the redelivery");
+            return Ok(());
+        };
+        // "queued" is published once, on the first attempt; its ack is awaited after the
+        // carrier call so the two overlap.
+        let queued = if attempt == 1 {
+            Some(self.status(&m, Status::Queued, None, None, "").await?)
+        } else {
+            None
+        };
+        let outcome = self.carrier.send(&self.carrier_message(&m)).await;
+        let result = match outcome {
+            Ok(receipt) => {
+                sqlx::query!(
+                    "UPDATE dispatcher.sends SET state = 'sent', carrier_sid = $2, updated_at = now()
+                     WHERE message_id = $1",
+                    id,
+                    receipt.carrier_sid
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(db_retry)?;
+                Ok(())
+            }
+            Err(CarrierError::Retryable {
+                reason,
+                code,
+                detail,
+                retry_after,
+            }) if attempt < self.send_attempts && !delivery.last => {
+                tracing::warn!(%id, attempt, %reason, %detail, "carrier call failed; will retry");
+                self.set_state(id, "retry", &detail).await?;
+                let _ = code;
+                Err(HandleError::Retry {
+                    reason: detail,
+                    delay: retry_after.unwrap_or_else(|| backoff(attempt)),
+                })
+            }
+            Err(CarrierError::Retryable {
+                reason,
+                code,
+                detail,
+                ..
+            })
+            | Err(CarrierError::Permanent {
+                reason,
+                code,
+                detail,
+            }) => {
+                tracing::info!(%id, %reason, ?code, %detail, "message failed at the carrier");
+                self.set_state(id, "failed", &detail).await?;
+                self.status(&m, Status::Failed, Some(reason), code, &detail)
+                    .await?
+                    .await
+                    .map_err(|e| retry(format!("status publish: {e}")))?;
+                Ok(())
+            }
+            Err(CarrierError::Ambiguous(detail)) => {
+                // Left in `sending`: the carrier's callbacks, if it got the message, move it on.
+                tracing::error!(%id, %detail, "carrier call outcome unknown; not retrying to avoid a double send");
+                Ok(())
+            }
+        };
+        if let Some(ack) = queued {
+            ack.await
+                .map_err(|e| retry(format!("status publish: {e}")))?;
+        }
+        result
+    }
+
+    /// Claims the message for a carrier call; `None` when another delivery already has it.
+    async fn claim(&self, id: Uuid, organization_id: &str) -> Result<Option<i32>, HandleError> {
+        sqlx::query_scalar!(
+            "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
+             VALUES ($1, $2, 'sending', 1)
+             ON CONFLICT (message_id) DO UPDATE
+                SET state = 'sending', attempts = dispatcher.sends.attempts + 1, updated_at = now()
+                WHERE dispatcher.sends.state = 'retry'
+             RETURNING attempts",
+            id,
+            organization_id
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_retry)
+    }
+
+    async fn set_state(&self, id: Uuid, state: &str, error: &str) -> Result<(), HandleError> {
+        sqlx::query!(
+            "UPDATE dispatcher.sends SET state = $2, last_error = $3, updated_at = now()
+             WHERE message_id = $1",
+            id,
+            state,
+            error
+        )
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(db_retry)
+    }
+
+    fn carrier_message(&self, m: &OutboundMessage) -> CarrierMessage {
+        let traceparent = sms_bus::trace::current_traceparent();
+        let mut params = vec![
+            ("org", m.organization_id.as_str()),
+            ("mid", m.message_id.as_str()),
+        ];
+        if let Some(tp) = &traceparent {
+            // The callback URL is signed by the carrier, so the trace context in it is trusted
+            // and the status events of this message continue its trace.
+            params.push(("tp", tp.as_str()));
+        }
+        let callback = reqwest::Url::parse_with_params(
+            &format!("{}/webhooks/twilio/status", self.public_url),
+            &params,
+        )
+        .map(String::from)
+        .unwrap_or_default();
+        CarrierMessage {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            status_callback: callback,
+            media_urls: Vec::new(),
+            traceparent,
+        }
+    }
+
+    async fn status(
+        &self,
+        m: &OutboundMessage,
+        status: Status,
+        reason: Option<Reason>,
+        code: Option<u32>,
+        detail: &str,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, HandleError> {
+        let event = StatusChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::stable_event_id(&[&m.message_id, status.as_str(), "dispatcher"]),
+                &m.organization_id,
+                &m.message_id,
+            )),
+            status: sms_bus::status_to_proto(status) as i32,
+            reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            carrier_sid: String::new(),
+            carrier_error_code: code.unwrap_or(0),
+            detail: detail.to_owned(),
+        };
+        self.bus
+            .publish(&event)
+            .await
+            .map_err(|e| retry(format!("status publish: {e}")))
+    }
+}
+
+fn retry(reason: String) -> HandleError {
+    HandleError::Retry {
+        reason,
+        delay: Duration::from_millis(500),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(3), Duration::from_secs(4));
+        assert_eq!(backoff(30), Duration::from_secs(60));
+    }
+}

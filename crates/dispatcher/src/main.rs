@@ -1,0 +1,16 @@
+//! `sms-dispatcher`: the dispatcher service.
+
+use sms_runtime::{Env, Telemetry, TelemetryConfig};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    let telemetry = Telemetry::init("dispatcher", &TelemetryConfig::from_env(&env)?);
+    let config = sms_dispatcher::Config::from_env(&env)?;
+    let shutdown = CancellationToken::new();
+    sms_runtime::shutdown_on_signals(shutdown.clone());
+    let result = sms_dispatcher::run(config, shutdown).await;
+    telemetry.shutdown().await;
+    result
+}
