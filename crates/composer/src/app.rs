@@ -88,10 +88,10 @@ impl App {
         let user = caller.user()?;
         let org = caller.organization_id.as_str();
         let idempotency_key = Some(req.idempotency_key.trim()).filter(|k| !k.is_empty());
-        if let Some(key) = idempotency_key {
-            if let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await? {
-                return Ok(existing);
-            }
+        if let Some(key) = idempotency_key
+            && let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
+        {
+            return Ok(existing);
         }
         sms_core::validate_body(&req.body)?;
         let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
@@ -124,11 +124,11 @@ impl App {
                 .as_database_error()
                 .and_then(|d| d.constraint())
                 .is_some_and(|c| c == "messages_idempotency_key");
-            if let (true, Some(key)) = (key_taken, idempotency_key) {
-                if let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
-                {
-                    return Ok(existing);
-                }
+            if key_taken
+                && let Some(key) = idempotency_key
+                && let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
+            {
+                return Ok(existing);
             }
             return Err(e.into());
         }

@@ -1,7 +1,8 @@
 //! `smsctl`: the command-line client of the SMS platform.
 //!
 //! The offline commands (`segments`, `phone`) need no server; they apply the same `sms-core`
-//! rules the services apply.
+//! rules the services apply. The others call the platform over gRPC, as the organization and
+//! user in `SMS_ORG` / `SMS_USER` (or `--org` / `--user`), at `SMS_ENDPOINT`.
 
 use std::process::ExitCode;
 
@@ -9,11 +10,14 @@ use clap::{Parser, Subcommand};
 
 mod input;
 mod offline;
+mod online;
 
 /// The SMS platform's command-line client.
 #[derive(Debug, Parser)]
 #[command(name = "smsctl", version, about)]
 struct Cli {
+    #[command(flatten)]
+    connection: online::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,6 +28,15 @@ enum Command {
     Segments(offline::SegmentsArgs),
     /// Parse and classify a phone number (offline).
     Phone(offline::PhoneArgs),
+    /// Manage the organization's numbers.
+    #[command(subcommand)]
+    Numbers(online::NumbersCommand),
+    /// Send a message now; prints its id.
+    Send(online::SendArgs),
+    /// Show a message: status, reason, encoding, segments, history.
+    Get(online::GetArgs),
+    /// List messages, newest first.
+    List(online::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Segments(args) => offline::segments(&args),
         Command::Phone(args) => offline::phone(&args),
+        online => run_online(&cli.connection, online),
     };
     match result {
         Ok(code) => code,
@@ -39,4 +53,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match command {
+            Command::Numbers(c) => online::numbers(conn, c).await,
+            Command::Send(a) => online::send(conn, a).await,
+            Command::Get(a) => online::get(conn, a).await,
+            Command::List(a) => online::list(conn, a).await,
+            Command::Segments(_) | Command::Phone(_) => Ok(ExitCode::SUCCESS),
+        }
+    })
 }

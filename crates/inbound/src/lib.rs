@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_bus::{Bus, BusConfig};
@@ -133,7 +133,6 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/webhooks/twilio/status", post(status_callback))
         .route("/webhooks/twilio/incoming", post(incoming))
-        .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
         .merge(sms_runtime::health::router(ready))
@@ -154,25 +153,28 @@ impl Webhook {
     }
 }
 
-fn reject(status: StatusCode, message: &str) -> Response {
-    (status, message.to_owned()).into_response()
+/// A refused request: its status and a short message for the caller.
+type Rejection = (StatusCode, &'static str);
+
+fn reject(status: StatusCode, message: &'static str) -> Response {
+    (status, message).into_response()
 }
 
 impl App {
     /// Parses the form and checks the signature against the public URL the carrier called.
-    fn verify(&self, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Webhook, Response> {
+    fn verify(&self, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Webhook, Rejection> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !content_type.starts_with("application/x-www-form-urlencoded") {
-            return Err(reject(
+            return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected application/x-www-form-urlencoded",
             ));
         }
         let params: Vec<(String, String)> = serde_urlencoded_pairs(body)
-            .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "the body is not a valid form"))?;
+            .ok_or((StatusCode::BAD_REQUEST, "the body is not a valid form"))?;
         let query: HashMap<String, String> = uri
             .query()
             .and_then(|q| serde_urlencoded_pairs(q.as_bytes()))
@@ -204,7 +206,7 @@ impl App {
         if !valid {
             self.counters.bad_signatures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%url, account, "webhook refused: bad or missing signature");
-            return Err(reject(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"));
+            return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"));
         }
         Ok(Webhook { params, query })
     }
@@ -243,7 +245,7 @@ async fn status_callback(
 ) -> Response {
     let hook = match app.verify(&uri, &headers, &body) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let span = tracing::info_span!("twilio_status", message_id = %hook.query.get("mid").map_or("", String::as_str));
     if let Some(tp) = hook.query.get("tp") {
@@ -263,9 +265,11 @@ async fn status_callback(
             return StatusCode::OK.into_response();
         };
         let code: u32 = hook.get("ErrorCode").parse().unwrap_or(0);
-        let reason = (code != 0 || status.is_error())
-            .then(|| Reason::from_twilio_code(code).as_str().to_owned())
-            .unwrap_or_default();
+        let reason = if code != 0 || status.is_error() {
+            Reason::from_twilio_code(code).as_str().to_owned()
+        } else {
+            String::new()
+        };
         let sid = hook.get("MessageSid");
         let event = StatusChanged {
             meta: Some(sms_bus::meta(
@@ -293,7 +297,7 @@ async fn incoming(
 ) -> Response {
     let hook = match app.verify(&uri, &headers, &body) {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let from = hook.get("From");
     if sms_core::phone::is_short_code(from) {

@@ -28,9 +28,12 @@ impl ConfigError {
     }
 }
 
+/// Looks a variable up by name.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads variables through a lookup function, so tests need not touch the process environment.
 pub struct Env<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
 }
 
 impl Default for Env<'_> {
@@ -55,6 +58,22 @@ impl<'a> Env<'a> {
                     .iter()
                     .find(|(name, _)| *name == k)
                     .map(|(_, v)| (*v).to_owned())
+            }),
+        }
+    }
+
+    /// This environment, falling back to `defaults` for variables it does not set.
+    pub fn with_defaults(self, defaults: Vec<(String, String)>) -> Env<'a> {
+        Env {
+            lookup: Box::new(move |k| {
+                (self.lookup)(k)
+                    .filter(|v| !v.trim().is_empty())
+                    .or_else(|| {
+                        defaults
+                            .iter()
+                            .find(|(name, _)| name == k)
+                            .map(|(_, v)| v.clone())
+                    })
             }),
         }
     }
@@ -178,6 +197,20 @@ mod tests {
         assert_eq!(
             (c.namespace.as_str(), c.ack_wait),
             ("t1", Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn defaults_layer_under_set_values() {
+        let pairs = [("SMS_NAMESPACE", "mine")];
+        let env = Env::from_pairs(&pairs).with_defaults(vec![
+            ("SMS_NAMESPACE".into(), "theirs".into()),
+            ("SMS_NATS_URL".into(), "nats://10.0.0.1:4222".into()),
+        ]);
+        let c = CommonConfig::from_env(&env).unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.nats_url.as_str()),
+            ("mine", "nats://10.0.0.1:4222")
         );
     }
 

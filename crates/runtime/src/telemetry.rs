@@ -10,16 +10,17 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{ConfigError, Env};
 
 /// Telemetry settings.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
-    /// `SMS_LOG`: an `EnvFilter` directive (default `info`).
+    /// `SMS_LOG`: an `EnvFilter` directive (default `info,sqlx=warn`).
     pub log: String,
     /// `SMS_LOG_FORMAT`: `text` or `json`.
     pub json: bool,
@@ -30,7 +31,7 @@ pub struct TelemetryConfig {
 impl TelemetryConfig {
     /// Reads the telemetry variables.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let log = env.string_or("SMS_LOG", "info");
+        let log = env.string_or("SMS_LOG", "info,sqlx=warn");
         EnvFilter::try_new(&log).map_err(|e| ConfigError::new("SMS_LOG", log.clone(), e))?;
         let json = match env.string_or("SMS_LOG_FORMAT", "text").as_str() {
             "text" => false,
@@ -82,17 +83,21 @@ impl Telemetry {
         let provider = builder.build();
         if INSTALLED.set(()).is_ok() {
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-            let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("sms"));
+            // Spans exist (and carry trace context) at INFO whatever the log filter says:
+            // quiet logs must not break the trace that follows a message.
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("sms"))
+                .with_filter(LevelFilter::INFO);
             let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-            let registry = tracing_subscriber::registry().with(filter).with(otel);
+            let registry = tracing_subscriber::registry().with(otel);
             let result = if config.json {
-                registry
-                    .with(tracing_subscriber::fmt::layer().json())
-                    .try_init()
+                let fmt = tracing_subscriber::fmt::layer().json().with_filter(filter);
+                registry.with(fmt).try_init()
             } else {
-                registry
-                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-                    .try_init()
+                let fmt = tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter);
+                registry.with(fmt).try_init()
             };
             if let Err(e) = result {
                 eprintln!("tracing was already initialised: {e}");

@@ -1,0 +1,118 @@
+//! `smsd`: every service of the platform, plus (by default) the carrier simulator, in one
+//! process, on this machine's NATS and PostgreSQL. Same code paths, subjects and database as
+//! the separate services.
+//!
+//! Defaults: gRPC on 127.0.0.1:50051, webhooks on 127.0.0.1:8080, the simulator on
+//! 127.0.0.1:8090 (`SMS_SIM=false` to use a real carrier with `SMS_TWILIO_*`), database
+//! `postgres://postgres@127.0.0.1:5432/sms` (created if missing), NATS on 127.0.0.1:4222.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use sms_runtime::{Env, Telemetry, TelemetryConfig};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let base = Env::from_process();
+    let telemetry = Telemetry::init("smsd", &TelemetryConfig::from_env(&base)?);
+    let sim = base.bool_or("SMS_SIM", true)?;
+    let sim_addr: SocketAddr =
+        base.parse_or("SMS_SIM_ADDR", SocketAddr::from(([127, 0, 0, 1], 8090)))?;
+    let inbound_addr: SocketAddr =
+        base.parse_or("SMS_INBOUND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+    let grpc_addr: SocketAddr =
+        base.parse_or("SMS_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?;
+    let mut defaults = vec![(
+        "SMS_PUBLIC_URL".to_owned(),
+        format!("http://{inbound_addr}"),
+    )];
+    if sim {
+        defaults.extend([
+            (
+                "SMS_TWILIO_API_URL".to_owned(),
+                format!("http://{sim_addr}"),
+            ),
+            (
+                "SMS_TWILIO_ACCOUNT_SID".to_owned(),
+                sms_carrier_sim::DEFAULT_ACCOUNT_SID.to_owned(),
+            ),
+            (
+                "SMS_TWILIO_AUTH_TOKEN".to_owned(),
+                sms_carrier_sim::DEFAULT_AUTH_TOKEN.to_owned(),
+            ),
+            (
+                "SMS_SIM_ACCOUNT_SID".to_owned(),
+                sms_carrier_sim::DEFAULT_ACCOUNT_SID.to_owned(),
+            ),
+            (
+                "SMS_SIM_AUTH_TOKEN".to_owned(),
+                sms_carrier_sim::DEFAULT_AUTH_TOKEN.to_owned(),
+            ),
+        ]);
+    }
+    let env = base.with_defaults(defaults);
+
+    // Read every configuration first, so a wrong variable stops us before anything starts.
+    let composer = sms_composer::Config::from_env(&env)?;
+    let dispatcher = sms_dispatcher::Config::from_env(&env)?;
+    let inbound = sms_inbound::Config::from_env(&env)?;
+    let scheduler = sms_scheduler::Config::from_env(&env)?;
+    let optout = sms_optout::Config::from_env(&env)?;
+    let sim_config = sim
+        .then(|| sms_carrier_sim::config_from_env(&env))
+        .transpose()?;
+
+    let shutdown = CancellationToken::new();
+    sms_runtime::shutdown_on_signals(shutdown.clone());
+    let grpc = sms_runtime::health::bind(grpc_addr).await?;
+    let webhooks = sms_runtime::health::bind(inbound_addr).await?;
+    let mut tasks = JoinSet::new();
+    if let Some(config) = sim_config {
+        let listener = sms_runtime::health::bind(sim_addr).await?;
+        let sim = sms_carrier_sim::Sim::new(config)?;
+        tracing::info!(addr = %sim_addr, "carrier simulator listening");
+        tasks.spawn(named("carrier-sim", sim.serve(listener, shutdown.clone())));
+    }
+    tasks.spawn(named(
+        "composer",
+        sms_composer::run(composer, grpc, shutdown.clone()),
+    ));
+    tasks.spawn(named(
+        "dispatcher",
+        sms_dispatcher::run(dispatcher, shutdown.clone()),
+    ));
+    tasks.spawn(named(
+        "inbound",
+        sms_inbound::run(inbound, webhooks, shutdown.clone()),
+    ));
+    tasks.spawn(named(
+        "scheduler",
+        sms_scheduler::run(scheduler, shutdown.clone()),
+    ));
+    tasks.spawn(named("optout", sms_optout::run(optout, shutdown.clone())));
+    tracing::info!(grpc = %grpc_addr, webhooks = %inbound_addr, "smsd started");
+
+    // The first service to stop (by error or shutdown) stops the rest.
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.context("a service panicked").and_then(|r| r);
+        if let Err(e) = outcome {
+            tracing::error!(error = format!("{e:#}"), "service failed; stopping smsd");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+        shutdown.cancel();
+    }
+    telemetry.shutdown().await;
+    result
+}
+
+async fn named(
+    name: &'static str,
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    service.await.with_context(|| format!("{name} service"))
+}

@@ -1,0 +1,439 @@
+//! Test helpers: every test gets its own PostgreSQL database and its own NATS subject
+//! namespace, so tests run in parallel without seeing each other; the services run in-process
+//! on port 0; the carrier simulator is the only fake.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sms_bus::{Bus, BusConfig};
+use sms_carrier_sim::{Sim, SimConfig};
+use sms_dispatcher::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
+use sms_proto::v1::messaging_client::MessagingClient;
+use sms_proto::v1::numbers_client::NumbersClient;
+use sms_proto::v1::{
+    AddNumberRequest, GetMessageRequest, Message, MessageStatus, add_number_request,
+};
+use sms_runtime::CommonConfig;
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// PostgreSQL server for tests.
+pub const PG_BASE: &str = "postgres://postgres@127.0.0.1:5432";
+/// NATS server for tests.
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+/// The simulator account used by tests.
+pub const ACCOUNT_SID: &str = "ACtest0000000000000000000000000000";
+/// Its auth token.
+pub const AUTH_TOKEN: &str = "test-auth-token-0123456789";
+/// The organization tests act as.
+pub const ORG: &str = "org-a";
+/// The user tests act as.
+pub const USER: &str = "user-1";
+
+/// Installs tracing once per process (so trace ids exist and propagate).
+pub fn init_tracing() {
+    let config = sms_runtime::TelemetryConfig {
+        log: std::env::var("SMS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        json: false,
+        otlp_endpoint: None,
+    };
+    // Kept for the life of the process: tests never flush spans anywhere.
+    std::mem::forget(sms_runtime::Telemetry::init("tests", &config));
+}
+
+/// A fresh database `sms_test_<time>_<random>`; old ones from earlier runs are dropped.
+pub async fn fresh_database() -> String {
+    let mut admin = sqlx::PgConnection::connect(&format!("{PG_BASE}/postgres"))
+        .await
+        .expect("PostgreSQL must run on 127.0.0.1:5432 (see README)");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Databases of runs more than an hour old are garbage; dropping is best-effort.
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sms_test_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in old {
+        let created: u64 = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) > 3600 {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+    let name = format!("sms_test_{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{PG_BASE}/{name}")
+}
+
+/// A fresh subject namespace.
+pub fn fresh_namespace() -> String {
+    format!("t{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Options for [`Stack::start_with`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Dispatcher instances sharing the consumer.
+    pub dispatchers: usize,
+    /// How long before an unacknowledged event is redelivered.
+    pub ack_wait: Duration,
+    /// Simulator settings.
+    pub sim: SimConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dispatchers: 1,
+            ack_wait: Duration::from_secs(3),
+            sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
+        }
+    }
+}
+
+/// A carrier wrapper that counts the calls of one dispatcher instance.
+pub struct CountingCarrier {
+    inner: Twilio,
+    /// Calls made through this instance.
+    pub calls: AtomicU64,
+}
+
+#[async_trait]
+impl Carrier for CountingCarrier {
+    async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(message).await
+    }
+}
+
+/// One dispatcher instance in a [`Stack`].
+pub struct DispatcherHandle {
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    /// Its carrier calls.
+    pub carrier: Arc<CountingCarrier>,
+}
+
+/// Every service of the platform, in-process, on an isolated database and namespace.
+pub struct Stack {
+    /// The database URL.
+    pub database_url: String,
+    /// The subject namespace.
+    pub namespace: String,
+    /// The carrier simulator.
+    pub sim: Sim,
+    /// Its base URL.
+    pub sim_url: String,
+    /// The inbound receiver's base URL (also the public URL).
+    pub inbound_url: String,
+    /// The composer's gRPC endpoint.
+    pub grpc_url: String,
+    /// A bus connection for assertions.
+    pub bus: Bus,
+    /// Dispatcher instances.
+    pub dispatchers: Vec<DispatcherHandle>,
+    options: Options,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+impl Stack {
+    /// All services with default options.
+    pub async fn start() -> Stack {
+        Stack::start_with(Options::default()).await
+    }
+
+    /// All services.
+    pub async fn start_with(options: Options) -> Stack {
+        init_tracing();
+        let database_url = fresh_database().await;
+        let namespace = fresh_namespace();
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let sim_listener = listener().await;
+        let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
+        let sim = Sim::new(options.sim.clone()).unwrap();
+        tasks.push(tokio::spawn(
+            sim.clone().serve(sim_listener, shutdown.clone()),
+        ));
+
+        let inbound_listener = listener().await;
+        let inbound_url = format!("http://{}", inbound_listener.local_addr().unwrap());
+        let grpc_listener = listener().await;
+        let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
+
+        let mut stack = Stack {
+            bus: Bus::connect(BusConfig::new(NATS_URL, &namespace))
+                .await
+                .unwrap(),
+            database_url,
+            namespace,
+            sim,
+            sim_url,
+            inbound_url,
+            grpc_url,
+            dispatchers: Vec::new(),
+            options,
+            shutdown: shutdown.clone(),
+            tasks,
+        };
+        let common = stack.common();
+        let composer = sms_composer::Config {
+            common: common.clone(),
+            health_addr: None,
+            api_tokens: HashMap::new(),
+            republish_after: Duration::from_secs(5),
+        };
+        stack.tasks.push(tokio::spawn(sms_composer::run(
+            composer,
+            grpc_listener,
+            shutdown.clone(),
+        )));
+        let inbound = sms_inbound::Config {
+            common: common.clone(),
+            public_url: stack.inbound_url.clone(),
+            twilio_accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
+        };
+        stack.tasks.push(tokio::spawn(sms_inbound::run(
+            inbound,
+            inbound_listener,
+            shutdown.clone(),
+        )));
+        let scheduler = sms_scheduler::Config {
+            common: common.clone(),
+            batch: 1000,
+            lease: Duration::from_secs(10),
+            late_after: Duration::from_secs(5),
+        };
+        stack.tasks.push(tokio::spawn(sms_scheduler::run(
+            scheduler,
+            shutdown.clone(),
+        )));
+        let optout = sms_optout::Config { common };
+        stack
+            .tasks
+            .push(tokio::spawn(sms_optout::run(optout, shutdown.clone())));
+        for _ in 0..stack.options.dispatchers {
+            stack.start_dispatcher();
+        }
+        stack.wait_until_ready().await;
+        stack
+    }
+
+    fn common(&self) -> CommonConfig {
+        CommonConfig {
+            nats_url: NATS_URL.into(),
+            namespace: self.namespace.clone(),
+            database_url: self.database_url.clone(),
+            db_max_connections: 5,
+            ack_wait: self.options.ack_wait,
+            max_deliver: 5,
+        }
+    }
+
+    /// Starts one more dispatcher instance on the shared consumer.
+    pub fn start_dispatcher(&mut self) {
+        let config = sms_dispatcher::Config {
+            common: self.common(),
+            health_addr: None,
+            public_url: self.inbound_url.clone(),
+            twilio_api_url: self.sim_url.clone(),
+            twilio_account_sid: ACCOUNT_SID.into(),
+            twilio_auth_token: AUTH_TOKEN.into(),
+            send_attempts: 4,
+            carrier_timeout: Duration::from_secs(10),
+        };
+        let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
+        let carrier = Arc::new(CountingCarrier {
+            inner: Twilio::new(http, &self.sim_url, ACCOUNT_SID, AUTH_TOKEN),
+            calls: AtomicU64::new(0),
+        });
+        let shutdown = self.shutdown.child_token();
+        let task = tokio::spawn(sms_dispatcher::run_with_carrier(
+            config,
+            carrier.clone(),
+            shutdown.clone(),
+        ));
+        self.dispatchers.push(DispatcherHandle {
+            shutdown,
+            task,
+            carrier,
+        });
+    }
+
+    /// Stops dispatcher `index` gracefully (finishing what it has in hand) and waits for it.
+    pub async fn stop_dispatcher(&mut self, index: usize) -> u64 {
+        let d = self.dispatchers.remove(index);
+        d.shutdown.cancel();
+        d.task.await.unwrap().unwrap();
+        d.carrier.calls.load(Ordering::Relaxed)
+    }
+
+    async fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.grpc_url.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                drop(channel);
+                // The consumers exist once every service has connected; give them a moment.
+                let names: Vec<&str> = [
+                    sms_bus::ConsumerKind::DispatcherAccepted,
+                    sms_bus::ConsumerKind::ComposerStatus,
+                ]
+                .iter()
+                .map(|k| k.durable_name())
+                .collect();
+                let stream = self
+                    .bus
+                    .jetstream()
+                    .get_stream(self.bus.subjects().events_stream())
+                    .await;
+                if let Ok(stream) = stream {
+                    let mut all = true;
+                    for name in &names {
+                        all &= stream
+                            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+                            .await
+                            .is_ok();
+                    }
+                    if all {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stack did not start within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A channel to the composer.
+    pub async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(self.grpc_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A Messaging client.
+    pub async fn messaging(&self) -> MessagingClient<Channel> {
+        MessagingClient::new(self.channel().await)
+    }
+
+    /// A Numbers client.
+    pub async fn numbers(&self) -> NumbersClient<Channel> {
+        NumbersClient::new(self.channel().await)
+    }
+
+    /// Adds a number owned by [`USER`] of [`ORG`].
+    pub async fn add_number(&self, number: &str) {
+        let mut client = self.numbers().await;
+        client
+            .add_number(as_user(AddNumberRequest {
+                number: number.into(),
+                kind: sms_proto::v1::NumberKind::Internal as i32,
+                owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
+            }))
+            .await
+            .unwrap();
+    }
+
+    /// Polls GetMessage until the message is in a final status.
+    pub async fn wait_final(&self, client: &mut MessagingClient<Channel>, id: &str) -> Message {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = client
+                .get_message(as_user(GetMessageRequest { id: id.into() }))
+                .await
+                .unwrap()
+                .into_inner()
+                .message
+                .unwrap();
+            let status = MessageStatus::try_from(m.status).unwrap();
+            let done = sms_bus::status_from_proto(status).is_some_and(|s| s.is_final());
+            if done {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message {id} still {status:?} after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops everything and deletes the namespace's streams.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        for d in self.dispatchers {
+            let _ = d.task.await;
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.bus.delete_streams().await;
+    }
+}
+
+/// A request as [`USER`] of [`ORG`].
+pub fn as_user<T>(message: T) -> tonic::Request<T> {
+    as_caller(message, ORG, USER)
+}
+
+/// A request as `user` of `org`.
+pub fn as_caller<T>(message: T, org: &str, user: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("x-organization-id", org.parse().unwrap());
+    r.metadata_mut().insert("x-user-id", user.parse().unwrap());
+    r
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: every service on the real NATS and PostgreSQL, each test with its own
+//! database and subject namespace; the carrier simulator (Twilio's wire format) is the only fake.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod pipeline;
+mod scale;

@@ -1,0 +1,143 @@
+//! Shared consumers across replicas, and restarts: nothing is sent twice, nothing is lost.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sms_proto::v1::{MessageStatus, SendMessageRequest};
+use sms_testkit::{Options, Stack, as_user, eventually};
+
+const FROM: &str = "+12015550100";
+
+/// Sends `n` messages with bodies `prefix-<i>`, 32 calls in flight; returns their ids.
+async fn send_many(stack: &Stack, n: usize, prefix: &str) -> Vec<String> {
+    send_many_with(stack.messaging().await, n, prefix).await
+}
+
+async fn send_many_with(
+    client: sms_proto::v1::messaging_client::MessagingClient<tonic::transport::Channel>,
+    n: usize,
+    prefix: &str,
+) -> Vec<String> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut client = client.clone();
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let body = format!("{prefix}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let request = SendMessageRequest {
+                to: format!("+1201555{:04}", 1000 + i % 8000),
+                from: FROM.into(),
+                body,
+                ..Default::default()
+            };
+            client
+                .send_message(as_user(request))
+                .await
+                .unwrap()
+                .into_inner()
+                .message
+                .unwrap()
+                .id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids
+}
+
+/// Waits until every message is delivered, counting through ListMessages.
+async fn wait_all_delivered(stack: &Stack, n: usize) {
+    let client = stack.messaging().await;
+    eventually(Duration::from_secs(120), "every message delivered", || {
+        let mut client = client.clone();
+        async move {
+            let mut delivered = 0;
+            let mut token = String::new();
+            loop {
+                let page = client
+                    .list_messages(as_user(sms_proto::v1::ListMessagesRequest {
+                        status: MessageStatus::Delivered as i32,
+                        page_size: 500,
+                        page_token: token,
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                delivered += page.messages.len();
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            (delivered == n).then_some(())
+        }
+    })
+    .await;
+}
+
+fn assert_each_sent_once(stack: &Stack, n: usize, prefix: &str) {
+    let bodies: Vec<String> = stack
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.http_status == 201)
+        .map(|r| r.body)
+        .collect();
+    let distinct: HashSet<&String> = bodies.iter().collect();
+    assert_eq!(distinct.len(), n, "every message reached the carrier");
+    assert_eq!(bodies.len(), n, "no message reached the carrier twice");
+    assert!(distinct.iter().all(|b| b.starts_with(prefix)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_share_a_thousand_messages_and_send_none_twice() {
+    let mut stack = Stack::start_with(Options {
+        dispatchers: 2,
+        ..Options::default()
+    })
+    .await;
+    stack.add_number(FROM).await;
+    send_many(&stack, 1000, "shared").await;
+    wait_all_delivered(&stack, 1000).await;
+    assert_each_sent_once(&stack, 1000, "shared");
+    let b = stack.stop_dispatcher(1).await;
+    let a = stack.stop_dispatcher(0).await;
+    assert_eq!(a + b, 1000);
+    assert!(a > 0 && b > 0, "both replicas took a share: {a} and {b}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_stopped_mid_stream_and_started_again_loses_and_repeats_nothing() {
+    let mut options = Options::default();
+    // Slow carrier calls, so a backlog builds up behind the dispatcher.
+    options.sim.behaviour.api_latency = Duration::from_millis(500);
+    let mut stack = Stack::start_with(options).await;
+    stack.add_number(FROM).await;
+    let sending = tokio::spawn(send_many_with(stack.messaging().await, 300, "restart"));
+    // Stop while it is busy: some sent, most not.
+    eventually(Duration::from_secs(30), "the first sends", || {
+        let n = stack.sim.requests().len();
+        async move { (n >= 40).then_some(()) }
+    })
+    .await;
+    let before = stack.stop_dispatcher(0).await;
+    assert!(before < 300, "stopped mid-stream ({before} sent)");
+    stack.start_dispatcher();
+    assert_eq!(sending.await.unwrap().len(), 300);
+    wait_all_delivered(&stack, 300).await;
+    assert_each_sent_once(&stack, 300, "restart");
+    let after = stack.stop_dispatcher(0).await;
+    assert_eq!(
+        before + after,
+        300,
+        "the new instance sent exactly the rest"
+    );
+    stack.shutdown().await;
+}
