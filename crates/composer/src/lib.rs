@@ -67,13 +67,7 @@ impl Config {
         }
         Ok(Config {
             common: CommonConfig::from_env(env)?,
-            health_addr: env
-                .raw("SMS_HEALTH_ADDR")
-                .map(|v| v.parse())
-                .transpose()
-                .map_err(|e: std::net::AddrParseError| {
-                    ConfigError::new("SMS_HEALTH_ADDR", env.string_or("SMS_HEALTH_ADDR", ""), e)
-                })?,
+            health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens,
             republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
         })
@@ -118,28 +112,9 @@ pub async fn run(
         .context("gRPC reflection")?;
 
     if let Some(addr) = config.health_addr {
-        let listener = sms_runtime::health::bind(addr).await?;
-        let ready_pool = pool.clone();
-        let ready_bus = bus.clone();
-        let ready: sms_runtime::health::ReadyCheck = Arc::new(move || {
-            let pool = ready_pool.clone();
-            let connected = ready_bus.is_connected();
-            Box::pin(async move {
-                if !connected {
-                    return Err("NATS is not connected".to_owned());
-                }
-                sqlx::query("SELECT 1")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("PostgreSQL: {e}"))
-            })
-        });
-        tokio::spawn(sms_runtime::health::serve(
-            listener,
-            sms_runtime::health::router(ready),
-            shutdown.clone(),
-        ));
+        let b = bus.clone();
+        sms_runtime::health::spawn_standard(addr, pool, move || b.is_connected(), shutdown.clone())
+            .await?;
     }
 
     let status_app = app.clone();

@@ -55,11 +55,16 @@ async fn main() -> anyhow::Result<()> {
     let env = base.with_defaults(defaults);
 
     // Read every configuration first, so a wrong variable stops us before anything starts.
-    let composer = sms_composer::Config::from_env(&env)?;
-    let dispatcher = sms_dispatcher::Config::from_env(&env)?;
+    // One process, one health endpoint: `/healthz` and `/readyz` on the webhook listener.
+    let mut composer = sms_composer::Config::from_env(&env)?;
+    let mut dispatcher = sms_dispatcher::Config::from_env(&env)?;
     let inbound = sms_inbound::Config::from_env(&env)?;
-    let scheduler = sms_scheduler::Config::from_env(&env)?;
-    let optout = sms_optout::Config::from_env(&env)?;
+    let mut scheduler = sms_scheduler::Config::from_env(&env)?;
+    let mut optout = sms_optout::Config::from_env(&env)?;
+    composer.health_addr = None;
+    dispatcher.health_addr = None;
+    scheduler.health_addr = None;
+    optout.health_addr = None;
     let sim_config = sim
         .then(|| sms_carrier_sim::config_from_env(&env))
         .transpose()?;

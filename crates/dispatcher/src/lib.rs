@@ -63,13 +63,7 @@ impl Config {
         }
         Ok(Config {
             common: CommonConfig::from_env(env)?,
-            health_addr: env
-                .raw("SMS_HEALTH_ADDR")
-                .map(|v| v.parse())
-                .transpose()
-                .map_err(|e: std::net::AddrParseError| {
-                    ConfigError::new("SMS_HEALTH_ADDR", env.string_or("SMS_HEALTH_ADDR", ""), e)
-                })?,
+            health_addr: sms_runtime::config::health_addr(env)?,
             public_url,
             twilio_api_url: env.string_or("SMS_TWILIO_API_URL", "https://api.twilio.com"),
             twilio_account_sid: env.raw("SMS_TWILIO_ACCOUNT_SID").ok_or_else(|| {
@@ -126,7 +120,9 @@ pub async fn run_with_carrier(
         send_attempts: config.send_attempts.max(1),
     });
     if let Some(addr) = config.health_addr {
-        spawn_health(addr, pool, bus.clone(), shutdown.clone()).await?;
+        let b = bus.clone();
+        sms_runtime::health::spawn_standard(addr, pool, move || b.is_connected(), shutdown.clone())
+            .await?;
     }
     let d = dispatcher.clone();
     let accepted = bus.consume(
@@ -151,35 +147,6 @@ pub async fn run_with_carrier(
     a.context("accepted consumer")?;
     b.context("due consumer")?;
     tracing::info!("dispatcher stopped");
-    Ok(())
-}
-
-async fn spawn_health(
-    addr: SocketAddr,
-    pool: PgPool,
-    bus: Bus,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = sms_runtime::health::bind(addr).await?;
-    let ready: sms_runtime::health::ReadyCheck = Arc::new(move || {
-        let pool = pool.clone();
-        let connected = bus.is_connected();
-        Box::pin(async move {
-            if !connected {
-                return Err("NATS is not connected".to_owned());
-            }
-            sqlx::query("SELECT 1")
-                .execute(&pool)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("PostgreSQL: {e}"))
-        })
-    });
-    tokio::spawn(sms_runtime::health::serve(
-        listener,
-        sms_runtime::health::router(ready),
-        shutdown,
-    ));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The opt-out registry: classifies every inbound message with `sms-core`'s keywords and keeps
 //! the opt-out state per (organization, contact number), publishing every change.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
+    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -28,6 +31,7 @@ impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Config {
             common: CommonConfig::from_env(env)?,
+            health_addr: sms_runtime::config::health_addr(env)?,
         })
     }
 }
@@ -47,6 +51,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     bus_config.ack_wait = c.ack_wait;
     bus_config.max_deliver = c.max_deliver;
     let bus = Bus::connect(bus_config).await.context("opt-out bus")?;
+    if let Some(addr) = config.health_addr {
+        let b = bus.clone();
+        sms_runtime::health::spawn_standard(
+            addr,
+            pool.clone(),
+            move || b.is_connected(),
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let registry = Arc::new(Registry {
         pool,
         bus: bus.clone(),

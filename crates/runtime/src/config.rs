@@ -120,6 +120,17 @@ impl<'a> Env<'a> {
     }
 }
 
+/// `SMS_HEALTH_ADDR`: where a service serves `/healthz` and `/readyz` (none when unset).
+pub fn health_addr(env: &Env<'_>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    env.raw("SMS_HEALTH_ADDR")
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map_err(|e| ConfigError::new("SMS_HEALTH_ADDR", v.clone(), e))
+        })
+        .transpose()
+}
+
 /// What every service needs: the bus, the database, telemetry.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {

@@ -103,12 +103,13 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
         let created = sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\"")))
             .execute(&mut admin)
             .await;
-        // Two services starting together may race to create it; the loser sees 42P04.
+        // Services starting together race to create it; a loser sees 42P04 (duplicate
+        // database) or 23505 (unique violation in pg_database), depending on timing.
         if let Err(e) = created {
             let duplicate = e
                 .as_database_error()
                 .and_then(|d| d.code())
-                .is_some_and(|c| c == "42P04");
+                .is_some_and(|c| c == "42P04" || c == "23505");
             if !duplicate {
                 return Err(DbError::Create {
                     what: format!("database {name}"),

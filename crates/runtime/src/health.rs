@@ -48,3 +48,31 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
+
+/// Serves `/healthz` and `/readyz` on `addr` until `shutdown`, ready while `nats_connected`
+/// says so and PostgreSQL answers `SELECT 1`.
+pub async fn spawn_standard(
+    addr: SocketAddr,
+    pool: sqlx::PgPool,
+    nats_connected: impl Fn() -> bool + Send + Sync + 'static,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = bind(addr).await?;
+    let nats_connected = Arc::new(nats_connected);
+    let ready: ReadyCheck = Arc::new(move || {
+        let pool = pool.clone();
+        let connected = nats_connected();
+        Box::pin(async move {
+            if !connected {
+                return Err("NATS is not connected".to_owned());
+            }
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("PostgreSQL: {e}"))
+        })
+    });
+    tokio::spawn(serve(listener, router(ready), shutdown));
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! event id, which JetStream de-duplicates and the dispatcher's claim stops in any case. No
 //! transaction is held open across the publish.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
+    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    pub health_addr: Option<SocketAddr>,
     /// `SMS_FIRE_BATCH`: rows claimed per firing round.
     pub batch: i64,
     /// `SMS_FIRE_LEASE_MS`: how long a claim holds before another replica may fire the row.
@@ -46,6 +49,7 @@ impl Config {
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Config {
             common: CommonConfig::from_env(env)?,
+            health_addr: sms_runtime::config::health_addr(env)?,
             batch: env.parse_or("SMS_FIRE_BATCH", 1000)?,
             lease: env.millis_or("SMS_FIRE_LEASE_MS", Duration::from_secs(30))?,
             late_after: env.millis_or("SMS_LATE_AFTER_MS", Duration::from_secs(5))?,
@@ -71,6 +75,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     bus_config.ack_wait = c.ack_wait;
     bus_config.max_deliver = c.max_deliver;
     let bus = Bus::connect(bus_config).await.context("scheduler bus")?;
+    if let Some(addr) = config.health_addr {
+        let b = bus.clone();
+        sms_runtime::health::spawn_standard(
+            addr,
+            pool.clone(),
+            move || b.is_connected(),
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let s = Arc::new(Scheduler {
         pool,
         bus: bus.clone(),

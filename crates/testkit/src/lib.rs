@@ -228,6 +228,7 @@ impl Stack {
         )));
         let scheduler = sms_scheduler::Config {
             common: common.clone(),
+            health_addr: None,
             batch: 1000,
             lease: Duration::from_secs(10),
             late_after: Duration::from_secs(5),
@@ -236,7 +237,10 @@ impl Stack {
             scheduler,
             shutdown.clone(),
         )));
-        let optout = sms_optout::Config { common };
+        let optout = sms_optout::Config {
+            common,
+            health_addr: None,
+        };
         stack
             .tasks
             .push(tokio::spawn(sms_optout::run(optout, shutdown.clone())));

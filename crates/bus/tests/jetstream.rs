@@ -1,0 +1,210 @@
+//! The bus on the real NATS JetStream: de-duplication, shared consumers, bounded redelivery and
+//! the dead-letter stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sms_bus::{Bus, BusConfig, ConsumerKind, HandleError};
+use sms_proto::v1::events::{MessageAccepted, OutboundMessage};
+use tokio_util::sync::CancellationToken;
+
+async fn bus() -> Bus {
+    let mut config = BusConfig::new(
+        "nats://127.0.0.1:4222",
+        format!("b{}", uuid::Uuid::new_v4().simple()),
+    );
+    config.ack_wait = Duration::from_secs(2);
+    config.max_deliver = 3;
+    Bus::connect(config)
+        .await
+        .expect("NATS with JetStream must run on 127.0.0.1:4222")
+}
+
+fn accepted(event_id: &str, message_id: &str) -> MessageAccepted {
+    MessageAccepted {
+        meta: Some(sms_bus::meta(event_id.to_owned(), "org", message_id)),
+        message: Some(OutboundMessage {
+            message_id: message_id.into(),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn stream_messages(bus: &Bus) -> u64 {
+    let mut stream = bus
+        .jetstream()
+        .get_stream(bus.subjects().events_stream())
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn a_republished_event_id_is_stored_once() {
+    let bus = bus().await;
+    let e = accepted("evt-1", "m-1");
+    bus.publish_durably(&e).await.unwrap();
+    bus.publish_durably(&e).await.unwrap();
+    bus.publish_durably(&accepted("evt-2", "m-2"))
+        .await
+        .unwrap();
+    assert_eq!(stream_messages(&bus).await, 2);
+    bus.delete_streams().await.unwrap();
+}
+
+#[tokio::test]
+async fn consumers_of_one_durable_share_the_events() {
+    let bus = bus().await;
+    for i in 0..200 {
+        bus.publish_durably(&accepted(&format!("e{i}"), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for replica in 0..2 {
+        let (bus, shutdown, seen) = (bus.clone(), shutdown.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            bus.consume(
+                ConsumerKind::DispatcherAccepted,
+                shutdown,
+                move |e: MessageAccepted, _| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock()
+                            .unwrap()
+                            .push((replica, e.meta.unwrap().message_id));
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        }));
+    }
+    sms_testkit_free_wait(|| seen.lock().unwrap().len() >= 200).await;
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let mut ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        (seen.len(), ids.len()),
+        (200, 200),
+        "each event handled exactly once"
+    );
+    assert!(seen.iter().any(|(r, _)| *r == 0) && seen.iter().any(|(r, _)| *r == 1));
+    bus.delete_streams().await.unwrap();
+}
+
+#[tokio::test]
+async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_rest() {
+    let bus = bus().await;
+    let mut dlq = bus
+        .client()
+        .subscribe(
+            bus.subjects()
+                .dead_letter(ConsumerKind::DispatcherAccepted.durable_name()),
+        )
+        .await
+        .unwrap();
+    // An event whose bytes are not a MessageAccepted, on the consumer's subject.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "garbage");
+    bus.jetstream()
+        .publish_with_headers(
+            bus.subjects().msg_accepted(),
+            headers,
+            vec![0xff, 0xff, 0xff].into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    bus.publish_durably(&accepted("poison", "m-poison"))
+        .await
+        .unwrap();
+    bus.publish_durably(&accepted("fine", "m-fine"))
+        .await
+        .unwrap();
+
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let consumer = {
+        let (bus, shutdown, attempts, handled) = (
+            bus.clone(),
+            shutdown.clone(),
+            attempts.clone(),
+            handled.clone(),
+        );
+        tokio::spawn(async move {
+            bus.consume(
+                ConsumerKind::DispatcherAccepted,
+                shutdown,
+                move |e: MessageAccepted, d| {
+                    let (attempts, handled) = (attempts.clone(), handled.clone());
+                    async move {
+                        let id = e.meta.unwrap().message_id;
+                        if id == "m-poison" {
+                            attempts.fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(d.last, d.attempt >= 3);
+                            return Err(HandleError::Retry {
+                                reason: "always failing".into(),
+                                delay: Duration::from_millis(50),
+                            });
+                        }
+                        handled.lock().unwrap().push(id);
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        })
+    };
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let msg = tokio::time::timeout(Duration::from_secs(15), dlq.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let h = msg.headers.unwrap();
+        reasons.push(
+            h.get(sms_bus::DLQ_REASON_HEADER)
+                .unwrap()
+                .as_str()
+                .to_owned(),
+        );
+    }
+    reasons.sort();
+    assert!(
+        reasons[0].starts_with("cannot decode msg.accepted"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("always failing"), "{reasons:?}");
+    assert_eq!(handled.lock().unwrap().as_slice(), ["m-fine"]);
+    // Bounded: exactly max_deliver attempts, then no more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    bus.delete_streams().await.unwrap();
+}
+
+async fn sms_testkit_free_wait(mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out");
+}
