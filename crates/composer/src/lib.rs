@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sms_bus::{Bus, BusConfig, ConsumerKind};
+use sms_bus::ConsumerKind;
 use sms_proto::v1::events::StatusChanged;
 use sms_proto::v1::messaging_server::MessagingServer;
 use sms_proto::v1::numbers_server::NumbersServer;
@@ -80,14 +80,15 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let c = &config.common;
-    let pool = sms_runtime::db::connect(&c.database_url, SCHEMA, c.db_max_connections, &MIGRATOR)
-        .await
-        .context("composer database")?;
-    let mut bus_config = BusConfig::new(&c.nats_url, &c.namespace);
-    bus_config.ack_wait = c.ack_wait;
-    bus_config.max_deliver = c.max_deliver;
-    let bus = Bus::connect(bus_config).await.context("composer bus")?;
+    let base = sms_runtime::service::start(
+        &config.common,
+        SCHEMA,
+        &MIGRATOR,
+        config.health_addr,
+        &shutdown,
+    )
+    .await?;
+    let (pool, bus) = (base.pool, base.bus);
     if config.api_tokens.is_empty() {
         tracing::warn!(
             "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
@@ -110,12 +111,6 @@ pub async fn run(
         .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("gRPC reflection")?;
-
-    if let Some(addr) = config.health_addr {
-        let b = bus.clone();
-        sms_runtime::health::spawn_standard(addr, pool, move || b.is_connected(), shutdown.clone())
-            .await?;
-    }
 
     let status_app = app.clone();
     let statuses = bus.consume(

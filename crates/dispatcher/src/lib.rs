@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sms_bus::{Bus, BusConfig, ConsumerKind, Delivery, HandleError};
+use sms_bus::{Bus, ConsumerKind, Delivery, HandleError};
 use sms_core::{Reason, Status};
 use sms_proto::v1::events::{
     EventMeta, MessageAccepted, MessageDue, OutboundMessage, StatusChanged,
@@ -104,14 +104,15 @@ pub async fn run_with_carrier(
     carrier: Arc<dyn Carrier>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let c = &config.common;
-    let pool = sms_runtime::db::connect(&c.database_url, SCHEMA, c.db_max_connections, &MIGRATOR)
-        .await
-        .context("dispatcher database")?;
-    let mut bus_config = BusConfig::new(&c.nats_url, &c.namespace);
-    bus_config.ack_wait = c.ack_wait;
-    bus_config.max_deliver = c.max_deliver;
-    let bus = Bus::connect(bus_config).await.context("dispatcher bus")?;
+    let base = sms_runtime::service::start(
+        &config.common,
+        SCHEMA,
+        &MIGRATOR,
+        config.health_addr,
+        &shutdown,
+    )
+    .await?;
+    let (pool, bus) = (base.pool, base.bus);
     let dispatcher = Arc::new(Dispatcher {
         pool: pool.clone(),
         bus: bus.clone(),
@@ -119,11 +120,6 @@ pub async fn run_with_carrier(
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         send_attempts: config.send_attempts.max(1),
     });
-    if let Some(addr) = config.health_addr {
-        let b = bus.clone();
-        sms_runtime::health::spawn_standard(addr, pool, move || b.is_connected(), shutdown.clone())
-            .await?;
-    }
     let d = dispatcher.clone();
     let accepted = bus.consume(
         ConsumerKind::DispatcherAccepted,

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use sms_bus::{Bus, BusConfig};
+use sms_bus::Bus;
 use sms_core::{Reason, Status};
 use sms_proto::v1::events::{InboundMedia, InboundReceived, StatusChanged};
 use sms_runtime::{CommonConfig, ConfigError, Env};
@@ -100,8 +100,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let c = &config.common;
-    let bus = Bus::connect(BusConfig::new(&c.nats_url, &c.namespace))
+    let bus = Bus::connect(sms_runtime::service::bus_config(&config.common))
         .await
         .context("inbound bus")?;
     let app = Arc::new(App {

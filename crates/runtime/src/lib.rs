@@ -5,6 +5,7 @@
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod service;
 pub mod telemetry;
 
 pub use config::{CommonConfig, ConfigError, Env};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use sms_bus::{Bus, BusConfig, ConsumerKind, HandleError};
+use sms_bus::{Bus, ConsumerKind, HandleError};
 use sms_core::Status;
 use sms_proto::v1::events::{
     MessageCancel, MessageDue, MessageScheduled, OutboundMessage, StatusChanged,
@@ -67,24 +67,15 @@ struct Scheduler {
 
 /// Runs the scheduler until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let c = &config.common;
-    let pool = sms_runtime::db::connect(&c.database_url, SCHEMA, c.db_max_connections, &MIGRATOR)
-        .await
-        .context("scheduler database")?;
-    let mut bus_config = BusConfig::new(&c.nats_url, &c.namespace);
-    bus_config.ack_wait = c.ack_wait;
-    bus_config.max_deliver = c.max_deliver;
-    let bus = Bus::connect(bus_config).await.context("scheduler bus")?;
-    if let Some(addr) = config.health_addr {
-        let b = bus.clone();
-        sms_runtime::health::spawn_standard(
-            addr,
-            pool.clone(),
-            move || b.is_connected(),
-            shutdown.clone(),
-        )
-        .await?;
-    }
+    let base = sms_runtime::service::start(
+        &config.common,
+        SCHEMA,
+        &MIGRATOR,
+        config.health_addr,
+        &shutdown,
+    )
+    .await?;
+    let (pool, bus) = (base.pool, base.bus);
     let s = Arc::new(Scheduler {
         pool,
         bus: bus.clone(),
