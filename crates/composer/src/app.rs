@@ -5,19 +5,18 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sms_bus::Bus;
 use sms_core::{PhoneNumber, Status, Transition, phone};
 use sms_proto::v1::events::{MessageAccepted, OutboundMessage, StatusChanged};
 use sms_proto::v1::{
-    AddNumberRequest, ListMessagesRequest, MessageStatus, NumberKind, SendMessageRequest,
-    add_number_request,
+    Direction, ListErroredLeadsRequest, ListMessagesRequest, MessageStatus, SendMessageRequest,
 };
 use sqlx::PgPool;
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
-use crate::error::{ComposerError, on_constraint};
+use crate::error::{ComposerError, Entity};
 use crate::store::{self, ListFilter, MessageRow, NumberRow};
 
 /// Who is calling: the organization and user the call acts for.
@@ -93,9 +92,10 @@ impl App {
         {
             return Ok(existing);
         }
-        sms_core::validate_body(&req.body)?;
+        let (body, template_id) = self.body(caller, user, &req).await?;
+        sms_core::validate_body(&body)?;
         let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
-        let counted = sms_core::count(&req.body);
+        let counted = sms_core::count(&body);
         let now = Utc::now();
         let row = MessageRow {
             id: Uuid::now_v7(),
@@ -104,7 +104,7 @@ impl App {
             direction: "outbound".into(),
             from_number: from.number,
             to_number: to.e164().to_owned(),
-            body: req.body,
+            body,
             status: Status::Accepted.as_str().into(),
             reason: None,
             carrier_error_code: None,
@@ -118,7 +118,13 @@ impl App {
             updated_at: now,
         };
         let event_id = accepted_event_id(&row);
-        if let Err(e) = store::insert_message(&self.pool, &row, idempotency_key, &event_id).await {
+        let region = to.region().map(|r| r.to_string()).unwrap_or_default();
+        let extra = store::NewMessage {
+            idempotency_key,
+            to_region: &region,
+            template_id,
+        };
+        if let Err(e) = store::insert_message(&self.pool, &row, &extra, &event_id).await {
             // A concurrent call with the same key won the race: return its message.
             let key_taken = e
                 .as_database_error()
@@ -137,6 +143,28 @@ impl App {
             tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
         }
         Ok(row)
+    }
+
+    /// The body to send: the raw body, or the template rendered against the request's context.
+    async fn body(
+        &self,
+        caller: &Caller,
+        user: &str,
+        req: &SendMessageRequest,
+    ) -> Result<(String, Option<Uuid>), ComposerError> {
+        let template_id = req.template_id.trim();
+        if template_id.is_empty() {
+            return Ok((req.body.clone(), None));
+        }
+        if !req.body.is_empty() {
+            return Err(ComposerError::BodyAndTemplate);
+        }
+        let id = parse_id(template_id)?;
+        let row = store::visible_template(&self.pool, &caller.organization_id, user, id)
+            .await?
+            .ok_or(ComposerError::NotFound(Entity::Template))?;
+        let body = crate::templates::render(&row.body, req.context.as_ref())?;
+        Ok((body, Some(id)))
     }
 
     /// Picks and checks the sender and the recipient.
@@ -220,10 +248,10 @@ impl App {
         caller: &Caller,
         id: &str,
     ) -> Result<(MessageRow, Vec<store::HistoryRow>), ComposerError> {
-        let id = Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))?;
+        let id = parse_id(id)?;
         let m = store::get_message(&self.pool, &caller.organization_id, id)
             .await?
-            .ok_or(ComposerError::NotFound("message"))?;
+            .ok_or(ComposerError::NotFound(Entity::Message))?;
         let history = store::history(&self.pool, id).await?;
         Ok((m, history))
     }
@@ -251,9 +279,19 @@ impl App {
             MessageStatus::Unspecified => None,
             s => sms_bus::status_from_proto(s).map(Status::as_str),
         };
+        let direction = match req.direction() {
+            Direction::Unspecified => None,
+            Direction::Outbound => Some("outbound"),
+            Direction::Inbound => Some("inbound"),
+        };
         let filter = ListFilter {
             status,
+            errors_only: req.errors_only,
             contact_number: contact.as_deref(),
+            direction,
+            lead_id: Some(req.lead_id.trim()).filter(|l| !l.is_empty()),
+            created_after: req.created_after.as_ref().and_then(datetime),
+            created_before: req.created_before.as_ref().and_then(datetime),
             before: decode_page_token(&req.page_token)?,
         };
         let mut rows = store::list_messages(
@@ -272,80 +310,6 @@ impl App {
             String::new()
         };
         Ok((rows, next))
-    }
-
-    /// Rents a number for the caller's organization; the reply warns when it cannot send SMS.
-    pub async fn add_number(
-        &self,
-        caller: &Caller,
-        req: AddNumberRequest,
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
-        let parsed =
-            PhoneNumber::parse_valid(&req.number, None).map_err(ComposerError::InvalidNumber)?;
-        let kind = match req.kind() {
-            NumberKind::External => "external",
-            NumberKind::Internal | NumberKind::Unspecified => "internal",
-        };
-        let (owner_user_id, owner_group_id) = match req.owner {
-            Some(add_number_request::Owner::OwnerUserId(u)) if !u.trim().is_empty() => {
-                (Some(u.trim().to_owned()), None)
-            }
-            Some(add_number_request::Owner::OwnerGroupId(g)) if !g.trim().is_empty() => {
-                (None, Some(g.trim().to_owned()))
-            }
-            _ => return Err(ComposerError::MissingOwner),
-        };
-        let region = parsed.region().map(|r| r.to_string()).unwrap_or_default();
-        let mut warnings = Vec::new();
-        if !parsed.sms_supported() {
-            let why = if !parsed.region().is_some_and(|r| r.sms_supported()) {
-                format!(
-                    "we do not send SMS in {}",
-                    if region.is_empty() {
-                        "its region"
-                    } else {
-                        &region
-                    }
-                )
-            } else {
-                format!("it is a {} number", parsed.number_type().as_str())
-            };
-            warnings.push(format!(
-                "{} cannot send or receive SMS: {why}",
-                parsed.e164()
-            ));
-        }
-        if kind == "external" {
-            warnings.push(format!(
-                "{} is external: it will never be used to send",
-                parsed.e164()
-            ));
-        }
-        let row = NumberRow {
-            id: Uuid::now_v7(),
-            organization_id: caller.organization_id.clone(),
-            number: parsed.e164().to_owned(),
-            region,
-            number_type: parsed.number_type().as_str().to_owned(),
-            sms_capable: parsed.sms_supported(),
-            mms_capable: parsed.mms_supported(),
-            voice_capable: true,
-            kind: kind.to_owned(),
-            owner_user_id,
-            owner_group_id,
-            created_at: Utc::now(),
-        };
-        store::insert_number(&self.pool, &row).await.map_err(|e| {
-            on_constraint(e, "numbers_number_key", || {
-                ComposerError::NumberTaken(row.number.clone())
-            })
-        })?;
-        Ok((row, warnings))
-    }
-
-    /// The caller's organization's numbers.
-    pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, ComposerError> {
-        Ok(store::list_numbers(&self.pool, &caller.organization_id).await?)
     }
 
     /// Applies a status event to its message (older and repeated statuses change nothing).
@@ -400,6 +364,10 @@ impl App {
                 store::insert_history(&mut tx, id, to.as_str(), reason, code, at, &meta.event_id)
                     .await
                     .map_err(retry)?;
+                // The carrier took it: this is what the customer is billed for.
+                if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
+                    store::record_usage(&mut tx, id).await.map_err(retry)?;
+                }
             }
             Transition::Stale => {
                 if let Some(sid) = sid {
@@ -415,6 +383,84 @@ impl App {
         tx.commit().await.map_err(retry)
     }
 
+    /// Leads with errored messages, most recent error first, and the next page's token.
+    pub async fn errored_leads(
+        &self,
+        caller: &Caller,
+        req: &ListErroredLeadsRequest,
+    ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
+        let page_size = match req.page_size {
+            0 => 50,
+            n => n.min(500),
+        };
+        let before = match req.page_token.as_str() {
+            "" => None,
+            token => {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(token)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or(ComposerError::InvalidPageToken)?;
+                let (micros, lead) = raw.split_once(':').ok_or(ComposerError::InvalidPageToken)?;
+                let at = micros
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_micros)
+                    .ok_or(ComposerError::InvalidPageToken)?;
+                Some((at, lead.to_owned()))
+            }
+        };
+        let mut rows = store::errored_leads(
+            &self.pool,
+            &caller.organization_id,
+            before,
+            i64::from(page_size) + 1,
+        )
+        .await?;
+        let next = if rows.len() > page_size as usize {
+            rows.truncate(page_size as usize);
+            rows.last()
+                .map(|r| {
+                    URL_SAFE_NO_PAD.encode(format!(
+                        "{}:{}",
+                        r.last_error_at.timestamp_micros(),
+                        r.lead_id
+                    ))
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    /// Usage totals between two months (inclusive), by month, country, kind and encoding.
+    pub async fn usage(
+        &self,
+        caller: &Caller,
+        from_month: &str,
+        to_month: &str,
+    ) -> Result<Vec<store::UsageRow>, ComposerError> {
+        let from = match from_month.trim() {
+            "" => {
+                let today = Utc::now().date_naive();
+                chrono::NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
+                    .ok_or_else(|| ComposerError::InvalidMonth(from_month.to_owned()))?
+            }
+            m => parse_month(m)?,
+        };
+        let to = match to_month.trim() {
+            "" => from,
+            m => parse_month(m)?,
+        };
+        if to < from {
+            return Err(ComposerError::InvalidMonth(format!(
+                "{from_month}..{to_month}"
+            )));
+        }
+        Ok(store::usage(&self.pool, &caller.organization_id, from, to).await?)
+    }
+
     /// Re-publishes messages stuck in `accepted` (their publish failed, or the process died
     /// between storing and publishing). Same event id: JetStream or the dispatcher drop repeats.
     pub async fn republish_stale(&self, older_than: Duration) -> Result<usize, sqlx::Error> {
@@ -427,6 +473,15 @@ impl App {
         }
         Ok(stale.len())
     }
+}
+
+/// Parses an id given by a caller.
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ComposerError> {
+    Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))
+}
+
+fn datetime(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
 }
 
 /// The recipient, valid, in a supported country, and able to take SMS as far as we know.
@@ -447,6 +502,20 @@ fn recipient(to: &str, region: Option<sms_core::Region>) -> Result<PhoneNumber, 
         });
     }
     Ok(to)
+}
+
+/// The first day of a `YYYY-MM` month.
+fn parse_month(m: &str) -> Result<chrono::NaiveDate, ComposerError> {
+    let bad = || ComposerError::InvalidMonth(m.to_owned());
+    let (y, mo) = m.split_once('-').ok_or_else(bad)?;
+    let (y, mo) = (
+        y.parse::<i32>().map_err(|_| bad())?,
+        mo.parse::<u32>().map_err(|_| bad())?,
+    );
+    if !(2000..=9999).contains(&y) {
+        return Err(bad());
+    }
+    chrono::NaiveDate::from_ymd_opt(y, mo, 1).ok_or_else(bad)
 }
 
 fn accepted_event_id(m: &MessageRow) -> String {
@@ -491,6 +560,17 @@ mod tests {
         assert_eq!(decode_page_token("").unwrap(), None);
         assert!(decode_page_token("nope!").is_err());
         assert!(decode_page_token(&URL_SAFE_NO_PAD.encode("1:x")).is_err());
+    }
+
+    #[test]
+    fn months() {
+        assert_eq!(
+            parse_month("2026-02").unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()
+        );
+        for bad in ["2026-13", "2026", "26-01", "abcd-01", "2026-00"] {
+            assert!(parse_month(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Every way a composer call can fail, and the one mapping to gRPC statuses with a
 //! machine-readable `google.rpc.ErrorInfo` reason.
 
+use std::collections::HashMap;
+
+use sms_core::template::TemplateError;
 use sms_core::{BodyError, PhoneError};
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -84,12 +87,54 @@ pub enum ComposerError {
     /// The page token is not one we issued.
     #[error("invalid page token")]
     InvalidPageToken,
-    /// Nothing with that id in this organization.
+    /// Nothing with that id in this organization (or not visible to the user).
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(Entity),
+    /// A template that does not parse.
+    #[error("invalid template: {0}")]
+    Template(#[from] TemplateError),
+    /// A send with both a body and a template.
+    #[error("give either a body or a template, not both")]
+    BodyAndTemplate,
+    /// Only a template's creator may change it.
+    #[error("only the creator of a template may change or delete it")]
+    NotTemplateOwner,
+    /// A name is required.
+    #[error("a name is required")]
+    MissingName,
+    /// A group with that name exists.
+    #[error("a group named {0:?} already exists")]
+    GroupNameTaken(String),
+    /// A month that is not `YYYY-MM`, or a range that runs backwards.
+    #[error("{0:?} is not a month (YYYY-MM), or the range runs backwards")]
+    InvalidMonth(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+/// Kinds of things that can be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// A message.
+    Message,
+    /// A template.
+    Template,
+    /// A number.
+    Number,
+    /// A group.
+    Group,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::Message => "message",
+            Entity::Template => "template",
+            Entity::Number => "number",
+            Entity::Group => "group",
+        })
+    }
 }
 
 impl ComposerError {
@@ -116,9 +161,54 @@ impl ComposerError {
             ComposerError::MissingOwner => "MISSING_OWNER",
             ComposerError::InvalidId(_) => "INVALID_ID",
             ComposerError::InvalidPageToken => "INVALID_PAGE_TOKEN",
-            ComposerError::NotFound(_) => "NOT_FOUND",
+            ComposerError::NotFound(Entity::Message) => "MESSAGE_NOT_FOUND",
+            ComposerError::NotFound(Entity::Template) => "TEMPLATE_NOT_FOUND",
+            ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
+            ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
+            ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
+            ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
+            ComposerError::Template(TemplateError::Empty { .. }) => "TEMPLATE_EMPTY_TAG",
+            ComposerError::Template(TemplateError::Malformed { .. }) => "TEMPLATE_MALFORMED_TAG",
+            ComposerError::Template(TemplateError::Unknown { .. }) => "TEMPLATE_UNKNOWN_TAG",
+            ComposerError::BodyAndTemplate => "BODY_AND_TEMPLATE",
+            ComposerError::NotTemplateOwner => "NOT_TEMPLATE_OWNER",
+            ComposerError::MissingName => "MISSING_NAME",
+            ComposerError::GroupNameTaken(_) => "GROUP_ALREADY_EXISTS",
+            ComposerError::InvalidMonth(_) => "INVALID_MONTH",
             ComposerError::Database(_) => "INTERNAL",
         }
+    }
+
+    /// Facts a caller can act on (`ErrorInfo.metadata`): limits, positions, codes.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        let pairs: Vec<(&str, String)> = match self {
+            ComposerError::Body(BodyError::TooLong { chars }) => vec![
+                ("characters", chars.to_string()),
+                ("limit", sms_core::MAX_BODY_CHARS.to_string()),
+            ],
+            ComposerError::Template(t) => {
+                let mut v = Vec::new();
+                if let TemplateError::Malformed { tag, .. } | TemplateError::Unknown { tag, .. } = t
+                {
+                    v.push(("tag", tag.clone()));
+                }
+                if let Some(at) = t.position() {
+                    v.push(("line", at.line.to_string()));
+                    v.push(("column", at.column.to_string()));
+                }
+                v
+            }
+            ComposerError::InternationalNotAllowed { from, to } => vec![
+                ("from_calling_code", from.to_string()),
+                ("to_calling_code", to.to_string()),
+            ],
+            ComposerError::UnsupportedCountry { region } => vec![("region", region.clone())],
+            ComposerError::RecipientNotSmsCapable { number_type, .. } => {
+                vec![("number_type", number_type.clone())]
+            }
+            _ => Vec::new(),
+        };
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
 
     fn code(&self) -> Code {
@@ -135,13 +225,19 @@ impl ComposerError {
             | ComposerError::InvalidNumber(_)
             | ComposerError::MissingOwner
             | ComposerError::InvalidId(_)
-            | ComposerError::InvalidPageToken => Code::InvalidArgument,
+            | ComposerError::InvalidPageToken
+            | ComposerError::Template(_)
+            | ComposerError::BodyAndTemplate
+            | ComposerError::MissingName
+            | ComposerError::InvalidMonth(_) => Code::InvalidArgument,
             ComposerError::UnknownSender(_)
             | ComposerError::ExternalSender(_)
             | ComposerError::SenderNotSmsCapable(_)
             | ComposerError::NoSenderAvailable { .. } => Code::FailedPrecondition,
-            ComposerError::SenderNotOwned(_) => Code::PermissionDenied,
-            ComposerError::NumberTaken(_) => Code::AlreadyExists,
+            ComposerError::SenderNotOwned(_) | ComposerError::NotTemplateOwner => {
+                Code::PermissionDenied
+            }
+            ComposerError::NumberTaken(_) | ComposerError::GroupNameTaken(_) => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
             ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
             ComposerError::Database(_) => Code::Internal,
@@ -177,11 +273,7 @@ impl From<ComposerError> for tonic::Status {
         tonic::Status::with_error_details(
             code,
             message,
-            ErrorDetails::with_error_info(
-                e.reason(),
-                ERROR_DOMAIN,
-                std::collections::HashMap::<String, String>::new(),
-            ),
+            ErrorDetails::with_error_info(e.reason(), ERROR_DOMAIN, e.metadata()),
         )
     }
 }

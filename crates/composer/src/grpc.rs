@@ -6,10 +6,17 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_proto::v1::messaging_server::Messaging;
 use sms_proto::v1::numbers_server::Numbers;
+use sms_proto::v1::templates_server::Templates;
 use sms_proto::v1::{
-    AddNumberRequest, AddNumberResponse, Direction, GetMessageRequest, GetMessageResponse,
-    ListMessagesRequest, ListMessagesResponse, ListNumbersRequest, ListNumbersResponse, Message,
-    NumberKind, PhoneNumber, SendMessageRequest, SendMessageResponse, StatusEntry,
+    AddNumberRequest, AddNumberResponse, CreateGroupRequest, CreateTemplateRequest,
+    DeleteTemplateRequest, DeleteTemplateResponse, Direction, ErroredLead, GetMessageRequest,
+    GetMessageResponse, GetNumberRequest, GetNumberResponse, GetTemplateRequest, GetUsageRequest,
+    GetUsageResponse, Group, GroupMemberRequest, GroupResponse, ListErroredLeadsRequest,
+    ListErroredLeadsResponse, ListGroupsRequest, ListGroupsResponse, ListMessagesRequest,
+    ListMessagesResponse, ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest,
+    ListTemplatesResponse, Message, NumberKind, PhoneNumber, PreviewRequest, PreviewResponse,
+    ReleaseNumberRequest, ReleaseNumberResponse, SendMessageRequest, SendMessageResponse,
+    StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -17,7 +24,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::app::App;
-use crate::store::{HistoryRow, MessageRow, NumberRow};
+use crate::store::{GroupRow, HistoryRow, MessageRow, NumberRow, TemplateRow};
 
 struct MetadataExtractor<'a>(&'a MetadataMap);
 
@@ -43,6 +50,20 @@ fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
     let cx = TraceContextPropagator::new().extract(&MetadataExtractor(metadata));
     let _ = span.set_parent(cx);
     span
+}
+
+/// Runs a call body in its span, with the authenticated caller.
+macro_rules! call {
+    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {{
+        let span = rpc_span($method, $request.metadata());
+        async {
+            let $caller = $self.0.caller($request.metadata())?;
+            let reply: Result<_, crate::ComposerError> = $body;
+            Ok(Response::new(reply?))
+        }
+        .instrument(span)
+        .await
+    }};
 }
 
 /// `sms.v1.Messaging`.
@@ -99,6 +120,54 @@ impl Messaging for MessagingService {
         .instrument(span)
         .await
     }
+
+    async fn list_errored_leads(
+        &self,
+        request: Request<ListErroredLeadsRequest>,
+    ) -> Result<Response<ListErroredLeadsResponse>, Status> {
+        call!(self, request, "ListErroredLeads", |caller| {
+            self.0
+                .errored_leads(&caller, request.get_ref())
+                .await
+                .map(|(rows, next_page_token)| ListErroredLeadsResponse {
+                    leads: rows
+                        .into_iter()
+                        .map(|r| ErroredLead {
+                            lead_id: r.lead_id,
+                            errored_messages: u32::try_from(r.errored).unwrap_or(u32::MAX),
+                            last_error_at: Some(timestamp(r.last_error_at)),
+                            last_reason: r.last_reason.unwrap_or_default(),
+                        })
+                        .collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<GetUsageRequest>,
+    ) -> Result<Response<GetUsageResponse>, Status> {
+        call!(self, request, "GetUsage", |caller| {
+            let r = request.get_ref();
+            self.0
+                .usage(&caller, &r.from_month, &r.to_month)
+                .await
+                .map(|rows| GetUsageResponse {
+                    rows: rows
+                        .into_iter()
+                        .map(|u| UsageRow {
+                            month: u.month.format("%Y-%m").to_string(),
+                            country: u.country,
+                            kind: u.kind,
+                            encoding: u.encoding,
+                            messages: u64::try_from(u.messages).unwrap_or(0),
+                            segments: u64::try_from(u.segments).unwrap_or(0),
+                        })
+                        .collect(),
+                })
+        })
+    }
 }
 
 /// `sms.v1.Numbers`.
@@ -138,6 +207,204 @@ impl Numbers for NumbersService {
         }
         .instrument(span)
         .await
+    }
+
+    async fn get_number(
+        &self,
+        request: Request<GetNumberRequest>,
+    ) -> Result<Response<GetNumberResponse>, Status> {
+        call!(self, request, "GetNumber", |caller| {
+            self.0
+                .get_number(&caller, &request.get_ref().number)
+                .await
+                .map(|n| GetNumberResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn release_number(
+        &self,
+        request: Request<ReleaseNumberRequest>,
+    ) -> Result<Response<ReleaseNumberResponse>, Status> {
+        call!(self, request, "ReleaseNumber", |caller| {
+            self.0
+                .release_number(&caller, &request.get_ref().number)
+                .await
+                .map(|n| ReleaseNumberResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<CreateGroupRequest>,
+    ) -> Result<Response<GroupResponse>, Status> {
+        call!(self, request, "CreateGroup", |caller| {
+            self.0
+                .create_group(&caller, &request.get_ref().name)
+                .await
+                .map(group_response)
+        })
+    }
+
+    async fn add_group_member(
+        &self,
+        request: Request<GroupMemberRequest>,
+    ) -> Result<Response<GroupResponse>, Status> {
+        call!(self, request, "AddGroupMember", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_member(&caller, &r.group_id, &r.user_id, true)
+                .await
+                .map(group_response)
+        })
+    }
+
+    async fn remove_group_member(
+        &self,
+        request: Request<GroupMemberRequest>,
+    ) -> Result<Response<GroupResponse>, Status> {
+        call!(self, request, "RemoveGroupMember", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_member(&caller, &r.group_id, &r.user_id, false)
+                .await
+                .map(group_response)
+        })
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<ListGroupsRequest>,
+    ) -> Result<Response<ListGroupsResponse>, Status> {
+        call!(self, request, "ListGroups", |caller| {
+            self.0
+                .list_groups(&caller)
+                .await
+                .map(|groups| ListGroupsResponse {
+                    groups: groups.into_iter().map(group).collect(),
+                })
+        })
+    }
+}
+
+/// `sms.v1.Templates`.
+#[derive(Clone)]
+pub struct TemplatesService(pub Arc<App>);
+
+#[tonic::async_trait]
+impl Templates for TemplatesService {
+    async fn create_template(
+        &self,
+        request: Request<CreateTemplateRequest>,
+    ) -> Result<Response<TemplateResponse>, Status> {
+        call!(self, request, "CreateTemplate", |caller| {
+            let r = request.get_ref();
+            self.0
+                .create_template(&caller, &r.name, &r.body, r.shared)
+                .await
+                .map(template_response)
+        })
+    }
+
+    async fn update_template(
+        &self,
+        request: Request<UpdateTemplateRequest>,
+    ) -> Result<Response<TemplateResponse>, Status> {
+        call!(self, request, "UpdateTemplate", |caller| {
+            let r = request.get_ref();
+            self.0
+                .update_template(
+                    &caller,
+                    &r.id,
+                    r.name.as_deref(),
+                    r.body.as_deref(),
+                    r.shared,
+                )
+                .await
+                .map(template_response)
+        })
+    }
+
+    async fn get_template(
+        &self,
+        request: Request<GetTemplateRequest>,
+    ) -> Result<Response<TemplateResponse>, Status> {
+        call!(self, request, "GetTemplate", |caller| {
+            self.0
+                .get_template(&caller, &request.get_ref().id)
+                .await
+                .map(template_response)
+        })
+    }
+
+    async fn list_templates(
+        &self,
+        request: Request<ListTemplatesRequest>,
+    ) -> Result<Response<ListTemplatesResponse>, Status> {
+        call!(self, request, "ListTemplates", |caller| {
+            self.0
+                .list_templates(&caller)
+                .await
+                .map(|rows| ListTemplatesResponse {
+                    templates: rows.into_iter().map(template).collect(),
+                })
+        })
+    }
+
+    async fn delete_template(
+        &self,
+        request: Request<DeleteTemplateRequest>,
+    ) -> Result<Response<DeleteTemplateResponse>, Status> {
+        call!(self, request, "DeleteTemplate", |caller| {
+            self.0
+                .delete_template(&caller, &request.get_ref().id)
+                .await
+                .map(|()| DeleteTemplateResponse {})
+        })
+    }
+
+    async fn preview(
+        &self,
+        request: Request<PreviewRequest>,
+    ) -> Result<Response<PreviewResponse>, Status> {
+        call!(self, request, "Preview", |caller| {
+            self.0.preview(&caller, request.get_ref()).await
+        })
+    }
+}
+
+fn group(g: GroupRow) -> Group {
+    Group {
+        id: g.id.to_string(),
+        name: g.name,
+        member_user_ids: g.members,
+    }
+}
+
+fn group_response(g: GroupRow) -> GroupResponse {
+    GroupResponse {
+        group: Some(group(g)),
+    }
+}
+
+fn template(t: TemplateRow) -> Template {
+    Template {
+        id: t.id.to_string(),
+        name: t.name,
+        body: t.body,
+        shared: t.shared,
+        owner_user_id: t.owner_user_id,
+        created_at: Some(timestamp(t.created_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+    }
+}
+
+fn template_response(t: TemplateRow) -> TemplateResponse {
+    TemplateResponse {
+        template: Some(template(t)),
     }
 }
 

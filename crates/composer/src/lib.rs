@@ -14,6 +14,7 @@ use sms_bus::ConsumerKind;
 use sms_proto::v1::events::StatusChanged;
 use sms_proto::v1::messaging_server::MessagingServer;
 use sms_proto::v1::numbers_server::NumbersServer;
+use sms_proto::v1::templates_server::TemplatesServer;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub mod app;
 pub mod error;
 pub mod grpc;
+pub mod numbers;
 pub mod store;
+pub mod templates;
 
 pub use app::App;
 pub use error::ComposerError;
@@ -107,6 +110,9 @@ pub async fn run(
     health_reporter
         .set_serving::<NumbersServer<grpc::NumbersService>>()
         .await;
+    health_reporter
+        .set_serving::<TemplatesServer<grpc::TemplatesService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -128,7 +134,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(MessagingServer::new(grpc::MessagingService(app.clone())))
-        .add_service(NumbersServer::new(grpc::NumbersService(app)))
+        .add_service(NumbersServer::new(grpc::NumbersService(app.clone())))
+        .add_service(TemplatesServer::new(grpc::TemplatesService(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),

@@ -87,20 +87,40 @@ pub struct HistoryRow {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// A number of the organization that is not released.
-#[tracing::instrument(skip(pool))]
+/// A number of the organization that is not released, by E.164.
 pub async fn find_number(
     pool: &PgPool,
     organization_id: &str,
     number: &str,
+) -> Result<Option<NumberRow>, sqlx::Error> {
+    number_where(pool, organization_id, None, Some(number)).await
+}
+
+/// A number of the organization that is not released, by id.
+pub async fn find_number_by_id(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<Option<NumberRow>, sqlx::Error> {
+    number_where(pool, organization_id, Some(id), None).await
+}
+
+#[tracing::instrument(skip(pool))]
+async fn number_where(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Option<Uuid>,
+    number: Option<&str>,
 ) -> Result<Option<NumberRow>, sqlx::Error> {
     sqlx::query_as!(
         NumberRow,
         "SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                 voice_capable, kind, owner_user_id, owner_group_id, created_at
          FROM composer.numbers
-         WHERE organization_id = $1 AND number = $2 AND released_at IS NULL",
+         WHERE organization_id = $1 AND released_at IS NULL
+           AND ($2::uuid IS NULL OR id = $2) AND ($3::text IS NULL OR number = $3)",
         organization_id,
+        id,
         number
     )
     .fetch_optional(pool)
@@ -206,13 +226,24 @@ pub async fn list_numbers(
     .await
 }
 
+/// What a new message stores besides its row.
+#[derive(Debug, Default)]
+pub struct NewMessage<'a> {
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// The recipient's region, for usage.
+    pub to_region: &'a str,
+    /// The template it was rendered from.
+    pub template_id: Option<Uuid>,
+}
+
 /// Inserts a message and its first history entry in one transaction; the caller maps the
 /// `messages_idempotency_key` violation.
 #[tracing::instrument(skip_all, fields(message_id = %m.id))]
 pub async fn insert_message(
     pool: &PgPool,
     m: &MessageRow,
-    idempotency_key: Option<&str>,
+    extra: &NewMessage<'_>,
     event_id: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -220,8 +251,8 @@ pub async fn insert_message(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
              encoding, segments, characters, lead_id, contact_id, idempotency_key,
-             created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+             created_at, updated_at, to_region, template_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)",
         m.id,
         m.organization_id,
         m.user_id,
@@ -235,8 +266,10 @@ pub async fn insert_message(
         m.characters,
         m.lead_id,
         m.contact_id,
-        idempotency_key,
-        m.created_at
+        extra.idempotency_key,
+        m.created_at,
+        extra.to_region,
+        extra.template_id
     )
     .execute(&mut *tx)
     .await?;
@@ -329,8 +362,18 @@ pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::E
 pub struct ListFilter<'a> {
     /// Only this status.
     pub status: Option<&'a str>,
+    /// Only `failed` and `undelivered` messages.
+    pub errors_only: bool,
     /// Only messages to or from this number.
     pub contact_number: Option<&'a str>,
+    /// Only this direction (`outbound` / `inbound`).
+    pub direction: Option<&'a str>,
+    /// Only this lead's messages.
+    pub lead_id: Option<&'a str>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
     /// Keyset cursor: strictly older than this (created_at, id).
     pub before: Option<(DateTime<Utc>, Uuid)>,
 }
@@ -355,6 +398,11 @@ pub async fn list_messages(
            AND ($3::text IS NULL OR (direction = 'outbound' AND to_number = $3)
                                  OR (direction = 'inbound' AND from_number = $3))
            AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+           AND (NOT $7 OR status IN ('failed', 'undelivered'))
+           AND ($8::text IS NULL OR direction = $8)
+           AND ($9::text IS NULL OR lead_id = $9)
+           AND ($10::timestamptz IS NULL OR created_at >= $10)
+           AND ($11::timestamptz IS NULL OR created_at < $11)
          ORDER BY created_at DESC, id DESC
          LIMIT $6",
         organization_id,
@@ -362,7 +410,12 @@ pub async fn list_messages(
         filter.contact_number,
         before_at,
         before_id,
-        limit
+        limit,
+        filter.errors_only,
+        filter.direction,
+        filter.lead_id,
+        filter.created_after,
+        filter.created_before
     )
     .fetch_all(pool)
     .await
@@ -445,6 +498,338 @@ pub async fn claim_stale_accepted(
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
                    lead_id, contact_id, created_at, updated_at",
         older_than,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A group row.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Members.
+    pub members: Vec<String>,
+}
+
+/// Creates a group; the caller maps the `groups_name_key` violation.
+#[tracing::instrument(skip(pool))]
+pub async fn insert_group(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO composer.groups (id, organization_id, name) VALUES ($1, $2, $3)",
+        id,
+        organization_id,
+        name
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// The organization's groups with their members, or one of them.
+#[tracing::instrument(skip(pool))]
+pub async fn groups(
+    pool: &PgPool,
+    organization_id: &str,
+    only: Option<Uuid>,
+) -> Result<Vec<GroupRow>, sqlx::Error> {
+    sqlx::query_as!(
+        GroupRow,
+        "SELECT g.id, g.name,
+                COALESCE(array_agg(m.user_id ORDER BY m.user_id) FILTER (WHERE m.user_id IS NOT NULL),
+                         '{}') AS \"members!\"
+         FROM composer.groups g
+         LEFT JOIN composer.group_members m
+           ON m.organization_id = g.organization_id AND m.group_id = g.id::text
+         WHERE g.organization_id = $1 AND ($2::uuid IS NULL OR g.id = $2)
+         GROUP BY g.id, g.name, g.created_at
+         ORDER BY g.created_at, g.id",
+        organization_id,
+        only
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Adds or removes a member; returns whether anything changed.
+#[tracing::instrument(skip(pool))]
+pub async fn set_member(
+    pool: &PgPool,
+    organization_id: &str,
+    group_id: Uuid,
+    user_id: &str,
+    member: bool,
+) -> Result<bool, sqlx::Error> {
+    let changed = if member {
+        sqlx::query!(
+            "INSERT INTO composer.group_members (organization_id, group_id, user_id)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            organization_id,
+            group_id.to_string(),
+            user_id
+        )
+        .execute(pool)
+        .await?
+    } else {
+        sqlx::query!(
+            "DELETE FROM composer.group_members
+             WHERE organization_id = $1 AND group_id = $2 AND user_id = $3",
+            organization_id,
+            group_id.to_string(),
+            user_id
+        )
+        .execute(pool)
+        .await?
+    };
+    Ok(changed.rows_affected() > 0)
+}
+
+/// Releases a number; returns whether it was held.
+#[tracing::instrument(skip(pool))]
+pub async fn release_number(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE composer.numbers SET released_at = now()
+         WHERE organization_id = $1 AND id = $2 AND released_at IS NULL",
+        organization_id,
+        id
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A template row.
+#[derive(Debug, Clone)]
+pub struct TemplateRow {
+    /// Id.
+    pub id: Uuid,
+    /// Creator.
+    pub owner_user_id: String,
+    /// Name.
+    pub name: String,
+    /// Source.
+    pub body: String,
+    /// Visible to the whole organization.
+    pub shared: bool,
+    /// Created at.
+    pub created_at: DateTime<Utc>,
+    /// Updated at.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Stores a new template.
+#[tracing::instrument(skip(pool, t), fields(template_id = %t.id))]
+pub async fn insert_template(
+    pool: &PgPool,
+    organization_id: &str,
+    t: &TemplateRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO composer.templates
+            (id, organization_id, owner_user_id, name, body, shared, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        t.id,
+        organization_id,
+        t.owner_user_id,
+        t.name,
+        t.body,
+        t.shared,
+        t.created_at,
+        t.updated_at
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// A template the user may see: their own, or shared in the organization.
+#[tracing::instrument(skip(pool))]
+pub async fn visible_template(
+    pool: &PgPool,
+    organization_id: &str,
+    user_id: &str,
+    id: Uuid,
+) -> Result<Option<TemplateRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TemplateRow,
+        "SELECT id, owner_user_id, name, body, shared, created_at, updated_at
+         FROM composer.templates
+         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL
+           AND (shared OR owner_user_id = $3)",
+        organization_id,
+        id,
+        user_id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The templates the user may see, oldest first.
+#[tracing::instrument(skip(pool))]
+pub async fn visible_templates(
+    pool: &PgPool,
+    organization_id: &str,
+    user_id: &str,
+) -> Result<Vec<TemplateRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TemplateRow,
+        "SELECT id, owner_user_id, name, body, shared, created_at, updated_at
+         FROM composer.templates
+         WHERE organization_id = $1 AND deleted_at IS NULL AND (shared OR owner_user_id = $2)
+         ORDER BY created_at, id",
+        organization_id,
+        user_id
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Saves a template's new name, body and visibility.
+#[tracing::instrument(skip(pool, t), fields(template_id = %t.id))]
+pub async fn update_template(
+    pool: &PgPool,
+    organization_id: &str,
+    t: &TemplateRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.templates SET name = $3, body = $4, shared = $5, updated_at = $6
+         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
+        organization_id,
+        t.id,
+        t.name,
+        t.body,
+        t.shared,
+        t.updated_at
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Deletes a template (kept for the messages that used it).
+#[tracing::instrument(skip(pool))]
+pub async fn delete_template(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.templates SET deleted_at = now()
+         WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
+        organization_id,
+        id
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Records usage for a message handed to the carrier (once per message).
+pub async fn record_usage(conn: &mut PgConnection, message_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO composer.usage (message_id, organization_id, month, country, kind, encoding, segments)
+         SELECT id, organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
+                to_region, 'sms', encoding, segments
+         FROM composer.messages WHERE id = $1 AND direction = 'outbound'
+         ON CONFLICT (message_id) DO NOTHING",
+        message_id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// A usage total.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    /// First day of the month.
+    pub month: chrono::NaiveDate,
+    /// Recipient region.
+    pub country: String,
+    /// `sms` or `mms`.
+    pub kind: String,
+    /// Encoding.
+    pub encoding: String,
+    /// Messages.
+    pub messages: i64,
+    /// Segments.
+    pub segments: i64,
+}
+
+/// Usage totals by month, country, kind and encoding.
+#[tracing::instrument(skip(pool))]
+pub async fn usage(
+    pool: &PgPool,
+    organization_id: &str,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<UsageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        UsageRow,
+        "SELECT month, country, kind, encoding, count(*) AS \"messages!\",
+                COALESCE(sum(segments), 0)::bigint AS \"segments!\"
+         FROM composer.usage
+         WHERE organization_id = $1 AND month BETWEEN $2 AND $3
+         GROUP BY month, country, kind, encoding
+         ORDER BY month, country, kind, encoding",
+        organization_id,
+        from,
+        to
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A lead with errored messages.
+#[derive(Debug, Clone)]
+pub struct ErroredLeadRow {
+    /// Lead.
+    pub lead_id: String,
+    /// Messages in an error state.
+    pub errored: i64,
+    /// The latest one's time.
+    pub last_error_at: DateTime<Utc>,
+    /// The latest one's reason.
+    pub last_reason: Option<String>,
+}
+
+/// Leads with at least one errored message, most recent error first; keyset by
+/// (last_error_at, lead_id).
+#[tracing::instrument(skip(pool))]
+pub async fn errored_leads(
+    pool: &PgPool,
+    organization_id: &str,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: i64,
+) -> Result<Vec<ErroredLeadRow>, sqlx::Error> {
+    let (before_at, before_lead) = before.unzip();
+    sqlx::query_as!(
+        ErroredLeadRow,
+        "SELECT lead_id AS \"lead_id!\", count(*) AS \"errored!\",
+                max(created_at) AS \"last_error_at!\",
+                (array_agg(reason ORDER BY created_at DESC))[1] AS last_reason
+         FROM composer.messages
+         WHERE organization_id = $1 AND lead_id IS NOT NULL
+           AND status IN ('failed', 'undelivered')
+         GROUP BY lead_id
+         HAVING $2::timestamptz IS NULL OR (max(created_at), lead_id) < ($2, $3::text)
+         ORDER BY max(created_at) DESC, lead_id DESC
+         LIMIT $4",
+        organization_id,
+        before_at,
+        before_lead,
         limit
     )
     .fetch_all(pool)

@@ -31,6 +31,20 @@ enum Command {
     /// Manage the organization's numbers.
     #[command(subcommand)]
     Numbers(online::NumbersCommand),
+    /// Manage groups of users sharing numbers.
+    #[command(subcommand)]
+    Groups(online::GroupsCommand),
+    /// Manage SMS templates and preview them.
+    #[command(subcommand)]
+    Templates(online::TemplatesCommand),
+    /// Show usage (messages and segments handed to the carrier) by month and country.
+    Usage(online::UsageArgs),
+    /// List the leads with at least one errored message.
+    ErroredLeads {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a message now; prints its id.
     Send(online::SendArgs),
     /// Show a message: status, reason, encoding, segments, history.
@@ -62,6 +76,10 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
     runtime.block_on(async {
         match command {
             Command::Numbers(c) => online::numbers(conn, c).await,
+            Command::Groups(c) => online::groups(conn, c).await,
+            Command::Templates(c) => online::templates(conn, c).await,
+            Command::Usage(a) => online::usage(conn, a).await,
+            Command::ErroredLeads { json } => online::errored_leads(conn, json).await,
             Command::Send(a) => online::send(conn, a).await,
             Command::Get(a) => online::get(conn, a).await,
             Command::List(a) => online::list(conn, a).await,

@@ -7,9 +7,14 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use sms_proto::v1::messaging_client::MessagingClient;
 use sms_proto::v1::numbers_client::NumbersClient;
+use sms_proto::v1::templates_client::TemplatesClient;
 use sms_proto::v1::{
-    AddNumberRequest, GetMessageRequest, ListMessagesRequest, ListNumbersRequest, Message,
-    MessageStatus, NumberKind, PhoneNumber, SendMessageRequest, add_number_request,
+    AddNumberRequest, CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, Direction,
+    GetMessageRequest, GetNumberRequest, GetTemplateRequest, GetUsageRequest, Group,
+    GroupMemberRequest, ListErroredLeadsRequest, ListGroupsRequest, ListMessagesRequest,
+    ListNumbersRequest, ListTemplatesRequest, Message, MessageStatus, NumberKind, PhoneNumber,
+    PreviewRequest, ReleaseNumberRequest, SendMessageRequest, Template, TemplateContext,
+    UpdateTemplateRequest, add_number_request, preview_request,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
@@ -62,6 +67,129 @@ pub enum NumbersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one number.
+    Get {
+        /// E.164 or id.
+        number: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a number (it stops sending; another organization may rent it).
+    Release {
+        /// E.164 or id.
+        number: String,
+    },
+}
+
+/// `smsctl groups …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// Create a group; prints its id.
+    Create {
+        /// Name.
+        name: String,
+    },
+    /// Add a user to a group.
+    AddMember {
+        /// Group id.
+        group: String,
+        /// User id.
+        user: String,
+    },
+    /// Remove a user from a group.
+    RemoveMember {
+        /// Group id.
+        group: String,
+        /// User id.
+        user: String,
+    },
+    /// List groups and their members.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `smsctl templates …`.
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Save a template; prints its id.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Body with CRM tags, e.g. "Hi {{ contact.first_name }}".
+        #[arg(long)]
+        body: String,
+        /// Visible to the whole organization.
+        #[arg(long)]
+        shared: bool,
+    },
+    /// Change a template (only its creator may).
+    Update {
+        /// Template id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New body.
+        #[arg(long)]
+        body: Option<String>,
+        /// Share with the organization (true) or keep private (false).
+        #[arg(long)]
+        shared: Option<bool>,
+    },
+    /// Show a template.
+    Get {
+        /// Template id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the templates you can see.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a template (only its creator may).
+    Delete {
+        /// Template id.
+        id: String,
+    },
+    /// Render a template or a raw body and show what it costs.
+    Preview {
+        /// Template id.
+        #[arg(long, conflicts_with = "body", required_unless_present = "body")]
+        id: Option<String>,
+        /// A raw body with tags.
+        #[arg(long)]
+        body: Option<String>,
+        /// A JSON file with the context: {"lead": {...}, "contact": {...}, "user": {...},
+        /// "organization": {...}}.
+        #[arg(long)]
+        context: Option<std::path::PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `smsctl usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// First month, YYYY-MM (default: this month).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last month, YYYY-MM (default: the first).
+    #[arg(long)]
+    to: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `smsctl send`.
@@ -74,8 +202,18 @@ pub struct SendArgs {
     #[arg(long)]
     from: Option<String>,
     /// Message body.
+    #[arg(
+        long,
+        required_unless_present = "template",
+        conflicts_with = "template"
+    )]
+    body: Option<String>,
+    /// Send this template instead of a body.
     #[arg(long)]
-    body: String,
+    template: Option<String>,
+    /// A JSON file with the template's context (see `templates preview --help`).
+    #[arg(long, requires = "template")]
+    context: Option<std::path::PathBuf>,
     /// Idempotency key: a retried command with the same key sends nothing new.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -97,12 +235,25 @@ pub struct GetArgs {
 /// `smsctl list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only this status (accepted, queued, sent, delivered, failed, …).
+    /// Only this status (accepted, queued, sent, delivered, failed, …), or `error` for every
+    /// failed state.
     #[arg(long)]
     status: Option<String>,
     /// Only messages to or from this number.
     #[arg(long)]
     to: Option<String>,
+    /// Only this lead's messages.
+    #[arg(long)]
+    lead: Option<String>,
+    /// Only `outbound` or `inbound` messages.
+    #[arg(long)]
+    direction: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Created before (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -190,6 +341,7 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
                     number,
                     kind: kind as i32,
                     owner: Some(owner),
+                    ..Default::default()
                 },
                 false,
             )?;
@@ -210,6 +362,30 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
                     eprintln!("warning: {w}");
                 }
             }
+        }
+        NumbersCommand::Get { number, json } => {
+            let request = conn.request(GetNumberRequest { number }, false)?;
+            let reply = client
+                .get_number(request)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let n = reply.number.context("the reply has no number")?;
+            if json {
+                println!("{}", number_json(&n));
+            } else {
+                println!("{}", number_line(&n));
+            }
+        }
+        NumbersCommand::Release { number } => {
+            let request = conn.request(ReleaseNumberRequest { number }, false)?;
+            let reply = client
+                .release_number(request)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let n = reply.number.context("the reply has no number")?;
+            println!("released {}", n.number);
         }
         NumbersCommand::List { json } => {
             let request = conn.request(ListNumbersRequest {}, false)?;
@@ -234,12 +410,15 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
 /// Runs `send`.
 pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode> {
     let mut client = MessagingClient::new(conn.channel().await?);
+    let context = args.context.as_deref().map(read_context).transpose()?;
     let request = conn.request(
         SendMessageRequest {
             to: args.to,
             from: args.from.unwrap_or_default(),
-            body: args.body,
+            body: args.body.unwrap_or_default(),
             idempotency_key: args.idempotency_key.unwrap_or_default(),
+            template_id: args.template.unwrap_or_default(),
+            context,
             ..Default::default()
         },
         true,
@@ -301,8 +480,9 @@ pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `list`.
 pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let errors_only = args.status.as_deref() == Some("error");
     let status = match args.status.as_deref() {
-        None => MessageStatus::Unspecified,
+        None | Some("error") => MessageStatus::Unspecified,
         Some(s) => {
             let parsed: sms_core::Status =
                 s.parse().map_err(|e| anyhow::anyhow!("--status: {e}"))?;
@@ -314,12 +494,31 @@ pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode>
         }
     };
     let mut client = MessagingClient::new(conn.channel().await?);
+    let direction = match args.direction.as_deref() {
+        None => Direction::Unspecified,
+        Some("outbound") => Direction::Outbound,
+        Some("inbound") => Direction::Inbound,
+        Some(other) => bail!("--direction: expected outbound or inbound, not {other:?}"),
+    };
     let request = conn.request(
         ListMessagesRequest {
             status: status as i32,
             contact_number: args.to.unwrap_or_default(),
             page_size: args.limit.clamp(1, 500),
             page_token: String::new(),
+            direction: direction as i32,
+            lead_id: args.lead.unwrap_or_default(),
+            errors_only,
+            created_after: args
+                .since
+                .as_deref()
+                .map(|s| parse_time("--since", s))
+                .transpose()?,
+            created_before: args
+                .until
+                .as_deref()
+                .map(|s| parse_time("--until", s))
+                .transpose()?,
         },
         false,
     )?;
@@ -346,6 +545,365 @@ pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `groups`.
+pub async fn groups(conn: &Connection, command: GroupsCommand) -> anyhow::Result<ExitCode> {
+    let mut client = NumbersClient::new(conn.channel().await?);
+    let member = |group: String, user: String| GroupMemberRequest {
+        group_id: group,
+        user_id: user,
+    };
+    match command {
+        GroupsCommand::Create { name } => {
+            let r = conn.request(CreateGroupRequest { name }, false)?;
+            let g = client
+                .create_group(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .group;
+            println!("{}", g.context("the reply has no group")?.id);
+        }
+        GroupsCommand::AddMember { group, user } => {
+            let r = conn.request(member(group, user), false)?;
+            let g = client
+                .add_group_member(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .group;
+            println!("{}", group_line(&g.context("the reply has no group")?));
+        }
+        GroupsCommand::RemoveMember { group, user } => {
+            let r = conn.request(member(group, user), false)?;
+            let g = client
+                .remove_group_member(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .group;
+            println!("{}", group_line(&g.context("the reply has no group")?));
+        }
+        GroupsCommand::List { json } => {
+            let r = conn.request(ListGroupsRequest {}, false)?;
+            let groups = client
+                .list_groups(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .groups;
+            if json {
+                let all: Vec<Value> = groups
+                    .iter()
+                    .map(|g| json!({"id": g.id, "name": g.name, "members": g.member_user_ids}))
+                    .collect();
+                println!("{}", Value::Array(all));
+            } else {
+                for g in &groups {
+                    println!("{}", group_line(g));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn group_line(g: &Group) -> String {
+    format!(
+        "{}  {}  members: {}",
+        g.id,
+        g.name,
+        g.member_user_ids.join(", ")
+    )
+}
+
+/// Runs `templates`.
+pub async fn templates(conn: &Connection, command: TemplatesCommand) -> anyhow::Result<ExitCode> {
+    let mut client = TemplatesClient::new(conn.channel().await?);
+    match command {
+        TemplatesCommand::Create { name, body, shared } => {
+            let r = conn.request(CreateTemplateRequest { name, body, shared }, true)?;
+            let t = client
+                .create_template(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .template;
+            println!("{}", t.context("the reply has no template")?.id);
+        }
+        TemplatesCommand::Update {
+            id,
+            name,
+            body,
+            shared,
+        } => {
+            let r = conn.request(
+                UpdateTemplateRequest {
+                    id,
+                    name,
+                    body,
+                    shared,
+                },
+                true,
+            )?;
+            let t = client
+                .update_template(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .template;
+            println!(
+                "{}",
+                template_line(&t.context("the reply has no template")?)
+            );
+        }
+        TemplatesCommand::Get { id, json } => {
+            let r = conn.request(GetTemplateRequest { id }, true)?;
+            let t = client
+                .get_template(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .template;
+            let t = t.context("the reply has no template")?;
+            if json {
+                println!("{}", template_json(&t));
+            } else {
+                println!("{}\n{}", template_line(&t), t.body);
+            }
+        }
+        TemplatesCommand::List { json } => {
+            let r = conn.request(ListTemplatesRequest {}, true)?;
+            let all = client
+                .list_templates(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .templates;
+            if json {
+                println!("{}", Value::Array(all.iter().map(template_json).collect()));
+            } else {
+                for t in &all {
+                    println!("{}", template_line(t));
+                }
+            }
+        }
+        TemplatesCommand::Delete { id } => {
+            let r = conn.request(DeleteTemplateRequest { id: id.clone() }, true)?;
+            client.delete_template(r).await.map_err(explain)?;
+            println!("deleted {id}");
+        }
+        TemplatesCommand::Preview {
+            id,
+            body,
+            context,
+            json,
+        } => {
+            let source = match (id, body) {
+                (Some(id), _) => preview_request::Source::TemplateId(id),
+                (None, Some(body)) => preview_request::Source::Body(body),
+                (None, None) => bail!("give --id or --body"),
+            };
+            let context = context.as_deref().map(read_context).transpose()?;
+            let r = conn.request(
+                PreviewRequest {
+                    source: Some(source),
+                    context,
+                },
+                true,
+            )?;
+            let p = client.preview(r).await.map_err(explain)?.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "body": p.body, "encoding": p.encoding, "segments": p.segments,
+                        "characters": p.characters, "non_gsm": p.non_gsm, "length": p.length,
+                        "too_long": p.too_long, "smart_body": p.smart_body,
+                        "smart_encoding": p.smart_encoding, "smart_segments": p.smart_segments,
+                        "segments_saved": p.segments_saved,
+                    })
+                );
+            } else {
+                println!("{}", p.body);
+                println!("---");
+                println!(
+                    "{} characters{}; {}, {} segment(s), {} units",
+                    p.length,
+                    if p.too_long {
+                        " (over the 1000-character limit)"
+                    } else {
+                        ""
+                    },
+                    p.encoding,
+                    p.segments,
+                    p.characters
+                );
+                if !p.non_gsm.is_empty() {
+                    println!("UCS-2 forced by: {}", p.non_gsm.join(" "));
+                }
+                if p.segments_saved > 0 {
+                    println!(
+                        "Smart encoding would send {} in {} segment(s), saving {}",
+                        p.smart_encoding, p.smart_segments, p.segments_saved
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn template_line(t: &Template) -> String {
+    let visibility = if t.shared { "shared" } else { "private" };
+    format!(
+        "{}  {}  ({visibility}, by {})",
+        t.id, t.name, t.owner_user_id
+    )
+}
+
+fn template_json(t: &Template) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "body": t.body, "shared": t.shared,
+        "owner_user_id": t.owner_user_id,
+        "created_at": timestamp(t.created_at.as_ref()),
+        "updated_at": timestamp(t.updated_at.as_ref()),
+    })
+}
+
+/// Reads a JSON context file into the protobuf context.
+fn read_context(path: &std::path::Path) -> anyhow::Result<TemplateContext> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the context file {}", path.display()))?;
+    let c: sms_core::template::Context = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid context (JSON)", path.display()))?;
+    let map = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let a = &c.lead.primary_address;
+    Ok(TemplateContext {
+        lead: Some(sms_proto::v1::Lead {
+            display_name: c.lead.display_name.clone(),
+            name: c.lead.name.clone(),
+            primary_contact_name: c.lead.primary_contact_name.clone(),
+            description: c.lead.description.clone(),
+            url: c.lead.url.clone(),
+            status_label: c.lead.status_label.clone(),
+            custom: map(&c.lead.custom),
+            primary_address: Some(sms_proto::v1::Address {
+                address_1: a.address_1.clone(),
+                address_2: a.address_2.clone(),
+                city: a.city.clone(),
+                state: a.state.clone(),
+                zipcode: a.zipcode.clone(),
+                country: a.country.clone(),
+                country_name: a.country_name.clone(),
+            }),
+            primary_opportunity_custom: map(&c.lead.primary_opportunity_custom),
+        }),
+        contact: Some(sms_proto::v1::Contact {
+            name: c.contact.name.clone(),
+            first_name: c.contact.first_name.clone(),
+            last_name: c.contact.last_name.clone(),
+            title: c.contact.title.clone(),
+            phone: c.contact.phone.clone(),
+            email: c.contact.email.clone(),
+            url: c.contact.url.clone(),
+            custom: map(&c.contact.custom),
+        }),
+        user: Some(sms_proto::v1::User {
+            from_name: c.user.from_name.clone(),
+            from_email: c.user.from_email.clone(),
+            phone: c.user.phone.clone(),
+            email: c.user.email.clone(),
+            full_name: c.user.full_name.clone(),
+            first_name: c.user.first_name.clone(),
+            last_name: c.user.last_name.clone(),
+        }),
+        organization: Some(sms_proto::v1::Organization {
+            name: c.organization.name.clone(),
+        }),
+    })
+}
+
+/// Runs `usage`.
+pub async fn usage(conn: &Connection, args: UsageArgs) -> anyhow::Result<ExitCode> {
+    let mut client = MessagingClient::new(conn.channel().await?);
+    let r = conn.request(
+        GetUsageRequest {
+            from_month: args.from.unwrap_or_default(),
+            to_month: args.to.unwrap_or_default(),
+        },
+        false,
+    )?;
+    let rows = client
+        .get_usage(r)
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .rows;
+    if args.json {
+        let all: Vec<Value> = rows
+            .iter()
+            .map(|u| {
+                json!({"month": u.month, "country": u.country, "kind": u.kind,
+                            "encoding": u.encoding, "messages": u.messages, "segments": u.segments})
+            })
+            .collect();
+        println!("{}", Value::Array(all));
+    } else {
+        for u in &rows {
+            println!(
+                "{}  {}  {}  {}  {} message(s), {} segment(s)",
+                u.month, u.country, u.kind, u.encoding, u.messages, u.segments
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `errored-leads`.
+pub async fn errored_leads(conn: &Connection, json_out: bool) -> anyhow::Result<ExitCode> {
+    let mut client = MessagingClient::new(conn.channel().await?);
+    let r = conn.request(ListErroredLeadsRequest::default(), false)?;
+    let leads = client
+        .list_errored_leads(r)
+        .await
+        .map_err(explain)?
+        .into_inner()
+        .leads;
+    if json_out {
+        let all: Vec<Value> = leads
+            .iter()
+            .map(|l| {
+                json!({"lead_id": l.lead_id, "errored_messages": l.errored_messages,
+                            "last_error_at": timestamp(l.last_error_at.as_ref()),
+                            "last_reason": l.last_reason})
+            })
+            .collect();
+        println!("{}", Value::Array(all));
+    } else {
+        for l in &leads {
+            println!(
+                "{}  {} errored, last {} ({})",
+                l.lead_id,
+                l.errored_messages,
+                timestamp(l.last_error_at.as_ref()),
+                l.last_reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("{flag}: {s:?} is not an RFC 3339 time (2026-11-29T10:00:00Z)"))?;
+    Ok(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    })
 }
 
 fn status_name(status: i32) -> String {

@@ -16,6 +16,7 @@ use sms_carrier_sim::{Sim, SimConfig};
 use sms_dispatcher::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
 use sms_proto::v1::messaging_client::MessagingClient;
 use sms_proto::v1::numbers_client::NumbersClient;
+use sms_proto::v1::templates_client::TemplatesClient;
 use sms_proto::v1::{
     AddNumberRequest, GetMessageRequest, Message, MessageStatus, add_number_request,
 };
@@ -101,6 +102,8 @@ pub struct Options {
     pub ack_wait: Duration,
     /// Simulator settings.
     pub sim: SimConfig,
+    /// Bearer token → calling system (empty: no authentication).
+    pub api_tokens: HashMap<String, String>,
 }
 
 impl Default for Options {
@@ -109,6 +112,7 @@ impl Default for Options {
             dispatchers: 1,
             ack_wait: Duration::from_secs(3),
             sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
+            api_tokens: HashMap::new(),
         }
     }
 }
@@ -208,7 +212,7 @@ impl Stack {
         let composer = sms_composer::Config {
             common: common.clone(),
             health_addr: None,
-            api_tokens: HashMap::new(),
+            api_tokens: stack.options.api_tokens.clone(),
             republish_after: Duration::from_secs(5),
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
@@ -362,15 +366,30 @@ impl Stack {
         NumbersClient::new(self.channel().await)
     }
 
+    /// A Templates client.
+    pub async fn templates(&self) -> TemplatesClient<Channel> {
+        TemplatesClient::new(self.channel().await)
+    }
+
     /// Adds a number owned by [`USER`] of [`ORG`].
     pub async fn add_number(&self, number: &str) {
+        self.add_number_as(ORG, USER, number).await;
+    }
+
+    /// Adds a number owned by `user` of `org`.
+    pub async fn add_number_as(&self, org: &str, user: &str, number: &str) {
         let mut client = self.numbers().await;
         client
-            .add_number(as_user(AddNumberRequest {
-                number: number.into(),
-                kind: sms_proto::v1::NumberKind::Internal as i32,
-                owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
-            }))
+            .add_number(as_caller(
+                AddNumberRequest {
+                    number: number.into(),
+                    kind: sms_proto::v1::NumberKind::Internal as i32,
+                    owner: Some(add_number_request::Owner::OwnerUserId(user.into())),
+                    ..Default::default()
+                },
+                org,
+                user,
+            ))
             .await
             .unwrap();
     }

@@ -1,0 +1,180 @@
+//! The organization's numbers and the groups that share them.
+
+use chrono::Utc;
+use sms_core::PhoneNumber;
+use sms_proto::v1::{AddNumberRequest, NumberKind, add_number_request};
+use uuid::Uuid;
+
+use crate::app::{App, Caller, parse_id};
+use crate::error::{ComposerError, Entity, on_constraint};
+use crate::store::{self, GroupRow, NumberRow};
+
+impl App {
+    /// Rents a number for the caller's organization; the reply warns when it cannot send SMS.
+    pub async fn add_number(
+        &self,
+        caller: &Caller,
+        req: AddNumberRequest,
+    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+        let org = caller.organization_id.as_str();
+        let parsed =
+            PhoneNumber::parse_valid(&req.number, None).map_err(ComposerError::InvalidNumber)?;
+        let kind = match req.kind() {
+            NumberKind::External => "external",
+            NumberKind::Internal | NumberKind::Unspecified => "internal",
+        };
+        let (owner_user_id, owner_group_id) = match &req.owner {
+            Some(add_number_request::Owner::OwnerUserId(u)) if !u.trim().is_empty() => {
+                (Some(u.trim().to_owned()), None)
+            }
+            Some(add_number_request::Owner::OwnerGroupId(g)) if !g.trim().is_empty() => {
+                let id = parse_id(g)?;
+                if store::groups(&self.pool, org, Some(id)).await?.is_empty() {
+                    return Err(ComposerError::NotFound(Entity::Group));
+                }
+                (None, Some(id.to_string()))
+            }
+            _ => return Err(ComposerError::MissingOwner),
+        };
+        let region = parsed.region().map(|r| r.to_string()).unwrap_or_default();
+        let sms_capable = req.sms_capable.unwrap_or_else(|| parsed.sms_supported());
+        let mms_capable = req.mms_capable.unwrap_or_else(|| parsed.mms_supported()) && sms_capable;
+        let mut warnings = Vec::new();
+        if !sms_capable {
+            let why = if req.sms_capable == Some(false) {
+                "SMS was turned off for it".to_owned()
+            } else if !parsed.region().is_some_and(|r| r.sms_supported()) {
+                format!(
+                    "we do not send SMS in {}",
+                    if region.is_empty() {
+                        "its region"
+                    } else {
+                        &region
+                    }
+                )
+            } else {
+                format!("it is a {} number", parsed.number_type().as_str())
+            };
+            warnings.push(format!(
+                "{} cannot send or receive SMS: {why}",
+                parsed.e164()
+            ));
+        }
+        if kind == "external" {
+            warnings.push(format!(
+                "{} is external: it will never be used to send",
+                parsed.e164()
+            ));
+        }
+        let row = NumberRow {
+            id: Uuid::now_v7(),
+            organization_id: org.to_owned(),
+            number: parsed.e164().to_owned(),
+            region,
+            number_type: parsed.number_type().as_str().to_owned(),
+            sms_capable,
+            mms_capable,
+            voice_capable: req.voice_capable.unwrap_or(true),
+            kind: kind.to_owned(),
+            owner_user_id,
+            owner_group_id,
+            created_at: Utc::now(),
+        };
+        store::insert_number(&self.pool, &row).await.map_err(|e| {
+            on_constraint(e, "numbers_number_key", || {
+                ComposerError::NumberTaken(row.number.clone())
+            })
+        })?;
+        Ok((row, warnings))
+    }
+
+    /// The caller's organization's numbers.
+    pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, ComposerError> {
+        Ok(store::list_numbers(&self.pool, &caller.organization_id).await?)
+    }
+
+    /// A number of the caller's organization, by E.164 or id.
+    pub async fn get_number(
+        &self,
+        caller: &Caller,
+        number: &str,
+    ) -> Result<NumberRow, ComposerError> {
+        let org = caller.organization_id.as_str();
+        let found = match Uuid::parse_str(number.trim()) {
+            Ok(id) => store::find_number_by_id(&self.pool, org, id).await?,
+            Err(_) => {
+                let n =
+                    PhoneNumber::parse_valid(number, None).map_err(ComposerError::InvalidNumber)?;
+                store::find_number(&self.pool, org, n.e164()).await?
+            }
+        };
+        found.ok_or(ComposerError::NotFound(Entity::Number))
+    }
+
+    /// Releases a number: it no longer sends, and can be rented again.
+    pub async fn release_number(
+        &self,
+        caller: &Caller,
+        number: &str,
+    ) -> Result<NumberRow, ComposerError> {
+        let row = self.get_number(caller, number).await?;
+        if !store::release_number(&self.pool, &caller.organization_id, row.id).await? {
+            return Err(ComposerError::NotFound(Entity::Number));
+        }
+        Ok(row)
+    }
+
+    /// Creates a group.
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<GroupRow, ComposerError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ComposerError::MissingName);
+        }
+        let id = Uuid::now_v7();
+        store::insert_group(&self.pool, &caller.organization_id, id, name)
+            .await
+            .map_err(|e| {
+                on_constraint(e, "groups_name_key", || {
+                    ComposerError::GroupNameTaken(name.to_owned())
+                })
+            })?;
+        Ok(GroupRow {
+            id,
+            name: name.to_owned(),
+            members: Vec::new(),
+        })
+    }
+
+    /// Adds a user to a group, or removes them.
+    pub async fn set_member(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+        user_id: &str,
+        member: bool,
+    ) -> Result<GroupRow, ComposerError> {
+        let org = caller.organization_id.as_str();
+        let id = parse_id(group_id)?;
+        let user_id = user_id.trim();
+        if user_id.is_empty() {
+            return Err(ComposerError::MissingUser);
+        }
+        if store::groups(&self.pool, org, Some(id)).await?.is_empty() {
+            return Err(ComposerError::NotFound(Entity::Group));
+        }
+        store::set_member(&self.pool, org, id, user_id, member).await?;
+        store::groups(&self.pool, org, Some(id))
+            .await?
+            .pop()
+            .ok_or(ComposerError::NotFound(Entity::Group))
+    }
+
+    /// The caller's organization's groups.
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupRow>, ComposerError> {
+        Ok(store::groups(&self.pool, &caller.organization_id, None).await?)
+    }
+}
