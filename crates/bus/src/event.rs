@@ -5,12 +5,12 @@ use std::time::SystemTime;
 use sms_core::Status;
 use sms_proto::v1::MessageStatus;
 use sms_proto::v1::events::{
-    EventMeta, InboundReceived, MessageAccepted, MessageCancel, MessageDue, MessageScheduled,
+    EventMeta, InboundReceived, MessageAccepted, MessageDue, MessageScheduled, NumberChanged,
     OptOutChanged, StatusChanged,
 };
 use uuid::Uuid;
 
-use crate::Subjects;
+use crate::{StateKind, Subjects};
 
 /// A protobuf event that can travel on the bus.
 pub trait Event: prost::Message + Default + Send + Sync + 'static {
@@ -53,11 +53,19 @@ macro_rules! event {
 
 event!(MessageAccepted, "msg.accepted", |_e, s| s.msg_accepted());
 event!(MessageScheduled, "msg.scheduled", |_e, s| s.msg_scheduled());
-event!(MessageCancel, "msg.cancel", |_e, s| s.msg_cancel());
 event!(MessageDue, "msg.due", |_e, s| s.msg_due());
 event!(InboundReceived, "inbound.received", |_e, s| s
     .inbound_received());
-event!(OptOutChanged, "optout.changed", |_e, s| s.optout_changed());
+event!(OptOutChanged, "optout.changed", |e, s| s.state(
+    StateKind::OptOut,
+    e.meta.as_ref().map_or("", |m| m.organization_id.as_str()),
+    &e.contact_number
+));
+event!(NumberChanged, "number.changed", |e, s| s.state(
+    StateKind::Number,
+    e.meta.as_ref().map_or("", |m| m.organization_id.as_str()),
+    &e.number
+));
 event!(StatusChanged, "status", |e, s| s.status(
     status_from_proto(e.status()).unwrap_or(Status::Failed)
 ));

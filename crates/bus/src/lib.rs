@@ -23,7 +23,7 @@ mod subjects;
 pub mod trace;
 
 pub use event::{Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto};
-pub use subjects::{ConsumerKind, Subjects};
+pub use subjects::{ConsumerKind, StateKind, Subjects};
 
 /// Header naming why an event was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "Sms-Dlq-Reason";
@@ -112,6 +112,21 @@ impl BusConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
         }
+    }
+}
+
+/// A running state follower.
+#[derive(Debug, Clone)]
+pub struct StateFollower {
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl StateFollower {
+    /// Waits until the replay has caught up, at most `timeout`; returns whether it has.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.ready.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -211,7 +226,18 @@ impl Bus {
             max_age: self.config.max_age * 4,
             ..Default::default()
         };
-        for config in [events, dlq] {
+        // Current state, one message per key, kept for ever: replicas rebuild their local copies
+        // from it at start-up however old the last change is.
+        let state = stream::Config {
+            name: self.subjects.state_stream(),
+            subjects: self.subjects.state_subjects(),
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            max_messages_per_subject: 1,
+            duplicate_window: self.config.duplicate_window,
+            ..Default::default()
+        };
+        for config in [events, dlq, state] {
             self.js
                 .get_or_create_stream(config)
                 .await
@@ -225,6 +251,7 @@ impl Bus {
         for name in [
             self.subjects.events_stream(),
             self.subjects.dead_letter_stream(),
+            self.subjects.state_stream(),
         ] {
             self.js
                 .delete_stream(&name)
@@ -372,6 +399,71 @@ impl Bus {
         }
         .instrument(span)
         .await
+    }
+
+    /// Follows the compacted state of `kind`: replays the current value of every key, then
+    /// every change, calling `apply` for each (in order, per replica, never acknowledged: each
+    /// replica sees everything). The returned handle tells when the replay has caught up.
+    pub async fn follow_state<E, F>(
+        &self,
+        kind: StateKind,
+        shutdown: CancellationToken,
+        apply: F,
+    ) -> Result<StateFollower, BusError>
+    where
+        E: Event,
+        F: Fn(E) + Send + Sync + 'static,
+    {
+        let stream = self
+            .js
+            .get_stream(self.subjects.state_stream())
+            .await
+            .map_err(|e| BusError::js("state stream lookup", e))?;
+        let mut consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.subjects.state_all(kind),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::js("state consumer set-up", e))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| BusError::js("state consumer info", e))?
+            .num_pending;
+        let (ready_tx, ready_rx) = tokio::sync::watch::channel(pending == 0);
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| BusError::js("state consumer", e))?;
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    next = messages.next() => next,
+                };
+                match next {
+                    Some(Ok(message)) => {
+                        match E::decode(message.payload.clone()) {
+                            Ok(event) => apply(event),
+                            Err(e) => {
+                                tracing::error!(subject = %message.subject, error = %e, "undecodable state")
+                            }
+                        }
+                        if message.info().is_ok_and(|i| i.pending == 0) {
+                            let _ = ready_tx.send(true);
+                        }
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "state consumer error"),
+                    None => {
+                        tracing::error!(kind = kind.as_str(), "state consumer ended");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(StateFollower { ready: ready_rx })
     }
 
     /// Copies an event to the dead-letter stream with the reason, then terminates it, so it

@@ -32,9 +32,9 @@ impl Subjects {
         format!("{}.msg.scheduled", self.ns)
     }
 
-    /// `{ns}.msg.cancel`: a scheduled message to cancel.
-    pub fn msg_cancel(&self) -> String {
-        format!("{}.msg.cancel", self.ns)
+    /// `{ns}.scheduler.command`: cancel / reschedule requests, answered by one scheduler.
+    pub fn scheduler_command(&self) -> String {
+        format!("{}.scheduler.command", self.ns)
     }
 
     /// `{ns}.msg.due`: a scheduled message whose time has come.
@@ -57,9 +57,34 @@ impl Subjects {
         format!("{}.inbound.received", self.ns)
     }
 
-    /// `{ns}.optout.changed`: an opt-out or opt-in.
-    pub fn optout_changed(&self) -> String {
-        format!("{}.optout.changed", self.ns)
+    /// `{ns}.state.<kind>.<org>.<number>`: the current state of one key (compacted: the
+    /// stream keeps only the last message of each subject). The organization id is hex-encoded
+    /// so that any id is a single subject token.
+    pub fn state(&self, kind: StateKind, organization_id: &str, number: &str) -> String {
+        let org: String = organization_id
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let number: String = number
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '+')
+            .collect();
+        format!("{}.state.{}.{org}.{number}", self.ns, kind.as_str())
+    }
+
+    /// `{ns}.state.<kind>.>`: every key of one kind.
+    pub fn state_all(&self, kind: StateKind) -> String {
+        format!("{}.state.{}.>", self.ns, kind.as_str())
+    }
+
+    /// Subjects of the state stream.
+    pub fn state_subjects(&self) -> Vec<String> {
+        vec![format!("{}.state.>", self.ns)]
+    }
+
+    /// Name of the state stream, e.g. `SMS_STATE`.
+    pub fn state_stream(&self) -> String {
+        format!("{}_STATE", self.stream_prefix())
     }
 
     /// `{ns}.dlq.<consumer>`: events a consumer gave up on.
@@ -69,7 +94,7 @@ impl Subjects {
 
     /// Subjects of the events stream.
     pub fn event_subjects(&self) -> Vec<String> {
-        ["msg", "status", "inbound", "optout"]
+        ["msg", "status", "inbound"]
             .iter()
             .map(|family| format!("{}.{family}.>", self.ns))
             .collect()
@@ -104,6 +129,25 @@ impl Subjects {
     }
 }
 
+/// Kinds of compacted state that replicas keep local copies of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKind {
+    /// Opt-out per (organization, contact number).
+    OptOut,
+    /// Whether a number is held per (organization, number).
+    Number,
+}
+
+impl StateKind {
+    /// The subject token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::OptOut => "optout",
+            StateKind::Number => "number",
+        }
+    }
+}
+
 /// The durable consumers of the platform: which service reads which subject.
 ///
 /// All replicas of a service share the durable consumer, so adding replicas adds throughput.
@@ -113,18 +157,12 @@ pub enum ConsumerKind {
     DispatcherAccepted,
     /// Dispatcher: scheduled messages that fell due.
     DispatcherDue,
-    /// Dispatcher: its local copy of opt-outs.
-    DispatcherOptOuts,
     /// Composer: status changes applied to the message store.
     ComposerStatus,
     /// Composer: inbound messages for conversations and inboxes.
     ComposerInbound,
-    /// Composer: its local copy of opt-outs.
-    ComposerOptOuts,
     /// Scheduler: messages to keep until their time.
     SchedulerScheduled,
-    /// Scheduler: cancellations.
-    SchedulerCancel,
     /// Opt-out registry: inbound keywords.
     OptOutInbound,
     /// Opt-out registry: carrier-reported opt-outs (21610) in failure statuses.
@@ -137,12 +175,9 @@ impl ConsumerKind {
         match self {
             ConsumerKind::DispatcherAccepted => "dispatcher-accepted",
             ConsumerKind::DispatcherDue => "dispatcher-due",
-            ConsumerKind::DispatcherOptOuts => "dispatcher-optouts",
             ConsumerKind::ComposerStatus => "composer-status",
             ConsumerKind::ComposerInbound => "composer-inbound",
-            ConsumerKind::ComposerOptOuts => "composer-optouts",
             ConsumerKind::SchedulerScheduled => "scheduler-scheduled",
-            ConsumerKind::SchedulerCancel => "scheduler-cancel",
             ConsumerKind::OptOutInbound => "optout-inbound",
             ConsumerKind::OptOutStatus => "optout-status",
         }
@@ -153,11 +188,9 @@ impl ConsumerKind {
         match self {
             ConsumerKind::DispatcherAccepted => s.msg_accepted(),
             ConsumerKind::DispatcherDue => s.msg_due(),
-            ConsumerKind::DispatcherOptOuts | ConsumerKind::ComposerOptOuts => s.optout_changed(),
             ConsumerKind::ComposerStatus | ConsumerKind::OptOutStatus => s.status_all(),
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),
-            ConsumerKind::SchedulerCancel => s.msg_cancel(),
         }
     }
 }
@@ -177,5 +210,10 @@ mod tests {
             ConsumerKind::ComposerStatus.filter_subject(&s),
             "t-42.status.*"
         );
+        assert_eq!(
+            s.state(StateKind::OptOut, "org.a b", "+1 201-555"),
+            "t-42.state.optout.6f72672e612062.+1201555"
+        );
+        assert_eq!(s.state_stream(), "T_42_STATE");
     }
 }

@@ -6,11 +6,17 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Datelike, Utc};
+use prost::Message as _;
 use sms_bus::Bus;
+use sms_core::schedule::{self, ScheduleError};
 use sms_core::{PhoneNumber, Status, Transition, phone};
-use sms_proto::v1::events::{MessageAccepted, OutboundMessage, StatusChanged};
+use sms_proto::v1::events::{
+    MessageAccepted, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
+    StatusChanged, schedule_command,
+};
 use sms_proto::v1::{
-    Direction, ListErroredLeadsRequest, ListMessagesRequest, MessageStatus, SendMessageRequest,
+    Direction, ListErroredLeadsRequest, ListMessagesRequest, LocalDateTime, MessageStatus,
+    SendMessageRequest,
 };
 use sqlx::PgPool;
 use tonic::metadata::MetadataMap;
@@ -40,6 +46,16 @@ pub struct App {
     pub(crate) bus: Bus,
     /// Bearer token → calling system. Empty: no authentication (development only).
     pub(crate) tokens: HashMap<String, String>,
+    /// How far ahead a message may be scheduled.
+    pub(crate) horizon_days: i64,
+}
+
+/// What a send returns: the message and notes for the caller.
+pub struct Sent {
+    /// The message.
+    pub message: MessageRow,
+    /// E.g. that an ambiguous local time took the earlier instant.
+    pub notes: Vec<String>,
 }
 
 const MAX_ID_LEN: usize = 128;
@@ -83,15 +99,23 @@ impl App {
         &self,
         caller: &Caller,
         req: SendMessageRequest,
-    ) -> Result<MessageRow, ComposerError> {
+    ) -> Result<Sent, ComposerError> {
         let user = caller.user()?;
         let org = caller.organization_id.as_str();
         let idempotency_key = Some(req.idempotency_key.trim()).filter(|k| !k.is_empty());
         if let Some(key) = idempotency_key
             && let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
         {
-            return Ok(existing);
+            return Ok(Sent {
+                message: existing,
+                notes: vec![
+                    "an earlier call with this idempotency key created this message".into(),
+                ],
+            });
         }
+        let mut notes = Vec::new();
+        let send_at =
+            self.send_time(req.send_at.as_ref(), req.send_at_local.as_ref(), &mut notes)?;
         let (body, template_id) = self.body(caller, user, &req).await?;
         sms_core::validate_body(&body)?;
         let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
@@ -105,7 +129,13 @@ impl App {
             from_number: from.number,
             to_number: to.e164().to_owned(),
             body,
-            status: Status::Accepted.as_str().into(),
+            status: if send_at.is_some() {
+                Status::Scheduled
+            } else {
+                Status::Accepted
+            }
+            .as_str()
+            .into(),
             reason: None,
             carrier_error_code: None,
             encoding: counted.encoding.as_str().into(),
@@ -116,6 +146,7 @@ impl App {
             contact_id: Some(req.contact_id).filter(|s| !s.is_empty()),
             created_at: now,
             updated_at: now,
+            send_at,
         };
         let event_id = accepted_event_id(&row);
         let region = to.region().map(|r| r.to_string()).unwrap_or_default();
@@ -134,7 +165,10 @@ impl App {
                 && let Some(key) = idempotency_key
                 && let Some(existing) = store::find_by_idempotency_key(&self.pool, org, key).await?
             {
-                return Ok(existing);
+                return Ok(Sent {
+                    message: existing,
+                    notes,
+                });
             }
             return Err(e.into());
         }
@@ -142,7 +176,137 @@ impl App {
         if let Err(e) = self.publish_accepted(&row).await {
             tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
         }
-        Ok(row)
+        Ok(Sent {
+            message: row,
+            notes,
+        })
+    }
+
+    /// The send time asked for, checked; `None` to send now.
+    fn send_time(
+        &self,
+        at: Option<&prost_types::Timestamp>,
+        local: Option<&LocalDateTime>,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<DateTime<Utc>>, ComposerError> {
+        let local = local.filter(|l| !l.date_time.is_empty() || !l.time_zone.is_empty());
+        let instant = match (at, local) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err(ComposerError::TwoSendTimes),
+            (Some(t), None) => jiff::Timestamp::new(t.seconds, t.nanos).map_err(|_| {
+                ComposerError::Schedule(ScheduleError::InvalidDateTime(format!("{t:?}")))
+            })?,
+            (None, Some(l)) => {
+                let resolved = schedule::resolve_local(&l.date_time, &l.time_zone)?;
+                if resolved.ambiguous {
+                    notes.push(format!(
+                        "{} happens twice in {} (clocks go back); the earlier one, {}, was taken",
+                        l.date_time, l.time_zone, resolved.at
+                    ));
+                }
+                resolved.at
+            }
+        };
+        schedule::check_window(instant, jiff::Timestamp::now(), self.horizon_days)?;
+        DateTime::from_timestamp(
+            instant.as_second(),
+            instant.subsec_nanosecond().max(0) as u32,
+        )
+        .map(Some)
+        .ok_or_else(|| ComposerError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
+    }
+
+    /// Cancels a scheduled message that has not fired.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<MessageRow, ComposerError> {
+        let m = self.scheduled_message(caller, id).await?;
+        self.schedule_command(&m, schedule_command::Action::Cancel(true))
+            .await?;
+        // The scheduler publishes the same event (same id); applying it here as well makes the
+        // reply show the canceled message without waiting for the bus.
+        let event = StatusChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::stable_event_id(&[&m.id.to_string(), "canceled"]),
+                &m.organization_id,
+                &m.id.to_string(),
+            )),
+            status: sms_bus::status_to_proto(Status::Canceled) as i32,
+            ..Default::default()
+        };
+        self.apply_status(&event)
+            .await
+            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
+        self.get(caller, id).await.map(|(m, _)| m)
+    }
+
+    /// Moves a scheduled message that has not fired.
+    pub async fn reschedule(
+        &self,
+        caller: &Caller,
+        id: &str,
+        at: Option<&prost_types::Timestamp>,
+        local: Option<&LocalDateTime>,
+    ) -> Result<Sent, ComposerError> {
+        let m = self.scheduled_message(caller, id).await?;
+        let mut notes = Vec::new();
+        let Some(send_at) = self.send_time(at, local, &mut notes)? else {
+            return Err(ComposerError::Schedule(ScheduleError::InvalidDateTime(
+                "a new send time is required".into(),
+            )));
+        };
+        let to = prost_types::Timestamp {
+            seconds: send_at.timestamp(),
+            nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),
+        };
+        self.schedule_command(&m, schedule_command::Action::RescheduleTo(to))
+            .await?;
+        store::set_send_at(&self.pool, m.id, send_at).await?;
+        let (message, _) = self.get(caller, id).await?;
+        Ok(Sent { message, notes })
+    }
+
+    async fn scheduled_message(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<MessageRow, ComposerError> {
+        let (m, _) = self.get(caller, id).await?;
+        if m.status != Status::Scheduled.as_str() {
+            return Err(ComposerError::NotScheduled { status: m.status });
+        }
+        Ok(m)
+    }
+
+    /// Asks a scheduler replica to carry out a command; it alone knows whether it is too late.
+    async fn schedule_command(
+        &self,
+        m: &MessageRow,
+        action: schedule_command::Action,
+    ) -> Result<(), ComposerError> {
+        let command = ScheduleCommand {
+            meta: Some(sms_bus::meta(
+                sms_bus::new_event_id(),
+                &m.organization_id,
+                &m.id.to_string(),
+            )),
+            action: Some(action),
+        };
+        let request = self.bus.client().request(
+            self.bus.subjects().scheduler_command(),
+            command.encode_to_vec().into(),
+        );
+        let reply = tokio::time::timeout(Duration::from_secs(5), request)
+            .await
+            .map_err(|_| ComposerError::SchedulerUnavailable("no answer within 5 s".into()))?
+            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
+        let reply = ScheduleCommandReply::decode(reply.payload)
+            .map_err(|e| ComposerError::SchedulerUnavailable(format!("undecodable reply: {e}")))?;
+        if !reply.error.is_empty() {
+            return Err(ComposerError::SchedulerUnavailable(reply.error));
+        }
+        if !reply.done {
+            return Err(ComposerError::AlreadyFired { state: reply.state });
+        }
+        Ok(())
     }
 
     /// The body to send: the raw body, or the template rendered against the request's context.
@@ -222,22 +386,33 @@ impl App {
     }
 
     pub(crate) async fn publish_accepted(&self, m: &MessageRow) -> Result<(), sms_bus::BusError> {
+        if let Some(send_at) = m.send_at {
+            let event = MessageScheduled {
+                meta: Some(sms_bus::meta(
+                    sms_bus::stable_event_id(&[&m.id.to_string(), "scheduled"]),
+                    &m.organization_id,
+                    &m.id.to_string(),
+                )),
+                message: Some(outbound(m)),
+                send_at: Some(prost_types::Timestamp {
+                    seconds: send_at.timestamp(),
+                    nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),
+                }),
+            };
+            self.bus.publish_durably(&event).await?;
+            if let Err(e) = store::mark_schedule_published(&self.pool, m.id).await {
+                // Harmless: the re-publisher sends it again and the scheduler ignores repeats.
+                tracing::warn!(message_id = %m.id, error = %e, "could not mark the schedule published");
+            }
+            return Ok(());
+        }
         let event = MessageAccepted {
             meta: Some(sms_bus::meta(
                 accepted_event_id(m),
                 &m.organization_id,
                 &m.id.to_string(),
             )),
-            message: Some(OutboundMessage {
-                message_id: m.id.to_string(),
-                organization_id: m.organization_id.clone(),
-                user_id: m.user_id.clone(),
-                from: m.from_number.clone(),
-                to: m.to_number.clone(),
-                body: m.body.clone(),
-                encoding: m.encoding.clone(),
-                segments: u32::try_from(m.segments).unwrap_or(0),
-            }),
+            message: Some(outbound(m)),
         };
         self.bus.publish_durably(&event).await
     }
@@ -361,9 +536,19 @@ impl App {
                 store::set_status(&mut tx, id, to.as_str(), reason, code, sid)
                     .await
                     .map_err(retry)?;
-                store::insert_history(&mut tx, id, to.as_str(), reason, code, at, &meta.event_id)
-                    .await
-                    .map_err(retry)?;
+                let detail = Some(e.detail.as_str()).filter(|d| !d.is_empty());
+                store::insert_history(
+                    &mut tx,
+                    id,
+                    to.as_str(),
+                    reason,
+                    code,
+                    detail,
+                    at,
+                    &meta.event_id,
+                )
+                .await
+                .map_err(retry)?;
                 // The carrier took it: this is what the customer is billed for.
                 if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
                     store::record_usage(&mut tx, id).await.map_err(retry)?;
@@ -465,7 +650,8 @@ impl App {
     /// between storing and publishing). Same event id: JetStream or the dispatcher drop repeats.
     pub async fn republish_stale(&self, older_than: Duration) -> Result<usize, sqlx::Error> {
         let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
-        let stale = store::claim_stale_accepted(&self.pool, cutoff, 500).await?;
+        let mut stale = store::claim_stale_accepted(&self.pool, cutoff, 500).await?;
+        stale.extend(store::claim_unpublished_schedules(&self.pool, cutoff, 500).await?);
         for m in &stale {
             if let Err(e) = self.publish_accepted(m).await {
                 tracing::warn!(message_id = %m.id, error = %e, "re-publish failed");
@@ -516,6 +702,19 @@ fn parse_month(m: &str) -> Result<chrono::NaiveDate, ComposerError> {
         return Err(bad());
     }
     chrono::NaiveDate::from_ymd_opt(y, mo, 1).ok_or_else(bad)
+}
+
+fn outbound(m: &MessageRow) -> OutboundMessage {
+    OutboundMessage {
+        message_id: m.id.to_string(),
+        organization_id: m.organization_id.clone(),
+        user_id: m.user_id.clone(),
+        from: m.from_number.clone(),
+        to: m.to_number.clone(),
+        body: m.body.clone(),
+        encoding: m.encoding.clone(),
+        segments: u32::try_from(m.segments).unwrap_or(0),
+    }
 }
 
 fn accepted_event_id(m: &MessageRow) -> String {

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use sms_core::schedule::ScheduleError;
 use sms_core::template::TemplateError;
 use sms_core::{BodyError, PhoneError};
 use tonic::Code;
@@ -105,6 +106,27 @@ pub enum ComposerError {
     /// A group with that name exists.
     #[error("a group named {0:?} already exists")]
     GroupNameTaken(String),
+    /// A send time that cannot be used.
+    #[error("{0}")]
+    Schedule(#[from] ScheduleError),
+    /// Both an instant and a local time.
+    #[error("give send_at or send_at_local, not both")]
+    TwoSendTimes,
+    /// Cancel or reschedule of a message that is not scheduled.
+    #[error("the message is {status}, not scheduled")]
+    NotScheduled {
+        /// Its status.
+        status: String,
+    },
+    /// The scheduler had already started firing it.
+    #[error("too late: the message has already fired ({state})")]
+    AlreadyFired {
+        /// The schedule's state.
+        state: String,
+    },
+    /// The scheduler did not answer.
+    #[error("the scheduler is not available: {0}")]
+    SchedulerUnavailable(String),
     /// A month that is not `YYYY-MM`, or a range that runs backwards.
     #[error("{0:?} is not a month (YYYY-MM), or the range runs backwards")]
     InvalidMonth(String),
@@ -175,6 +197,17 @@ impl ComposerError {
             ComposerError::MissingName => "MISSING_NAME",
             ComposerError::GroupNameTaken(_) => "GROUP_ALREADY_EXISTS",
             ComposerError::InvalidMonth(_) => "INVALID_MONTH",
+            ComposerError::Schedule(ScheduleError::UnknownTimeZone(_)) => "UNKNOWN_TIME_ZONE",
+            ComposerError::Schedule(ScheduleError::InvalidDateTime(_)) => "INVALID_LOCAL_TIME",
+            ComposerError::Schedule(ScheduleError::NonexistentLocalTime { .. }) => {
+                "LOCAL_TIME_DOES_NOT_EXIST"
+            }
+            ComposerError::Schedule(ScheduleError::InPast(_)) => "SEND_AT_IN_PAST",
+            ComposerError::Schedule(ScheduleError::TooFar { .. }) => "SEND_AT_TOO_FAR",
+            ComposerError::TwoSendTimes => "TWO_SEND_TIMES",
+            ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
+            ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
+            ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
             ComposerError::Database(_) => "INTERNAL",
         }
     }
@@ -203,6 +236,11 @@ impl ComposerError {
                 ("to_calling_code", to.to_string()),
             ],
             ComposerError::UnsupportedCountry { region } => vec![("region", region.clone())],
+            ComposerError::NotScheduled { status } => vec![("status", status.clone())],
+            ComposerError::AlreadyFired { state } => vec![("state", state.clone())],
+            ComposerError::Schedule(ScheduleError::TooFar { days, .. }) => {
+                vec![("horizon_days", days.to_string())]
+            }
             ComposerError::RecipientNotSmsCapable { number_type, .. } => {
                 vec![("number_type", number_type.clone())]
             }
@@ -229,7 +267,13 @@ impl ComposerError {
             | ComposerError::Template(_)
             | ComposerError::BodyAndTemplate
             | ComposerError::MissingName
-            | ComposerError::InvalidMonth(_) => Code::InvalidArgument,
+            | ComposerError::InvalidMonth(_)
+            | ComposerError::Schedule(_)
+            | ComposerError::TwoSendTimes => Code::InvalidArgument,
+            ComposerError::NotScheduled { .. } | ComposerError::AlreadyFired { .. } => {
+                Code::FailedPrecondition
+            }
+            ComposerError::SchedulerUnavailable(_) => Code::Unavailable,
             ComposerError::UnknownSender(_)
             | ComposerError::ExternalSender(_)
             | ComposerError::SenderNotSmsCapable(_)

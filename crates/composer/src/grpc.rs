@@ -8,15 +8,16 @@ use sms_proto::v1::messaging_server::Messaging;
 use sms_proto::v1::numbers_server::Numbers;
 use sms_proto::v1::templates_server::Templates;
 use sms_proto::v1::{
-    AddNumberRequest, AddNumberResponse, CreateGroupRequest, CreateTemplateRequest,
-    DeleteTemplateRequest, DeleteTemplateResponse, Direction, ErroredLead, GetMessageRequest,
-    GetMessageResponse, GetNumberRequest, GetNumberResponse, GetTemplateRequest, GetUsageRequest,
-    GetUsageResponse, Group, GroupMemberRequest, GroupResponse, ListErroredLeadsRequest,
-    ListErroredLeadsResponse, ListGroupsRequest, ListGroupsResponse, ListMessagesRequest,
-    ListMessagesResponse, ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest,
-    ListTemplatesResponse, Message, NumberKind, PhoneNumber, PreviewRequest, PreviewResponse,
-    ReleaseNumberRequest, ReleaseNumberResponse, SendMessageRequest, SendMessageResponse,
-    StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
+    AddNumberRequest, AddNumberResponse, CancelMessageRequest, CancelMessageResponse,
+    CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, DeleteTemplateResponse,
+    Direction, ErroredLead, GetMessageRequest, GetMessageResponse, GetNumberRequest,
+    GetNumberResponse, GetTemplateRequest, GetUsageRequest, GetUsageResponse, Group,
+    GroupMemberRequest, GroupResponse, ListErroredLeadsRequest, ListErroredLeadsResponse,
+    ListGroupsRequest, ListGroupsResponse, ListMessagesRequest, ListMessagesResponse,
+    ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest, ListTemplatesResponse, Message,
+    NumberKind, PhoneNumber, PreviewRequest, PreviewResponse, ReleaseNumberRequest,
+    ReleaseNumberResponse, RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest,
+    SendMessageResponse, StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -79,9 +80,10 @@ impl Messaging for MessagingService {
         let span = rpc_span("SendMessage", request.metadata());
         async {
             let caller = self.0.caller(request.metadata())?;
-            let m = self.0.send(&caller, request.into_inner()).await?;
+            let sent = self.0.send(&caller, request.into_inner()).await?;
             Ok(Response::new(SendMessageResponse {
-                message: Some(message(m, Vec::new())),
+                message: Some(message(sent.message, Vec::new())),
+                notes: sent.notes,
             }))
         }
         .instrument(span)
@@ -140,6 +142,36 @@ impl Messaging for MessagingService {
                         })
                         .collect(),
                     next_page_token,
+                })
+        })
+    }
+
+    async fn cancel_message(
+        &self,
+        request: Request<CancelMessageRequest>,
+    ) -> Result<Response<CancelMessageResponse>, Status> {
+        call!(self, request, "CancelMessage", |caller| {
+            self.0
+                .cancel(&caller, &request.get_ref().id)
+                .await
+                .map(|m| CancelMessageResponse {
+                    message: Some(message(m, Vec::new())),
+                })
+        })
+    }
+
+    async fn reschedule_message(
+        &self,
+        request: Request<RescheduleMessageRequest>,
+    ) -> Result<Response<RescheduleMessageResponse>, Status> {
+        call!(self, request, "RescheduleMessage", |caller| {
+            let r = request.get_ref();
+            self.0
+                .reschedule(&caller, &r.id, r.send_at.as_ref(), r.send_at_local.as_ref())
+                .await
+                .map(|sent| RescheduleMessageResponse {
+                    message: Some(message(sent.message, Vec::new())),
+                    notes: sent.notes,
                 })
         })
     }
@@ -448,6 +480,7 @@ fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
                 status: proto_status(&h.status),
                 at: Some(timestamp(h.occurred_at)),
                 reason: h.reason.unwrap_or_default(),
+                detail: h.detail.unwrap_or_default(),
                 carrier_error_code: h
                     .carrier_error_code
                     .and_then(|c| u32::try_from(c).ok())
@@ -456,6 +489,7 @@ fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
             .collect(),
         lead_id: m.lead_id.unwrap_or_default(),
         contact_id: m.contact_id.unwrap_or_default(),
+        send_at: m.send_at.map(timestamp),
         carrier_error_code: m
             .carrier_error_code
             .and_then(|c| u32::try_from(c).ok())

@@ -45,6 +45,8 @@ pub struct Config {
     /// `SMS_REPUBLISH_AFTER_MS`: how long a message may stay `accepted` before it is
     /// published again.
     pub republish_after: Duration,
+    /// `SMS_SCHEDULE_HORIZON_DAYS`: how far ahead a message may be scheduled.
+    pub schedule_horizon_days: i64,
 }
 
 impl Config {
@@ -73,6 +75,10 @@ impl Config {
             health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens,
             republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
+            schedule_horizon_days: env.parse_or(
+                "SMS_SCHEDULE_HORIZON_DAYS",
+                sms_core::schedule::DEFAULT_HORIZON_DAYS,
+            )?,
         })
     }
 }
@@ -101,6 +107,7 @@ pub async fn run(
         pool: pool.clone(),
         bus: bus.clone(),
         tokens: config.api_tokens.clone(),
+        horizon_days: config.schedule_horizon_days,
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

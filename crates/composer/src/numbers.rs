@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use sms_core::PhoneNumber;
+use sms_proto::v1::events::NumberChanged;
 use sms_proto::v1::{AddNumberRequest, NumberKind, add_number_request};
 use uuid::Uuid;
 
@@ -85,6 +86,8 @@ impl App {
                 ComposerError::NumberTaken(row.number.clone())
             })
         })?;
+        // Clears a release of the same number by this organization in the dispatchers' copies.
+        self.publish_number_state(&row, true).await;
         Ok((row, warnings))
     }
 
@@ -121,7 +124,25 @@ impl App {
         if !store::release_number(&self.pool, &caller.organization_id, row.id).await? {
             return Err(ComposerError::NotFound(Entity::Number));
         }
+        self.publish_number_state(&row, false).await;
         Ok(row)
+    }
+
+    /// Tells the dispatchers whether a number is held. The release is stored already, so a
+    /// failed publish only delays the check at send time; it is logged for operators.
+    async fn publish_number_state(&self, row: &NumberRow, active: bool) {
+        let event = NumberChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::new_event_id(),
+                &row.organization_id,
+                "",
+            )),
+            number: row.number.clone(),
+            active,
+        };
+        if let Err(e) = self.bus.publish_durably(&event).await {
+            tracing::error!(number = %row.number, error = %e, "could not publish a number change");
+        }
     }
 
     /// Creates a group.

@@ -72,6 +72,8 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     /// Updated at.
     pub updated_at: DateTime<Utc>,
+    /// When a scheduled message is due.
+    pub send_at: Option<DateTime<Utc>>,
 }
 
 /// A status history entry.
@@ -85,6 +87,8 @@ pub struct HistoryRow {
     pub carrier_error_code: Option<i32>,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
+    /// Free text for operators.
+    pub detail: Option<String>,
 }
 
 /// A number of the organization that is not released, by E.164.
@@ -251,8 +255,9 @@ pub async fn insert_message(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
              encoding, segments, characters, lead_id, contact_id, idempotency_key,
-             created_at, updated_at, to_region, template_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)",
+             created_at, updated_at, to_region, template_id, send_at, schedule_published)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17,
+                 $18, $19)",
         m.id,
         m.organization_id,
         m.user_id,
@@ -269,33 +274,48 @@ pub async fn insert_message(
         extra.idempotency_key,
         m.created_at,
         extra.to_region,
-        extra.template_id
+        extra.template_id,
+        m.send_at,
+        m.send_at.is_none()
     )
     .execute(&mut *tx)
     .await?;
-    insert_history(&mut tx, m.id, &m.status, None, None, m.created_at, event_id).await?;
+    insert_history(
+        &mut tx,
+        m.id,
+        &m.status,
+        None,
+        None,
+        None,
+        m.created_at,
+        event_id,
+    )
+    .await?;
     tx.commit().await
 }
 
 /// Appends a history entry (once per event).
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_history(
     conn: &mut PgConnection,
     message_id: Uuid,
     status: &str,
     reason: Option<&str>,
     carrier_error_code: Option<i32>,
+    detail: Option<&str>,
     occurred_at: DateTime<Utc>,
     event_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO composer.message_status_history
-            (message_id, status, reason, carrier_error_code, occurred_at, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6)
+            (message_id, status, reason, carrier_error_code, detail, occurred_at, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (message_id, event_id) DO NOTHING",
         message_id,
         status,
         reason,
         carrier_error_code,
+        detail,
         occurred_at,
         event_id
     )
@@ -315,7 +335,7 @@ pub async fn get_message(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at
+                lead_id, contact_id, created_at, updated_at, send_at
          FROM composer.messages WHERE organization_id = $1 AND id = $2",
         organization_id,
         id
@@ -335,7 +355,7 @@ pub async fn find_by_idempotency_key(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at
+                lead_id, contact_id, created_at, updated_at, send_at
          FROM composer.messages WHERE organization_id = $1 AND idempotency_key = $2",
         organization_id,
         key
@@ -349,7 +369,7 @@ pub async fn find_by_idempotency_key(
 pub async fn history(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as!(
         HistoryRow,
-        "SELECT status, reason, carrier_error_code, occurred_at
+        "SELECT status, reason, carrier_error_code, occurred_at, detail
          FROM composer.message_status_history WHERE message_id = $1 ORDER BY seq",
         id
     )
@@ -391,7 +411,7 @@ pub async fn list_messages(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at
+                lead_id, contact_id, created_at, updated_at, send_at
          FROM composer.messages
          WHERE organization_id = $1
            AND ($2::text IS NULL OR status = $2)
@@ -496,7 +516,7 @@ pub async fn claim_stale_accepted(
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at",
+                   lead_id, contact_id, created_at, updated_at, send_at",
         older_than,
         limit
     )
@@ -834,4 +854,55 @@ pub async fn errored_leads(
     )
     .fetch_all(pool)
     .await
+}
+
+/// Marks a scheduled message as stored on the bus.
+pub async fn mark_schedule_published(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.messages SET schedule_published = true WHERE id = $1",
+        id
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Scheduled messages whose event is not known to be on the bus, last touched before
+/// `older_than`; `updated_at` is bumped so the next sweep waits again.
+#[tracing::instrument(skip(pool))]
+pub async fn claim_unpublished_schedules(
+    pool: &PgPool,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        "UPDATE composer.messages SET updated_at = now()
+         WHERE id IN (SELECT id FROM composer.messages
+                      WHERE status = 'scheduled' AND NOT schedule_published AND updated_at < $1
+                      ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
+                   reason, carrier_error_code, encoding, segments, characters, carrier_sid,
+                   lead_id, contact_id, created_at, updated_at, send_at",
+        older_than,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Moves a scheduled message's due time.
+pub async fn set_send_at(
+    pool: &PgPool,
+    id: Uuid,
+    send_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.messages SET send_at = $2, updated_at = now() WHERE id = $1",
+        id,
+        send_at
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
 }

@@ -19,6 +19,7 @@ pub mod keywords;
 pub mod mms;
 pub mod phone;
 pub mod reason;
+pub mod schedule;
 pub mod smart;
 pub mod status;
 pub mod template;

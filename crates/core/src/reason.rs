@@ -16,6 +16,8 @@ pub enum Reason {
     OptedOut,
     /// The recipient is a landline or otherwise cannot take SMS (30006, 21614, 21635).
     NotSmsCapable,
+    /// The sender number was released or lost its SMS capability before the message went out.
+    SenderUnavailable,
     /// The carrier filtered the message as spam (30007).
     FilteredAsSpam,
     /// The handset is off or out of coverage (30003).
@@ -50,6 +52,7 @@ impl Reason {
         match self {
             Reason::OptedOut => "opted_out",
             Reason::NotSmsCapable => "not_sms_capable",
+            Reason::SenderUnavailable => "sender_unavailable",
             Reason::FilteredAsSpam => "filtered_as_spam",
             Reason::Unreachable => "unreachable",
             Reason::UnknownDestination => "unknown_destination",
@@ -82,6 +85,7 @@ impl Reason {
             | Reason::CarrierUnavailable => true,
             Reason::OptedOut
             | Reason::NotSmsCapable
+            | Reason::SenderUnavailable
             | Reason::FilteredAsSpam
             | Reason::UnknownDestination
             | Reason::Blocked
@@ -120,9 +124,10 @@ impl Reason {
 }
 
 /// Every reason.
-pub const ALL_REASONS: [Reason; 15] = [
+pub const ALL_REASONS: [Reason; 16] = [
     Reason::OptedOut,
     Reason::NotSmsCapable,
+    Reason::SenderUnavailable,
     Reason::FilteredAsSpam,
     Reason::Unreachable,
     Reason::UnknownDestination,

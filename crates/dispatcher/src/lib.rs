@@ -6,15 +6,16 @@
 //! dropped, so the carrier never sees a message twice. A retryable failure releases the claim
 //! (`retry`) and the event comes back after a back-off.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sms_bus::{Bus, ConsumerKind, Delivery, HandleError};
+use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
 use sms_core::{Reason, Status};
 use sms_proto::v1::events::{
-    EventMeta, MessageAccepted, MessageDue, OutboundMessage, StatusChanged,
+    EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
 };
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
@@ -113,12 +114,37 @@ pub async fn run_with_carrier(
     )
     .await?;
     let (pool, bus) = (base.pool, base.bus);
+    // Local copies, replayed and then followed by this replica: no lookup per message.
+    let released = Arc::new(std::sync::RwLock::new(HashSet::new()));
+    let copy = released.clone();
+    let mut numbers = bus
+        .follow_state(
+            StateKind::Number,
+            shutdown.clone(),
+            move |e: NumberChanged| {
+                let key = (
+                    e.meta.map(|m| m.organization_id).unwrap_or_default(),
+                    e.number,
+                );
+                let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
+                if e.active {
+                    set.remove(&key);
+                } else {
+                    set.insert(key);
+                }
+            },
+        )
+        .await?;
+    if !numbers.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("released-number copy not caught up after 30 s; starting anyway");
+    }
     let dispatcher = Arc::new(Dispatcher {
         pool: pool.clone(),
         bus: bus.clone(),
         carrier,
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         send_attempts: config.send_attempts.max(1),
+        released,
     });
     let d = dispatcher.clone();
     let accepted = bus.consume(
@@ -126,7 +152,7 @@ pub async fn run_with_carrier(
         shutdown.clone(),
         move |e: MessageAccepted, delivery| {
             let d = d.clone();
-            async move { d.send(e.meta, e.message, delivery).await }
+            async move { d.send(e.meta, e.message, delivery, None).await }
         },
     );
     let d = dispatcher.clone();
@@ -135,7 +161,16 @@ pub async fn run_with_carrier(
         shutdown.clone(),
         move |e: MessageDue, delivery| {
             let d = d.clone();
-            async move { d.send(e.meta, e.message, delivery).await }
+            async move {
+                let late = e.late.then(|| {
+                    let due = e.send_at.map_or(0, |t| t.seconds);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    format!("fired {} s late", now.saturating_sub(due))
+                });
+                d.send(e.meta, e.message, delivery, late).await
+            }
         },
     );
     tracing::info!("dispatcher running");
@@ -152,6 +187,8 @@ struct Dispatcher {
     carrier: Arc<dyn Carrier>,
     public_url: String,
     send_attempts: i32,
+    /// (organization, number) pairs released since the message was accepted or scheduled.
+    released: Arc<std::sync::RwLock<HashSet<(String, String)>>>,
 }
 
 /// A database hiccup: try the event again shortly.
@@ -173,6 +210,7 @@ impl Dispatcher {
         meta: Option<EventMeta>,
         message: Option<OutboundMessage>,
         delivery: Delivery,
+        note: Option<String>,
     ) -> Result<(), HandleError> {
         let (Some(_meta), Some(m)) = (meta, message) else {
             return Err(HandleError::Permanent(
@@ -189,10 +227,24 @@ impl Dispatcher {
         // "queued" is published once, on the first attempt; its ack is awaited after the
         // carrier call so the two overlap.
         let queued = if attempt == 1 {
-            Some(self.status(&m, Status::Queued, None, None, "").await?)
+            let detail = note.as_deref().unwrap_or("");
+            Some(self.status(&m, Status::Queued, None, None, detail).await?)
         } else {
             None
         };
+        // What can change between accepting and sending is checked again here.
+        if let Some(reason) = self.refusal(&m) {
+            self.set_state(id, "failed", reason.as_str()).await?;
+            self.status(&m, Status::Failed, Some(reason), None, "")
+                .await?
+                .await
+                .map_err(|e| retry(format!("status publish: {e}")))?;
+            if let Some(ack) = queued {
+                ack.await
+                    .map_err(|e| retry(format!("status publish: {e}")))?;
+            }
+            return Ok(());
+        }
         let outcome = self.carrier.send(&self.carrier_message(&m)).await;
         let result = match outcome {
             Ok(receipt) => {
@@ -251,6 +303,14 @@ impl Dispatcher {
                 .map_err(|e| retry(format!("status publish: {e}")))?;
         }
         result
+    }
+
+    /// Why the message must not go out any more, if it must not.
+    fn refusal(&self, m: &OutboundMessage) -> Option<Reason> {
+        let released = self.released.read().unwrap_or_else(|p| p.into_inner());
+        released
+            .contains(&(m.organization_id.clone(), m.from.clone()))
+            .then_some(Reason::SenderUnavailable)
     }
 
     /// Claims the message for a carrier call; `None` when another delivery already has it.

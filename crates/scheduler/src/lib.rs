@@ -17,7 +17,8 @@ use prost::Message as _;
 use sms_bus::{Bus, ConsumerKind, HandleError};
 use sms_core::Status;
 use sms_proto::v1::events::{
-    MessageCancel, MessageDue, MessageScheduled, OutboundMessage, StatusChanged,
+    MessageDue, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
+    StatusChanged, schedule_command,
 };
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
@@ -91,20 +92,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             async move { s.schedule(e).await }
         },
     );
-    let sc = s.clone();
-    let cancels = bus.consume(
-        ConsumerKind::SchedulerCancel,
-        shutdown.clone(),
-        move |e: MessageCancel, _| {
-            let s = sc.clone();
-            async move { s.cancel(e).await }
-        },
-    );
+    let commands = s.clone().serve_commands(shutdown.clone()).await?;
     let firing = s.clone().fire_loop(shutdown.clone());
     tracing::info!("scheduler running");
-    let (a, b, ()) = tokio::join!(scheduled, cancels, firing);
+    let (a, (), ()) = tokio::join!(scheduled, firing, commands);
     a.context("scheduled consumer")?;
-    b.context("cancel consumer")?;
     Ok(())
 }
 
@@ -126,9 +118,13 @@ impl Scheduler {
             .map_err(|err| HandleError::Permanent(format!("bad message id: {err}")))?;
         let send_at = DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
             .ok_or_else(|| HandleError::Permanent("send_at out of range".into()))?;
+        // A cancel or reschedule may have overtaken this event and left a row without the
+        // message: the event fills it in, keeping the row's state and time.
         sqlx::query!(
             "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (message_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (message_id) DO UPDATE SET message = EXCLUDED.message
+             WHERE octet_length(scheduler.scheduled.message) = 0",
             id,
             m.organization_id,
             send_at,
@@ -141,41 +137,120 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn cancel(&self, e: MessageCancel) -> Result<(), HandleError> {
-        let Some(meta) = e.meta else {
-            return Err(HandleError::Permanent("cancel event without meta".into()));
+    /// Answers cancel and reschedule requests (one replica answers each).
+    async fn serve_commands(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+        let client = self.bus.client().clone();
+        let mut requests = client
+            .queue_subscribe(
+                self.bus.subjects().scheduler_command(),
+                "scheduler".to_owned(),
+            )
+            .await
+            .context("scheduler command subscription")?;
+        Ok(async move {
+            loop {
+                let request = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = futures::StreamExt::next(&mut requests) => r,
+                };
+                let Some(request) = request else { return };
+                let Some(reply_to) = request.reply.clone() else {
+                    continue;
+                };
+                let reply = match ScheduleCommand::decode(request.payload.clone()) {
+                    Ok(command) => self.command(command).await.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "schedule command failed");
+                        ScheduleCommandReply {
+                            error: "the scheduler could not carry out the command".into(),
+                            ..Default::default()
+                        }
+                    }),
+                    Err(e) => ScheduleCommandReply {
+                        error: format!("undecodable command: {e}"),
+                        ..Default::default()
+                    },
+                };
+                if let Err(e) = client.publish(reply_to, reply.encode_to_vec().into()).await {
+                    tracing::warn!(error = %e, "could not answer a schedule command");
+                }
+            }
+        })
+    }
+
+    /// Cancels or moves a schedule if it has not started firing. The row decides atomically;
+    /// a command that arrives before the schedule itself leaves a row the schedule fills in.
+    async fn command(&self, c: ScheduleCommand) -> anyhow::Result<ScheduleCommandReply> {
+        let meta = c.meta.context("command without meta")?;
+        let id = Uuid::parse_str(&meta.message_id).context("bad message id")?;
+        let org = meta.organization_id.as_str();
+        let changed = match c.action {
+            Some(schedule_command::Action::Cancel(_)) => {
+                sqlx::query_scalar!(
+                    "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message, state)
+                     VALUES ($1, $2, now(), '', 'canceled')
+                     ON CONFLICT (message_id) DO UPDATE SET state = 'canceled'
+                     WHERE scheduler.scheduled.state = 'pending'
+                       AND scheduler.scheduled.organization_id = $2
+                     RETURNING state",
+                    id,
+                    org
+                )
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            Some(schedule_command::Action::RescheduleTo(at)) => {
+                let send_at = DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
+                    .context("reschedule time out of range")?;
+                let state = sqlx::query_scalar!(
+                    "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message)
+                     VALUES ($1, $2, $3, '')
+                     ON CONFLICT (message_id) DO UPDATE SET send_at = $3
+                     WHERE scheduler.scheduled.state = 'pending'
+                       AND scheduler.scheduled.organization_id = $2
+                     RETURNING state",
+                    id,
+                    org,
+                    send_at
+                )
+                .fetch_optional(&self.pool)
+                .await?;
+                self.wake.notify_one();
+                state
+            }
+            None => anyhow::bail!("command without an action"),
         };
-        let id = Uuid::parse_str(&meta.message_id)
-            .map_err(|err| HandleError::Permanent(format!("bad message id: {err}")))?;
-        let canceled = sqlx::query!(
-            "UPDATE scheduler.scheduled SET state = 'canceled'
-             WHERE message_id = $1 AND organization_id = $2 AND state = 'pending'",
-            id,
-            meta.organization_id
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(db_retry)?
-        .rows_affected();
-        if canceled == 1 {
+        let done = changed.is_some();
+        let state = match changed {
+            Some(state) => state,
+            None => sqlx::query_scalar!(
+                "SELECT state FROM scheduler.scheduled WHERE message_id = $1 AND organization_id = $2",
+                id,
+                org
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or_else(|| "unknown".into()),
+        };
+        if done && state == "canceled" {
             let event = StatusChanged {
                 meta: Some(sms_bus::meta(
                     sms_bus::stable_event_id(&[&meta.message_id, "canceled"]),
-                    &meta.organization_id,
+                    org,
                     &meta.message_id,
                 )),
                 status: sms_bus::status_to_proto(Status::Canceled) as i32,
                 ..Default::default()
             };
-            self.bus
-                .publish_durably(&event)
-                .await
-                .map_err(|err| HandleError::Retry {
-                    reason: err.to_string(),
-                    delay: Duration::from_millis(500),
-                })?;
+            self.bus.publish_durably(&event).await?;
         }
-        Ok(())
+        Ok(ScheduleCommandReply {
+            done,
+            state,
+            error: String::new(),
+        })
     }
 
     async fn fire_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -202,7 +277,8 @@ impl Scheduler {
     /// How long until the next row falls due (at most the lease, so expired claims are retried).
     async fn until_next(&self) -> Duration {
         let next: Option<DateTime<Utc>> = sqlx::query_scalar!(
-            "SELECT min(send_at) FROM scheduler.scheduled WHERE state = 'pending'"
+            "SELECT min(send_at) FROM scheduler.scheduled
+             WHERE state = 'pending' AND octet_length(message) > 0"
         )
         .fetch_one(&self.pool)
         .await
@@ -225,8 +301,9 @@ impl Scheduler {
             "UPDATE scheduler.scheduled SET state = 'firing', claimed_at = now()
              WHERE message_id IN (
                  SELECT message_id FROM scheduler.scheduled
-                 WHERE (state = 'pending' AND send_at <= now())
-                    OR (state = 'firing' AND claimed_at < now() - make_interval(secs => $2))
+                 WHERE ((state = 'pending' AND send_at <= now())
+                        OR (state = 'firing' AND claimed_at < now() - make_interval(secs => $2)))
+                   AND octet_length(message) > 0
                  ORDER BY send_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING message_id, organization_id, send_at, message",
             self.config.batch,
@@ -255,6 +332,10 @@ impl Scheduler {
                 )),
                 message: Some(message),
                 late: now - row.send_at > late_after,
+                send_at: Some(prost_types::Timestamp {
+                    seconds: row.send_at.timestamp(),
+                    nanos: i32::try_from(row.send_at.timestamp_subsec_nanos()).unwrap_or(0),
+                }),
             };
             acks.push(self.bus.publish(&event).await?);
             ids.push(row.message_id);

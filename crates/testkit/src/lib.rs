@@ -214,6 +214,7 @@ impl Stack {
             health_addr: None,
             api_tokens: stack.options.api_tokens.clone(),
             republish_after: Duration::from_secs(5),
+            schedule_horizon_days: 365,
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
             composer,
