@@ -6,3 +6,4 @@
 mod pipeline;
 mod rules;
 mod scale;
+mod schedule;

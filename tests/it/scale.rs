@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sms_proto::v1::{MessageStatus, SendMessageRequest};
+use sms_proto::v1::SendMessageRequest;
 use sms_testkit::{Options, Stack, as_user, eventually};
 
 const FROM: &str = "+12015550100";
@@ -50,37 +50,6 @@ async fn send_many_with(
     ids
 }
 
-/// Waits until every message is delivered, counting through ListMessages.
-async fn wait_all_delivered(stack: &Stack, n: usize) {
-    let client = stack.messaging().await;
-    eventually(Duration::from_secs(120), "every message delivered", || {
-        let mut client = client.clone();
-        async move {
-            let mut delivered = 0;
-            let mut token = String::new();
-            loop {
-                let page = client
-                    .list_messages(as_user(sms_proto::v1::ListMessagesRequest {
-                        status: MessageStatus::Delivered as i32,
-                        page_size: 500,
-                        page_token: token,
-                        ..Default::default()
-                    }))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                delivered += page.messages.len();
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                token = page.next_page_token;
-            }
-            (delivered == n).then_some(())
-        }
-    })
-    .await;
-}
-
 fn assert_each_sent_once(stack: &Stack, n: usize, prefix: &str) {
     let bodies: Vec<String> = stack
         .sim
@@ -104,7 +73,7 @@ async fn two_dispatchers_share_a_thousand_messages_and_send_none_twice() {
     .await;
     stack.add_number(FROM).await;
     send_many(&stack, 1000, "shared").await;
-    wait_all_delivered(&stack, 1000).await;
+    stack.wait_delivered(1000).await;
     assert_each_sent_once(&stack, 1000, "shared");
     let b = stack.stop_dispatcher(1).await;
     let a = stack.stop_dispatcher(0).await;
@@ -131,7 +100,7 @@ async fn a_dispatcher_stopped_mid_stream_and_started_again_loses_and_repeats_not
     assert!(before < 300, "stopped mid-stream ({before} sent)");
     stack.start_dispatcher();
     assert_eq!(sending.await.unwrap().len(), 300);
-    wait_all_delivered(&stack, 300).await;
+    stack.wait_delivered(300).await;
     assert_each_sent_once(&stack, 300, "restart");
     let after = stack.stop_dispatcher(0).await;
     assert_eq!(

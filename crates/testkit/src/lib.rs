@@ -98,6 +98,8 @@ pub fn fresh_namespace() -> String {
 pub struct Options {
     /// Dispatcher instances sharing the consumer.
     pub dispatchers: usize,
+    /// Scheduler instances.
+    pub schedulers: usize,
     /// How long before an unacknowledged event is redelivered.
     pub ack_wait: Duration,
     /// Simulator settings.
@@ -110,6 +112,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             dispatchers: 1,
+            schedulers: 1,
             ack_wait: Duration::from_secs(3),
             sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
             api_tokens: HashMap::new(),
@@ -158,6 +161,8 @@ pub struct Stack {
     pub bus: Bus,
     /// Dispatcher instances.
     pub dispatchers: Vec<DispatcherHandle>,
+    /// Scheduler instances.
+    pub schedulers: Vec<JoinHandle<anyhow::Result<()>>>,
     options: Options,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -204,6 +209,7 @@ impl Stack {
             inbound_url,
             grpc_url,
             dispatchers: Vec::new(),
+            schedulers: Vec::new(),
             options,
             shutdown: shutdown.clone(),
             tasks,
@@ -231,17 +237,9 @@ impl Stack {
             inbound_listener,
             shutdown.clone(),
         )));
-        let scheduler = sms_scheduler::Config {
-            common: common.clone(),
-            health_addr: None,
-            batch: 1000,
-            lease: Duration::from_secs(10),
-            late_after: Duration::from_secs(5),
-        };
-        stack.tasks.push(tokio::spawn(sms_scheduler::run(
-            scheduler,
-            shutdown.clone(),
-        )));
+        for _ in 0..stack.options.schedulers {
+            stack.start_scheduler();
+        }
         let optout = sms_optout::Config {
             common,
             health_addr: None,
@@ -265,6 +263,28 @@ impl Stack {
             ack_wait: self.options.ack_wait,
             max_deliver: 5,
         }
+    }
+
+    /// Starts one more scheduler instance.
+    pub fn start_scheduler(&mut self) {
+        let config = sms_scheduler::Config {
+            common: self.common(),
+            health_addr: None,
+            batch: 1000,
+            lease: Duration::from_secs(10),
+            late_after: Duration::from_secs(5),
+        };
+        self.schedulers.push(tokio::spawn(sms_scheduler::run(
+            config,
+            self.shutdown.child_token(),
+        )));
+    }
+
+    /// Kills scheduler `index` at once, as a crash would (no graceful stop).
+    pub async fn kill_scheduler(&mut self, index: usize) {
+        let task = self.schedulers.remove(index);
+        task.abort();
+        let _ = task.await;
     }
 
     /// Starts one more dispatcher instance on the shared consumer.
@@ -419,11 +439,46 @@ impl Stack {
         }
     }
 
+    /// Waits until exactly `n` of the organization's messages are delivered (counted with
+    /// ListMessages, 500 a page).
+    pub async fn wait_delivered(&self, n: usize) {
+        let client = self.messaging().await;
+        eventually(Duration::from_secs(120), "every message delivered", || {
+            let mut client = client.clone();
+            async move {
+                let mut delivered = 0;
+                let mut token = String::new();
+                loop {
+                    let page = client
+                        .list_messages(as_user(sms_proto::v1::ListMessagesRequest {
+                            status: MessageStatus::Delivered as i32,
+                            page_size: 500,
+                            page_token: token,
+                            ..Default::default()
+                        }))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    delivered += page.messages.len();
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    token = page.next_page_token;
+                }
+                (delivered == n).then_some(())
+            }
+        })
+        .await;
+    }
+
     /// Stops everything and deletes the namespace's streams.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         for d in self.dispatchers {
             let _ = d.task.await;
+        }
+        for s in self.schedulers {
+            let _ = s.await;
         }
         for t in self.tasks {
             let _ = t.await;
