@@ -38,6 +38,7 @@ async fn seed(pool: &sqlx::PgPool, times: &[DateTime<Utc>]) {
                 body: "benchmark message".into(),
                 encoding: "GSM-7".into(),
                 segments: 1,
+                allow_opted_out: false,
             };
             ids.push(id);
             bodies.push(m.encode_to_vec());
@@ -74,12 +75,17 @@ async fn main() {
         ack_wait: Duration::from_secs(30),
         max_deliver: 5,
     };
-    let bus = sms_bus::Bus::connect(sms_runtime::service::bus_config(&common)).await.unwrap();
+    let bus = sms_bus::Bus::connect(sms_runtime::service::bus_config(&common))
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let config = sms_scheduler::Config {
         common: common.clone(),
         health_addr: None,
-        batch: std::env::var("SMS_FIRE_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(1000),
+        batch: std::env::var("SMS_FIRE_BATCH")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(1000),
         lease: Duration::from_secs(30),
         late_after: Duration::from_secs(5),
     };
@@ -96,10 +102,18 @@ async fn main() {
         .await
         .unwrap();
     // Wait for the scheduler's migrations.
-    while sqlx::query("SELECT 1 FROM scheduler.scheduled LIMIT 1").execute(&pool).await.is_err() {
+    while sqlx::query("SELECT 1 FROM scheduler.scheduled LIMIT 1")
+        .execute(&pool)
+        .await
+        .is_err()
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut due = bus.client().subscribe(bus.subjects().msg_due()).await.unwrap();
+    let mut due = bus
+        .client()
+        .subscribe(bus.subjects().msg_due())
+        .await
+        .unwrap();
     bus.client().flush().await.unwrap();
 
     // Both phases are seeded up front: rows written straight to the table do not wake a
@@ -123,7 +137,10 @@ async fn main() {
     let mut seen = 0usize;
     let mut last = Utc::now();
     while seen < BURST {
-        let msg = tokio::time::timeout(Duration::from_secs(120), due.next()).await.unwrap().unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(120), due.next())
+            .await
+            .unwrap()
+            .unwrap();
         let _ = MessageDue::decode(msg.payload).unwrap();
         seen += 1;
         last = Utc::now();
@@ -138,7 +155,10 @@ async fn main() {
     // 2. Steady 1,000 per second.
     let mut lags = Vec::with_capacity(times.len());
     while lags.len() < times.len() {
-        let msg = tokio::time::timeout(Duration::from_secs(90), due.next()).await.unwrap().unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(90), due.next())
+            .await
+            .unwrap()
+            .unwrap();
         let now = Utc::now();
         let due = MessageDue::decode(msg.payload).unwrap();
         let t = due.send_at.unwrap();

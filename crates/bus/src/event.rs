@@ -5,8 +5,8 @@ use std::time::SystemTime;
 use sms_core::Status;
 use sms_proto::v1::MessageStatus;
 use sms_proto::v1::events::{
-    EventMeta, InboundReceived, MessageAccepted, MessageDue, MessageScheduled, NumberChanged,
-    OptOutChanged, StatusChanged,
+    AutoReply, EventMeta, InboundReceived, InboundStored, MessageAccepted, MessageDue,
+    MessageScheduled, NumberChanged, OptOutChanged, StatusChanged,
 };
 use uuid::Uuid;
 
@@ -54,6 +54,8 @@ macro_rules! event {
 event!(MessageAccepted, "msg.accepted", |_e, s| s.msg_accepted());
 event!(MessageScheduled, "msg.scheduled", |_e, s| s.msg_scheduled());
 event!(MessageDue, "msg.due", |_e, s| s.msg_due());
+event!(AutoReply, "msg.autoreply", |_e, s| s.msg_autoreply());
+event!(InboundStored, "msg.inbound", |_e, s| s.msg_inbound());
 event!(InboundReceived, "inbound.received", |_e, s| s
     .inbound_received());
 event!(OptOutChanged, "optout.changed", |e, s| s.state(

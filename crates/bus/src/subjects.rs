@@ -37,6 +37,16 @@ impl Subjects {
         format!("{}.scheduler.command", self.ns)
     }
 
+    /// `{ns}.msg.autoreply`: a keyword answer the composer sends.
+    pub fn msg_autoreply(&self) -> String {
+        format!("{}.msg.autoreply", self.ns)
+    }
+
+    /// `{ns}.msg.inbound`: an inbound message stored on its conversation (for the CRM).
+    pub fn msg_inbound(&self) -> String {
+        format!("{}.msg.inbound", self.ns)
+    }
+
     /// `{ns}.msg.due`: a scheduled message whose time has come.
     pub fn msg_due(&self) -> String {
         format!("{}.msg.due", self.ns)
@@ -161,6 +171,8 @@ pub enum ConsumerKind {
     ComposerStatus,
     /// Composer: inbound messages for conversations and inboxes.
     ComposerInbound,
+    /// Composer: keyword answers to send.
+    ComposerAutoReply,
     /// Scheduler: messages to keep until their time.
     SchedulerScheduled,
     /// Opt-out registry: inbound keywords.
@@ -177,6 +189,7 @@ impl ConsumerKind {
             ConsumerKind::DispatcherDue => "dispatcher-due",
             ConsumerKind::ComposerStatus => "composer-status",
             ConsumerKind::ComposerInbound => "composer-inbound",
+            ConsumerKind::ComposerAutoReply => "composer-autoreply",
             ConsumerKind::SchedulerScheduled => "scheduler-scheduled",
             ConsumerKind::OptOutInbound => "optout-inbound",
             ConsumerKind::OptOutStatus => "optout-status",
@@ -191,6 +204,7 @@ impl ConsumerKind {
             ConsumerKind::ComposerStatus | ConsumerKind::OptOutStatus => s.status_all(),
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),
+            ConsumerKind::ComposerAutoReply => s.msg_autoreply(),
         }
     }
 }

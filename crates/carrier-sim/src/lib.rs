@@ -506,3 +506,75 @@ pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runt
 pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 /// The simulator's default auth token (development only).
 pub const DEFAULT_AUTH_TOKEN: &str = "sim-auth-token";
+
+/// An incoming message the simulated carrier delivers to our webhook.
+#[derive(Debug, Clone, Default)]
+pub struct Incoming {
+    /// The contact (or a short code).
+    pub from: String,
+    /// Our number.
+    pub to: String,
+    /// Text.
+    pub body: String,
+    /// Attachments: (URL, content type).
+    pub media: Vec<(String, String)>,
+    /// The carrier's id; a fresh one when `None`. Reuse one to replay a webhook.
+    pub sid: Option<String>,
+}
+
+impl Sim {
+    /// Delivers `message` to `url` as Twilio delivers an incoming message: a form POST signed
+    /// with the account's auth token. Returns the HTTP status and the sid used.
+    pub async fn send_incoming(
+        &self,
+        url: &str,
+        account_sid: &str,
+        message: &Incoming,
+    ) -> Result<(u16, String), reqwest::Error> {
+        let token = self
+            .inner
+            .config
+            .accounts
+            .get(account_sid)
+            .cloned()
+            .unwrap_or_default();
+        let sid = message
+            .sid
+            .clone()
+            .unwrap_or_else(|| format!("SM{}", uuid::Uuid::new_v4().simple()));
+        let mut params: Vec<(String, String)> = vec![
+            ("MessageSid".into(), sid.clone()),
+            ("SmsSid".into(), sid.clone()),
+            ("SmsMessageSid".into(), sid.clone()),
+            ("AccountSid".into(), account_sid.into()),
+            ("From".into(), message.from.clone()),
+            ("To".into(), message.to.clone()),
+            ("Body".into(), message.body.clone()),
+            ("NumMedia".into(), message.media.len().to_string()),
+            (
+                "NumSegments".into(),
+                sms_core::count(&message.body).segments.max(1).to_string(),
+            ),
+            ("SmsStatus".into(), "received".into()),
+            ("ApiVersion".into(), API_VERSION.into()),
+        ];
+        for (i, (media_url, content_type)) in message.media.iter().enumerate() {
+            params.push((format!("MediaUrl{i}"), media_url.clone()));
+            params.push((format!("MediaContentType{i}"), content_type.clone()));
+        }
+        let signature = sms_twilio::signature(
+            &token,
+            url,
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let response = self
+            .inner
+            .http
+            .post(url)
+            .header(SIGNATURE_HEADER, signature)
+            .form(&params)
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), sid))
+    }
+}

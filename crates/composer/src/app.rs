@@ -25,19 +25,11 @@ use uuid::Uuid;
 use crate::error::{ComposerError, Entity};
 use crate::store::{self, ListFilter, MessageRow, NumberRow};
 
-/// Who is calling: the organization and user the call acts for.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The organization; every query is scoped to it.
-    pub organization_id: String,
-    /// The user, where the call has one.
-    pub user_id: Option<String>,
-}
+pub use sms_runtime::auth::Caller;
 
-impl Caller {
-    fn user(&self) -> Result<&str, ComposerError> {
-        self.user_id.as_deref().ok_or(ComposerError::MissingUser)
-    }
+/// The calling user, which sends need.
+fn user(caller: &Caller) -> Result<&str, ComposerError> {
+    caller.user_id.as_deref().ok_or(ComposerError::MissingUser)
 }
 
 /// Shared state of the composer.
@@ -48,6 +40,8 @@ pub struct App {
     pub(crate) tokens: HashMap<String, String>,
     /// How far ahead a message may be scheduled.
     pub(crate) horizon_days: i64,
+    /// Contacts that opted out, per organization (a local copy of the registry's state).
+    pub(crate) opt_outs: crate::inbound::OptOutCopy,
 }
 
 /// What a send returns: the message and notes for the caller.
@@ -58,39 +52,12 @@ pub struct Sent {
     pub notes: Vec<String>,
 }
 
-const MAX_ID_LEN: usize = 128;
-
-fn metadata_str<'a>(metadata: &'a MetadataMap, key: &str) -> Option<&'a str> {
-    metadata
-        .get(key)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 impl App {
     /// Authenticates the call and reads the organization and user it acts for.
     pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ComposerError> {
-        if !self.tokens.is_empty() {
-            let token = metadata_str(metadata, "authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(ComposerError::Unauthenticated)?;
-            let system = self
-                .tokens
-                .get(token.trim())
-                .ok_or(ComposerError::Unauthenticated)?;
-            tracing::Span::current().record("system", system.as_str());
-        }
-        let organization_id = metadata_str(metadata, "x-organization-id")
-            .filter(|o| o.len() <= MAX_ID_LEN)
-            .ok_or(ComposerError::MissingOrganization)?
-            .to_owned();
-        let user_id = metadata_str(metadata, "x-user-id")
-            .filter(|u| u.len() <= MAX_ID_LEN)
-            .map(str::to_owned);
-        Ok(Caller {
-            organization_id,
-            user_id,
+        sms_runtime::auth::authenticate(&self.tokens, metadata).map_err(|e| match e {
+            sms_runtime::auth::AuthError::Unauthenticated => ComposerError::Unauthenticated,
+            sms_runtime::auth::AuthError::MissingOrganization => ComposerError::MissingOrganization,
         })
     }
 
@@ -100,7 +67,7 @@ impl App {
         caller: &Caller,
         req: SendMessageRequest,
     ) -> Result<Sent, ComposerError> {
-        let user = caller.user()?;
+        let user = user(caller)?;
         let org = caller.organization_id.as_str();
         let idempotency_key = Some(req.idempotency_key.trim()).filter(|k| !k.is_empty());
         if let Some(key) = idempotency_key
@@ -119,6 +86,9 @@ impl App {
         let (body, template_id) = self.body(caller, user, &req).await?;
         sms_core::validate_body(&body)?;
         let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
+        if self.opted_out(&caller.organization_id, to.e164()) {
+            return Err(ComposerError::OptedOut(to.e164().to_owned()));
+        }
         let counted = sms_core::count(&body);
         let now = Utc::now();
         let row = MessageRow {
@@ -147,6 +117,7 @@ impl App {
             created_at: now,
             updated_at: now,
             send_at,
+            done: false,
         };
         let event_id = accepted_event_id(&row);
         let region = to.region().map(|r| r.to_string()).unwrap_or_default();
@@ -706,6 +677,9 @@ fn parse_month(m: &str) -> Result<chrono::NaiveDate, ComposerError> {
 
 fn outbound(m: &MessageRow) -> OutboundMessage {
     OutboundMessage {
+        // Only the opt-out confirmation may reach a contact who just opted out.
+        allow_opted_out: m.user_id
+            == format!("{}:opt_out_confirmation", crate::inbound::AUTO_REPLY_USER),
         message_id: m.id.to_string(),
         organization_id: m.organization_id.clone(),
         user_id: m.user_id.clone(),
@@ -721,11 +695,13 @@ fn accepted_event_id(m: &MessageRow) -> String {
     sms_bus::stable_event_id(&[&m.id.to_string(), "accepted"])
 }
 
-fn encode_page_token(at: DateTime<Utc>, id: Uuid) -> String {
+pub(crate) fn encode_page_token(at: DateTime<Utc>, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.timestamp_micros()))
 }
 
-fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, ComposerError> {
+pub(crate) fn decode_page_token(
+    token: &str,
+) -> Result<Option<(DateTime<Utc>, Uuid)>, ComposerError> {
     if token.is_empty() {
         return Ok(None);
     }

@@ -7,10 +7,6 @@ use sms_core::schedule::ScheduleError;
 use sms_core::template::TemplateError;
 use sms_core::{BodyError, PhoneError};
 use tonic::Code;
-use tonic_types::{ErrorDetails, StatusExt};
-
-/// The `ErrorInfo` domain of our errors.
-pub const ERROR_DOMAIN: &str = "sms-platform";
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +120,9 @@ pub enum ComposerError {
         /// The schedule's state.
         state: String,
     },
+    /// The recipient opted out of the organization's messages.
+    #[error("{0} opted out of this organization's messages")]
+    OptedOut(String),
     /// The scheduler did not answer.
     #[error("the scheduler is not available: {0}")]
     SchedulerUnavailable(String),
@@ -208,6 +207,7 @@ impl ComposerError {
             ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
             ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
+            ComposerError::OptedOut(_) => "OPTED_OUT",
             ComposerError::Database(_) => "INTERNAL",
         }
     }
@@ -270,9 +270,9 @@ impl ComposerError {
             | ComposerError::InvalidMonth(_)
             | ComposerError::Schedule(_)
             | ComposerError::TwoSendTimes => Code::InvalidArgument,
-            ComposerError::NotScheduled { .. } | ComposerError::AlreadyFired { .. } => {
-                Code::FailedPrecondition
-            }
+            ComposerError::NotScheduled { .. }
+            | ComposerError::AlreadyFired { .. }
+            | ComposerError::OptedOut(_) => Code::FailedPrecondition,
             ComposerError::SchedulerUnavailable(_) => Code::Unavailable,
             ComposerError::UnknownSender(_)
             | ComposerError::ExternalSender(_)
@@ -314,11 +314,7 @@ impl From<ComposerError> for tonic::Status {
                 other.to_string()
             }
         };
-        tonic::Status::with_error_details(
-            code,
-            message,
-            ErrorDetails::with_error_info(e.reason(), ERROR_DOMAIN, e.metadata()),
-        )
+        sms_runtime::auth::status(code, message, e.reason(), e.metadata())
     }
 }
 

@@ -10,14 +10,16 @@ use sms_proto::v1::templates_server::Templates;
 use sms_proto::v1::{
     AddNumberRequest, AddNumberResponse, CancelMessageRequest, CancelMessageResponse,
     CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, DeleteTemplateResponse,
-    Direction, ErroredLead, GetMessageRequest, GetMessageResponse, GetNumberRequest,
-    GetNumberResponse, GetTemplateRequest, GetUsageRequest, GetUsageResponse, Group,
-    GroupMemberRequest, GroupResponse, ListErroredLeadsRequest, ListErroredLeadsResponse,
-    ListGroupsRequest, ListGroupsResponse, ListMessagesRequest, ListMessagesResponse,
-    ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest, ListTemplatesResponse, Message,
-    NumberKind, PhoneNumber, PreviewRequest, PreviewResponse, ReleaseNumberRequest,
-    ReleaseNumberResponse, RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest,
-    SendMessageResponse, StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
+    Direction, ErroredLead, GetConversationRequest, GetConversationResponse, GetMessageRequest,
+    GetMessageResponse, GetNumberRequest, GetNumberResponse, GetTemplateRequest, GetUsageRequest,
+    GetUsageResponse, Group, GroupMemberRequest, GroupResponse, ListErroredLeadsRequest,
+    ListErroredLeadsResponse, ListGroupsRequest, ListGroupsResponse, ListInboxRequest,
+    ListInboxResponse, ListMessagesRequest, ListMessagesResponse, ListNumbersRequest,
+    ListNumbersResponse, ListTemplatesRequest, ListTemplatesResponse, MarkInboxDoneRequest,
+    MarkInboxDoneResponse, Message, NumberKind, PhoneNumber, PreviewRequest, PreviewResponse,
+    ReleaseNumberRequest, ReleaseNumberResponse, RescheduleMessageRequest,
+    RescheduleMessageResponse, SendMessageRequest, SendMessageResponse, StatusEntry, Template,
+    TemplateResponse, UpdateTemplateRequest, UsageRow,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -142,6 +144,59 @@ impl Messaging for MessagingService {
                         })
                         .collect(),
                     next_page_token,
+                })
+        })
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<GetConversationRequest>,
+    ) -> Result<Response<GetConversationResponse>, Status> {
+        call!(self, request, "GetConversation", |caller| {
+            let r = request.get_ref();
+            self.0
+                .conversation(
+                    &caller,
+                    &r.our_number,
+                    &r.contact_number,
+                    r.page_size,
+                    &r.page_token,
+                )
+                .await
+                .map(|(rows, next_page_token)| GetConversationResponse {
+                    messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn list_inbox(
+        &self,
+        request: Request<ListInboxRequest>,
+    ) -> Result<Response<ListInboxResponse>, Status> {
+        call!(self, request, "ListInbox", |caller| {
+            let r = request.get_ref();
+            self.0
+                .inbox(&caller, r.include_done, r.page_size, &r.page_token)
+                .await
+                .map(|(rows, next_page_token)| ListInboxResponse {
+                    messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn mark_inbox_done(
+        &self,
+        request: Request<MarkInboxDoneRequest>,
+    ) -> Result<Response<MarkInboxDoneResponse>, Status> {
+        call!(self, request, "MarkInboxDone", |caller| {
+            let r = request.get_ref();
+            self.0
+                .mark_done(&caller, &r.id, r.done)
+                .await
+                .map(|m| MarkInboxDoneResponse {
+                    message: Some(message(m, Vec::new())),
                 })
         })
     }
@@ -490,6 +545,7 @@ fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
         lead_id: m.lead_id.unwrap_or_default(),
         contact_id: m.contact_id.unwrap_or_default(),
         send_at: m.send_at.map(timestamp),
+        done: m.done,
         carrier_error_code: m
             .carrier_error_code
             .and_then(|c| u32::try_from(c).ok())

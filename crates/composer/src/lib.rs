@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub mod app;
 pub mod error;
 pub mod grpc;
+pub mod inbound;
 pub mod numbers;
 pub mod store;
 pub mod templates;
@@ -52,28 +53,10 @@ pub struct Config {
 impl Config {
     /// Reads the composer's variables.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let mut api_tokens = HashMap::new();
-        for pair in env
-            .string_or("SMS_API_TOKENS", "")
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-        {
-            let (system, token) = pair
-                .split_once(':')
-                .filter(|(s, t)| !s.trim().is_empty() && t.trim().len() >= 16)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "SMS_API_TOKENS",
-                        "(hidden)",
-                        "expected system:token pairs, tokens of at least 16 characters",
-                    )
-                })?;
-            api_tokens.insert(token.trim().to_owned(), system.trim().to_owned());
-        }
         Ok(Config {
             common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
-            api_tokens,
+            api_tokens: sms_runtime::auth::tokens_from_env(env)?,
             republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
             schedule_horizon_days: env.parse_or(
                 "SMS_SCHEDULE_HORIZON_DAYS",
@@ -103,11 +86,22 @@ pub async fn run(
             "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
         );
     }
+    let opt_outs = crate::inbound::OptOutCopy::default();
+    let copy = opt_outs.clone();
+    let mut follower = bus
+        .follow_state(sms_bus::StateKind::OptOut, shutdown.clone(), move |e| {
+            crate::inbound::apply_opt_out(&copy, e)
+        })
+        .await?;
+    if !follower.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");
+    }
     let app = Arc::new(App {
         pool: pool.clone(),
         bus: bus.clone(),
         tokens: config.api_tokens.clone(),
         horizon_days: config.schedule_horizon_days,
+        opt_outs: opt_outs.clone(),
     });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -134,6 +128,24 @@ pub async fn run(
             async move { app.apply_status(&e).await }
         },
     );
+    let inbound_app = app.clone();
+    let inbound = bus.consume(
+        ConsumerKind::ComposerInbound,
+        shutdown.clone(),
+        move |e: sms_proto::v1::events::InboundReceived, _| {
+            let app = inbound_app.clone();
+            async move { app.on_inbound(&e).await }
+        },
+    );
+    let reply_app = app.clone();
+    let replies = bus.consume(
+        ConsumerKind::ComposerAutoReply,
+        shutdown.clone(),
+        move |e: sms_proto::v1::events::AutoReply, _| {
+            let app = reply_app.clone();
+            async move { app.on_auto_reply(&e).await }
+        },
+    );
     let sweeper = republisher(app.clone(), config.republish_after, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
@@ -147,9 +159,12 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, ()) = tokio::join!(server, statuses, sweeper);
+    let (served, consumed, inbound, replies, ()) =
+        tokio::join!(server, statuses, inbound, replies, sweeper);
     served.context("gRPC server")?;
     consumed.context("status consumer")?;
+    inbound.context("inbound consumer")?;
+    replies.context("auto-reply consumer")?;
     tracing::info!("composer stopped");
     Ok(())
 }

@@ -74,6 +74,8 @@ pub struct MessageRow {
     pub updated_at: DateTime<Utc>,
     /// When a scheduled message is due.
     pub send_at: Option<DateTime<Utc>>,
+    /// Inbound: marked done in the inbox.
+    pub done: bool,
 }
 
 /// A status history entry.
@@ -335,7 +337,7 @@ pub async fn get_message(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at
+                lead_id, contact_id, created_at, updated_at, send_at, done
          FROM composer.messages WHERE organization_id = $1 AND id = $2",
         organization_id,
         id
@@ -355,7 +357,7 @@ pub async fn find_by_idempotency_key(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at
+                lead_id, contact_id, created_at, updated_at, send_at, done
          FROM composer.messages WHERE organization_id = $1 AND idempotency_key = $2",
         organization_id,
         key
@@ -411,7 +413,7 @@ pub async fn list_messages(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at
+                lead_id, contact_id, created_at, updated_at, send_at, done
          FROM composer.messages
          WHERE organization_id = $1
            AND ($2::text IS NULL OR status = $2)
@@ -516,7 +518,7 @@ pub async fn claim_stale_accepted(
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at, send_at",
+                   lead_id, contact_id, created_at, updated_at, send_at, done",
         older_than,
         limit
     )
@@ -883,7 +885,7 @@ pub async fn claim_unpublished_schedules(
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at, send_at",
+                   lead_id, contact_id, created_at, updated_at, send_at, done",
         older_than,
         limit
     )
@@ -905,4 +907,176 @@ pub async fn set_send_at(
     .execute(pool)
     .await
     .map(|_| ())
+}
+
+/// Stores an inbound message with its `received` history entry, once per carrier id; returns
+/// whether it was new.
+#[tracing::instrument(skip_all, fields(message_id = %m.id))]
+pub async fn insert_inbound(
+    pool: &PgPool,
+    m: &MessageRow,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query!(
+        "INSERT INTO composer.messages
+            (id, organization_id, user_id, direction, from_number, to_number, body, status,
+             encoding, segments, characters, carrier_sid, created_at, updated_at)
+         VALUES ($1, $2, $3, 'inbound', $4, $5, $6, 'received', $7, $8, $9, $10, $11, $11)
+         ON CONFLICT (organization_id, carrier_sid) WHERE direction = 'inbound' DO NOTHING",
+        m.id,
+        m.organization_id,
+        m.user_id,
+        m.from_number,
+        m.to_number,
+        m.body,
+        m.encoding,
+        m.segments,
+        m.characters,
+        m.carrier_sid,
+        m.created_at
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        insert_history(
+            &mut tx,
+            m.id,
+            "received",
+            None,
+            None,
+            None,
+            m.created_at,
+            event_id,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// The organization holding `number` now, if any.
+#[tracing::instrument(skip(pool))]
+pub async fn number_holder(pool: &PgPool, number: &str) -> Result<Option<NumberRow>, sqlx::Error> {
+    sqlx::query_as!(
+        NumberRow,
+        "SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
+                voice_capable, kind, owner_user_id, owner_group_id, created_at
+         FROM composer.numbers WHERE number = $1 AND released_at IS NULL",
+        number
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The users whose inbox shows messages to `number`: its owner, or its group's members.
+#[tracing::instrument(skip(pool))]
+pub async fn inbox_users(pool: &PgPool, n: &NumberRow) -> Result<Vec<String>, sqlx::Error> {
+    if let Some(user) = &n.owner_user_id {
+        return Ok(vec![user.clone()]);
+    }
+    sqlx::query_scalar!(
+        "SELECT user_id FROM composer.group_members
+         WHERE organization_id = $1 AND group_id = $2 ORDER BY user_id",
+        n.organization_id,
+        n.owner_group_id
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Both directions between one of our numbers and a contact, oldest first, after a cursor.
+#[tracing::instrument(skip(pool))]
+pub async fn conversation(
+    pool: &PgPool,
+    organization_id: &str,
+    ours: &str,
+    contact: &str,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as!(
+        MessageRow,
+        "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
+                reason, carrier_error_code, encoding, segments, characters, carrier_sid,
+                lead_id, contact_id, created_at, updated_at, send_at, done
+         FROM composer.messages
+         WHERE organization_id = $1
+           AND least(from_number, to_number) = least($2::text, $3::text)
+           AND greatest(from_number, to_number) = greatest($2::text, $3::text)
+           AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+         ORDER BY created_at, id
+         LIMIT $6",
+        organization_id,
+        ours,
+        contact,
+        after_at,
+        after_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Inbound messages on the numbers `user_id` owns or shares through a group, newest first.
+#[tracing::instrument(skip(pool))]
+pub async fn inbox(
+    pool: &PgPool,
+    organization_id: &str,
+    user_id: &str,
+    include_done: bool,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as!(
+        MessageRow,
+        "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
+                reason, carrier_error_code, encoding, segments, characters, carrier_sid,
+                lead_id, contact_id, created_at, updated_at, send_at, done
+         FROM composer.messages
+         WHERE organization_id = $1 AND direction = 'inbound'
+           AND to_number IN (
+               SELECT n.number FROM composer.numbers n
+               WHERE n.organization_id = $1 AND n.released_at IS NULL
+                 AND (n.owner_user_id = $2 OR n.owner_group_id IN (
+                      SELECT g.group_id FROM composer.group_members g
+                      WHERE g.organization_id = $1 AND g.user_id = $2)))
+           AND ($3 OR NOT done)
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+         ORDER BY created_at DESC, id DESC
+         LIMIT $6",
+        organization_id,
+        user_id,
+        include_done,
+        before_at,
+        before_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks an inbound message done or not; returns whether it exists.
+#[tracing::instrument(skip(pool))]
+pub async fn set_done(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+    done: bool,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query!(
+        "UPDATE composer.messages SET done = $3
+         WHERE organization_id = $1 AND id = $2 AND direction = 'inbound'",
+        organization_id,
+        id,
+        done
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }

@@ -71,7 +71,12 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     sms_runtime::shutdown_on_signals(shutdown.clone());
+    let optout_addr: SocketAddr = env.parse_or(
+        "SMS_OPTOUT_GRPC_ADDR",
+        SocketAddr::from(([127, 0, 0, 1], 50052)),
+    )?;
     let grpc = sms_runtime::health::bind(grpc_addr).await?;
+    let optout_grpc = sms_runtime::health::bind(optout_addr).await?;
     let webhooks = sms_runtime::health::bind(inbound_addr).await?;
     let mut tasks = JoinSet::new();
     if let Some(config) = sim_config {
@@ -96,7 +101,10 @@ async fn main() -> anyhow::Result<()> {
         "scheduler",
         sms_scheduler::run(scheduler, shutdown.clone()),
     ));
-    tasks.spawn(named("optout", sms_optout::run(optout, shutdown.clone())));
+    tasks.spawn(named(
+        "optout",
+        sms_optout::run(optout, optout_grpc, shutdown.clone()),
+    ));
     tracing::info!(grpc = %grpc_addr, webhooks = %inbound_addr, "smsd started");
 
     // The first service to stop (by error or shutdown) stops the rest.

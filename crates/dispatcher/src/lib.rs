@@ -15,7 +15,8 @@ use anyhow::Context;
 use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
 use sms_core::{Reason, Status};
 use sms_proto::v1::events::{
-    EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
+    EventMeta, MessageAccepted, MessageDue, NumberChanged, OptOutChanged, OutboundMessage,
+    StatusChanged,
 };
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
@@ -138,6 +139,29 @@ pub async fn run_with_carrier(
     if !numbers.wait_ready(Duration::from_secs(30)).await {
         tracing::warn!("released-number copy not caught up after 30 s; starting anyway");
     }
+    let opted_out = Arc::new(std::sync::RwLock::new(HashSet::new()));
+    let copy = opted_out.clone();
+    let mut opt_outs = bus
+        .follow_state(
+            StateKind::OptOut,
+            shutdown.clone(),
+            move |e: OptOutChanged| {
+                let key = (
+                    e.meta.map(|m| m.organization_id).unwrap_or_default(),
+                    e.contact_number,
+                );
+                let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
+                if e.opted_out {
+                    set.insert(key);
+                } else {
+                    set.remove(&key);
+                }
+            },
+        )
+        .await?;
+    if !opt_outs.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");
+    }
     let dispatcher = Arc::new(Dispatcher {
         pool: pool.clone(),
         bus: bus.clone(),
@@ -145,6 +169,7 @@ pub async fn run_with_carrier(
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         send_attempts: config.send_attempts.max(1),
         released,
+        opted_out,
     });
     let d = dispatcher.clone();
     let accepted = bus.consume(
@@ -189,6 +214,8 @@ struct Dispatcher {
     send_attempts: i32,
     /// (organization, number) pairs released since the message was accepted or scheduled.
     released: Arc<std::sync::RwLock<HashSet<(String, String)>>>,
+    /// (organization, contact) pairs that opted out.
+    opted_out: Arc<std::sync::RwLock<HashSet<(String, String)>>>,
 }
 
 /// A database hiccup: try the event again shortly.
@@ -307,6 +334,10 @@ impl Dispatcher {
 
     /// Why the message must not go out any more, if it must not.
     fn refusal(&self, m: &OutboundMessage) -> Option<Reason> {
+        let opted_out = self.opted_out.read().unwrap_or_else(|p| p.into_inner());
+        if !m.allow_opted_out && opted_out.contains(&(m.organization_id.clone(), m.to.clone())) {
+            return Some(Reason::OptedOut);
+        }
         let released = self.released.read().unwrap_or_else(|p| p.into_inner());
         released
             .contains(&(m.organization_id.clone(), m.from.clone()))
@@ -390,6 +421,11 @@ impl Dispatcher {
             carrier_sid: String::new(),
             carrier_error_code: code.unwrap_or(0),
             detail: detail.to_owned(),
+            contact_number: if status == Status::Failed {
+                m.to.clone()
+            } else {
+                String::new()
+            },
         };
         self.bus
             .publish(&event)

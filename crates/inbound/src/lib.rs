@@ -24,7 +24,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_bus::Bus;
 use sms_core::{Reason, Status};
-use sms_proto::v1::events::{InboundMedia, InboundReceived, StatusChanged};
+use sms_proto::v1::events::{InboundMedia, InboundReceived, NumberChanged, StatusChanged};
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,24 +56,43 @@ impl Config {
                 "expected an http(s) URL",
             ));
         }
-        let sid = env.raw("SMS_TWILIO_ACCOUNT_SID").ok_or_else(|| {
-            ConfigError::new(
-                "SMS_TWILIO_ACCOUNT_SID",
+        // Every account that may call us: SMS_TWILIO_ACCOUNTS (sid:token,…) and/or the one
+        // SMS_TWILIO_ACCOUNT_SID / SMS_TWILIO_AUTH_TOKEN the dispatcher sends with.
+        let mut twilio_accounts = HashMap::new();
+        for pair in env
+            .string_or("SMS_TWILIO_ACCOUNTS", "")
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (sid, token) = pair
+                .split_once(':')
+                .filter(|(s, t)| s.trim().starts_with("AC") && !t.trim().is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "SMS_TWILIO_ACCOUNTS",
+                        "(hidden)",
+                        "expected AC…:token pairs",
+                    )
+                })?;
+            twilio_accounts.insert(sid.trim().to_owned(), token.trim().to_owned());
+        }
+        if let (Some(sid), Some(token)) = (
+            env.raw("SMS_TWILIO_ACCOUNT_SID"),
+            env.raw("SMS_TWILIO_AUTH_TOKEN"),
+        ) {
+            twilio_accounts.insert(sid, token);
+        }
+        if twilio_accounts.is_empty() {
+            return Err(ConfigError::new(
+                "SMS_TWILIO_ACCOUNTS",
                 "",
-                "the Twilio account SID is required",
-            )
-        })?;
-        let token = env.raw("SMS_TWILIO_AUTH_TOKEN").ok_or_else(|| {
-            ConfigError::new(
-                "SMS_TWILIO_AUTH_TOKEN",
-                "",
-                "the Twilio auth token is required",
-            )
-        })?;
+                "no Twilio account: set SMS_TWILIO_ACCOUNTS or SMS_TWILIO_ACCOUNT_SID and SMS_TWILIO_AUTH_TOKEN",
+            ));
+        }
         Ok(Config {
             common: CommonConfig::from_env(env)?,
             public_url,
-            twilio_accounts: HashMap::from([(sid, token)]),
+            twilio_accounts,
         })
     }
 }
@@ -85,10 +104,14 @@ pub struct Counters {
     pub bad_signatures: AtomicU64,
     /// Inbound messages from short codes, acknowledged and dropped.
     pub short_codes: AtomicU64,
+    /// Inbound messages to numbers nobody holds, acknowledged and dropped.
+    pub unknown_numbers: AtomicU64,
 }
 
 struct App {
     bus: Bus,
+    /// Held number → organization, a local copy of the state stream.
+    numbers: Arc<std::sync::RwLock<HashMap<String, String>>>,
     public_url: String,
     accounts: HashMap<String, String>,
     counters: Arc<Counters>,
@@ -103,8 +126,32 @@ pub async fn run(
     let bus = Bus::connect(sms_runtime::service::bus_config(&config.common))
         .await
         .context("inbound bus")?;
+    let numbers = Arc::new(std::sync::RwLock::new(HashMap::new()));
+    let copy = numbers.clone();
+    let mut follower = bus
+        .follow_state(
+            sms_bus::StateKind::Number,
+            shutdown.clone(),
+            move |e: NumberChanged| {
+                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+                let mut map = copy.write().unwrap_or_else(|p| p.into_inner());
+                if e.active {
+                    map.insert(e.number, org);
+                } else if map.get(&e.number) == Some(&org) {
+                    map.remove(&e.number);
+                }
+            },
+        )
+        .await?;
+    if !follower
+        .wait_ready(std::time::Duration::from_secs(30))
+        .await
+    {
+        tracing::warn!("number copy not caught up after 30 s; starting anyway");
+    }
     let app = Arc::new(App {
         bus,
+        numbers,
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         accounts: config.twilio_accounts,
         counters: Arc::new(Counters::default()),
@@ -281,6 +328,11 @@ async fn status_callback(
             carrier_sid: sid.to_owned(),
             carrier_error_code: code,
             detail: String::new(),
+            contact_number: if status == Status::Failed {
+                hook.get("To").to_owned()
+            } else {
+                String::new()
+            },
         };
         publish(&app.bus, &event).await
     }
@@ -315,16 +367,33 @@ async fn incoming(
         })
         .filter(|m| !m.url.is_empty())
         .collect();
+    let to = hook.get("To");
+    let org = app
+        .numbers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(to)
+        .cloned();
+    let Some(org) = org else {
+        app.counters.unknown_numbers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            to,
+            "inbound message to a number we do not hold: acknowledged, dropped"
+        );
+        return twiml();
+    };
     let sid = hook.get("MessageSid");
-    let org = hook.query.get("org").map_or("", String::as_str);
+    if sid.is_empty() {
+        return reject(StatusCode::BAD_REQUEST, "MessageSid is required");
+    }
     let event = InboundReceived {
         meta: Some(sms_bus::meta(
             sms_bus::stable_event_id(&[sid, "inbound"]),
-            org,
+            &org,
             "",
         )),
         from: from.to_owned(),
-        to: hook.get("To").to_owned(),
+        to: to.to_owned(),
         body: hook.get("Body").to_owned(),
         carrier_sid: sid.to_owned(),
         media,

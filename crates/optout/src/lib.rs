@@ -1,21 +1,40 @@
-//! The opt-out registry: classifies every inbound message with `sms-core`'s keywords and keeps
-//! the opt-out state per (organization, contact number), publishing every change.
+//! The opt-out registry: who may no longer be texted by an organization.
+//!
+//! * Inbound keywords (sms-core's list): STOP and synonyms opt the contact out for the whole
+//!   organization (recording which of our numbers received it, and when) and trigger a one-time
+//!   confirmation reply; START / YES / UNSTOP opt back in; HELP / INFO get the organization's
+//!   help text. Replies are sent by the composer (`msg.autoreply`), so they appear on the
+//!   conversation like any other message.
+//! * A carrier's own opt-out error on a send (Twilio 21610) records the opt-out too.
+//! * gRPC `OptOuts`: check, list, add and remove by hand (who and why are recorded).
+//! * Every change is published on the compacted state stream; the composer and every dispatcher
+//!   replica keep a local copy of it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use sms_bus::{Bus, ConsumerKind, HandleError};
-use sms_core::{Keyword, PhoneNumber};
-use sms_proto::v1::events::{InboundReceived, OptOutChanged};
+use sms_core::{Keyword, PhoneNumber, Reason};
+use sms_proto::v1::events::{AutoReply, InboundReceived, OptOutChanged, StatusChanged};
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+mod grpc;
 
 /// The registry's schema.
 pub const SCHEMA: &str = "optout";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The help reply when an organization has set none.
+pub const DEFAULT_HELP: &str =
+    "Reply STOP to stop receiving messages from us, START to receive them again.";
+/// The opt-out confirmation when an organization has set none.
+pub const DEFAULT_CONFIRMATION: &str = "You have been unsubscribed and will receive no more messages from us. Reply START to resubscribe.";
 
 /// Registry settings.
 #[derive(Debug, Clone)]
@@ -24,6 +43,8 @@ pub struct Config {
     pub common: CommonConfig,
     /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
+    /// `SMS_API_TOKENS`: `system:token` pairs for the gRPC API (empty: no authentication).
+    pub api_tokens: std::collections::HashMap<String, String>,
 }
 
 impl Config {
@@ -32,17 +53,24 @@ impl Config {
         Ok(Config {
             common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
+            api_tokens: sms_runtime::auth::tokens_from_env(env)?,
         })
     }
 }
 
-struct Registry {
+/// The registry's state and logic.
+pub struct Registry {
     pool: PgPool,
     bus: Bus,
+    tokens: std::collections::HashMap<String, String>,
 }
 
-/// Runs the registry until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the registry, serving gRPC `OptOuts` on `listener`, until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let base = sms_runtime::service::start(
         &config.common,
         SCHEMA,
@@ -51,69 +79,318 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &shutdown,
     )
     .await?;
-    let (pool, bus) = (base.pool, base.bus);
     let registry = Arc::new(Registry {
-        pool,
-        bus: bus.clone(),
+        pool: base.pool,
+        bus: base.bus.clone(),
+        tokens: config.api_tokens,
     });
-    tracing::info!("opt-out registry running");
-    bus.consume(
+    let r = registry.clone();
+    let inbound = base.bus.consume(
         ConsumerKind::OptOutInbound,
-        shutdown,
+        shutdown.clone(),
         move |e: InboundReceived, _| {
-            let r = registry.clone();
+            let r = r.clone();
             async move { r.on_inbound(e).await }
         },
-    )
-    .await
-    .context("inbound consumer")
+    );
+    let r = registry.clone();
+    let statuses = base.bus.consume(
+        ConsumerKind::OptOutStatus,
+        shutdown.clone(),
+        move |e: StatusChanged, _| {
+            let r = r.clone();
+            async move { r.on_status(e).await }
+        },
+    );
+    let server = grpc::serve(registry, listener, shutdown.clone());
+    tracing::info!("opt-out registry running");
+    let (a, b, c) = tokio::join!(inbound, statuses, server);
+    a.context("inbound consumer")?;
+    b.context("status consumer")?;
+    c.context("OptOuts gRPC server")?;
+    Ok(())
+}
+
+fn retry(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Retry {
+        reason: e.to_string(),
+        delay: Duration::from_millis(500),
+    }
+}
+
+/// One contact's opt-out state.
+#[derive(Debug, Clone)]
+pub struct OptOutRow {
+    /// The contact.
+    pub contact_number: String,
+    /// Opted out now.
+    pub opted_out: bool,
+    /// keyword, carrier or manual.
+    pub source: String,
+    /// Which of our numbers received the keyword.
+    pub our_number: Option<String>,
+    /// When.
+    pub changed_at: DateTime<Utc>,
+    /// Who, by hand.
+    pub changed_by: Option<String>,
+    /// Why, by hand.
+    pub reason: Option<String>,
+}
+
+/// A change to record.
+pub struct Change<'a> {
+    /// The organization.
+    pub organization_id: &'a str,
+    /// The contact, E.164.
+    pub contact: &'a str,
+    /// Opt out (true) or back in.
+    pub opted_out: bool,
+    /// keyword, carrier or manual.
+    pub source: &'a str,
+    /// Which of our numbers received the keyword.
+    pub our_number: Option<&'a str>,
+    /// Who, by hand.
+    pub changed_by: Option<&'a str>,
+    /// Why, by hand.
+    pub reason: Option<&'a str>,
 }
 
 impl Registry {
     async fn on_inbound(&self, e: InboundReceived) -> Result<(), HandleError> {
-        let opted_out = match sms_core::keywords::classify(&e.body) {
-            Some(Keyword::OptOut) => true,
-            Some(Keyword::OptIn) => false,
-            Some(Keyword::Help) | None => return Ok(()),
-        };
         let Some(meta) = &e.meta else {
             return Err(HandleError::Permanent("inbound event without meta".into()));
         };
-        let contact = PhoneNumber::parse_valid(&e.from, None)
-            .map_err(|err| HandleError::Permanent(format!("inbound sender: {err}")))?;
-        sqlx::query!(
-            "INSERT INTO optout.opt_outs (organization_id, contact_number, opted_out, our_number, source)
-             VALUES ($1, $2, $3, $4, 'keyword')
-             ON CONFLICT (organization_id, contact_number) DO UPDATE
-                SET opted_out = $3, our_number = $4, source = 'keyword', changed_at = now()",
-            meta.organization_id,
-            contact.e164(),
-            opted_out,
-            e.to
+        let keyword = sms_core::keywords::classify(&e.body);
+        if keyword.is_none() || meta.organization_id.is_empty() {
+            return Ok(());
+        }
+        // Carriers retry webhooks: each inbound message is acted on once.
+        let first = sqlx::query!(
+            "INSERT INTO optout.processed_inbound (carrier_sid) VALUES ($1) ON CONFLICT DO NOTHING",
+            e.carrier_sid
         )
         .execute(&self.pool)
         .await
-        .map_err(|err| HandleError::Retry {
-            reason: format!("database: {err}"),
-            delay: Duration::from_millis(500),
-        })?;
-        let change = OptOutChanged {
+        .map_err(retry)?
+        .rows_affected()
+            == 1;
+        if !first {
+            return Ok(());
+        }
+        let contact = PhoneNumber::parse_valid(&e.from, None)
+            .map_err(|err| HandleError::Permanent(format!("inbound sender: {err}")))?;
+        let org = meta.organization_id.as_str();
+        match keyword {
+            Some(Keyword::OptOut) => {
+                let changed = self
+                    .record(&Change {
+                        organization_id: org,
+                        contact: contact.e164(),
+                        opted_out: true,
+                        source: "keyword",
+                        our_number: Some(&e.to),
+                        changed_by: None,
+                        reason: Some(e.body.trim()),
+                    })
+                    .await
+                    .map_err(retry)?;
+                // The confirmation goes out once, when the contact actually opts out.
+                if changed {
+                    let (_, confirmation) = self.replies(org).await.map_err(retry)?;
+                    self.reply(
+                        org,
+                        &e,
+                        contact.e164(),
+                        &confirmation,
+                        "opt_out_confirmation",
+                    )
+                    .await?;
+                }
+            }
+            Some(Keyword::OptIn) => {
+                self.record(&Change {
+                    organization_id: org,
+                    contact: contact.e164(),
+                    opted_out: false,
+                    source: "keyword",
+                    our_number: Some(&e.to),
+                    changed_by: None,
+                    reason: Some(e.body.trim()),
+                })
+                .await
+                .map_err(retry)?;
+            }
+            Some(Keyword::Help) => {
+                let (help, _) = self.replies(org).await.map_err(retry)?;
+                self.reply(org, &e, contact.e164(), &help, "help").await?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// A carrier that refuses a send because the recipient unsubscribed there (21610).
+    async fn on_status(&self, e: StatusChanged) -> Result<(), HandleError> {
+        if Reason::parse(&e.reason) != Some(Reason::OptedOut) || e.contact_number.is_empty() {
+            return Ok(());
+        }
+        let Some(meta) = &e.meta else { return Ok(()) };
+        self.record(&Change {
+            organization_id: &meta.organization_id,
+            contact: &e.contact_number,
+            opted_out: true,
+            source: "carrier",
+            our_number: None,
+            changed_by: None,
+            reason: Some("the carrier reported the recipient unsubscribed"),
+        })
+        .await
+        .map_err(retry)?;
+        Ok(())
+    }
+
+    async fn reply(
+        &self,
+        org: &str,
+        e: &InboundReceived,
+        contact: &str,
+        body: &str,
+        kind: &str,
+    ) -> Result<(), HandleError> {
+        let event = AutoReply {
             meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[&meta.event_id, "optout"]),
-                &meta.organization_id,
+                sms_bus::stable_event_id(&[&e.carrier_sid, kind]),
+                org,
                 "",
             )),
-            contact_number: contact.e164().to_owned(),
-            opted_out,
-            our_number: e.to.clone(),
-            source: "keyword".into(),
+            from: e.to.clone(),
+            to: contact.to_owned(),
+            body: body.to_owned(),
+            kind: kind.to_owned(),
         };
-        self.bus
-            .publish_durably(&change)
-            .await
-            .map_err(|err| HandleError::Retry {
-                reason: err.to_string(),
-                delay: Duration::from_millis(500),
-            })
+        self.bus.publish_durably(&event).await.map_err(retry)
+    }
+
+    /// Records a change; returns whether the state changed. Publishes it when it did.
+    pub async fn record(&self, c: &Change<'_>) -> Result<bool, anyhow::Error> {
+        let previous = sqlx::query_scalar!(
+            "SELECT opted_out FROM optout.opt_outs WHERE organization_id = $1 AND contact_number = $2",
+            c.organization_id,
+            c.contact
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        sqlx::query!(
+            "INSERT INTO optout.opt_outs
+                (organization_id, contact_number, opted_out, our_number, source, changed_by, reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (organization_id, contact_number) DO UPDATE
+                SET opted_out = $3, our_number = COALESCE($4, optout.opt_outs.our_number),
+                    source = $5, changed_by = $6, reason = $7, changed_at = now()",
+            c.organization_id,
+            c.contact,
+            c.opted_out,
+            c.our_number,
+            c.source,
+            c.changed_by,
+            c.reason
+        )
+        .execute(&self.pool)
+        .await?;
+        let changed = previous != Some(c.opted_out) && (previous.is_some() || c.opted_out);
+        // Published even when unchanged: the state stream keeps only the latest per contact,
+        // and a repeat costs nothing, while a lost publish would leave a stale copy.
+        let event = OptOutChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::new_event_id(),
+                c.organization_id,
+                "",
+            )),
+            contact_number: c.contact.to_owned(),
+            opted_out: c.opted_out,
+            our_number: c.our_number.unwrap_or_default().to_owned(),
+            source: c.source.to_owned(),
+        };
+        self.bus.publish_durably(&event).await?;
+        Ok(changed)
+    }
+
+    /// The organization's (help, confirmation) replies.
+    pub async fn replies(&self, org: &str) -> Result<(String, String), sqlx::Error> {
+        let row = sqlx::query!(
+            "SELECT help_text, opt_out_confirmation FROM optout.replies WHERE organization_id = $1",
+            org
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map_or_else(
+            || (DEFAULT_HELP.to_owned(), DEFAULT_CONFIRMATION.to_owned()),
+            |r| (r.help_text, r.opt_out_confirmation),
+        ))
+    }
+
+    /// Sets the organization's replies (empty: the default).
+    pub async fn set_replies(
+        &self,
+        org: &str,
+        help: &str,
+        confirmation: &str,
+    ) -> Result<(String, String), sqlx::Error> {
+        let help = if help.trim().is_empty() {
+            DEFAULT_HELP
+        } else {
+            help
+        };
+        let confirmation = if confirmation.trim().is_empty() {
+            DEFAULT_CONFIRMATION
+        } else {
+            confirmation
+        };
+        sqlx::query!(
+            "INSERT INTO optout.replies (organization_id, help_text, opt_out_confirmation)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (organization_id) DO UPDATE
+                SET help_text = $2, opt_out_confirmation = $3, updated_at = now()",
+            org,
+            help,
+            confirmation
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok((help.to_owned(), confirmation.to_owned()))
+    }
+
+    /// One contact's state (`None` when never recorded).
+    pub async fn get(&self, org: &str, contact: &str) -> Result<Option<OptOutRow>, sqlx::Error> {
+        sqlx::query_as!(
+            OptOutRow,
+            "SELECT contact_number, opted_out, source, our_number, changed_at, changed_by, reason
+             FROM optout.opt_outs WHERE organization_id = $1 AND contact_number = $2",
+            org,
+            contact
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The organization's opted-out contacts, by number, after `after`.
+    pub async fn list(
+        &self,
+        org: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<OptOutRow>, sqlx::Error> {
+        sqlx::query_as!(
+            OptOutRow,
+            "SELECT contact_number, opted_out, source, our_number, changed_at, changed_by, reason
+             FROM optout.opt_outs
+             WHERE organization_id = $1 AND opted_out AND contact_number > $2
+             ORDER BY contact_number LIMIT $3",
+            org,
+            after,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! OpenTelemetry, the Postgres pool with the service's own schema and migrations, health
 //! endpoints, and graceful shutdown on SIGINT / SIGTERM.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;

@@ -16,6 +16,7 @@ use sms_carrier_sim::{Sim, SimConfig};
 use sms_dispatcher::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
 use sms_proto::v1::messaging_client::MessagingClient;
 use sms_proto::v1::numbers_client::NumbersClient;
+use sms_proto::v1::opt_outs_client::OptOutsClient;
 use sms_proto::v1::templates_client::TemplatesClient;
 use sms_proto::v1::{
     AddNumberRequest, GetMessageRequest, Message, MessageStatus, add_number_request,
@@ -157,6 +158,8 @@ pub struct Stack {
     pub inbound_url: String,
     /// The composer's gRPC endpoint.
     pub grpc_url: String,
+    /// The opt-out registry's gRPC endpoint.
+    pub optout_url: String,
     /// A bus connection for assertions.
     pub bus: Bus,
     /// Dispatcher instances.
@@ -197,6 +200,8 @@ impl Stack {
         let inbound_url = format!("http://{}", inbound_listener.local_addr().unwrap());
         let grpc_listener = listener().await;
         let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
+        let optout_listener = listener().await;
+        let optout_url = format!("http://{}", optout_listener.local_addr().unwrap());
 
         let mut stack = Stack {
             bus: Bus::connect(BusConfig::new(NATS_URL, &namespace))
@@ -208,6 +213,7 @@ impl Stack {
             sim_url,
             inbound_url,
             grpc_url,
+            optout_url,
             dispatchers: Vec::new(),
             schedulers: Vec::new(),
             options,
@@ -243,10 +249,13 @@ impl Stack {
         let optout = sms_optout::Config {
             common,
             health_addr: None,
+            api_tokens: stack.options.api_tokens.clone(),
         };
-        stack
-            .tasks
-            .push(tokio::spawn(sms_optout::run(optout, shutdown.clone())));
+        stack.tasks.push(tokio::spawn(sms_optout::run(
+            optout,
+            optout_listener,
+            shutdown.clone(),
+        )));
         for _ in 0..stack.options.dispatchers {
             stack.start_dispatcher();
         }
@@ -385,6 +394,22 @@ impl Stack {
     /// A Numbers client.
     pub async fn numbers(&self) -> NumbersClient<Channel> {
         NumbersClient::new(self.channel().await)
+    }
+
+    /// An OptOuts client.
+    pub async fn opt_outs(&self) -> OptOutsClient<Channel> {
+        OptOutsClient::new(
+            tonic::transport::Endpoint::from_shared(self.optout_url.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// The URL the carrier posts incoming messages to.
+    pub fn incoming_url(&self) -> String {
+        format!("{}/webhooks/twilio/incoming", self.inbound_url)
     }
 
     /// A Templates client.

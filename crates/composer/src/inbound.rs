@@ -1,0 +1,269 @@
+//! Inbound messages: stored on their conversation, shown in the owners' inboxes, announced to
+//! the CRM; and the registry's keyword answers, sent like any other message.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use sms_bus::HandleError;
+use sms_core::{PhoneNumber, Status};
+use sms_proto::v1::events::{AutoReply, InboundReceived, InboundStored, OptOutChanged};
+use uuid::Uuid;
+
+use crate::app::{App, Caller, parse_id};
+use crate::error::{ComposerError, Entity};
+use crate::store::{self, MessageRow};
+
+/// The contacts each organization may no longer text, kept current from the state stream.
+pub type OptOutCopy = Arc<RwLock<HashSet<(String, String)>>>;
+
+/// Applies one opt-out change to the local copy.
+pub fn apply_opt_out(copy: &OptOutCopy, e: OptOutChanged) {
+    let key = (
+        e.meta.map(|m| m.organization_id).unwrap_or_default(),
+        e.contact_number,
+    );
+    let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
+    if e.opted_out {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+}
+
+/// User id recorded on automatic replies; the kind tells whether it may reach an opted-out
+/// contact (only the opt-out confirmation may).
+pub const AUTO_REPLY_USER: &str = "system";
+
+fn retry(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Retry {
+        reason: e.to_string(),
+        delay: Duration::from_millis(500),
+    }
+}
+
+impl App {
+    /// Whether `contact` opted out of `organization_id`'s messages.
+    pub fn opted_out(&self, organization_id: &str, contact: &str) -> bool {
+        self.opt_outs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(organization_id.to_owned(), contact.to_owned()))
+    }
+
+    /// Stores an inbound message on its conversation and announces it.
+    pub async fn on_inbound(&self, e: &InboundReceived) -> Result<(), HandleError> {
+        let Some(meta) = &e.meta else {
+            return Err(HandleError::Permanent("inbound event without meta".into()));
+        };
+        let Some(number) = store::number_holder(&self.pool, &e.to)
+            .await
+            .map_err(retry)?
+        else {
+            tracing::warn!(to = %e.to, "inbound message to a number nobody holds; dropped");
+            return Ok(());
+        };
+        if !meta.organization_id.is_empty() && meta.organization_id != number.organization_id {
+            tracing::warn!(to = %e.to, "inbound message for another organization's number; dropped");
+            return Ok(());
+        }
+        let counted = sms_core::count(&e.body);
+        let now = Utc::now();
+        let row = MessageRow {
+            id: Uuid::now_v7(),
+            organization_id: number.organization_id.clone(),
+            user_id: number.owner_user_id.clone().unwrap_or_default(),
+            direction: "inbound".into(),
+            from_number: PhoneNumber::parse_valid(&e.from, None)
+                .map(|p| p.e164().to_owned())
+                .unwrap_or_else(|_| e.from.clone()),
+            to_number: number.number.clone(),
+            body: e.body.clone(),
+            status: Status::Received.as_str().into(),
+            reason: None,
+            carrier_error_code: None,
+            encoding: counted.encoding.as_str().into(),
+            segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
+            carrier_sid: Some(e.carrier_sid.clone()),
+            lead_id: None,
+            contact_id: None,
+            created_at: now,
+            updated_at: now,
+            send_at: None,
+            done: false,
+        };
+        if !store::insert_inbound(&self.pool, &row, &meta.event_id)
+            .await
+            .map_err(retry)?
+        {
+            return Ok(()); // Already stored: the carrier retried.
+        }
+        let users = store::inbox_users(&self.pool, &number)
+            .await
+            .map_err(retry)?;
+        let stored = InboundStored {
+            meta: Some(sms_bus::meta(
+                sms_bus::stable_event_id(&[&e.carrier_sid, "stored"]),
+                &row.organization_id,
+                &row.id.to_string(),
+            )),
+            from: row.from_number.clone(),
+            to: row.to_number.clone(),
+            body: row.body.clone(),
+            inbox_user_ids: users,
+            carrier_sid: e.carrier_sid.clone(),
+        };
+        self.bus.publish_durably(&stored).await.map_err(retry)
+    }
+
+    /// Sends a keyword answer from the number that received the keyword.
+    pub async fn on_auto_reply(&self, e: &AutoReply) -> Result<(), HandleError> {
+        let Some(meta) = &e.meta else {
+            return Err(HandleError::Permanent("auto-reply without meta".into()));
+        };
+        let counted = sms_core::count(&e.body);
+        let now = Utc::now();
+        // The id follows from the event, so a redelivered event cannot send a second reply.
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, meta.event_id.as_bytes());
+        let row = MessageRow {
+            id,
+            organization_id: meta.organization_id.clone(),
+            user_id: format!("{AUTO_REPLY_USER}:{}", e.kind),
+            direction: "outbound".into(),
+            from_number: e.from.clone(),
+            to_number: e.to.clone(),
+            body: e.body.clone(),
+            status: Status::Accepted.as_str().into(),
+            reason: None,
+            carrier_error_code: None,
+            encoding: counted.encoding.as_str().into(),
+            segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
+            carrier_sid: None,
+            lead_id: None,
+            contact_id: None,
+            created_at: now,
+            updated_at: now,
+            send_at: None,
+            done: false,
+        };
+        let region = PhoneNumber::parse_valid(&e.to, None)
+            .ok()
+            .and_then(|p| p.region())
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let extra = store::NewMessage {
+            to_region: &region,
+            ..Default::default()
+        };
+        let stored = store::insert_message(&self.pool, &row, &extra, &meta.event_id).await;
+        let already = stored
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_database_error())
+            .and_then(|d| d.constraint())
+            .is_some_and(|c| c == "messages_pkey");
+        if !already {
+            stored.map_err(retry)?;
+        }
+        self.publish_accepted(&row).await.map_err(retry)
+    }
+
+    /// Both directions between one of the organization's numbers and a contact.
+    pub async fn conversation(
+        &self,
+        caller: &Caller,
+        ours: &str,
+        contact: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+        let org = caller.organization_id.as_str();
+        let ours = PhoneNumber::parse_valid(ours, None).map_err(ComposerError::InvalidNumber)?;
+        let contact =
+            PhoneNumber::parse_valid(contact, None).map_err(ComposerError::InvalidRecipient)?;
+        if store::find_number(&self.pool, org, ours.e164())
+            .await?
+            .is_none()
+        {
+            return Err(ComposerError::NotFound(Entity::Number));
+        }
+        let size = match page_size {
+            0 => 100,
+            n => n.min(500),
+        };
+        let after = crate::app::decode_page_token(page_token)?;
+        let mut rows = store::conversation(
+            &self.pool,
+            org,
+            ours.e164(),
+            contact.e164(),
+            after,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let next = if rows.len() > size as usize {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|m| crate::app::encode_page_token(m.created_at, m.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    /// The user's inbox, newest first.
+    pub async fn inbox(
+        &self,
+        caller: &Caller,
+        include_done: bool,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+        let user = caller
+            .user_id
+            .as_deref()
+            .ok_or(ComposerError::MissingUser)?;
+        let size = match page_size {
+            0 => 50,
+            n => n.min(500),
+        };
+        let before = crate::app::decode_page_token(page_token)?;
+        let mut rows = store::inbox(
+            &self.pool,
+            &caller.organization_id,
+            user,
+            include_done,
+            before,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let next = if rows.len() > size as usize {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|m| crate::app::encode_page_token(m.created_at, m.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    /// Marks an inbound message done or not done.
+    pub async fn mark_done(
+        &self,
+        caller: &Caller,
+        id: &str,
+        done: bool,
+    ) -> Result<MessageRow, ComposerError> {
+        let id_str = id;
+        let id = parse_id(id)?;
+        if !store::set_done(&self.pool, &caller.organization_id, id, done).await? {
+            return Err(ComposerError::NotFound(Entity::Message));
+        }
+        self.get(caller, id_str).await.map(|(m, _)| m)
+    }
+}

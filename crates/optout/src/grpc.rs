@@ -1,0 +1,210 @@
+//! gRPC `OptOuts`: check, list, add and remove by hand, and the organization's replies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sms_core::PhoneNumber;
+use sms_proto::v1::opt_outs_server::{OptOuts, OptOutsServer};
+use sms_proto::v1::{
+    ChangeOptOutRequest, CheckOptOutRequest, ListOptOutsRequest, ListOptOutsResponse, OptOutStatus,
+    SetRepliesRequest, SetRepliesResponse,
+};
+use sms_runtime::auth::{self, Caller};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+
+use crate::{Change, OptOutRow, Registry};
+
+/// Serves `OptOuts` (plus health and reflection) on `listener` until `shutdown`.
+pub async fn serve(
+    registry: Arc<Registry>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<OptOutsServer<Service>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tracing::info!(addr = ?listener.local_addr().ok(), "opt-out registry serving gRPC");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(OptOutsServer::new(Service(registry)))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The `OptOuts` service.
+#[derive(Clone)]
+pub struct Service(Arc<Registry>);
+
+fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    auth::status(code, message, reason, HashMap::new())
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "opt-out registry error");
+    refuse(Code::Internal, "INTERNAL", "internal error; try again")
+}
+
+fn contact(number: &str) -> Result<String, Status> {
+    PhoneNumber::parse_valid(number, None)
+        .map(|n| n.e164().to_owned())
+        .map_err(|e| refuse(Code::InvalidArgument, "INVALID_NUMBER", e.to_string()))
+}
+
+fn status(row: OptOutRow) -> OptOutStatus {
+    OptOutStatus {
+        contact_number: row.contact_number,
+        opted_out: row.opted_out,
+        source: row.source,
+        our_number: row.our_number.unwrap_or_default(),
+        changed_at: Some(prost_types::Timestamp {
+            seconds: row.changed_at.timestamp(),
+            nanos: i32::try_from(row.changed_at.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+        changed_by: row.changed_by.unwrap_or_default(),
+        reason: row.reason.unwrap_or_default(),
+    }
+}
+
+impl Service {
+    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        Ok(auth::authenticate(&self.0.tokens, request.metadata())?)
+    }
+
+    async fn current(&self, org: &str, number: &str) -> Result<OptOutStatus, Status> {
+        let row = self.0.get(org, number).await.map_err(internal)?;
+        Ok(row.map(status).unwrap_or_else(|| OptOutStatus {
+            contact_number: number.to_owned(),
+            ..Default::default()
+        }))
+    }
+
+    async fn change(
+        &self,
+        request: Request<ChangeOptOutRequest>,
+        opted_out: bool,
+    ) -> Result<Response<OptOutStatus>, Status> {
+        let caller = self.caller(&request)?;
+        let user = caller.user_id.as_deref().ok_or_else(|| {
+            refuse(
+                Code::InvalidArgument,
+                "MISSING_USER",
+                "x-user-id is required: changes record who made them",
+            )
+        })?;
+        let r = request.get_ref();
+        let number = contact(&r.contact_number)?;
+        if r.reason.trim().is_empty() {
+            return Err(refuse(
+                Code::InvalidArgument,
+                "MISSING_REASON",
+                "say why (reason)",
+            ));
+        }
+        self.0
+            .record(&Change {
+                organization_id: &caller.organization_id,
+                contact: &number,
+                opted_out,
+                source: "manual",
+                our_number: None,
+                changed_by: Some(user),
+                reason: Some(r.reason.trim()),
+            })
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(
+            self.current(&caller.organization_id, &number).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl OptOuts for Service {
+    async fn check(
+        &self,
+        request: Request<CheckOptOutRequest>,
+    ) -> Result<Response<OptOutStatus>, Status> {
+        let caller = self.caller(&request)?;
+        let number = contact(&request.get_ref().contact_number)?;
+        Ok(Response::new(
+            self.current(&caller.organization_id, &number).await?,
+        ))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListOptOutsRequest>,
+    ) -> Result<Response<ListOptOutsResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let size = match r.page_size {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let rows = self
+            .0
+            .list(&caller.organization_id, &r.page_token, i64::from(size) + 1)
+            .await
+            .map_err(internal)?;
+        let more = rows.len() > size as usize;
+        let mut opt_outs: Vec<OptOutStatus> =
+            rows.into_iter().take(size as usize).map(status).collect();
+        let next_page_token = if more {
+            opt_outs
+                .last()
+                .map(|o| o.contact_number.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        opt_outs.truncate(size as usize);
+        Ok(Response::new(ListOptOutsResponse {
+            opt_outs,
+            next_page_token,
+        }))
+    }
+
+    async fn add(
+        &self,
+        request: Request<ChangeOptOutRequest>,
+    ) -> Result<Response<OptOutStatus>, Status> {
+        self.change(request, true).await
+    }
+
+    async fn remove(
+        &self,
+        request: Request<ChangeOptOutRequest>,
+    ) -> Result<Response<OptOutStatus>, Status> {
+        self.change(request, false).await
+    }
+
+    async fn set_replies(
+        &self,
+        request: Request<SetRepliesRequest>,
+    ) -> Result<Response<SetRepliesResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let r = request.get_ref();
+        let (help_text, opt_out_confirmation) = self
+            .0
+            .set_replies(
+                &caller.organization_id,
+                &r.help_text,
+                &r.opt_out_confirmation,
+            )
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(SetRepliesResponse {
+            help_text,
+            opt_out_confirmation,
+        }))
+    }
+}
