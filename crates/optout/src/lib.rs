@@ -231,7 +231,11 @@ impl Registry {
 
     /// A carrier that refuses a send because the recipient unsubscribed there (21610).
     async fn on_status(&self, e: StatusChanged) -> Result<(), HandleError> {
-        if Reason::parse(&e.reason) != Some(Reason::OptedOut) || e.contact_number.is_empty() {
+        // Only the carrier's own word counts: our dispatcher refusing an opted-out contact
+        // also fails with `opted_out`, but records nothing new.
+        let carrier_says = e.carrier_error_code != 0
+            && Reason::from_twilio_code(e.carrier_error_code) == Reason::OptedOut;
+        if !carrier_says || e.contact_number.is_empty() {
             return Ok(());
         }
         let Some(meta) = &e.meta else { return Ok(()) };
