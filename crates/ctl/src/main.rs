@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod input;
+mod later;
 mod offline;
 mod online;
 
@@ -39,6 +40,28 @@ enum Command {
     Templates(online::TemplatesCommand),
     /// Show usage (messages and segments handed to the carrier) by month and country.
     Usage(online::UsageArgs),
+    /// Cancel a scheduled message that has not fired.
+    Cancel {
+        /// Message id.
+        id: String,
+    },
+    /// Move a scheduled message that has not fired.
+    Reschedule(later::RescheduleArgs),
+    /// Show both directions between one of our numbers and a contact.
+    Conversation(later::ConversationArgs),
+    /// Show your inbox: replies on the numbers you own or share.
+    Inbox(later::InboxArgs),
+    /// Mark an inbox message done (or not, with --undo).
+    Done {
+        /// Message id.
+        id: String,
+        /// Mark it not done.
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Opt-outs: check, add or remove by hand, list, automatic replies.
+    #[command(subcommand)]
+    Optouts(later::OptOutsCommand),
     /// List the leads with at least one errored message.
     ErroredLeads {
         /// Print JSON.
@@ -79,6 +102,12 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Groups(c) => online::groups(conn, c).await,
             Command::Templates(c) => online::templates(conn, c).await,
             Command::Usage(a) => online::usage(conn, a).await,
+            Command::Cancel { id } => later::cancel(conn, id).await,
+            Command::Reschedule(a) => later::reschedule(conn, a).await,
+            Command::Conversation(a) => later::conversation(conn, a).await,
+            Command::Inbox(a) => later::inbox(conn, a).await,
+            Command::Done { id, undo } => later::done(conn, id, undo).await,
+            Command::Optouts(c) => later::opt_outs(conn, &conn.optout_endpoint, c).await,
             Command::ErroredLeads { json } => online::errored_leads(conn, json).await,
             Command::Send(a) => online::send(conn, a).await,
             Command::Get(a) => online::get(conn, a).await,

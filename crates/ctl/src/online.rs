@@ -22,6 +22,14 @@ use tonic_types::StatusExt;
 /// Where and as whom to call: from `SMS_*` variables, overridden by flags.
 #[derive(Debug, Args)]
 pub struct Connection {
+    /// gRPC endpoint of the opt-out registry.
+    #[arg(
+        long,
+        env = "SMS_OPTOUT_ENDPOINT",
+        default_value = "http://127.0.0.1:50052",
+        global = true
+    )]
+    pub optout_endpoint: String,
     /// gRPC endpoint of the platform.
     #[arg(
         long,
@@ -220,6 +228,9 @@ pub struct SendArgs {
     /// Print the message as JSON.
     #[arg(long)]
     json: bool,
+    /// Send later instead of now.
+    #[command(flatten)]
+    when: crate::later::When,
 }
 
 /// `smsctl get`.
@@ -263,7 +274,7 @@ pub struct ListArgs {
 }
 
 impl Connection {
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.endpoint.clone())
             .with_context(|| format!("SMS_ENDPOINT {:?} is not a valid URL", self.endpoint))?;
         endpoint
@@ -272,7 +283,11 @@ impl Connection {
             .with_context(|| format!("cannot reach the platform at {}", self.endpoint))
     }
 
-    fn request<T>(&self, message: T, need_user: bool) -> anyhow::Result<tonic::Request<T>> {
+    pub(crate) fn request<T>(
+        &self,
+        message: T,
+        need_user: bool,
+    ) -> anyhow::Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
         let md = request.metadata_mut();
         let Some(org) = &self.org else {
@@ -305,7 +320,7 @@ impl Connection {
 }
 
 /// A gRPC error, printed plainly with its machine-readable reason.
-fn explain(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn explain(status: tonic::Status) -> anyhow::Error {
     let reason = status
         .get_details_error_info()
         .map(|info| format!(" [{}]", info.reason))
@@ -411,8 +426,11 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
 pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode> {
     let mut client = MessagingClient::new(conn.channel().await?);
     let context = args.context.as_deref().map(read_context).transpose()?;
+    let (send_at, send_at_local) = args.when.fields()?;
     let request = conn.request(
         SendMessageRequest {
+            send_at,
+            send_at_local,
             to: args.to,
             from: args.from.unwrap_or_default(),
             body: args.body.unwrap_or_default(),
@@ -897,7 +915,7 @@ pub async fn errored_leads(conn: &Connection, json_out: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<prost_types::Timestamp> {
+pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<prost_types::Timestamp> {
     let t = chrono::DateTime::parse_from_rfc3339(s)
         .with_context(|| format!("{flag}: {s:?} is not an RFC 3339 time (2026-11-29T10:00:00Z)"))?;
     Ok(prost_types::Timestamp {
@@ -906,7 +924,7 @@ fn parse_time(flag: &str, s: &str) -> anyhow::Result<prost_types::Timestamp> {
     })
 }
 
-fn status_name(status: i32) -> String {
+pub(crate) fn status_name(status: i32) -> String {
     MessageStatus::try_from(status)
         .map(|s| {
             s.as_str_name()
@@ -916,7 +934,7 @@ fn status_name(status: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn reason_suffix(reason: &str, code: u32) -> String {
+pub(crate) fn reason_suffix(reason: &str, code: u32) -> String {
     match (reason.is_empty(), code) {
         (true, 0) => String::new(),
         (false, 0) => format!(" ({reason})"),
@@ -924,13 +942,13 @@ fn reason_suffix(reason: &str, code: u32) -> String {
     }
 }
 
-fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
+pub(crate) fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| "-".into())
 }
 
-fn message_json(m: &Message) -> Value {
+pub(crate) fn message_json(m: &Message) -> Value {
     json!({
         "id": m.id,
         "organization_id": m.organization_id,
@@ -999,5 +1017,24 @@ fn number_line(n: &PhoneNumber) -> String {
         n.number_type,
         kind,
         caps.join(",")
+    )
+}
+
+/// One message on one line, for people.
+pub(crate) fn message_line(m: &Message) -> String {
+    let when = if m.status == MessageStatus::Scheduled as i32 {
+        format!("  due {}", timestamp(m.send_at.as_ref()))
+    } else {
+        String::new()
+    };
+    format!(
+        "{}  {}  {} → {}  {}{}{when}  {:?}",
+        m.id,
+        timestamp(m.created_at.as_ref()),
+        m.from,
+        m.to,
+        status_name(m.status),
+        reason_suffix(&m.reason, m.carrier_error_code),
+        m.body.chars().take(60).collect::<String>()
     )
 }

@@ -15,6 +15,7 @@ impl Ctl<'_> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_smsctl"));
         cmd.args(args)
             .env("SMS_ENDPOINT", &self.stack.grpc_url)
+            .env("SMS_OPTOUT_ENDPOINT", &self.stack.optout_url)
             .env("SMS_ORG", ORG)
             .env("SMS_USER", USER)
             .env_remove("SMS_TOKEN");
@@ -135,5 +136,116 @@ async fn numbers_templates_and_send_with_a_template() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the platform"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_cancel_conversation_inbox_and_opt_outs() {
+    let stack = Stack::start().await;
+    let ctl = Ctl { stack: &stack };
+    ctl.ok(&["numbers", "add", "+12015550100"]).await;
+    // Send later at a local time, then cancel it.
+    let local = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%dT09:00")
+        .to_string();
+    let id = ctl
+        .ok(&[
+            "send",
+            "--to",
+            "+12015550123",
+            "--body",
+            "later",
+            "--local",
+            &local,
+            "--tz",
+            "America/New_York",
+        ])
+        .await;
+    let (code, _, err) = ctl
+        .run(&[
+            "send",
+            "--to",
+            "+12015550123",
+            "--body",
+            "x",
+            "--local",
+            &local,
+            "--tz",
+            "Nowhere/Land",
+        ])
+        .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("[UNKNOWN_TIME_ZONE]"), "{err}");
+    let id = id.trim().to_owned();
+    let shown = ctl.ok(&["get", &id]).await;
+    assert!(shown.contains("scheduled"), "{shown}");
+    let canceled = ctl.ok(&["cancel", &id]).await;
+    assert!(canceled.contains("canceled"), "{canceled}");
+    let (code, _, err) = ctl.run(&["cancel", &id]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("[NOT_SCHEDULED]"), "{err}");
+
+    // A reply shows on the conversation and in the inbox; done hides it.
+    let sid = stack
+        .sim
+        .send_incoming(
+            &stack.incoming_url(),
+            sms_testkit::ACCOUNT_SID,
+            &sms_carrier_sim::Incoming {
+                from: "+12015550123".into(),
+                to: "+12015550100".into(),
+                body: "Thanks, talk soon".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sid.0, 200);
+    let inbox =
+        sms_testkit::eventually(std::time::Duration::from_secs(10), "the reply", || async {
+            let out = ctl.ok(&["inbox"]).await;
+            out.contains("Thanks, talk soon").then_some(out)
+        })
+        .await;
+    let inbound_id = inbox.split_whitespace().next().unwrap().to_owned();
+    let convo = ctl
+        .ok(&[
+            "conversation",
+            "--ours",
+            "+12015550100",
+            "--contact",
+            "+12015550123",
+        ])
+        .await;
+    assert!(convo.contains("Thanks, talk soon"), "{convo}");
+    ctl.ok(&["done", &inbound_id]).await;
+    assert!(!ctl.ok(&["inbox"]).await.contains("Thanks"));
+    assert!(ctl.ok(&["inbox", "--all"]).await.contains("[done]"));
+
+    // Opt-outs by hand, and the send refused with its reason.
+    let added = ctl
+        .ok(&[
+            "optouts",
+            "add",
+            "+12015550124",
+            "--reason",
+            "asked by e-mail",
+        ])
+        .await;
+    assert!(
+        added.contains("opted out") && added.contains("asked by e-mail"),
+        "{added}"
+    );
+    let refused =
+        sms_testkit::eventually(std::time::Duration::from_secs(5), "the refusal", || async {
+            let (code, _, err) = ctl
+                .run(&["send", "--to", "+12015550124", "--body", "hi"])
+                .await;
+            (code == 1 && err.contains("[OPTED_OUT]")).then_some(err)
+        })
+        .await;
+    assert!(refused.contains("opted out"), "{refused}");
+    let check = ctl.ok(&["optouts", "check", "+12015550124"]).await;
+    assert!(check.contains("manual"), "{check}");
     stack.shutdown().await;
 }
