@@ -39,6 +39,7 @@ async fn seed(pool: &sqlx::PgPool, times: &[DateTime<Utc>]) {
                 encoding: "GSM-7".into(),
                 segments: 1,
                 allow_opted_out: false,
+                media_urls: Vec::new(),
             };
             ids.push(id);
             bodies.push(m.encode_to_vec());

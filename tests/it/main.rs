@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod inbound;
+mod mms;
 mod pipeline;
 mod rules;
 mod scale;

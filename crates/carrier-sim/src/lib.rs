@@ -94,6 +94,8 @@ pub struct RecordedRequest {
     pub media_urls: Vec<String>,
     /// The W3C `traceparent` header, if sent.
     pub traceparent: Option<String>,
+    /// Sizes of the attachments fetched from the `MediaUrl`s.
+    pub media_sizes: Vec<u64>,
     /// The HTTP status answered.
     pub http_status: u16,
     /// The sid given, when the message was accepted.
@@ -107,6 +109,8 @@ struct Inner {
     callbacks_sent: AtomicU64,
     callbacks_failed: AtomicU64,
     http: reqwest::Client,
+    /// Hosted inbound media: id → (content type, bytes).
+    media: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
 
 /// A running (or runnable) simulator. Cheap to clone; clones share state.
@@ -126,6 +130,7 @@ impl Sim {
                 callbacks_sent: AtomicU64::new(0),
                 callbacks_failed: AtomicU64::new(0),
                 http: sms_runtime::http_client(Duration::from_secs(10))?,
+                media: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -168,9 +173,78 @@ impl Sim {
             .clone()
     }
 
+    /// Fetches a message's `MediaUrl`s and checks them with the MMS rules; `None` when fine.
+    async fn check_media(&self, record: &mut RecordedRequest) -> Option<ApiError> {
+        let mut files = Vec::new();
+        for url in &record.media_urls {
+            let fetched = match self.inner.http.get(url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let declared = r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    r.bytes().await.map(|b| (declared, b.to_vec())).ok()
+                }
+                _ => None,
+            };
+            match fetched {
+                Some(file) => files.push(file),
+                None => {
+                    return Some(ApiError::new(
+                        400,
+                        21620,
+                        format!("Invalid media URL: {url}"),
+                    ));
+                }
+            }
+        }
+        record.media_sizes = files.iter().map(|(_, b)| b.len() as u64).collect();
+        match sms_core::mms::check_attachments(
+            files.iter().map(|(t, b)| (t.as_str(), b.as_slice())),
+        ) {
+            Ok(_) => None,
+            Err(
+                sms_core::mms::MmsError::TypeMismatch { .. }
+                | sms_core::mms::MmsError::Unrecognized { .. },
+            ) => Some(ApiError::new(400, 12300, "Invalid Content-Type")),
+            Err(e) => Some(ApiError::new(
+                400,
+                30019,
+                format!("Content size exceeds carrier limit: {e}"),
+            )),
+        }
+    }
+
+    /// Hosts a file the way Twilio hosts inbound media (behind the account's Basic auth) and
+    /// returns its URL on `base` (this simulator's base URL).
+    pub fn host_media(
+        &self,
+        base: &str,
+        account_sid: &str,
+        content_type: &str,
+        data: Vec<u8>,
+    ) -> String {
+        let id = format!("ME{}", uuid::Uuid::new_v4().simple());
+        self.inner
+            .media
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), (content_type.to_owned(), data));
+        format!(
+            "{}/2010-04-01/Accounts/{account_sid}/Media/{id}",
+            base.trim_end_matches('/')
+        )
+    }
+
     /// The HTTP routes.
     pub fn router(&self) -> Router {
         Router::new()
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/Media/{media_id}",
+                get(get_media),
+            )
             .route(
                 "/2010-04-01/Accounts/{account_sid}/Messages.json",
                 post(create_message),
@@ -257,6 +331,35 @@ fn api_error(status: StatusCode, error: ApiError) -> Response {
     (status, Json(error)).into_response()
 }
 
+async fn get_media(
+    State(sim): State<Sim>,
+    Path((account_sid, media_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&sim, &account_sid, &headers) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            ApiError::new(401, 20003, "Authentication Error - invalid username"),
+        );
+    }
+    let found = sim
+        .inner
+        .media
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&media_id)
+        .cloned();
+    match found {
+        Some((content_type, data)) => {
+            ([(axum::http::header::CONTENT_TYPE, content_type)], data).into_response()
+        }
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            ApiError::new(404, 20404, "Not found"),
+        ),
+    }
+}
+
 async fn list_requests(State(sim): State<Sim>) -> Json<Vec<RecordedRequest>> {
     Json(sim.requests())
 }
@@ -307,10 +410,20 @@ async fn create_message(
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        media_sizes: Vec::new(),
         http_status: 0,
         sid: None,
     };
-    let response = respond(&sim, &account_sid, &headers, &mut record);
+    // Like a carrier, fetch the attachments and check them before accepting the message.
+    let media_error = if record.media_urls.is_empty() {
+        None
+    } else {
+        sim.check_media(&mut record).await
+    };
+    let response = match media_error {
+        Some(error) => api_error(StatusCode::BAD_REQUEST, error),
+        None => respond(&sim, &account_sid, &headers, &mut record),
+    };
     record.http_status = response.status().as_u16();
     sim.lock_requests().push(record);
     response

@@ -42,6 +42,10 @@ pub struct App {
     pub(crate) horizon_days: i64,
     /// Contacts that opted out, per organization (a local copy of the registry's state).
     pub(crate) opt_outs: crate::inbound::OptOutCopy,
+    /// Attachment URLs, fetching and downloads.
+    pub(crate) media: crate::media::MediaConfig,
+    /// For attachment URLs and inbound media.
+    pub(crate) http: reqwest::Client,
 }
 
 /// What a send returns: the message and notes for the caller.
@@ -84,15 +88,30 @@ impl App {
         let send_at =
             self.send_time(req.send_at.as_ref(), req.send_at_local.as_ref(), &mut notes)?;
         let (body, template_id) = self.body(caller, user, &req).await?;
-        sms_core::validate_body(&body)?;
+        // An MMS may be all pictures; everything else needs text.
+        if req.attachments.is_empty() || !body.trim().is_empty() {
+            sms_core::validate_body(&body)?;
+        }
         let (from, to) = self.route(caller, user, &req.from, &req.to).await?;
+        let id = Uuid::now_v7();
+        let media = if req.attachments.is_empty() {
+            Vec::new()
+        } else {
+            if !from.mms_capable {
+                return Err(ComposerError::SenderNotMmsCapable(from.number.clone()));
+            }
+            let sender = PhoneNumber::parse_valid(&from.number, None)
+                .map_err(ComposerError::InvalidSender)?;
+            sms_core::mms::check_route(&sender, &to)?;
+            self.prepare_media(org, id, &req.attachments).await?
+        };
         if self.opted_out(&caller.organization_id, to.e164()) {
             return Err(ComposerError::OptedOut(to.e164().to_owned()));
         }
         let counted = sms_core::count(&body);
         let now = Utc::now();
         let row = MessageRow {
-            id: Uuid::now_v7(),
+            id,
             organization_id: org.to_owned(),
             user_id: user.to_owned(),
             direction: "outbound".into(),
@@ -118,6 +137,7 @@ impl App {
             updated_at: now,
             send_at,
             done: false,
+            media_count: i32::try_from(media.len()).unwrap_or(i32::MAX),
         };
         let event_id = accepted_event_id(&row);
         let region = to.region().map(|r| r.to_string()).unwrap_or_default();
@@ -125,6 +145,7 @@ impl App {
             idempotency_key,
             to_region: &region,
             template_id,
+            media: &media,
         };
         if let Err(e) = store::insert_message(&self.pool, &row, &extra, &event_id).await {
             // A concurrent call with the same key won the race: return its message.
@@ -357,6 +378,18 @@ impl App {
     }
 
     pub(crate) async fn publish_accepted(&self, m: &MessageRow) -> Result<(), sms_bus::BusError> {
+        let mut message = outbound(m);
+        if m.media_count > 0 {
+            let from = m.send_at.unwrap_or(m.created_at).timestamp();
+            message.media_urls = match self.media_urls(m.id, from).await {
+                Ok(urls) => urls,
+                Err(e) => {
+                    // Not published: the re-publisher tries again.
+                    tracing::warn!(message_id = %m.id, error = %e, "attachment URLs unavailable");
+                    return Ok(());
+                }
+            };
+        }
         if let Some(send_at) = m.send_at {
             let event = MessageScheduled {
                 meta: Some(sms_bus::meta(
@@ -364,7 +397,7 @@ impl App {
                     &m.organization_id,
                     &m.id.to_string(),
                 )),
-                message: Some(outbound(m)),
+                message: Some(message),
                 send_at: Some(prost_types::Timestamp {
                     seconds: send_at.timestamp(),
                     nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),
@@ -383,7 +416,7 @@ impl App {
                 &m.organization_id,
                 &m.id.to_string(),
             )),
-            message: Some(outbound(m)),
+            message: Some(message),
         };
         self.bus.publish_durably(&event).await
     }
@@ -688,6 +721,7 @@ fn outbound(m: &MessageRow) -> OutboundMessage {
         body: m.body.clone(),
         encoding: m.encoding.clone(),
         segments: u32::try_from(m.segments).unwrap_or(0),
+        media_urls: Vec::new(),
     }
 }
 

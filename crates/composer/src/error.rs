@@ -120,6 +120,20 @@ pub enum ComposerError {
         /// The schedule's state.
         state: String,
     },
+    /// Attachments break an MMS rule.
+    #[error("{0}")]
+    Mms(#[from] sms_core::mms::MmsError),
+    /// An attachment URL could not be fetched.
+    #[error("cannot fetch the attachment at {url}: {why}")]
+    MediaFetch {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The sender number cannot send MMS.
+    #[error("{0} cannot send MMS")]
+    SenderNotMmsCapable(String),
     /// The recipient opted out of the organization's messages.
     #[error("{0} opted out of this organization's messages")]
     OptedOut(String),
@@ -208,6 +222,17 @@ impl ComposerError {
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
             ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
             ComposerError::OptedOut(_) => "OPTED_OUT",
+            ComposerError::Mms(e) => match e {
+                sms_core::mms::MmsError::TooManyAttachments { .. } => "TOO_MANY_ATTACHMENTS",
+                sms_core::mms::MmsError::ImagesTooLarge { .. } => "IMAGES_TOO_LARGE",
+                sms_core::mms::MmsError::MixedTooLarge { .. } => "ATTACHMENTS_TOO_LARGE",
+                sms_core::mms::MmsError::Empty { .. } => "EMPTY_ATTACHMENT",
+                sms_core::mms::MmsError::TypeMismatch { .. } => "MEDIA_TYPE_MISMATCH",
+                sms_core::mms::MmsError::Unrecognized { .. } => "UNRECOGNIZED_MEDIA",
+                sms_core::mms::MmsError::CountryNotSupported => "MMS_COUNTRY_NOT_SUPPORTED",
+            },
+            ComposerError::MediaFetch { .. } => "MEDIA_FETCH_FAILED",
+            ComposerError::SenderNotMmsCapable(_) => "SENDER_NOT_MMS_CAPABLE",
             ComposerError::Database(_) => "INTERNAL",
         }
     }
@@ -269,7 +294,10 @@ impl ComposerError {
             | ComposerError::MissingName
             | ComposerError::InvalidMonth(_)
             | ComposerError::Schedule(_)
-            | ComposerError::TwoSendTimes => Code::InvalidArgument,
+            | ComposerError::TwoSendTimes
+            | ComposerError::Mms(_)
+            | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
+            ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,
             ComposerError::NotScheduled { .. }
             | ComposerError::AlreadyFired { .. }
             | ComposerError::OptedOut(_) => Code::FailedPrecondition,

@@ -8,18 +8,18 @@ use sms_proto::v1::messaging_server::Messaging;
 use sms_proto::v1::numbers_server::Numbers;
 use sms_proto::v1::templates_server::Templates;
 use sms_proto::v1::{
-    AddNumberRequest, AddNumberResponse, CancelMessageRequest, CancelMessageResponse,
+    AddNumberRequest, AddNumberResponse, Attachment, CancelMessageRequest, CancelMessageResponse,
     CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, DeleteTemplateResponse,
-    Direction, ErroredLead, GetConversationRequest, GetConversationResponse, GetMessageRequest,
-    GetMessageResponse, GetNumberRequest, GetNumberResponse, GetTemplateRequest, GetUsageRequest,
-    GetUsageResponse, Group, GroupMemberRequest, GroupResponse, ListErroredLeadsRequest,
-    ListErroredLeadsResponse, ListGroupsRequest, ListGroupsResponse, ListInboxRequest,
-    ListInboxResponse, ListMessagesRequest, ListMessagesResponse, ListNumbersRequest,
-    ListNumbersResponse, ListTemplatesRequest, ListTemplatesResponse, MarkInboxDoneRequest,
-    MarkInboxDoneResponse, Message, NumberKind, PhoneNumber, PreviewRequest, PreviewResponse,
-    ReleaseNumberRequest, ReleaseNumberResponse, RescheduleMessageRequest,
-    RescheduleMessageResponse, SendMessageRequest, SendMessageResponse, StatusEntry, Template,
-    TemplateResponse, UpdateTemplateRequest, UsageRow,
+    Direction, ErroredLead, GetConversationRequest, GetConversationResponse, GetMediaRequest,
+    GetMediaResponse, GetMessageRequest, GetMessageResponse, GetNumberRequest, GetNumberResponse,
+    GetTemplateRequest, GetUsageRequest, GetUsageResponse, Group, GroupMemberRequest,
+    GroupResponse, ListErroredLeadsRequest, ListErroredLeadsResponse, ListGroupsRequest,
+    ListGroupsResponse, ListInboxRequest, ListInboxResponse, ListMessagesRequest,
+    ListMessagesResponse, ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest,
+    ListTemplatesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse, Message, NumberKind,
+    PhoneNumber, PreviewRequest, PreviewResponse, ReleaseNumberRequest, ReleaseNumberResponse,
+    RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest, SendMessageResponse,
+    StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -27,7 +27,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::app::App;
-use crate::store::{GroupRow, HistoryRow, MessageRow, NumberRow, TemplateRow};
+use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
 
 struct MetadataExtractor<'a>(&'a MetadataMap);
 
@@ -100,8 +100,10 @@ impl Messaging for MessagingService {
         async {
             let caller = self.0.caller(request.metadata())?;
             let (m, history) = self.0.get(&caller, &request.get_ref().id).await?;
+            let mut media = self.0.attachments(&[m.id]).await?;
+            let media = media.remove(&m.id).unwrap_or_default();
             Ok(Response::new(GetMessageResponse {
-                message: Some(message(m, history)),
+                message: Some(message_with(m, history, media)),
             }))
         }
         .instrument(span)
@@ -154,7 +156,8 @@ impl Messaging for MessagingService {
     ) -> Result<Response<GetConversationResponse>, Status> {
         call!(self, request, "GetConversation", |caller| {
             let r = request.get_ref();
-            self.0
+            match self
+                .0
                 .conversation(
                     &caller,
                     &r.our_number,
@@ -163,10 +166,25 @@ impl Messaging for MessagingService {
                     &r.page_token,
                 )
                 .await
-                .map(|(rows, next_page_token)| GetConversationResponse {
-                    messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
-                    next_page_token,
-                })
+            {
+                Ok((rows, next_page_token)) => {
+                    let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
+                    self.0
+                        .attachments(&ids)
+                        .await
+                        .map(|mut media| GetConversationResponse {
+                            messages: rows
+                                .into_iter()
+                                .map(|m| {
+                                    let files = media.remove(&m.id).unwrap_or_default();
+                                    message_with(m, Vec::new(), files)
+                                })
+                                .collect(),
+                            next_page_token,
+                        })
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -197,6 +215,24 @@ impl Messaging for MessagingService {
                 .await
                 .map(|m| MarkInboxDoneResponse {
                     message: Some(message(m, Vec::new())),
+                })
+        })
+    }
+
+    async fn get_media(
+        &self,
+        request: Request<GetMediaRequest>,
+    ) -> Result<Response<GetMediaResponse>, Status> {
+        call!(self, request, "GetMedia", |caller| {
+            self.0
+                .get_media(&caller, &request.get_ref().id)
+                .await
+                .map(|mut m| {
+                    let data = m.data.take().unwrap_or_default();
+                    GetMediaResponse {
+                        attachment: Some(attachment(m)),
+                        data,
+                    }
                 })
         })
     }
@@ -508,8 +544,24 @@ fn proto_status(s: &str) -> i32 {
         .unwrap_or(0)
 }
 
+fn attachment(m: MediaRow) -> Attachment {
+    Attachment {
+        id: m.id.to_string(),
+        file_name: m.file_name,
+        content_type: m.content_type,
+        size: u64::try_from(m.size).unwrap_or(0),
+        state: m.state,
+        error: m.error.unwrap_or_default(),
+    }
+}
+
 fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
+    message_with(m, history, Vec::new())
+}
+
+fn message_with(m: MessageRow, history: Vec<HistoryRow>, media: Vec<MediaRow>) -> Message {
     Message {
+        attachments: media.into_iter().map(attachment).collect(),
         id: m.id.to_string(),
         organization_id: m.organization_id,
         direction: if m.direction == "inbound" {

@@ -93,12 +93,29 @@ impl App {
             updated_at: now,
             send_at: None,
             done: false,
+            media_count: 0,
         };
         if !store::insert_inbound(&self.pool, &row, &meta.event_id)
             .await
             .map_err(retry)?
         {
             return Ok(()); // Already stored: the carrier retried.
+        }
+        // The text is stored first; attachments follow, and one that cannot be downloaded is
+        // recorded on the message as failed rather than losing the message.
+        if !e.media.is_empty() {
+            let wanted: Vec<(String, String)> = e
+                .media
+                .iter()
+                .map(|m| (m.url.clone(), m.content_type.clone()))
+                .collect();
+            let media = self
+                .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
+                .await;
+            if let Err(err) = store::add_media(&self.pool, row.id, &media).await {
+                // The message is stored, so a redelivery would skip it: record the loss loudly.
+                tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
+            }
         }
         let users = store::inbox_users(&self.pool, &number)
             .await
@@ -148,6 +165,7 @@ impl App {
             updated_at: now,
             send_at: None,
             done: false,
+            media_count: 0,
         };
         let region = PhoneNumber::parse_valid(&e.to, None)
             .ok()
@@ -250,6 +268,30 @@ impl App {
             String::new()
         };
         Ok((rows, next))
+    }
+
+    /// Attachments of messages, grouped by message.
+    pub async fn attachments(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, Vec<store::MediaRow>>, ComposerError> {
+        let mut by_message: std::collections::HashMap<Uuid, Vec<store::MediaRow>> =
+            std::collections::HashMap::new();
+        for m in store::media_of(&self.pool, ids).await? {
+            by_message.entry(m.message_id).or_default().push(m);
+        }
+        Ok(by_message)
+    }
+
+    /// One attachment with its bytes.
+    pub async fn get_media(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<store::MediaRow, ComposerError> {
+        store::media(&self.pool, Some(&caller.organization_id), parse_id(id)?)
+            .await?
+            .ok_or(ComposerError::NotFound(Entity::Message))
     }
 
     /// Marks an inbound message done or not done.

@@ -23,12 +23,16 @@ pub mod app;
 pub mod error;
 pub mod grpc;
 pub mod inbound;
+pub mod media;
 pub mod numbers;
 pub mod store;
 pub mod templates;
 
 pub use app::App;
 pub use error::ComposerError;
+
+/// Largest gRPC message (attachments travel in SendMessage and GetMedia).
+pub const MAX_GRPC_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// The composer's schema.
 pub const SCHEMA: &str = "composer";
@@ -48,6 +52,9 @@ pub struct Config {
     pub republish_after: Duration,
     /// `SMS_SCHEDULE_HORIZON_DAYS`: how far ahead a message may be scheduled.
     pub schedule_horizon_days: i64,
+    /// `SMS_MEDIA_PUBLIC_URL`, `SMS_MEDIA_SECRET`, `SMS_MEDIA_ALLOW_HTTP`, and the Twilio
+    /// accounts (for inbound media).
+    pub media: media::MediaConfig,
 }
 
 impl Config {
@@ -62,14 +69,33 @@ impl Config {
                 "SMS_SCHEDULE_HORIZON_DAYS",
                 sms_core::schedule::DEFAULT_HORIZON_DAYS,
             )?,
+            media: media::MediaConfig {
+                public_url: env.string_or("SMS_MEDIA_PUBLIC_URL", "http://127.0.0.1:8081"),
+                secret: match env.raw("SMS_MEDIA_SECRET") {
+                    Some(s) if s.len() >= 16 => s.into_bytes(),
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "SMS_MEDIA_SECRET",
+                            "(hidden)",
+                            "use at least 16 characters",
+                        ));
+                    }
+                    // Development only: replicas must share one secret.
+                    None => b"development-media-secret".to_vec(),
+                },
+                allow_http: env.bool_or("SMS_MEDIA_ALLOW_HTTP", false)?,
+                accounts: sms_runtime::config::twilio_accounts(env)?,
+            },
         })
     }
 }
 
-/// Runs the composer, serving gRPC on `listener`, until `shutdown`.
+/// Runs the composer, serving gRPC on `listener` and attachments to carriers on
+/// `media_listener`, until `shutdown`.
 pub async fn run(
     config: Config,
     listener: TcpListener,
+    media_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let base = sms_runtime::service::start(
@@ -102,7 +128,14 @@ pub async fn run(
         tokens: config.api_tokens.clone(),
         horizon_days: config.schedule_horizon_days,
         opt_outs: opt_outs.clone(),
+        media: config.media.clone(),
+        http: sms_runtime::http_client(Duration::from_secs(30))?,
     });
+    tokio::spawn(sms_runtime::health::serve(
+        media_listener,
+        media::router(app.clone()),
+        shutdown.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -152,7 +185,11 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(MessagingServer::new(grpc::MessagingService(app.clone())))
+        .add_service(
+            MessagingServer::new(grpc::MessagingService(app.clone()))
+                .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                .max_decoding_message_size(MAX_GRPC_MESSAGE),
+        )
         .add_service(NumbersServer::new(grpc::NumbersService(app.clone())))
         .add_service(TemplatesServer::new(grpc::TemplatesService(app)))
         .serve_with_incoming_shutdown(

@@ -76,6 +76,33 @@ pub struct MessageRow {
     pub send_at: Option<DateTime<Utc>>,
     /// Inbound: marked done in the inbox.
     pub done: bool,
+    /// MMS attachments.
+    pub media_count: i32,
+}
+
+/// An attachment row.
+#[derive(Debug, Clone)]
+pub struct MediaRow {
+    /// Unguessable id.
+    pub id: Uuid,
+    /// Organization.
+    pub organization_id: String,
+    /// Its message.
+    pub message_id: Uuid,
+    /// Order within the message.
+    pub position: i32,
+    /// File name.
+    pub file_name: String,
+    /// Canonical type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// Content (none when a download failed).
+    pub data: Option<Vec<u8>>,
+    /// stored or failed.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
 }
 
 /// A status history entry.
@@ -241,6 +268,8 @@ pub struct NewMessage<'a> {
     pub to_region: &'a str,
     /// The template it was rendered from.
     pub template_id: Option<Uuid>,
+    /// Attachments, stored in the same transaction.
+    pub media: &'a [MediaRow],
 }
 
 /// Inserts a message and its first history entry in one transaction; the caller maps the
@@ -257,9 +286,10 @@ pub async fn insert_message(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
              encoding, segments, characters, lead_id, contact_id, idempotency_key,
-             created_at, updated_at, to_region, template_id, send_at, schedule_published)
+             created_at, updated_at, to_region, template_id, send_at, schedule_published,
+             media_count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17,
-                 $18, $19)",
+                 $18, $19, $20)",
         m.id,
         m.organization_id,
         m.user_id,
@@ -278,10 +308,14 @@ pub async fn insert_message(
         extra.to_region,
         extra.template_id,
         m.send_at,
-        m.send_at.is_none()
+        m.send_at.is_none(),
+        m.media_count
     )
     .execute(&mut *tx)
     .await?;
+    for media in extra.media {
+        insert_media(&mut tx, media).await?;
+    }
     insert_history(
         &mut tx,
         m.id,
@@ -337,7 +371,7 @@ pub async fn get_message(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at, done
+                lead_id, contact_id, created_at, updated_at, send_at, done, media_count
          FROM composer.messages WHERE organization_id = $1 AND id = $2",
         organization_id,
         id
@@ -357,7 +391,7 @@ pub async fn find_by_idempotency_key(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at, done
+                lead_id, contact_id, created_at, updated_at, send_at, done, media_count
          FROM composer.messages WHERE organization_id = $1 AND idempotency_key = $2",
         organization_id,
         key
@@ -413,7 +447,7 @@ pub async fn list_messages(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at, done
+                lead_id, contact_id, created_at, updated_at, send_at, done, media_count
          FROM composer.messages
          WHERE organization_id = $1
            AND ($2::text IS NULL OR status = $2)
@@ -518,7 +552,7 @@ pub async fn claim_stale_accepted(
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at, send_at, done",
+                   lead_id, contact_id, created_at, updated_at, send_at, done, media_count",
         older_than,
         limit
     )
@@ -763,7 +797,7 @@ pub async fn record_usage(conn: &mut PgConnection, message_id: Uuid) -> Result<(
     sqlx::query!(
         "INSERT INTO composer.usage (message_id, organization_id, month, country, kind, encoding, segments)
          SELECT id, organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
-                to_region, 'sms', encoding, segments
+                to_region, CASE WHEN media_count > 0 THEN 'mms' ELSE 'sms' END, encoding, segments
          FROM composer.messages WHERE id = $1 AND direction = 'outbound'
          ON CONFLICT (message_id) DO NOTHING",
         message_id
@@ -885,7 +919,7 @@ pub async fn claim_unpublished_schedules(
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at, send_at, done",
+                   lead_id, contact_id, created_at, updated_at, send_at, done, media_count",
         older_than,
         limit
     )
@@ -1002,7 +1036,7 @@ pub async fn conversation(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at, done
+                lead_id, contact_id, created_at, updated_at, send_at, done, media_count
          FROM composer.messages
          WHERE organization_id = $1
            AND least(from_number, to_number) = least($2::text, $3::text)
@@ -1036,7 +1070,7 @@ pub async fn inbox(
         MessageRow,
         "SELECT id, organization_id, user_id, direction, from_number, to_number, body, status,
                 reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                lead_id, contact_id, created_at, updated_at, send_at, done
+                lead_id, contact_id, created_at, updated_at, send_at, done, media_count
          FROM composer.messages
          WHERE organization_id = $1 AND direction = 'inbound'
            AND to_number IN (
@@ -1079,4 +1113,79 @@ pub async fn set_done(
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Stores one attachment.
+pub async fn insert_media(conn: &mut PgConnection, m: &MediaRow) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO composer.media
+            (id, organization_id, message_id, position, file_name, content_type, size, data,
+             state, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        m.id,
+        m.organization_id,
+        m.message_id,
+        m.position,
+        m.file_name,
+        m.content_type,
+        m.size,
+        m.data,
+        m.state,
+        m.error
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Stores attachments of an existing message and counts them on it.
+pub async fn add_media(
+    pool: &PgPool,
+    message_id: Uuid,
+    media: &[MediaRow],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for m in media {
+        insert_media(&mut tx, m).await?;
+    }
+    sqlx::query!(
+        "UPDATE composer.messages SET media_count = media_count + $2 WHERE id = $1",
+        message_id,
+        i32::try_from(media.len()).unwrap_or(i32::MAX)
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Attachments of some messages, without their bytes, in order.
+pub async fn media_of(pool: &PgPool, message_ids: &[Uuid]) -> Result<Vec<MediaRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MediaRow,
+        "SELECT id, organization_id, message_id, position, file_name, content_type, size,
+                NULL::bytea AS data, state, error
+         FROM composer.media WHERE message_id = ANY($1) ORDER BY message_id, position",
+        message_ids
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// One attachment with its bytes; scoped to the organization unless `organization_id` is
+/// `None` (the signed carrier URL authorizes by itself).
+pub async fn media(
+    pool: &PgPool,
+    organization_id: Option<&str>,
+    id: Uuid,
+) -> Result<Option<MediaRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MediaRow,
+        "SELECT id, organization_id, message_id, position, file_name, content_type, size, data,
+                state, error
+         FROM composer.media WHERE id = $1 AND ($2::text IS NULL OR organization_id = $2)",
+        id,
+        organization_id
+    )
+    .fetch_optional(pool)
+    .await
 }

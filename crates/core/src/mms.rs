@@ -106,6 +106,26 @@ pub fn canonical_type(declared: &str) -> String {
     }
 }
 
+/// The type of a file as its bytes (or, for plain-text kinds, its name) tell it.
+pub fn sniff(file_name: &str, bytes: &[u8]) -> Option<String> {
+    if let Some(kind) = infer::get(bytes) {
+        return Some(canonical_type(kind.mime_type()));
+    }
+    let ext = file_name
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = match ext.as_str() {
+        "txt" => "text/plain",
+        "vcf" => "text/vcard",
+        "ics" => "text/calendar",
+        "csv" => "text/csv",
+        _ => return None,
+    };
+    std::str::from_utf8(bytes).ok().map(|_| text.to_owned())
+}
+
 /// Checks one attachment: not empty, and its bytes agree with its declared type.
 pub fn check_attachment(index: usize, declared: &str, bytes: &[u8]) -> Result<Media, MmsError> {
     if bytes.is_empty() {

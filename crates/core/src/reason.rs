@@ -44,6 +44,9 @@ pub enum Reason {
     UnknownCarrierError,
     /// The carrier could not be reached or answered with a server error.
     CarrierUnavailable,
+    /// The carrier refused the attachments: too big, wrong type, or not fetchable (30019,
+    /// 12300, 21620, 11751).
+    MediaRejected,
 }
 
 impl Reason {
@@ -66,6 +69,7 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::UnknownCarrierError => "unknown_carrier_error",
             Reason::CarrierUnavailable => "carrier_unavailable",
+            Reason::MediaRejected => "media_rejected",
         }
     }
 
@@ -93,7 +97,8 @@ impl Reason {
             | Reason::InvalidSender
             | Reason::RegionNotEnabled
             | Reason::AccountProblem
-            | Reason::Expired => false,
+            | Reason::Expired
+            | Reason::MediaRejected => false,
         }
     }
 
@@ -113,6 +118,7 @@ impl Reason {
             21408 | 21612 => Reason::RegionNotEnabled,
             30002 | 30034 | 20003 => Reason::AccountProblem,
             30036 => Reason::Expired,
+            30019 | 12300 | 21620 | 11751 => Reason::MediaRejected,
             _ => Reason::UnknownCarrierError,
         }
     }
@@ -124,7 +130,7 @@ impl Reason {
 }
 
 /// Every reason.
-pub const ALL_REASONS: [Reason; 16] = [
+pub const ALL_REASONS: [Reason; 17] = [
     Reason::OptedOut,
     Reason::NotSmsCapable,
     Reason::SenderUnavailable,
@@ -141,6 +147,7 @@ pub const ALL_REASONS: [Reason; 16] = [
     Reason::Expired,
     Reason::UnknownCarrierError,
     Reason::CarrierUnavailable,
+    Reason::MediaRejected,
 ];
 
 impl fmt::Display for Reason {

@@ -59,6 +59,14 @@ enum Command {
         #[arg(long)]
         undo: bool,
     },
+    /// Download an attachment.
+    Media {
+        /// Attachment id (see `get`).
+        id: String,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
     /// Opt-outs: check, add or remove by hand, list, automatic replies.
     #[command(subcommand)]
     Optouts(later::OptOutsCommand),
@@ -103,6 +111,7 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Templates(c) => online::templates(conn, c).await,
             Command::Usage(a) => online::usage(conn, a).await,
             Command::Cancel { id } => later::cancel(conn, id).await,
+            Command::Media { id, output } => online::media(conn, id, &output).await,
             Command::Reschedule(a) => later::reschedule(conn, a).await,
             Command::Conversation(a) => later::conversation(conn, a).await,
             Command::Inbox(a) => later::inbox(conn, a).await,

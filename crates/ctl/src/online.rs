@@ -210,15 +210,14 @@ pub struct SendArgs {
     #[arg(long)]
     from: Option<String>,
     /// Message body.
-    #[arg(
-        long,
-        required_unless_present = "template",
-        conflicts_with = "template"
-    )]
+    #[arg(long, conflicts_with = "template")]
     body: Option<String>,
     /// Send this template instead of a body.
     #[arg(long)]
     template: Option<String>,
+    /// Attach a file (MMS; repeat for several). Its type is read from its bytes.
+    #[arg(long = "attach")]
+    attachments: Vec<std::path::PathBuf>,
     /// A JSON file with the template's context (see `templates preview --help`).
     #[arg(long, requires = "template")]
     context: Option<std::path::PathBuf>,
@@ -422,11 +421,40 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// A Messaging client that carries attachments.
+pub(crate) fn messaging(channel: Channel) -> MessagingClient<Channel> {
+    MessagingClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// Largest gRPC message (attachments).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
 /// Runs `send`.
 pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    if args.body.is_none() && args.template.is_none() && args.attachments.is_empty() {
+        bail!("give --body, --template or --attach");
+    }
+    let mut client = messaging(conn.channel().await?);
     let context = args.context.as_deref().map(read_context).transpose()?;
     let (send_at, send_at_local) = args.when.fields()?;
+    let mut attachments = Vec::new();
+    for path in &args.attachments {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let content_type = sms_core::mms::sniff(&file_name, &data)
+            .with_context(|| format!("{}: not a media type an MMS can carry", path.display()))?;
+        attachments.push(sms_proto::v1::NewAttachment {
+            file_name,
+            content_type,
+            data,
+            url: String::new(),
+        });
+    }
     let request = conn.request(
         SendMessageRequest {
             send_at,
@@ -437,6 +465,7 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
             idempotency_key: args.idempotency_key.unwrap_or_default(),
             template_id: args.template.unwrap_or_default(),
             context,
+            attachments,
             ..Default::default()
         },
         true,
@@ -484,6 +513,32 @@ pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<ExitCode> {
         println!("Carrier:   {}", m.carrier_sid);
     }
     println!("Body:      {}", m.body);
+    for a in &m.attachments {
+        let error = if a.error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", a.error)
+        };
+        println!(
+            "Attachment: {}  {}  {}  {} bytes  {}{error}",
+            a.id, a.file_name, a.content_type, a.size, a.state
+        );
+    }
+    for a in &m.attachments {
+        println!(
+            "Attachment: {}  {}  {}  {} bytes  {}{}",
+            a.id,
+            a.file_name,
+            a.content_type,
+            a.size,
+            a.state,
+            if a.error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", a.error)
+            }
+        );
+    }
     println!("History:");
     for h in &m.history {
         println!(
@@ -1037,4 +1092,28 @@ pub(crate) fn message_line(m: &Message) -> String {
         reason_suffix(&m.reason, m.carrier_error_code),
         m.body.chars().take(60).collect::<String>()
     )
+}
+
+/// Runs `media`: downloads an attachment.
+pub async fn media(
+    conn: &Connection,
+    id: String,
+    output: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let mut client = messaging(conn.channel().await?);
+    let r = conn.request(sms_proto::v1::GetMediaRequest { id }, false)?;
+    let reply = client.get_media(r).await.map_err(explain)?.into_inner();
+    let a = reply.attachment.context("the reply has no attachment")?;
+    if a.state != "stored" {
+        bail!("attachment {} was not stored: {}", a.id, a.error);
+    }
+    std::fs::write(output, &reply.data).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "{} ({}, {} bytes) → {}",
+        a.file_name,
+        a.content_type,
+        reply.data.len(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

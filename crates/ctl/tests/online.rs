@@ -135,6 +135,38 @@ async fn numbers_templates_and_send_with_a_template() {
     let (code, _, err) = ctl.run(&["--endpoint", "http://127.0.0.1:1", "list"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach the platform"), "{err}");
+    // MMS: attach a picture, see it on the message, download it back unchanged.
+    let picture = dir.join("photo.png");
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.resize(30_000, 42);
+    std::fs::write(&picture, &png).unwrap();
+    let mms_id = ctl
+        .ok(&[
+            "send",
+            "--to",
+            "+12015550123",
+            "--body",
+            "the photo",
+            "--attach",
+            picture.to_str().unwrap(),
+        ])
+        .await
+        .trim()
+        .to_owned();
+    let shown = ctl.ok(&["get", &mms_id]).await;
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("Attachment:"))
+        .unwrap();
+    assert!(
+        line.contains("image/png") && line.contains("30000 bytes"),
+        "{line}"
+    );
+    let media_id = line.split_whitespace().nth(1).unwrap();
+    let copy = dir.join("copy.png");
+    ctl.ok(&["media", media_id, "-o", copy.to_str().unwrap()])
+        .await;
+    assert_eq!(std::fs::read(&copy).unwrap(), png);
     std::fs::remove_dir_all(dir).unwrap();
     stack.shutdown().await;
 }

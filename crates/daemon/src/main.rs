@@ -77,6 +77,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let grpc = sms_runtime::health::bind(grpc_addr).await?;
     let optout_grpc = sms_runtime::health::bind(optout_addr).await?;
+    let media_addr: SocketAddr =
+        env.parse_or("SMS_MEDIA_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?;
+    let media = sms_runtime::health::bind(media_addr).await?;
     let webhooks = sms_runtime::health::bind(inbound_addr).await?;
     let mut tasks = JoinSet::new();
     if let Some(config) = sim_config {
@@ -87,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tasks.spawn(named(
         "composer",
-        sms_composer::run(composer, grpc, shutdown.clone()),
+        sms_composer::run(composer, grpc, media, shutdown.clone()),
     ));
     tasks.spawn(named(
         "dispatcher",

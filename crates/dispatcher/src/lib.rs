@@ -397,7 +397,7 @@ impl Dispatcher {
             to: m.to.clone(),
             body: m.body.clone(),
             status_callback: callback,
-            media_urls: Vec::new(),
+            media_urls: m.media_urls.clone(),
             traceparent,
         }
     }

@@ -56,32 +56,7 @@ impl Config {
                 "expected an http(s) URL",
             ));
         }
-        // Every account that may call us: SMS_TWILIO_ACCOUNTS (sid:token,…) and/or the one
-        // SMS_TWILIO_ACCOUNT_SID / SMS_TWILIO_AUTH_TOKEN the dispatcher sends with.
-        let mut twilio_accounts = HashMap::new();
-        for pair in env
-            .string_or("SMS_TWILIO_ACCOUNTS", "")
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-        {
-            let (sid, token) = pair
-                .split_once(':')
-                .filter(|(s, t)| s.trim().starts_with("AC") && !t.trim().is_empty())
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        "SMS_TWILIO_ACCOUNTS",
-                        "(hidden)",
-                        "expected AC…:token pairs",
-                    )
-                })?;
-            twilio_accounts.insert(sid.trim().to_owned(), token.trim().to_owned());
-        }
-        if let (Some(sid), Some(token)) = (
-            env.raw("SMS_TWILIO_ACCOUNT_SID"),
-            env.raw("SMS_TWILIO_AUTH_TOKEN"),
-        ) {
-            twilio_accounts.insert(sid, token);
-        }
+        let twilio_accounts = sms_runtime::config::twilio_accounts(env)?;
         if twilio_accounts.is_empty() {
             return Err(ConfigError::new(
                 "SMS_TWILIO_ACCOUNTS",
@@ -398,6 +373,7 @@ async fn incoming(
         carrier_sid: sid.to_owned(),
         media,
         num_segments: hook.get("NumSegments").parse().unwrap_or(1),
+        account_sid: hook.get("AccountSid").to_owned(),
     };
     match publish(&app.bus, &event).await.status() {
         StatusCode::OK => twiml(),

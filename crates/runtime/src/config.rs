@@ -131,6 +131,38 @@ pub fn health_addr(env: &Env<'_>) -> Result<Option<std::net::SocketAddr>, Config
         .transpose()
 }
 
+/// Carrier accounts (SID → auth token): `SMS_TWILIO_ACCOUNTS` (`AC…:token,…`) and/or the one
+/// `SMS_TWILIO_ACCOUNT_SID` / `SMS_TWILIO_AUTH_TOKEN`.
+pub fn twilio_accounts(
+    env: &Env<'_>,
+) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+    let mut accounts = std::collections::HashMap::new();
+    for pair in env
+        .string_or("SMS_TWILIO_ACCOUNTS", "")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (sid, token) = pair
+            .split_once(':')
+            .filter(|(s, t)| s.trim().starts_with("AC") && !t.trim().is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "SMS_TWILIO_ACCOUNTS",
+                    "(hidden)",
+                    "expected AC…:token pairs",
+                )
+            })?;
+        accounts.insert(sid.trim().to_owned(), token.trim().to_owned());
+    }
+    if let (Some(sid), Some(token)) = (
+        env.raw("SMS_TWILIO_ACCOUNT_SID"),
+        env.raw("SMS_TWILIO_AUTH_TOKEN"),
+    ) {
+        accounts.insert(sid, token);
+    }
+    Ok(accounts)
+}
+
 /// What every service needs: the bus, the database, telemetry.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {

@@ -160,6 +160,8 @@ pub struct Stack {
     pub grpc_url: String,
     /// The opt-out registry's gRPC endpoint.
     pub optout_url: String,
+    /// Where carriers fetch attachments.
+    pub media_url: String,
     /// A bus connection for assertions.
     pub bus: Bus,
     /// Dispatcher instances.
@@ -200,6 +202,8 @@ impl Stack {
         let inbound_url = format!("http://{}", inbound_listener.local_addr().unwrap());
         let grpc_listener = listener().await;
         let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
+        let media_listener = listener().await;
+        let media_url = format!("http://{}", media_listener.local_addr().unwrap());
         let optout_listener = listener().await;
         let optout_url = format!("http://{}", optout_listener.local_addr().unwrap());
 
@@ -214,6 +218,7 @@ impl Stack {
             inbound_url,
             grpc_url,
             optout_url,
+            media_url,
             dispatchers: Vec::new(),
             schedulers: Vec::new(),
             options,
@@ -227,10 +232,17 @@ impl Stack {
             api_tokens: stack.options.api_tokens.clone(),
             republish_after: Duration::from_secs(5),
             schedule_horizon_days: 365,
+            media: sms_composer::media::MediaConfig {
+                public_url: stack.media_url.clone(),
+                secret: b"test-media-secret-0123456789".to_vec(),
+                allow_http: true,
+                accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
+            },
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
             composer,
             grpc_listener,
+            media_listener,
             shutdown.clone(),
         )));
         let inbound = sms_inbound::Config {
@@ -386,9 +398,11 @@ impl Stack {
             .unwrap()
     }
 
-    /// A Messaging client.
+    /// A Messaging client (large enough for attachments).
     pub async fn messaging(&self) -> MessagingClient<Channel> {
         MessagingClient::new(self.channel().await)
+            .max_decoding_message_size(sms_composer::MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(sms_composer::MAX_GRPC_MESSAGE)
     }
 
     /// A Numbers client.
