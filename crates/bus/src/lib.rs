@@ -502,3 +502,28 @@ impl Bus {
         }
     }
 }
+
+/// A replica's local set of (organization, key) pairs — opted-out contacts, released numbers —
+/// kept current from the state stream by [`Bus::follow_state`]. Cheap to clone; clones share.
+#[derive(Debug, Clone, Default)]
+pub struct StateSet(std::sync::Arc<std::sync::RwLock<std::collections::HashSet<(String, String)>>>);
+
+impl StateSet {
+    /// Records whether `key` of `organization_id` is in the set.
+    pub fn set(&self, organization_id: String, key: String, present: bool) {
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if present {
+            set.insert((organization_id, key));
+        } else {
+            set.remove(&(organization_id, key));
+        }
+    }
+
+    /// Whether `key` of `organization_id` is in the set.
+    pub fn contains(&self, organization_id: &str, key: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(organization_id.to_owned(), key.to_owned()))
+    }
+}

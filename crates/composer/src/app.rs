@@ -41,7 +41,7 @@ pub struct App {
     /// How far ahead a message may be scheduled.
     pub(crate) horizon_days: i64,
     /// Contacts that opted out, per organization (a local copy of the registry's state).
-    pub(crate) opt_outs: crate::inbound::OptOutCopy,
+    pub(crate) opt_outs: sms_bus::StateSet,
     /// Attachment URLs, fetching and downloads.
     pub(crate) media: crate::media::MediaConfig,
     /// For attachment URLs and inbound media.
@@ -441,10 +441,7 @@ impl App {
         caller: &Caller,
         req: &ListMessagesRequest,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
-        let page_size = match req.page_size {
-            0 => 50,
-            n => n.min(500),
-        };
+        let page_size = page_size(req.page_size, 50);
         let contact = match req.contact_number.trim() {
             "" => None,
             n => Some(
@@ -473,22 +470,14 @@ impl App {
             created_before: req.created_before.as_ref().and_then(datetime),
             before: decode_page_token(&req.page_token)?,
         };
-        let mut rows = store::list_messages(
+        let rows = store::list_messages(
             &self.pool,
             &caller.organization_id,
             &filter,
             i64::from(page_size) + 1,
         )
         .await?;
-        let next = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last()
-                .map(|m| encode_page_token(m.created_at, m.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((rows, next))
+        Ok(paginate(rows, page_size, message_token))
     }
 
     /// Applies a status event to its message (older and repeated statuses change nothing).
@@ -578,10 +567,7 @@ impl App {
         caller: &Caller,
         req: &ListErroredLeadsRequest,
     ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
-        let page_size = match req.page_size {
-            0 => 50,
-            n => n.min(500),
-        };
+        let page_size = page_size(req.page_size, 50);
         let before = match req.page_token.as_str() {
             "" => None,
             token => {
@@ -599,28 +585,20 @@ impl App {
                 Some((at, lead.to_owned()))
             }
         };
-        let mut rows = store::errored_leads(
+        let rows = store::errored_leads(
             &self.pool,
             &caller.organization_id,
             before,
             i64::from(page_size) + 1,
         )
         .await?;
-        let next = if rows.len() > page_size as usize {
-            rows.truncate(page_size as usize);
-            rows.last()
-                .map(|r| {
-                    URL_SAFE_NO_PAD.encode(format!(
-                        "{}:{}",
-                        r.last_error_at.timestamp_micros(),
-                        r.lead_id
-                    ))
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((rows, next))
+        Ok(paginate(rows, page_size, |r| {
+            URL_SAFE_NO_PAD.encode(format!(
+                "{}:{}",
+                r.last_error_at.timestamp_micros(),
+                r.lead_id
+            ))
+        }))
     }
 
     /// Usage totals between two months (inclusive), by month, country, kind and encoding.
@@ -692,6 +670,35 @@ fn recipient(to: &str, region: Option<sms_core::Region>) -> Result<PhoneNumber, 
         });
     }
     Ok(to)
+}
+
+/// A page size asked for: `default` when 0, at most 500.
+pub(crate) fn page_size(asked: u32, default: u32) -> u32 {
+    match asked {
+        0 => default,
+        n => n.min(500),
+    }
+}
+
+/// Drops the extra row fetched to learn whether there is more, and makes the next page's
+/// token from the last row kept (empty when this is the last page).
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    size: u32,
+    token: impl Fn(&T) -> String,
+) -> (Vec<T>, String) {
+    if rows.len() > size as usize {
+        rows.truncate(size as usize);
+        let next = rows.last().map(token).unwrap_or_default();
+        (rows, next)
+    } else {
+        (rows, String::new())
+    }
+}
+
+/// The page token after a message.
+pub(crate) fn message_token(m: &MessageRow) -> String {
+    encode_page_token(m.created_at, m.id)
 }
 
 /// The first day of a `YYYY-MM` month.

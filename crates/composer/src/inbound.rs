@@ -1,36 +1,17 @@
 //! Inbound messages: stored on their conversation, shown in the owners' inboxes, announced to
 //! the CRM; and the registry's keyword answers, sent like any other message.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
 use sms_bus::HandleError;
 use sms_core::{PhoneNumber, Status};
-use sms_proto::v1::events::{AutoReply, InboundReceived, InboundStored, OptOutChanged};
+use sms_proto::v1::events::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
 use crate::app::{App, Caller, parse_id};
 use crate::error::{ComposerError, Entity};
 use crate::store::{self, MessageRow};
-
-/// The contacts each organization may no longer text, kept current from the state stream.
-pub type OptOutCopy = Arc<RwLock<HashSet<(String, String)>>>;
-
-/// Applies one opt-out change to the local copy.
-pub fn apply_opt_out(copy: &OptOutCopy, e: OptOutChanged) {
-    let key = (
-        e.meta.map(|m| m.organization_id).unwrap_or_default(),
-        e.contact_number,
-    );
-    let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
-    if e.opted_out {
-        set.insert(key);
-    } else {
-        set.remove(&key);
-    }
-}
 
 /// User id recorded on automatic replies; the kind tells whether it may reach an opted-out
 /// contact (only the opt-out confirmation may).
@@ -46,10 +27,7 @@ fn retry(e: impl std::fmt::Display) -> HandleError {
 impl App {
     /// Whether `contact` opted out of `organization_id`'s messages.
     pub fn opted_out(&self, organization_id: &str, contact: &str) -> bool {
-        self.opt_outs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&(organization_id.to_owned(), contact.to_owned()))
+        self.opt_outs.contains(organization_id, contact)
     }
 
     /// Stores an inbound message on its conversation and announces it.
@@ -208,12 +186,9 @@ impl App {
         {
             return Err(ComposerError::NotFound(Entity::Number));
         }
-        let size = match page_size {
-            0 => 100,
-            n => n.min(500),
-        };
+        let size = crate::app::page_size(page_size, 100);
         let after = crate::app::decode_page_token(page_token)?;
-        let mut rows = store::conversation(
+        let rows = store::conversation(
             &self.pool,
             org,
             ours.e164(),
@@ -222,15 +197,7 @@ impl App {
             i64::from(size) + 1,
         )
         .await?;
-        let next = if rows.len() > size as usize {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|m| crate::app::encode_page_token(m.created_at, m.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((rows, next))
+        Ok(crate::app::paginate(rows, size, crate::app::message_token))
     }
 
     /// The user's inbox, newest first.
@@ -245,12 +212,9 @@ impl App {
             .user_id
             .as_deref()
             .ok_or(ComposerError::MissingUser)?;
-        let size = match page_size {
-            0 => 50,
-            n => n.min(500),
-        };
+        let size = crate::app::page_size(page_size, 50);
         let before = crate::app::decode_page_token(page_token)?;
-        let mut rows = store::inbox(
+        let rows = store::inbox(
             &self.pool,
             &caller.organization_id,
             user,
@@ -259,15 +223,7 @@ impl App {
             i64::from(size) + 1,
         )
         .await?;
-        let next = if rows.len() > size as usize {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|m| crate::app::encode_page_token(m.created_at, m.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok((rows, next))
+        Ok(crate::app::paginate(rows, size, crate::app::message_token))
     }
 
     /// Attachments of messages, grouped by message.

@@ -112,12 +112,17 @@ pub async fn run(
             "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
         );
     }
-    let opt_outs = crate::inbound::OptOutCopy::default();
+    let opt_outs = sms_bus::StateSet::default();
     let copy = opt_outs.clone();
     let mut follower = bus
-        .follow_state(sms_bus::StateKind::OptOut, shutdown.clone(), move |e| {
-            crate::inbound::apply_opt_out(&copy, e)
-        })
+        .follow_state(
+            sms_bus::StateKind::OptOut,
+            shutdown.clone(),
+            move |e: sms_proto::v1::events::OptOutChanged| {
+                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+                copy.set(org, e.contact_number, e.opted_out);
+            },
+        )
         .await?;
     if !follower.wait_ready(Duration::from_secs(30)).await {
         tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");

@@ -6,7 +6,6 @@
 //! dropped, so the carrier never sees a message twice. A retryable failure releases the claim
 //! (`retry`) and the event comes back after a back-off.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,46 +115,30 @@ pub async fn run_with_carrier(
     .await?;
     let (pool, bus) = (base.pool, base.bus);
     // Local copies, replayed and then followed by this replica: no lookup per message.
-    let released = Arc::new(std::sync::RwLock::new(HashSet::new()));
+    let released = sms_bus::StateSet::default();
     let copy = released.clone();
     let mut numbers = bus
         .follow_state(
             StateKind::Number,
             shutdown.clone(),
             move |e: NumberChanged| {
-                let key = (
-                    e.meta.map(|m| m.organization_id).unwrap_or_default(),
-                    e.number,
-                );
-                let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
-                if e.active {
-                    set.remove(&key);
-                } else {
-                    set.insert(key);
-                }
+                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+                copy.set(org, e.number, !e.active);
             },
         )
         .await?;
     if !numbers.wait_ready(Duration::from_secs(30)).await {
         tracing::warn!("released-number copy not caught up after 30 s; starting anyway");
     }
-    let opted_out = Arc::new(std::sync::RwLock::new(HashSet::new()));
+    let opted_out = sms_bus::StateSet::default();
     let copy = opted_out.clone();
     let mut opt_outs = bus
         .follow_state(
             StateKind::OptOut,
             shutdown.clone(),
             move |e: OptOutChanged| {
-                let key = (
-                    e.meta.map(|m| m.organization_id).unwrap_or_default(),
-                    e.contact_number,
-                );
-                let mut set = copy.write().unwrap_or_else(|p| p.into_inner());
-                if e.opted_out {
-                    set.insert(key);
-                } else {
-                    set.remove(&key);
-                }
+                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+                copy.set(org, e.contact_number, e.opted_out);
             },
         )
         .await?;
@@ -213,9 +196,9 @@ struct Dispatcher {
     public_url: String,
     send_attempts: i32,
     /// (organization, number) pairs released since the message was accepted or scheduled.
-    released: Arc<std::sync::RwLock<HashSet<(String, String)>>>,
+    released: sms_bus::StateSet,
     /// (organization, contact) pairs that opted out.
-    opted_out: Arc<std::sync::RwLock<HashSet<(String, String)>>>,
+    opted_out: sms_bus::StateSet,
 }
 
 /// A database hiccup: try the event again shortly.
@@ -334,13 +317,11 @@ impl Dispatcher {
 
     /// Why the message must not go out any more, if it must not.
     fn refusal(&self, m: &OutboundMessage) -> Option<Reason> {
-        let opted_out = self.opted_out.read().unwrap_or_else(|p| p.into_inner());
-        if !m.allow_opted_out && opted_out.contains(&(m.organization_id.clone(), m.to.clone())) {
+        if !m.allow_opted_out && self.opted_out.contains(&m.organization_id, &m.to) {
             return Some(Reason::OptedOut);
         }
-        let released = self.released.read().unwrap_or_else(|p| p.into_inner());
-        released
-            .contains(&(m.organization_id.clone(), m.from.clone()))
+        self.released
+            .contains(&m.organization_id, &m.from)
             .then_some(Reason::SenderUnavailable)
     }
 
