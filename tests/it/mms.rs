@@ -352,3 +352,61 @@ async fn an_inbound_mms_stores_both_images_byte_for_byte() {
     let _ = &mut client;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attachment_given_by_url_is_fetched_stored_and_served_only_at_its_signed_url() {
+    let stack = Stack::start().await;
+    stack.add_number(OURS).await;
+    // The CRM's file server.
+    let picture = file(JPEG, 12_345, 5);
+    let served = picture.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/brochure.jpg", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/brochure.jpg",
+        axum::routing::get(move || {
+            let body = served.clone();
+            async move { ([("content-type", "image/jpeg")], body) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut client = stack.messaging().await;
+    let m = client
+        .send_message(as_user(mms(
+            OURS,
+            CONTACT,
+            vec![NewAttachment {
+                file_name: "brochure.jpg".into(),
+                content_type: "image/jpeg".into(),
+                data: Vec::new(),
+                url,
+            }],
+        )))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    let m = stack.wait_final(&mut client, &m.id).await;
+    assert_eq!(
+        MessageStatus::try_from(m.status).unwrap(),
+        MessageStatus::Delivered
+    );
+    let request = &stack.sim.requests()[0];
+    assert_eq!(
+        request.media_sizes,
+        [picture.len() as u64],
+        "the carrier fetched it"
+    );
+    // The URL the carrier got works; altered, it does not.
+    let media_url = request.media_urls[0].clone();
+    let http = reqwest::Client::new();
+    let ok = http.get(&media_url).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.bytes().await.unwrap().to_vec(), picture);
+    let tampered = media_url.replace("signature=", "signature=0");
+    assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403);
+    let later = media_url.replace("expires=", "expires=9");
+    assert_eq!(http.get(&later).send().await.unwrap().status(), 403);
+    stack.shutdown().await;
+}
