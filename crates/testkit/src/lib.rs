@@ -107,6 +107,8 @@ pub struct Options {
     pub sim: SimConfig,
     /// Bearer token → calling system (empty: no authentication).
     pub api_tokens: HashMap<String, String>,
+    /// PostgreSQL connections per service.
+    pub db_max_connections: u32,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             ack_wait: Duration::from_secs(3),
             sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
             api_tokens: HashMap::new(),
+            db_max_connections: 5,
         }
     }
 }
@@ -280,7 +283,7 @@ impl Stack {
             nats_url: NATS_URL.into(),
             namespace: self.namespace.clone(),
             database_url: self.database_url.clone(),
-            db_max_connections: 5,
+            db_max_connections: self.options.db_max_connections,
             ack_wait: self.options.ack_wait,
             max_deliver: 5,
         }

@@ -1,0 +1,136 @@
+//! Full-pipeline load generator (run with `cargo bench -p sms-e2e --bench pipeline`).
+//!
+//! Every service in-process on the real NATS and PostgreSQL, the Twilio-compatible simulator
+//! answering and calling back. Measures, against PERFORMANCE.md's targets:
+//! * P1b: gRPC SendMessage → stored and published, as fast as 128 callers can go;
+//! * P1: the same messages through the dispatcher, the carrier and its status callbacks until
+//!   `delivered` is stored;
+//! * P2: accept latency at 1,000 messages/s offered.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use prost::Message as _;
+use sms_proto::v1::SendMessageRequest;
+use sms_proto::v1::events::StatusChanged;
+use sms_testkit::{Options, Stack, as_user};
+
+const BURST: usize = 20_000;
+const CALLERS: usize = 128;
+
+fn request(i: usize) -> SendMessageRequest {
+    SendMessageRequest {
+        to: format!("+1201555{:04}", 1000 + i % 8000),
+        from: "+12015550100".into(),
+        body: format!("Hi, this is Sam from Acme about your order {i}"),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let mut options = Options {
+        db_max_connections: 16,
+        ack_wait: Duration::from_secs(30),
+        ..Options::default()
+    };
+    options.sim.behaviour.callback_delay = Duration::ZERO;
+    let stack = Stack::start_with(options).await;
+    stack.add_number("+12015550100").await;
+    let client = stack.messaging().await;
+
+    // Delivered statuses as they are published (the composer stores each right after).
+    let mut delivered = stack
+        .bus
+        .client()
+        .subscribe(stack.bus.subjects().status(sms_core::Status::Delivered))
+        .await
+        .unwrap();
+    stack.bus.client().flush().await.unwrap();
+
+    // P1b and P1: a burst.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let (mut client, next) = (client.clone(), next.clone());
+        callers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= BURST {
+                    return lat;
+                }
+                let t = Instant::now();
+                client.send_message(as_user(request(i))).await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut lat = Vec::new();
+    for c in callers {
+        lat.extend(c.await.unwrap());
+    }
+    let accepted_in = start.elapsed();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "P1b accept: {BURST} messages in {:.2} s = {:.0} msg/s (target ≥ 10,000); latency p50 {:.1} ms, p99 {:.1} ms",
+        accepted_in.as_secs_f64(),
+        BURST as f64 / accepted_in.as_secs_f64(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    let mut seen = HashSet::new();
+    while seen.len() < BURST {
+        let msg = tokio::time::timeout(Duration::from_secs(120), delivered.next())
+            .await
+            .expect("deliveries stalled")
+            .unwrap();
+        let e = StatusChanged::decode(msg.payload).unwrap();
+        seen.insert(e.meta.unwrap().message_id);
+    }
+    let all_in = start.elapsed();
+    println!(
+        "P1 end to end: {BURST} delivered in {:.2} s = {:.0} msg/s (target ≥ 3,000)",
+        all_in.as_secs_f64(),
+        BURST as f64 / all_in.as_secs_f64()
+    );
+    // Let the composer drain the last statuses before measuring latency alone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // P2: accept latency at 1,000 msg/s offered for 10 s.
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let mut tasks = Vec::new();
+    for i in 0..10_000 {
+        ticker.tick().await;
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            client
+                .send_message(as_user(request(BURST + i)))
+                .await
+                .unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.push(t.await.unwrap());
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "P2 accept latency at 1,000 msg/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 ≤ 15 ms)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+    stack.shutdown().await;
+}
