@@ -10,8 +10,8 @@ use sms_carrier_sim::Incoming;
 use sms_proto::v1::events::{InboundReceived, InboundStored};
 use sms_proto::v1::{
     AddNumberRequest, ChangeOptOutRequest, CheckOptOutRequest, CreateGroupRequest,
-    GetConversationRequest, GroupMemberRequest, ListInboxRequest, MarkInboxDoneRequest,
-    MessageStatus, SendMessageRequest, add_number_request,
+    GroupMemberRequest, ListInboxRequest, MarkInboxDoneRequest, MessageStatus, SendMessageRequest,
+    add_number_request,
 };
 use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually};
 use tonic_types::StatusExt;
@@ -53,17 +53,9 @@ fn incoming(from: &str, body: &str) -> Incoming {
 }
 
 async fn conversation(stack: &Stack, contact: &str) -> Vec<(String, String)> {
-    let mut client = stack.messaging().await;
-    client
-        .get_conversation(as_user(GetConversationRequest {
-            our_number: OURS.into(),
-            contact_number: contact.into(),
-            ..Default::default()
-        }))
+    stack
+        .conversation(OURS, contact)
         .await
-        .unwrap()
-        .into_inner()
-        .messages
         .into_iter()
         .map(|m| (m.from, m.body))
         .collect()

@@ -5,8 +5,7 @@ use std::time::Duration;
 use sms_carrier_sim::Incoming;
 use sms_core::mms::{MAX_IMAGE_TOTAL_BYTES, MAX_MIXED_TOTAL_BYTES};
 use sms_proto::v1::{
-    GetConversationRequest, GetMediaRequest, GetUsageRequest, MessageStatus, NewAttachment,
-    SendMessageRequest,
+    GetMediaRequest, GetUsageRequest, MessageStatus, NewAttachment, SendMessageRequest,
 };
 use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually};
 use tonic_types::StatusExt;
@@ -268,21 +267,9 @@ async fn an_inbound_mms_stores_both_images_byte_for_byte() {
     let m = eventually(
         Duration::from_secs(15),
         "the MMS on the conversation",
-        || {
-            let mut client = client.clone();
-            async move {
-                let messages = client
-                    .get_conversation(as_user(GetConversationRequest {
-                        our_number: OURS.into(),
-                        contact_number: CONTACT.into(),
-                        ..Default::default()
-                    }))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .messages;
-                messages.into_iter().find(|m| m.attachments.len() == 2)
-            }
+        || async {
+            let messages = stack.conversation(OURS, CONTACT).await;
+            messages.into_iter().find(|m| m.attachments.len() == 2)
         },
     )
     .await;
@@ -323,23 +310,11 @@ async fn an_inbound_mms_stores_both_images_byte_for_byte() {
     let failed = eventually(
         Duration::from_secs(20),
         "the text with a failed attachment",
-        || {
-            let mut client = client.clone();
-            async move {
-                let messages = client
-                    .get_conversation(as_user(GetConversationRequest {
-                        our_number: OURS.into(),
-                        contact_number: CONTACT.into(),
-                        ..Default::default()
-                    }))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .messages;
-                messages
-                    .into_iter()
-                    .find(|m| m.body == "one more" && !m.attachments.is_empty())
-            }
+        || async {
+            let messages = stack.conversation(OURS, CONTACT).await;
+            messages
+                .into_iter()
+                .find(|m| m.body == "one more" && !m.attachments.is_empty())
         },
     )
     .await;

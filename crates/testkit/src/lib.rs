@@ -481,6 +481,21 @@ impl Stack {
         }
     }
 
+    /// Both directions between `ours` and `contact`, oldest first, as [`USER`] of [`ORG`].
+    pub async fn conversation(&self, ours: &str, contact: &str) -> Vec<Message> {
+        self.messaging()
+            .await
+            .get_conversation(as_user(sms_proto::v1::GetConversationRequest {
+                our_number: ours.into(),
+                contact_number: contact.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .messages
+    }
+
     /// Waits until exactly `n` of the organization's messages are delivered (counted with
     /// ListMessages, 500 a page).
     pub async fn wait_delivered(&self, n: usize) {
