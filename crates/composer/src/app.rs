@@ -628,12 +628,12 @@ impl App {
         Ok(store::usage(&self.pool, &caller.organization_id, from, to).await?)
     }
 
-    /// Re-publishes messages stuck in `accepted` (their publish failed, or the process died
-    /// between storing and publishing). Same event id: JetStream or the dispatcher drop repeats.
+    /// Re-publishes messages stuck in `accepted`, and schedules whose publish is not confirmed
+    /// (the publish failed, or the process died between storing and publishing). Same event
+    /// id: JetStream, the dispatcher or the scheduler drop repeats.
     pub async fn republish_stale(&self, older_than: Duration) -> Result<usize, sqlx::Error> {
         let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
-        let mut stale = store::claim_stale_accepted(&self.pool, cutoff, 500).await?;
-        stale.extend(store::claim_unpublished_schedules(&self.pool, cutoff, 500).await?);
+        let stale = store::claim_unpublished(&self.pool, cutoff, 500).await?;
         for m in &stale {
             if let Err(e) = self.publish_accepted(m).await {
                 tracing::warn!(message_id = %m.id, error = %e, "re-publish failed");

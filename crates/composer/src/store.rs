@@ -536,10 +536,11 @@ pub async fn set_carrier_sid(
     .map(|_| ())
 }
 
-/// Messages still `accepted` that were last touched before `older_than`, to re-publish; their
+/// Messages whose event may not be on the bus, last touched before `older_than`, to publish
+/// again: still `accepted`, or `scheduled` without the schedule's publish confirmed. Their
 /// `updated_at` is bumped so the next sweep waits again.
 #[tracing::instrument(skip(pool))]
-pub async fn claim_stale_accepted(
+pub async fn claim_unpublished(
     pool: &PgPool,
     older_than: DateTime<Utc>,
     limit: i64,
@@ -548,7 +549,9 @@ pub async fn claim_stale_accepted(
         MessageRow,
         "UPDATE composer.messages SET updated_at = now()
          WHERE id IN (SELECT id FROM composer.messages
-                      WHERE status = 'accepted' AND updated_at < $1
+                      WHERE (status = 'accepted'
+                             OR (status = 'scheduled' AND NOT schedule_published))
+                        AND updated_at < $1
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
                    reason, carrier_error_code, encoding, segments, characters, carrier_sid,
@@ -901,30 +904,6 @@ pub async fn mark_schedule_published(pool: &PgPool, id: Uuid) -> Result<(), sqlx
     .execute(pool)
     .await
     .map(|_| ())
-}
-
-/// Scheduled messages whose event is not known to be on the bus, last touched before
-/// `older_than`; `updated_at` is bumped so the next sweep waits again.
-#[tracing::instrument(skip(pool))]
-pub async fn claim_unpublished_schedules(
-    pool: &PgPool,
-    older_than: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as!(
-        MessageRow,
-        "UPDATE composer.messages SET updated_at = now()
-         WHERE id IN (SELECT id FROM composer.messages
-                      WHERE status = 'scheduled' AND NOT schedule_published AND updated_at < $1
-                      ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING id, organization_id, user_id, direction, from_number, to_number, body, status,
-                   reason, carrier_error_code, encoding, segments, characters, carrier_sid,
-                   lead_id, contact_id, created_at, updated_at, send_at, done, media_count",
-        older_than,
-        limit
-    )
-    .fetch_all(pool)
-    .await
 }
 
 /// Moves a scheduled message's due time.

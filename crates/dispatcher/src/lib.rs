@@ -275,9 +275,8 @@ impl Dispatcher {
                 detail,
                 retry_after,
             }) if attempt < self.send_attempts && !delivery.last => {
-                tracing::warn!(%id, attempt, %reason, %detail, "carrier call failed; will retry");
+                tracing::warn!(%id, attempt, %reason, ?code, %detail, "carrier call failed; will retry");
                 self.set_state(id, "retry", &detail).await?;
-                let _ = code;
                 Err(HandleError::Retry {
                     reason: detail,
                     delay: retry_after.unwrap_or_else(|| backoff(attempt)),
