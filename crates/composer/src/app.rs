@@ -59,10 +59,7 @@ pub struct Sent {
 impl App {
     /// Authenticates the call and reads the organization and user it acts for.
     pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ComposerError> {
-        sms_runtime::auth::authenticate(&self.tokens, metadata).map_err(|e| match e {
-            sms_runtime::auth::AuthError::Unauthenticated => ComposerError::Unauthenticated,
-            sms_runtime::auth::AuthError::MissingOrganization => ComposerError::MissingOrganization,
-        })
+        Ok(sms_runtime::auth::authenticate(&self.tokens, metadata)?)
     }
 
     /// Validates and accepts a message: stored `accepted`, then published for the dispatcher.

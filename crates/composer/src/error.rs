@@ -11,12 +11,9 @@ use tonic::Code;
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposerError {
-    /// No or wrong bearer token.
-    #[error("missing or invalid bearer token")]
-    Unauthenticated,
-    /// No `x-organization-id`.
-    #[error("the x-organization-id metadata is required")]
-    MissingOrganization,
+    /// No or wrong bearer token, or no organization.
+    #[error(transparent)]
+    Auth(#[from] sms_runtime::auth::AuthError),
     /// No `x-user-id` where one is needed.
     #[error("the x-user-id metadata is required")]
     MissingUser,
@@ -176,8 +173,7 @@ impl ComposerError {
     /// The machine-readable reason (`google.rpc.ErrorInfo.reason`).
     pub fn reason(&self) -> &'static str {
         match self {
-            ComposerError::Unauthenticated => "UNAUTHENTICATED",
-            ComposerError::MissingOrganization => "MISSING_ORGANIZATION",
+            ComposerError::Auth(e) => e.reason(),
             ComposerError::MissingUser => "MISSING_USER",
             ComposerError::Body(BodyError::Empty) => "BODY_EMPTY",
             ComposerError::Body(BodyError::TooLong { .. }) => "BODY_TOO_LONG",
@@ -276,9 +272,8 @@ impl ComposerError {
 
     fn code(&self) -> Code {
         match self {
-            ComposerError::Unauthenticated => Code::Unauthenticated,
-            ComposerError::MissingOrganization
-            | ComposerError::MissingUser
+            ComposerError::Auth(e) => e.code(),
+            ComposerError::MissingUser
             | ComposerError::Body(_)
             | ComposerError::InvalidRecipient(_)
             | ComposerError::UnsupportedCountry { .. }
@@ -333,7 +328,7 @@ impl From<ComposerError> for tonic::Status {
                 tracing::error!(error = %inner, "database error");
                 "internal error; try again".to_owned()
             }
-            ComposerError::Unauthenticated => {
+            ComposerError::Auth(sms_runtime::auth::AuthError::Unauthenticated) => {
                 tracing::warn!("unauthenticated call");
                 e.to_string()
             }

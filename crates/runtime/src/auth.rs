@@ -104,14 +104,26 @@ pub fn status(
     )
 }
 
+impl AuthError {
+    /// The gRPC code.
+    pub fn code(self) -> tonic::Code {
+        match self {
+            AuthError::Unauthenticated => tonic::Code::Unauthenticated,
+            AuthError::MissingOrganization => tonic::Code::InvalidArgument,
+        }
+    }
+
+    /// The machine-readable `ErrorInfo` reason.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Unauthenticated => "UNAUTHENTICATED",
+            AuthError::MissingOrganization => "MISSING_ORGANIZATION",
+        }
+    }
+}
+
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        let (code, reason) = match e {
-            AuthError::Unauthenticated => (tonic::Code::Unauthenticated, "UNAUTHENTICATED"),
-            AuthError::MissingOrganization => {
-                (tonic::Code::InvalidArgument, "MISSING_ORGANIZATION")
-            }
-        };
-        status(code, e.to_string(), reason, HashMap::new())
+        status(e.code(), e.to_string(), e.reason(), HashMap::new())
     }
 }
