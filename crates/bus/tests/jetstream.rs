@@ -13,12 +13,17 @@ use sms_proto::v1::events::{MessageAccepted, OutboundMessage};
 use tokio_util::sync::CancellationToken;
 
 async fn bus() -> Bus {
+    bus_with(|_| {}).await
+}
+
+async fn bus_with(adjust: impl FnOnce(&mut BusConfig)) -> Bus {
     let mut config = BusConfig::new(
         "nats://127.0.0.1:4222",
         format!("b{}", uuid::Uuid::new_v4().simple()),
     );
     config.ack_wait = Duration::from_secs(2);
     config.max_deliver = 3;
+    adjust(&mut config);
     Bus::connect(config)
         .await
         .expect("NATS with JetStream must run on 127.0.0.1:4222")
@@ -58,7 +63,14 @@ async fn a_republished_event_id_is_stored_once() {
 
 #[tokio::test]
 async fn consumers_of_one_durable_share_the_events() {
-    let bus = bus().await;
+    // Small pulls, so that one replica cannot take every event in its first batch (which NATS
+    // may rightly do when it is quicker to ask).
+    let bus = bus_with(|c| {
+        c.batch = 10;
+        c.concurrency = 2;
+        c.ack_wait = Duration::from_secs(30);
+    })
+    .await;
     for i in 0..200 {
         bus.publish_durably(&accepted(&format!("e{i}"), &format!("m{i}")))
             .await
@@ -79,7 +91,17 @@ async fn consumers_of_one_durable_share_the_events() {
                         seen.lock()
                             .unwrap()
                             .push((replica, e.meta.unwrap().message_id));
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        // Hold the first events until the other replica has one too: whichever
+                        // replica asked first keeps at most one small batch, so the rest must go
+                        // to the other. If the durable were not shared, both would see all 200.
+                        let both = || {
+                            let seen = seen.lock().unwrap();
+                            seen.iter().any(|(r, _)| *r == 0) && seen.iter().any(|(r, _)| *r == 1)
+                        };
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                        while !both() && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
                         Ok(())
                     }
                 },
