@@ -75,6 +75,7 @@ async fn main() {
         db_max_connections: 8,
         ack_wait: Duration::from_secs(30),
         max_deliver: 5,
+        stream_replicas: 1,
     };
     let bus = sms_bus::Bus::connect(sms_runtime::service::bus_config(&common))
         .await

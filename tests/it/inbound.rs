@@ -13,7 +13,7 @@ use sms_proto::v1::{
     GroupMemberRequest, ListInboxRequest, MarkInboxDoneRequest, MessageStatus, SendMessageRequest,
     add_number_request,
 };
-use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually};
+use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually, sms};
 use tonic_types::StatusExt;
 
 const OURS: &str = "+12015550100";
@@ -59,15 +59,6 @@ async fn conversation(stack: &Stack, contact: &str) -> Vec<(String, String)> {
         .into_iter()
         .map(|m| (m.from, m.body))
         .collect()
-}
-
-fn send(to: &str, body: &str) -> SendMessageRequest {
-    SendMessageRequest {
-        to: to.into(),
-        from: OURS.into(),
-        body: body.into(),
-        ..Default::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +159,7 @@ async fn webhooks_are_verified_deduplicated_and_filtered() {
 async fn refused_reason(stack: &Stack, to: &str) -> Option<String> {
     let mut client = stack.messaging().await;
     match client
-        .send_message(as_user(send(to, "are you there?")))
+        .send_message(as_user(sms(OURS, to, "are you there?")))
         .await
     {
         Ok(_) => None,
@@ -197,7 +188,7 @@ async fn stop_blocks_the_next_send_start_restores_it_help_answers() {
                     + 3,
                 nanos: 0,
             }),
-            ..send(CONTACT, "scheduled before the stop")
+            ..sms(OURS, CONTACT, "scheduled before the stop")
         }))
         .await
         .unwrap()
@@ -322,7 +313,7 @@ async fn a_carrier_opt_out_is_recorded_and_hand_changes_say_who_and_why() {
     stack.add_number(OURS).await;
     let mut client = stack.messaging().await;
     let m = client
-        .send_message(as_user(send(CONTACT, "hello")))
+        .send_message(as_user(sms(OURS, CONTACT, "hello")))
         .await
         .unwrap()
         .into_inner()
@@ -427,7 +418,7 @@ async fn replies_land_on_the_conversation_and_in_every_owners_inbox() {
         .unwrap();
     let mut client = stack.messaging().await;
     let out = client
-        .send_message(as_user(send(CONTACT, "Hi, are you free tomorrow?")))
+        .send_message(as_user(sms(OURS, CONTACT, "Hi, are you free tomorrow?")))
         .await
         .unwrap()
         .into_inner()

@@ -5,6 +5,7 @@
 
 mod inbound;
 mod mms;
+mod operations;
 mod pipeline;
 mod rules;
 mod scale;

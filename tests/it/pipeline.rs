@@ -6,21 +6,12 @@ use futures::StreamExt;
 use prost::Message as _;
 use sms_proto::v1::events::{MessageAccepted, StatusChanged};
 use sms_proto::v1::{MessageStatus, SendMessageRequest};
-use sms_testkit::{Stack, as_user};
+use sms_testkit::{Stack, as_user, sms};
 use tonic::Code;
 use tonic_types::StatusExt;
 
 const FROM: &str = "+12015550100";
 const TO: &str = "+12015550123";
-
-fn send(to: &str, body: &str) -> SendMessageRequest {
-    SendMessageRequest {
-        to: to.into(),
-        from: FROM.into(),
-        body: body.into(),
-        ..Default::default()
-    }
-}
 
 fn statuses(m: &sms_proto::v1::Message) -> Vec<MessageStatus> {
     m.history
@@ -36,7 +27,7 @@ async fn a_message_is_delivered_with_its_lifecycle_and_segments() {
     let mut client = stack.messaging().await;
     let body = "Hi Ana — it’s Sam from Acme. Are you free tomorrow?";
     let sent = client
-        .send_message(as_user(send(TO, body)))
+        .send_message(as_user(sms(FROM, TO, body)))
         .await
         .unwrap()
         .into_inner();
@@ -85,11 +76,11 @@ async fn landline_and_spam_fail_with_their_reasons_and_are_not_retried() {
     stack.add_number(FROM).await;
     let mut client = stack.messaging().await;
     let a = client
-        .send_message(as_user(send(landline, "hello")))
+        .send_message(as_user(sms(FROM, landline, "hello")))
         .await
         .unwrap();
     let b = client
-        .send_message(as_user(send(spam, "WIN A PRIZE")))
+        .send_message(as_user(sms(FROM, spam, "WIN A PRIZE")))
         .await
         .unwrap();
 
@@ -130,7 +121,7 @@ async fn a_transient_carrier_error_is_retried_until_it_succeeds() {
     stack.add_number(FROM).await;
     let mut client = stack.messaging().await;
     let id = client
-        .send_message(as_user(send(TO, "retry me")))
+        .send_message(as_user(sms(FROM, TO, "retry me")))
         .await
         .unwrap()
         .into_inner()
@@ -167,36 +158,36 @@ async fn invalid_requests_are_refused_with_reasons_and_publish_nothing() {
     stack.add_number(FROM).await;
     let cases = [
         (
-            send("not a number", "hi"),
+            sms(FROM, "not a number", "hi"),
             Code::InvalidArgument,
             "INVALID_RECIPIENT",
         ),
         (
-            send("+1201555", "hi"),
+            sms(FROM, "+1201555", "hi"),
             Code::InvalidArgument,
             "INVALID_RECIPIENT",
         ),
-        (send(TO, ""), Code::InvalidArgument, "BODY_EMPTY"),
-        (send(TO, "   "), Code::InvalidArgument, "BODY_EMPTY"),
+        (sms(FROM, TO, ""), Code::InvalidArgument, "BODY_EMPTY"),
+        (sms(FROM, TO, "   "), Code::InvalidArgument, "BODY_EMPTY"),
         (
-            send(TO, &"a".repeat(1001)),
+            sms(FROM, TO, &"a".repeat(1001)),
             Code::InvalidArgument,
             "BODY_TOO_LONG",
         ),
         (
-            send("+447400123456", "hi"),
+            sms(FROM, "+447400123456", "hi"),
             Code::InvalidArgument,
             "INTERNATIONAL_NOT_ALLOWED",
         ),
         (
-            send("+819012345678", "hi"),
+            sms(FROM, "+819012345678", "hi"),
             Code::InvalidArgument,
             "UNSUPPORTED_COUNTRY",
         ),
         (
             SendMessageRequest {
                 from: "+12015550999".into(),
-                ..send(TO, "hi")
+                ..sms(FROM, TO, "hi")
             },
             Code::FailedPrecondition,
             "UNKNOWN_SENDER",
@@ -212,7 +203,7 @@ async fn invalid_requests_are_refused_with_reasons_and_publish_nothing() {
     // A body of exactly 1000 characters is fine, and is the only thing on the bus.
     let mut client = stack.messaging().await;
     client
-        .send_message(as_user(send(TO, &"a".repeat(1000))))
+        .send_message(as_user(sms(FROM, TO, &"a".repeat(1000))))
         .await
         .unwrap();
     let mut stream = stack
@@ -250,7 +241,7 @@ async fn the_trace_started_at_the_grpc_call_follows_every_event_and_the_carrier_
         .await
         .unwrap();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let mut request = as_user(send(TO, "trace me"));
+    let mut request = as_user(sms(FROM, TO, "trace me"));
     request.metadata_mut().insert(
         "traceparent",
         format!("00-{trace_id}-00f067aa0ba902b7-01")

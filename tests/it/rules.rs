@@ -9,21 +9,12 @@ use sms_proto::v1::{
     ListMessagesRequest, MessageStatus, NumberKind, PreviewRequest, SendMessageRequest,
     TemplateContext, UpdateTemplateRequest, add_number_request, preview_request,
 };
-use sms_testkit::{ORG, Options, Stack, USER, as_caller, as_user};
+use sms_testkit::{ORG, Options, Stack, USER, as_caller, as_user, sms};
 use tonic::Code;
 use tonic_types::StatusExt;
 
 const US_A: &str = "+12015550100";
 const US_CONTACT: &str = "+12015550123";
-
-fn send(from: &str, to: &str, body: &str) -> SendMessageRequest {
-    SendMessageRequest {
-        to: to.into(),
-        from: from.into(),
-        body: body.into(),
-        ..Default::default()
-    }
-}
 
 /// The gRPC code, ErrorInfo reason and metadata of a refusal.
 fn refusal(status: tonic::Status) -> (Code, String, HashMap<String, String>) {
@@ -57,14 +48,14 @@ async fn sender_rules_at_their_boundaries() {
     // A Canadian sender may text a US contact: +1 spans both.
     stack.add_number("+15062345678").await;
     assert!(
-        send_as(&stack, USER, send("+15062345678", US_CONTACT, "hi"))
+        send_as(&stack, USER, sms("+15062345678", US_CONTACT, "hi"))
             .await
             .is_ok()
     );
     // A UK sender may not text a US contact.
     stack.add_number("+447400123456").await;
     assert_eq!(
-        send_as(&stack, USER, send("+447400123456", US_CONTACT, "hi")).await,
+        send_as(&stack, USER, sms("+447400123456", US_CONTACT, "hi")).await,
         Err((Code::InvalidArgument, "INTERNATIONAL_NOT_ALLOWED".into()))
     );
     // A UK landline, rented for voice, cannot send (and says so when added).
@@ -84,7 +75,7 @@ async fn sender_rules_at_their_boundaries() {
         reply.warnings
     );
     assert_eq!(
-        send_as(&stack, USER, send("+442079460018", "+447400123457", "hi")).await,
+        send_as(&stack, USER, sms("+442079460018", "+447400123457", "hi")).await,
         Err((Code::FailedPrecondition, "SENDER_NOT_SMS_CAPABLE".into()))
     );
     // An external number never sends, even the owner's own.
@@ -98,12 +89,12 @@ async fn sender_rules_at_their_boundaries() {
         .await
         .unwrap();
     assert_eq!(
-        send_as(&stack, USER, send("+12015550199", US_CONTACT, "hi")).await,
+        send_as(&stack, USER, sms("+12015550199", US_CONTACT, "hi")).await,
         Err((Code::FailedPrecondition, "EXTERNAL_SENDER".into()))
     );
     // Someone else's number is refused.
     assert_eq!(
-        send_as(&stack, "user-2", send(US_A, US_CONTACT, "hi")).await,
+        send_as(&stack, "user-2", sms(US_A, US_CONTACT, "hi")).await,
         Err((Code::PermissionDenied, "SENDER_NOT_OWNED".into()))
     );
     // A group number: members may send, others may not, and removal takes effect.
@@ -133,12 +124,12 @@ async fn sender_rules_at_their_boundaries() {
         .await
         .unwrap();
     assert!(
-        send_as(&stack, "user-3", send("+12015550177", US_CONTACT, "hi"))
+        send_as(&stack, "user-3", sms("+12015550177", US_CONTACT, "hi"))
             .await
             .is_ok()
     );
     assert_eq!(
-        send_as(&stack, "user-4", send("+12015550177", US_CONTACT, "hi")).await,
+        send_as(&stack, "user-4", sms("+12015550177", US_CONTACT, "hi")).await,
         Err((Code::PermissionDenied, "SENDER_NOT_OWNED".into()))
     );
     numbers
@@ -146,18 +137,18 @@ async fn sender_rules_at_their_boundaries() {
         .await
         .unwrap();
     assert_eq!(
-        send_as(&stack, "user-3", send("+12015550177", US_CONTACT, "hi")).await,
+        send_as(&stack, "user-3", sms("+12015550177", US_CONTACT, "hi")).await,
         Err((Code::PermissionDenied, "SENDER_NOT_OWNED".into()))
     );
     // Body length: 1000 characters pass, 1001 do not (and the limit is in the metadata).
     assert!(
-        send_as(&stack, USER, send(US_A, US_CONTACT, &"é".repeat(1000)))
+        send_as(&stack, USER, sms(US_A, US_CONTACT, &"é".repeat(1000)))
             .await
             .is_ok()
     );
     let mut client = stack.messaging().await;
     let status = client
-        .send_message(as_user(send(US_A, US_CONTACT, &"é".repeat(1001))))
+        .send_message(as_user(sms(US_A, US_CONTACT, &"é".repeat(1001))))
         .await
         .unwrap_err();
     let (code, reason, metadata) = refusal(status);
@@ -175,7 +166,7 @@ async fn sender_rules_at_their_boundaries() {
         .await
         .unwrap();
     assert_eq!(
-        send_as(&stack, USER, send(US_A, US_CONTACT, "hi")).await,
+        send_as(&stack, USER, sms(US_A, US_CONTACT, "hi")).await,
         Err((Code::FailedPrecondition, "UNKNOWN_SENDER".into()))
     );
     stack.shutdown().await;
@@ -204,7 +195,7 @@ async fn without_a_sender_the_number_last_used_with_the_contact_is_picked() {
     assert_eq!(m.from, US_A);
     // After texting the contact from the second number, that one sticks.
     client
-        .send_message(as_user(send("+12015550101", US_CONTACT, "hi")))
+        .send_message(as_user(sms("+12015550101", US_CONTACT, "hi")))
         .await
         .unwrap();
     let m = client
@@ -240,7 +231,7 @@ async fn an_idempotency_key_returns_the_first_message_and_sends_once() {
     let mut client = stack.messaging().await;
     let req = SendMessageRequest {
         idempotency_key: "crm-retry-42".into(),
-        ..send(US_A, US_CONTACT, "only once")
+        ..sms(US_A, US_CONTACT, "only once")
     };
     let a = client
         .send_message(as_user(req.clone()))
@@ -395,7 +386,7 @@ async fn templates_are_validated_private_or_shared_previewed_and_sent() {
         .send_message(as_user(SendMessageRequest {
             template_id: private.id.clone(),
             context: Some(context()),
-            ..send(US_A, US_CONTACT, "")
+            ..sms(US_A, US_CONTACT, "")
         }))
         .await
         .unwrap()
@@ -419,7 +410,7 @@ async fn templates_are_validated_private_or_shared_previewed_and_sent() {
         .send_message(as_user(SendMessageRequest {
             template_id: huge.id,
             context: Some(big),
-            ..send(US_A, US_CONTACT, "")
+            ..sms(US_A, US_CONTACT, "")
         }))
         .await
         .unwrap_err();
@@ -428,7 +419,7 @@ async fn templates_are_validated_private_or_shared_previewed_and_sent() {
     let status = client
         .send_message(as_user(SendMessageRequest {
             template_id: private.id,
-            ..send(US_A, US_CONTACT, "and a body")
+            ..sms(US_A, US_CONTACT, "and a body")
         }))
         .await
         .unwrap_err();
@@ -447,7 +438,7 @@ async fn usage_filters_and_errored_leads() {
     let mut client = stack.messaging().await;
     let with_lead = |to: &str, body: &str, lead: &str| SendMessageRequest {
         lead_id: lead.into(),
-        ..send(US_A, to, body)
+        ..sms(US_A, to, body)
     };
     let mut ids = Vec::new();
     for req in [
@@ -565,7 +556,7 @@ async fn one_organization_can_neither_see_nor_use_anothers_numbers_templates_or_
     stack.add_number(US_A).await;
     let mut client = stack.messaging().await;
     let a_msg = client
-        .send_message(as_user(send(US_A, US_CONTACT, "for A's eyes")))
+        .send_message(as_user(sms(US_A, US_CONTACT, "for A's eyes")))
         .await
         .unwrap()
         .into_inner()
@@ -601,7 +592,7 @@ async fn one_organization_can_neither_see_nor_use_anothers_numbers_templates_or_
         .messages;
     assert!(listed.is_empty());
     let status = client
-        .send_message(b(send(US_A, US_CONTACT, "borrowing A's number")))
+        .send_message(b(sms(US_A, US_CONTACT, "borrowing A's number")))
         .await
         .unwrap_err();
     assert_eq!(refusal(status).1, "UNKNOWN_SENDER");

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, field};
 
 mod event;
+pub mod metrics;
 mod subjects;
 pub mod trace;
 
@@ -97,6 +98,9 @@ pub struct BusConfig {
     pub max_age: Duration,
     /// JetStream de-duplication window for `Nats-Msg-Id`.
     pub duplicate_window: Duration,
+    /// Copies JetStream keeps of each stream (3 on a 3-node cluster; 1 on a single server).
+    /// Applies when a stream is created.
+    pub replicas: usize,
 }
 
 impl BusConfig {
@@ -111,6 +115,7 @@ impl BusConfig {
             concurrency: 64,
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
         }
     }
 }
@@ -216,6 +221,7 @@ impl Bus {
             storage: StorageType::File,
             max_age: self.config.max_age,
             duplicate_window: self.config.duplicate_window,
+            num_replicas: self.config.replicas,
             ..Default::default()
         };
         let dlq = stream::Config {
@@ -224,6 +230,7 @@ impl Bus {
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             max_age: self.config.max_age * 4,
+            num_replicas: self.config.replicas,
             ..Default::default()
         };
         // Current state, one message per key, kept for ever: replicas rebuild their local copies
@@ -235,6 +242,7 @@ impl Bus {
             storage: StorageType::File,
             max_messages_per_subject: 1,
             duplicate_window: self.config.duplicate_window,
+            num_replicas: self.config.replicas,
             ..Default::default()
         };
         for config in [events, dlq, state] {
@@ -385,10 +393,18 @@ impl Bus {
                 }
             };
             tracing::Span::current().record("message_id", event.message_id());
-            let outcome = match handler(event, delivery).await {
-                Ok(()) => message.ack().await,
+            let started = std::time::Instant::now();
+            let result = handler(event, delivery).await;
+            ::metrics::histogram!(metrics::HANDLE_SECONDS, "consumer" => kind.durable_name())
+                .record(started.elapsed());
+            let outcome = match result {
+                Ok(()) => {
+                    count(kind, "ok");
+                    message.ack().await
+                }
                 Err(HandleError::Retry { reason, delay }) if !delivery.last => {
                     tracing::warn!(attempt, %reason, "handler failed; will retry");
+                    count(kind, "retry");
                     message.ack_with(AckKind::Nak(Some(delay))).await
                 }
                 Err(e) => return self.dead_letter(kind, &message, &e.to_string()).await,
@@ -470,6 +486,7 @@ impl Bus {
     /// never blocks the events behind it.
     async fn dead_letter(&self, kind: ConsumerKind, message: &jetstream::Message, reason: &str) {
         tracing::error!(%reason, "dead-lettering event");
+        count(kind, "dead_lettered");
         let mut headers = message.headers.clone().unwrap_or_default();
         headers.insert(DLQ_REASON_HEADER, HeaderValue::from(reason));
         headers.insert(DLQ_SUBJECT_HEADER, message.subject.as_str());
@@ -526,4 +543,9 @@ impl StateSet {
             .unwrap_or_else(|p| p.into_inner())
             .contains(&(organization_id.to_owned(), key.to_owned()))
     }
+}
+
+fn count(kind: ConsumerKind, outcome: &'static str) {
+    ::metrics::counter!(metrics::EVENTS, "consumer" => kind.durable_name(), "outcome" => outcome)
+        .increment(1);
 }

@@ -161,6 +161,12 @@ impl App {
             }
             return Err(e.into());
         }
+        metrics::counter!(
+            sms_runtime::metrics::MESSAGES_ACCEPTED,
+            "kind" => if media.is_empty() { "sms" } else { "mms" },
+            "when" => if send_at.is_some() { "later" } else { "now" },
+        )
+        .increment(1);
         // Stored is accepted: if this publish fails, the re-publisher sends it later.
         if let Err(e) = self.publish_accepted(&row).await {
             tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
@@ -511,6 +517,8 @@ impl App {
             .parse()
             .map_err(|e| sms_bus::HandleError::Permanent(format!("stored status: {e}")))?;
         let sid = Some(e.carrier_sid.as_str()).filter(|s| !s.is_empty());
+        let mut advanced = false;
+        let mut billed = None;
         match current.transition(to) {
             Transition::Advance => {
                 let reason = Some(e.reason.as_str()).filter(|s| !s.is_empty());
@@ -541,8 +549,9 @@ impl App {
                 .map_err(retry)?;
                 // The carrier took it: this is what the customer is billed for.
                 if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
-                    store::record_usage(&mut tx, id).await.map_err(retry)?;
+                    billed = store::record_usage(&mut tx, id).await.map_err(retry)?;
                 }
+                advanced = true;
             }
             Transition::Stale => {
                 if let Some(sid) = sid {
@@ -555,7 +564,17 @@ impl App {
                 tracing::warn!(%id, from = %current, to = %to, "illegal status change ignored");
             }
         }
-        tx.commit().await.map_err(retry)
+        tx.commit().await.map_err(retry)?;
+        // Counted once committed, so a retried event is not counted twice.
+        if advanced {
+            metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())
+                .increment(1);
+        }
+        if let Some((encoding, segments)) = billed {
+            metrics::counter!(sms_runtime::metrics::SEGMENTS_BILLED, "encoding" => encoding)
+                .increment(u64::try_from(segments).unwrap_or(0));
+        }
+        Ok(())
     }
 
     /// Leads with errored messages, most recent error first, and the next page's token.

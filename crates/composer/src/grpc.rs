@@ -82,7 +82,14 @@ impl Messaging for MessagingService {
         let span = rpc_span("SendMessage", request.metadata());
         async {
             let caller = self.0.caller(request.metadata())?;
-            let sent = self.0.send(&caller, request.into_inner()).await?;
+            let sent = self
+                .0
+                .send(&caller, request.into_inner())
+                .await
+                .inspect_err(|e| {
+                    metrics::counter!(sms_runtime::metrics::SENDS_REFUSED, "reason" => e.reason())
+                        .increment(1);
+                })?;
             Ok(Response::new(SendMessageResponse {
                 message: Some(message(sent.message, Vec::new())),
                 notes: sent.notes,

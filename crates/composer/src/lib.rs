@@ -43,7 +43,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
-    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
     /// `SMS_API_TOKENS`: `system:token` pairs, comma-separated. Empty: no authentication.
     pub api_tokens: HashMap<String, String>,

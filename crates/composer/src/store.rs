@@ -796,18 +796,24 @@ pub async fn delete_template(
 }
 
 /// Records usage for a message handed to the carrier (once per message).
-pub async fn record_usage(conn: &mut PgConnection, message_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+///
+/// Returns the encoding and segments billed, or `None` when the message was billed before.
+pub async fn record_usage(
+    conn: &mut PgConnection,
+    message_id: Uuid,
+) -> Result<Option<(String, i32)>, sqlx::Error> {
+    let row = sqlx::query!(
         "INSERT INTO composer.usage (message_id, organization_id, month, country, kind, encoding, segments)
          SELECT id, organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
                 to_region, CASE WHEN media_count > 0 THEN 'mms' ELSE 'sms' END, encoding, segments
          FROM composer.messages WHERE id = $1 AND direction = 'outbound'
-         ON CONFLICT (message_id) DO NOTHING",
+         ON CONFLICT (message_id) DO NOTHING
+         RETURNING encoding, segments",
         message_id
     )
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.encoding, r.segments)))
 }
 
 /// A usage total.

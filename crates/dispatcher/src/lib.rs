@@ -35,7 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
-    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
     /// `SMS_PUBLIC_URL`: public base URL of the inbound receiver, for status callbacks.
     pub public_url: String,
@@ -244,6 +244,8 @@ impl Dispatcher {
         };
         // What can change between accepting and sending is checked again here.
         if let Some(reason) = self.refusal(&m) {
+            metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
+                .increment(1);
             self.set_state(id, "failed", reason.as_str()).await?;
             self.status(&m, Status::Failed, Some(reason), None, "")
                 .await?
@@ -255,7 +257,20 @@ impl Dispatcher {
             }
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let outcome = self.carrier.send(&self.carrier_message(&m)).await;
+        metrics::histogram!(sms_runtime::metrics::CARRIER_REQUEST_SECONDS)
+            .record(started.elapsed());
+        metrics::counter!(
+            sms_runtime::metrics::CARRIER_REQUESTS,
+            "outcome" => match &outcome {
+                Ok(_) => "accepted",
+                Err(CarrierError::Retryable { .. }) => "retryable_error",
+                Err(CarrierError::Permanent { .. }) => "refused",
+                Err(CarrierError::Ambiguous(_)) => "unknown",
+            }
+        )
+        .increment(1);
         let result = match outcome {
             Ok(receipt) => {
                 sqlx::query!(

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
@@ -72,15 +71,11 @@ impl Config {
     }
 }
 
-/// Counters, for tests and `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Requests refused for a bad or missing signature.
-    pub bad_signatures: AtomicU64,
-    /// Inbound messages from short codes, acknowledged and dropped.
-    pub short_codes: AtomicU64,
-    /// Inbound messages to numbers nobody holds, acknowledged and dropped.
-    pub unknown_numbers: AtomicU64,
+/// Counts a webhook of `kind` (`status`, `incoming`) by what became of it: `stored`,
+/// `bad_signature`, `malformed`, `short_code`, `unknown_number`, `ignored`, `unavailable`.
+fn count(kind: &'static str, outcome: &'static str) {
+    metrics::counter!(sms_runtime::metrics::WEBHOOKS, "kind" => kind, "outcome" => outcome)
+        .increment(1);
 }
 
 struct App {
@@ -89,7 +84,6 @@ struct App {
     numbers: Arc<std::sync::RwLock<HashMap<String, String>>>,
     public_url: String,
     accounts: HashMap<String, String>,
-    counters: Arc<Counters>,
 }
 
 /// Runs the receiver on `listener` until `shutdown`.
@@ -129,7 +123,6 @@ pub async fn run(
         numbers,
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         accounts: config.twilio_accounts,
-        counters: Arc::new(Counters::default()),
     });
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "inbound receiver listening");
@@ -176,6 +169,19 @@ impl Webhook {
 
 /// A refused request: its status and a short message for the caller.
 type Rejection = (StatusCode, &'static str);
+
+/// A webhook refused: forbidden (bad signature) or malformed.
+fn refused(kind: &'static str, (status, message): Rejection) -> Response {
+    count(
+        kind,
+        if status == StatusCode::FORBIDDEN {
+            "bad_signature"
+        } else {
+            "malformed"
+        },
+    );
+    reject(status, message)
+}
 
 fn reject(status: StatusCode, message: &'static str) -> Response {
     (status, message).into_response()
@@ -225,7 +231,6 @@ impl App {
                 .get(account)
                 .is_some_and(|token| sms_twilio::verify(token, &url, &pairs, signature));
         if !valid {
-            self.counters.bad_signatures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%url, account, "webhook refused: bad or missing signature");
             return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"));
         }
@@ -266,7 +271,7 @@ async fn status_callback(
 ) -> Response {
     let hook = match app.verify(&uri, &headers, &body) {
         Ok(h) => h,
-        Err(r) => return r.into_response(),
+        Err(r) => return refused("status", r),
     };
     let span = tracing::info_span!("twilio_status", message_id = %hook.query.get("mid").map_or("", String::as_str));
     if let Some(tp) = hook.query.get("tp") {
@@ -275,14 +280,18 @@ async fn status_callback(
     }
     async move {
         let (Some(org), Some(mid)) = (hook.query.get("org"), hook.query.get("mid")) else {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "the callback URL lacks org and mid",
+            return refused(
+                "status",
+                (
+                    StatusCode::BAD_REQUEST,
+                    "the callback URL lacks org and mid",
+                ),
             );
         };
         let twilio = hook.get("MessageStatus");
         let Some(status) = twilio_status(twilio) else {
             tracing::debug!(twilio, "ignoring a status we do not track");
+            count("status", "ignored");
             return StatusCode::OK.into_response();
         };
         let code: u32 = hook.get("ErrorCode").parse().unwrap_or(0);
@@ -309,7 +318,7 @@ async fn status_callback(
                 String::new()
             },
         };
-        publish(&app.bus, &event).await
+        publish("status", &app.bus, &event).await
     }
     .instrument(span)
     .await
@@ -323,11 +332,11 @@ async fn incoming(
 ) -> Response {
     let hook = match app.verify(&uri, &headers, &body) {
         Ok(h) => h,
-        Err(r) => return r.into_response(),
+        Err(r) => return refused("incoming", r),
     };
     let from = hook.get("From");
     if sms_core::phone::is_short_code(from) {
-        app.counters.short_codes.fetch_add(1, Ordering::Relaxed);
+        count("incoming", "short_code");
         tracing::info!(
             from,
             "inbound message from a short code: acknowledged, not delivered"
@@ -350,7 +359,7 @@ async fn incoming(
         .get(to)
         .cloned();
     let Some(org) = org else {
-        app.counters.unknown_numbers.fetch_add(1, Ordering::Relaxed);
+        count("incoming", "unknown_number");
         tracing::warn!(
             to,
             "inbound message to a number we do not hold: acknowledged, dropped"
@@ -359,7 +368,10 @@ async fn incoming(
     };
     let sid = hook.get("MessageSid");
     if sid.is_empty() {
-        return reject(StatusCode::BAD_REQUEST, "MessageSid is required");
+        return refused(
+            "incoming",
+            (StatusCode::BAD_REQUEST, "MessageSid is required"),
+        );
     }
     let event = InboundReceived {
         meta: Some(sms_bus::meta(
@@ -375,17 +387,21 @@ async fn incoming(
         num_segments: hook.get("NumSegments").parse().unwrap_or(1),
         account_sid: hook.get("AccountSid").to_owned(),
     };
-    match publish(&app.bus, &event).await.status() {
+    match publish("incoming", &app.bus, &event).await.status() {
         StatusCode::OK => twiml(),
         other => other.into_response(),
     }
 }
 
 /// Publishes and waits for JetStream to store the event: only then may the carrier stop retrying.
-async fn publish<E: sms_bus::Event>(bus: &Bus, event: &E) -> Response {
+async fn publish<E: sms_bus::Event>(kind: &'static str, bus: &Bus, event: &E) -> Response {
     match bus.publish_durably(event).await {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => {
+            count(kind, "stored");
+            StatusCode::OK.into_response()
+        }
         Err(e) => {
+            count(kind, "unavailable");
             tracing::error!(error = %e, "could not store a webhook event; the carrier will retry");
             reject(StatusCode::SERVICE_UNAVAILABLE, "try again later")
         }

@@ -41,7 +41,7 @@ pub const DEFAULT_CONFIRMATION: &str = "You have been unsubscribed and will rece
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
-    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
     /// `SMS_API_TOKENS`: `system:token` pairs for the gRPC API (empty: no authentication).
     pub api_tokens: std::collections::HashMap<String, String>,
@@ -316,6 +316,14 @@ impl Registry {
             source: c.source.to_owned(),
         };
         self.bus.publish_durably(&event).await?;
+        if changed {
+            metrics::counter!(
+                sms_runtime::metrics::OPTOUT_CHANGES,
+                "change" => if c.opted_out { "opted_out" } else { "opted_in" },
+                "source" => c.source.to_owned(),
+            )
+            .increment(1);
+        }
         Ok(changed)
     }
 

@@ -178,6 +178,9 @@ pub struct CommonConfig {
     pub ack_wait: Duration,
     /// `SMS_MAX_DELIVER`: deliveries before an event is dead-lettered.
     pub max_deliver: i64,
+    /// `SMS_STREAM_REPLICAS`: copies JetStream keeps of each stream it creates (1 to 5; 3 on
+    /// a 3-node cluster).
+    pub stream_replicas: usize,
 }
 
 impl CommonConfig {
@@ -212,6 +215,14 @@ impl CommonConfig {
                 "must be at least 1",
             ));
         }
+        let stream_replicas = env.parse_or("SMS_STREAM_REPLICAS", 1usize)?;
+        if !(1..=5).contains(&stream_replicas) {
+            return Err(ConfigError::new(
+                "SMS_STREAM_REPLICAS",
+                stream_replicas.to_string(),
+                "JetStream keeps 1 to 5 copies of a stream",
+            ));
+        }
         Ok(CommonConfig {
             nats_url: env.string_or("SMS_NATS_URL", "nats://127.0.0.1:4222"),
             namespace,
@@ -219,6 +230,7 @@ impl CommonConfig {
             db_max_connections: env.parse_or("SMS_DB_MAX_CONNECTIONS", 16u32)?,
             ack_wait: env.millis_or("SMS_ACK_WAIT_MS", Duration::from_secs(30))?,
             max_deliver,
+            stream_replicas,
         })
     }
 }
@@ -232,14 +244,16 @@ mod tests {
         let c = CommonConfig::from_env(&Env::from_pairs(&[])).unwrap();
         assert_eq!(c.namespace, "sms");
         assert_eq!(c.ack_wait, Duration::from_secs(30));
+        assert_eq!(c.stream_replicas, 1);
         let c = CommonConfig::from_env(&Env::from_pairs(&[
             ("SMS_NAMESPACE", "t1"),
             ("SMS_ACK_WAIT_MS", "1500"),
+            ("SMS_STREAM_REPLICAS", "3"),
         ]))
         .unwrap();
         assert_eq!(
-            (c.namespace.as_str(), c.ack_wait),
-            ("t1", Duration::from_millis(1500))
+            (c.namespace.as_str(), c.ack_wait, c.stream_replicas),
+            ("t1", Duration::from_millis(1500), 3)
         );
     }
 
@@ -271,5 +285,10 @@ mod tests {
         let e = CommonConfig::from_env(&Env::from_pairs(&[("SMS_DATABASE_URL", "mysql://x")]))
             .unwrap_err();
         assert_eq!(e.var, "SMS_DATABASE_URL");
+        for replicas in ["0", "6", "three"] {
+            let e = CommonConfig::from_env(&Env::from_pairs(&[("SMS_STREAM_REPLICAS", replicas)]))
+                .unwrap_err();
+            assert_eq!(e.var, "SMS_STREAM_REPLICAS");
+        }
     }
 }

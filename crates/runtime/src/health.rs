@@ -1,4 +1,5 @@
-//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer) over HTTP.
+//! `/healthz` (the process is alive), `/readyz` (its dependencies answer) and `/metrics`
+//! (Prometheus) over HTTP.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,12 +17,27 @@ use tokio_util::sync::CancellationToken;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// The health routes, to merge into a service's own router or serve alone.
+/// The health and metrics routes, to merge into a service's own router or serve alone.
+/// Installs the process's metrics recorder if nothing has yet.
 pub fn router(ready: ReadyCheck) -> Router {
+    crate::metrics::install();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(ready)
+}
+
+async fn metrics() -> (StatusCode, [(header::HeaderName, &'static str); 1], String) {
+    let content_type = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    match crate::metrics::render() {
+        Some(text) => (StatusCode::OK, content_type, text),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            content_type,
+            "another metrics recorder is installed in this process\n".into(),
+        ),
+    }
 }
 
 async fn readyz(State(ready): State<ReadyCheck>) -> (StatusCode, String) {

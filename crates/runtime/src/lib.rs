@@ -1,11 +1,12 @@
 //! What every service binary shares: configuration from `SMS_*` variables, tracing and
 //! OpenTelemetry, the Postgres pool with the service's own schema and migrations, health
-//! endpoints, and graceful shutdown on SIGINT / SIGTERM.
+//! and metrics endpoints, and graceful shutdown on SIGINT / SIGTERM.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod metrics;
 pub mod service;
 pub mod telemetry;
 

@@ -48,6 +48,7 @@ pub fn bus_config(common: &CommonConfig) -> BusConfig {
     let mut config = BusConfig::new(&common.nats_url, &common.namespace);
     config.ack_wait = common.ack_wait;
     config.max_deliver = common.max_deliver;
+    config.replicas = common.stream_replicas;
     config
 }
 
@@ -60,6 +61,7 @@ pub async fn start(
     health_addr: Option<SocketAddr>,
     shutdown: &CancellationToken,
 ) -> Result<Base, StartError> {
+    crate::metrics::install();
     let pool = db::connect(
         &common.database_url,
         schema,

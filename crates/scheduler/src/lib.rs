@@ -35,7 +35,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Config {
     /// Bus and database.
     pub common: CommonConfig,
-    /// `SMS_HEALTH_ADDR`: where `/healthz` and `/readyz` are served (none when unset).
+    /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
     /// `SMS_FIRE_BATCH`: rows claimed per firing round.
     pub batch: i64,
@@ -318,12 +318,14 @@ impl Scheduler {
         let late_after = chrono::Duration::from_std(self.config.late_after).unwrap_or_default();
         let mut acks = Vec::with_capacity(claimed.len());
         let mut ids = Vec::with_capacity(claimed.len());
+        let mut lags = Vec::with_capacity(claimed.len());
         for row in &claimed {
             let Ok(message) = OutboundMessage::decode(row.message.as_slice()) else {
                 tracing::error!(message_id = %row.message_id, "stored message does not decode; skipped");
                 continue;
             };
             let id = row.message_id.to_string();
+            let lag = now - row.send_at;
             let event = MessageDue {
                 meta: Some(sms_bus::meta(
                     sms_bus::stable_event_id(&[&id, "due"]),
@@ -331,7 +333,7 @@ impl Scheduler {
                     &id,
                 )),
                 message: Some(message),
-                late: now - row.send_at > late_after,
+                late: lag > late_after,
                 send_at: Some(prost_types::Timestamp {
                     seconds: row.send_at.timestamp(),
                     nanos: i32::try_from(row.send_at.timestamp_subsec_nanos()).unwrap_or(0),
@@ -339,6 +341,7 @@ impl Scheduler {
             };
             acks.push(self.bus.publish(&event).await?);
             ids.push(row.message_id);
+            lags.push(lag);
         }
         for ack in acks {
             ack.await?;
@@ -350,6 +353,12 @@ impl Scheduler {
         )
         .execute(&self.pool)
         .await?;
+        for lag in lags {
+            let late = if lag > late_after { "true" } else { "false" };
+            metrics::counter!(sms_runtime::metrics::SCHEDULED_FIRED, "late" => late).increment(1);
+            metrics::histogram!(sms_runtime::metrics::SCHEDULE_LAG_SECONDS)
+                .record(lag.to_std().unwrap_or_default());
+        }
         Ok(ids.len())
     }
 }

@@ -286,6 +286,7 @@ impl Stack {
             db_max_connections: self.options.db_max_connections,
             ack_wait: self.options.ack_wait,
             max_deliver: 5,
+            stream_replicas: 1,
         }
     }
 
@@ -541,6 +542,16 @@ impl Stack {
             let _ = t.await;
         }
         let _ = self.bus.delete_streams().await;
+    }
+}
+
+/// A plain SendMessage request from `from` to `to`.
+pub fn sms(from: &str, to: &str, body: &str) -> sms_proto::v1::SendMessageRequest {
+    sms_proto::v1::SendMessageRequest {
+        to: to.into(),
+        from: from.into(),
+        body: body.into(),
+        ..Default::default()
     }
 }
 

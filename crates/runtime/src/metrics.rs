@@ -1,0 +1,127 @@
+//! Prometheus metrics. One recorder per process (the `metrics` facade), rendered at `/metrics`
+//! by every health router; so `smsd`, which runs every service in one process, shows them all
+//! on one page. The names of every metric the services record are here, with their help text.
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Messages accepted by SendMessage, by `kind` (`sms`, `mms`) and `when` (`now`, `later`).
+pub const MESSAGES_ACCEPTED: &str = "sms_messages_accepted_total";
+/// SendMessage calls refused, by `reason` (the machine-readable reason of the gRPC error).
+pub const SENDS_REFUSED: &str = "sms_sends_refused_total";
+/// Status changes applied to messages, by `status`.
+pub const MESSAGE_STATUSES: &str = "sms_message_statuses_total";
+/// Segments the carrier took (what is billed), by `encoding`.
+pub const SEGMENTS_BILLED: &str = "sms_segments_billed_total";
+/// Calls to the carrier's API, by `outcome` (`accepted`, `refused`, `retryable_error`,
+/// `unknown`: no answer after the request may have reached the carrier).
+pub const CARRIER_REQUESTS: &str = "sms_carrier_requests_total";
+/// How long the carrier's API took to answer.
+pub const CARRIER_REQUEST_SECONDS: &str = "sms_carrier_request_seconds";
+/// Sends the dispatcher stopped before the carrier, by `reason`.
+pub const SENDS_BLOCKED: &str = "sms_sends_blocked_total";
+/// Carrier webhooks received, by `kind` (`status`, `incoming`) and `outcome`.
+pub const WEBHOOKS: &str = "sms_webhooks_total";
+/// Scheduled messages handed on, by `late` (`true` when the scheduler was behind).
+pub const SCHEDULED_FIRED: &str = "sms_scheduled_fired_total";
+/// How long after its due time a scheduled message was handed on.
+pub const SCHEDULE_LAG_SECONDS: &str = "sms_schedule_lag_seconds";
+/// Opt-out changes recorded by the registry, by `change` (`opted_out`, `opted_in`) and
+/// `source` (`keyword`, `carrier`, `manual`).
+pub const OPTOUT_CHANGES: &str = "sms_optout_changes_total";
+
+/// Bucket bounds (seconds) of every latency histogram.
+const SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls return the same handle). `None` when
+/// another recorder was installed first, in which case `/metrics` says so.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = match PrometheusBuilder::new().set_buckets(SECONDS) {
+                Ok(builder) => builder.build_recorder(),
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics: bad histogram buckets");
+                    return None;
+                }
+            };
+            let handle = recorder.handle();
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "metrics: another recorder is installed; /metrics is empty");
+                return None;
+            }
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition of every metric of this process.
+pub fn render() -> Option<String> {
+    install().map(PrometheusHandle::render)
+}
+
+fn describe() {
+    sms_bus::metrics::describe();
+    describe_counter!(
+        MESSAGES_ACCEPTED,
+        Unit::Count,
+        "Messages accepted by SendMessage."
+    );
+    describe_counter!(
+        SENDS_REFUSED,
+        Unit::Count,
+        "SendMessage calls refused, by reason."
+    );
+    describe_counter!(
+        MESSAGE_STATUSES,
+        Unit::Count,
+        "Status changes applied to messages."
+    );
+    describe_counter!(
+        SEGMENTS_BILLED,
+        Unit::Count,
+        "Segments the carrier took, by encoding."
+    );
+    describe_counter!(
+        CARRIER_REQUESTS,
+        Unit::Count,
+        "Calls to the carrier's API, by outcome."
+    );
+    describe_histogram!(
+        CARRIER_REQUEST_SECONDS,
+        Unit::Seconds,
+        "How long the carrier's API took to answer."
+    );
+    describe_counter!(
+        SENDS_BLOCKED,
+        Unit::Count,
+        "Sends stopped before the carrier, by reason."
+    );
+    describe_counter!(
+        WEBHOOKS,
+        Unit::Count,
+        "Carrier webhooks received, by kind and outcome."
+    );
+    describe_counter!(
+        SCHEDULED_FIRED,
+        Unit::Count,
+        "Scheduled messages handed on."
+    );
+    describe_histogram!(
+        SCHEDULE_LAG_SECONDS,
+        Unit::Seconds,
+        "How long after its due time a scheduled message was handed on."
+    );
+    describe_counter!(
+        OPTOUT_CHANGES,
+        Unit::Count,
+        "Opt-out changes recorded by the registry."
+    );
+}
