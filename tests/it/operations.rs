@@ -89,96 +89,68 @@ async fn health_and_metrics_follow_the_traffic() {
         .unwrap();
     assert_eq!(code, 200);
 
-    // Counters only ever grow, so compare with the page read before the traffic.
-    let delta = |after: &str, name: &str, labels: &[(&str, &str)]| {
-        sample(after, name, labels) - sample(&before, name, labels)
-    };
+    // Counters only ever grow: compare with the page read before the traffic.
+    // The STOP is answered with the one-time confirmation: a third message to the carrier.
     let after = eventually(
         Duration::from_secs(10),
-        "the opt-out to be counted",
+        "the opt-out and its confirmation to be counted",
         || async {
             let (_, text) = get(&format!("{base}/metrics")).await;
-            (sample(
-                &text,
-                "sms_optout_changes_total",
-                &[("change", "opted_out")],
-            ) > sample(
-                &before,
-                "sms_optout_changes_total",
-                &[("change", "opted_out")],
-            ))
-            .then_some(text)
+            let grew = |name: &str, labels: &[(&str, &str)]| {
+                sample(&text, name, labels) - sample(&before, name, labels)
+            };
+            // Each counter moves a little after the fact that lets the next step happen.
+            (grew("sms_optout_changes_total", &[("change", "opted_out")]) >= 1.0
+                && grew("sms_message_statuses_total", &[("status", "delivered")]) >= 2.0
+                && grew("sms_carrier_requests_total", &[("outcome", "accepted")]) >= 3.0
+                && grew(
+                    "sms_bus_events_total",
+                    &[("consumer", "dispatcher-accepted"), ("outcome", "ok")],
+                ) >= 3.0)
+                .then_some(text)
         },
     )
     .await;
-    let accepted = [("kind", "sms"), ("when", "now")];
-    assert_eq!(delta(&after, "sms_messages_accepted_total", &accepted), 2.0);
-    assert_eq!(
-        delta(
-            &after,
-            "sms_sends_refused_total",
-            &[("reason", "BODY_TOO_LONG")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        delta(
-            &after,
-            "sms_carrier_requests_total",
-            &[("outcome", "accepted")]
-        ),
-        2.0
-    );
-    assert_eq!(delta(&after, "sms_carrier_request_seconds_count", &[]), 2.0);
-    let status = |s: MessageStatus| {
-        delta(
-            &after,
-            "sms_message_statuses_total",
-            &[("status", sms_bus::status_from_proto(s).unwrap().as_str())],
-        )
+    let conversation = stack.conversation(FROM, QUITTER).await;
+    let confirmation = conversation
+        .iter()
+        .find(|m| m.from == FROM)
+        .expect("the confirmation is on the conversation");
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
     };
-    assert_eq!(status(MessageStatus::Delivered), 1.0);
+    let status = |s: MessageStatus| {
+        let name = sms_bus::status_from_proto(s).unwrap().as_str();
+        delta("sms_message_statuses_total", &[("status", name)])
+    };
+    // SendMessage: two accepted, one refused (the confirmation is not a SendMessage call).
+    let accepted = [("kind", "sms"), ("when", "now")];
+    assert_eq!(delta("sms_messages_accepted_total", &accepted), 2.0);
+    let too_long = [("reason", "BODY_TOO_LONG")];
+    assert_eq!(delta("sms_sends_refused_total", &too_long), 1.0);
+    // The carrier took three: hello, the landline (which fails later), the confirmation.
+    let taken = [("outcome", "accepted")];
+    assert_eq!(delta("sms_carrier_requests_total", &taken), 3.0);
+    assert_eq!(delta("sms_carrier_request_seconds_count", &[]), 3.0);
+    assert_eq!(status(MessageStatus::Delivered), 2.0);
     assert_eq!(status(MessageStatus::Failed), 1.0);
     assert_eq!(
-        delta(
-            &after,
-            "sms_segments_billed_total",
-            &[("encoding", "GSM-7")]
-        ),
-        1.0,
-        "the delivered message is billed, the landline is not"
+        delta("sms_segments_billed_total", &[("encoding", "GSM-7")]),
+        (1 + confirmation.segments) as f64,
+        "the delivered messages are billed, the landline is not"
     );
+    let forged = [("kind", "incoming"), ("outcome", "bad_signature")];
+    assert_eq!(delta("sms_webhooks_total", &forged), 1.0);
+    let stored = [("kind", "status"), ("outcome", "stored")];
     assert_eq!(
-        delta(
-            &after,
-            "sms_webhooks_total",
-            &[("kind", "incoming"), ("outcome", "bad_signature")]
-        ),
-        1.0
+        delta("sms_webhooks_total", &stored),
+        5.0,
+        "sent and delivered twice, and the landline's failure"
     );
-    assert!(
-        delta(
-            &after,
-            "sms_webhooks_total",
-            &[("kind", "status"), ("outcome", "stored")]
-        ) >= 3.0,
-        "sent and delivered, and the landline's failure"
-    );
-    assert_eq!(
-        delta(
-            &after,
-            "sms_optout_changes_total",
-            &[("change", "opted_out"), ("source", "keyword")]
-        ),
-        1.0
-    );
-    assert!(
-        delta(
-            &after,
-            "sms_bus_events_total",
-            &[("consumer", "dispatcher-accepted"), ("outcome", "ok")]
-        ) >= 2.0
-    );
+    let stop = [("change", "opted_out"), ("source", "keyword")];
+    assert_eq!(delta("sms_optout_changes_total", &stop), 1.0);
+    let handled = [("consumer", "dispatcher-accepted"), ("outcome", "ok")];
+    assert_eq!(delta("sms_bus_events_total", &handled), 3.0);
     assert!(after.contains("# TYPE sms_carrier_request_seconds histogram"));
     assert!(after.contains("# HELP sms_messages_accepted_total"));
     stack.shutdown().await;

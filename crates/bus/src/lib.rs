@@ -94,6 +94,8 @@ pub struct BusConfig {
     pub batch: usize,
     /// Events handled at once per consumer.
     pub concurrency: usize,
+    /// Batches handled at once per consumer, by [`Bus::consume_batches`].
+    pub batches_in_flight: usize,
     /// How long the events stream keeps events.
     pub max_age: Duration,
     /// JetStream de-duplication window for `Nats-Msg-Id`.
@@ -113,6 +115,7 @@ impl BusConfig {
             max_deliver: 5,
             batch: 256,
             concurrency: 64,
+            batches_in_flight: 4,
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
@@ -334,22 +337,8 @@ impl Bus {
     {
         let consumer = self.consumer(kind).await?;
         while !shutdown.is_cancelled() {
-            let messages = match consumer
-                .stream()
-                .max_messages_per_batch(self.config.batch)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
-                .messages()
-                .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(consumer = kind.durable_name(), error = %e, "pull failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
+            let Some(messages) = self.pull(&consumer, kind, &shutdown).await else {
+                continue;
             };
             messages
                 .take_until(shutdown.cancelled())
@@ -366,6 +355,168 @@ impl Bus {
         Ok(())
     }
 
+    /// Like [`Bus::consume`], but hands `handler` every event that has arrived (up to `batch`)
+    /// at once, so that it can apply them together, in one transaction say. It returns one
+    /// outcome per event, in order; each is acknowledged, retried or dead-lettered on its own.
+    /// Up to `batches_in_flight` batches are handled at once.
+    pub async fn consume_batches<E, F, Fut>(
+        &self,
+        kind: ConsumerKind,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), BusError>
+    where
+        E: Event,
+        F: Fn(Vec<(E, Delivery)>) -> Fut + Send + Sync,
+        Fut: Future<Output = Vec<Result<(), HandleError>>> + Send,
+    {
+        let consumer = self.consumer(kind).await?;
+        while !shutdown.is_cancelled() {
+            let Some(messages) = self.pull(&consumer, kind, &shutdown).await else {
+                continue;
+            };
+            messages
+                .take_until(shutdown.cancelled())
+                .filter_map(|message| async move {
+                    message
+                        .inspect_err(|e| {
+                            tracing::warn!(consumer = kind.durable_name(), error = %e, "consumer stream error");
+                        })
+                        .ok()
+                })
+                .ready_chunks(self.config.batch)
+                .for_each_concurrent(self.config.batches_in_flight, |batch| {
+                    self.handle_batch(kind, batch, &handler)
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// A pull stream on `consumer`; `None` (after a pause, or at shutdown) when the pull failed.
+    async fn pull(
+        &self,
+        consumer: &PullConsumer,
+        kind: ConsumerKind,
+        shutdown: &CancellationToken,
+    ) -> Option<pull::Stream> {
+        match consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(consumer = kind.durable_name(), error = %e, "pull failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                None
+            }
+        }
+    }
+
+    fn delivery(&self, message: &jetstream::Message) -> Delivery {
+        let attempt = message.info().map_or(1, |i| i.delivered);
+        Delivery {
+            attempt,
+            last: attempt >= self.config.max_deliver,
+        }
+    }
+
+    /// Acknowledges, retries or dead-letters `message` by the handler's `result`.
+    async fn settle(
+        &self,
+        kind: ConsumerKind,
+        message: &jetstream::Message,
+        delivery: Delivery,
+        result: Result<(), HandleError>,
+    ) {
+        let outcome = match result {
+            Ok(()) => {
+                count(kind, "ok");
+                message.ack().await
+            }
+            Err(HandleError::Retry { reason, delay }) if !delivery.last => {
+                tracing::warn!(attempt = delivery.attempt, %reason, "handler failed; will retry");
+                count(kind, "retry");
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Err(e) => return self.dead_letter(kind, message, &e.to_string()).await,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "acknowledgement failed; the event will be redelivered");
+        }
+    }
+
+    async fn handle_batch<E, F, Fut>(
+        &self,
+        kind: ConsumerKind,
+        messages: Vec<jetstream::Message>,
+        handler: &F,
+    ) where
+        E: Event,
+        F: Fn(Vec<(E, Delivery)>) -> Fut + Send + Sync,
+        Fut: Future<Output = Vec<Result<(), HandleError>>> + Send,
+    {
+        let span = tracing::info_span!(
+            "consume_batch",
+            consumer = kind.durable_name(),
+            events = messages.len(),
+        );
+        async {
+            let mut events = Vec::with_capacity(messages.len());
+            let mut kept = Vec::with_capacity(messages.len());
+            for message in messages {
+                let delivery = self.delivery(&message);
+                match E::decode(message.payload.clone()) {
+                    Ok(event) => {
+                        trace::link_from(&tracing::Span::current(), message.headers.as_ref());
+                        events.push((event, delivery));
+                        kept.push((message, delivery));
+                    }
+                    Err(e) => {
+                        let reason = format!("cannot decode {}: {e}", E::NAME);
+                        self.dead_letter(kind, &message, &reason).await;
+                    }
+                }
+            }
+            if events.is_empty() {
+                return;
+            }
+            let started = std::time::Instant::now();
+            let results = handler(events).await;
+            ::metrics::histogram!(metrics::HANDLE_SECONDS, "consumer" => kind.durable_name())
+                .record(started.elapsed());
+            if results.len() != kept.len() {
+                tracing::error!(
+                    events = kept.len(),
+                    outcomes = results.len(),
+                    "batch handler returned the wrong number of outcomes; retrying the rest"
+                );
+            }
+            let results = results
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat_with(|| None));
+            for ((message, delivery), result) in kept.iter().zip(results) {
+                let result = result.unwrap_or_else(|| {
+                    Err(HandleError::Retry {
+                        reason: "no outcome from the batch handler".into(),
+                        delay: Duration::from_secs(1),
+                    })
+                });
+                self.settle(kind, message, *delivery, result).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn handle<E, F, Fut>(&self, kind: ConsumerKind, message: jetstream::Message, handler: &F)
     where
         E: Event,
@@ -380,11 +531,7 @@ impl Bus {
         );
         trace::set_parent_from(&span, message.headers.as_ref());
         async {
-            let attempt = message.info().map_or(1, |i| i.delivered);
-            let delivery = Delivery {
-                attempt,
-                last: attempt >= self.config.max_deliver,
-            };
+            let delivery = self.delivery(&message);
             let event = match E::decode(message.payload.clone()) {
                 Ok(e) => e,
                 Err(e) => {
@@ -397,21 +544,7 @@ impl Bus {
             let result = handler(event, delivery).await;
             ::metrics::histogram!(metrics::HANDLE_SECONDS, "consumer" => kind.durable_name())
                 .record(started.elapsed());
-            let outcome = match result {
-                Ok(()) => {
-                    count(kind, "ok");
-                    message.ack().await
-                }
-                Err(HandleError::Retry { reason, delay }) if !delivery.last => {
-                    tracing::warn!(attempt, %reason, "handler failed; will retry");
-                    count(kind, "retry");
-                    message.ack_with(AckKind::Nak(Some(delay))).await
-                }
-                Err(e) => return self.dead_letter(kind, &message, &e.to_string()).await,
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "acknowledgement failed; the event will be redelivered");
-            }
+            self.settle(kind, &message, delivery, result).await;
         }
         .instrument(span)
         .await

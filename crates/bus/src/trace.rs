@@ -2,6 +2,7 @@
 
 use async_nats::HeaderMap;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -37,6 +38,17 @@ pub fn set_parent_from(span: &tracing::Span, headers: Option<&HeaderMap>) {
     let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     // Fails only when no OpenTelemetry layer is installed: then there is no trace to follow.
     let _ = span.set_parent(cx);
+}
+
+/// Links `span` to the trace context in `headers`, if there is one: for a span that handles
+/// several events at once, each from its own trace.
+pub fn link_from(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    let Some(headers) = headers else { return };
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let span_context = cx.span().span_context().clone();
+    if span_context.is_valid() {
+        span.add_link(span_context);
+    }
 }
 
 /// The current span's `traceparent` value, for HTTP calls (empty when tracing is off).

@@ -221,6 +221,110 @@ async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_r
     bus.delete_streams().await.unwrap();
 }
 
+#[tokio::test]
+async fn batches_keep_the_stream_order_and_settle_each_event_on_its_own() {
+    let bus = bus().await;
+    // Published before the consumer starts, so they arrive together.
+    for i in 0..50 {
+        bus.publish_durably(&accepted(&format!("e{i}"), &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut dlq = bus
+        .client()
+        .subscribe(
+            bus.subjects()
+                .dead_letter(ConsumerKind::DispatcherAccepted.durable_name()),
+        )
+        .await
+        .unwrap();
+    bus.client().flush().await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<(String, i64)>>::new()));
+    let shutdown = CancellationToken::new();
+    let consumer = {
+        let (bus, shutdown, seen) = (bus.clone(), shutdown.clone(), seen.clone());
+        tokio::spawn(async move {
+            bus.consume_batches(
+                ConsumerKind::DispatcherAccepted,
+                shutdown,
+                move |batch: Vec<(MessageAccepted, sms_bus::Delivery)>| {
+                    // Recorded as the batch is handed over, which is in stream order.
+                    let ids: Vec<(String, i64)> = batch
+                        .iter()
+                        .map(|(e, d)| (e.meta.clone().unwrap().message_id, d.attempt))
+                        .collect();
+                    seen.lock().unwrap().push(ids.clone());
+                    async move {
+                        // Slow enough that the events behind pile up into the next batches.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // m7 fails once, then succeeds; m9 is refused for good.
+                        ids.iter()
+                            .map(|(id, attempt)| match (id.as_str(), attempt) {
+                                ("m7", 1) => Err(HandleError::Retry {
+                                    reason: "not yet".into(),
+                                    delay: Duration::from_millis(50),
+                                }),
+                                ("m9", _) => Err(HandleError::Permanent("refused".into())),
+                                _ => Ok(()),
+                            })
+                            .collect()
+                    }
+                },
+            )
+            .await
+        })
+    };
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        dead.headers
+            .unwrap()
+            .get(sms_bus::DLQ_REASON_HEADER)
+            .unwrap()
+            .as_str(),
+        "permanent: refused"
+    );
+    sms_testkit_free_wait(|| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .any(|(id, attempt)| id == "m7" && *attempt == 2)
+    })
+    .await;
+    // Settled: nothing else comes back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    let batches = seen.lock().unwrap().clone();
+    let first: Vec<&str> = batches
+        .iter()
+        .flatten()
+        .filter(|(_, attempt)| *attempt == 1)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        first, expected,
+        "first deliveries in stream order, each once"
+    );
+    let again: Vec<&str> = batches
+        .iter()
+        .flatten()
+        .filter(|(_, attempt)| *attempt > 1)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(again, ["m7"], "only the retried event came back");
+    assert!(
+        batches.iter().any(|b| b.len() > 1),
+        "events that were waiting arrive together: {:?}",
+        batches.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    bus.delete_streams().await.unwrap();
+}
+
 async fn sms_testkit_free_wait(mut done: impl FnMut() -> bool) {
     for _ in 0..300 {
         if done() {

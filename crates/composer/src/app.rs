@@ -485,31 +485,13 @@ impl App {
 
     /// Applies a status event to its message (older and repeated statuses change nothing).
     pub async fn apply_status(&self, e: &StatusChanged) -> Result<(), sms_bus::HandleError> {
-        let Some(meta) = &e.meta else {
-            return Err(sms_bus::HandleError::Permanent(
-                "status event without meta".into(),
-            ));
-        };
-        let Ok(id) = Uuid::parse_str(&meta.message_id) else {
-            return Err(sms_bus::HandleError::Permanent(format!(
-                "status event for a bad message id {:?}",
-                meta.message_id
-            )));
-        };
-        let Some(to) = sms_bus::status_from_proto(e.status()) else {
-            return Err(sms_bus::HandleError::Permanent(
-                "status event without a status".into(),
-            ));
-        };
+        let (org, id, to) = parse_status_event(e)?;
         let retry = |e: sqlx::Error| sms_bus::HandleError::Retry {
             reason: format!("database: {e}"),
             delay: Duration::from_millis(500),
         };
         let mut tx = self.pool.begin().await.map_err(retry)?;
-        let Some(current) = store::lock_status(&mut tx, &meta.organization_id, id)
-            .await
-            .map_err(retry)?
-        else {
+        let Some(current) = store::lock_status(&mut tx, org, id).await.map_err(retry)? else {
             tracing::warn!(%id, "status for a message we do not have; ignored");
             return Ok(());
         };
@@ -521,29 +503,22 @@ impl App {
         let mut billed = None;
         match current.transition(to) {
             Transition::Advance => {
-                let reason = Some(e.reason.as_str()).filter(|s| !s.is_empty());
-                let code = (e.carrier_error_code != 0)
-                    .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX));
-                let at = meta
-                    .occurred_at
-                    .as_ref()
-                    .and_then(|t| {
-                        DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
-                    })
-                    .unwrap_or_else(Utc::now);
+                let fact = status_fact(e, to);
+                let reason = fact.reason.as_deref();
+                let code = fact.carrier_error_code;
                 store::set_status(&mut tx, id, to.as_str(), reason, code, sid)
                     .await
                     .map_err(retry)?;
-                let detail = Some(e.detail.as_str()).filter(|d| !d.is_empty());
+                let event_id = e.meta.as_ref().map_or("", |m| m.event_id.as_str());
                 store::insert_history(
                     &mut tx,
                     id,
                     to.as_str(),
                     reason,
                     code,
-                    detail,
-                    at,
-                    &meta.event_id,
+                    fact.detail.as_deref(),
+                    fact.occurred_at,
+                    event_id,
                 )
                 .await
                 .map_err(retry)?;
@@ -575,6 +550,126 @@ impl App {
                 .increment(u64::try_from(segments).unwrap_or(0));
         }
         Ok(())
+    }
+
+    /// Applies a batch of status events in one transaction, in the order given (the bus's),
+    /// with the same rules as [`App::apply_status`]; returns one outcome per event. Should the
+    /// transaction fail, each event is applied on its own, so one bad event costs only itself.
+    pub async fn apply_statuses(
+        &self,
+        events: &[StatusChanged],
+    ) -> Vec<Result<(), sms_bus::HandleError>> {
+        if let [one] = events {
+            return vec![self.apply_status(one).await];
+        }
+        match self.apply_batch(events).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::warn!(events = events.len(), error = %e, "batch of statuses failed; applying one by one");
+                let mut outcomes = Vec::with_capacity(events.len());
+                for event in events {
+                    outcomes.push(self.apply_status(event).await);
+                }
+                outcomes
+            }
+        }
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[StatusChanged],
+    ) -> Result<Vec<Result<(), sms_bus::HandleError>>, sqlx::Error> {
+        let mut outcomes: Vec<Result<(), sms_bus::HandleError>> = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        for e in events {
+            match parse_status_event(e) {
+                Ok(parsed) => {
+                    valid.push((e, parsed));
+                    outcomes.push(Ok(()));
+                }
+                Err(why) => outcomes.push(Err(why)),
+            }
+        }
+        let mut ids: Vec<Uuid> = valid.iter().map(|(_, (_, id, _))| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool.begin().await?;
+        let mut current: HashMap<Uuid, (String, Status)> = HashMap::new();
+        for (id, org, status) in store::lock_statuses(&mut tx, &ids).await? {
+            match status.parse::<Status>() {
+                Ok(status) => {
+                    current.insert(id, (org, status));
+                }
+                Err(e) => tracing::error!(%id, error = %e, "stored status does not parse"),
+            }
+        }
+        let mut updates: HashMap<Uuid, store::StatusUpdate> = HashMap::new();
+        let mut history = Vec::new();
+        let mut billable = Vec::new();
+        let mut advanced = Vec::new();
+        for (e, (org, id, to)) in valid {
+            let Some((_, status)) = current.get_mut(&id).filter(|(owner, _)| *owner == org) else {
+                tracing::warn!(%id, "status for a message we do not have; ignored");
+                continue;
+            };
+            let sid = Some(e.carrier_sid.as_str())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned);
+            let update = updates.entry(id).or_default();
+            match status.transition(to) {
+                Transition::Advance => {
+                    let fact = status_fact(e, to);
+                    update.status = Some(to.as_str().to_owned());
+                    if fact.reason.is_some() {
+                        update.reason.clone_from(&fact.reason);
+                    }
+                    if fact.carrier_error_code.is_some() {
+                        update.carrier_error_code = fact.carrier_error_code;
+                    }
+                    if sid.is_some() {
+                        update.carrier_sid = sid;
+                    }
+                    history.push(store::NewHistory {
+                        message_id: id,
+                        entry: fact,
+                        event_id: e
+                            .meta
+                            .as_ref()
+                            .map(|m| m.event_id.clone())
+                            .unwrap_or_default(),
+                    });
+                    if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
+                        billable.push(id);
+                    }
+                    advanced.push(to);
+                    *status = to;
+                }
+                Transition::Stale => {
+                    if update.carrier_sid_if_none.is_none() {
+                        update.carrier_sid_if_none = sid;
+                    }
+                }
+                Transition::Illegal => {
+                    tracing::warn!(%id, from = %status, to = %to, "illegal status change ignored");
+                }
+            }
+        }
+        let updates: Vec<(Uuid, store::StatusUpdate)> = updates.into_iter().collect();
+        store::set_statuses(&mut tx, &updates).await?;
+        store::insert_histories(&mut tx, &history).await?;
+        billable.sort_unstable();
+        billable.dedup();
+        let billed = store::record_usages(&mut tx, &billable).await?;
+        tx.commit().await?;
+        for to in advanced {
+            metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())
+                .increment(1);
+        }
+        for (encoding, segments) in billed {
+            metrics::counter!(sms_runtime::metrics::SEGMENTS_BILLED, "encoding" => encoding)
+                .increment(u64::try_from(segments).unwrap_or(0));
+        }
+        Ok(outcomes)
     }
 
     /// Leads with errored messages, most recent error first, and the next page's token.
@@ -660,6 +755,44 @@ impl App {
 }
 
 /// Parses an id given by a caller.
+/// The organization, message and status a status event is about.
+fn parse_status_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), sms_bus::HandleError> {
+    let Some(meta) = &e.meta else {
+        return Err(sms_bus::HandleError::Permanent(
+            "status event without meta".into(),
+        ));
+    };
+    let Ok(id) = Uuid::parse_str(&meta.message_id) else {
+        return Err(sms_bus::HandleError::Permanent(format!(
+            "status event for a bad message id {:?}",
+            meta.message_id
+        )));
+    };
+    let Some(to) = sms_bus::status_from_proto(e.status()) else {
+        return Err(sms_bus::HandleError::Permanent(
+            "status event without a status".into(),
+        ));
+    };
+    Ok((meta.organization_id.as_str(), id, to))
+}
+
+/// The history entry a status event makes when it advances a message to `to`.
+fn status_fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
+    store::HistoryRow {
+        status: to.as_str().to_owned(),
+        reason: Some(e.reason.clone()).filter(|s| !s.is_empty()),
+        carrier_error_code: (e.carrier_error_code != 0)
+            .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX)),
+        occurred_at: e
+            .meta
+            .as_ref()
+            .and_then(|m| m.occurred_at.as_ref())
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .unwrap_or_else(Utc::now),
+        detail: Some(e.detail.clone()).filter(|d| !d.is_empty()),
+    }
+}
+
 pub(crate) fn parse_id(id: &str) -> Result<Uuid, ComposerError> {
     Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))
 }

@@ -158,12 +158,16 @@ pub async fn run(
         .context("gRPC reflection")?;
 
     let status_app = app.clone();
-    let statuses = bus.consume(
+    // Statuses arrive three or four per message: applied a batch per transaction.
+    let statuses = bus.consume_batches(
         ConsumerKind::ComposerStatus,
         shutdown.clone(),
-        move |e: StatusChanged, _| {
+        move |batch: Vec<(StatusChanged, sms_bus::Delivery)>| {
             let app = status_app.clone();
-            async move { app.apply_status(&e).await }
+            async move {
+                let events: Vec<StatusChanged> = batch.into_iter().map(|(e, _)| e).collect();
+                app.apply_statuses(&events).await
+            }
         },
     );
     let inbound_app = app.clone();

@@ -493,6 +493,138 @@ pub async fn lock_status(
     .await
 }
 
+/// Locks the messages `ids` (in id order, so concurrent batches cannot deadlock); returns
+/// (id, organization, status) of those that exist.
+pub async fn lock_statuses(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, organization_id, status FROM composer.messages
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.organization_id, r.status))
+        .collect())
+}
+
+/// What a batch of status events changes on one message.
+#[derive(Debug, Clone, Default)]
+pub struct StatusUpdate {
+    /// The new status, when one advanced it.
+    pub status: Option<String>,
+    /// The latest reason given.
+    pub reason: Option<String>,
+    /// The latest carrier error code given.
+    pub carrier_error_code: Option<i32>,
+    /// A carrier sid from an advancing event (replaces the stored one).
+    pub carrier_sid: Option<String>,
+    /// A carrier sid from a stale event (kept only when none is stored).
+    pub carrier_sid_if_none: Option<String>,
+}
+
+/// Applies `updates` (one per message) in one statement.
+pub async fn set_statuses(
+    conn: &mut PgConnection,
+    updates: &[(Uuid, StatusUpdate)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = updates.iter().map(|(id, _)| *id).collect();
+    let statuses: Vec<Option<String>> = updates.iter().map(|(_, u)| u.status.clone()).collect();
+    let reasons: Vec<Option<String>> = updates.iter().map(|(_, u)| u.reason.clone()).collect();
+    let codes: Vec<Option<i32>> = updates.iter().map(|(_, u)| u.carrier_error_code).collect();
+    let sids: Vec<Option<String>> = updates.iter().map(|(_, u)| u.carrier_sid.clone()).collect();
+    let fallback_sids: Vec<Option<String>> = updates
+        .iter()
+        .map(|(_, u)| u.carrier_sid_if_none.clone())
+        .collect();
+    sqlx::query!(
+        "UPDATE composer.messages m
+         SET status = COALESCE(u.status, m.status),
+             reason = COALESCE(u.reason, m.reason),
+             carrier_error_code = COALESCE(u.code, m.carrier_error_code),
+             carrier_sid = COALESCE(u.sid, m.carrier_sid, u.fallback_sid),
+             updated_at = CASE WHEN u.status IS NULL THEN m.updated_at ELSE now() END
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[])
+              AS u(id, status, reason, code, sid, fallback_sid)
+         WHERE m.id = u.id",
+        &ids,
+        &statuses as &[Option<String>],
+        &reasons as &[Option<String>],
+        &codes as &[Option<i32>],
+        &sids as &[Option<String>],
+        &fallback_sids as &[Option<String>]
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// A status history entry to append, for [`insert_histories`].
+#[derive(Debug, Clone)]
+pub struct NewHistory {
+    /// The message.
+    pub message_id: Uuid,
+    /// The entry.
+    pub entry: HistoryRow,
+    /// The event that said so (an event is recorded once).
+    pub event_id: String,
+}
+
+/// Appends history entries in one statement (each event once).
+pub async fn insert_histories(
+    conn: &mut PgConnection,
+    rows: &[NewHistory],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+    let statuses: Vec<String> = rows.iter().map(|r| r.entry.status.clone()).collect();
+    let reasons: Vec<Option<String>> = rows.iter().map(|r| r.entry.reason.clone()).collect();
+    let codes: Vec<Option<i32>> = rows.iter().map(|r| r.entry.carrier_error_code).collect();
+    let details: Vec<Option<String>> = rows.iter().map(|r| r.entry.detail.clone()).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.entry.occurred_at).collect();
+    let event_ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO composer.message_status_history
+            (message_id, status, reason, carrier_error_code, detail, occurred_at, event_id)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[],
+                              $6::timestamptz[], $7::text[])
+         ON CONFLICT (message_id, event_id) DO NOTHING",
+        &ids,
+        &statuses,
+        &reasons as &[Option<String>],
+        &codes as &[Option<i32>],
+        &details as &[Option<String>],
+        &at,
+        &event_ids
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Records usage for messages handed to the carrier (once per message); returns the
+/// encoding and segments of each newly billed one.
+pub async fn record_usages(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(String, i32)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "INSERT INTO composer.usage (message_id, organization_id, month, country, kind, encoding, segments)
+         SELECT id, organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
+                to_region, CASE WHEN media_count > 0 THEN 'mms' ELSE 'sms' END, encoding, segments
+         FROM composer.messages WHERE id = ANY($1) AND direction = 'outbound'
+         ON CONFLICT (message_id) DO NOTHING
+         RETURNING encoding, segments",
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.encoding, r.segments)).collect())
+}
+
 /// Moves a message to a new status (reason and carrier facts kept when not given).
 #[allow(clippy::too_many_arguments)]
 pub async fn set_status(

@@ -250,9 +250,12 @@ fn serde_urlencoded_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 }
 
 /// Our status for a Twilio `MessageStatus`; `None` for statuses we do not track.
+///
+/// Twilio's `queued` is not tracked: the dispatcher reports `queued` itself when it takes the
+/// message on, before calling the carrier, so the callback would only repeat it (one event and
+/// one status write per message, for nothing).
 pub fn twilio_status(s: &str) -> Option<Status> {
     Some(match s {
-        "queued" => Status::Queued,
         "sending" => Status::Sending,
         "sent" => Status::Sent,
         "delivered" | "read" => Status::Delivered,
@@ -427,5 +430,6 @@ mod tests {
         assert_eq!(twilio_status("delivered"), Some(Status::Delivered));
         assert_eq!(twilio_status("undelivered"), Some(Status::Undelivered));
         assert_eq!(twilio_status("accepted"), None);
+        assert_eq!(twilio_status("queued"), None);
     }
 }
