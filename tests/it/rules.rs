@@ -254,6 +254,52 @@ async fn an_idempotency_key_returns_the_first_message_and_sends_once() {
     stack.shutdown().await;
 }
 
+/// Concurrent calls are stored many per transaction; a key repeated inside one batch must
+/// still give every caller the one message, and conflicts must not cost the others theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_sharing_a_key_get_one_message_and_the_rest_are_all_stored() {
+    let stack = Stack::start().await;
+    stack.add_number(US_A).await;
+    let client = stack.messaging().await;
+    let calls = (0..60).map(|i| {
+        let mut client = client.clone();
+        let req = SendMessageRequest {
+            // Every third call repeats one key.
+            idempotency_key: if i % 3 == 0 {
+                "crm-burst".into()
+            } else {
+                String::new()
+            },
+            ..sms(US_A, US_CONTACT, &format!("burst {i}"))
+        };
+        async move {
+            let m = client
+                .send_message(as_user(req))
+                .await
+                .unwrap()
+                .into_inner()
+                .message
+                .unwrap();
+            (i, m.id)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let keyed: std::collections::HashSet<&String> = results
+        .iter()
+        .filter(|(i, _)| i % 3 == 0)
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(keyed.len(), 1, "one message for the key");
+    let all: std::collections::HashSet<&String> = results.iter().map(|(_, id)| id).collect();
+    assert_eq!(all.len(), 41, "40 without a key, 1 with it");
+    let mut client = client.clone();
+    for id in &all {
+        stack.wait_final(&mut client, id).await;
+    }
+    assert_eq!(stack.sim.requests().len(), 41);
+    stack.shutdown().await;
+}
+
 fn context() -> TemplateContext {
     let mut c = TemplateContext::default();
     c.contact.get_or_insert_default().first_name = "Zoë".into();

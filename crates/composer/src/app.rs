@@ -46,6 +46,8 @@ pub struct App {
     pub(crate) media: crate::media::MediaConfig,
     /// For attachment URLs and inbound media.
     pub(crate) http: reqwest::Client,
+    /// Stores accepted messages, many calls per transaction.
+    pub(crate) writer: crate::writer::Writer,
 }
 
 /// What a send returns: the message and notes for the caller.
@@ -136,15 +138,19 @@ impl App {
             done: false,
             media_count: i32::try_from(media.len()).unwrap_or(i32::MAX),
         };
-        let event_id = accepted_event_id(&row);
-        let region = to.region().map(|r| r.to_string()).unwrap_or_default();
-        let extra = store::NewMessage {
-            idempotency_key,
-            to_region: &region,
-            template_id,
-            media: &media,
-        };
-        if let Err(e) = store::insert_message(&self.pool, &row, &extra, &event_id).await {
+        let media_count = media.len();
+        let stored = self
+            .writer
+            .insert(crate::writer::NewSend {
+                message: row.clone(),
+                idempotency_key: idempotency_key.map(str::to_owned),
+                to_region: to.region().map(|r| r.to_string()).unwrap_or_default(),
+                template_id,
+                media,
+                event_id: accepted_event_id(&row),
+            })
+            .await;
+        if let Err(e) = stored {
             // A concurrent call with the same key won the race: return its message.
             let key_taken = e
                 .as_database_error()
@@ -163,7 +169,7 @@ impl App {
         }
         metrics::counter!(
             sms_runtime::metrics::MESSAGES_ACCEPTED,
-            "kind" => if media.is_empty() { "sms" } else { "mms" },
+            "kind" => if media_count == 0 { "sms" } else { "mms" },
             "when" => if send_at.is_some() { "later" } else { "now" },
         )
         .increment(1);

@@ -27,12 +27,15 @@ pub mod media;
 pub mod numbers;
 pub mod store;
 pub mod templates;
+pub mod writer;
 
 pub use app::App;
 pub use error::ComposerError;
 
 /// Largest gRPC message (attachments travel in SendMessage and GetMedia).
 pub const MAX_GRPC_MESSAGE: usize = 16 * 1024 * 1024;
+/// Writer tasks storing accepted messages: one gathers a batch while the others commit.
+const WRITERS: usize = 4;
 
 /// The composer's schema.
 pub const SCHEMA: &str = "composer";
@@ -135,6 +138,7 @@ pub async fn run(
         opt_outs: opt_outs.clone(),
         media: config.media.clone(),
         http: sms_runtime::http_client(Duration::from_secs(30))?,
+        writer: writer::Writer::start(pool.clone(), WRITERS),
     });
     tokio::spawn(sms_runtime::health::serve(
         media_listener,

@@ -330,6 +330,89 @@ pub async fn insert_message(
     tx.commit().await
 }
 
+/// Inserts several messages (without attachments) and their first history entries in one
+/// transaction: all or none.
+pub async fn insert_messages(
+    pool: &PgPool,
+    sends: &[&crate::writer::NewSend],
+) -> Result<(), sqlx::Error> {
+    let m = |f: fn(&MessageRow) -> String| -> Vec<String> {
+        sends.iter().map(|s| f(&s.message)).collect()
+    };
+    let ids: Vec<Uuid> = sends.iter().map(|s| s.message.id).collect();
+    let orgs = m(|r| r.organization_id.clone());
+    let users = m(|r| r.user_id.clone());
+    let directions = m(|r| r.direction.clone());
+    let froms = m(|r| r.from_number.clone());
+    let tos = m(|r| r.to_number.clone());
+    let bodies = m(|r| r.body.clone());
+    let statuses = m(|r| r.status.clone());
+    let encodings = m(|r| r.encoding.clone());
+    let segments: Vec<i32> = sends.iter().map(|s| s.message.segments).collect();
+    let characters: Vec<i32> = sends.iter().map(|s| s.message.characters).collect();
+    let leads: Vec<Option<String>> = sends.iter().map(|s| s.message.lead_id.clone()).collect();
+    let contacts: Vec<Option<String>> =
+        sends.iter().map(|s| s.message.contact_id.clone()).collect();
+    let keys: Vec<Option<String>> = sends.iter().map(|s| s.idempotency_key.clone()).collect();
+    let created: Vec<DateTime<Utc>> = sends.iter().map(|s| s.message.created_at).collect();
+    let regions: Vec<String> = sends.iter().map(|s| s.to_region.clone()).collect();
+    let templates: Vec<Option<Uuid>> = sends.iter().map(|s| s.template_id).collect();
+    let send_at: Vec<Option<DateTime<Utc>>> = sends.iter().map(|s| s.message.send_at).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO composer.messages
+            (id, organization_id, user_id, direction, from_number, to_number, body, status,
+             encoding, segments, characters, lead_id, contact_id, idempotency_key,
+             created_at, updated_at, to_region, template_id, send_at, schedule_published,
+             media_count)
+         SELECT id, org, usr, dir, from_number, to_number, body, status, encoding, segments,
+                characters, lead, contact, idem, created, created, region, template, send_at,
+                send_at IS NULL, 0
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::int4[], $11::int4[], $12::text[],
+                     $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::uuid[],
+                     $18::timestamptz[])
+              AS u(id, org, usr, dir, from_number, to_number, body, status, encoding, segments,
+                   characters, lead, contact, idem, created, region, template, send_at)",
+        &ids,
+        &orgs,
+        &users,
+        &directions,
+        &froms,
+        &tos,
+        &bodies,
+        &statuses,
+        &encodings,
+        &segments,
+        &characters,
+        &leads as &[Option<String>],
+        &contacts as &[Option<String>],
+        &keys as &[Option<String>],
+        &created,
+        &regions,
+        &templates as &[Option<Uuid>],
+        &send_at as &[Option<DateTime<Utc>>]
+    )
+    .execute(&mut *tx)
+    .await?;
+    let history: Vec<NewHistory> = sends
+        .iter()
+        .map(|s| NewHistory {
+            message_id: s.message.id,
+            entry: HistoryRow {
+                status: s.message.status.clone(),
+                reason: None,
+                carrier_error_code: None,
+                occurred_at: s.message.created_at,
+                detail: None,
+            },
+            event_id: s.event_id.clone(),
+        })
+        .collect();
+    insert_histories(&mut tx, &history).await?;
+    tx.commit().await
+}
+
 /// Appends a history entry (once per event).
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_history(
