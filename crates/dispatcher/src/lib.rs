@@ -17,6 +17,7 @@ use sms_proto::v1::events::{
     EventMeta, MessageAccepted, MessageDue, NumberChanged, OptOutChanged, OutboundMessage,
     StatusChanged,
 };
+use sms_runtime::batch::Batcher;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -146,6 +147,8 @@ pub async fn run_with_carrier(
         tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");
     }
     let dispatcher = Arc::new(Dispatcher {
+        claims: claims(pool.clone()),
+        sent: sent(pool.clone()),
         pool: pool.clone(),
         bus: bus.clone(),
         carrier,
@@ -191,6 +194,10 @@ pub async fn run_with_carrier(
 
 struct Dispatcher {
     pool: PgPool,
+    /// Claims, many per statement: message → attempt number, or `None` when already taken.
+    claims: Batcher<(Uuid, String), Result<Option<i32>, String>>,
+    /// Messages the carrier took (id, carrier sid), recorded many per statement.
+    sent: Batcher<(Uuid, String), Result<(), String>>,
     bus: Bus,
     carrier: Arc<dyn Carrier>,
     public_url: String,
@@ -199,6 +206,77 @@ struct Dispatcher {
     released: sms_bus::StateSet,
     /// (organization, contact) pairs that opted out.
     opted_out: sms_bus::StateSet,
+}
+
+/// Claims and "sent" marks are group-committed: concurrent sends share statements.
+const BATCH: usize = 256;
+const BATCH_WORKERS: usize = 2;
+
+/// Claims messages for carrier calls, many per statement. A message is claimed when it is new,
+/// or waiting to be retried; otherwise (sending, sent or failed) it is already taken: `None`.
+fn claims(pool: PgPool) -> Batcher<(Uuid, String), Result<Option<i32>, String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<(Uuid, String)>| {
+        let pool = pool.clone();
+        async move {
+            // The same message twice in one batch (a redelivery racing the first delivery):
+            // the first claims it, the others find it taken, as they would one after another.
+            let mut first = std::collections::HashSet::new();
+            let unique: Vec<&(Uuid, String)> =
+                items.iter().filter(|(id, _)| first.insert(*id)).collect();
+            let ids: Vec<Uuid> = unique.iter().map(|(id, _)| *id).collect();
+            let orgs: Vec<String> = unique.iter().map(|(_, org)| org.clone()).collect();
+            let claimed = sqlx::query!(
+                "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
+                 SELECT id, org, 'sending', 1 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, org)
+                 ON CONFLICT (message_id) DO UPDATE
+                    SET state = 'sending', attempts = dispatcher.sends.attempts + 1,
+                        updated_at = now()
+                    WHERE dispatcher.sends.state = 'retry'
+                 RETURNING message_id, attempts",
+                &ids,
+                &orgs
+            )
+            .fetch_all(&pool)
+            .await;
+            match claimed {
+                Ok(rows) => {
+                    let mut attempts: std::collections::HashMap<Uuid, i32> = rows
+                        .into_iter()
+                        .map(|r| (r.message_id, r.attempts))
+                        .collect();
+                    // `remove`: a repeat of an id in this batch finds it taken.
+                    items
+                        .iter()
+                        .map(|(id, _)| Ok(attempts.remove(id)))
+                        .collect()
+                }
+                Err(e) => items.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        }
+    })
+}
+
+/// Records that the carrier took messages, many per statement.
+fn sent(pool: PgPool) -> Batcher<(Uuid, String), Result<(), String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<(Uuid, String)>| {
+        let pool = pool.clone();
+        async move {
+            let ids: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
+            let sids: Vec<String> = items.iter().map(|(_, sid)| sid.clone()).collect();
+            let updated = sqlx::query!(
+                "UPDATE dispatcher.sends s
+                 SET state = 'sent', carrier_sid = u.sid, updated_at = now()
+                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, sid)
+                 WHERE s.message_id = u.id",
+                &ids,
+                &sids
+            )
+            .execute(&pool)
+            .await;
+            let result = updated.map(|_| ()).map_err(|e| e.to_string());
+            items.iter().map(|_| result.clone()).collect()
+        }
+    })
 }
 
 /// A database hiccup: try the event again shortly.
@@ -272,18 +350,12 @@ impl Dispatcher {
         )
         .increment(1);
         let result = match outcome {
-            Ok(receipt) => {
-                sqlx::query!(
-                    "UPDATE dispatcher.sends SET state = 'sent', carrier_sid = $2, updated_at = now()
-                     WHERE message_id = $1",
-                    id,
-                    receipt.carrier_sid
-                )
-                .execute(&self.pool)
+            Ok(receipt) => self
+                .sent
+                .call((id, receipt.carrier_sid))
                 .await
-                .map_err(db_retry)?;
-                Ok(())
-            }
+                .unwrap_or_else(|| Err("dispatcher stopping".into()))
+                .map_err(|e| retry(format!("database: {e}"))),
             Err(CarrierError::Retryable {
                 reason,
                 code,
@@ -341,19 +413,11 @@ impl Dispatcher {
 
     /// Claims the message for a carrier call; `None` when another delivery already has it.
     async fn claim(&self, id: Uuid, organization_id: &str) -> Result<Option<i32>, HandleError> {
-        sqlx::query_scalar!(
-            "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
-             VALUES ($1, $2, 'sending', 1)
-             ON CONFLICT (message_id) DO UPDATE
-                SET state = 'sending', attempts = dispatcher.sends.attempts + 1, updated_at = now()
-                WHERE dispatcher.sends.state = 'retry'
-             RETURNING attempts",
-            id,
-            organization_id
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_retry)
+        self.claims
+            .call((id, organization_id.to_owned()))
+            .await
+            .unwrap_or_else(|| Err("dispatcher stopping".into()))
+            .map_err(|e| retry(format!("database: {e}")))
     }
 
     async fn set_state(&self, id: Uuid, state: &str, error: &str) -> Result<(), HandleError> {

@@ -3,6 +3,7 @@
 //! and metrics endpoints, and graceful shutdown on SIGINT / SIGTERM.
 
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod health;
