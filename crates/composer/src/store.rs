@@ -633,7 +633,7 @@ pub async fn set_statuses(
              updated_at = CASE WHEN u.status IS NULL THEN m.updated_at ELSE now() END
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[])
               AS u(id, status, reason, code, sid, fallback_sid)
-         WHERE m.id = u.id",
+         WHERE m.id = ANY($1) AND m.id = u.id",
         &ids,
         &statuses as &[Option<String>],
         &reasons as &[Option<String>],

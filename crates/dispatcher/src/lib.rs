@@ -196,8 +196,8 @@ struct Dispatcher {
     pool: PgPool,
     /// Claims, many per statement: message → attempt number, or `None` when already taken.
     claims: Batcher<(Uuid, String), Result<Option<i32>, String>>,
-    /// Messages the carrier took (id, carrier sid), recorded many per statement.
-    sent: Batcher<(Uuid, String), Result<(), String>>,
+    /// Messages the carrier took (id, organization, carrier sid), recorded many per statement.
+    sent: Batcher<(Uuid, String, String), Result<(), String>>,
     bus: Bus,
     carrier: Arc<dyn Carrier>,
     public_url: String,
@@ -256,19 +256,28 @@ fn claims(pool: PgPool) -> Batcher<(Uuid, String), Result<Option<i32>, String>> 
     })
 }
 
-/// Records that the carrier took messages, many per statement.
-fn sent(pool: PgPool) -> Batcher<(Uuid, String), Result<(), String>> {
-    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<(Uuid, String)>| {
+/// Records that the carrier took messages (id, organization, carrier sid), many per statement.
+///
+/// Written as an upsert on the claim rows rather than an `UPDATE … FROM UNNEST` join: the
+/// conflict check always goes through the primary key, whereas the join's plan depends on the
+/// table's statistics, and on a young table (never analyzed) the planner picks a full scan per
+/// batch and keeps that plan as the table grows (measured: 37 million rows read in a
+/// 17-second benchmark).
+fn sent(pool: PgPool) -> Batcher<(Uuid, String, String), Result<(), String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<(Uuid, String, String)>| {
         let pool = pool.clone();
         async move {
-            let ids: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
-            let sids: Vec<String> = items.iter().map(|(_, sid)| sid.clone()).collect();
+            let ids: Vec<Uuid> = items.iter().map(|(id, _, _)| *id).collect();
+            let orgs: Vec<String> = items.iter().map(|(_, org, _)| org.clone()).collect();
+            let sids: Vec<String> = items.iter().map(|(_, _, sid)| sid.clone()).collect();
             let updated = sqlx::query!(
-                "UPDATE dispatcher.sends s
-                 SET state = 'sent', carrier_sid = u.sid, updated_at = now()
-                 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, sid)
-                 WHERE s.message_id = u.id",
+                "INSERT INTO dispatcher.sends (message_id, organization_id, state, carrier_sid)
+                 SELECT id, org, 'sent', sid FROM UNNEST($1::uuid[], $2::text[], $3::text[])
+                      AS u(id, org, sid)
+                 ON CONFLICT (message_id) DO UPDATE
+                    SET state = 'sent', carrier_sid = EXCLUDED.carrier_sid, updated_at = now()",
                 &ids,
+                &orgs,
                 &sids
             )
             .execute(&pool)
@@ -352,7 +361,7 @@ impl Dispatcher {
         let result = match outcome {
             Ok(receipt) => self
                 .sent
-                .call((id, receipt.carrier_sid))
+                .call((id, m.organization_id.clone(), receipt.carrier_sid))
                 .await
                 .unwrap_or_else(|| Err("dispatcher stopping".into()))
                 .map_err(|e| retry(format!("database: {e}"))),
