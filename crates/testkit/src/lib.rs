@@ -360,11 +360,15 @@ impl Stack {
             {
                 drop(channel);
                 // The consumers exist once every service has connected; give them a moment.
+                // (With no dispatcher, nobody creates the dispatcher's consumer.)
                 let names: Vec<&str> = [
                     sms_bus::ConsumerKind::DispatcherAccepted,
                     sms_bus::ConsumerKind::ComposerStatus,
                 ]
                 .iter()
+                .filter(|k| {
+                    self.options.dispatchers > 0 || **k != sms_bus::ConsumerKind::DispatcherAccepted
+                })
                 .map(|k| k.durable_name())
                 .collect();
                 let stream = self
