@@ -507,7 +507,7 @@ impl App {
         let sid = Some(e.carrier_sid.as_str()).filter(|s| !s.is_empty());
         let mut advanced = false;
         let mut billed = None;
-        match current.transition(to) {
+        match transition(e, current, to) {
             Transition::Advance => {
                 let fact = status_fact(e, to);
                 let reason = fact.reason.as_deref();
@@ -622,7 +622,7 @@ impl App {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned);
             let update = updates.entry(id).or_default();
-            match status.transition(to) {
+            match transition(e, *status, to) {
                 Transition::Advance => {
                     let fact = status_fact(e, to);
                     update.status = Some(to.as_str().to_owned());
@@ -760,7 +760,6 @@ impl App {
     }
 }
 
-/// Parses an id given by a caller.
 /// The organization, message and status a status event is about.
 fn parse_status_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), sms_bus::HandleError> {
     let Some(meta) = &e.meta else {
@@ -782,6 +781,15 @@ fn parse_status_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), sms_bus
     Ok((meta.organization_id.as_str(), id, to))
 }
 
+/// What a status event does to a message at `current`: the status machine's answer, except
+/// that an event meant only for messages still at `only_from` is stale for any other.
+fn transition(e: &StatusChanged, current: Status, to: Status) -> Transition {
+    match sms_bus::status_from_proto(e.only_from()) {
+        Some(only_from) if only_from != current => Transition::Stale,
+        _ => current.transition(to),
+    }
+}
+
 /// The history entry a status event makes when it advances a message to `to`.
 fn status_fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
     store::HistoryRow {
@@ -799,6 +807,7 @@ fn status_fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
     }
 }
 
+/// Parses an id given by a caller.
 pub(crate) fn parse_id(id: &str) -> Result<Uuid, ComposerError> {
     Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))
 }

@@ -50,6 +50,11 @@ pub struct Config {
     pub send_attempts: i32,
     /// `SMS_CARRIER_TIMEOUT_MS`: timeout of one carrier call.
     pub carrier_timeout: Duration,
+    /// `SMS_UNKNOWN_OUTCOME_AFTER_MS`: how long a carrier call may stay without an outcome (the
+    /// dispatcher died during it, or the carrier never answered) before its message is failed
+    /// as `unknown_carrier_error`, unless the carrier's callbacks have moved it on. Longer than
+    /// the carrier timeout; default 10 minutes.
+    pub unknown_outcome_after: Duration,
 }
 
 impl Config {
@@ -61,6 +66,16 @@ impl Config {
                 "SMS_PUBLIC_URL",
                 public_url,
                 "expected an http(s) URL",
+            ));
+        }
+        let carrier_timeout = env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?;
+        let unknown_outcome_after =
+            env.millis_or("SMS_UNKNOWN_OUTCOME_AFTER_MS", Duration::from_secs(600))?;
+        if unknown_outcome_after <= carrier_timeout {
+            return Err(ConfigError::new(
+                "SMS_UNKNOWN_OUTCOME_AFTER_MS",
+                unknown_outcome_after.as_millis().to_string(),
+                "must be longer than SMS_CARRIER_TIMEOUT_MS, or calls still in flight are failed",
             ));
         }
         Ok(Config {
@@ -83,7 +98,8 @@ impl Config {
                 )
             })?,
             send_attempts: env.parse_or("SMS_SEND_ATTEMPTS", 4)?,
-            carrier_timeout: env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?,
+            carrier_timeout,
+            unknown_outcome_after,
         })
     }
 }
@@ -184,8 +200,13 @@ pub async fn run_with_carrier(
             }
         },
     );
+    let sweep = sweep_unknown_outcomes(
+        dispatcher.clone(),
+        config.unknown_outcome_after,
+        shutdown.clone(),
+    );
     tracing::info!("dispatcher running");
-    let (a, b) = tokio::join!(accepted, due);
+    let (a, b, ()) = tokio::join!(accepted, due, sweep);
     a.context("accepted consumer")?;
     b.context("due consumer")?;
     tracing::info!("dispatcher stopped");
@@ -290,6 +311,28 @@ fn sent(pool: PgPool) -> Batcher<(Uuid, String, String), Result<(), String>> {
             }
         },
     )
+}
+
+/// Fails the messages whose carrier call has had no outcome for `after`: the dispatcher that
+/// made it died during the call, or the call timed out after the request went out. Sending
+/// again could text the contact twice, so they are not retried; the failure applies only if
+/// the message is still `queued`, so carrier callbacks that did arrive win.
+async fn sweep_unknown_outcomes(d: Arc<Dispatcher>, after: Duration, shutdown: CancellationToken) {
+    let period = (after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        match d.fail_unknown_outcomes(after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                count = n,
+                "failed messages whose carrier call had no outcome"
+            ),
+            Err(e) => tracing::warn!(error = %e, "unknown-outcome sweep failed"),
+        }
+    }
 }
 
 /// A database hiccup: try the event again shortly.
@@ -414,6 +457,62 @@ impl Dispatcher {
         result
     }
 
+    /// One sweep of [`sweep_unknown_outcomes`]; returns how many messages it failed.
+    async fn fail_unknown_outcomes(&self, after: Duration) -> anyhow::Result<usize> {
+        let secs = after.as_secs_f64();
+        let stuck = sqlx::query!(
+            "UPDATE dispatcher.sends SET state = 'failed', updated_at = now(),
+                    last_error = 'carrier call outcome unknown'
+             WHERE message_id IN (
+                 SELECT message_id FROM dispatcher.sends
+                 WHERE state = 'sending' AND updated_at < now() - make_interval(secs => $1)
+                 ORDER BY updated_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+             RETURNING message_id, organization_id",
+            secs
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let detail = format!(
+            "no outcome from the carrier call within {} s (the dispatcher stopped during it, or \
+             the carrier never answered); not retried, to avoid texting twice",
+            after.as_secs()
+        );
+        let mut acks = Vec::with_capacity(stuck.len());
+        for row in &stuck {
+            let id = row.message_id.to_string();
+            let event = StatusChanged {
+                meta: Some(sms_bus::meta(
+                    sms_bus::stable_event_id(&[&id, "failed", "unknown-outcome"]),
+                    &row.organization_id,
+                    &id,
+                )),
+                status: sms_bus::status_to_proto(Status::Failed) as i32,
+                reason: Reason::UnknownCarrierError.as_str().to_owned(),
+                detail: detail.clone(),
+                only_from: sms_bus::status_to_proto(Status::Queued) as i32,
+                ..Default::default()
+            };
+            acks.push((row.message_id, self.bus.publish(&event).await));
+        }
+        for (id, ack) in acks {
+            let stored = match ack {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = stored {
+                // Put it back, so that the next sweep publishes it again.
+                tracing::warn!(%id, error = %e, "could not publish an unknown-outcome failure");
+                sqlx::query!(
+                    "UPDATE dispatcher.sends SET state = 'sending' WHERE message_id = $1",
+                    id
+                )
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(stuck.len())
+    }
+
     /// Why the message must not go out any more, if it must not.
     fn refusal(&self, m: &OutboundMessage) -> Option<Reason> {
         if !m.allow_opted_out && self.opted_out.contains(&m.organization_id, &m.to) {
@@ -498,6 +597,7 @@ impl Dispatcher {
             } else {
                 String::new()
             },
+            ..Default::default()
         };
         self.bus
             .publish(&event)

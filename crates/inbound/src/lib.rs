@@ -320,6 +320,7 @@ async fn status_callback(
             } else {
                 String::new()
             },
+            ..Default::default()
         };
         publish("status", &app.bus, &event).await
     }

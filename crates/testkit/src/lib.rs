@@ -109,6 +109,10 @@ pub struct Options {
     pub api_tokens: HashMap<String, String>,
     /// PostgreSQL connections per service.
     pub db_max_connections: u32,
+    /// The dispatchers' carrier-call timeout.
+    pub carrier_timeout: Duration,
+    /// How long a carrier call may stay without an outcome before its message is failed.
+    pub unknown_outcome_after: Duration,
 }
 
 impl Default for Options {
@@ -120,6 +124,8 @@ impl Default for Options {
             sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
             api_tokens: HashMap::new(),
             db_max_connections: 5,
+            carrier_timeout: Duration::from_secs(10),
+            unknown_outcome_after: Duration::from_secs(600),
         }
     }
 }
@@ -322,7 +328,8 @@ impl Stack {
             twilio_account_sid: ACCOUNT_SID.into(),
             twilio_auth_token: AUTH_TOKEN.into(),
             send_attempts: 4,
-            carrier_timeout: Duration::from_secs(10),
+            carrier_timeout: self.options.carrier_timeout,
+            unknown_outcome_after: self.options.unknown_outcome_after,
         };
         let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
         let carrier = Arc::new(CountingCarrier {
