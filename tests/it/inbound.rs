@@ -13,7 +13,9 @@ use sms_proto::v1::{
     GroupMemberRequest, ListInboxRequest, MarkInboxDoneRequest, MessageStatus, SendMessageRequest,
     add_number_request,
 };
-use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually, sms};
+use sms_testkit::{
+    ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually, send_ok, sms,
+};
 use tonic_types::StatusExt;
 
 const OURS: &str = "+12015550100";
@@ -178,8 +180,9 @@ async fn stop_blocks_the_next_send_start_restores_it_help_answers() {
     stack.add_number(OURS).await;
     let mut client = stack.messaging().await;
     // A message scheduled before the STOP, due after it: the dispatcher must stop it.
-    let scheduled = client
-        .send_message(as_user(SendMessageRequest {
+    let scheduled = send_ok(
+        &mut client,
+        SendMessageRequest {
             send_at: Some(prost_types::Timestamp {
                 seconds: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -189,12 +192,9 @@ async fn stop_blocks_the_next_send_start_restores_it_help_answers() {
                 nanos: 0,
             }),
             ..sms(OURS, CONTACT, "scheduled before the stop")
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+        },
+    )
+    .await;
 
     let sent = Instant::now();
     let (code, _) = stack
@@ -312,13 +312,7 @@ async fn a_carrier_opt_out_is_recorded_and_hand_changes_say_who_and_why() {
     });
     stack.add_number(OURS).await;
     let mut client = stack.messaging().await;
-    let m = client
-        .send_message(as_user(sms(OURS, CONTACT, "hello")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let m = send_ok(&mut client, sms(OURS, CONTACT, "hello")).await;
     let m = stack.wait_final(&mut client, &m.id).await;
     assert_eq!(
         (m.reason.as_str(), m.carrier_error_code),
@@ -417,13 +411,11 @@ async fn replies_land_on_the_conversation_and_in_every_owners_inbox() {
         .await
         .unwrap();
     let mut client = stack.messaging().await;
-    let out = client
-        .send_message(as_user(sms(OURS, CONTACT, "Hi, are you free tomorrow?")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let out = send_ok(
+        &mut client,
+        sms(OURS, CONTACT, "Hi, are you free tomorrow?"),
+    )
+    .await;
     stack.wait_final(&mut client, &out.id).await;
     stack
         .sim

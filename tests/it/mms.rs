@@ -7,7 +7,7 @@ use sms_core::mms::{MAX_IMAGE_TOTAL_BYTES, MAX_MIXED_TOTAL_BYTES};
 use sms_proto::v1::{
     GetMediaRequest, GetUsageRequest, MessageStatus, NewAttachment, SendMessageRequest,
 };
-use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually};
+use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually, send_ok};
 use tonic_types::StatusExt;
 
 const OURS: &str = "+12015550100";
@@ -66,17 +66,11 @@ async fn attachment_limits_at_their_boundaries() {
     };
 
     // Ten images of exactly 5 MiB in total: accepted and delivered, the carrier fetched them all.
-    let m = client
-        .send_message(as_user(mms(
-            OURS,
-            CONTACT,
-            ten_images(MAX_IMAGE_TOTAL_BYTES as usize),
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let m = send_ok(
+        &mut client,
+        mms(OURS, CONTACT, ten_images(MAX_IMAGE_TOTAL_BYTES as usize)),
+    )
+    .await;
     let m = stack.wait_final(&mut client, &m.id).await;
     assert_eq!(
         MessageStatus::try_from(m.status).unwrap(),
@@ -191,29 +185,21 @@ async fn mms_usage_is_counted_apart_from_sms() {
     let stack = Stack::start().await;
     stack.add_number(OURS).await;
     let mut client = stack.messaging().await;
-    let a = client
-        .send_message(as_user(mms(
-            OURS,
-            CONTACT,
-            vec![attach("image/png", file(PNG, 5000, 3))],
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
-    let b = client
-        .send_message(as_user(SendMessageRequest {
+    let a = send_ok(
+        &mut client,
+        mms(OURS, CONTACT, vec![attach("image/png", file(PNG, 5000, 3))]),
+    )
+    .await;
+    let b = send_ok(
+        &mut client,
+        SendMessageRequest {
             to: CONTACT.into(),
             from: OURS.into(),
             body: "plain text".into(),
             ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+        },
+    )
+    .await;
     stack.wait_final(&mut client, &a.id).await;
     stack.wait_final(&mut client, &b.id).await;
     let rows = client
@@ -346,8 +332,9 @@ async fn an_attachment_given_by_url_is_fetched_stored_and_served_only_at_its_sig
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut client = stack.messaging().await;
-    let m = client
-        .send_message(as_user(mms(
+    let m = send_ok(
+        &mut client,
+        mms(
             OURS,
             CONTACT,
             vec![NewAttachment {
@@ -356,12 +343,9 @@ async fn an_attachment_given_by_url_is_fetched_stored_and_served_only_at_its_sig
                 data: Vec::new(),
                 url,
             }],
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+        ),
+    )
+    .await;
     let m = stack.wait_final(&mut client, &m.id).await;
     assert_eq!(
         MessageStatus::try_from(m.status).unwrap(),

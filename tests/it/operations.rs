@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sms_carrier_sim::Incoming;
 use sms_proto::v1::MessageStatus;
-use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually, sms};
+use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually, send_ok, sms};
 
 const FROM: &str = "+12015550100";
 const TO: &str = "+12015550123";
@@ -49,14 +49,7 @@ async fn health_and_metrics_follow_the_traffic() {
     // One delivered, one failed at the carrier (landline), one refused by the composer.
     let mut client = stack.messaging().await;
     for to in [TO, LANDLINE] {
-        let id = client
-            .send_message(as_user(sms(FROM, to, "hello")))
-            .await
-            .unwrap()
-            .into_inner()
-            .message
-            .unwrap()
-            .id;
+        let id = send_ok(&mut client, sms(FROM, to, "hello")).await.id;
         stack.wait_final(&mut client, &id).await;
     }
     let too_long = "x".repeat(1001);

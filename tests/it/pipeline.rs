@@ -6,7 +6,7 @@ use futures::StreamExt;
 use prost::Message as _;
 use sms_proto::v1::events::{MessageAccepted, StatusChanged};
 use sms_proto::v1::{MessageStatus, SendMessageRequest};
-use sms_testkit::{Stack, as_user, sms};
+use sms_testkit::{Stack, as_user, send_ok, sms};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -120,14 +120,7 @@ async fn a_transient_carrier_error_is_retried_until_it_succeeds() {
     });
     stack.add_number(FROM).await;
     let mut client = stack.messaging().await;
-    let id = client
-        .send_message(as_user(sms(FROM, TO, "retry me")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-        .id;
+    let id = send_ok(&mut client, sms(FROM, TO, "retry me")).await.id;
     let m = stack.wait_final(&mut client, &id).await;
     assert_eq!(
         MessageStatus::try_from(m.status).unwrap(),

@@ -9,7 +9,7 @@ use sms_proto::v1::{
     ListMessagesRequest, MessageStatus, NumberKind, PreviewRequest, SendMessageRequest,
     TemplateContext, UpdateTemplateRequest, add_number_request, preview_request,
 };
-use sms_testkit::{ORG, Options, Stack, USER, as_caller, as_user, sms};
+use sms_testkit::{ORG, Options, Stack, USER, as_caller, as_user, send_ok, sms};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -185,35 +185,17 @@ async fn without_a_sender_the_number_last_used_with_the_contact_is_picked() {
         ..Default::default()
     };
     // New contact: the oldest number with the right calling code.
-    let m = client
-        .send_message(as_user(pick(US_CONTACT)))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let m = send_ok(&mut client, pick(US_CONTACT)).await;
     assert_eq!(m.from, US_A);
     // After texting the contact from the second number, that one sticks.
     client
         .send_message(as_user(sms("+12015550101", US_CONTACT, "hi")))
         .await
         .unwrap();
-    let m = client
-        .send_message(as_user(pick(US_CONTACT)))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let m = send_ok(&mut client, pick(US_CONTACT)).await;
     assert_eq!(m.from, "+12015550101");
     // A UK contact gets the UK number.
-    let m = client
-        .send_message(as_user(pick("+447400123457")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let m = send_ok(&mut client, pick("+447400123457")).await;
     assert_eq!(m.from, "+447400123456");
     // A user with no number for +61 is told so.
     let status = client
@@ -233,20 +215,8 @@ async fn an_idempotency_key_returns_the_first_message_and_sends_once() {
         idempotency_key: "crm-retry-42".into(),
         ..sms(US_A, US_CONTACT, "only once")
     };
-    let a = client
-        .send_message(as_user(req.clone()))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
-    let b = client
-        .send_message(as_user(req))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let a = send_ok(&mut client, req.clone()).await;
+    let b = send_ok(&mut client, req).await;
     assert_eq!(a.id, b.id);
     stack.wait_final(&mut client, &a.id).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -273,13 +243,7 @@ async fn concurrent_sends_sharing_a_key_get_one_message_and_the_rest_are_all_sto
             ..sms(US_A, US_CONTACT, &format!("burst {i}"))
         };
         async move {
-            let m = client
-                .send_message(as_user(req))
-                .await
-                .unwrap()
-                .into_inner()
-                .message
-                .unwrap();
+            let m = send_ok(&mut client, req).await;
             (i, m.id)
         }
     });
@@ -428,17 +392,15 @@ async fn templates_are_validated_private_or_shared_previewed_and_sent() {
 
     // Send with a template: the stored and sent body is the rendered one.
     let mut client = stack.messaging().await;
-    let m = client
-        .send_message(as_user(SendMessageRequest {
+    let m = send_ok(
+        &mut client,
+        SendMessageRequest {
             template_id: private.id.clone(),
             context: Some(context()),
             ..sms(US_A, US_CONTACT, "")
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+        },
+    )
+    .await;
     assert_eq!(m.body, "Hi Zoë, Sam here about $5k");
     stack.wait_final(&mut client, &m.id).await;
     assert_eq!(stack.sim.requests()[0].body, "Hi Zoë, Sam here about $5k");
@@ -493,16 +455,7 @@ async fn usage_filters_and_errored_leads() {
         with_lead(US_CONTACT, "héllo ç", "lead-2"),
         with_lead(landline, "to a landline", "lead-3"),
     ] {
-        ids.push(
-            client
-                .send_message(as_user(req))
-                .await
-                .unwrap()
-                .into_inner()
-                .message
-                .unwrap()
-                .id,
-        );
+        ids.push(send_ok(&mut client, req).await.id);
     }
     for id in &ids {
         stack.wait_final(&mut client, id).await;
@@ -601,13 +554,7 @@ async fn one_organization_can_neither_see_nor_use_anothers_numbers_templates_or_
     let stack = Stack::start().await;
     stack.add_number(US_A).await;
     let mut client = stack.messaging().await;
-    let a_msg = client
-        .send_message(as_user(sms(US_A, US_CONTACT, "for A's eyes")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let a_msg = send_ok(&mut client, sms(US_A, US_CONTACT, "for A's eyes")).await;
     let mut templates = stack.templates().await;
     let a_tpl = templates
         .create_template(as_user(CreateTemplateRequest {

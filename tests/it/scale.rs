@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sms_proto::v1::SendMessageRequest;
-use sms_testkit::{Options, Stack, as_user, eventually};
+use sms_testkit::{Options, Stack, as_user, eventually, send_ok};
 
 const FROM: &str = "+12015550100";
 
@@ -33,14 +33,7 @@ async fn send_many_with(
                 body,
                 ..Default::default()
             };
-            client
-                .send_message(as_user(request))
-                .await
-                .unwrap()
-                .into_inner()
-                .message
-                .unwrap()
-                .id
+            send_ok(&mut client, request).await.id
         }));
     }
     let mut ids = Vec::new();
@@ -132,14 +125,7 @@ async fn a_carrier_call_without_an_outcome_fails_its_message_once_and_is_not_res
         body: "anyone there?".into(),
         ..Default::default()
     };
-    let id = client
-        .send_message(as_user(send("+12015550123")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-        .id;
+    let id = send_ok(&mut client, send("+12015550123")).await.id;
     let m = stack.wait_final(&mut client, &id).await;
     assert_eq!(
         sms_proto::v1::MessageStatus::try_from(m.status).unwrap(),
@@ -164,14 +150,7 @@ async fn a_carrier_call_without_an_outcome_fails_its_message_once_and_is_not_res
         b.callbacks = false;
     });
     stack.start_dispatcher();
-    let id = client
-        .send_message(as_user(send("+12015550124")))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-        .id;
+    let id = send_ok(&mut client, send("+12015550124")).await.id;
     let status_of = |id: String| {
         let mut client = client.clone();
         async move {

@@ -13,7 +13,7 @@ use sms_proto::v1::{
     CancelMessageRequest, LocalDateTime, MessageStatus, RescheduleMessageRequest,
     SendMessageRequest,
 };
-use sms_testkit::{Options, Stack, as_user};
+use sms_testkit::{Options, Stack, as_user, send_ok};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -164,30 +164,21 @@ async fn scheduled_messages_fire_on_time_and_cancel_or_move_only_before() {
     stack.add_number(FROM).await;
     let mut client = stack.messaging().await;
     let now = Timestamp::now();
-    let soon = client
-        .send_message(as_user(later("soon", now + SignedDuration::from_secs(2))))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
-    let canceled = client
-        .send_message(as_user(later("never", now + SignedDuration::from_secs(60))))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
-    let moved = client
-        .send_message(as_user(later(
-            "moved",
-            now + SignedDuration::from_secs(600),
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let soon = send_ok(
+        &mut client,
+        later("soon", now + SignedDuration::from_secs(2)),
+    )
+    .await;
+    let canceled = send_ok(
+        &mut client,
+        later("never", now + SignedDuration::from_secs(60)),
+    )
+    .await;
+    let moved = send_ok(
+        &mut client,
+        later("moved", now + SignedDuration::from_secs(600)),
+    )
+    .await;
     assert_eq!(
         status_of(&mut client, &soon.id).await,
         MessageStatus::Scheduled
@@ -333,16 +324,7 @@ async fn two_schedulers_fire_a_thousand_messages_due_in_the_same_second_once_eac
             let mut ids = Vec::new();
             for i in 0..50 {
                 let req = later(&format!("same-second-{chunk}-{i}"), when);
-                ids.push(
-                    client
-                        .send_message(as_user(req))
-                        .await
-                        .unwrap()
-                        .into_inner()
-                        .message
-                        .unwrap()
-                        .id,
-                );
+                ids.push(send_ok(&mut client, req).await.id);
             }
             ids
         }));
@@ -382,16 +364,7 @@ async fn messages_due_while_the_scheduler_was_down_fire_late_once_when_it_return
     let mut ids = Vec::new();
     for i in 0..200 {
         let req = later(&format!("while-down-{i}"), when);
-        ids.push(
-            client
-                .send_message(as_user(req))
-                .await
-                .unwrap()
-                .into_inner()
-                .message
-                .unwrap()
-                .id,
-        );
+        ids.push(send_ok(&mut client, req).await.id);
     }
     // Well past due (and past the 5 s "late" threshold) with no scheduler running.
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -424,16 +397,14 @@ async fn a_number_released_before_its_scheduled_message_fires_fails_it_without_s
     let stack = Stack::start().await;
     stack.add_number(FROM).await;
     let mut client = stack.messaging().await;
-    let m = client
-        .send_message(as_user(later(
+    let m = send_ok(
+        &mut client,
+        later(
             "after release",
             Timestamp::now() + SignedDuration::from_secs(2),
-        )))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+        ),
+    )
+    .await;
     let mut numbers = stack.numbers().await;
     numbers
         .release_number(as_user(sms_proto::v1::ReleaseNumberRequest {

@@ -556,6 +556,20 @@ impl Stack {
     }
 }
 
+/// Sends `request` as the test user and returns the accepted message (panics on refusal).
+pub async fn send_ok(
+    client: &mut MessagingClient<Channel>,
+    request: sms_proto::v1::SendMessageRequest,
+) -> sms_proto::v1::Message {
+    client
+        .send_message(as_user(request))
+        .await
+        .unwrap_or_else(|e| panic!("send refused: {e}"))
+        .into_inner()
+        .message
+        .unwrap_or_else(|| panic!("SendMessage answered without a message"))
+}
+
 /// A plain SendMessage request from `from` to `to`.
 pub fn sms(from: &str, to: &str, body: &str) -> sms_proto::v1::SendMessageRequest {
     sms_proto::v1::SendMessageRequest {
