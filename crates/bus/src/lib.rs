@@ -550,6 +550,33 @@ impl Bus {
         .await
     }
 
+    /// A local copy of the state `kind` as a set: `entry` turns each change into
+    /// (organization, key, whether the key is in the set). Waits for the replay to catch up,
+    /// at most `catch_up` (then starts anyway, with a warning).
+    pub async fn state_set<E: Event>(
+        &self,
+        kind: StateKind,
+        shutdown: CancellationToken,
+        catch_up: Duration,
+        entry: fn(E) -> (String, String, bool),
+    ) -> Result<StateSet, BusError> {
+        let set = StateSet::default();
+        let copy = set.clone();
+        let mut follower = self
+            .follow_state(kind, shutdown, move |e: E| {
+                let (organization_id, key, present) = entry(e);
+                copy.set(organization_id, key, present);
+            })
+            .await?;
+        if !follower.wait_ready(catch_up).await {
+            tracing::warn!(
+                kind = kind.as_str(),
+                "local copy not caught up after {catch_up:?}; starting anyway"
+            );
+        }
+        Ok(set)
+    }
+
     /// Follows the compacted state of `kind`: replays the current value of every key, then
     /// every change, calling `apply` for each (in order, per replica, never acknowledged: each
     /// replica sees everything). The returned handle tells when the replay has caught up.
@@ -681,4 +708,10 @@ impl StateSet {
 fn count(kind: ConsumerKind, outcome: &'static str) {
     ::metrics::counter!(metrics::EVENTS, "consumer" => kind.durable_name(), "outcome" => outcome)
         .increment(1);
+}
+
+/// The opted-out set's entry for an opt-out change, for [`Bus::state_set`].
+pub fn opted_out_entry(e: sms_proto::v1::events::OptOutChanged) -> (String, String, bool) {
+    let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+    (org, e.contact_number, e.opted_out)
 }

@@ -115,21 +115,14 @@ pub async fn run(
             "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
         );
     }
-    let opt_outs = sms_bus::StateSet::default();
-    let copy = opt_outs.clone();
-    let mut follower = bus
-        .follow_state(
+    let opt_outs = bus
+        .state_set(
             sms_bus::StateKind::OptOut,
             shutdown.clone(),
-            move |e: sms_proto::v1::events::OptOutChanged| {
-                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
-                copy.set(org, e.contact_number, e.opted_out);
-            },
+            Duration::from_secs(30),
+            sms_bus::opted_out_entry,
         )
         .await?;
-    if !follower.wait_ready(Duration::from_secs(30)).await {
-        tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");
-    }
     let app = Arc::new(App {
         pool: pool.clone(),
         bus: bus.clone(),

@@ -14,8 +14,7 @@ use anyhow::Context;
 use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
 use sms_core::{Reason, Status};
 use sms_proto::v1::events::{
-    EventMeta, MessageAccepted, MessageDue, NumberChanged, OptOutChanged, OutboundMessage,
-    StatusChanged,
+    EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
 };
 use sms_runtime::batch::Batcher;
 use sms_runtime::{CommonConfig, ConfigError, Env};
@@ -132,36 +131,26 @@ pub async fn run_with_carrier(
     .await?;
     let (pool, bus) = (base.pool, base.bus);
     // Local copies, replayed and then followed by this replica: no lookup per message.
-    let released = sms_bus::StateSet::default();
-    let copy = released.clone();
-    let mut numbers = bus
-        .follow_state(
+    let catch_up = Duration::from_secs(30);
+    let released = bus
+        .state_set(
             StateKind::Number,
             shutdown.clone(),
-            move |e: NumberChanged| {
+            catch_up,
+            |e: NumberChanged| {
                 let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
-                copy.set(org, e.number, !e.active);
+                (org, e.number, !e.active)
             },
         )
         .await?;
-    if !numbers.wait_ready(Duration::from_secs(30)).await {
-        tracing::warn!("released-number copy not caught up after 30 s; starting anyway");
-    }
-    let opted_out = sms_bus::StateSet::default();
-    let copy = opted_out.clone();
-    let mut opt_outs = bus
-        .follow_state(
+    let opted_out = bus
+        .state_set(
             StateKind::OptOut,
             shutdown.clone(),
-            move |e: OptOutChanged| {
-                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
-                copy.set(org, e.contact_number, e.opted_out);
-            },
+            catch_up,
+            sms_bus::opted_out_entry,
         )
         .await?;
-    if !opt_outs.wait_ready(Duration::from_secs(30)).await {
-        tracing::warn!("opt-out copy not caught up after 30 s; starting anyway");
-    }
     let dispatcher = Arc::new(Dispatcher {
         claims: claims(pool.clone()),
         sent: sent(pool.clone()),
