@@ -48,6 +48,8 @@ pub struct App {
     pub(crate) http: reqwest::Client,
     /// Stores accepted messages, many calls per transaction.
     pub(crate) writer: crate::writer::Writer,
+    /// Held numbers by sender, so that a send needs no query for its sender.
+    pub(crate) senders: crate::numbers::SenderCache,
 }
 
 /// What a send returns: the message and notes for the caller.
@@ -344,9 +346,16 @@ impl App {
         if !from.trim().is_empty() {
             let from =
                 PhoneNumber::parse_valid(from, None).map_err(ComposerError::InvalidSender)?;
-            let number = store::find_number(&self.pool, org, from.e164())
-                .await?
-                .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
+            let number = match self.senders.get(org, from.e164()) {
+                Some(number) => number,
+                None => {
+                    let number = store::find_number(&self.pool, org, from.e164())
+                        .await?
+                        .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
+                    self.senders.insert(number.clone());
+                    number
+                }
+            };
             if number.kind != "internal" {
                 return Err(ComposerError::ExternalSender(number.number));
             }

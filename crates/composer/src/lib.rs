@@ -123,6 +123,18 @@ pub async fn run(
             sms_bus::opted_out_entry,
         )
         .await?;
+    // Held numbers by sender: every add and release elsewhere drops the entry here.
+    let senders = numbers::SenderCache::default();
+    let forget = senders.clone();
+    bus.follow_state(
+        sms_bus::StateKind::Number,
+        shutdown.clone(),
+        move |e: sms_proto::v1::events::NumberChanged| {
+            let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+            forget.forget(&org, &e.number);
+        },
+    )
+    .await?;
     let app = Arc::new(App {
         pool: pool.clone(),
         bus: bus.clone(),
@@ -132,6 +144,7 @@ pub async fn run(
         media: config.media.clone(),
         http: sms_runtime::http_client(Duration::from_secs(30))?,
         writer: writer::Writer::start(pool.clone(), WRITERS),
+        senders,
     });
     tokio::spawn(sms_runtime::health::serve(
         media_listener,

@@ -1,5 +1,8 @@
 //! The organization's numbers and the groups that share them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use chrono::Utc;
 use sms_core::PhoneNumber;
 use sms_proto::v1::events::NumberChanged;
@@ -124,6 +127,7 @@ impl App {
         if !store::release_number(&self.pool, &caller.organization_id, row.id).await? {
             return Err(ComposerError::NotFound(Entity::Number));
         }
+        self.senders.forget(&row.organization_id, &row.number);
         self.publish_number_state(&row, false).await;
         Ok(row)
     }
@@ -197,5 +201,45 @@ impl App {
     /// The caller's organization's groups.
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupRow>, ComposerError> {
         Ok(store::groups(&self.pool, &caller.organization_id, None).await?)
+    }
+}
+
+/// Held numbers looked up by senders, kept in memory: a send needs no query for its sender.
+///
+/// A number row never changes while it is held (it is added, then released; a number added
+/// again is a new row), so an entry stays right until the number is released. Every release
+/// (and add) is published on the number state stream, which every replica follows and which
+/// drops the entry; the replica that releases drops it at once. Between a release on another
+/// replica and its event arriving (milliseconds), a send may still pass here: the dispatcher
+/// checks released numbers again before calling the carrier. Misses are not kept, so a number
+/// added elsewhere is seen at once.
+#[derive(Debug, Clone, Default)]
+pub struct SenderCache(Arc<RwLock<HashMap<(String, String), NumberRow>>>);
+
+impl SenderCache {
+    /// The held number `number` of `organization_id`, if known here.
+    pub fn get(&self, organization_id: &str, number: &str) -> Option<NumberRow> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(organization_id.to_owned(), number.to_owned()))
+            .cloned()
+    }
+
+    /// Remembers a held number.
+    pub fn insert(&self, row: NumberRow) {
+        let key = (row.organization_id.clone(), row.number.clone());
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, row);
+    }
+
+    /// Forgets `number` of `organization_id` (it was released, or added anew).
+    pub fn forget(&self, organization_id: &str, number: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(organization_id.to_owned(), number.to_owned()));
     }
 }
