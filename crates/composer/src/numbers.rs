@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sms_core::PhoneNumber;
@@ -212,9 +213,16 @@ impl App {
 /// drops the entry; the replica that releases drops it at once. Between a release on another
 /// replica and its event arriving (milliseconds), a send may still pass here: the dispatcher
 /// checks released numbers again before calling the carrier. Misses are not kept, so a number
-/// added elsewhere is seen at once.
+/// added elsewhere is seen at once. Entries are also read again after [`SENDER_TTL`], so that
+/// a release whose event was lost (NATS down at that moment) still takes effect.
 #[derive(Debug, Clone, Default)]
-pub struct SenderCache(Arc<RwLock<HashMap<(String, String), NumberRow>>>);
+pub struct SenderCache(Arc<RwLock<HashMap<SenderKey, (NumberRow, Instant)>>>);
+
+/// (organization, E.164 number).
+type SenderKey = (String, String);
+
+/// How long a held number is trusted from memory.
+pub const SENDER_TTL: Duration = Duration::from_secs(60);
 
 impl SenderCache {
     /// The held number `number` of `organization_id`, if known here.
@@ -223,7 +231,8 @@ impl SenderCache {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(organization_id.to_owned(), number.to_owned()))
-            .cloned()
+            .filter(|(_, at)| at.elapsed() < SENDER_TTL)
+            .map(|(row, _)| row.clone())
     }
 
     /// Remembers a held number.
@@ -232,7 +241,7 @@ impl SenderCache {
         self.0
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, row);
+            .insert(key, (row, Instant::now()));
     }
 
     /// Forgets `number` of `organization_id` (it was released, or added anew).
