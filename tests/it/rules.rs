@@ -652,3 +652,53 @@ async fn calls_need_a_configured_bearer_token() {
     assert_eq!(refusal(status).1, "MISSING_ORGANIZATION");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_encoding_sends_look_alikes_as_gsm7_only_when_asked_and_when_it_saves() {
+    let stack = Stack::start().await;
+    stack.add_number(US_A).await;
+    let mut client = stack.messaging().await;
+    // Curly quotes and a dash force UCS-2: 80 characters are 2 segments of 67.
+    let typed = format!("“Hi” — it’s Sam {}", "x".repeat(64));
+    assert_eq!(typed.chars().count(), 80);
+    let plain = send_ok(&mut client, sms(US_A, US_CONTACT, &typed)).await;
+    assert_eq!((plain.encoding.as_str(), plain.segments), ("UCS-2", 2));
+    assert_eq!(plain.body, typed, "sent as written unless asked");
+
+    let reply = client
+        .send_message(as_user(SendMessageRequest {
+            smart_encoding: true,
+            ..sms(US_A, US_CONTACT, &typed)
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let smart = reply.message.unwrap();
+    assert_eq!((smart.encoding.as_str(), smart.segments), ("GSM-7", 1));
+    assert_eq!(smart.body, format!("\"Hi\" - it's Sam {}", "x".repeat(64)));
+    assert!(
+        reply.notes.iter().any(|n| n.contains("smart encoding")),
+        "{:?}",
+        reply.notes
+    );
+    stack.wait_final(&mut client, &smart.id).await;
+    let carrier = stack.sim.requests();
+    assert!(
+        carrier.iter().any(|r| r.body == smart.body),
+        "the carrier got the GSM-7 text"
+    );
+
+    // An emoji keeps the message UCS-2 whatever is replaced: nothing saved, nothing changed.
+    let emoji = format!("“Hi” 🙂 {}", "x".repeat(10));
+    let kept = client
+        .send_message(as_user(SendMessageRequest {
+            smart_encoding: true,
+            ..sms(US_A, US_CONTACT, &emoji)
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.message.unwrap().body, emoji);
+    assert!(kept.notes.is_empty(), "{:?}", kept.notes);
+    stack.shutdown().await;
+}

@@ -89,6 +89,11 @@ impl App {
         let send_at =
             self.send_time(req.send_at.as_ref(), req.send_at_local.as_ref(), &mut notes)?;
         let (body, template_id) = self.body(caller, user, &req).await?;
+        let body = if req.smart_encoding {
+            smart_encode(body, &mut notes)
+        } else {
+            body
+        };
         // An MMS may be all pictures; everything else needs text.
         if req.attachments.is_empty() || !body.trim().is_empty() {
             sms_core::validate_body(&body)?;
@@ -767,6 +772,23 @@ impl App {
         }
         Ok(stale.len())
     }
+}
+
+/// The body with look-alike characters replaced, when that saves segments and stays within the
+/// length limit (a note says so); otherwise the body as written.
+fn smart_encode(body: String, notes: &mut Vec<String>) -> String {
+    let smart = sms_core::smart::smart_encoded(&body);
+    if smart.segments_saved() == 0 || sms_core::validate_body(&smart.text).is_err() {
+        return body;
+    }
+    notes.push(format!(
+        "smart encoding replaced look-alike characters: {} ({} segments) instead of {} ({} segments)",
+        smart.after.encoding.as_str(),
+        smart.after.segments,
+        smart.before.encoding.as_str(),
+        smart.before.segments,
+    ));
+    smart.text
 }
 
 /// The organization, message and status a status event is about.

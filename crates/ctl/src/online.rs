@@ -224,6 +224,10 @@ pub struct SendArgs {
     /// Idempotency key: a retried command with the same key sends nothing new.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Smart encoding: replace curly quotes, dashes and other look-alikes by GSM-7 characters
+    /// when that costs fewer segments.
+    #[arg(long)]
+    smart: bool,
     /// Print the message as JSON.
     #[arg(long)]
     json: bool,
@@ -466,6 +470,7 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
             template_id: args.template.unwrap_or_default(),
             context,
             attachments,
+            smart_encoding: args.smart,
             ..Default::default()
         },
         true,
