@@ -505,86 +505,22 @@ impl App {
 
     /// Applies a status event to its message (older and repeated statuses change nothing).
     pub async fn apply_status(&self, e: &StatusChanged) -> Result<(), sms_bus::HandleError> {
-        let (org, id, to) = parse_status_event(e)?;
-        let retry = |e: sqlx::Error| sms_bus::HandleError::Retry {
-            reason: format!("database: {e}"),
-            delay: Duration::from_millis(500),
-        };
-        let mut tx = self.pool.begin().await.map_err(retry)?;
-        let Some(current) = store::lock_status(&mut tx, org, id).await.map_err(retry)? else {
-            tracing::warn!(%id, "status for a message we do not have; ignored");
-            return Ok(());
-        };
-        let current: Status = current
-            .parse()
-            .map_err(|e| sms_bus::HandleError::Permanent(format!("stored status: {e}")))?;
-        let sid = Some(e.carrier_sid.as_str()).filter(|s| !s.is_empty());
-        let mut advanced = false;
-        let mut billed = None;
-        match transition(e, current, to) {
-            Transition::Advance => {
-                let fact = status_fact(e, to);
-                let reason = fact.reason.as_deref();
-                let code = fact.carrier_error_code;
-                store::set_status(&mut tx, id, to.as_str(), reason, code, sid)
-                    .await
-                    .map_err(retry)?;
-                let event_id = e.meta.as_ref().map_or("", |m| m.event_id.as_str());
-                store::insert_history(
-                    &mut tx,
-                    id,
-                    to.as_str(),
-                    reason,
-                    code,
-                    fact.detail.as_deref(),
-                    fact.occurred_at,
-                    event_id,
-                )
-                .await
-                .map_err(retry)?;
-                // The carrier took it: this is what the customer is billed for.
-                if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
-                    billed = store::record_usage(&mut tx, id).await.map_err(retry)?;
-                }
-                advanced = true;
-            }
-            Transition::Stale => {
-                if let Some(sid) = sid {
-                    store::set_carrier_sid(&mut tx, id, sid)
-                        .await
-                        .map_err(retry)?;
-                }
-            }
-            Transition::Illegal => {
-                tracing::warn!(%id, from = %current, to = %to, "illegal status change ignored");
-            }
+        match self.apply_batch(std::slice::from_ref(e)).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or(Ok(())),
+            Err(e) => Err(database_retry(e)),
         }
-        tx.commit().await.map_err(retry)?;
-        // Counted once committed, so a retried event is not counted twice.
-        if advanced {
-            metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())
-                .increment(1);
-        }
-        if let Some((encoding, segments)) = billed {
-            metrics::counter!(sms_runtime::metrics::SEGMENTS_BILLED, "encoding" => encoding)
-                .increment(u64::try_from(segments).unwrap_or(0));
-        }
-        Ok(())
     }
 
-    /// Applies a batch of status events in one transaction, in the order given (the bus's),
-    /// with the same rules as [`App::apply_status`]; returns one outcome per event. Should the
-    /// transaction fail, each event is applied on its own, so one bad event costs only itself.
+    /// Applies a batch of status events in one transaction, in the order given (the bus's);
+    /// returns one outcome per event. Should the transaction fail, each event is applied on
+    /// its own, so one bad event costs only itself.
     pub async fn apply_statuses(
         &self,
         events: &[StatusChanged],
     ) -> Vec<Result<(), sms_bus::HandleError>> {
-        if let [one] = events {
-            return vec![self.apply_status(one).await];
-        }
         match self.apply_batch(events).await {
             Ok(outcomes) => outcomes,
-            Err(e) => {
+            Err(e) if events.len() > 1 => {
                 tracing::warn!(events = events.len(), error = %e, "batch of statuses failed; applying one by one");
                 let mut outcomes = Vec::with_capacity(events.len());
                 for event in events {
@@ -592,6 +528,7 @@ impl App {
                 }
                 outcomes
             }
+            Err(e) => vec![Err(database_retry(e))],
         }
     }
 
@@ -601,36 +538,44 @@ impl App {
     ) -> Result<Vec<Result<(), sms_bus::HandleError>>, sqlx::Error> {
         let mut outcomes: Vec<Result<(), sms_bus::HandleError>> = Vec::with_capacity(events.len());
         let mut valid = Vec::with_capacity(events.len());
-        for e in events {
+        for (index, e) in events.iter().enumerate() {
             match parse_status_event(e) {
                 Ok(parsed) => {
-                    valid.push((e, parsed));
+                    valid.push((index, e, parsed));
                     outcomes.push(Ok(()));
                 }
                 Err(why) => outcomes.push(Err(why)),
             }
         }
-        let mut ids: Vec<Uuid> = valid.iter().map(|(_, (_, id, _))| *id).collect();
+        if valid.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut ids: Vec<Uuid> = valid.iter().map(|(_, _, (_, id, _))| *id).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool.begin().await?;
-        let mut current: HashMap<Uuid, (String, Status)> = HashMap::new();
+        let mut current: HashMap<Uuid, (String, Result<Status, String>)> = HashMap::new();
         for (id, org, status) in store::lock_statuses(&mut tx, &ids).await? {
-            match status.parse::<Status>() {
-                Ok(status) => {
-                    current.insert(id, (org, status));
-                }
-                Err(e) => tracing::error!(%id, error = %e, "stored status does not parse"),
-            }
+            let status = status.parse::<Status>().map_err(|e| e.to_string());
+            current.insert(id, (org, status));
         }
         let mut updates: HashMap<Uuid, store::StatusUpdate> = HashMap::new();
         let mut history = Vec::new();
         let mut billable = Vec::new();
         let mut advanced = Vec::new();
-        for (e, (org, id, to)) in valid {
+        for (index, e, (org, id, to)) in valid {
             let Some((_, status)) = current.get_mut(&id).filter(|(owner, _)| *owner == org) else {
                 tracing::warn!(%id, "status for a message we do not have; ignored");
                 continue;
+            };
+            let status = match status {
+                Ok(status) => status,
+                Err(why) => {
+                    outcomes[index] = Err(sms_bus::HandleError::Permanent(format!(
+                        "stored status: {why}"
+                    )));
+                    continue;
+                }
             };
             let sid = Some(e.carrier_sid.as_str())
                 .filter(|s| !s.is_empty())
@@ -658,6 +603,7 @@ impl App {
                             .map(|m| m.event_id.clone())
                             .unwrap_or_default(),
                     });
+                    // The carrier took it: this is what the customer is billed for.
                     if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
                         billable.push(id);
                     }
@@ -810,6 +756,14 @@ fn parse_status_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), sms_bus
         ));
     };
     Ok((meta.organization_id.as_str(), id, to))
+}
+
+/// A database failure while applying statuses: try the event again shortly.
+fn database_retry(e: sqlx::Error) -> sms_bus::HandleError {
+    sms_bus::HandleError::Retry {
+        reason: format!("database: {e}"),
+        delay: Duration::from_millis(500),
+    }
 }
 
 /// What a status event does to a message at `current`: the status machine's answer, except

@@ -560,22 +560,6 @@ pub async fn list_messages(
     .await
 }
 
-/// The current status of a message, locked for update.
-pub async fn lock_status(
-    conn: &mut PgConnection,
-    organization_id: &str,
-    id: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT status FROM composer.messages
-         WHERE organization_id = $1 AND id = $2 FOR UPDATE",
-        organization_id,
-        id
-    )
-    .fetch_optional(conn)
-    .await
-}
-
 /// Locks the messages `ids` (in id order, so concurrent batches cannot deadlock); returns
 /// (id, organization, status) of those that exist.
 pub async fn lock_statuses(
@@ -706,49 +690,6 @@ pub async fn record_usages(
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.encoding, r.segments)).collect())
-}
-
-/// Moves a message to a new status (reason and carrier facts kept when not given).
-#[allow(clippy::too_many_arguments)]
-pub async fn set_status(
-    conn: &mut PgConnection,
-    id: Uuid,
-    status: &str,
-    reason: Option<&str>,
-    carrier_error_code: Option<i32>,
-    carrier_sid: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE composer.messages
-         SET status = $2, reason = COALESCE($3, reason),
-             carrier_error_code = COALESCE($4, carrier_error_code),
-             carrier_sid = COALESCE($5, carrier_sid), updated_at = now()
-         WHERE id = $1",
-        id,
-        status,
-        reason,
-        carrier_error_code,
-        carrier_sid
-    )
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// Records the carrier's sid on a message that does not have it yet.
-pub async fn set_carrier_sid(
-    conn: &mut PgConnection,
-    id: Uuid,
-    sid: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE composer.messages SET carrier_sid = $2 WHERE id = $1 AND carrier_sid IS NULL",
-        id,
-        sid
-    )
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 /// Messages whose event may not be on the bus, last touched before `older_than`, to publish
@@ -1008,27 +949,6 @@ pub async fn delete_template(
     .execute(pool)
     .await
     .map(|_| ())
-}
-
-/// Records usage for a message handed to the carrier (once per message).
-///
-/// Returns the encoding and segments billed, or `None` when the message was billed before.
-pub async fn record_usage(
-    conn: &mut PgConnection,
-    message_id: Uuid,
-) -> Result<Option<(String, i32)>, sqlx::Error> {
-    let row = sqlx::query!(
-        "INSERT INTO composer.usage (message_id, organization_id, month, country, kind, encoding, segments)
-         SELECT id, organization_id, date_trunc('month', created_at AT TIME ZONE 'UTC')::date,
-                to_region, CASE WHEN media_count > 0 THEN 'mms' ELSE 'sms' END, encoding, segments
-         FROM composer.messages WHERE id = $1 AND direction = 'outbound'
-         ON CONFLICT (message_id) DO NOTHING
-         RETURNING encoding, segments",
-        message_id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| (r.encoding, r.segments)))
 }
 
 /// A usage total.
