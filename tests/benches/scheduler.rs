@@ -68,15 +68,7 @@ async fn main() {
     sms_testkit::init_tracing();
     let database_url = sms_testkit::fresh_database().await;
     let namespace = sms_testkit::fresh_namespace();
-    let common = sms_runtime::CommonConfig {
-        nats_url: sms_testkit::NATS_URL.into(),
-        namespace: namespace.clone(),
-        database_url: database_url.clone(),
-        db_max_connections: 8,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: 5,
-        stream_replicas: 1,
-    };
+    let common = sms_testkit::common_config(&namespace, &database_url, 8, Duration::from_secs(30));
     let bus = sms_bus::Bus::connect(sms_runtime::service::bus_config(&common))
         .await
         .unwrap();

@@ -107,15 +107,8 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     sms_testkit::init_tracing();
     let namespace = sms_testkit::fresh_namespace();
-    let common = sms_runtime::CommonConfig {
-        nats_url: sms_testkit::NATS_URL.into(),
-        namespace: namespace.clone(),
-        database_url: "postgres://unused".into(),
-        db_max_connections: 1,
-        ack_wait: Duration::from_secs(30),
-        max_deliver: 5,
-        stream_replicas: 1,
-    };
+    let common =
+        sms_testkit::common_config(&namespace, "postgres://unused", 1, Duration::from_secs(30));
     let bus = sms_bus::Bus::connect(sms_runtime::service::bus_config(&common))
         .await
         .unwrap();

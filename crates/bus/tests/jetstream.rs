@@ -39,6 +39,16 @@ fn accepted(event_id: &str, message_id: &str) -> MessageAccepted {
     }
 }
 
+/// A subscription to the dispatcher-accepted consumer's dead letters.
+async fn dead_letters(bus: &Bus) -> async_nats::Subscriber {
+    let subject = bus
+        .subjects()
+        .dead_letter(ConsumerKind::DispatcherAccepted.durable_name());
+    let dlq = bus.client().subscribe(subject).await.unwrap();
+    bus.client().flush().await.unwrap();
+    dlq
+}
+
 async fn stream_messages(bus: &Bus) -> u64 {
     let mut stream = bus
         .jetstream()
@@ -130,14 +140,7 @@ async fn consumers_of_one_durable_share_the_events() {
 #[tokio::test]
 async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_rest() {
     let bus = bus().await;
-    let mut dlq = bus
-        .client()
-        .subscribe(
-            bus.subjects()
-                .dead_letter(ConsumerKind::DispatcherAccepted.durable_name()),
-        )
-        .await
-        .unwrap();
+    let mut dlq = dead_letters(&bus).await;
     // An event whose bytes are not a MessageAccepted, on the consumer's subject.
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "garbage");
@@ -230,15 +233,7 @@ async fn batches_keep_the_stream_order_and_settle_each_event_on_its_own() {
             .await
             .unwrap();
     }
-    let mut dlq = bus
-        .client()
-        .subscribe(
-            bus.subjects()
-                .dead_letter(ConsumerKind::DispatcherAccepted.durable_name()),
-        )
-        .await
-        .unwrap();
-    bus.client().flush().await.unwrap();
+    let mut dlq = dead_letters(&bus).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::<Vec<(String, i64)>>::new()));
     let shutdown = CancellationToken::new();
     let consumer = {

@@ -285,15 +285,12 @@ impl Stack {
     }
 
     fn common(&self) -> CommonConfig {
-        CommonConfig {
-            nats_url: NATS_URL.into(),
-            namespace: self.namespace.clone(),
-            database_url: self.database_url.clone(),
-            db_max_connections: self.options.db_max_connections,
-            ack_wait: self.options.ack_wait,
-            max_deliver: 5,
-            stream_replicas: 1,
-        }
+        common_config(
+            &self.namespace,
+            &self.database_url,
+            self.options.db_max_connections,
+            self.options.ack_wait,
+        )
     }
 
     /// Starts one more scheduler instance.
@@ -553,6 +550,24 @@ impl Stack {
             let _ = t.await;
         }
         let _ = self.bus.delete_streams().await;
+    }
+}
+
+/// The common service settings for the local NATS and `database_url`, in `namespace`.
+pub fn common_config(
+    namespace: &str,
+    database_url: &str,
+    db_max_connections: u32,
+    ack_wait: Duration,
+) -> CommonConfig {
+    CommonConfig {
+        nats_url: NATS_URL.into(),
+        namespace: namespace.to_owned(),
+        database_url: database_url.to_owned(),
+        db_max_connections,
+        ack_wait,
+        max_deliver: 5,
+        stream_replicas: 1,
     }
 }
 
