@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 const PROTOS: [&str; 6] = [
     "sms/v1/common.proto",
-    "sms/v1/events.proto",
+    "sms/events/v1/events.proto",
     "sms/v1/messaging.proto",
     "sms/v1/numbers.proto",
     "sms/v1/optouts.proto",

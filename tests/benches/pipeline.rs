@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use prost::Message as _;
+use sms_proto::events::v1::StatusChanged;
 use sms_proto::v1::SendMessageRequest;
-use sms_proto::v1::events::StatusChanged;
 use sms_testkit::{Options, Stack, as_user};
 
 const BURST: usize = 20_000;

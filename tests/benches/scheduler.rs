@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use prost::Message as _;
-use sms_proto::v1::events::{MessageDue, OutboundMessage};
+use sms_proto::events::v1::{MessageDue, OutboundMessage};
 use tokio_util::sync::CancellationToken;
 
 const BURST: usize = 100_000;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sms_proto::v1::events::NumberChanged;
+use sms_proto::events::v1::NumberChanged;
 use tokio_util::sync::CancellationToken;
 
 const OURS: &str = "+12015550100";

@@ -7,11 +7,11 @@ use futures::StreamExt;
 use hmac::{Hmac, KeyInit, Mac};
 use prost::Message as _;
 use sms_carrier_sim::Incoming;
-use sms_proto::v1::events::{InboundReceived, InboundStored};
+use sms_proto::events::v1::{InboundReceived, InboundStored};
 use sms_proto::v1::{
-    AddNumberRequest, ChangeOptOutRequest, CheckOptOutRequest, CreateGroupRequest,
-    GroupMemberRequest, ListInboxRequest, MarkInboxDoneRequest, MessageStatus, SendMessageRequest,
-    add_number_request,
+    AddGroupMemberRequest, AddNumberRequest, AddOptOutRequest, CheckOptOutRequest,
+    CreateGroupRequest, ListInboxRequest, MarkInboxDoneRequest, MessageStatus, RemoveOptOutRequest,
+    SendMessageRequest, add_number_request,
 };
 use sms_testkit::{
     ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user, eventually, send_ok, sms,
@@ -249,12 +249,14 @@ async fn stop_blocks_the_next_send_start_restores_it_help_answers() {
     );
     let mut opt_outs = stack.opt_outs().await;
     let status = opt_outs
-        .check(as_user(CheckOptOutRequest {
+        .check_opt_out(as_user(CheckOptOutRequest {
             contact_number: CONTACT.into(),
         }))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .status
+        .unwrap();
     assert!(status.opted_out);
     assert_eq!(
         (status.source.as_str(), status.our_number.as_str()),
@@ -328,26 +330,30 @@ async fn a_carrier_opt_out_is_recorded_and_hand_changes_say_who_and_why() {
     .await;
     let mut opt_outs = stack.opt_outs().await;
     let removed = opt_outs
-        .remove(as_user(ChangeOptOutRequest {
+        .remove_opt_out(as_user(RemoveOptOutRequest {
             contact_number: CONTACT.into(),
             reason: "asked by phone to resubscribe".into(),
         }))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .status
+        .unwrap();
     assert!(!removed.opted_out);
     assert_eq!(
         (removed.source.as_str(), removed.changed_by.as_str()),
         ("manual", USER)
     );
     let added = opt_outs
-        .add(as_user(ChangeOptOutRequest {
+        .add_opt_out(as_user(AddOptOutRequest {
             contact_number: "+12015550124".into(),
             reason: "complained by e-mail".into(),
         }))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .status
+        .unwrap();
     assert!(added.opted_out);
     eventually(
         Duration::from_secs(5),
@@ -359,7 +365,7 @@ async fn a_carrier_opt_out_is_recorded_and_hand_changes_say_who_and_why() {
     )
     .await;
     let status = opt_outs
-        .add(as_user(ChangeOptOutRequest {
+        .add_opt_out(as_user(AddOptOutRequest {
             contact_number: CONTACT.into(),
             reason: String::new(),
         }))
@@ -388,7 +394,7 @@ async fn replies_land_on_the_conversation_and_in_every_owners_inbox() {
         .unwrap();
     for user in ["user-2", "user-3"] {
         numbers
-            .add_group_member(as_user(GroupMemberRequest {
+            .add_group_member(as_user(AddGroupMemberRequest {
                 group_id: group.id.clone(),
                 user_id: user.into(),
             }))

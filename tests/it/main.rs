@@ -7,6 +7,7 @@ mod inbound;
 mod mms;
 mod operations;
 mod pipeline;
+mod reflection;
 mod rules;
 mod scale;
 mod schedule;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use prost::Message as _;
-use sms_proto::v1::events::{MessageAccepted, StatusChanged};
+use sms_proto::events::v1::{MessageAccepted, StatusChanged};
 use sms_proto::v1::{MessageStatus, SendMessageRequest};
 use sms_testkit::{Stack, as_user, send_ok, sms};
 use tonic::Code;

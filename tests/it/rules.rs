@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sms_proto::v1::{
-    AddNumberRequest, CreateGroupRequest, CreateTemplateRequest, Direction, GetMessageRequest,
-    GetTemplateRequest, GetUsageRequest, GroupMemberRequest, ListErroredLeadsRequest,
-    ListMessagesRequest, MessageStatus, NumberKind, PreviewRequest, SendMessageRequest,
-    TemplateContext, UpdateTemplateRequest, add_number_request, preview_request,
+    AddGroupMemberRequest, AddNumberRequest, CreateGroupRequest, CreateTemplateRequest, Direction,
+    GetMessageRequest, GetTemplateRequest, GetUsageRequest, ListErroredLeadsRequest,
+    ListMessagesRequest, MessageStatus, NumberKind, PreviewRequest, RemoveGroupMemberRequest,
+    SendMessageRequest, TemplateContext, UpdateTemplateRequest, add_number_request,
+    preview_request,
 };
 use sms_testkit::{ORG, Options, Stack, USER, as_caller, as_user, send_ok, sms};
 use tonic::Code;
@@ -115,12 +116,11 @@ async fn sender_rules_at_their_boundaries() {
         }))
         .await
         .unwrap();
-    let member = |user: &str| GroupMemberRequest {
-        group_id: group.id.clone(),
-        user_id: user.into(),
-    };
     numbers
-        .add_group_member(as_user(member("user-3")))
+        .add_group_member(as_user(AddGroupMemberRequest {
+            group_id: group.id.clone(),
+            user_id: "user-3".into(),
+        }))
         .await
         .unwrap();
     assert!(
@@ -133,7 +133,10 @@ async fn sender_rules_at_their_boundaries() {
         Err((Code::PermissionDenied, "SENDER_NOT_OWNED".into()))
     );
     numbers
-        .remove_group_member(as_user(member("user-3")))
+        .remove_group_member(as_user(RemoveGroupMemberRequest {
+            group_id: group.id.clone(),
+            user_id: "user-3".into(),
+        }))
         .await
         .unwrap();
     assert_eq!(

@@ -15,7 +15,9 @@ async fn send_many(stack: &Stack, n: usize, prefix: &str) -> Vec<String> {
 }
 
 async fn send_many_with(
-    client: sms_proto::v1::messaging_client::MessagingClient<tonic::transport::Channel>,
+    client: sms_proto::v1::messaging_service_client::MessagingServiceClient<
+        tonic::transport::Channel,
+    >,
     n: usize,
     prefix: &str,
 ) -> Vec<String> {
@@ -165,7 +167,7 @@ async fn a_carrier_call_without_an_outcome_fails_its_message_once_and_is_not_res
         }
     };
     let event = |name: &str, status: sms_proto::v1::MessageStatus, only_from| {
-        sms_proto::v1::events::StatusChanged {
+        sms_proto::events::v1::StatusChanged {
             meta: Some(sms_bus::meta(name.into(), sms_testkit::ORG, &id)),
             status: status as i32,
             only_from: only_from as i32,

@@ -7,8 +7,8 @@ use futures::StreamExt;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use prost::Message as _;
-use sms_proto::v1::events::MessageDue;
-use sms_proto::v1::messaging_client::MessagingClient;
+use sms_proto::events::v1::MessageDue;
+use sms_proto::v1::messaging_service_client::MessagingServiceClient;
 use sms_proto::v1::{
     CancelMessageRequest, LocalDateTime, MessageStatus, RescheduleMessageRequest,
     SendMessageRequest,
@@ -147,7 +147,7 @@ async fn local_times_across_dst_in_new_york_and_berlin() {
     stack.shutdown().await;
 }
 
-async fn status_of(client: &mut MessagingClient<Channel>, id: &str) -> MessageStatus {
+async fn status_of(client: &mut MessagingServiceClient<Channel>, id: &str) -> MessageStatus {
     let m = client
         .get_message(as_user(sms_proto::v1::GetMessageRequest { id: id.into() }))
         .await

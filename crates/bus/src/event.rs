@@ -3,11 +3,11 @@
 use std::time::SystemTime;
 
 use sms_core::Status;
-use sms_proto::v1::MessageStatus;
-use sms_proto::v1::events::{
+use sms_proto::events::v1::{
     AutoReply, EventMeta, InboundReceived, InboundStored, MessageAccepted, MessageDue,
     MessageScheduled, NumberChanged, OptOutChanged, StatusChanged,
 };
+use sms_proto::v1::MessageStatus;
 use uuid::Uuid;
 
 use crate::{StateKind, Subjects};

@@ -711,7 +711,7 @@ fn count(kind: ConsumerKind, outcome: &'static str) {
 }
 
 /// The opted-out set's entry for an opt-out change, for [`Bus::state_set`].
-pub fn opted_out_entry(e: sms_proto::v1::events::OptOutChanged) -> (String, String, bool) {
+pub fn opted_out_entry(e: sms_proto::events::v1::OptOutChanged) -> (String, String, bool) {
     let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
     (org, e.contact_number, e.opted_out)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sms_bus::{Bus, BusConfig, ConsumerKind, HandleError};
-use sms_proto::v1::events::{MessageAccepted, OutboundMessage};
+use sms_proto::events::v1::{MessageAccepted, OutboundMessage};
 use tokio_util::sync::CancellationToken;
 
 async fn bus() -> Bus {

@@ -207,6 +207,7 @@ impl Sim {
             Ok(_) => None,
             Err(
                 sms_core::mms::MmsError::TypeMismatch { .. }
+                | sms_core::mms::MmsError::TypeNotAllowed { .. }
                 | sms_core::mms::MmsError::Unrecognized { .. },
             ) => Some(ApiError::new(400, 12300, "Invalid Content-Type")),
             Err(e) => Some(ApiError::new(

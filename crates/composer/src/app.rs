@@ -10,7 +10,7 @@ use prost::Message as _;
 use sms_bus::Bus;
 use sms_core::schedule::{self, ScheduleError};
 use sms_core::{PhoneNumber, Status, Transition, phone};
-use sms_proto::v1::events::{
+use sms_proto::events::v1::{
     MessageAccepted, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
     StatusChanged, schedule_command,
 };
@@ -614,6 +614,16 @@ impl App {
                     if update.carrier_sid_if_none.is_none() {
                         update.carrier_sid_if_none = sid;
                     }
+                }
+                // A carrier's word about a message the composer has not yet seen handed on:
+                // the dispatcher's `queued` may still be on its way (events of one message can
+                // be applied out of order across batches), so try again shortly; a callback
+                // for a message that never went out ends in the dead-letter stream.
+                Transition::Illegal if matches!(*status, Status::Accepted | Status::Scheduled) => {
+                    outcomes[index] = Err(sms_bus::HandleError::Retry {
+                        reason: format!("{to} for a message still {status}"),
+                        delay: Duration::from_secs(1),
+                    });
                 }
                 Transition::Illegal => {
                     tracing::warn!(%id, from = %status, to = %to, "illegal status change ignored");

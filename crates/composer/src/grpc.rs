@@ -4,22 +4,24 @@ use std::sync::Arc;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use sms_proto::v1::messaging_server::Messaging;
-use sms_proto::v1::numbers_server::Numbers;
-use sms_proto::v1::templates_server::Templates;
+use sms_proto::v1::messaging_service_server::MessagingService;
+use sms_proto::v1::numbers_service_server::NumbersService;
+use sms_proto::v1::templates_service_server::TemplatesService;
 use sms_proto::v1::{
-    AddNumberRequest, AddNumberResponse, Attachment, CancelMessageRequest, CancelMessageResponse,
-    CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, DeleteTemplateResponse,
+    AddGroupMemberRequest, AddGroupMemberResponse, AddNumberRequest, AddNumberResponse, Attachment,
+    CancelMessageRequest, CancelMessageResponse, CreateGroupRequest, CreateGroupResponse,
+    CreateTemplateRequest, CreateTemplateResponse, DeleteTemplateRequest, DeleteTemplateResponse,
     Direction, ErroredLead, GetConversationRequest, GetConversationResponse, GetMediaRequest,
     GetMediaResponse, GetMessageRequest, GetMessageResponse, GetNumberRequest, GetNumberResponse,
-    GetTemplateRequest, GetUsageRequest, GetUsageResponse, Group, GroupMemberRequest,
-    GroupResponse, ListErroredLeadsRequest, ListErroredLeadsResponse, ListGroupsRequest,
-    ListGroupsResponse, ListInboxRequest, ListInboxResponse, ListMessagesRequest,
-    ListMessagesResponse, ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest,
-    ListTemplatesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse, Message, NumberKind,
-    PhoneNumber, PreviewRequest, PreviewResponse, ReleaseNumberRequest, ReleaseNumberResponse,
-    RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest, SendMessageResponse,
-    StatusEntry, Template, TemplateResponse, UpdateTemplateRequest, UsageRow,
+    GetTemplateRequest, GetTemplateResponse, GetUsageRequest, GetUsageResponse, Group,
+    ListErroredLeadsRequest, ListErroredLeadsResponse, ListGroupsRequest, ListGroupsResponse,
+    ListInboxRequest, ListInboxResponse, ListMessagesRequest, ListMessagesResponse,
+    ListNumbersRequest, ListNumbersResponse, ListTemplatesRequest, ListTemplatesResponse,
+    MarkInboxDoneRequest, MarkInboxDoneResponse, Message, NumberKind, PhoneNumber, PreviewRequest,
+    PreviewResponse, ReleaseNumberRequest, ReleaseNumberResponse, RemoveGroupMemberRequest,
+    RemoveGroupMemberResponse, RescheduleMessageRequest, RescheduleMessageResponse,
+    SendMessageRequest, SendMessageResponse, StatusEntry, Template, UpdateTemplateRequest,
+    UpdateTemplateResponse, UsageRow,
 };
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -69,12 +71,12 @@ macro_rules! call {
     }};
 }
 
-/// `sms.v1.Messaging`.
+/// `sms.v1.MessagingService`.
 #[derive(Clone)]
-pub struct MessagingService(pub Arc<App>);
+pub struct MessagingApi(pub Arc<App>);
 
 #[tonic::async_trait]
-impl Messaging for MessagingService {
+impl MessagingService for MessagingApi {
     async fn send_message(
         &self,
         request: Request<SendMessageRequest>,
@@ -300,12 +302,12 @@ impl Messaging for MessagingService {
     }
 }
 
-/// `sms.v1.Numbers`.
+/// `sms.v1.NumbersService`.
 #[derive(Clone)]
-pub struct NumbersService(pub Arc<App>);
+pub struct NumbersApi(pub Arc<App>);
 
 #[tonic::async_trait]
-impl Numbers for NumbersService {
+impl NumbersService for NumbersApi {
     async fn add_number(
         &self,
         request: Request<AddNumberRequest>,
@@ -370,38 +372,44 @@ impl Numbers for NumbersService {
     async fn create_group(
         &self,
         request: Request<CreateGroupRequest>,
-    ) -> Result<Response<GroupResponse>, Status> {
+    ) -> Result<Response<CreateGroupResponse>, Status> {
         call!(self, request, "CreateGroup", |caller| {
             self.0
                 .create_group(&caller, &request.get_ref().name)
                 .await
-                .map(group_response)
+                .map(|g| CreateGroupResponse {
+                    group: Some(group(g)),
+                })
         })
     }
 
     async fn add_group_member(
         &self,
-        request: Request<GroupMemberRequest>,
-    ) -> Result<Response<GroupResponse>, Status> {
+        request: Request<AddGroupMemberRequest>,
+    ) -> Result<Response<AddGroupMemberResponse>, Status> {
         call!(self, request, "AddGroupMember", |caller| {
             let r = request.get_ref();
             self.0
                 .set_member(&caller, &r.group_id, &r.user_id, true)
                 .await
-                .map(group_response)
+                .map(|g| AddGroupMemberResponse {
+                    group: Some(group(g)),
+                })
         })
     }
 
     async fn remove_group_member(
         &self,
-        request: Request<GroupMemberRequest>,
-    ) -> Result<Response<GroupResponse>, Status> {
+        request: Request<RemoveGroupMemberRequest>,
+    ) -> Result<Response<RemoveGroupMemberResponse>, Status> {
         call!(self, request, "RemoveGroupMember", |caller| {
             let r = request.get_ref();
             self.0
                 .set_member(&caller, &r.group_id, &r.user_id, false)
                 .await
-                .map(group_response)
+                .map(|g| RemoveGroupMemberResponse {
+                    group: Some(group(g)),
+                })
         })
     }
 
@@ -420,29 +428,31 @@ impl Numbers for NumbersService {
     }
 }
 
-/// `sms.v1.Templates`.
+/// `sms.v1.TemplatesService`.
 #[derive(Clone)]
-pub struct TemplatesService(pub Arc<App>);
+pub struct TemplatesApi(pub Arc<App>);
 
 #[tonic::async_trait]
-impl Templates for TemplatesService {
+impl TemplatesService for TemplatesApi {
     async fn create_template(
         &self,
         request: Request<CreateTemplateRequest>,
-    ) -> Result<Response<TemplateResponse>, Status> {
+    ) -> Result<Response<CreateTemplateResponse>, Status> {
         call!(self, request, "CreateTemplate", |caller| {
             let r = request.get_ref();
             self.0
                 .create_template(&caller, &r.name, &r.body, r.shared)
                 .await
-                .map(template_response)
+                .map(|t| CreateTemplateResponse {
+                    template: Some(template(t)),
+                })
         })
     }
 
     async fn update_template(
         &self,
         request: Request<UpdateTemplateRequest>,
-    ) -> Result<Response<TemplateResponse>, Status> {
+    ) -> Result<Response<UpdateTemplateResponse>, Status> {
         call!(self, request, "UpdateTemplate", |caller| {
             let r = request.get_ref();
             self.0
@@ -454,19 +464,23 @@ impl Templates for TemplatesService {
                     r.shared,
                 )
                 .await
-                .map(template_response)
+                .map(|t| UpdateTemplateResponse {
+                    template: Some(template(t)),
+                })
         })
     }
 
     async fn get_template(
         &self,
         request: Request<GetTemplateRequest>,
-    ) -> Result<Response<TemplateResponse>, Status> {
+    ) -> Result<Response<GetTemplateResponse>, Status> {
         call!(self, request, "GetTemplate", |caller| {
             self.0
                 .get_template(&caller, &request.get_ref().id)
                 .await
-                .map(template_response)
+                .map(|t| GetTemplateResponse {
+                    template: Some(template(t)),
+                })
         })
     }
 
@@ -514,12 +528,6 @@ fn group(g: GroupRow) -> Group {
     }
 }
 
-fn group_response(g: GroupRow) -> GroupResponse {
-    GroupResponse {
-        group: Some(group(g)),
-    }
-}
-
 fn template(t: TemplateRow) -> Template {
     Template {
         id: t.id.to_string(),
@@ -529,12 +537,6 @@ fn template(t: TemplateRow) -> Template {
         owner_user_id: t.owner_user_id,
         created_at: Some(timestamp(t.created_at)),
         updated_at: Some(timestamp(t.updated_at)),
-    }
-}
-
-fn template_response(t: TemplateRow) -> TemplateResponse {
-    TemplateResponse {
-        template: Some(template(t)),
     }
 }
 

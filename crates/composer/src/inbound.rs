@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use sms_bus::HandleError;
 use sms_core::{PhoneNumber, Status};
-use sms_proto::v1::events::{AutoReply, InboundReceived, InboundStored};
+use sms_proto::events::v1::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
 use crate::app::{App, Caller, parse_id};

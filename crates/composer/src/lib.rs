@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sms_bus::ConsumerKind;
-use sms_proto::v1::events::StatusChanged;
-use sms_proto::v1::messaging_server::MessagingServer;
-use sms_proto::v1::numbers_server::NumbersServer;
-use sms_proto::v1::templates_server::TemplatesServer;
+use sms_proto::events::v1::StatusChanged;
+use sms_proto::v1::messaging_service_server::MessagingServiceServer;
+use sms_proto::v1::numbers_service_server::NumbersServiceServer;
+use sms_proto::v1::templates_service_server::TemplatesServiceServer;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 
 pub mod app;
 pub mod error;
@@ -31,6 +32,9 @@ pub mod writer;
 
 pub use app::App;
 pub use error::ComposerError;
+
+/// The standard health service's name.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 
 /// Largest gRPC message (attachments travel in SendMessage and GetMedia).
 pub const MAX_GRPC_MESSAGE: usize = 16 * 1024 * 1024;
@@ -129,7 +133,7 @@ pub async fn run(
     bus.follow_state(
         sms_bus::StateKind::Number,
         shutdown.clone(),
-        move |e: sms_proto::v1::events::NumberChanged| {
+        move |e: sms_proto::events::v1::NumberChanged| {
             let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
             forget.forget(&org, &e.number);
         },
@@ -154,18 +158,25 @@ pub async fn run(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<MessagingServer<grpc::MessagingService>>()
+        .set_serving::<MessagingServiceServer<grpc::MessagingApi>>()
         .await;
     health_reporter
-        .set_serving::<NumbersServer<grpc::NumbersService>>()
+        .set_serving::<NumbersServiceServer<grpc::NumbersApi>>()
         .await;
     health_reporter
-        .set_serving::<TemplatesServer<grpc::TemplatesService>>()
+        .set_serving::<TemplatesServiceServer<grpc::TemplatesApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("gRPC reflection")?;
+    let reflection = sms_proto::Reflection::new(
+        &[
+            <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
+            <NumbersServiceServer<grpc::NumbersApi> as NamedService>::NAME,
+            <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
+            HEALTH_SERVICE,
+        ],
+        &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+    );
+    let reflection_v1alpha = reflection.v1alpha().context("gRPC reflection")?;
+    let reflection = reflection.v1().context("gRPC reflection")?;
 
     let status_app = app.clone();
     // Statuses arrive three or four per message: applied a batch per transaction.
@@ -184,7 +195,7 @@ pub async fn run(
     let inbound = bus.consume(
         ConsumerKind::ComposerInbound,
         shutdown.clone(),
-        move |e: sms_proto::v1::events::InboundReceived, _| {
+        move |e: sms_proto::events::v1::InboundReceived, _| {
             let app = inbound_app.clone();
             async move { app.on_inbound(&e).await }
         },
@@ -193,7 +204,7 @@ pub async fn run(
     let replies = bus.consume(
         ConsumerKind::ComposerAutoReply,
         shutdown.clone(),
-        move |e: sms_proto::v1::events::AutoReply, _| {
+        move |e: sms_proto::events::v1::AutoReply, _| {
             let app = reply_app.clone();
             async move { app.on_auto_reply(&e).await }
         },
@@ -204,13 +215,14 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
-            MessagingServer::new(grpc::MessagingService(app.clone()))
+            MessagingServiceServer::new(grpc::MessagingApi(app.clone()))
                 .max_encoding_message_size(MAX_GRPC_MESSAGE)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
-        .add_service(NumbersServer::new(grpc::NumbersService(app.clone())))
-        .add_service(TemplatesServer::new(grpc::TemplatesService(app)))
+        .add_service(NumbersServiceServer::new(grpc::NumbersApi(app.clone())))
+        .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),

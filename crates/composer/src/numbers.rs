@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sms_core::PhoneNumber;
-use sms_proto::v1::events::NumberChanged;
+use sms_proto::events::v1::NumberChanged;
 use sms_proto::v1::{AddNumberRequest, NumberKind, add_number_request};
 use uuid::Uuid;
 

@@ -11,7 +11,8 @@
 //! * [`keywords`]: STOP / START / HELP;
 //! * [`mms`]: attachment limits and type sniffing;
 //! * [`status`]: the message status machine;
-//! * [`reason`]: the error catalogue and carrier codes.
+//! * [`reason`]: the error catalogue and carrier codes;
+//! * [`text`]: limits and forbidden characters of text from outside, and quoting it in errors.
 
 pub mod body;
 pub mod encoding;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod smart;
 pub mod status;
 pub mod template;
+pub mod text;
 
 pub use body::{BodyError, MAX_BODY_CHARS, validate_body};
 pub use encoding::{Analysis, Encoding, SegmentCount, analyze, count};

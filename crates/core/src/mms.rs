@@ -12,13 +12,44 @@ pub const MAX_IMAGE_TOTAL_BYTES: u64 = 5 * 1024 * 1024;
 pub const MAX_MIXED_TOTAL_BYTES: u64 = 600 * 1024;
 
 /// Text types that cannot be sniffed from their bytes; accepted when the bytes are UTF-8.
-const TEXT_TYPES: [&str; 5] = [
+const TEXT_TYPES: [&str; 4] = ["text/plain", "text/vcard", "text/calendar", "text/csv"];
+
+/// The types carriers deliver as MMS (canonical, see [`canonical_type`]): pictures, sound,
+/// video, contact cards, calendar entries, PDF and plain text. Everything else is refused:
+/// HTML and SVG (scripts run where they are opened), executables, archives, office documents.
+pub const ALLOWED_TYPES: [&str; 26] = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+    "image/webp",
+    "image/heif",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/m4a",
+    "audio/aac",
+    "audio/amr",
+    "audio/ogg",
+    "audio/wav",
+    "audio/3gpp",
+    "video/mp4",
+    "video/3gpp",
+    "video/quicktime",
+    "video/mpeg",
+    "video/webm",
     "text/plain",
     "text/vcard",
     "text/calendar",
     "text/csv",
-    "text/x-vcalendar",
+    "application/pdf",
+    "video/3gpp2",
 ];
+
+/// Whether carriers take `content_type` (canonical) as an MMS attachment.
+pub fn is_allowed_type(content_type: &str) -> bool {
+    ALLOWED_TYPES.contains(&content_type)
+}
 
 /// Why attachments cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,7 +82,10 @@ pub enum MmsError {
         index: usize,
     },
     /// The bytes are of another type than declared.
-    #[error("attachment {index} is declared as {declared} but its content is {detected}")]
+    #[error(
+        "attachment {index} is declared as {} but its content is {detected}",
+        crate::text::quote(.declared)
+    )]
     TypeMismatch {
         /// 0-based position.
         index: usize,
@@ -60,8 +94,24 @@ pub enum MmsError {
         /// The type sniffed from the bytes.
         detected: String,
     },
+    /// A type carriers do not deliver as MMS, or that is unsafe to hand on (HTML, scripts,
+    /// executables, archives).
+    #[error(
+        "attachment {index} is {}, which cannot be sent as MMS (pictures, audio, video, vCard, \
+         calendar, PDF and plain text can)",
+        crate::text::quote(.content_type)
+    )]
+    TypeNotAllowed {
+        /// 0-based position.
+        index: usize,
+        /// The type, declared or found in the bytes.
+        content_type: String,
+    },
     /// The type cannot be recognised from the bytes and is not a plain-text type.
-    #[error("attachment {index} (declared {declared}) is not a recognisable media file")]
+    #[error(
+        "attachment {index} (declared {}) is not a recognisable media file",
+        crate::text::quote(.declared)
+    )]
     Unrecognized {
         /// 0-based position.
         index: usize,
@@ -71,6 +121,22 @@ pub enum MmsError {
     /// Sender or recipient is outside the MMS countries.
     #[error("MMS is only available between US, CA and AU numbers")]
     CountryNotSupported,
+}
+
+impl MmsError {
+    /// The machine-readable reason (`google.rpc.ErrorInfo.reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MmsError::TooManyAttachments { .. } => "TOO_MANY_ATTACHMENTS",
+            MmsError::ImagesTooLarge { .. } => "IMAGES_TOO_LARGE",
+            MmsError::MixedTooLarge { .. } => "ATTACHMENTS_TOO_LARGE",
+            MmsError::Empty { .. } => "EMPTY_ATTACHMENT",
+            MmsError::TypeMismatch { .. } => "MEDIA_TYPE_MISMATCH",
+            MmsError::TypeNotAllowed { .. } => "MEDIA_TYPE_NOT_ALLOWED",
+            MmsError::Unrecognized { .. } => "UNRECOGNIZED_MEDIA",
+            MmsError::CountryNotSupported => "MMS_COUNTRY_NOT_SUPPORTED",
+        }
+    }
 }
 
 /// A checked attachment: its canonical type and size.
@@ -100,8 +166,11 @@ pub fn canonical_type(declared: &str) -> String {
     match base.as_str() {
         "image/jpg" | "image/pjpeg" => "image/jpeg".into(),
         "audio/mp3" => "audio/mpeg".into(),
+        "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "audio/wav".into(),
         "text/x-vcard" | "text/directory" => "text/vcard".into(),
+        "text/x-vcalendar" => "text/calendar".into(),
         "image/x-png" => "image/png".into(),
+        "image/x-ms-bmp" => "image/bmp".into(),
         _ => base,
     }
 }
@@ -126,15 +195,28 @@ pub fn sniff(file_name: &str, bytes: &[u8]) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(|_| text.to_owned())
 }
 
-/// Checks one attachment: not empty, and its bytes agree with its declared type.
+/// Checks one attachment: not empty, of a type carriers deliver, and its bytes agree with its
+/// declared type.
 pub fn check_attachment(index: usize, declared: &str, bytes: &[u8]) -> Result<Media, MmsError> {
     if bytes.is_empty() {
         return Err(MmsError::Empty { index });
     }
     let declared = canonical_type(declared);
+    if !is_allowed_type(&declared) {
+        return Err(MmsError::TypeNotAllowed {
+            index,
+            content_type: declared,
+        });
+    }
     let content_type = match infer::get(bytes) {
         Some(kind) => {
             let detected = canonical_type(kind.mime_type());
+            if !is_allowed_type(&detected) {
+                return Err(MmsError::TypeNotAllowed {
+                    index,
+                    content_type: detected,
+                });
+            }
             if detected != declared {
                 return Err(MmsError::TypeMismatch {
                     index,
@@ -144,7 +226,13 @@ pub fn check_attachment(index: usize, declared: &str, bytes: &[u8]) -> Result<Me
             }
             detected
         }
-        None if TEXT_TYPES.contains(&declared.as_str()) && std::str::from_utf8(bytes).is_ok() => {
+        // Text is UTF-8 without control characters (NULs and the like are binary content).
+        None if TEXT_TYPES.contains(&declared.as_str())
+            && std::str::from_utf8(bytes).is_ok_and(|t| {
+                t.chars()
+                    .all(|c| crate::text::allowed(c, crate::text::Lines::Multi))
+            }) =>
+        {
             declared
         }
         None => return Err(MmsError::Unrecognized { index, declared }),
@@ -278,6 +366,10 @@ mod tests {
         assert!(check_attachment(0, "text/vcard", b"BEGIN:VCARD\r\nEND:VCARD").is_ok());
         assert!(matches!(
             check_attachment(0, "application/octet-stream", b"\x01\x02garbage"),
+            Err(MmsError::TypeNotAllowed { .. })
+        ));
+        assert!(matches!(
+            check_attachment(0, "text/plain", b"\x01\x02garbage"),
             Err(MmsError::Unrecognized { .. })
         ));
         assert!(matches!(
@@ -288,6 +380,39 @@ mod tests {
             check_attachment(1, "image/png", b""),
             Err(MmsError::Empty { index: 1 })
         );
+    }
+
+    #[test]
+    fn unsafe_and_undeliverable_types_are_refused() {
+        let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>";
+        let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0";
+        let zip = b"PK\x03\x04\x14\0\0\0\x08\0";
+        for (declared, bytes) in [
+            ("text/html", html.as_slice()),
+            (
+                "image/svg+xml",
+                b"<svg xmlns='http://www.w3.org/2000/svg'/>".as_slice(),
+            ),
+            ("application/zip", zip.as_slice()),
+            ("application/x-executable", elf.as_slice()),
+            ("application/octet-stream", elf.as_slice()),
+            ("application/javascript", b"alert(1)".as_slice()),
+        ] {
+            assert!(
+                matches!(
+                    check_attachment(0, declared, bytes),
+                    Err(MmsError::TypeNotAllowed { .. })
+                ),
+                "{declared}: {:?}",
+                check_attachment(0, declared, bytes)
+            );
+        }
+        // Declared as plain text, the bytes are HTML or an executable: not what was declared.
+        assert!(check_attachment(0, "text/plain", html).is_err());
+        assert!(check_attachment(0, "text/plain", elf).is_err());
+        // Pictures, PDF and vCards pass; an audio alias is canonical.
+        assert!(check_attachment(0, "application/pdf", PDF).is_ok());
+        assert_eq!(canonical_type("audio/x-wav"), "audio/wav");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Phone numbers: parsing (E.164 and national formats), validity, region, number type, the
 //! supported SMS and MMS countries, the same-calling-code rule and short codes.
 //!
-//! Parsing and metadata come from the `phonenumber` crate (Google's libphonenumber data); this
-//! module adds the product's rules on top.
+//! Parsing, validation and metadata come from `rlibphonenumber`, a port of Google's
+//! libphonenumber that reads numbers exactly as libphonenumber does (checked against
+//! libphonenumber's own readings in `tests/phone_vectors.rs`); this module refuses what a
+//! person should not have typed (letters, extensions) and adds the product's rules on top.
 
 use std::fmt;
 use std::str::FromStr;
 
-use phonenumber::metadata::DATABASE;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType};
 use serde::{Serialize, Serializer};
 
 /// Longest input we try to parse; anything longer is not a phone number.
@@ -43,8 +45,11 @@ impl Region {
         MMS_COUNTRIES.contains(&self.as_str())
     }
 
-    fn id(&self) -> Option<phonenumber::country::Id> {
-        self.as_str().parse().ok()
+    /// libphonenumber's region, when it has metadata for it.
+    fn id(&self) -> Option<rlibphonenumber::enums::Region> {
+        rlibphonenumber::enums::Region::from_code(self.as_str())
+            .ok()
+            .filter(|r| PHONE_NUMBER_UTIL.get_country_code_for_region(*r).is_some())
     }
 }
 
@@ -84,7 +89,7 @@ impl Serialize for Region {
     }
 }
 
-/// What kind of line a number is, as far as the numbering plan tells.
+/// What kind of line a number is, as far as the numbering plan tells (libphonenumber's types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NumberType {
@@ -108,23 +113,29 @@ pub enum NumberType {
     Pager,
     /// A universal access (company) number.
     Uan,
-    /// An emergency number.
-    Emergency,
     /// Voicemail access.
     Voicemail,
-    /// An abbreviated number.
-    ShortCode,
-    /// A standard-rate service number.
-    StandardRate,
-    /// A carrier-specific service number.
-    CarrierSpecific,
-    /// A number that cannot be dialled internationally.
-    NoInternational,
     /// The plan does not say.
     Unknown,
 }
 
 impl NumberType {
+    /// Every type.
+    pub const ALL: [NumberType; 12] = [
+        NumberType::Mobile,
+        NumberType::FixedLine,
+        NumberType::FixedLineOrMobile,
+        NumberType::TollFree,
+        NumberType::PremiumRate,
+        NumberType::SharedCost,
+        NumberType::PersonalNumber,
+        NumberType::Voip,
+        NumberType::Pager,
+        NumberType::Uan,
+        NumberType::Voicemail,
+        NumberType::Unknown,
+    ];
+
     /// The snake_case name used in APIs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -138,12 +149,7 @@ impl NumberType {
             NumberType::Voip => "voip",
             NumberType::Pager => "pager",
             NumberType::Uan => "uan",
-            NumberType::Emergency => "emergency",
             NumberType::Voicemail => "voicemail",
-            NumberType::ShortCode => "short_code",
-            NumberType::StandardRate => "standard_rate",
-            NumberType::CarrierSpecific => "carrier_specific",
-            NumberType::NoInternational => "no_international",
             NumberType::Unknown => "unknown",
         }
     }
@@ -164,9 +170,20 @@ impl NumberType {
     }
 }
 
-impl From<phonenumber::Type> for NumberType {
-    fn from(t: phonenumber::Type) -> Self {
-        use phonenumber::Type as T;
+impl FromStr for NumberType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NumberType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown number type {}", crate::text::quote(s)))
+    }
+}
+
+impl From<PhoneNumberType> for NumberType {
+    fn from(t: PhoneNumberType) -> Self {
+        use PhoneNumberType as T;
         match t {
             T::FixedLine => NumberType::FixedLine,
             T::Mobile => NumberType::Mobile,
@@ -175,15 +192,10 @@ impl From<phonenumber::Type> for NumberType {
             T::PremiumRate => NumberType::PremiumRate,
             T::SharedCost => NumberType::SharedCost,
             T::PersonalNumber => NumberType::PersonalNumber,
-            T::Voip => NumberType::Voip,
+            T::VoIP => NumberType::Voip,
             T::Pager => NumberType::Pager,
-            T::Uan => NumberType::Uan,
-            T::Emergency => NumberType::Emergency,
-            T::Voicemail => NumberType::Voicemail,
-            T::ShortCode => NumberType::ShortCode,
-            T::StandardRate => NumberType::StandardRate,
-            T::Carrier => NumberType::CarrierSpecific,
-            T::NoInternational => NumberType::NoInternational,
+            T::UAN => NumberType::Uan,
+            T::VoiceMail => NumberType::Voicemail,
             T::Unknown => NumberType::Unknown,
         }
     }
@@ -199,13 +211,34 @@ pub enum PhoneError {
     #[error("the phone number is longer than {MAX_INPUT_LEN} characters")]
     TooLong,
     /// A national-format number without a region to read it in.
-    #[error("{0:?} is not in international format (+<country code>…); give a region to read it")]
+    #[error("{} is not in international format (+<country code>…); give a region to read it", quote(.0))]
     NeedsRegion(String),
     /// The region code is not one libphonenumber knows.
-    #[error("{0:?} is not a known two-letter region code")]
+    #[error("{} is not a known two-letter region code", quote(.0))]
     UnknownRegion(String),
+    /// A letter where digits belong. Keypad letters (1-800-FLOWERS) are not converted: in a
+    /// number typed by a person a letter is a mistake (`O` for `0`), and guessing would text
+    /// someone else.
+    #[error("{} contains the letter {letter:?}; a phone number is digits only", quote(.input))]
+    Letters {
+        /// What was given.
+        input: String,
+        /// The first letter.
+        letter: char,
+    },
+    /// An extension (`ext. 12`, `x12`, `#12`, `;ext=12`): SMS cannot reach one.
+    #[error("{} has an extension; SMS goes to the number alone", quote(.0))]
+    Extension(String),
+    /// A character that has no place in a phone number.
+    #[error("{} contains {}, which has no place in a phone number", quote(.input), crate::text::quote(&.character.to_string()))]
+    InvalidCharacter {
+        /// What was given.
+        input: String,
+        /// The character.
+        character: char,
+    },
     /// The text is not a phone number at all.
-    #[error("{input:?} is not a phone number: {reason}")]
+    #[error("{} is not a phone number: {reason}", quote(.input))]
     NotANumber {
         /// What was given.
         input: String,
@@ -215,6 +248,116 @@ pub enum PhoneError {
     /// The text parses but is not a valid number of its numbering plan.
     #[error("{0} is not a valid phone number in its numbering plan")]
     Invalid(String),
+}
+
+fn quote(s: &str) -> String {
+    crate::text::quote(s)
+}
+
+/// Separators people type inside numbers (libphonenumber's punctuation, less `x`, which would
+/// be an extension here).
+fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '.'
+                | '('
+                | ')'
+                | '/'
+                | '['
+                | ']'
+                | '~'
+                | '\u{2010}'..='\u{2015}'
+                | '\u{2212}'
+                | '\u{30FC}'
+                | '\u{FF0D}'..='\u{FF0F}'
+                | '\u{00AD}'
+                | '\u{200B}'
+                | '\u{2060}'
+                | '\u{FF08}'
+                | '\u{FF09}'
+                | '\u{FF3B}'
+                | '\u{FF3D}'
+                | '\u{2053}'
+                | '\u{223C}'
+                | '\u{FF5E}'
+        )
+}
+
+/// An ASCII digit, or a full-width one (as typed with an East Asian input method).
+fn digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + u32::from(b'0')),
+        _ => None,
+    }
+}
+
+/// Extension markers libphonenumber recognises, lower case.
+const EXTENSION_MARKERS: [&str; 7] = ["ext", "extn", "extension", "anexo", "x", "#", ";ext="];
+
+/// `text` without a leading `tel:` (a link copied from a web page).
+fn strip_tel(text: &str) -> &str {
+    match text.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("tel:") => &text[4..],
+        _ => text,
+    }
+}
+
+/// Whether the number was typed with `+`, and its ASCII digits; or why the text is not one.
+fn normalize(input: &str) -> Result<(bool, String), PhoneError> {
+    let text = strip_tel(input.trim());
+    let lower = text.to_lowercase();
+    // An extension: a marker after some digits, then digits to the end.
+    for marker in EXTENSION_MARKERS {
+        if let Some(at) = lower.rfind(marker) {
+            let before = &lower[..at];
+            let after = lower[at + marker.len()..].trim_start_matches(['.', ':', ' ', '=']);
+            if before.chars().any(|c| digit(c).is_some())
+                && !after.is_empty()
+                && after.chars().all(|c| digit(c).is_some() || c == ' ')
+            {
+                return Err(PhoneError::Extension(input.to_owned()));
+            }
+        }
+    }
+    let mut plus = false;
+    let mut digits = String::with_capacity(text.len());
+    for c in text.chars() {
+        if let Some(d) = digit(c) {
+            digits.push(d);
+        } else if c == '+' || c == '\u{FF0B}' {
+            // Only before the first digit, once.
+            if plus || !digits.is_empty() {
+                return Err(PhoneError::NotANumber {
+                    input: input.to_owned(),
+                    reason: "a + belongs before the country code only".into(),
+                });
+            }
+            plus = true;
+        } else if is_separator(c) {
+        } else if c.is_alphabetic() {
+            return Err(PhoneError::Letters {
+                input: input.to_owned(),
+                letter: c,
+            });
+        } else if matches!(c, '#' | ',' | ';' | '*') {
+            // Pauses and extensions (`,`, `;`, `#`) or a service code (`*`).
+            return Err(PhoneError::Extension(input.to_owned()));
+        } else {
+            return Err(PhoneError::InvalidCharacter {
+                input: input.to_owned(),
+                character: c,
+            });
+        }
+    }
+    if digits.is_empty() {
+        return Err(PhoneError::NotANumber {
+            input: input.to_owned(),
+            reason: "there are no digits".into(),
+        });
+    }
+    Ok((plus, digits))
 }
 
 /// A parsed phone number with what the numbering plan tells about it.
@@ -230,6 +373,12 @@ pub struct PhoneNumber {
 impl PhoneNumber {
     /// Parses `input` in E.164 / international format, or in national format for
     /// `default_region`. The result may be invalid; see [`PhoneNumber::parse_valid`].
+    ///
+    /// A number in international form (`+…`, or the hint region's international dialling
+    /// prefix: `011` in the US, `00` in most of Europe) is read by its own country's rules,
+    /// never the hint's; national forms use the hint. The reading is libphonenumber's (the
+    /// vectors in `tests/phone_vectors.rs` come from libphonenumber itself). Letters (no keypad
+    /// conversion: `+1201555O123` is a typo, not a vanity number) and extensions are refused.
     pub fn parse(input: &str, default_region: Option<Region>) -> Result<Self, PhoneError> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
@@ -238,28 +387,35 @@ impl PhoneNumber {
         if trimmed.chars().count() > MAX_INPUT_LEN {
             return Err(PhoneError::TooLong);
         }
-        let international = trimmed.starts_with('+') || trimmed.starts_with("tel:");
-        if !international && default_region.is_none() {
-            return Err(PhoneError::NeedsRegion(trimmed.to_owned()));
-        }
-        let parsed =
-            phonenumber::parse(default_region.and_then(|r| r.id()), trimmed).map_err(|e| {
-                PhoneError::NotANumber {
-                    input: trimmed.to_owned(),
-                    reason: e.to_string(),
-                }
+        let (plus, _digits) = normalize(trimmed)?;
+        let hint = match default_region {
+            Some(r) => Some(
+                r.id()
+                    .ok_or_else(|| PhoneError::UnknownRegion(r.to_string()))?,
+            ),
+            // Without a hint, only the international form can be read (libphonenumber would
+            // say "invalid country code"; this says what to do about it).
+            None if !plus => return Err(PhoneError::NeedsRegion(trimmed.to_owned())),
+            None => None,
+        };
+        // The text as typed (checked above): libphonenumber's reading of it is the reference.
+        let text = strip_tel(trimmed);
+        let parsed = PHONE_NUMBER_UTIL
+            .parse(text, hint)
+            .map_err(|e| PhoneError::NotANumber {
+                input: trimmed.to_owned(),
+                reason: e.to_string(),
             })?;
-        let valid = parsed.is_valid_with(&DATABASE);
         let region = parsed
-            .country()
-            .id()
-            .and_then(|id| id.as_ref().parse::<Region>().ok());
+            .get_region_code()
+            .and_then(|r| r.to_string().parse::<Region>().ok());
+        let calling_code = u16::try_from(parsed.country_code).unwrap_or(0);
         Ok(PhoneNumber {
-            e164: parsed.format().mode(phonenumber::Mode::E164).to_string(),
-            calling_code: parsed.code().value(),
+            e164: parsed.format_as(PhoneNumberFormat::E164).into_owned(),
+            calling_code,
             region,
-            number_type: parsed.number_type(&DATABASE).into(),
-            valid,
+            number_type: parsed.get_type().into(),
+            valid: parsed.is_valid(),
         })
     }
 
@@ -438,6 +594,10 @@ mod tests {
         assert!(!jp.sms_supported());
         assert!(matches!(
             PhoneNumber::parse("hello", Some(region("US"))),
+            Err(PhoneError::Letters { letter: 'h', .. })
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("--", Some(region("US"))),
             Err(PhoneError::NotANumber { .. })
         ));
         assert_eq!(PhoneNumber::parse("  ", None), Err(PhoneError::Empty));
@@ -451,6 +611,106 @@ mod tests {
         ));
         assert!("XX".parse::<Region>().is_err());
         assert!("USA".parse::<Region>().is_err());
+    }
+
+    /// Typed in international form with a hint region, each of these lost a digit after the
+    /// country code (the hint's national prefix was stripped): another person's number.
+    #[test]
+    fn international_form_ignores_the_hint() {
+        let cases = [
+            ("+49 151 12345678", "+4915112345678", "DE"),
+            ("+33 1 42 68 53 00", "+33142685300", "FR"),
+            ("+44 1481 712345", "+441481712345", "GG"),
+            ("+48 12 345 67 89", "+48123456789", "PL"),
+            ("+86 138 0013 8000", "+8613800138000", "CN"),
+            ("011 49 151 12345678", "+4915112345678", "DE"),
+        ];
+        for hint in ["US", "GB", "DE", "FR", "CN"] {
+            for (typed, e164, home) in cases {
+                if typed.starts_with("011") && hint != "US" {
+                    continue;
+                }
+                let n = PhoneNumber::parse_valid(typed, Some(region(hint))).unwrap();
+                assert_eq!(
+                    (n.e164(), n.region()),
+                    (e164, Some(region(home))),
+                    "{typed} with hint {hint}"
+                );
+            }
+        }
+        // The region's own dialling prefix: 00 from Germany, 011 from the US.
+        let de = PhoneNumber::parse_valid("0033 1 42 68 53 00", Some(region("DE"))).unwrap();
+        assert_eq!(de.e164(), "+33142685300");
+        // National forms use the hint.
+        let us = PhoneNumber::parse_valid("(201) 555-0123", Some(region("US"))).unwrap();
+        assert_eq!(us.e164(), "+12015550123");
+        let gb = PhoneNumber::parse_valid("07400 123456", Some(region("GB"))).unwrap();
+        assert_eq!(gb.e164(), "+447400123456");
+    }
+
+    #[test]
+    fn letters_and_extensions_are_refused() {
+        assert_eq!(
+            PhoneNumber::parse("+1201555O123", None),
+            Err(PhoneError::Letters {
+                input: "+1201555O123".into(),
+                letter: 'O'
+            })
+        );
+        assert!(matches!(
+            PhoneNumber::parse("1-800-FLOWERS", Some(region("US"))),
+            Err(PhoneError::Letters { letter: 'F', .. })
+        ));
+        for typed in [
+            "+1 201 555 0123 ext. 12",
+            "+1 201 555 0123 x12",
+            "+1 201 555 0123#12",
+            "+1 201 555 0123 ;ext=12",
+            "+12015550123,,12",
+            "tel:+1-201-555-0123;ext=12",
+        ] {
+            assert!(
+                matches!(
+                    PhoneNumber::parse(typed, None),
+                    Err(PhoneError::Extension(_))
+                ),
+                "{typed}: {:?}",
+                PhoneNumber::parse(typed, None)
+            );
+        }
+        assert!(matches!(
+            PhoneNumber::parse("+1 201 555 0123\0", None),
+            Err(PhoneError::InvalidCharacter {
+                character: '\0',
+                ..
+            })
+        ));
+        assert!(matches!(
+            PhoneNumber::parse("+1 201 + 555", None),
+            Err(PhoneError::NotANumber { .. })
+        ));
+        // A tel: link and full-width digits are numbers.
+        assert_eq!(
+            PhoneNumber::parse_valid("tel:+1-201-555-0123", None)
+                .unwrap()
+                .e164(),
+            "+12015550123"
+        );
+        assert_eq!(
+            PhoneNumber::parse_valid("＋１ ２０１ ５５５ ０１２３", None)
+                .unwrap()
+                .e164(),
+            "+12015550123"
+        );
+    }
+
+    #[test]
+    fn errors_quote_at_most_a_little_of_the_input() {
+        let long = format!("+1{}", "-".repeat(60));
+        let e = PhoneNumber::parse(&format!("{long}x"), None).unwrap_err();
+        assert!(e.to_string().len() < 160, "{e}");
+        let e = PhoneNumber::parse(&"9".repeat(65), None).unwrap_err();
+        assert_eq!(e, PhoneError::TooLong);
     }
 
     #[test]

@@ -124,6 +124,14 @@ impl Status {
             Status::Scheduled if self != Status::Accepted => Transition::Illegal,
             // Once handed to the dispatcher a message can no longer be canceled.
             Status::Canceled if self.rank() >= Status::Queued.rank() => Transition::Illegal,
+            // Only the dispatcher hands a message to a carrier, and it reports `queued` first:
+            // a carrier's word about a message that was never handed on (accepted, scheduled)
+            // is about another message, or forged. Nothing skips sending.
+            Status::Sending | Status::Sent | Status::Delivered | Status::Undelivered
+                if self.rank() < Status::Queued.rank() =>
+            {
+                Transition::Illegal
+            }
             _ if to.rank() > self.rank() => Transition::Advance,
             _ => Transition::Stale,
         }
@@ -185,6 +193,19 @@ mod tests {
             for to in ALL {
                 assert_eq!(from.transition(to), Stale, "{from} -> {to}");
             }
+        }
+    }
+
+    #[test]
+    fn nothing_skips_sending() {
+        for from in [Accepted, Scheduled] {
+            for to in [Sending, Sent, Delivered, Undelivered] {
+                assert_eq!(from.transition(to), Illegal, "{from} -> {to}");
+            }
+            assert_eq!(from.transition(Queued), Advance, "{from} -> queued");
+            // A message can fail or be canceled before it is sent.
+            assert_eq!(from.transition(Failed), Advance, "{from} -> failed");
+            assert_eq!(from.transition(Canceled), Advance, "{from} -> canceled");
         }
     }
 

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use sms_proto::v1::messaging_client::MessagingClient;
-use sms_proto::v1::opt_outs_client::OptOutsClient;
+use sms_proto::v1::messaging_service_client::MessagingServiceClient;
+use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
 use sms_proto::v1::{
-    CancelMessageRequest, ChangeOptOutRequest, CheckOptOutRequest, GetConversationRequest,
+    AddOptOutRequest, CancelMessageRequest, CheckOptOutRequest, GetConversationRequest,
     ListInboxRequest, ListOptOutsRequest, LocalDateTime, MarkInboxDoneRequest, OptOutStatus,
-    RescheduleMessageRequest, SetRepliesRequest,
+    RemoveOptOutRequest, RescheduleMessageRequest, SetRepliesRequest,
 };
 
 use crate::online::{Connection, explain, message_json, message_line, parse_time, timestamp};
@@ -128,7 +128,7 @@ pub enum OptOutsCommand {
 
 /// Runs `cancel`.
 pub async fn cancel(conn: &Connection, id: String) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(CancelMessageRequest { id }, false)?;
     let m = client
         .cancel_message(r)
@@ -146,7 +146,7 @@ pub async fn reschedule(conn: &Connection, args: RescheduleArgs) -> anyhow::Resu
     if send_at.is_none() && send_at_local.is_none() {
         bail!("give --at, or --local with --tz");
     }
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(
         RescheduleMessageRequest {
             id: args.id,
@@ -172,7 +172,7 @@ pub async fn reschedule(conn: &Connection, args: RescheduleArgs) -> anyhow::Resu
 
 /// Runs `conversation`.
 pub async fn conversation(conn: &Connection, args: ConversationArgs) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(
         GetConversationRequest {
             our_number: args.ours,
@@ -203,7 +203,7 @@ pub async fn conversation(conn: &Connection, args: ConversationArgs) -> anyhow::
 
 /// Runs `inbox`.
 pub async fn inbox(conn: &Connection, args: InboxArgs) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(
         ListInboxRequest {
             include_done: args.all,
@@ -236,7 +236,7 @@ pub async fn inbox(conn: &Connection, args: InboxArgs) -> anyhow::Result<ExitCod
 
 /// Runs `done`.
 pub async fn done(conn: &Connection, id: String, undo: bool) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(MarkInboxDoneRequest { id, done: !undo }, false)?;
     let m = client
         .mark_inbox_done(r)
@@ -283,11 +283,8 @@ pub async fn opt_outs(
         .connect()
         .await
         .with_context(|| format!("cannot reach the opt-out registry at {endpoint}"))?;
-    let mut client = OptOutsClient::new(channel);
-    let change = |number: String, reason: String| ChangeOptOutRequest {
-        contact_number: number,
-        reason,
-    };
+    let mut client = OptOutsServiceClient::new(channel);
+    let status = |s: Option<OptOutStatus>| s.unwrap_or_default();
     match command {
         OptOutsCommand::Check { number } => {
             let r = conn.request(
@@ -298,26 +295,64 @@ pub async fn opt_outs(
             )?;
             println!(
                 "{}",
-                opt_out_line(&client.check(r).await.map_err(explain)?.into_inner())
+                opt_out_line(&status(
+                    client
+                        .check_opt_out(r)
+                        .await
+                        .map_err(explain)?
+                        .into_inner()
+                        .status
+                ))
             );
         }
         OptOutsCommand::Add { number, reason } => {
-            let r = conn.request(change(number, reason), true)?;
+            let r = conn.request(
+                AddOptOutRequest {
+                    contact_number: number,
+                    reason,
+                },
+                true,
+            )?;
             println!(
                 "{}",
-                opt_out_line(&client.add(r).await.map_err(explain)?.into_inner())
+                opt_out_line(&status(
+                    client
+                        .add_opt_out(r)
+                        .await
+                        .map_err(explain)?
+                        .into_inner()
+                        .status
+                ))
             );
         }
         OptOutsCommand::Remove { number, reason } => {
-            let r = conn.request(change(number, reason), true)?;
+            let r = conn.request(
+                RemoveOptOutRequest {
+                    contact_number: number,
+                    reason,
+                },
+                true,
+            )?;
             println!(
                 "{}",
-                opt_out_line(&client.remove(r).await.map_err(explain)?.into_inner())
+                opt_out_line(&status(
+                    client
+                        .remove_opt_out(r)
+                        .await
+                        .map_err(explain)?
+                        .into_inner()
+                        .status
+                ))
             );
         }
         OptOutsCommand::List { json: as_json } => {
             let r = conn.request(ListOptOutsRequest::default(), false)?;
-            let all = client.list(r).await.map_err(explain)?.into_inner().opt_outs;
+            let all = client
+                .list_opt_outs(r)
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .opt_outs;
             if as_json {
                 let rows: Vec<Value> = all
                     .iter()

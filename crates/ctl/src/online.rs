@@ -5,16 +5,16 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use sms_proto::v1::messaging_client::MessagingClient;
-use sms_proto::v1::numbers_client::NumbersClient;
-use sms_proto::v1::templates_client::TemplatesClient;
+use sms_proto::v1::messaging_service_client::MessagingServiceClient;
+use sms_proto::v1::numbers_service_client::NumbersServiceClient;
+use sms_proto::v1::templates_service_client::TemplatesServiceClient;
 use sms_proto::v1::{
-    AddNumberRequest, CreateGroupRequest, CreateTemplateRequest, DeleteTemplateRequest, Direction,
-    GetMessageRequest, GetNumberRequest, GetTemplateRequest, GetUsageRequest, Group,
-    GroupMemberRequest, ListErroredLeadsRequest, ListGroupsRequest, ListMessagesRequest,
+    AddGroupMemberRequest, AddNumberRequest, CreateGroupRequest, CreateTemplateRequest,
+    DeleteTemplateRequest, Direction, GetMessageRequest, GetNumberRequest, GetTemplateRequest,
+    GetUsageRequest, Group, ListErroredLeadsRequest, ListGroupsRequest, ListMessagesRequest,
     ListNumbersRequest, ListTemplatesRequest, Message, MessageStatus, NumberKind, PhoneNumber,
-    PreviewRequest, ReleaseNumberRequest, SendMessageRequest, Template, TemplateContext,
-    UpdateTemplateRequest, add_number_request, preview_request,
+    PreviewRequest, ReleaseNumberRequest, RemoveGroupMemberRequest, SendMessageRequest, Template,
+    TemplateContext, UpdateTemplateRequest, add_number_request, preview_request,
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic_types::StatusExt;
@@ -333,7 +333,7 @@ pub(crate) fn explain(status: tonic::Status) -> anyhow::Error {
 
 /// Runs `numbers`.
 pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Result<ExitCode> {
-    let mut client = NumbersClient::new(conn.channel().await?);
+    let mut client = NumbersServiceClient::new(conn.channel().await?);
     match command {
         NumbersCommand::Add {
             number,
@@ -426,8 +426,8 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
 }
 
 /// A Messaging client that carries attachments.
-pub(crate) fn messaging(channel: Channel) -> MessagingClient<Channel> {
-    MessagingClient::new(channel)
+pub(crate) fn messaging(channel: Channel) -> MessagingServiceClient<Channel> {
+    MessagingServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
 }
@@ -491,7 +491,7 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
 
 /// Runs `get`.
 pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let request = conn.request(GetMessageRequest { id: args.id }, false)?;
     let reply = client
         .get_message(request)
@@ -571,7 +571,7 @@ pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode>
             .unwrap_or(MessageStatus::Unspecified)
         }
     };
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let direction = match args.direction.as_deref() {
         None => Direction::Unspecified,
         Some("outbound") => Direction::Outbound,
@@ -627,11 +627,7 @@ pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode>
 
 /// Runs `groups`.
 pub async fn groups(conn: &Connection, command: GroupsCommand) -> anyhow::Result<ExitCode> {
-    let mut client = NumbersClient::new(conn.channel().await?);
-    let member = |group: String, user: String| GroupMemberRequest {
-        group_id: group,
-        user_id: user,
-    };
+    let mut client = NumbersServiceClient::new(conn.channel().await?);
     match command {
         GroupsCommand::Create { name } => {
             let r = conn.request(CreateGroupRequest { name }, false)?;
@@ -644,7 +640,13 @@ pub async fn groups(conn: &Connection, command: GroupsCommand) -> anyhow::Result
             println!("{}", g.context("the reply has no group")?.id);
         }
         GroupsCommand::AddMember { group, user } => {
-            let r = conn.request(member(group, user), false)?;
+            let r = conn.request(
+                AddGroupMemberRequest {
+                    group_id: group,
+                    user_id: user,
+                },
+                false,
+            )?;
             let g = client
                 .add_group_member(r)
                 .await
@@ -654,7 +656,13 @@ pub async fn groups(conn: &Connection, command: GroupsCommand) -> anyhow::Result
             println!("{}", group_line(&g.context("the reply has no group")?));
         }
         GroupsCommand::RemoveMember { group, user } => {
-            let r = conn.request(member(group, user), false)?;
+            let r = conn.request(
+                RemoveGroupMemberRequest {
+                    group_id: group,
+                    user_id: user,
+                },
+                false,
+            )?;
             let g = client
                 .remove_group_member(r)
                 .await
@@ -698,7 +706,7 @@ fn group_line(g: &Group) -> String {
 
 /// Runs `templates`.
 pub async fn templates(conn: &Connection, command: TemplatesCommand) -> anyhow::Result<ExitCode> {
-    let mut client = TemplatesClient::new(conn.channel().await?);
+    let mut client = TemplatesServiceClient::new(conn.channel().await?);
     match command {
         TemplatesCommand::Create { name, body, shared } => {
             let r = conn.request(CreateTemplateRequest { name, body, shared }, true)?;
@@ -907,7 +915,7 @@ fn read_context(path: &std::path::Path) -> anyhow::Result<TemplateContext> {
 
 /// Runs `usage`.
 pub async fn usage(conn: &Connection, args: UsageArgs) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(
         GetUsageRequest {
             from_month: args.from.unwrap_or_default(),
@@ -943,7 +951,7 @@ pub async fn usage(conn: &Connection, args: UsageArgs) -> anyhow::Result<ExitCod
 
 /// Runs `errored-leads`.
 pub async fn errored_leads(conn: &Connection, json_out: bool) -> anyhow::Result<ExitCode> {
-    let mut client = MessagingClient::new(conn.channel().await?);
+    let mut client = MessagingServiceClient::new(conn.channel().await?);
     let r = conn.request(ListErroredLeadsRequest::default(), false)?;
     let leads = client
         .list_errored_leads(r)

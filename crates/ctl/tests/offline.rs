@@ -119,3 +119,19 @@ fn bad_flags_and_regions_fail_clearly() {
             .contains("international format")
     );
 }
+
+/// A number typed in international form is read by its own country's rules, whatever region
+/// is given: with the hint US, `+49 151 …` used to lose the 1 after the country code.
+#[test]
+fn phone_in_international_form_keeps_every_digit() {
+    let out = smsctl(&["phone", "--region", "US", "+49 151 12345678"], b"");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("+4915112345678"), "{text}");
+    assert!(out.status.success());
+    let out = smsctl(&["phone", "--region", "US", "+1201555O123"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8(out.stderr).unwrap().contains("letter"),
+        "a letter in a number is refused"
+    );
+}

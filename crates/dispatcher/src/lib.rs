@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
 use sms_core::{Reason, Status};
-use sms_proto::v1::events::{
+use sms_proto::events::v1::{
     EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
 };
 use sms_runtime::batch::Batcher;

@@ -23,7 +23,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_bus::Bus;
 use sms_core::{Reason, Status};
-use sms_proto::v1::events::{InboundMedia, InboundReceived, NumberChanged, StatusChanged};
+use sms_proto::events::v1::{InboundMedia, InboundReceived, NumberChanged, StatusChanged};
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -390,6 +390,7 @@ async fn incoming(
         media,
         num_segments: hook.get("NumSegments").parse().unwrap_or(1),
         account_sid: hook.get("AccountSid").to_owned(),
+        replaced_characters: 0,
     };
     match publish("incoming", &app.bus, &event).await.status() {
         StatusCode::OK => twiml(),

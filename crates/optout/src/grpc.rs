@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sms_core::PhoneNumber;
-use sms_proto::v1::opt_outs_server::{OptOuts, OptOutsServer};
+use sms_proto::v1::opt_outs_service_server::{OptOutsService, OptOutsServiceServer};
 use sms_proto::v1::{
-    ChangeOptOutRequest, CheckOptOutRequest, ListOptOutsRequest, ListOptOutsResponse, OptOutStatus,
-    SetRepliesRequest, SetRepliesResponse,
+    AddOptOutRequest, AddOptOutResponse, CheckOptOutRequest, CheckOptOutResponse,
+    ListOptOutsRequest, ListOptOutsResponse, OptOutStatus, RemoveOptOutRequest,
+    RemoveOptOutResponse, SetRepliesRequest, SetRepliesResponse,
 };
 use sms_runtime::auth::{self, Caller};
 use tokio::net::TcpListener;
@@ -23,15 +24,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<OptOutsServer<Service>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    health.set_serving::<OptOutsServiceServer<Service>>().await;
+    let reflection = sms_proto::Reflection::new(
+        &[
+            <OptOutsServiceServer<Service> as tonic::server::NamedService>::NAME,
+            "grpc.health.v1.Health",
+        ],
+        &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+    );
+    let reflection_v1alpha = reflection.v1alpha()?;
+    let reflection = reflection.v1()?;
     tracing::info!(addr = ?listener.local_addr().ok(), "opt-out registry serving gRPC");
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(OptOutsServer::new(Service(registry)))
+        .add_service(reflection_v1alpha)
+        .add_service(OptOutsServiceServer::new(Service(registry)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.cancelled_owned(),
@@ -87,11 +95,12 @@ impl Service {
         }))
     }
 
-    async fn change(
+    async fn change<T>(
         &self,
-        request: Request<ChangeOptOutRequest>,
+        request: Request<T>,
+        contact_number: impl Fn(&T) -> (&str, &str),
         opted_out: bool,
-    ) -> Result<Response<OptOutStatus>, Status> {
+    ) -> Result<OptOutStatus, Status> {
         let caller = self.caller(&request)?;
         let user = caller.user_id.as_deref().ok_or_else(|| {
             refuse(
@@ -100,9 +109,9 @@ impl Service {
                 "x-user-id is required: changes record who made them",
             )
         })?;
-        let r = request.get_ref();
-        let number = contact(&r.contact_number)?;
-        if r.reason.trim().is_empty() {
+        let (number, reason) = contact_number(request.get_ref());
+        let number = contact(number)?;
+        if reason.trim().is_empty() {
             return Err(refuse(
                 Code::InvalidArgument,
                 "MISSING_REASON",
@@ -117,30 +126,28 @@ impl Service {
                 source: "manual",
                 our_number: None,
                 changed_by: Some(user),
-                reason: Some(r.reason.trim()),
+                reason: Some(reason.trim()),
             })
             .await
             .map_err(internal)?;
-        Ok(Response::new(
-            self.current(&caller.organization_id, &number).await?,
-        ))
+        self.current(&caller.organization_id, &number).await
     }
 }
 
 #[tonic::async_trait]
-impl OptOuts for Service {
-    async fn check(
+impl OptOutsService for Service {
+    async fn check_opt_out(
         &self,
         request: Request<CheckOptOutRequest>,
-    ) -> Result<Response<OptOutStatus>, Status> {
+    ) -> Result<Response<CheckOptOutResponse>, Status> {
         let caller = self.caller(&request)?;
         let number = contact(&request.get_ref().contact_number)?;
-        Ok(Response::new(
-            self.current(&caller.organization_id, &number).await?,
-        ))
+        Ok(Response::new(CheckOptOutResponse {
+            status: Some(self.current(&caller.organization_id, &number).await?),
+        }))
     }
 
-    async fn list(
+    async fn list_opt_outs(
         &self,
         request: Request<ListOptOutsRequest>,
     ) -> Result<Response<ListOptOutsResponse>, Status> {
@@ -173,18 +180,28 @@ impl OptOuts for Service {
         }))
     }
 
-    async fn add(
+    async fn add_opt_out(
         &self,
-        request: Request<ChangeOptOutRequest>,
-    ) -> Result<Response<OptOutStatus>, Status> {
-        self.change(request, true).await
+        request: Request<AddOptOutRequest>,
+    ) -> Result<Response<AddOptOutResponse>, Status> {
+        let status = self
+            .change(request, |r| (&r.contact_number, &r.reason), true)
+            .await?;
+        Ok(Response::new(AddOptOutResponse {
+            status: Some(status),
+        }))
     }
 
-    async fn remove(
+    async fn remove_opt_out(
         &self,
-        request: Request<ChangeOptOutRequest>,
-    ) -> Result<Response<OptOutStatus>, Status> {
-        self.change(request, false).await
+        request: Request<RemoveOptOutRequest>,
+    ) -> Result<Response<RemoveOptOutResponse>, Status> {
+        let status = self
+            .change(request, |r| (&r.contact_number, &r.reason), false)
+            .await?;
+        Ok(Response::new(RemoveOptOutResponse {
+            status: Some(status),
+        }))
     }
 
     async fn set_replies(

@@ -18,7 +18,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sms_bus::{Bus, ConsumerKind, HandleError};
 use sms_core::{Keyword, PhoneNumber, Reason};
-use sms_proto::v1::events::{AutoReply, InboundReceived, OptOutChanged, StatusChanged};
+use sms_proto::events::v1::{AutoReply, InboundReceived, OptOutChanged, StatusChanged};
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
 use tokio::net::TcpListener;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sms_bus::{Bus, ConsumerKind, HandleError};
 use sms_core::Status;
-use sms_proto::v1::events::{
+use sms_proto::events::v1::{
     MessageDue, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
     StatusChanged, schedule_command,
 };

@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use sms_bus::{Bus, BusConfig};
 use sms_carrier_sim::{Sim, SimConfig};
 use sms_dispatcher::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
-use sms_proto::v1::messaging_client::MessagingClient;
-use sms_proto::v1::numbers_client::NumbersClient;
-use sms_proto::v1::opt_outs_client::OptOutsClient;
-use sms_proto::v1::templates_client::TemplatesClient;
+use sms_proto::v1::messaging_service_client::MessagingServiceClient;
+use sms_proto::v1::numbers_service_client::NumbersServiceClient;
+use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
+use sms_proto::v1::templates_service_client::TemplatesServiceClient;
 use sms_proto::v1::{
     AddNumberRequest, GetMessageRequest, Message, MessageStatus, add_number_request,
 };
@@ -411,20 +411,20 @@ impl Stack {
     }
 
     /// A Messaging client (large enough for attachments).
-    pub async fn messaging(&self) -> MessagingClient<Channel> {
-        MessagingClient::new(self.channel().await)
+    pub async fn messaging(&self) -> MessagingServiceClient<Channel> {
+        MessagingServiceClient::new(self.channel().await)
             .max_decoding_message_size(sms_composer::MAX_GRPC_MESSAGE)
             .max_encoding_message_size(sms_composer::MAX_GRPC_MESSAGE)
     }
 
     /// A Numbers client.
-    pub async fn numbers(&self) -> NumbersClient<Channel> {
-        NumbersClient::new(self.channel().await)
+    pub async fn numbers(&self) -> NumbersServiceClient<Channel> {
+        NumbersServiceClient::new(self.channel().await)
     }
 
     /// An OptOuts client.
-    pub async fn opt_outs(&self) -> OptOutsClient<Channel> {
-        OptOutsClient::new(
+    pub async fn opt_outs(&self) -> OptOutsServiceClient<Channel> {
+        OptOutsServiceClient::new(
             tonic::transport::Endpoint::from_shared(self.optout_url.clone())
                 .unwrap()
                 .connect()
@@ -439,8 +439,8 @@ impl Stack {
     }
 
     /// A Templates client.
-    pub async fn templates(&self) -> TemplatesClient<Channel> {
-        TemplatesClient::new(self.channel().await)
+    pub async fn templates(&self) -> TemplatesServiceClient<Channel> {
+        TemplatesServiceClient::new(self.channel().await)
     }
 
     /// Adds a number owned by [`USER`] of [`ORG`].
@@ -467,7 +467,11 @@ impl Stack {
     }
 
     /// Polls GetMessage until the message is in a final status.
-    pub async fn wait_final(&self, client: &mut MessagingClient<Channel>, id: &str) -> Message {
+    pub async fn wait_final(
+        &self,
+        client: &mut MessagingServiceClient<Channel>,
+        id: &str,
+    ) -> Message {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let m = client
@@ -573,7 +577,7 @@ pub fn common_config(
 
 /// Sends `request` as the test user and returns the accepted message (panics on refusal).
 pub async fn send_ok(
-    client: &mut MessagingClient<Channel>,
+    client: &mut MessagingServiceClient<Channel>,
     request: sms_proto::v1::SendMessageRequest,
 ) -> sms_proto::v1::Message {
     client
