@@ -21,6 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc comes vendored: nothing to install on a fresh machine.
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // `prost::Name`: every message knows its full protobuf name (the bus checks event types).
+    config.enable_type_names();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("sms_descriptor.bin"))
         .compile_with_config(config, &PROTOS.map(|p| root.join(p)), &includes)?;

@@ -7,7 +7,7 @@ use sms_core::mms::{MAX_IMAGE_TOTAL_BYTES, MAX_MIXED_TOTAL_BYTES};
 use sms_proto::v1::{
     GetMediaRequest, GetUsageRequest, MessageStatus, NewAttachment, SendMessageRequest,
 };
-use sms_testkit::{ACCOUNT_SID, Stack, as_user, eventually, send_ok};
+use sms_testkit::{ACCOUNT_SID, Options, Stack, as_user, eventually, send_ok};
 use tonic_types::StatusExt;
 
 const OURS: &str = "+12015550100";
@@ -316,13 +316,18 @@ async fn an_inbound_mms_stores_both_images_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attachment_given_by_url_is_fetched_stored_and_served_only_at_its_signed_url() {
-    let stack = Stack::start().await;
+    // The CRM's file server, on loopback: allowed by name for this test only.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let url = format!("http://{host}/brochure.jpg");
+    let stack = Stack::start_with(Options {
+        fetch_allow_private: vec![host],
+        ..Options::default()
+    })
+    .await;
     stack.add_number(OURS).await;
-    // The CRM's file server.
     let picture = file(JPEG, 12_345, 5);
     let served = picture.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/brochure.jpg", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/brochure.jpg",
         axum::routing::get(move || {

@@ -626,7 +626,15 @@ async fn one_organization_can_neither_see_nor_use_anothers_numbers_templates_or_
 async fn calls_need_a_configured_bearer_token() {
     let token = "crm-web-0123456789abcdef";
     let stack = Stack::start_with(Options {
-        api_tokens: HashMap::from([(token.to_owned(), "crm-web".to_owned())]),
+        api_tokens: sms_runtime::auth::Tokens::new([(
+            token.to_owned(),
+            sms_runtime::auth::Grant {
+                system: "crm-web".into(),
+                organizations: sms_runtime::auth::Organizations::Only(
+                    [ORG.to_owned()].into_iter().collect(),
+                ),
+            },
+        )]),
         ..Options::default()
     })
     .await;

@@ -17,6 +17,12 @@ pub trait Event: prost::Message + Default + Send + Sync + 'static {
     /// A short name for logs and metrics.
     const NAME: &'static str;
 
+    /// The protobuf type's full name, e.g. `sms.events.v1.MessageAccepted`. It travels in the
+    /// [`EVENT_TYPE_HEADER`](crate::EVENT_TYPE_HEADER): protobuf decodes bytes of one type as
+    /// another without complaint, so a consumer refuses an event whose header names another
+    /// type rather than act on garbage.
+    const TYPE: &'static str;
+
     /// The common metadata.
     fn meta(&self) -> Option<&EventMeta>;
 
@@ -35,9 +41,10 @@ pub trait Event: prost::Message + Default + Send + Sync + 'static {
 }
 
 macro_rules! event {
-    ($ty:ty, $name:literal, |$e:ident, $s:ident| $subject:expr) => {
+    ($ty:ident, $name:literal, |$e:ident, $s:ident| $subject:expr) => {
         impl Event for $ty {
             const NAME: &'static str = $name;
+            const TYPE: &'static str = concat!("sms.events.v1.", stringify!($ty));
 
             fn meta(&self) -> Option<&EventMeta> {
                 self.meta.as_ref()
@@ -151,6 +158,14 @@ mod tests {
             stable_event_id(&["SM1s", "ent"]),
             stable_event_id(&["SM1", "sent"])
         );
+    }
+
+    #[test]
+    fn events_name_their_protobuf_type() {
+        use prost::Name as _;
+        assert_eq!(MessageAccepted::TYPE, "sms.events.v1.MessageAccepted");
+        assert_eq!(StatusChanged::TYPE, StatusChanged::full_name());
+        assert_eq!(OptOutChanged::TYPE, OptOutChanged::full_name());
     }
 
     #[test]

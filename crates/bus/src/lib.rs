@@ -26,6 +26,9 @@ pub mod trace;
 pub use event::{Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto};
 pub use subjects::{ConsumerKind, StateKind, Subjects};
 
+/// Header naming an event's protobuf type (`sms.events.v1.MessageAccepted`); consumers
+/// refuse events of another type.
+pub const EVENT_TYPE_HEADER: &str = "Sms-Event-Type";
 /// Header naming why an event was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "Sms-Dlq-Reason";
 /// Header naming the subject a dead-lettered event was published on.
@@ -278,6 +281,7 @@ impl Bus {
         let mut headers = HeaderMap::new();
         trace::inject_current(&mut headers);
         headers.insert("Nats-Msg-Id", event.event_id());
+        headers.insert(EVENT_TYPE_HEADER, E::TYPE);
         self.js
             .publish_with_headers(
                 event.subject(&self.subjects),
@@ -473,16 +477,13 @@ impl Bus {
             let mut kept = Vec::with_capacity(messages.len());
             for message in messages {
                 let delivery = self.delivery(&message);
-                match E::decode(message.payload.clone()) {
+                match decode::<E>(&message) {
                     Ok(event) => {
                         trace::link_from(&tracing::Span::current(), message.headers.as_ref());
                         events.push((event, delivery));
                         kept.push((message, delivery));
                     }
-                    Err(e) => {
-                        let reason = format!("cannot decode {}: {e}", E::NAME);
-                        self.dead_letter(kind, &message, &reason).await;
-                    }
+                    Err(reason) => self.dead_letter(kind, &message, &reason).await,
                 }
             }
             if events.is_empty() {
@@ -532,12 +533,9 @@ impl Bus {
         trace::set_parent_from(&span, message.headers.as_ref());
         async {
             let delivery = self.delivery(&message);
-            let event = match E::decode(message.payload.clone()) {
+            let event = match decode::<E>(&message) {
                 Ok(e) => e,
-                Err(e) => {
-                    let reason = format!("cannot decode {}: {e}", E::NAME);
-                    return self.dead_letter(kind, &message, &reason).await;
-                }
+                Err(reason) => return self.dead_letter(kind, &message, &reason).await,
             };
             tracing::Span::current().record("message_id", event.message_id());
             let started = std::time::Instant::now();
@@ -621,10 +619,10 @@ impl Bus {
                 };
                 match next {
                     Some(Ok(message)) => {
-                        match E::decode(message.payload.clone()) {
+                        match decode::<E>(&message) {
                             Ok(event) => apply(event),
-                            Err(e) => {
-                                tracing::error!(subject = %message.subject, error = %e, "undecodable state")
+                            Err(reason) => {
+                                tracing::error!(subject = %message.subject, %reason, "state entry refused")
                             }
                         }
                         if message.info().is_ok_and(|i| i.pending == 0) {
@@ -703,6 +701,33 @@ impl StateSet {
             .unwrap_or_else(|p| p.into_inner())
             .contains(&(organization_id.to_owned(), key.to_owned()))
     }
+}
+
+/// The event in `message`, if the message says it is an `E` (its type header) and decodes as
+/// one; otherwise why not.
+fn decode<E: Event>(message: &async_nats::Message) -> Result<E, String> {
+    let declared = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(EVENT_TYPE_HEADER))
+        .map(|v| v.as_str());
+    match declared {
+        Some(t) if t == E::TYPE => {}
+        Some(t) => {
+            return Err(format!(
+                "event type {} where {} was expected",
+                sms_core::text::quote(t),
+                E::TYPE
+            ));
+        }
+        None => {
+            return Err(format!(
+                "no {EVENT_TYPE_HEADER} header where {} was expected",
+                E::TYPE
+            ));
+        }
+    }
+    E::decode(message.payload.clone()).map_err(|e| format!("cannot decode {}: {e}", E::NAME))
 }
 
 fn count(kind: ConsumerKind, outcome: &'static str) {

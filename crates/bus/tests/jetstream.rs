@@ -144,6 +144,7 @@ async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_r
     // An event whose bytes are not a MessageAccepted, on the consumer's subject.
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", "garbage");
+    headers.insert(sms_bus::EVENT_TYPE_HEADER, "sms.events.v1.MessageAccepted");
     bus.jetstream()
         .publish_with_headers(
             bus.subjects().msg_accepted(),
@@ -219,6 +220,95 @@ async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_r
     // Bounded: exactly max_deliver attempts, then no more.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    shutdown.cancel();
+    consumer.await.unwrap().unwrap();
+    bus.delete_streams().await.unwrap();
+}
+
+/// Protobuf decodes one type's bytes as another without complaint: a `MessageDue` is a valid
+/// `MessageAccepted`. The type header stops it (and an event without one) before the handler.
+#[tokio::test]
+async fn events_of_another_type_are_dead_lettered_unhandled() {
+    use prost::Message as _;
+    let bus = bus().await;
+    let mut dlq = dead_letters(&bus).await;
+    let due = sms_proto::events::v1::MessageDue {
+        meta: Some(sms_bus::meta("due-1".into(), "org", "m-due")),
+        message: Some(OutboundMessage {
+            message_id: "m-due".into(),
+            to: "+12015550123".into(),
+            ..Default::default()
+        }),
+        late: true,
+        send_at: None,
+    };
+    let bytes = due.encode_to_vec();
+    assert!(
+        MessageAccepted::decode(bytes.as_slice()).is_ok(),
+        "without the header the handler would get it"
+    );
+    for (id, header) in [
+        ("wrong-type", Some("sms.events.v1.MessageDue")),
+        ("no-type", None),
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        if let Some(t) = header {
+            headers.insert(sms_bus::EVENT_TYPE_HEADER, t);
+        }
+        bus.jetstream()
+            .publish_with_headers(bus.subjects().msg_accepted(), headers, bytes.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    bus.publish_durably(&accepted("fine", "m-fine"))
+        .await
+        .unwrap();
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let consumer = {
+        let (bus, shutdown, handled) = (bus.clone(), shutdown.clone(), handled.clone());
+        tokio::spawn(async move {
+            bus.consume(
+                ConsumerKind::DispatcherAccepted,
+                shutdown,
+                move |e: MessageAccepted, _| {
+                    let handled = handled.clone();
+                    async move {
+                        handled.lock().unwrap().push(e.meta.unwrap().message_id);
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        })
+    };
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        let msg = tokio::time::timeout(Duration::from_secs(15), dlq.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let h = msg.headers.unwrap();
+        reasons.push(
+            h.get(sms_bus::DLQ_REASON_HEADER)
+                .unwrap()
+                .as_str()
+                .to_owned(),
+        );
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "event type \"sms.events.v1.MessageDue\" where sms.events.v1.MessageAccepted was expected",
+            "no Sms-Event-Type header where sms.events.v1.MessageAccepted was expected",
+        ]
+    );
+    sms_testkit_free_wait(|| handled.lock().unwrap().len() == 1).await;
+    assert_eq!(handled.lock().unwrap().as_slice(), ["m-fine"]);
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
     bus.delete_streams().await.unwrap();

@@ -21,6 +21,9 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
 use serde::Serialize;
+use sms_twilio::webhook::{
+    IncomingMessage, Media as TwilioMedia, MessageStatus as TwilioStatus, StatusCallback,
+};
 use sms_twilio::{API_VERSION, ApiError, MessageResource, SIGNATURE_HEADER};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -526,19 +529,15 @@ fn spawn_callbacks(sim: Sim, message: MessageResource, url: String) {
         for (i, status) in statuses.iter().enumerate() {
             tokio::time::sleep(behaviour.callback_delay).await;
             let last = i + 1 == statuses.len();
-            let mut params: Vec<(&str, String)> = vec![
-                ("MessageSid", message.sid.clone()),
-                ("SmsSid", message.sid.clone()),
-                ("AccountSid", message.account_sid.clone()),
-                ("From", message.from.clone()),
-                ("To", message.to.clone()),
-                ("MessageStatus", (*status).to_owned()),
-                ("SmsStatus", (*status).to_owned()),
-                ("ApiVersion", API_VERSION.to_owned()),
-            ];
-            if let (true, Some(code)) = (last, error_code) {
-                params.push(("ErrorCode", code.to_string()));
-            }
+            let callback = StatusCallback {
+                message_sid: message.sid.clone(),
+                account_sid: message.account_sid.clone(),
+                status: TwilioStatus::parse(status),
+                error_code: if last { error_code } else { None },
+                from: message.from.clone(),
+                to: message.to.clone(),
+            };
+            let params = callback.to_form();
             let signature =
                 sms_twilio::signature(&token, &url, params.iter().map(|(k, v)| (*k, v.as_str())));
             post_with_retries(&sim, &url, &signature, &params).await;
@@ -656,26 +655,24 @@ impl Sim {
             .sid
             .clone()
             .unwrap_or_else(|| format!("SM{}", uuid::Uuid::new_v4().simple()));
-        let mut params: Vec<(String, String)> = vec![
-            ("MessageSid".into(), sid.clone()),
-            ("SmsSid".into(), sid.clone()),
-            ("SmsMessageSid".into(), sid.clone()),
-            ("AccountSid".into(), account_sid.into()),
-            ("From".into(), message.from.clone()),
-            ("To".into(), message.to.clone()),
-            ("Body".into(), message.body.clone()),
-            ("NumMedia".into(), message.media.len().to_string()),
-            (
-                "NumSegments".into(),
-                sms_core::count(&message.body).segments.max(1).to_string(),
-            ),
-            ("SmsStatus".into(), "received".into()),
-            ("ApiVersion".into(), API_VERSION.into()),
-        ];
-        for (i, (media_url, content_type)) in message.media.iter().enumerate() {
-            params.push((format!("MediaUrl{i}"), media_url.clone()));
-            params.push((format!("MediaContentType{i}"), content_type.clone()));
+        let params = IncomingMessage {
+            message_sid: sid.clone(),
+            account_sid: account_sid.to_owned(),
+            from: message.from.clone(),
+            to: message.to.clone(),
+            body: message.body.clone(),
+            num_segments: u32::try_from(sms_core::count(&message.body).segments.max(1))
+                .unwrap_or(u32::MAX),
+            media: message
+                .media
+                .iter()
+                .map(|(url, content_type)| TwilioMedia {
+                    url: url.clone(),
+                    content_type: content_type.clone(),
+                })
+                .collect(),
         }
+        .to_form();
         let signature = sms_twilio::signature(
             &token,
             url,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sms_core::schedule::ScheduleError;
 use sms_core::template::TemplateError;
+use sms_core::text::{FieldError, quote};
 use sms_core::{BodyError, PhoneError};
 use tonic::Code;
 
@@ -17,6 +18,31 @@ pub enum ComposerError {
     /// No `x-user-id` where one is needed.
     #[error("the x-user-id metadata is required")]
     MissingUser,
+    /// A request field is too long or holds a character it may not.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A map or list field has more entries than allowed.
+    #[error("{field} has {count} entries; at most {max} are allowed")]
+    TooManyEntries {
+        /// The field.
+        field: &'static str,
+        /// Entries given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An idempotency key already used for a different request.
+    #[error(
+        "the idempotency key {} was used for a different request (message {message_id}); use a \
+         new key for a new message",
+        quote(.key)
+    )]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The message the key created.
+        message_id: String,
+    },
     /// The body is empty or too long.
     #[error("{0}")]
     Body(#[from] BodyError),
@@ -76,7 +102,7 @@ pub enum ComposerError {
     #[error("a number needs an owner: a user or a group")]
     MissingOwner,
     /// A malformed id.
-    #[error("{0:?} is not a valid id")]
+    #[error("{} is not a valid id", quote(.0))]
     InvalidId(String),
     /// The page token is not one we issued.
     #[error("invalid page token")]
@@ -97,7 +123,7 @@ pub enum ComposerError {
     #[error("a name is required")]
     MissingName,
     /// A group with that name exists.
-    #[error("a group named {0:?} already exists")]
+    #[error("a group named {} already exists", quote(.0))]
     GroupNameTaken(String),
     /// A send time that cannot be used.
     #[error("{0}")]
@@ -121,7 +147,7 @@ pub enum ComposerError {
     #[error("{0}")]
     Mms(#[from] sms_core::mms::MmsError),
     /// An attachment URL could not be fetched.
-    #[error("cannot fetch the attachment at {url}: {why}")]
+    #[error("cannot fetch the attachment at {}: {why}", quote(.url))]
     MediaFetch {
         /// The URL.
         url: String,
@@ -138,7 +164,7 @@ pub enum ComposerError {
     #[error("the scheduler is not available: {0}")]
     SchedulerUnavailable(String),
     /// A month that is not `YYYY-MM`, or a range that runs backwards.
-    #[error("{0:?} is not a month (YYYY-MM), or the range runs backwards")]
+    #[error("{} is not a month (YYYY-MM), or the range runs backwards", quote(.0))]
     InvalidMonth(String),
     /// The database failed.
     #[error("database error: {0}")]
@@ -175,6 +201,9 @@ impl ComposerError {
         match self {
             ComposerError::Auth(e) => e.reason(),
             ComposerError::MissingUser => "MISSING_USER",
+            ComposerError::Field(e) => e.reason(),
+            ComposerError::TooManyEntries { .. } => "TOO_MANY_ENTRIES",
+            ComposerError::IdempotencyKeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
             ComposerError::Body(BodyError::Empty) => "BODY_EMPTY",
             ComposerError::Body(BodyError::TooLong { .. }) => "BODY_TOO_LONG",
             ComposerError::InvalidRecipient(_) => "INVALID_RECIPIENT",
@@ -228,6 +257,16 @@ impl ComposerError {
     /// Facts a caller can act on (`ErrorInfo.metadata`): limits, positions, codes.
     pub fn metadata(&self) -> HashMap<String, String> {
         let pairs: Vec<(&str, String)> = match self {
+            ComposerError::Auth(e) => return e.metadata(),
+            ComposerError::Field(e) => return sms_runtime::auth::field_metadata(e),
+            ComposerError::TooManyEntries { field, count, max } => vec![
+                ("field", (*field).to_owned()),
+                ("entries", count.to_string()),
+                ("limit", max.to_string()),
+            ],
+            ComposerError::IdempotencyKeyReused { message_id, .. } => {
+                vec![("message_id", message_id.clone())]
+            }
             ComposerError::Body(BodyError::TooLong { chars }) => vec![
                 ("characters", chars.to_string()),
                 ("limit", sms_core::MAX_BODY_CHARS.to_string()),
@@ -266,6 +305,8 @@ impl ComposerError {
         match self {
             ComposerError::Auth(e) => e.code(),
             ComposerError::MissingUser
+            | ComposerError::Field(_)
+            | ComposerError::TooManyEntries { .. }
             | ComposerError::Body(_)
             | ComposerError::InvalidRecipient(_)
             | ComposerError::UnsupportedCountry { .. }
@@ -296,7 +337,9 @@ impl ComposerError {
             ComposerError::SenderNotOwned(_) | ComposerError::NotTemplateOwner => {
                 Code::PermissionDenied
             }
-            ComposerError::NumberTaken(_) | ComposerError::GroupNameTaken(_) => Code::AlreadyExists,
+            ComposerError::NumberTaken(_)
+            | ComposerError::GroupNameTaken(_)
+            | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
             ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
             ComposerError::Database(_) => Code::Internal,
@@ -320,8 +363,11 @@ impl From<ComposerError> for tonic::Status {
                 tracing::error!(error = %inner, "database error");
                 "internal error; try again".to_owned()
             }
-            ComposerError::Auth(sms_runtime::auth::AuthError::Unauthenticated) => {
-                tracing::warn!("unauthenticated call");
+            ComposerError::Auth(
+                sms_runtime::auth::AuthError::Unauthenticated
+                | sms_runtime::auth::AuthError::OrganizationNotAllowed { .. },
+            ) => {
+                tracing::warn!(reason = e.reason(), "call refused");
                 e.to_string()
             }
             other => {

@@ -3,8 +3,12 @@
 //! It validates every send with `sms-core` (sender ownership, countries, body), stores the
 //! message with its segments and status history in its own schema, publishes it for the
 //! dispatcher, and applies status events so `GetMessage` shows the whole lifecycle.
+//!
+//! By capability: [`grpc`] (the only place that sees protobuf requests), [`send`] (the typed
+//! command, the rules, accepting and publishing), [`status`], [`schedule`], [`inbox`]
+//! (inbound messages, conversations, inboxes), [`messages`] (reads and reports),
+//! [`numbers`], [`templates`], [`media`], and [`store`] with one module per aggregate.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +27,15 @@ use tonic::server::NamedService;
 pub mod app;
 pub mod error;
 pub mod grpc;
-pub mod inbound;
+pub mod inbox;
 pub mod media;
+pub mod messages;
 pub mod numbers;
+pub mod schedule;
+pub mod send;
+pub mod status;
 pub mod store;
 pub mod templates;
-pub mod writer;
 
 pub use app::App;
 pub use error::ComposerError;
@@ -52,25 +59,45 @@ pub struct Config {
     pub common: CommonConfig,
     /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
-    /// `SMS_API_TOKENS`: `system:token` pairs, comma-separated. Empty: no authentication.
-    pub api_tokens: HashMap<String, String>,
+    /// `SMS_API_TOKENS`: `system:token:organizations` entries, comma-separated. Empty only in
+    /// development: no authentication.
+    pub api_tokens: sms_runtime::auth::Tokens,
     /// `SMS_REPUBLISH_AFTER_MS`: how long a message may stay `accepted` before it is
     /// published again.
     pub republish_after: Duration,
     /// `SMS_SCHEDULE_HORIZON_DAYS`: how far ahead a message may be scheduled.
     pub schedule_horizon_days: i64,
-    /// `SMS_MEDIA_PUBLIC_URL`, `SMS_MEDIA_SECRET`, `SMS_MEDIA_ALLOW_HTTP`, and the Twilio
-    /// accounts (for inbound media).
+    /// `SMS_MEDIA_PUBLIC_URL`, `SMS_MEDIA_SECRET`, and the Twilio accounts with their media
+    /// hosts (`SMS_TWILIO_MEDIA_HOSTS`, for inbound media).
     pub media: media::MediaConfig,
+    /// How attachment URLs and carrier media are fetched (`SMS_FETCH_ALLOW_HTTP`,
+    /// `SMS_FETCH_ALLOW_PRIVATE`, development only).
+    pub fetch: sms_runtime::fetch::FetchPolicy,
 }
 
 impl Config {
     /// Reads the composer's variables.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env)?;
+        let dev = common.development;
+        let accounts = sms_runtime::config::twilio_accounts(env)?;
+        let hosts = sms_runtime::config::twilio_media_hosts(env, &accounts)?;
+        let carriers = accounts
+            .into_iter()
+            .map(|(sid, auth_token)| {
+                let media_hosts = hosts.get(&sid).cloned().unwrap_or_default();
+                (
+                    sid,
+                    media::CarrierAccount {
+                        auth_token,
+                        media_hosts,
+                    },
+                )
+            })
+            .collect();
         Ok(Config {
-            common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
-            api_tokens: sms_runtime::auth::tokens_from_env(env)?,
+            api_tokens: sms_runtime::auth::tokens_from_env(env, dev)?,
             republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
             schedule_horizon_days: env.parse_or(
                 "SMS_SCHEDULE_HORIZON_DAYS",
@@ -78,21 +105,11 @@ impl Config {
             )?,
             media: media::MediaConfig {
                 public_url: env.string_or("SMS_MEDIA_PUBLIC_URL", "http://127.0.0.1:8081"),
-                secret: match env.raw("SMS_MEDIA_SECRET") {
-                    Some(s) if s.len() >= 16 => s.into_bytes(),
-                    Some(_) => {
-                        return Err(ConfigError::new(
-                            "SMS_MEDIA_SECRET",
-                            "(hidden)",
-                            "use at least 16 characters",
-                        ));
-                    }
-                    // Development only: replicas must share one secret.
-                    None => b"development-media-secret".to_vec(),
-                },
-                allow_http: env.bool_or("SMS_MEDIA_ALLOW_HTTP", false)?,
-                accounts: sms_runtime::config::twilio_accounts(env)?,
+                secret: sms_runtime::config::signing_key(env, "SMS_MEDIA_SECRET", dev)?,
+                carriers,
             },
+            fetch: sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?,
+            common,
         })
     }
 }
@@ -146,8 +163,8 @@ pub async fn run(
         horizon_days: config.schedule_horizon_days,
         opt_outs: opt_outs.clone(),
         media: config.media.clone(),
-        http: sms_runtime::http_client(Duration::from_secs(30))?,
-        writer: writer::Writer::start(pool.clone(), WRITERS),
+        fetcher: sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
+        writer: send::accept::Writer::start(pool.clone(), WRITERS),
         senders,
     });
     tokio::spawn(sms_runtime::health::serve(
@@ -209,7 +226,7 @@ pub async fn run(
             async move { app.on_auto_reply(&e).await }
         },
     );
-    let sweeper = republisher(app.clone(), config.republish_after, shutdown.clone());
+    let sweeper = send::accept::republisher(app.clone(), config.republish_after, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
@@ -235,20 +252,4 @@ pub async fn run(
     replies.context("auto-reply consumer")?;
     tracing::info!("composer stopped");
     Ok(())
-}
-
-/// Every few seconds, publishes again the messages stuck in `accepted`.
-async fn republisher(app: Arc<App>, after: Duration, shutdown: CancellationToken) {
-    let period = (after / 3).max(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(period) => {}
-        }
-        match app.republish_stale(after).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "re-published messages stuck in accepted"),
-            Err(e) => tracing::warn!(error = %e, "re-publisher query failed"),
-        }
-    }
 }

@@ -1,5 +1,7 @@
-//! MMS attachments: checked with sms-core, stored with their message, served to carriers at
-//! signed, expiring URLs, and downloaded from carriers for inbound MMS.
+//! MMS attachments: fetched (through the fetch policy) and checked with sms-core, stored with
+//! their message, served to carriers at signed, expiring URLs with headers that stop a browser
+//! from running or sniffing them, and downloaded from the carrier's own media hosts for
+//! inbound MMS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,22 +9,33 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use sms_core::mms::{self, MmsError};
-use sms_proto::v1::NewAttachment;
+use sms_core::mms;
+use sms_runtime::fetch::{Credentials, FetchError, Request};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::error::ComposerError;
-use crate::store::{self, MediaRow};
+use crate::send::command::{Attachment, Source};
+use crate::store::{self, MediaRow, MediaState};
 
-/// Most bytes fetched for one attachment (the largest total any MMS may have, plus one).
-const MAX_FETCH: u64 = mms::MAX_IMAGE_TOTAL_BYTES + 1;
+/// Most bytes fetched for one attachment (the largest total any MMS may have).
+pub const MAX_FETCH: u64 = mms::MAX_IMAGE_TOTAL_BYTES;
+
+/// A carrier account whose inbound media we download.
+#[derive(Clone)]
+pub struct CarrierAccount {
+    /// Its auth token (HTTP Basic password).
+    pub auth_token: String,
+    /// The carrier's own media hosts (`host` or `host:port`): media are downloaded only from
+    /// them, and the credentials go only to them.
+    pub media_hosts: Vec<String>,
+}
 
 /// Media settings.
 #[derive(Clone)]
@@ -31,17 +44,15 @@ pub struct MediaConfig {
     pub public_url: String,
     /// Key of the URL signatures (shared by every composer replica).
     pub secret: Vec<u8>,
-    /// Whether attachment URLs may be plain http (tests and local development only).
-    pub allow_http: bool,
-    /// Carrier accounts: SID → auth token, for downloading inbound media.
-    pub accounts: HashMap<String, String>,
+    /// Carrier accounts by SID, for inbound media.
+    pub carriers: HashMap<String, CarrierAccount>,
 }
 
 impl std::fmt::Debug for MediaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaConfig")
             .field("public_url", &self.public_url)
-            .field("allow_http", &self.allow_http)
+            .field("carriers", &self.carriers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -78,26 +89,32 @@ impl MediaConfig {
     }
 }
 
+fn fetch_failed(url: &str, e: &FetchError) -> ComposerError {
+    ComposerError::MediaFetch {
+        url: url.to_owned(),
+        why: e.to_string(),
+    }
+}
+
 impl App {
     /// Fetches (where given by URL) and checks attachments; the rows are ready to store.
     pub async fn prepare_media(
         &self,
         organization_id: &str,
         message_id: Uuid,
-        attachments: &[NewAttachment],
+        attachments: &[Attachment],
     ) -> Result<Vec<MediaRow>, ComposerError> {
-        if attachments.len() > mms::MAX_ATTACHMENTS {
-            return Err(MmsError::TooManyAttachments {
-                count: attachments.len(),
-            }
-            .into());
-        }
         let mut contents = Vec::with_capacity(attachments.len());
         for a in attachments {
-            let data = if a.url.trim().is_empty() {
-                a.data.clone()
-            } else {
-                self.fetch(a.url.trim()).await?
+            let data = match &a.source {
+                Source::Bytes(b) => b.clone(),
+                Source::Url(url) => {
+                    self.fetcher
+                        .get(url, &Request::default())
+                        .await
+                        .map_err(|e| fetch_failed(url, &e))?
+                        .bytes
+                }
             };
             contents.push(data);
         }
@@ -121,36 +138,15 @@ impl App {
                 content_type: m.content_type,
                 size: i64::try_from(m.size).unwrap_or(i64::MAX),
                 data: Some(data),
-                state: "stored".into(),
+                state: MediaState::Stored,
                 error: None,
             })
             .collect())
     }
 
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, ComposerError> {
-        let fail = |why: String| ComposerError::MediaFetch {
-            url: url.to_owned(),
-            why,
-        };
-        let allowed =
-            url.starts_with("https://") || (self.media.allow_http && url.starts_with("http://"));
-        if !allowed {
-            return Err(fail("only https URLs are fetched".into()));
-        }
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fail(format!("HTTP {}", response.status())));
-        }
-        read_limited(response).await.map_err(fail)
-    }
-
-    /// Downloads an inbound message's attachments from the carrier (with its account's
-    /// credentials), retrying each a few times; one that still fails is recorded as failed.
+    /// Downloads an inbound message's attachments from the carrier's own media hosts (with
+    /// its account's credentials, sent only there), retrying a failure that may pass; one that
+    /// still fails, or whose content is refused, is recorded as failed.
     pub async fn download_inbound_media(
         &self,
         organization_id: &str,
@@ -158,43 +154,20 @@ impl App {
         account_sid: &str,
         media: &[(String, String)],
     ) -> Vec<MediaRow> {
-        let token = self.media.accounts.get(account_sid).cloned();
+        let account = self.media.carriers.get(account_sid);
         let mut rows = Vec::with_capacity(media.len());
         for (i, (url, declared)) in media.iter().enumerate() {
-            let mut last_error = String::new();
-            let mut stored = None;
-            for attempt in 0..3u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
-                }
-                let mut request = self.http.get(url);
-                if let Some(token) = &token {
-                    request = request.basic_auth(account_sid, Some(token));
-                }
-                let outcome = match request.send().await {
-                    Ok(r) if r.status().is_success() => read_limited(r).await,
-                    Ok(r) => Err(format!("HTTP {}", r.status())),
-                    Err(e) => Err(e.to_string()),
-                };
-                match outcome {
-                    Ok(bytes) => match mms::check_attachment(i, declared, &bytes) {
-                        Ok(m) => {
-                            stored = Some((m, bytes));
-                            break;
-                        }
-                        // The content will not change on a retry.
-                        Err(e) => {
-                            last_error = e.to_string();
-                            break;
-                        }
-                    },
-                    Err(e) => last_error = e,
-                }
-            }
+            let outcome = match account {
+                None => Err(format!(
+                    "the carrier account {} is not configured",
+                    sms_core::text::quote(account_sid)
+                )),
+                Some(account) => self.download(url, declared, i, account_sid, account).await,
+            };
             let id = Uuid::new_v4();
             let position = i32::try_from(i).unwrap_or(i32::MAX);
-            rows.push(match stored {
-                Some((m, bytes)) => MediaRow {
+            rows.push(match outcome {
+                Ok((m, bytes)) => MediaRow {
                     id,
                     organization_id: organization_id.to_owned(),
                     message_id,
@@ -203,27 +176,68 @@ impl App {
                     content_type: m.content_type,
                     size: i64::try_from(m.size).unwrap_or(i64::MAX),
                     data: Some(bytes),
-                    state: "stored".into(),
+                    state: MediaState::Stored,
                     error: None,
                 },
-                None => {
-                    tracing::warn!(%url, error = %last_error, "inbound attachment not downloaded");
+                Err(error) => {
+                    tracing::warn!(url = %sms_core::text::quote(url), %error, "inbound attachment not stored");
+                    let content_type = mms::canonical_type(declared);
+                    let content_type = if mms::is_allowed_type(&content_type) {
+                        content_type
+                    } else {
+                        "application/octet-stream".to_owned()
+                    };
                     MediaRow {
                         id,
                         organization_id: organization_id.to_owned(),
                         message_id,
                         position,
-                        file_name: file_name("", i, declared),
-                        content_type: mms::canonical_type(declared),
+                        file_name: file_name("", i, &content_type),
+                        content_type,
                         size: 0,
                         data: None,
-                        state: "failed".into(),
-                        error: Some(last_error),
+                        state: MediaState::Failed,
+                        error: Some(error),
                     }
                 }
             });
         }
         rows
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        declared: &str,
+        index: usize,
+        account_sid: &str,
+        account: &CarrierAccount,
+    ) -> Result<(mms::Media, Vec<u8>), String> {
+        let request = Request {
+            only_hosts: Some(account.media_hosts.clone()),
+            credentials: Some(Credentials {
+                user: account_sid.to_owned(),
+                password: account.auth_token.clone(),
+                hosts: account.media_hosts.clone(),
+            }),
+        };
+        let mut last = String::new();
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
+            }
+            match self.fetcher.get(url, &request).await {
+                // The content will not change on a retry.
+                Ok(f) => {
+                    return mms::check_attachment(index, declared, &f.bytes)
+                        .map(|m| (m, f.bytes))
+                        .map_err(|e| e.to_string());
+                }
+                Err(e) if e.is_transient() => last = e.to_string(),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(last)
     }
 
     /// The signed URLs of a message's attachments, valid until two days after `from`.
@@ -233,15 +247,17 @@ impl App {
         from: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
         let expires = from + 2 * 24 * 3600;
-        Ok(store::media_of(&self.pool, &[message_id])
+        Ok(store::media::of_messages(&self.pool, &[message_id])
             .await?
             .into_iter()
-            .filter(|m| m.state == "stored")
+            .filter(|m| m.state == MediaState::Stored)
             .map(|m| self.media.url(m.id, expires))
             .collect())
     }
 }
 
+/// The name an attachment is stored under: the one given (at most 255 characters), or
+/// `attachment-N.<type>`.
 fn file_name(given: &str, i: usize, content_type: &str) -> String {
     let given = given.trim();
     if !given.is_empty() {
@@ -249,17 +265,6 @@ fn file_name(given: &str, i: usize, content_type: &str) -> String {
     }
     let ext = content_type.rsplit('/').next().unwrap_or("bin");
     format!("attachment-{}.{ext}", i + 1)
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        out.extend_from_slice(&chunk);
-        if out.len() as u64 > MAX_FETCH {
-            return Err(format!("larger than {} bytes", MAX_FETCH - 1));
-        }
-    }
-    Ok(out)
 }
 
 #[derive(serde::Deserialize)]
@@ -275,6 +280,25 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// A `Content-Disposition` that a browser cannot turn into a header injection: the file name
+/// in ASCII letters, digits and `.-_` only.
+fn disposition(inline: bool, file_name: &str) -> HeaderValue {
+    let safe: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let kind = if inline { "inline" } else { "attachment" };
+    HeaderValue::from_str(&format!("{kind}; filename=\"{safe}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
 async fn serve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -287,12 +311,39 @@ async fn serve(
     if !app.media.verify(id, q.expires, &q.signature, now) {
         return (StatusCode::FORBIDDEN, "invalid or expired media URL").into_response();
     }
-    match store::media(&app.pool, None, id).await {
+    match store::media::get(&app.pool, None, id).await {
         Ok(Some(MediaRow {
             data: Some(data),
             content_type,
+            file_name,
             ..
-        })) => ([(header::CONTENT_TYPE, content_type)], data).into_response(),
+        })) => {
+            let image = content_type.starts_with("image/");
+            let content_type = HeaderValue::from_str(&content_type)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    // The type is the one we checked; a browser must not guess another.
+                    (
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    ),
+                    // Nothing in it runs, loads or frames: it is a file, not a page.
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static("default-src 'none'; sandbox"),
+                    ),
+                    (header::CONTENT_DISPOSITION, disposition(image, &file_name)),
+                    (
+                        header::REFERRER_POLICY,
+                        HeaderValue::from_static("no-referrer"),
+                    ),
+                ],
+                data,
+            )
+                .into_response()
+        }
         Ok(_) => (StatusCode::NOT_FOUND, "no such media").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "media lookup failed");
@@ -310,8 +361,7 @@ mod tests {
         let c = MediaConfig {
             public_url: "https://media.example/".into(),
             secret: b"secret".to_vec(),
-            allow_http: false,
-            accounts: HashMap::new(),
+            carriers: HashMap::new(),
         };
         let id = Uuid::new_v4();
         let url = c.url(id, 2000);
@@ -323,5 +373,17 @@ mod tests {
         assert!(!c.verify(id, 2000, sig, 2001), "expired");
         assert!(!c.verify(id, 2001, sig, 1999), "tampered expiry");
         assert!(!c.verify(Uuid::new_v4(), 2000, sig, 1999), "another id");
+    }
+
+    #[test]
+    fn dispositions_cannot_inject() {
+        assert_eq!(
+            disposition(false, "a\"; b\r\nX: y.pdf"),
+            "attachment; filename=\"a___b__X__y.pdf\""
+        );
+        assert_eq!(
+            disposition(true, "photo.jpg"),
+            "inline; filename=\"photo.jpg\""
+        );
     }
 }

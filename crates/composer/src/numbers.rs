@@ -5,14 +5,28 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sms_core::PhoneNumber;
+use sms_core::text::{self, Lines};
+use sms_core::{NumberKind, PhoneNumber};
 use sms_proto::events::v1::NumberChanged;
-use sms_proto::v1::{AddNumberRequest, NumberKind, add_number_request};
+use sms_proto::v1::{AddNumberRequest, NumberKind as ProtoNumberKind, add_number_request};
 use uuid::Uuid;
 
 use crate::app::{App, Caller, parse_id};
 use crate::error::{ComposerError, Entity, on_constraint};
 use crate::store::{self, GroupRow, NumberRow};
+
+/// Longest group name.
+pub const MAX_GROUP_NAME: usize = 200;
+
+/// Checks a user id given in a request field.
+fn user_field(field: &'static str, user: &str) -> Result<(), ComposerError> {
+    Ok(text::check(
+        field,
+        user,
+        sms_runtime::auth::MAX_ID_LEN,
+        Lines::Single,
+    )?)
+}
 
 impl App {
     /// Rents a number for the caller's organization; the reply warns when it cannot send SMS.
@@ -22,19 +36,29 @@ impl App {
         req: AddNumberRequest,
     ) -> Result<(NumberRow, Vec<String>), ComposerError> {
         let org = caller.organization_id.as_str();
+        text::check(
+            "number",
+            &req.number,
+            sms_core::phone::MAX_INPUT_LEN,
+            Lines::Single,
+        )?;
         let parsed =
             PhoneNumber::parse_valid(&req.number, None).map_err(ComposerError::InvalidNumber)?;
         let kind = match req.kind() {
-            NumberKind::External => "external",
-            NumberKind::Internal | NumberKind::Unspecified => "internal",
+            ProtoNumberKind::External => NumberKind::External,
+            ProtoNumberKind::Internal | ProtoNumberKind::Unspecified => NumberKind::Internal,
         };
         let (owner_user_id, owner_group_id) = match &req.owner {
             Some(add_number_request::Owner::OwnerUserId(u)) if !u.trim().is_empty() => {
+                user_field("owner_user_id", u)?;
                 (Some(u.trim().to_owned()), None)
             }
             Some(add_number_request::Owner::OwnerGroupId(g)) if !g.trim().is_empty() => {
-                let id = parse_id(g)?;
-                if store::groups(&self.pool, org, Some(id)).await?.is_empty() {
+                let id = parse_id("owner_group_id", g)?;
+                if store::groups::list(&self.pool, org, Some(id))
+                    .await?
+                    .is_empty()
+                {
                     return Err(ComposerError::NotFound(Entity::Group));
                 }
                 (None, Some(id.to_string()))
@@ -65,7 +89,7 @@ impl App {
                 parsed.e164()
             ));
         }
-        if kind == "external" {
+        if !kind.can_send() {
             warnings.push(format!(
                 "{} is external: it will never be used to send",
                 parsed.e164()
@@ -76,20 +100,22 @@ impl App {
             organization_id: org.to_owned(),
             number: parsed.e164().to_owned(),
             region,
-            number_type: parsed.number_type().as_str().to_owned(),
+            number_type: parsed.number_type(),
             sms_capable,
             mms_capable,
             voice_capable: req.voice_capable.unwrap_or(true),
-            kind: kind.to_owned(),
+            kind,
             owner_user_id,
             owner_group_id,
             created_at: Utc::now(),
         };
-        store::insert_number(&self.pool, &row).await.map_err(|e| {
-            on_constraint(e, "numbers_number_key", || {
-                ComposerError::NumberTaken(row.number.clone())
-            })
-        })?;
+        store::numbers::insert(&self.pool, &row)
+            .await
+            .map_err(|e| {
+                on_constraint(e, "numbers_number_key", || {
+                    ComposerError::NumberTaken(row.number.clone())
+                })
+            })?;
         // Clears a release of the same number by this organization in the dispatchers' copies.
         self.publish_number_state(&row, true).await;
         Ok((row, warnings))
@@ -97,7 +123,7 @@ impl App {
 
     /// The caller's organization's numbers.
     pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, ComposerError> {
-        Ok(store::list_numbers(&self.pool, &caller.organization_id).await?)
+        Ok(store::numbers::list(&self.pool, &caller.organization_id).await?)
     }
 
     /// A number of the caller's organization, by E.164 or id.
@@ -107,12 +133,13 @@ impl App {
         number: &str,
     ) -> Result<NumberRow, ComposerError> {
         let org = caller.organization_id.as_str();
+        text::check("number", number, crate::app::MAX_ID_FIELD, Lines::Single)?;
         let found = match Uuid::parse_str(number.trim()) {
-            Ok(id) => store::find_number_by_id(&self.pool, org, id).await?,
+            Ok(id) => store::numbers::find_by_id(&self.pool, org, id).await?,
             Err(_) => {
                 let n =
                     PhoneNumber::parse_valid(number, None).map_err(ComposerError::InvalidNumber)?;
-                store::find_number(&self.pool, org, n.e164()).await?
+                store::numbers::find(&self.pool, org, n.e164()).await?
             }
         };
         found.ok_or(ComposerError::NotFound(Entity::Number))
@@ -125,7 +152,7 @@ impl App {
         number: &str,
     ) -> Result<NumberRow, ComposerError> {
         let row = self.get_number(caller, number).await?;
-        if !store::release_number(&self.pool, &caller.organization_id, row.id).await? {
+        if !store::numbers::release(&self.pool, &caller.organization_id, row.id).await? {
             return Err(ComposerError::NotFound(Entity::Number));
         }
         self.senders.forget(&row.organization_id, &row.number);
@@ -156,12 +183,13 @@ impl App {
         caller: &Caller,
         name: &str,
     ) -> Result<GroupRow, ComposerError> {
+        text::check("name", name, MAX_GROUP_NAME, Lines::Single)?;
         let name = name.trim();
         if name.is_empty() {
             return Err(ComposerError::MissingName);
         }
         let id = Uuid::now_v7();
-        store::insert_group(&self.pool, &caller.organization_id, id, name)
+        store::groups::insert(&self.pool, &caller.organization_id, id, name)
             .await
             .map_err(|e| {
                 on_constraint(e, "groups_name_key", || {
@@ -184,16 +212,20 @@ impl App {
         member: bool,
     ) -> Result<GroupRow, ComposerError> {
         let org = caller.organization_id.as_str();
-        let id = parse_id(group_id)?;
+        let id = parse_id("group_id", group_id)?;
+        user_field("user_id", user_id)?;
         let user_id = user_id.trim();
         if user_id.is_empty() {
             return Err(ComposerError::MissingUser);
         }
-        if store::groups(&self.pool, org, Some(id)).await?.is_empty() {
+        if store::groups::list(&self.pool, org, Some(id))
+            .await?
+            .is_empty()
+        {
             return Err(ComposerError::NotFound(Entity::Group));
         }
-        store::set_member(&self.pool, org, id, user_id, member).await?;
-        store::groups(&self.pool, org, Some(id))
+        store::groups::set_member(&self.pool, org, id, user_id, member).await?;
+        store::groups::list(&self.pool, org, Some(id))
             .await?
             .pop()
             .ok_or(ComposerError::NotFound(Entity::Group))
@@ -201,7 +233,7 @@ impl App {
 
     /// The caller's organization's groups.
     pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupRow>, ComposerError> {
-        Ok(store::groups(&self.pool, &caller.organization_id, None).await?)
+        Ok(store::groups::list(&self.pool, &caller.organization_id, None).await?)
     }
 }
 

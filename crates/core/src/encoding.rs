@@ -22,6 +22,11 @@ pub const UCS2_MULTI: usize = 67;
 
 /// The encoding a carrier uses for a message body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "sqlx",
+    sqlx(type_name = "message_encoding", rename_all = "lowercase")
+)]
 pub enum Encoding {
     /// GSM 03.38 7-bit default alphabet (with its extension table).
     #[serde(rename = "GSM-7")]

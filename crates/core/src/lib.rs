@@ -29,6 +29,6 @@ pub mod text;
 pub use body::{BodyError, MAX_BODY_CHARS, validate_body};
 pub use encoding::{Analysis, Encoding, SegmentCount, analyze, count};
 pub use keywords::Keyword;
-pub use phone::{NumberType, PhoneError, PhoneNumber, Region};
+pub use phone::{NumberKind, NumberType, PhoneError, PhoneNumber, Region};
 pub use reason::Reason;
-pub use status::{Status, Transition};
+pub use status::{Direction, Status, Transition};

@@ -13,7 +13,7 @@ use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberFormat, PhoneNumberType};
 use serde::{Serialize, Serializer};
 
 /// Longest input we try to parse; anything longer is not a phone number.
-const MAX_INPUT_LEN: usize = 64;
+pub const MAX_INPUT_LEN: usize = 64;
 
 /// Countries we send SMS to and from (ISO 3166-1 alpha-2).
 pub const SMS_COUNTRIES: [&str; 17] = [
@@ -86,6 +86,37 @@ impl fmt::Debug for Region {
 impl Serialize for Region {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// Whether one of an organization's numbers is rented (it sends) or external (a user's own
+/// phone, recorded for reference: it never sends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "sqlx",
+    sqlx(type_name = "number_kind", rename_all = "snake_case")
+)]
+pub enum NumberKind {
+    /// Rented from the carrier by the organization: may send.
+    Internal,
+    /// Not ours (a user's own phone): never sends.
+    External,
+}
+
+impl NumberKind {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberKind::Internal => "internal",
+            NumberKind::External => "external",
+        }
+    }
+
+    /// Messages go out only from rented numbers.
+    pub fn can_send(self) -> bool {
+        self == NumberKind::Internal
     }
 }
 

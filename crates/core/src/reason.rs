@@ -1,4 +1,5 @@
-//! The error catalogue: why a message failed, in our words, mapped from carrier codes.
+//! The error catalogue: why a message failed, in our words (each carrier crate maps its own
+//! error codes onto these).
 //!
 //! Every reason has a snake_case name (stored on the message, shown to users) and an
 //! upper-case form used as the `google.rpc.ErrorInfo` reason at the gRPC edge, and says whether
@@ -47,6 +48,9 @@ pub enum Reason {
     /// The carrier refused the attachments: too big, wrong type, or not fetchable (30019,
     /// 12300, 21620, 11751).
     MediaRejected,
+    /// The message as the dispatcher received it breaks a rule the composer enforces (a bad
+    /// number, an empty or too long body): it was not sent.
+    InvalidMessage,
 }
 
 impl Reason {
@@ -70,6 +74,7 @@ impl Reason {
             Reason::UnknownCarrierError => "unknown_carrier_error",
             Reason::CarrierUnavailable => "carrier_unavailable",
             Reason::MediaRejected => "media_rejected",
+            Reason::InvalidMessage => "invalid_message",
         }
     }
 
@@ -98,28 +103,8 @@ impl Reason {
             | Reason::RegionNotEnabled
             | Reason::AccountProblem
             | Reason::Expired
-            | Reason::MediaRejected => false,
-        }
-    }
-
-    /// Our reason for a Twilio error code; unknown codes are `unknown_carrier_error`.
-    pub fn from_twilio_code(code: u32) -> Reason {
-        match code {
-            21610 => Reason::OptedOut,
-            30006 | 21614 | 21635 => Reason::NotSmsCapable,
-            30007 => Reason::FilteredAsSpam,
-            30003 => Reason::Unreachable,
-            30005 => Reason::UnknownDestination,
-            30004 => Reason::Blocked,
-            30001 | 21611 => Reason::QueueOverflow,
-            20429 | 30022 | 30027 => Reason::RateLimited,
-            21211 => Reason::InvalidRecipient,
-            21606 | 21212 | 21659 => Reason::InvalidSender,
-            21408 | 21612 => Reason::RegionNotEnabled,
-            30002 | 30034 | 20003 => Reason::AccountProblem,
-            30036 => Reason::Expired,
-            30019 | 12300 | 21620 | 11751 => Reason::MediaRejected,
-            _ => Reason::UnknownCarrierError,
+            | Reason::MediaRejected
+            | Reason::InvalidMessage => false,
         }
     }
 
@@ -130,7 +115,7 @@ impl Reason {
 }
 
 /// Every reason.
-pub const ALL_REASONS: [Reason; 17] = [
+pub const ALL_REASONS: [Reason; 18] = [
     Reason::OptedOut,
     Reason::NotSmsCapable,
     Reason::SenderUnavailable,
@@ -148,6 +133,7 @@ pub const ALL_REASONS: [Reason; 17] = [
     Reason::UnknownCarrierError,
     Reason::CarrierUnavailable,
     Reason::MediaRejected,
+    Reason::InvalidMessage,
 ];
 
 impl fmt::Display for Reason {
@@ -159,28 +145,6 @@ impl fmt::Display for Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn twilio_codes_map_to_reasons() {
-        let table = [
-            (21610, Reason::OptedOut, false),
-            (30006, Reason::NotSmsCapable, false),
-            (21614, Reason::NotSmsCapable, false),
-            (21635, Reason::NotSmsCapable, false),
-            (30007, Reason::FilteredAsSpam, false),
-            (30003, Reason::Unreachable, true),
-            (30005, Reason::UnknownDestination, false),
-            (30008, Reason::UnknownCarrierError, true),
-            (30001, Reason::QueueOverflow, true),
-            (30004, Reason::Blocked, false),
-            (20429, Reason::RateLimited, true),
-            (12345, Reason::UnknownCarrierError, true),
-        ];
-        for (code, reason, retryable) in table {
-            assert_eq!(Reason::from_twilio_code(code), reason, "{code}");
-            assert_eq!(reason.is_retryable(), retryable, "{code}");
-        }
-    }
 
     #[test]
     fn names() {

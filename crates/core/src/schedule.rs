@@ -17,10 +17,13 @@ pub const DEFAULT_HORIZON_DAYS: i64 = 365;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     /// Not an IANA zone name.
-    #[error("{0:?} is not an IANA time zone (like America/New_York)")]
+    #[error("{} is not an IANA time zone (like America/New_York)", crate::text::quote(.0))]
     UnknownTimeZone(String),
     /// Not a local date-time.
-    #[error("{0:?} is not a local date-time (like 2026-03-08T09:30:00)")]
+    #[error(
+        "{} is not a local date-time (like 2026-03-08T09:30:00)",
+        crate::text::quote(.0)
+    )]
     InvalidDateTime(String),
     /// The clocks skip this local time.
     #[error(

@@ -14,6 +14,11 @@ use serde::Serialize;
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "sqlx",
+    sqlx(type_name = "message_status", rename_all = "snake_case")
+)]
 pub enum Status {
     /// Validated and stored; about to be handed on.
     Accepted,
@@ -35,6 +40,31 @@ pub enum Status {
     Canceled,
     /// An inbound message (final).
     Received,
+}
+
+/// Which way a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "sqlx",
+    sqlx(type_name = "message_direction", rename_all = "snake_case")
+)]
+pub enum Direction {
+    /// From one of our numbers to a contact.
+    Outbound,
+    /// From a contact to one of our numbers.
+    Inbound,
+}
+
+impl Direction {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
 }
 
 /// Every status, in lifecycle order.

@@ -53,7 +53,7 @@ pub enum TemplateError {
         at: Position,
     },
     /// The inside of a tag is not a well-formed path.
-    #[error("malformed tag {{{{ {tag} }}}} at {at}: {reason}")]
+    #[error("malformed tag {} at {at}: {reason}", shown(.tag))]
     Malformed {
         /// The text inside the braces.
         tag: String,
@@ -63,7 +63,7 @@ pub enum TemplateError {
         reason: &'static str,
     },
     /// A well-formed path that names no known field.
-    #[error("unknown tag {{{{ {tag} }}}} at {at}")]
+    #[error("unknown tag {} at {at}", shown(.tag))]
     Unknown {
         /// The text inside the braces.
         tag: String,
@@ -83,6 +83,20 @@ impl TemplateError {
             | TemplateError::Unknown { at, .. } => Some(*at),
         }
     }
+}
+
+/// A tag as an error message shows it, `{{ contact.first_name }}`, its inside cut at
+/// [`crate::text::QUOTE_CHARS`] characters and with control characters escaped.
+fn shown(tag: &str) -> String {
+    let mut inside: String = tag
+        .chars()
+        .take(crate::text::QUOTE_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if tag.chars().count() > crate::text::QUOTE_CHARS {
+        inside.push('…');
+    }
+    format!("{{{{ {inside} }}}}")
 }
 
 /// The rendered body passed the caller's limit; rendering stopped there.

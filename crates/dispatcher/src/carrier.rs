@@ -158,7 +158,7 @@ impl Carrier for Twilio {
                 retry_after,
             });
         }
-        let reason = code.map_or(Reason::UnknownCarrierError, Reason::from_twilio_code);
+        let reason = code.map_or(Reason::UnknownCarrierError, sms_twilio::errors::reason);
         if status.as_u16() == 401 || status.as_u16() == 403 {
             return Err(CarrierError::Permanent {
                 reason: Reason::AccountProblem,

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
+use sms_core::PhoneNumber;
 use sms_core::{Reason, Status};
 use sms_proto::events::v1::{
     EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
+    StatusSource,
 };
 use sms_runtime::batch::Batcher;
 use sms_runtime::{CommonConfig, ConfigError, Env};
@@ -365,7 +367,23 @@ impl Dispatcher {
         } else {
             None
         };
-        // What can change between accepting and sending is checked again here.
+        // What can change between accepting and sending is checked again here, and so is
+        // what the composer checked: the event came over the bus.
+        if let Some((reason, detail)) = invalid(&m) {
+            tracing::error!(%id, %reason, %detail, "message breaks a rule; not sent");
+            metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
+                .increment(1);
+            self.set_state(id, "failed", &detail).await?;
+            self.status(&m, Status::Failed, Some(reason), None, &detail)
+                .await?
+                .await
+                .map_err(|e| retry(format!("status publish: {e}")))?;
+            if let Some(ack) = queued {
+                ack.await
+                    .map_err(|e| retry(format!("status publish: {e}")))?;
+            }
+            return Ok(());
+        }
         if let Some(reason) = self.refusal(&m) {
             metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
                 .increment(1);
@@ -395,12 +413,27 @@ impl Dispatcher {
         )
         .increment(1);
         let result = match outcome {
-            Ok(receipt) => self
-                .sent
-                .call((id, m.organization_id.clone(), receipt.carrier_sid))
-                .await
-                .unwrap_or_else(|| Err("dispatcher stopping".into()))
-                .map_err(|e| retry(format!("database: {e}"))),
+            Ok(receipt) => {
+                // The carrier's sid, as its answer gave it: the composer binds the message to
+                // it, so that only callbacks carrying it apply.
+                let sending = self
+                    .sending(&m, &receipt.carrier_sid)
+                    .await
+                    .map_err(|e| retry(format!("status publish: {e}")));
+                let recorded = self
+                    .sent
+                    .call((id, m.organization_id.clone(), receipt.carrier_sid))
+                    .await
+                    .unwrap_or_else(|| Err("dispatcher stopping".into()))
+                    .map_err(|e| retry(format!("database: {e}")));
+                match (sending, recorded) {
+                    (Ok(ack), Ok(())) => ack
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| retry(format!("status publish: {e}"))),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             Err(CarrierError::Retryable {
                 reason,
                 code,
@@ -479,6 +512,7 @@ impl Dispatcher {
                 reason: Reason::UnknownCarrierError.as_str().to_owned(),
                 detail: detail.clone(),
                 only_from: sms_bus::status_to_proto(Status::Queued) as i32,
+                source: StatusSource::Dispatcher as i32,
                 ..Default::default()
             };
             acks.push((row.message_id, self.bus.publish(&event).await));
@@ -586,6 +620,7 @@ impl Dispatcher {
             } else {
                 String::new()
             },
+            source: StatusSource::Dispatcher as i32,
             ..Default::default()
         };
         self.bus
@@ -593,6 +628,72 @@ impl Dispatcher {
             .await
             .map_err(|e| retry(format!("status publish: {e}")))
     }
+
+    /// `sending`, with the sid the carrier answered with.
+    async fn sending(
+        &self,
+        m: &OutboundMessage,
+        carrier_sid: &str,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, sms_bus::BusError> {
+        let event = StatusChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::stable_event_id(&[&m.message_id, "sending", "dispatcher"]),
+                &m.organization_id,
+                &m.message_id,
+            )),
+            status: sms_bus::status_to_proto(Status::Sending) as i32,
+            carrier_sid: carrier_sid.to_owned(),
+            source: StatusSource::Dispatcher as i32,
+            ..Default::default()
+        };
+        self.bus.publish(&event).await
+    }
+}
+
+/// Why a message as it came over the bus must not be sent, if it must not: the composer's
+/// rules (valid numbers in the same calling code, a recipient that takes SMS, a body of the
+/// right length and characters), checked again with the same functions.
+fn invalid(m: &OutboundMessage) -> Option<(Reason, String)> {
+    let from = match PhoneNumber::parse_valid(&m.from, None) {
+        Ok(n) => n,
+        Err(e) => return Some((Reason::InvalidSender, e.to_string())),
+    };
+    let to = match PhoneNumber::parse_valid(&m.to, None) {
+        Ok(n) => n,
+        Err(e) => return Some((Reason::InvalidRecipient, e.to_string())),
+    };
+    if !to.sms_supported() {
+        return Some((
+            Reason::InvalidRecipient,
+            format!("{} does not take SMS here", to.e164()),
+        ));
+    }
+    if !sms_core::phone::same_calling_code(&from, &to) {
+        return Some((
+            Reason::InvalidRecipient,
+            format!(
+                "{} and {} are in different countries",
+                from.e164(),
+                to.e164()
+            ),
+        ));
+    }
+    if let Err(e) = sms_core::text::check("body", &m.body, usize::MAX, sms_core::text::Lines::Multi)
+    {
+        return Some((Reason::InvalidMessage, e.to_string()));
+    }
+    if m.media_urls.len() > sms_core::mms::MAX_ATTACHMENTS {
+        return Some((
+            Reason::InvalidMessage,
+            format!("{} attachments", m.media_urls.len()),
+        ));
+    }
+    if (m.media_urls.is_empty() || !m.body.trim().is_empty())
+        && let Err(e) = sms_core::validate_body(&m.body)
+    {
+        return Some((Reason::InvalidMessage, e.to_string()));
+    }
+    None
 }
 
 fn retry(reason: String) -> HandleError {
@@ -605,6 +706,57 @@ fn retry(reason: String) -> HandleError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_checked_again() {
+        let good = OutboundMessage {
+            from: "+12015550100".into(),
+            to: "+12015550123".into(),
+            body: "hi".into(),
+            ..Default::default()
+        };
+        assert_eq!(invalid(&good), None);
+        let cases = [
+            (
+                OutboundMessage {
+                    to: "+447400123456".into(),
+                    ..good.clone()
+                },
+                Reason::InvalidRecipient,
+            ),
+            (
+                OutboundMessage {
+                    from: "garbage".into(),
+                    ..good.clone()
+                },
+                Reason::InvalidSender,
+            ),
+            (
+                OutboundMessage {
+                    body: "a\0b".into(),
+                    ..good.clone()
+                },
+                Reason::InvalidMessage,
+            ),
+            (
+                OutboundMessage {
+                    body: "x".repeat(1001),
+                    ..good.clone()
+                },
+                Reason::InvalidMessage,
+            ),
+            (
+                OutboundMessage {
+                    body: String::new(),
+                    ..good.clone()
+                },
+                Reason::InvalidMessage,
+            ),
+        ];
+        for (m, reason) in cases {
+            assert_eq!(invalid(&m).map(|(r, _)| r), Some(reason), "{m:?}");
+        }
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -22,16 +22,19 @@ use axum::routing::post;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_bus::Bus;
-use sms_core::{Reason, Status};
-use sms_proto::events::v1::{InboundMedia, InboundReceived, NumberChanged, StatusChanged};
+use sms_core::Status;
+use sms_proto::events::v1::{
+    InboundMedia, InboundReceived, NumberChanged, StatusChanged, StatusSource,
+};
 use sms_runtime::{CommonConfig, ConfigError, Env};
+use sms_twilio::webhook::{self, IncomingMessage, StatusCallback};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Largest webhook body accepted. Twilio's are a few KB; 64 KiB leaves room for 10 media URLs.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_BODY_BYTES: usize = webhook::MAX_FORM_BYTES;
 
 /// Inbound receiver settings.
 #[derive(Debug, Clone)]
@@ -158,17 +161,8 @@ struct Webhook {
     query: HashMap<String, String>,
 }
 
-impl Webhook {
-    fn get(&self, name: &str) -> &str {
-        self.params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
 /// A refused request: its status and a short message for the caller.
-type Rejection = (StatusCode, &'static str);
+type Rejection = (StatusCode, String);
 
 /// A webhook refused: forbidden (bad signature) or malformed.
 fn refused(kind: &'static str, (status, message): Rejection) -> Response {
@@ -180,11 +174,11 @@ fn refused(kind: &'static str, (status, message): Rejection) -> Response {
             "malformed"
         },
     );
-    reject(status, message)
+    (status, message).into_response()
 }
 
-fn reject(status: StatusCode, message: &'static str) -> Response {
-    (status, message).into_response()
+fn malformed(e: impl std::fmt::Display) -> Rejection {
+    (StatusCode::BAD_REQUEST, e.to_string())
 }
 
 impl App {
@@ -197,14 +191,15 @@ impl App {
         if !content_type.starts_with("application/x-www-form-urlencoded") {
             return Err((
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected application/x-www-form-urlencoded",
+                "expected application/x-www-form-urlencoded".into(),
             ));
         }
-        let params: Vec<(String, String)> = serde_urlencoded_pairs(body)
-            .ok_or((StatusCode::BAD_REQUEST, "the body is not a valid form"))?;
+        let params = webhook::parse_form(body).map_err(malformed)?;
         let query: HashMap<String, String> = uri
             .query()
-            .and_then(|q| serde_urlencoded_pairs(q.as_bytes()))
+            .map(|q| webhook::parse_form(q.as_bytes()))
+            .transpose()
+            .map_err(malformed)?
             .unwrap_or_default()
             .into_iter()
             .collect();
@@ -231,39 +226,36 @@ impl App {
                 .get(account)
                 .is_some_and(|token| sms_twilio::verify(token, &url, &pairs, signature));
         if !valid {
-            tracing::warn!(%url, account, "webhook refused: bad or missing signature");
-            return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature"));
+            tracing::warn!(
+                url = %sms_core::text::quote(&url),
+                account = %sms_core::text::quote(account),
+                "webhook refused: bad or missing signature"
+            );
+            return Err((StatusCode::FORBIDDEN, "invalid X-Twilio-Signature".into()));
         }
         Ok(Webhook { params, query })
     }
 }
 
-/// Decodes `application/x-www-form-urlencoded` pairs; `None` unless the bytes are UTF-8 once
-/// decoded (a carrier never sends anything else).
-fn serde_urlencoded_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
-    std::str::from_utf8(bytes).ok()?;
-    Some(
-        form_urlencoded::parse(bytes)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
+/// The message id and organization our status callback URL carries (`mid`, `org`).
+fn callback_target(query: &HashMap<String, String>) -> Result<(String, String), Rejection> {
+    let (Some(org), Some(mid)) = (query.get("org"), query.get("mid")) else {
+        return Err(malformed("the callback URL lacks org and mid"));
+    };
+    sms_core::text::check(
+        "org",
+        org,
+        sms_runtime::auth::MAX_ID_LEN,
+        sms_core::text::Lines::Single,
     )
-}
-
-/// Our status for a Twilio `MessageStatus`; `None` for statuses we do not track.
-///
-/// Twilio's `queued` is not tracked: the dispatcher reports `queued` itself when it takes the
-/// message on, before calling the carrier, so the callback would only repeat it (one event and
-/// one status write per message, for nothing).
-pub fn twilio_status(s: &str) -> Option<Status> {
-    Some(match s {
-        "sending" => Status::Sending,
-        "sent" => Status::Sent,
-        "delivered" | "read" => Status::Delivered,
-        "undelivered" => Status::Undelivered,
-        "failed" => Status::Failed,
-        "canceled" => Status::Canceled,
-        _ => return None,
-    })
+    .map_err(malformed)?;
+    let mid = uuid::Uuid::parse_str(mid).map_err(|_| {
+        malformed(format!(
+            "mid {} is not a message id",
+            sms_core::text::quote(mid)
+        ))
+    })?;
+    Ok((org.clone(), mid.to_string()))
 }
 
 async fn status_callback(
@@ -282,44 +274,45 @@ async fn status_callback(
         let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
     }
     async move {
-        let (Some(org), Some(mid)) = (hook.query.get("org"), hook.query.get("mid")) else {
-            return refused(
-                "status",
-                (
-                    StatusCode::BAD_REQUEST,
-                    "the callback URL lacks org and mid",
-                ),
-            );
+        let (org, mid) = match callback_target(&hook.query) {
+            Ok(t) => t,
+            Err(r) => return refused("status", r),
         };
-        let twilio = hook.get("MessageStatus");
-        let Some(status) = twilio_status(twilio) else {
-            tracing::debug!(twilio, "ignoring a status we do not track");
+        let callback = match StatusCallback::from_form(&hook.params) {
+            Ok(c) => c,
+            Err(e) => return refused("status", malformed(e)),
+        };
+        let Some(status) = callback.status.ours() else {
+            tracing::debug!(
+                twilio = callback.status.as_str(),
+                "ignoring a status we do not track"
+            );
             count("status", "ignored");
             return StatusCode::OK.into_response();
         };
-        let code: u32 = hook.get("ErrorCode").parse().unwrap_or(0);
+        let code = callback.error_code.unwrap_or(0);
         let reason = if code != 0 || status.is_error() {
-            Reason::from_twilio_code(code).as_str().to_owned()
+            sms_twilio::errors::reason(code).as_str().to_owned()
         } else {
             String::new()
         };
-        let sid = hook.get("MessageSid");
         let event = StatusChanged {
             meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[sid, status.as_str()]),
-                org,
-                mid,
+                sms_bus::stable_event_id(&[&callback.message_sid, status.as_str()]),
+                &org,
+                &mid,
             )),
             status: sms_bus::status_to_proto(status) as i32,
             reason,
-            carrier_sid: sid.to_owned(),
+            carrier_sid: callback.message_sid.clone(),
             carrier_error_code: code,
             detail: String::new(),
             contact_number: if status == Status::Failed {
-                hook.get("To").to_owned()
+                callback.to.clone()
             } else {
                 String::new()
             },
+            source: StatusSource::Carrier as i32,
             ..Default::default()
         };
         publish("status", &app.bus, &event).await
@@ -338,59 +331,62 @@ async fn incoming(
         Ok(h) => h,
         Err(r) => return refused("incoming", r),
     };
-    let from = hook.get("From");
-    if sms_core::phone::is_short_code(from) {
+    let message = match IncomingMessage::from_form(&hook.params) {
+        Ok(m) => m,
+        Err(e) => return refused("incoming", malformed(e)),
+    };
+    if sms_core::phone::is_short_code(&message.from) {
         count("incoming", "short_code");
         tracing::info!(
-            from,
+            from = %message.from,
             "inbound message from a short code: acknowledged, not delivered"
         );
         return twiml();
     }
-    let num_media: usize = hook.get("NumMedia").parse().unwrap_or(0).min(10);
-    let media = (0..num_media)
-        .map(|i| InboundMedia {
-            url: hook.get(&format!("MediaUrl{i}")).to_owned(),
-            content_type: hook.get(&format!("MediaContentType{i}")).to_owned(),
-        })
-        .filter(|m| !m.url.is_empty())
-        .collect();
-    let to = hook.get("To");
     let org = app
         .numbers
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .get(to)
+        .get(&message.to)
         .cloned();
     let Some(org) = org else {
         count("incoming", "unknown_number");
         tracing::warn!(
-            to,
+            to = %message.to,
             "inbound message to a number we do not hold: acknowledged, dropped"
         );
         return twiml();
     };
-    let sid = hook.get("MessageSid");
-    if sid.is_empty() {
-        return refused(
-            "incoming",
-            (StatusCode::BAD_REQUEST, "MessageSid is required"),
+    // The contact's text is never refused: what cannot be stored is replaced, and said.
+    let (body, replaced) = message.storable_body();
+    if replaced > 0 {
+        tracing::warn!(
+            sid = %message.message_sid,
+            replaced,
+            "inbound text held characters that cannot be stored; replaced with U+FFFD"
         );
     }
     let event = InboundReceived {
         meta: Some(sms_bus::meta(
-            sms_bus::stable_event_id(&[sid, "inbound"]),
+            sms_bus::stable_event_id(&[&message.message_sid, "inbound"]),
             &org,
             "",
         )),
-        from: from.to_owned(),
-        to: to.to_owned(),
-        body: hook.get("Body").to_owned(),
-        carrier_sid: sid.to_owned(),
-        media,
-        num_segments: hook.get("NumSegments").parse().unwrap_or(1),
-        account_sid: hook.get("AccountSid").to_owned(),
-        replaced_characters: 0,
+        from: message.from.clone(),
+        to: message.to.clone(),
+        body,
+        carrier_sid: message.message_sid.clone(),
+        media: message
+            .media
+            .iter()
+            .map(|m| InboundMedia {
+                url: m.url.clone(),
+                content_type: m.content_type.clone(),
+            })
+            .collect(),
+        num_segments: message.num_segments,
+        account_sid: message.account_sid.clone(),
+        replaced_characters: u32::try_from(replaced).unwrap_or(u32::MAX),
     };
     match publish("incoming", &app.bus, &event).await.status() {
         StatusCode::OK => twiml(),
@@ -408,7 +404,7 @@ async fn publish<E: sms_bus::Event>(kind: &'static str, bus: &Bus, event: &E) ->
         Err(e) => {
             count(kind, "unavailable");
             tracing::error!(error = %e, "could not store a webhook event; the carrier will retry");
-            reject(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+            (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
         }
     }
 }
@@ -421,17 +417,4 @@ fn twiml() -> Response {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn twilio_statuses() {
-        assert_eq!(twilio_status("delivered"), Some(Status::Delivered));
-        assert_eq!(twilio_status("undelivered"), Some(Status::Undelivered));
-        assert_eq!(twilio_status("accepted"), None);
-        assert_eq!(twilio_status("queued"), None);
-    }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sms_core::PhoneNumber;
+use sms_core::text::{self, Lines};
 use sms_proto::v1::opt_outs_service_server::{OptOutsService, OptOutsServiceServer};
 use sms_proto::v1::{
     AddOptOutRequest, AddOptOutResponse, CheckOptOutRequest, CheckOptOutResponse,
@@ -61,7 +62,20 @@ fn internal(e: impl std::fmt::Display) -> Status {
     refuse(Code::Internal, "INTERNAL", "internal error; try again")
 }
 
-fn contact(number: &str) -> Result<String, Status> {
+/// Longest reason for a change by hand.
+const MAX_REASON_CHARS: usize = 500;
+/// The replies are texts: at most one SMS body.
+const MAX_REPLY_CHARS: usize = sms_core::MAX_BODY_CHARS;
+/// Longest page token (a contact number).
+const MAX_TOKEN_CHARS: usize = 64;
+
+/// Checks a request field (length, characters).
+fn field(name: &'static str, value: &str, max: usize, lines: Lines) -> Result<(), Status> {
+    text::check(name, value, max, lines).map_err(|e| auth::field_status(&e))
+}
+
+fn contact(name: &'static str, number: &str) -> Result<String, Status> {
+    field(name, number, sms_core::phone::MAX_INPUT_LEN, Lines::Single)?;
     PhoneNumber::parse_valid(number, None)
         .map(|n| n.e164().to_owned())
         .map_err(|e| refuse(Code::InvalidArgument, "INVALID_NUMBER", e.to_string()))
@@ -110,7 +124,8 @@ impl Service {
             )
         })?;
         let (number, reason) = contact_number(request.get_ref());
-        let number = contact(number)?;
+        let number = contact("contact_number", number)?;
+        field("reason", reason, MAX_REASON_CHARS, Lines::Multi)?;
         if reason.trim().is_empty() {
             return Err(refuse(
                 Code::InvalidArgument,
@@ -141,7 +156,7 @@ impl OptOutsService for Service {
         request: Request<CheckOptOutRequest>,
     ) -> Result<Response<CheckOptOutResponse>, Status> {
         let caller = self.caller(&request)?;
-        let number = contact(&request.get_ref().contact_number)?;
+        let number = contact("contact_number", &request.get_ref().contact_number)?;
         Ok(Response::new(CheckOptOutResponse {
             status: Some(self.current(&caller.organization_id, &number).await?),
         }))
@@ -153,6 +168,14 @@ impl OptOutsService for Service {
     ) -> Result<Response<ListOptOutsResponse>, Status> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
+        field("page_token", &r.page_token, MAX_TOKEN_CHARS, Lines::Single)?;
+        if !r.page_token.is_empty() && !r.page_token.starts_with('+') {
+            return Err(refuse(
+                Code::InvalidArgument,
+                "INVALID_PAGE_TOKEN",
+                "invalid page token",
+            ));
+        }
         let size = match r.page_size {
             0 => 100,
             n => n.min(1000),
@@ -210,6 +233,13 @@ impl OptOutsService for Service {
     ) -> Result<Response<SetRepliesResponse>, Status> {
         let caller = self.caller(&request)?;
         let r = request.get_ref();
+        field("help_text", &r.help_text, MAX_REPLY_CHARS, Lines::Multi)?;
+        field(
+            "opt_out_confirmation",
+            &r.opt_out_confirmation,
+            MAX_REPLY_CHARS,
+            Lines::Multi,
+        )?;
         let (help_text, opt_out_confirmation) = self
             .0
             .set_replies(

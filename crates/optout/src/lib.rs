@@ -43,17 +43,19 @@ pub struct Config {
     pub common: CommonConfig,
     /// `SMS_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (none when unset).
     pub health_addr: Option<SocketAddr>,
-    /// `SMS_API_TOKENS`: `system:token` pairs for the gRPC API (empty: no authentication).
-    pub api_tokens: std::collections::HashMap<String, String>,
+    /// `SMS_API_TOKENS`: `system:token:organizations` entries for the gRPC API (empty only in
+    /// development: no authentication).
+    pub api_tokens: sms_runtime::auth::Tokens,
 }
 
 impl Config {
     /// Reads the registry's variables.
     pub fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_env(env)?;
         Ok(Config {
-            common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
-            api_tokens: sms_runtime::auth::tokens_from_env(env)?,
+            api_tokens: sms_runtime::auth::tokens_from_env(env, common.development)?,
+            common,
         })
     }
 }
@@ -62,7 +64,7 @@ impl Config {
 pub struct Registry {
     pool: PgPool,
     bus: Bus,
-    tokens: std::collections::HashMap<String, String>,
+    tokens: sms_runtime::auth::Tokens,
 }
 
 /// Runs the registry, serving gRPC `OptOuts` on `listener`, until `shutdown`.
@@ -231,10 +233,10 @@ impl Registry {
 
     /// A carrier that refuses a send because the recipient unsubscribed there (21610).
     async fn on_status(&self, e: StatusChanged) -> Result<(), HandleError> {
-        // Only the carrier's own word counts: our dispatcher refusing an opted-out contact
-        // also fails with `opted_out`, but records nothing new.
-        let carrier_says = e.carrier_error_code != 0
-            && Reason::from_twilio_code(e.carrier_error_code) == Reason::OptedOut;
+        // Only the carrier's own word counts (its error code, mapped by the carrier crate to
+        // `opted_out`): our dispatcher refusing an opted-out contact also fails with
+        // `opted_out`, but with no carrier code, and records nothing new.
+        let carrier_says = e.carrier_error_code != 0 && e.reason == Reason::OptedOut.as_str();
         if !carrier_says || e.contact_number.is_empty() {
             return Ok(());
         }

@@ -1,8 +1,10 @@
-//! Who a gRPC call acts for: a bearer token per calling system, the organization and the user.
-//! Shared by every service with a gRPC API, so they authenticate alike.
+//! Who a gRPC call acts for: a bearer token per calling system, the organizations that system
+//! may act for, the organization and the user. Shared by every service with a gRPC API, so
+//! they authenticate alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
+use sms_core::text::{self, FieldError, Lines};
 use tonic::metadata::MetadataMap;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -12,7 +14,55 @@ use crate::config::{ConfigError, Env};
 pub const ERROR_DOMAIN: &str = "sms-platform";
 
 /// Longest organization or user id accepted.
-const MAX_ID_LEN: usize = 128;
+pub const MAX_ID_LEN: usize = 128;
+
+/// Which organizations a calling system may act for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Organizations {
+    /// Any (`*`, given explicitly).
+    Any,
+    /// These only.
+    Only(BTreeSet<String>),
+}
+
+impl Organizations {
+    /// Whether `organization_id` is one of them.
+    pub fn allows(&self, organization_id: &str) -> bool {
+        match self {
+            Organizations::Any => true,
+            Organizations::Only(set) => set.contains(organization_id),
+        }
+    }
+}
+
+/// What a bearer token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The calling system, for logs.
+    pub system: String,
+    /// The organizations it may act for.
+    pub organizations: Organizations,
+}
+
+/// Bearer token → grant. Empty: no authentication (development only).
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(HashMap<String, Grant>);
+
+impl Tokens {
+    /// Whether no token is configured (development: calls are not authenticated).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Tokens from (token, grant) pairs.
+    pub fn new(grants: impl IntoIterator<Item = (String, Grant)>) -> Self {
+        Tokens(grants.into_iter().collect())
+    }
+
+    fn get(&self, token: &str) -> Option<&Grant> {
+        self.0.get(token)
+    }
+}
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -21,10 +71,12 @@ pub struct Caller {
     pub organization_id: String,
     /// The user, where the call has one.
     pub user_id: Option<String>,
+    /// The calling system (none without authentication).
+    pub system: Option<String>,
 }
 
-/// Why a call is not authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a call is not authenticated or not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No or wrong bearer token.
     #[error("missing or invalid bearer token")]
@@ -32,62 +84,131 @@ pub enum AuthError {
     /// No `x-organization-id`.
     #[error("the x-organization-id metadata is required")]
     MissingOrganization,
+    /// The token does not grant the organization asked for.
+    #[error("this token may not act for organization {}", text::quote(.organization_id))]
+    OrganizationNotAllowed {
+        /// The organization asked for.
+        organization_id: String,
+    },
+    /// An id in the metadata is too long or holds characters it may not.
+    #[error(transparent)]
+    Field(#[from] FieldError),
 }
 
-fn metadata_str<'a>(metadata: &'a MetadataMap, key: &str) -> Option<&'a str> {
-    metadata
-        .get(key)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// The value of metadata `key`, trimmed, if present and not empty; checked like any field.
+fn metadata_id(metadata: &MetadataMap, key: &'static str) -> Result<Option<String>, AuthError> {
+    let Some(value) = metadata.get(key) else {
+        return Ok(None);
+    };
+    // gRPC's text metadata is printable ASCII; anything else is named, not dropped silently.
+    let raw = String::from_utf8_lossy(value.as_bytes());
+    let value = raw.trim();
+    if let Some((i, c)) = value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic() && *c != ' ')
+    {
+        return Err(FieldError::InvalidCharacter {
+            field: key,
+            character: c,
+            position: i + 1,
+        }
+        .into());
+    }
+    text::check(key, value, MAX_ID_LEN, Lines::Single)?;
+    Ok(Some(value.to_owned()).filter(|v| !v.is_empty()))
 }
 
-/// Checks the bearer token (when `tokens` is not empty) and reads the organization and user.
-pub fn authenticate(
-    tokens: &HashMap<String, String>,
-    metadata: &MetadataMap,
-) -> Result<Caller, AuthError> {
-    if !tokens.is_empty() {
-        let token = metadata_str(metadata, "authorization")
+/// Checks the bearer token (when `tokens` is not empty), reads the organization and user, and
+/// checks that the token may act for the organization.
+pub fn authenticate(tokens: &Tokens, metadata: &MetadataMap) -> Result<Caller, AuthError> {
+    let grant = if tokens.is_empty() {
+        None
+    } else {
+        let token = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(AuthError::Unauthenticated)?;
-        let system = tokens.get(token.trim()).ok_or(AuthError::Unauthenticated)?;
-        tracing::Span::current().record("system", system.as_str());
+        let grant = tokens.get(token.trim()).ok_or(AuthError::Unauthenticated)?;
+        tracing::Span::current().record("system", grant.system.as_str());
+        Some(grant)
+    };
+    let organization_id =
+        metadata_id(metadata, "x-organization-id")?.ok_or(AuthError::MissingOrganization)?;
+    let user_id = metadata_id(metadata, "x-user-id")?;
+    if let Some(grant) = grant
+        && !grant.organizations.allows(&organization_id)
+    {
+        tracing::warn!(system = %grant.system, "token used for an organization it does not grant");
+        return Err(AuthError::OrganizationNotAllowed { organization_id });
     }
-    let organization_id = metadata_str(metadata, "x-organization-id")
-        .filter(|o| o.len() <= MAX_ID_LEN)
-        .ok_or(AuthError::MissingOrganization)?
-        .to_owned();
-    let user_id = metadata_str(metadata, "x-user-id")
-        .filter(|u| u.len() <= MAX_ID_LEN)
-        .map(str::to_owned);
     Ok(Caller {
         organization_id,
         user_id,
+        system: grant.map(|g| g.system.clone()),
     })
 }
 
-/// `SMS_API_TOKENS`: `system:token` pairs, comma-separated (token → system).
-pub fn tokens_from_env(env: &Env<'_>) -> Result<HashMap<String, String>, ConfigError> {
+/// `SMS_API_TOKENS`: `system:token:organizations` entries, comma-separated, where
+/// organizations is `*` (any, explicitly) or `org-a|org-b`. Empty only in development mode
+/// (`development`), where calls are not authenticated.
+pub fn tokens_from_env(env: &Env<'_>, development: bool) -> Result<Tokens, ConfigError> {
+    let bad = |why: &str| ConfigError::new("SMS_API_TOKENS", "(hidden)", why);
     let mut tokens = HashMap::new();
-    for pair in env
+    for entry in env
         .string_or("SMS_API_TOKENS", "")
         .split(',')
         .filter(|p| !p.trim().is_empty())
     {
-        let (system, token) = pair
-            .split_once(':')
-            .filter(|(s, t)| !s.trim().is_empty() && t.trim().len() >= 16)
-            .ok_or_else(|| {
-                ConfigError::new(
-                    "SMS_API_TOKENS",
-                    "(hidden)",
-                    "expected system:token pairs, tokens of at least 16 characters",
-                )
-            })?;
-        tokens.insert(token.trim().to_owned(), system.trim().to_owned());
+        let mut parts = entry.trim().splitn(3, ':');
+        let (Some(system), Some(token), Some(orgs)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(
+                "expected system:token:organizations entries (organizations: * or org-a|org-b)",
+            ));
+        };
+        let (system, token, orgs) = (system.trim(), token.trim(), orgs.trim());
+        if system.is_empty() {
+            return Err(bad("a system name is empty"));
+        }
+        if token.len() < 16 {
+            return Err(bad("tokens must be at least 16 characters"));
+        }
+        let organizations = if orgs == "*" {
+            Organizations::Any
+        } else {
+            let set: BTreeSet<String> = orgs
+                .split('|')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if set.is_empty() {
+                return Err(bad(
+                    "each token names the organizations it may act for (* for any)",
+                ));
+            }
+            Organizations::Only(set)
+        };
+        let grant = Grant {
+            system: system.to_owned(),
+            organizations,
+        };
+        if tokens.insert(token.to_owned(), grant).is_some() {
+            return Err(bad("a token appears twice"));
+        }
     }
-    Ok(tokens)
+    if tokens.is_empty() && !development {
+        return Err(ConfigError::new(
+            "SMS_API_TOKENS",
+            "",
+            "no API tokens: set system:token:organizations entries, or SMS_DEV_MODE=true to run \
+             without authentication (development only)",
+        ));
+    }
+    Ok(Tokens(tokens))
 }
 
 /// A gRPC status with a machine-readable `ErrorInfo` reason and metadata.
@@ -104,26 +225,149 @@ pub fn status(
     )
 }
 
+/// A field that cannot be used, as a gRPC status: `INVALID_ARGUMENT`, reason `FIELD_TOO_LONG`
+/// or `INVALID_CHARACTER`, and the field (and the limit or position) in the metadata.
+pub fn field_status(e: &FieldError) -> tonic::Status {
+    status(
+        tonic::Code::InvalidArgument,
+        e.to_string(),
+        e.reason(),
+        field_metadata(e),
+    )
+}
+
+/// The `ErrorInfo` metadata of a field error.
+pub fn field_metadata(e: &FieldError) -> HashMap<String, String> {
+    let mut m = HashMap::from([("field".to_owned(), e.field().to_owned())]);
+    match e {
+        FieldError::TooLong { length, max, .. } => {
+            m.insert("length".into(), length.to_string());
+            m.insert("limit".into(), max.to_string());
+        }
+        FieldError::InvalidCharacter {
+            character,
+            position,
+            ..
+        } => {
+            m.insert("character".into(), format!("U+{:04X}", *character as u32));
+            m.insert("position".into(), position.to_string());
+        }
+    }
+    m
+}
+
 impl AuthError {
     /// The gRPC code.
-    pub fn code(self) -> tonic::Code {
+    pub fn code(&self) -> tonic::Code {
         match self {
             AuthError::Unauthenticated => tonic::Code::Unauthenticated,
-            AuthError::MissingOrganization => tonic::Code::InvalidArgument,
+            AuthError::MissingOrganization | AuthError::Field(_) => tonic::Code::InvalidArgument,
+            AuthError::OrganizationNotAllowed { .. } => tonic::Code::PermissionDenied,
         }
     }
 
     /// The machine-readable `ErrorInfo` reason.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             AuthError::Unauthenticated => "UNAUTHENTICATED",
             AuthError::MissingOrganization => "MISSING_ORGANIZATION",
+            AuthError::OrganizationNotAllowed { .. } => "ORGANIZATION_NOT_ALLOWED",
+            AuthError::Field(e) => e.reason(),
+        }
+    }
+
+    /// The `ErrorInfo` metadata.
+    pub fn metadata(&self) -> HashMap<String, String> {
+        match self {
+            AuthError::Field(e) => field_metadata(e),
+            _ => HashMap::new(),
         }
     }
 }
 
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        status(e.code(), e.to_string(), e.reason(), HashMap::new())
+        status(e.code(), e.to_string(), e.reason(), e.metadata())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_tokens(value: &str, development: bool) -> Result<Tokens, ConfigError> {
+        let pairs = [("SMS_API_TOKENS", value)];
+        tokens_from_env(&Env::from_pairs(&pairs), development)
+    }
+
+    fn metadata(pairs: &[(&'static str, &str)]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn tokens_name_their_organizations() {
+        let tokens = env_tokens(
+            "crm:0123456789abcdef:org-a|org-b, ops:fedcba9876543210:*",
+            false,
+        )
+        .unwrap();
+        let call = |token: &str, org: &str| {
+            authenticate(
+                &tokens,
+                &metadata(&[
+                    ("authorization", &format!("Bearer {token}")),
+                    ("x-organization-id", org),
+                ]),
+            )
+        };
+        assert_eq!(
+            call("0123456789abcdef", "org-a").unwrap().system.as_deref(),
+            Some("crm")
+        );
+        assert_eq!(
+            call("0123456789abcdef", "org-c").unwrap_err(),
+            AuthError::OrganizationNotAllowed {
+                organization_id: "org-c".into()
+            }
+        );
+        assert!(call("fedcba9876543210", "anything").is_ok());
+        assert_eq!(
+            call("wrong-token-00000", "org-a").unwrap_err(),
+            AuthError::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn configuration_errors() {
+        for bad in [
+            "crm:0123456789abcdef",
+            "crm:short:*",
+            ":0123456789abcdef:*",
+            "crm:0123456789abcdef:",
+        ] {
+            assert!(env_tokens(bad, false).is_err(), "{bad}");
+        }
+        assert!(
+            env_tokens("", false).is_err(),
+            "tokens are required outside development"
+        );
+        assert!(env_tokens("", true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_are_checked_like_fields() {
+        let none = Tokens::default();
+        let long = "o".repeat(MAX_ID_LEN + 1);
+        let e = authenticate(&none, &metadata(&[("x-organization-id", &long)])).unwrap_err();
+        assert_eq!(e.reason(), "FIELD_TOO_LONG");
+        assert_eq!(e.metadata()["field"], "x-organization-id");
+        let missing = authenticate(&none, &metadata(&[])).unwrap_err();
+        assert_eq!(missing, AuthError::MissingOrganization);
+        let ok = authenticate(&none, &metadata(&[("x-organization-id", " org-a ")])).unwrap();
+        assert_eq!(ok.organization_id, "org-a");
     }
 }

@@ -163,6 +163,94 @@ pub fn twilio_accounts(
     Ok(accounts)
 }
 
+/// Twilio's own media hosts, where inbound media are downloaded from by default.
+pub const TWILIO_MEDIA_HOSTS: [&str; 2] = ["api.twilio.com", "media.twiliocdn.com"];
+
+/// `SMS_TWILIO_MEDIA_HOSTS`: the carrier's own media hosts per account (`host|host` for every
+/// account, or `AC…=host|host` entries, comma-separated; `host` or `host:port`). Inbound media
+/// are downloaded only from them and the account's credentials go only to them. Default:
+/// Twilio's ([`TWILIO_MEDIA_HOSTS`]).
+pub fn twilio_media_hosts(
+    env: &Env<'_>,
+    accounts: &std::collections::HashMap<String, String>,
+) -> Result<std::collections::HashMap<String, Vec<String>>, ConfigError> {
+    let default: Vec<String> = TWILIO_MEDIA_HOSTS.iter().map(|h| (*h).to_owned()).collect();
+    let mut every = default;
+    let mut per_account = std::collections::HashMap::new();
+    let hosts = |list: &str| -> Result<Vec<String>, ConfigError> {
+        let hosts: Vec<String> = list
+            .split('|')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hosts.is_empty() || hosts.iter().any(|h| h.contains(['/', '@', ' '])) {
+            return Err(ConfigError::new(
+                "SMS_TWILIO_MEDIA_HOSTS",
+                list,
+                "expected host or host:port names separated by |",
+            ));
+        }
+        Ok(hosts)
+    };
+    for entry in env
+        .string_or("SMS_TWILIO_MEDIA_HOSTS", "")
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+    {
+        match entry.split_once('=') {
+            Some((sid, list)) => {
+                per_account.insert(sid.trim().to_owned(), hosts(list)?);
+            }
+            None => every = hosts(entry)?,
+        }
+    }
+    Ok(accounts
+        .keys()
+        .map(|sid| {
+            let list = per_account
+                .get(sid)
+                .cloned()
+                .unwrap_or_else(|| every.clone());
+            (sid.clone(), list)
+        })
+        .collect())
+}
+
+/// The fetch policy for URLs from outside, with at most `max_bytes` per body:
+/// `SMS_FETCH_ALLOW_HTTP` (plain http too) and `SMS_FETCH_ALLOW_PRIVATE` (`host:port` entries
+/// exempt from the address rules: the simulator's and the tests' loopback servers), both
+/// allowed in development mode only.
+pub fn fetch_policy(
+    env: &Env<'_>,
+    development: bool,
+    max_bytes: u64,
+) -> Result<crate::fetch::FetchPolicy, ConfigError> {
+    let allow_http = env.bool_or(
+        "SMS_FETCH_ALLOW_HTTP",
+        env.bool_or("SMS_MEDIA_ALLOW_HTTP", false)?,
+    )?;
+    let allow_private: Vec<String> =
+        crate::fetch::parse_hosts(&env.string_or("SMS_FETCH_ALLOW_PRIVATE", ""))
+            .into_iter()
+            .collect();
+    if !development && (allow_http || !allow_private.is_empty()) {
+        return Err(ConfigError::new(
+            if allow_http {
+                "SMS_FETCH_ALLOW_HTTP"
+            } else {
+                "SMS_FETCH_ALLOW_PRIVATE"
+            },
+            "(set)",
+            "plain http and private addresses are fetched only in development (SMS_DEV_MODE=true)",
+        ));
+    }
+    Ok(crate::fetch::FetchPolicy {
+        allow_http,
+        allow_private,
+        ..crate::fetch::FetchPolicy::strict(max_bytes)
+    })
+}
+
 /// What every service needs: the bus, the database, telemetry.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
@@ -181,6 +269,10 @@ pub struct CommonConfig {
     /// `SMS_STREAM_REPLICAS`: copies JetStream keeps of each stream it creates (1 to 5; 3 on
     /// a 3-node cluster).
     pub stream_replicas: usize,
+    /// `SMS_DEV_MODE`: development (a laptop, the tests). Only then may the API run without
+    /// tokens, signing keys be generated per run, and plain-http or loopback URLs be fetched
+    /// (those need their own switches too). Off unless set explicitly.
+    pub development: bool,
 }
 
 impl CommonConfig {
@@ -231,7 +323,42 @@ impl CommonConfig {
             ack_wait: env.millis_or("SMS_ACK_WAIT_MS", Duration::from_secs(30))?,
             max_deliver,
             stream_replicas,
+            development: env.bool_or("SMS_DEV_MODE", false)?,
         })
+    }
+}
+
+/// `var`, a signing key: at least 16 characters. Outside development it must be set; in
+/// development a random one is made for this run (said in the log), which is fine on one
+/// process but not across replicas, which must share it.
+pub fn signing_key(env: &Env<'_>, var: &str, development: bool) -> Result<Vec<u8>, ConfigError> {
+    match env.raw(var) {
+        Some(s) if s.trim().len() >= 16 => Ok(s.trim().as_bytes().to_vec()),
+        Some(_) => Err(ConfigError::new(
+            var,
+            "(hidden)",
+            "use at least 16 characters",
+        )),
+        None if development => {
+            // Two random (v4) UUIDs: 244 bits from the operating system's generator.
+            let key = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            tracing::warn!(
+                variable = var,
+                "development mode: no signing key set, using a random one for this run (set {var} \
+                 to keep URLs valid across restarts and replicas)"
+            );
+            Ok(key.into_bytes())
+        }
+        None => Err(ConfigError::new(
+            var,
+            "",
+            "a signing key is required (at least 16 characters, the same on every replica); \
+             SMS_DEV_MODE=true generates one per run for development",
+        )),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod db;
+pub mod fetch;
 pub mod health;
 pub mod metrics;
 pub mod service;

@@ -32,6 +32,10 @@ pub const SCHEDULE_LAG_SECONDS: &str = "sms_schedule_lag_seconds";
 /// `source` (`keyword`, `carrier`, `manual`).
 pub const OPTOUT_CHANGES: &str = "sms_optout_changes_total";
 
+/// Carrier callbacks the composer did not apply, by `why` (another carrier sid, a message that
+/// was not sent, no sid).
+pub const STATUSES_IGNORED: &str = "sms_statuses_ignored_total";
+
 /// Bucket bounds (seconds) of every latency histogram.
 const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -83,6 +87,11 @@ fn describe() {
         MESSAGE_STATUSES,
         Unit::Count,
         "Status changes applied to messages."
+    );
+    describe_counter!(
+        STATUSES_IGNORED,
+        Unit::Count,
+        "Carrier callbacks not applied: another carrier sid, or a message that was not sent."
     );
     describe_counter!(
         SEGMENTS_BILLED,

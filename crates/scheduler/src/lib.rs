@@ -242,6 +242,7 @@ impl Scheduler {
                     &meta.message_id,
                 )),
                 status: sms_bus::status_to_proto(Status::Canceled) as i32,
+                source: sms_proto::events::v1::StatusSource::Scheduler as i32,
                 ..Default::default()
             };
             self.bus.publish_durably(&event).await?;

@@ -105,8 +105,11 @@ pub struct Options {
     pub ack_wait: Duration,
     /// Simulator settings.
     pub sim: SimConfig,
-    /// Bearer token → calling system (empty: no authentication).
-    pub api_tokens: HashMap<String, String>,
+    /// Bearer tokens and what they grant (empty: no authentication).
+    pub api_tokens: sms_runtime::auth::Tokens,
+    /// `host:port` of the tests' own servers the composer may fetch from although they are on
+    /// loopback (the simulator's is always allowed, for inbound media).
+    pub fetch_allow_private: Vec<String>,
     /// PostgreSQL connections per service.
     pub db_max_connections: u32,
     /// The dispatchers' carrier-call timeout.
@@ -122,7 +125,8 @@ impl Default for Options {
             schedulers: 1,
             ack_wait: Duration::from_secs(3),
             sim: SimConfig::new(ACCOUNT_SID, AUTH_TOKEN),
-            api_tokens: HashMap::new(),
+            api_tokens: sms_runtime::auth::Tokens::default(),
+            fetch_allow_private: Vec::new(),
             db_max_connections: 5,
             carrier_timeout: Duration::from_secs(10),
             unknown_outcome_after: Duration::from_secs(600),
@@ -235,6 +239,7 @@ impl Stack {
             tasks,
         };
         let common = stack.common();
+        let sim_host = stack.sim_url.trim_start_matches("http://").to_owned();
         let composer = sms_composer::Config {
             common: common.clone(),
             health_addr: None,
@@ -244,8 +249,22 @@ impl Stack {
             media: sms_composer::media::MediaConfig {
                 public_url: stack.media_url.clone(),
                 secret: b"test-media-secret-0123456789".to_vec(),
+                carriers: HashMap::from([(
+                    ACCOUNT_SID.to_owned(),
+                    sms_composer::media::CarrierAccount {
+                        auth_token: AUTH_TOKEN.to_owned(),
+                        media_hosts: vec![sim_host.clone()],
+                    },
+                )]),
+            },
+            // Development: http, and the simulator's loopback host (plus the tests' own
+            // servers, when a test names them) are fetched; nothing else on loopback is.
+            fetch: sms_runtime::fetch::FetchPolicy {
                 allow_http: true,
-                accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
+                allow_private: std::iter::once(sim_host)
+                    .chain(stack.options.fetch_allow_private.iter().cloned())
+                    .collect(),
+                ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
@@ -572,6 +591,7 @@ pub fn common_config(
         ack_wait,
         max_deliver: 5,
         stream_replicas: 1,
+        development: true,
     }
 }
 

@@ -1,5 +1,9 @@
 //! Twilio's wire format, shared by the carrier simulator, the dispatcher's Twilio adapter and
-//! the inbound webhook receiver: request signatures, Messages API resources and errors.
+//! the inbound webhook receiver: request signatures, Messages API resources and errors,
+//! webhook forms ([`webhook`]) and error codes in our words ([`errors`]).
+
+pub mod errors;
+pub mod webhook;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sms_bus::HandleError;
-use sms_core::{PhoneNumber, Status};
+use sms_core::text::{self, Lines};
+use sms_core::{Direction, PhoneNumber, Status};
 use sms_proto::events::v1::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
-use crate::app::{App, Caller, parse_id};
+use crate::app::{App, Caller, parse_id, user};
 use crate::error::{ComposerError, Entity};
 use crate::store::{self, MessageRow};
 
@@ -24,20 +25,40 @@ fn retry(e: impl std::fmt::Display) -> HandleError {
     }
 }
 
-impl App {
-    /// Whether `contact` opted out of `organization_id`'s messages.
-    pub fn opted_out(&self, organization_id: &str, contact: &str) -> bool {
-        self.opt_outs.contains(organization_id, contact)
+/// A database failure as the bus should treat it: the data itself refused (a data exception or
+/// a constraint, classes 22 and 23) fails the same way every time and goes to the dead-letter
+/// stream at once; anything else (the connection, the pool) is worth retrying.
+pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
+    let permanent = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"));
+    if permanent {
+        HandleError::Permanent(format!("the database refused the data: {e}"))
+    } else {
+        retry(format!("database: {e}"))
     }
+}
 
-    /// Stores an inbound message on its conversation and announces it.
+/// A text field of an event, as it can be stored: U+FFFD for what cannot be, and how many.
+fn storable(value: &str) -> (String, usize) {
+    text::sanitize(value, Lines::Multi)
+}
+
+impl App {
+    /// Stores an inbound message on its conversation and announces it. A message is never
+    /// lost for its text: what cannot be stored is replaced with U+FFFD and a note says so.
     pub async fn on_inbound(&self, e: &InboundReceived) -> Result<(), HandleError> {
         let Some(meta) = &e.meta else {
             return Err(HandleError::Permanent("inbound event without meta".into()));
         };
-        let Some(number) = store::number_holder(&self.pool, &e.to)
+        text::check("carrier_sid", &e.carrier_sid, 64, Lines::Single)
+            .map_err(|err| HandleError::Permanent(err.to_string()))?;
+        text::check("to", &e.to, sms_core::phone::MAX_INPUT_LEN, Lines::Single)
+            .map_err(|err| HandleError::Permanent(err.to_string()))?;
+        let Some(number) = store::numbers::holder(&self.pool, &e.to)
             .await
-            .map_err(retry)?
+            .map_err(db_failure)?
         else {
             tracing::warn!(to = %e.to, "inbound message to a number nobody holds; dropped");
             return Ok(());
@@ -46,22 +67,31 @@ impl App {
             tracing::warn!(to = %e.to, "inbound message for another organization's number; dropped");
             return Ok(());
         }
-        let counted = sms_core::count(&e.body);
+        let (body, replaced_here) = storable(&e.body);
+        let replaced = replaced_here + e.replaced_characters as usize;
+        let (from, _) = storable(&e.from);
+        let note = (replaced > 0).then(|| {
+            format!(
+                "{replaced} character(s) of the carrier's text could not be stored (NUL or other \
+                 control characters) and were replaced with U+FFFD"
+            )
+        });
+        let counted = sms_core::count(&body);
         let now = Utc::now();
         let row = MessageRow {
             id: Uuid::now_v7(),
             organization_id: number.organization_id.clone(),
             user_id: number.owner_user_id.clone().unwrap_or_default(),
-            direction: "inbound".into(),
-            from_number: PhoneNumber::parse_valid(&e.from, None)
+            direction: Direction::Inbound,
+            from_number: PhoneNumber::parse_valid(&from, None)
                 .map(|p| p.e164().to_owned())
-                .unwrap_or_else(|_| e.from.clone()),
+                .unwrap_or(from),
             to_number: number.number.clone(),
-            body: e.body.clone(),
-            status: Status::Received.as_str().into(),
+            body,
+            status: Status::Received,
             reason: None,
             carrier_error_code: None,
-            encoding: counted.encoding.as_str().into(),
+            encoding: counted.encoding,
             segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
             characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
             carrier_sid: Some(e.carrier_sid.clone()),
@@ -73,31 +103,48 @@ impl App {
             done: false,
             media_count: 0,
         };
-        if !store::insert_inbound(&self.pool, &row, &meta.event_id)
+        let new = store::inbound::insert(&self.pool, &row, &meta.event_id, note.as_deref())
             .await
-            .map_err(retry)?
-        {
-            return Ok(()); // Already stored: the carrier retried.
-        }
-        // The text is stored first; attachments follow, and one that cannot be downloaded is
-        // recorded on the message as failed rather than losing the message.
-        if !e.media.is_empty() {
-            let wanted: Vec<(String, String)> = e
-                .media
-                .iter()
-                .map(|m| (m.url.clone(), m.content_type.clone()))
-                .collect();
-            let media = self
-                .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
-                .await;
-            if let Err(err) = store::add_media(&self.pool, row.id, &media).await {
-                // The message is stored, so a redelivery would skip it: record the loss loudly.
-                tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
+            .map_err(db_failure)?;
+        let row = if new {
+            // The text is stored first; attachments follow, and one that cannot be downloaded
+            // (or is refused) is recorded on the message as failed rather than losing it.
+            if !e.media.is_empty() {
+                let wanted: Vec<(String, String)> = e
+                    .media
+                    .iter()
+                    .map(|m| (m.url.clone(), m.content_type.clone()))
+                    .collect();
+                let media = self
+                    .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
+                    .await;
+                if let Err(err) = store::media::add_to_message(&self.pool, row.id, &media).await {
+                    // The message is stored, so a redelivery would skip it: record the loss.
+                    tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
+                }
             }
-        }
-        let users = store::inbox_users(&self.pool, &number)
+            row
+        } else {
+            // A redelivery (the carrier retried, or the announcement below failed before):
+            // announce the stored message again; its event id makes the repeat harmless.
+            match store::inbound::by_carrier_sid(&self.pool, &row.organization_id, &e.carrier_sid)
+                .await
+                .map_err(db_failure)?
+            {
+                Some(stored) => stored,
+                None => return Ok(()),
+            }
+        };
+        let users = match &number.owner_user_id {
+            Some(user) => vec![user.clone()],
+            None => store::groups::members(
+                &self.pool,
+                &number.organization_id,
+                number.owner_group_id.as_deref().unwrap_or(""),
+            )
             .await
-            .map_err(retry)?;
+            .map_err(db_failure)?,
+        };
         let stored = InboundStored {
             meta: Some(sms_bus::meta(
                 sms_bus::stable_event_id(&[&e.carrier_sid, "stored"]),
@@ -118,22 +165,36 @@ impl App {
         let Some(meta) = &e.meta else {
             return Err(HandleError::Permanent("auto-reply without meta".into()));
         };
-        let counted = sms_core::count(&e.body);
+        let (from, to) = match (
+            PhoneNumber::parse_valid(&e.from, None),
+            PhoneNumber::parse_valid(&e.to, None),
+        ) {
+            (Ok(from), Ok(to)) => (from, to),
+            _ => {
+                return Err(HandleError::Permanent(
+                    "auto-reply with an invalid number".into(),
+                ));
+            }
+        };
+        let (body, _) = storable(&e.body);
+        sms_core::validate_body(&body).map_err(|err| HandleError::Permanent(err.to_string()))?;
+        let (kind, _) = storable(&e.kind);
+        let counted = sms_core::count(&body);
         let now = Utc::now();
         // The id follows from the event, so a redelivered event cannot send a second reply.
         let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, meta.event_id.as_bytes());
         let row = MessageRow {
             id,
             organization_id: meta.organization_id.clone(),
-            user_id: format!("{AUTO_REPLY_USER}:{}", e.kind),
-            direction: "outbound".into(),
-            from_number: e.from.clone(),
-            to_number: e.to.clone(),
-            body: e.body.clone(),
-            status: Status::Accepted.as_str().into(),
+            user_id: format!("{AUTO_REPLY_USER}:{kind}"),
+            direction: Direction::Outbound,
+            from_number: from.e164().to_owned(),
+            to_number: to.e164().to_owned(),
+            body,
+            status: Status::Accepted,
             reason: None,
             carrier_error_code: None,
-            encoding: counted.encoding.as_str().into(),
+            encoding: counted.encoding,
             segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
             characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
             carrier_sid: None,
@@ -145,16 +206,12 @@ impl App {
             done: false,
             media_count: 0,
         };
-        let region = PhoneNumber::parse_valid(&e.to, None)
-            .ok()
-            .and_then(|p| p.region())
-            .map(|r| r.to_string())
-            .unwrap_or_default();
+        let region = to.region().map(|r| r.to_string()).unwrap_or_default();
         let extra = store::NewMessage {
             to_region: &region,
             ..Default::default()
         };
-        let stored = store::insert_message(&self.pool, &row, &extra, &meta.event_id).await;
+        let stored = store::messages::insert(&self.pool, &row, &extra, &meta.event_id).await;
         let already = stored
             .as_ref()
             .err()
@@ -162,7 +219,7 @@ impl App {
             .and_then(|d| d.constraint())
             .is_some_and(|c| c == "messages_pkey");
         if !already {
-            stored.map_err(retry)?;
+            stored.map_err(db_failure)?;
         }
         self.publish_accepted(&row).await.map_err(retry)
     }
@@ -177,18 +234,21 @@ impl App {
         page_token: &str,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
         let org = caller.organization_id.as_str();
+        for (field, value) in [("our_number", ours), ("contact_number", contact)] {
+            text::check(field, value, sms_core::phone::MAX_INPUT_LEN, Lines::Single)?;
+        }
         let ours = PhoneNumber::parse_valid(ours, None).map_err(ComposerError::InvalidNumber)?;
         let contact =
             PhoneNumber::parse_valid(contact, None).map_err(ComposerError::InvalidRecipient)?;
-        if store::find_number(&self.pool, org, ours.e164())
+        let after = crate::app::decode_page_token(page_token)?;
+        if store::numbers::find(&self.pool, org, ours.e164())
             .await?
             .is_none()
         {
             return Err(ComposerError::NotFound(Entity::Number));
         }
         let size = crate::app::page_size(page_size, 100);
-        let after = crate::app::decode_page_token(page_token)?;
-        let rows = store::conversation(
+        let rows = store::inbound::conversation(
             &self.pool,
             org,
             ours.e164(),
@@ -208,13 +268,10 @@ impl App {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
-        let user = caller
-            .user_id
-            .as_deref()
-            .ok_or(ComposerError::MissingUser)?;
+        let user = user(caller)?;
         let size = crate::app::page_size(page_size, 50);
         let before = crate::app::decode_page_token(page_token)?;
-        let rows = store::inbox(
+        let rows = store::inbound::inbox(
             &self.pool,
             &caller.organization_id,
             user,
@@ -226,30 +283,6 @@ impl App {
         Ok(crate::app::paginate(rows, size, crate::app::message_token))
     }
 
-    /// Attachments of messages, grouped by message.
-    pub async fn attachments(
-        &self,
-        ids: &[Uuid],
-    ) -> Result<std::collections::HashMap<Uuid, Vec<store::MediaRow>>, ComposerError> {
-        let mut by_message: std::collections::HashMap<Uuid, Vec<store::MediaRow>> =
-            std::collections::HashMap::new();
-        for m in store::media_of(&self.pool, ids).await? {
-            by_message.entry(m.message_id).or_default().push(m);
-        }
-        Ok(by_message)
-    }
-
-    /// One attachment with its bytes.
-    pub async fn get_media(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<store::MediaRow, ComposerError> {
-        store::media(&self.pool, Some(&caller.organization_id), parse_id(id)?)
-            .await?
-            .ok_or(ComposerError::NotFound(Entity::Message))
-    }
-
     /// Marks an inbound message done or not done.
     pub async fn mark_done(
         &self,
@@ -257,11 +290,10 @@ impl App {
         id: &str,
         done: bool,
     ) -> Result<MessageRow, ComposerError> {
-        let id_str = id;
-        let id = parse_id(id)?;
-        if !store::set_done(&self.pool, &caller.organization_id, id, done).await? {
+        let uuid = parse_id("id", id)?;
+        if !store::inbound::set_done(&self.pool, &caller.organization_id, uuid, done).await? {
             return Err(ComposerError::NotFound(Entity::Message));
         }
-        self.get(caller, id_str).await.map(|(m, _)| m)
+        self.get(caller, id).await.map(|(m, _)| m)
     }
 }

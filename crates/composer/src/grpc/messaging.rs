@@ -1,0 +1,240 @@
+//! `sms.v1.MessagingService`.
+
+use sms_proto::v1::messaging_service_server::MessagingService;
+use sms_proto::v1::{
+    CancelMessageRequest, CancelMessageResponse, ErroredLead, GetConversationRequest,
+    GetConversationResponse, GetMediaRequest, GetMediaResponse, GetMessageRequest,
+    GetMessageResponse, GetUsageRequest, GetUsageResponse, ListErroredLeadsRequest,
+    ListErroredLeadsResponse, ListInboxRequest, ListInboxResponse, ListMessagesRequest,
+    ListMessagesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse, RescheduleMessageRequest,
+    RescheduleMessageResponse, SendMessageRequest, SendMessageResponse, UsageRow,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Shared, attachment, call, message, message_with, timestamp};
+use crate::send::command::SendCommand;
+
+/// `sms.v1.MessagingService`.
+#[derive(Clone)]
+pub struct MessagingApi(pub Shared);
+
+#[tonic::async_trait]
+impl MessagingService for MessagingApi {
+    async fn send_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        call!(self, request, "SendMessage", |caller| {
+            let refused = |e: &crate::ComposerError| {
+                metrics::counter!(sms_runtime::metrics::SENDS_REFUSED, "reason" => e.reason())
+                    .increment(1);
+            };
+            match SendCommand::try_from(request.into_inner()) {
+                Ok(command) => self.0.send(&caller, command).await,
+                Err(e) => Err(e),
+            }
+            .inspect_err(refused)
+            .map(|sent| SendMessageResponse {
+                message: Some(message(sent.message, Vec::new())),
+                notes: sent.notes,
+            })
+        })
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<GetMessageRequest>,
+    ) -> Result<Response<GetMessageResponse>, Status> {
+        call!(self, request, "GetMessage", |caller| {
+            match self.0.get(&caller, &request.get_ref().id).await {
+                Ok((m, history)) => self.0.attachments(&[m.id]).await.map(|mut media| {
+                    let files = media.remove(&m.id).unwrap_or_default();
+                    GetMessageResponse {
+                        message: Some(message_with(m, history, files)),
+                    }
+                }),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<ListMessagesRequest>,
+    ) -> Result<Response<ListMessagesResponse>, Status> {
+        call!(self, request, "ListMessages", |caller| {
+            self.0
+                .list(&caller, request.get_ref())
+                .await
+                .map(|(rows, next_page_token)| ListMessagesResponse {
+                    messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn list_errored_leads(
+        &self,
+        request: Request<ListErroredLeadsRequest>,
+    ) -> Result<Response<ListErroredLeadsResponse>, Status> {
+        call!(self, request, "ListErroredLeads", |caller| {
+            self.0
+                .errored_leads(&caller, request.get_ref())
+                .await
+                .map(|(rows, next_page_token)| ListErroredLeadsResponse {
+                    leads: rows
+                        .into_iter()
+                        .map(|r| ErroredLead {
+                            lead_id: r.lead_id,
+                            errored_messages: u32::try_from(r.errored).unwrap_or(u32::MAX),
+                            last_error_at: Some(timestamp(r.last_error_at)),
+                            last_reason: r.last_reason.unwrap_or_default(),
+                        })
+                        .collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<GetConversationRequest>,
+    ) -> Result<Response<GetConversationResponse>, Status> {
+        call!(self, request, "GetConversation", |caller| {
+            let r = request.get_ref();
+            match self
+                .0
+                .conversation(
+                    &caller,
+                    &r.our_number,
+                    &r.contact_number,
+                    r.page_size,
+                    &r.page_token,
+                )
+                .await
+            {
+                Ok((rows, next_page_token)) => {
+                    let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
+                    self.0
+                        .attachments(&ids)
+                        .await
+                        .map(|mut media| GetConversationResponse {
+                            messages: rows
+                                .into_iter()
+                                .map(|m| {
+                                    let files = media.remove(&m.id).unwrap_or_default();
+                                    message_with(m, Vec::new(), files)
+                                })
+                                .collect(),
+                            next_page_token,
+                        })
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    async fn list_inbox(
+        &self,
+        request: Request<ListInboxRequest>,
+    ) -> Result<Response<ListInboxResponse>, Status> {
+        call!(self, request, "ListInbox", |caller| {
+            let r = request.get_ref();
+            self.0
+                .inbox(&caller, r.include_done, r.page_size, &r.page_token)
+                .await
+                .map(|(rows, next_page_token)| ListInboxResponse {
+                    messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
+                    next_page_token,
+                })
+        })
+    }
+
+    async fn mark_inbox_done(
+        &self,
+        request: Request<MarkInboxDoneRequest>,
+    ) -> Result<Response<MarkInboxDoneResponse>, Status> {
+        call!(self, request, "MarkInboxDone", |caller| {
+            let r = request.get_ref();
+            self.0
+                .mark_done(&caller, &r.id, r.done)
+                .await
+                .map(|m| MarkInboxDoneResponse {
+                    message: Some(message(m, Vec::new())),
+                })
+        })
+    }
+
+    async fn get_media(
+        &self,
+        request: Request<GetMediaRequest>,
+    ) -> Result<Response<GetMediaResponse>, Status> {
+        call!(self, request, "GetMedia", |caller| {
+            self.0
+                .get_media(&caller, &request.get_ref().id)
+                .await
+                .map(|mut m| {
+                    let data = m.data.take().unwrap_or_default();
+                    GetMediaResponse {
+                        attachment: Some(attachment(m)),
+                        data,
+                    }
+                })
+        })
+    }
+
+    async fn cancel_message(
+        &self,
+        request: Request<CancelMessageRequest>,
+    ) -> Result<Response<CancelMessageResponse>, Status> {
+        call!(self, request, "CancelMessage", |caller| {
+            self.0
+                .cancel(&caller, &request.get_ref().id)
+                .await
+                .map(|m| CancelMessageResponse {
+                    message: Some(message(m, Vec::new())),
+                })
+        })
+    }
+
+    async fn reschedule_message(
+        &self,
+        request: Request<RescheduleMessageRequest>,
+    ) -> Result<Response<RescheduleMessageResponse>, Status> {
+        call!(self, request, "RescheduleMessage", |caller| {
+            let r = request.get_ref();
+            self.0
+                .reschedule(&caller, &r.id, r.send_at.as_ref(), r.send_at_local.as_ref())
+                .await
+                .map(|sent| RescheduleMessageResponse {
+                    message: Some(message(sent.message, Vec::new())),
+                    notes: sent.notes,
+                })
+        })
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<GetUsageRequest>,
+    ) -> Result<Response<GetUsageResponse>, Status> {
+        call!(self, request, "GetUsage", |caller| {
+            let r = request.get_ref();
+            self.0
+                .usage(&caller, &r.from_month, &r.to_month)
+                .await
+                .map(|rows| GetUsageResponse {
+                    rows: rows
+                        .into_iter()
+                        .map(|u| UsageRow {
+                            month: u.month.format("%Y-%m").to_string(),
+                            country: u.country,
+                            kind: u.kind.as_str().to_owned(),
+                            encoding: u.encoding.as_str().to_owned(),
+                            messages: u64::try_from(u.messages).unwrap_or(0),
+                            segments: u64::try_from(u.segments).unwrap_or(0),
+                        })
+                        .collect(),
+                })
+        })
+    }
+}

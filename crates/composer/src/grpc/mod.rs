@@ -1,0 +1,185 @@
+//! The gRPC services: the only place that sees protobuf requests. Each call is authenticated,
+//! its request turned into a typed command (or checked fields), handed to [`App`], and the
+//! answer turned back into protobuf.
+
+use std::sync::Arc;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use sms_proto::v1::{
+    Attachment, Direction as ProtoDirection, Group, Message, NumberKind as ProtoNumberKind,
+    PhoneNumber, StatusEntry, Template,
+};
+use tonic::metadata::MetadataMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::app::App;
+use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
+
+mod messaging;
+mod numbers;
+mod templates;
+
+pub use messaging::MessagingApi;
+pub use numbers::NumbersApi;
+pub use templates::TemplatesApi;
+
+struct MetadataExtractor<'a>(&'a MetadataMap);
+
+impl Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A span for one call, continuing the caller's trace when it sent a `traceparent`.
+pub(crate) fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
+    let span = tracing::info_span!("grpc", method, system = tracing::field::Empty);
+    let cx = TraceContextPropagator::new().extract(&MetadataExtractor(metadata));
+    let _ = span.set_parent(cx);
+    span
+}
+
+/// Runs a call body in its span, with the authenticated caller.
+macro_rules! call {
+    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {{
+        use tracing::Instrument as _;
+        let span = crate::grpc::rpc_span($method, $request.metadata());
+        async {
+            let $caller = $self.0.caller($request.metadata())?;
+            let reply: Result<_, crate::ComposerError> = $body;
+            Ok(tonic::Response::new(reply?))
+        }
+        .instrument(span)
+        .await
+    }};
+}
+pub(crate) use call;
+
+/// The state each service shares.
+pub(crate) type Shared = Arc<App>;
+
+pub(crate) fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn proto_status(s: sms_core::Status) -> i32 {
+    sms_bus::status_to_proto(s) as i32
+}
+
+pub(crate) fn group(g: GroupRow) -> Group {
+    Group {
+        id: g.id.to_string(),
+        name: g.name,
+        member_user_ids: g.members,
+    }
+}
+
+pub(crate) fn template(t: TemplateRow) -> Template {
+    Template {
+        id: t.id.to_string(),
+        name: t.name,
+        body: t.body,
+        shared: t.shared,
+        owner_user_id: t.owner_user_id,
+        created_at: Some(timestamp(t.created_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+    }
+}
+
+pub(crate) fn attachment(m: MediaRow) -> Attachment {
+    Attachment {
+        id: m.id.to_string(),
+        file_name: m.file_name,
+        content_type: m.content_type,
+        size: u64::try_from(m.size).unwrap_or(0),
+        state: m.state.as_str().to_owned(),
+        error: m.error.unwrap_or_default(),
+    }
+}
+
+pub(crate) fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
+    message_with(m, history, Vec::new())
+}
+
+pub(crate) fn message_with(
+    m: MessageRow,
+    history: Vec<HistoryRow>,
+    media: Vec<MediaRow>,
+) -> Message {
+    Message {
+        attachments: media.into_iter().map(attachment).collect(),
+        id: m.id.to_string(),
+        organization_id: m.organization_id,
+        direction: match m.direction {
+            sms_core::Direction::Inbound => ProtoDirection::Inbound as i32,
+            sms_core::Direction::Outbound => ProtoDirection::Outbound as i32,
+        },
+        from: m.from_number,
+        to: m.to_number,
+        body: m.body,
+        status: proto_status(m.status),
+        reason: m.reason.unwrap_or_default(),
+        encoding: m.encoding.as_str().to_owned(),
+        segments: u32::try_from(m.segments).unwrap_or(0),
+        characters: u32::try_from(m.characters).unwrap_or(0),
+        user_id: m.user_id,
+        carrier_sid: m.carrier_sid.unwrap_or_default(),
+        created_at: Some(timestamp(m.created_at)),
+        updated_at: Some(timestamp(m.updated_at)),
+        history: history
+            .into_iter()
+            .map(|h| StatusEntry {
+                status: proto_status(h.status),
+                at: Some(timestamp(h.occurred_at)),
+                reason: h.reason.unwrap_or_default(),
+                detail: h.detail.unwrap_or_default(),
+                carrier_error_code: h
+                    .carrier_error_code
+                    .and_then(|c| u32::try_from(c).ok())
+                    .unwrap_or(0),
+            })
+            .collect(),
+        lead_id: m.lead_id.unwrap_or_default(),
+        contact_id: m.contact_id.unwrap_or_default(),
+        send_at: m.send_at.map(timestamp),
+        done: m.done,
+        carrier_error_code: m
+            .carrier_error_code
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(0),
+    }
+}
+
+pub(crate) fn number(n: NumberRow) -> PhoneNumber {
+    PhoneNumber {
+        id: n.id.to_string(),
+        organization_id: n.organization_id,
+        number: n.number,
+        region: n.region,
+        number_type: n.number_type.as_str().to_owned(),
+        sms_capable: n.sms_capable,
+        mms_capable: n.mms_capable,
+        voice_capable: n.voice_capable,
+        kind: match n.kind {
+            sms_core::NumberKind::External => ProtoNumberKind::External as i32,
+            sms_core::NumberKind::Internal => ProtoNumberKind::Internal as i32,
+        },
+        owner_user_id: n.owner_user_id.unwrap_or_default(),
+        owner_group_id: n.owner_group_id.unwrap_or_default(),
+        created_at: Some(timestamp(n.created_at)),
+    }
+}

@@ -1,0 +1,135 @@
+//! `sms.v1.NumbersService`.
+
+use sms_proto::v1::numbers_service_server::NumbersService;
+use sms_proto::v1::{
+    AddGroupMemberRequest, AddGroupMemberResponse, AddNumberRequest, AddNumberResponse,
+    CreateGroupRequest, CreateGroupResponse, GetNumberRequest, GetNumberResponse,
+    ListGroupsRequest, ListGroupsResponse, ListNumbersRequest, ListNumbersResponse,
+    ReleaseNumberRequest, ReleaseNumberResponse, RemoveGroupMemberRequest,
+    RemoveGroupMemberResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Shared, call, group, number};
+
+/// `sms.v1.NumbersService`.
+#[derive(Clone)]
+pub struct NumbersApi(pub Shared);
+
+#[tonic::async_trait]
+impl NumbersService for NumbersApi {
+    async fn add_number(
+        &self,
+        request: Request<AddNumberRequest>,
+    ) -> Result<Response<AddNumberResponse>, Status> {
+        call!(self, request, "AddNumber", |caller| {
+            self.0
+                .add_number(&caller, request.into_inner())
+                .await
+                .map(|(row, warnings)| AddNumberResponse {
+                    number: Some(number(row)),
+                    warnings,
+                })
+        })
+    }
+
+    async fn list_numbers(
+        &self,
+        request: Request<ListNumbersRequest>,
+    ) -> Result<Response<ListNumbersResponse>, Status> {
+        call!(self, request, "ListNumbers", |caller| {
+            self.0
+                .list_numbers(&caller)
+                .await
+                .map(|rows| ListNumbersResponse {
+                    numbers: rows.into_iter().map(number).collect(),
+                })
+        })
+    }
+
+    async fn get_number(
+        &self,
+        request: Request<GetNumberRequest>,
+    ) -> Result<Response<GetNumberResponse>, Status> {
+        call!(self, request, "GetNumber", |caller| {
+            self.0
+                .get_number(&caller, &request.get_ref().number)
+                .await
+                .map(|n| GetNumberResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn release_number(
+        &self,
+        request: Request<ReleaseNumberRequest>,
+    ) -> Result<Response<ReleaseNumberResponse>, Status> {
+        call!(self, request, "ReleaseNumber", |caller| {
+            self.0
+                .release_number(&caller, &request.get_ref().number)
+                .await
+                .map(|n| ReleaseNumberResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<CreateGroupRequest>,
+    ) -> Result<Response<CreateGroupResponse>, Status> {
+        call!(self, request, "CreateGroup", |caller| {
+            self.0
+                .create_group(&caller, &request.get_ref().name)
+                .await
+                .map(|g| CreateGroupResponse {
+                    group: Some(group(g)),
+                })
+        })
+    }
+
+    async fn add_group_member(
+        &self,
+        request: Request<AddGroupMemberRequest>,
+    ) -> Result<Response<AddGroupMemberResponse>, Status> {
+        call!(self, request, "AddGroupMember", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_member(&caller, &r.group_id, &r.user_id, true)
+                .await
+                .map(|g| AddGroupMemberResponse {
+                    group: Some(group(g)),
+                })
+        })
+    }
+
+    async fn remove_group_member(
+        &self,
+        request: Request<RemoveGroupMemberRequest>,
+    ) -> Result<Response<RemoveGroupMemberResponse>, Status> {
+        call!(self, request, "RemoveGroupMember", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_member(&caller, &r.group_id, &r.user_id, false)
+                .await
+                .map(|g| RemoveGroupMemberResponse {
+                    group: Some(group(g)),
+                })
+        })
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<ListGroupsRequest>,
+    ) -> Result<Response<ListGroupsResponse>, Status> {
+        call!(self, request, "ListGroups", |caller| {
+            self.0
+                .list_groups(&caller)
+                .await
+                .map(|groups| ListGroupsResponse {
+                    groups: groups.into_iter().map(group).collect(),
+                })
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! `sms.v1.TemplatesService`.
+
+use sms_proto::v1::templates_service_server::TemplatesService;
+use sms_proto::v1::{
+    CreateTemplateRequest, CreateTemplateResponse, DeleteTemplateRequest, DeleteTemplateResponse,
+    GetTemplateRequest, GetTemplateResponse, ListTemplatesRequest, ListTemplatesResponse,
+    PreviewRequest, PreviewResponse, UpdateTemplateRequest, UpdateTemplateResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Shared, call, template};
+
+/// `sms.v1.TemplatesService`.
+#[derive(Clone)]
+pub struct TemplatesApi(pub Shared);
+
+#[tonic::async_trait]
+impl TemplatesService for TemplatesApi {
+    async fn create_template(
+        &self,
+        request: Request<CreateTemplateRequest>,
+    ) -> Result<Response<CreateTemplateResponse>, Status> {
+        call!(self, request, "CreateTemplate", |caller| {
+            let r = request.get_ref();
+            self.0
+                .create_template(&caller, &r.name, &r.body, r.shared)
+                .await
+                .map(|t| CreateTemplateResponse {
+                    template: Some(template(t)),
+                })
+        })
+    }
+
+    async fn update_template(
+        &self,
+        request: Request<UpdateTemplateRequest>,
+    ) -> Result<Response<UpdateTemplateResponse>, Status> {
+        call!(self, request, "UpdateTemplate", |caller| {
+            let r = request.get_ref();
+            self.0
+                .update_template(
+                    &caller,
+                    &r.id,
+                    r.name.as_deref(),
+                    r.body.as_deref(),
+                    r.shared,
+                )
+                .await
+                .map(|t| UpdateTemplateResponse {
+                    template: Some(template(t)),
+                })
+        })
+    }
+
+    async fn get_template(
+        &self,
+        request: Request<GetTemplateRequest>,
+    ) -> Result<Response<GetTemplateResponse>, Status> {
+        call!(self, request, "GetTemplate", |caller| {
+            self.0
+                .get_template(&caller, &request.get_ref().id)
+                .await
+                .map(|t| GetTemplateResponse {
+                    template: Some(template(t)),
+                })
+        })
+    }
+
+    async fn list_templates(
+        &self,
+        request: Request<ListTemplatesRequest>,
+    ) -> Result<Response<ListTemplatesResponse>, Status> {
+        call!(self, request, "ListTemplates", |caller| {
+            self.0
+                .list_templates(&caller)
+                .await
+                .map(|rows| ListTemplatesResponse {
+                    templates: rows.into_iter().map(template).collect(),
+                })
+        })
+    }
+
+    async fn delete_template(
+        &self,
+        request: Request<DeleteTemplateRequest>,
+    ) -> Result<Response<DeleteTemplateResponse>, Status> {
+        call!(self, request, "DeleteTemplate", |caller| {
+            self.0
+                .delete_template(&caller, &request.get_ref().id)
+                .await
+                .map(|()| DeleteTemplateResponse {})
+        })
+    }
+
+    async fn preview(
+        &self,
+        request: Request<PreviewRequest>,
+    ) -> Result<Response<PreviewResponse>, Status> {
+        call!(self, request, "Preview", |caller| {
+            self.0.preview(&caller, request.get_ref()).await
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! Reading messages: one with its history, pages of them, leads with errors, usage.
+
+use std::collections::HashMap;
+
+use chrono::{Datelike, Utc};
+use sms_core::text::{self, Lines};
+use sms_core::{Direction, PhoneNumber};
+use sms_proto::v1::{
+    Direction as ProtoDirection, ListErroredLeadsRequest, ListMessagesRequest, MessageStatus,
+};
+use uuid::Uuid;
+
+use crate::app::{App, Caller, datetime, page_size, paginate, parse_id};
+use crate::error::{ComposerError, Entity};
+use crate::store::{self, ListFilter, MessageRow};
+
+/// Longest month field (`YYYY-MM`).
+const MAX_MONTH: usize = 16;
+
+impl App {
+    /// A message of the caller's organization, with its history.
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(MessageRow, Vec<store::HistoryRow>), ComposerError> {
+        let id = parse_id("id", id)?;
+        let m = store::messages::get(&self.pool, &caller.organization_id, id)
+            .await?
+            .ok_or(ComposerError::NotFound(Entity::Message))?;
+        let history = store::history::of_message(&self.pool, id).await?;
+        Ok((m, history))
+    }
+
+    /// A page of the caller's organization's messages and the token of the next page.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        req: &ListMessagesRequest,
+    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+        let page_size = page_size(req.page_size, 50);
+        text::check(
+            "contact_number",
+            &req.contact_number,
+            sms_core::phone::MAX_INPUT_LEN,
+            Lines::Single,
+        )?;
+        text::check(
+            "lead_id",
+            &req.lead_id,
+            crate::send::command::MAX_CRM_ID,
+            Lines::Single,
+        )?;
+        let contact = match req.contact_number.trim() {
+            "" => None,
+            n => Some(
+                PhoneNumber::parse_valid(n, None)
+                    .map_err(ComposerError::InvalidRecipient)?
+                    .e164()
+                    .to_owned(),
+            ),
+        };
+        let status = match req.status() {
+            MessageStatus::Unspecified => None,
+            s => sms_bus::status_from_proto(s),
+        };
+        let direction = match req.direction() {
+            ProtoDirection::Unspecified => None,
+            ProtoDirection::Outbound => Some(Direction::Outbound),
+            ProtoDirection::Inbound => Some(Direction::Inbound),
+        };
+        let filter = ListFilter {
+            status,
+            errors_only: req.errors_only,
+            contact_number: contact.as_deref(),
+            direction,
+            lead_id: Some(req.lead_id.trim()).filter(|l| !l.is_empty()),
+            created_after: req.created_after.as_ref().and_then(datetime),
+            created_before: req.created_before.as_ref().and_then(datetime),
+            before: crate::app::decode_page_token(&req.page_token)?,
+        };
+        let rows = store::messages::list(
+            &self.pool,
+            &caller.organization_id,
+            &filter,
+            i64::from(page_size) + 1,
+        )
+        .await?;
+        Ok(paginate(rows, page_size, crate::app::message_token))
+    }
+
+    /// Leads with errored messages, most recent error first, and the next page's token.
+    pub async fn errored_leads(
+        &self,
+        caller: &Caller,
+        req: &ListErroredLeadsRequest,
+    ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
+        let page_size = page_size(req.page_size, 50);
+        let before = crate::app::decode_token(&req.page_token)?;
+        let rows = store::usage::errored_leads(
+            &self.pool,
+            &caller.organization_id,
+            before,
+            i64::from(page_size) + 1,
+        )
+        .await?;
+        Ok(paginate(rows, page_size, |r| {
+            crate::app::encode_page_token_with(r.last_error_at, &r.lead_id)
+        }))
+    }
+
+    /// Usage totals between two months (inclusive), by month, country, kind and encoding.
+    pub async fn usage(
+        &self,
+        caller: &Caller,
+        from_month: &str,
+        to_month: &str,
+    ) -> Result<Vec<store::UsageRow>, ComposerError> {
+        text::check("from_month", from_month, MAX_MONTH, Lines::Single)?;
+        text::check("to_month", to_month, MAX_MONTH, Lines::Single)?;
+        let from = match from_month.trim() {
+            "" => {
+                let today = Utc::now().date_naive();
+                chrono::NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
+                    .ok_or_else(|| ComposerError::InvalidMonth(from_month.to_owned()))?
+            }
+            m => parse_month(m)?,
+        };
+        let to = match to_month.trim() {
+            "" => from,
+            m => parse_month(m)?,
+        };
+        if to < from {
+            return Err(ComposerError::InvalidMonth(format!(
+                "{from_month}..{to_month}"
+            )));
+        }
+        Ok(store::usage::totals(&self.pool, &caller.organization_id, from, to).await?)
+    }
+
+    /// Attachments of messages, grouped by message.
+    pub async fn attachments(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<store::MediaRow>>, ComposerError> {
+        let mut by_message: HashMap<Uuid, Vec<store::MediaRow>> = HashMap::new();
+        for m in store::media::of_messages(&self.pool, ids).await? {
+            by_message.entry(m.message_id).or_default().push(m);
+        }
+        Ok(by_message)
+    }
+
+    /// One attachment with its bytes.
+    pub async fn get_media(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<store::MediaRow, ComposerError> {
+        store::media::get(
+            &self.pool,
+            Some(&caller.organization_id),
+            parse_id("id", id)?,
+        )
+        .await?
+        .ok_or(ComposerError::NotFound(Entity::Message))
+    }
+}
+
+/// The first day of a `YYYY-MM` month.
+fn parse_month(m: &str) -> Result<chrono::NaiveDate, ComposerError> {
+    let bad = || ComposerError::InvalidMonth(m.to_owned());
+    let (y, mo) = m.split_once('-').ok_or_else(bad)?;
+    let (y, mo) = (
+        y.parse::<i32>().map_err(|_| bad())?,
+        mo.parse::<u32>().map_err(|_| bad())?,
+    );
+    if !(2000..=9999).contains(&y) {
+        return Err(bad());
+    }
+    chrono::NaiveDate::from_ymd_opt(y, mo, 1).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months() {
+        assert_eq!(
+            parse_month("2026-02").unwrap(),
+            chrono::NaiveDate::from_ymd_opt(2026, 2, 1).unwrap()
+        );
+        for bad in ["2026-13", "2026", "26-01", "abcd-01", "2026-00"] {
+            assert!(parse_month(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Send later: the send time's window, and cancel and reschedule, which a scheduler replica
+//! answers over NATS request/reply (only its row knows, atomically, whether it has fired).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use sms_core::Status;
+use sms_core::schedule::{self, ScheduleError};
+use sms_proto::events::v1::{
+    ScheduleCommand, ScheduleCommandReply, StatusChanged, StatusSource, schedule_command,
+};
+use sms_proto::v1::LocalDateTime;
+
+use crate::app::{App, Caller};
+use crate::error::ComposerError;
+use crate::send::Sent;
+use crate::send::command::{self, When};
+use crate::store::{self, MessageRow};
+
+impl App {
+    /// The send time of `when`, checked against now and the horizon; `None` to send now.
+    pub(crate) fn send_time(
+        &self,
+        when: &When,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<DateTime<Utc>>, ComposerError> {
+        let instant = match when {
+            When::Now => return Ok(None),
+            When::At(at) => *at,
+            When::Local {
+                at,
+                ambiguous,
+                date_time,
+                zone,
+            } => {
+                if *ambiguous {
+                    notes.push(format!(
+                        "{date_time} happens twice in {zone} (clocks go back); the earlier one, \
+                         {at}, was taken"
+                    ));
+                }
+                *at
+            }
+        };
+        schedule::check_window(instant, jiff::Timestamp::now(), self.horizon_days)?;
+        DateTime::from_timestamp(
+            instant.as_second(),
+            u32::try_from(instant.subsec_nanosecond()).unwrap_or(0),
+        )
+        .map(Some)
+        .ok_or_else(|| ComposerError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
+    }
+
+    /// Cancels a scheduled message that has not fired.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<MessageRow, ComposerError> {
+        let m = self.scheduled_message(caller, id).await?;
+        self.schedule_command(&m, schedule_command::Action::Cancel(true))
+            .await?;
+        // The scheduler publishes the same event (same id); applying it here as well makes the
+        // reply show the canceled message without waiting for the bus.
+        let event = StatusChanged {
+            meta: Some(sms_bus::meta(
+                sms_bus::stable_event_id(&[&m.id.to_string(), "canceled"]),
+                &m.organization_id,
+                &m.id.to_string(),
+            )),
+            status: sms_bus::status_to_proto(Status::Canceled) as i32,
+            source: StatusSource::Scheduler as i32,
+            ..Default::default()
+        };
+        self.apply_status(&event)
+            .await
+            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
+        self.get(caller, id).await.map(|(m, _)| m)
+    }
+
+    /// Moves a scheduled message that has not fired.
+    pub async fn reschedule(
+        &self,
+        caller: &Caller,
+        id: &str,
+        at: Option<&prost_types::Timestamp>,
+        local: Option<&LocalDateTime>,
+    ) -> Result<Sent, ComposerError> {
+        let when = command::when(at, local)?;
+        let m = self.scheduled_message(caller, id).await?;
+        let mut notes = Vec::new();
+        let Some(send_at) = self.send_time(&when, &mut notes)? else {
+            return Err(ComposerError::Schedule(ScheduleError::InvalidDateTime(
+                "a new send time is required".into(),
+            )));
+        };
+        let to = prost_types::Timestamp {
+            seconds: send_at.timestamp(),
+            nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),
+        };
+        self.schedule_command(&m, schedule_command::Action::RescheduleTo(to))
+            .await?;
+        store::messages::set_send_at(&self.pool, m.id, send_at).await?;
+        let (message, _) = self.get(caller, id).await?;
+        Ok(Sent { message, notes })
+    }
+
+    async fn scheduled_message(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<MessageRow, ComposerError> {
+        let (m, _) = self.get(caller, id).await?;
+        if m.status != Status::Scheduled {
+            return Err(ComposerError::NotScheduled {
+                status: m.status.as_str().to_owned(),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Asks a scheduler replica to carry out a command; it alone knows whether it is too late.
+    async fn schedule_command(
+        &self,
+        m: &MessageRow,
+        action: schedule_command::Action,
+    ) -> Result<(), ComposerError> {
+        let command = ScheduleCommand {
+            meta: Some(sms_bus::meta(
+                sms_bus::new_event_id(),
+                &m.organization_id,
+                &m.id.to_string(),
+            )),
+            action: Some(action),
+        };
+        let request = self.bus.client().request(
+            self.bus.subjects().scheduler_command(),
+            command.encode_to_vec().into(),
+        );
+        let reply = tokio::time::timeout(Duration::from_secs(5), request)
+            .await
+            .map_err(|_| ComposerError::SchedulerUnavailable("no answer within 5 s".into()))?
+            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
+        let reply = ScheduleCommandReply::decode(reply.payload)
+            .map_err(|e| ComposerError::SchedulerUnavailable(format!("undecodable reply: {e}")))?;
+        if !reply.error.is_empty() {
+            return Err(ComposerError::SchedulerUnavailable(reply.error));
+        }
+        if !reply.done {
+            return Err(ComposerError::AlreadyFired { state: reply.state });
+        }
+        Ok(())
+    }
+}

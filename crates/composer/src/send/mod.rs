@@ -1,0 +1,232 @@
+//! Sending: a [`command::SendCommand`] parsed from the request, the product's rules
+//! ([`policy`]), then the message stored and published ([`accept`]).
+
+pub mod accept;
+pub mod command;
+pub mod policy;
+
+use chrono::Utc;
+use sms_core::{Direction, Encoding, Status};
+use uuid::Uuid;
+
+use crate::app::{App, Caller, user};
+use crate::error::{ComposerError, Entity};
+use crate::store::{self, MessageRow};
+use command::{Content, SendCommand};
+
+/// What a send returns: the message and notes for the caller.
+pub struct Sent {
+    /// The message.
+    pub message: MessageRow,
+    /// E.g. that an ambiguous local time took the earlier instant.
+    pub notes: Vec<String>,
+}
+
+const REPEATED: &str = "an earlier call with this idempotency key created this message";
+
+impl App {
+    /// Validates and accepts a message: stored `accepted` (or `scheduled`), then published.
+    pub async fn send(&self, caller: &Caller, cmd: SendCommand) -> Result<Sent, ComposerError> {
+        let user = user(caller)?;
+        let org = caller.organization_id.as_str();
+        if let Some(key) = &cmd.idempotency_key
+            && let Some(sent) = self.repeated(org, key, &cmd.fingerprint).await?
+        {
+            return Ok(sent);
+        }
+        let mut notes = Vec::new();
+        let send_at = self.send_time(&cmd.when, &mut notes)?;
+        let (body, template_id) = self.body(caller, user, &cmd.content).await?;
+        let body = if cmd.smart_encoding {
+            smart_encode(body, &mut notes)
+        } else {
+            body
+        };
+        // An MMS may be all pictures; everything else needs text.
+        if cmd.attachments.is_empty() || !body.trim().is_empty() {
+            sms_core::validate_body(&body)?;
+        }
+        policy::check_recipient(&cmd.to)?;
+        let from = self
+            .sender(caller, user, cmd.from.as_ref(), &cmd.to)
+            .await?;
+        let id = Uuid::now_v7();
+        let media = if cmd.attachments.is_empty() {
+            Vec::new()
+        } else {
+            if !from.mms_capable {
+                return Err(ComposerError::SenderNotMmsCapable(from.number.clone()));
+            }
+            let sender = sms_core::PhoneNumber::parse_valid(&from.number, None)
+                .map_err(ComposerError::InvalidSender)?;
+            sms_core::mms::check_route(&sender, &cmd.to)?;
+            self.prepare_media(org, id, &cmd.attachments).await?
+        };
+        if self.opted_out(org, cmd.to.e164()) {
+            return Err(ComposerError::OptedOut(cmd.to.e164().to_owned()));
+        }
+        let counted = sms_core::count(&body);
+        let now = Utc::now();
+        let row = MessageRow {
+            id,
+            organization_id: org.to_owned(),
+            user_id: user.to_owned(),
+            direction: Direction::Outbound,
+            from_number: from.number,
+            to_number: cmd.to.e164().to_owned(),
+            body,
+            status: if send_at.is_some() {
+                Status::Scheduled
+            } else {
+                Status::Accepted
+            },
+            reason: None,
+            carrier_error_code: None,
+            encoding: counted.encoding,
+            segments: i32::try_from(counted.segments).unwrap_or(i32::MAX),
+            characters: i32::try_from(counted.units).unwrap_or(i32::MAX),
+            carrier_sid: None,
+            lead_id: cmd.lead_id.clone(),
+            contact_id: cmd.contact_id.clone(),
+            created_at: now,
+            updated_at: now,
+            send_at,
+            done: false,
+            media_count: i32::try_from(media.len()).unwrap_or(i32::MAX),
+        };
+        let media_count = media.len();
+        let stored = self
+            .writer
+            .insert(accept::NewSend {
+                message: row.clone(),
+                idempotency_key: cmd.idempotency_key.clone(),
+                request_hash: cmd
+                    .idempotency_key
+                    .as_ref()
+                    .map(|_| cmd.fingerprint.to_vec()),
+                to_region: cmd.to.region().map(|r| r.to_string()).unwrap_or_default(),
+                template_id,
+                media,
+                event_id: accept::accepted_event_id(&row),
+            })
+            .await;
+        if let Err(e) = stored {
+            // A concurrent call with the same key won the race: its message, if it was the
+            // same request.
+            let key_taken = e
+                .as_database_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|c| c == "messages_idempotency_key");
+            if key_taken
+                && let Some(key) = &cmd.idempotency_key
+                && let Some(sent) = self.repeated(org, key, &cmd.fingerprint).await?
+            {
+                return Ok(sent);
+            }
+            return Err(e.into());
+        }
+        metrics::counter!(
+            sms_runtime::metrics::MESSAGES_ACCEPTED,
+            "kind" => if media_count == 0 { "sms" } else { "mms" },
+            "when" => if send_at.is_some() { "later" } else { "now" },
+        )
+        .increment(1);
+        // Stored is accepted: if this publish fails, the re-publisher sends it later.
+        if let Err(e) = self.publish_accepted(&row).await {
+            tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
+        }
+        Ok(Sent {
+            message: row,
+            notes,
+        })
+    }
+
+    /// The message an earlier call with `key` created, when it was this same request; an
+    /// error when the key was used for another.
+    async fn repeated(
+        &self,
+        org: &str,
+        key: &str,
+        fingerprint: &[u8; 32],
+    ) -> Result<Option<Sent>, ComposerError> {
+        let Some((message, hash)) =
+            store::messages::by_idempotency_key(&self.pool, org, key).await?
+        else {
+            return Ok(None);
+        };
+        // Messages stored before fingerprints were kept have none: taken as the same request.
+        if hash.is_some_and(|h| h.as_slice() != fingerprint.as_slice()) {
+            return Err(ComposerError::IdempotencyKeyReused {
+                key: key.to_owned(),
+                message_id: message.id.to_string(),
+            });
+        }
+        Ok(Some(Sent {
+            message,
+            notes: vec![REPEATED.into()],
+        }))
+    }
+
+    /// The body to send: the raw body, or the template rendered against the request's context.
+    async fn body(
+        &self,
+        caller: &Caller,
+        user: &str,
+        content: &Content,
+    ) -> Result<(String, Option<Uuid>), ComposerError> {
+        match content {
+            Content::Body(body) => Ok((body.clone(), None)),
+            Content::Template { id, context } => {
+                let row = store::templates::visible(&self.pool, &caller.organization_id, user, *id)
+                    .await?
+                    .ok_or(ComposerError::NotFound(Entity::Template))?;
+                let body = crate::templates::render(&row.body, context)?;
+                Ok((body, Some(*id)))
+            }
+        }
+    }
+}
+
+/// The body with look-alike characters replaced (Twilio's table), when that makes it all
+/// GSM-7, saves segments and stays within the length limit, as Twilio's own smart encoding
+/// does only for text that becomes GSM-7 (a note says what it saved); otherwise the body as
+/// written: a user's text is never altered for nothing.
+fn smart_encode(body: String, notes: &mut Vec<String>) -> String {
+    let smart = sms_core::smart::smart_encoded(&body);
+    if smart.after.encoding != Encoding::Gsm7
+        || smart.segments_saved() == 0
+        || sms_core::validate_body(&smart.text).is_err()
+    {
+        return body;
+    }
+    notes.push(format!(
+        "smart encoding replaced look-alike characters: {} ({} segments) instead of {} ({} segments)",
+        smart.after.encoding.as_str(),
+        smart.after.segments,
+        smart.before.encoding.as_str(),
+        smart.before.segments,
+    ));
+    smart.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_encoding_only_when_it_becomes_gsm7_and_saves() {
+        let mut notes = Vec::new();
+        let typed = format!("{}’", "a".repeat(100));
+        assert_eq!(
+            smart_encode(typed, &mut notes),
+            format!("{}'", "a".repeat(100))
+        );
+        assert_eq!(notes.len(), 1);
+        // Still UCS-2 (an emoji): left as typed, even though a zero-width space could go.
+        let typed = format!("{}\u{200b}😀", "a".repeat(68));
+        assert_eq!(smart_encode(typed.clone(), &mut notes), typed);
+        // Already one segment: left as typed.
+        assert_eq!(smart_encode("it’s".into(), &mut notes), "it’s");
+        assert_eq!(notes.len(), 1);
+    }
+}

@@ -1,0 +1,107 @@
+//! Who may send what from which number to whom: the recipient's country and line, the sender's
+//! ownership, kind and capabilities, the same-calling-code rule.
+
+use sms_core::{PhoneNumber, phone};
+
+use crate::app::{App, Caller};
+use crate::error::ComposerError;
+use crate::store::{self, NumberRow};
+
+/// The recipient is in a supported country and can take SMS as far as we know.
+pub fn check_recipient(to: &PhoneNumber) -> Result<(), ComposerError> {
+    if !to.region().is_some_and(|r| r.sms_supported()) {
+        return Err(ComposerError::UnsupportedCountry {
+            region: to
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        });
+    }
+    if !to.number_type().sms_capable() {
+        return Err(ComposerError::RecipientNotSmsCapable {
+            number: to.e164().to_owned(),
+            number_type: to.number_type().as_str().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl App {
+    /// The sender for `to`: the one asked for, checked (the organization's, rented, able to
+    /// send SMS, the user's own or their group's, in the same calling code), or the user's
+    /// number with the recipient's calling code (the one last used with this contact first).
+    pub(crate) async fn sender(
+        &self,
+        caller: &Caller,
+        user: &str,
+        from: Option<&PhoneNumber>,
+        to: &PhoneNumber,
+    ) -> Result<NumberRow, ComposerError> {
+        let org = caller.organization_id.as_str();
+        let Some(from) = from else {
+            let candidates = store::numbers::usable(&self.pool, org, user, to.e164()).await?;
+            return candidates
+                .into_iter()
+                .find(|n| {
+                    PhoneNumber::parse_valid(&n.number, None)
+                        .is_ok_and(|p| phone::same_calling_code(&p, to))
+                })
+                .ok_or(ComposerError::NoSenderAvailable {
+                    calling_code: to.calling_code(),
+                });
+        };
+        let number = match self.senders.get(org, from.e164()) {
+            Some(number) => number,
+            None => {
+                let number = store::numbers::find(&self.pool, org, from.e164())
+                    .await?
+                    .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
+                self.senders.insert(number.clone());
+                number
+            }
+        };
+        if !number.kind.can_send() {
+            return Err(ComposerError::ExternalSender(number.number));
+        }
+        if !number.sms_capable {
+            return Err(ComposerError::SenderNotSmsCapable(number.number));
+        }
+        let owns = number.owner_user_id.as_deref() == Some(user);
+        let member = match &number.owner_group_id {
+            Some(group) if !owns => store::groups::is_member(&self.pool, org, group, user).await?,
+            _ => false,
+        };
+        if !owns && !member {
+            return Err(ComposerError::SenderNotOwned(number.number));
+        }
+        if !phone::same_calling_code(from, to) {
+            return Err(ComposerError::InternationalNotAllowed {
+                from: from.calling_code(),
+                to: to.calling_code(),
+            });
+        }
+        Ok(number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> PhoneNumber {
+        PhoneNumber::parse_valid(s, None).unwrap()
+    }
+
+    #[test]
+    fn recipients() {
+        assert!(check_recipient(&n("+12015550123")).is_ok());
+        assert!(matches!(
+            check_recipient(&n("+819012345678")),
+            Err(ComposerError::UnsupportedCountry { .. })
+        ));
+        assert!(matches!(
+            check_recipient(&n("+442079460018")),
+            Err(ComposerError::RecipientNotSmsCapable { .. })
+        ));
+    }
+}

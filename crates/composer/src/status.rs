@@ -1,0 +1,299 @@
+//! Applying status events to the message store, a batch per transaction: the status machine
+//! decides, a carrier's callback applies only to the message whose carrier sid it carries, and
+//! the customer is billed when the carrier takes a message.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sms_bus::HandleError;
+use sms_core::{Status, Transition};
+use sms_proto::events::v1::{StatusChanged, StatusSource};
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::store::{self, messages::Current};
+
+/// The organization, message and status a status event is about.
+fn parse_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), HandleError> {
+    let Some(meta) = &e.meta else {
+        return Err(HandleError::Permanent("status event without meta".into()));
+    };
+    let Ok(id) = Uuid::parse_str(&meta.message_id) else {
+        return Err(HandleError::Permanent(format!(
+            "status event for a bad message id {}",
+            sms_core::text::quote(&meta.message_id)
+        )));
+    };
+    let Some(to) = sms_bus::status_from_proto(e.status()) else {
+        return Err(HandleError::Permanent(
+            "status event without a status".into(),
+        ));
+    };
+    Ok((meta.organization_id.as_str(), id, to))
+}
+
+/// A database failure while applying statuses: try the event again shortly.
+fn database_retry(e: sqlx::Error) -> HandleError {
+    HandleError::Retry {
+        reason: format!("database: {e}"),
+        delay: Duration::from_millis(500),
+    }
+}
+
+/// What a carrier's callback may do to a message as it stands.
+enum CarrierCheck {
+    /// It is about this message: apply it (learning the sid if it is the first).
+    Apply,
+    /// It is about another message (another sid), or one that never went out: ignore it.
+    Ignore(&'static str),
+    /// The message has not been seen handed on yet; the dispatcher's `queued` may still be on
+    /// its way (events of one message can be applied out of order across batches).
+    NotYet,
+}
+
+fn carrier_check(current: &Current, sid: &str) -> CarrierCheck {
+    if sid.is_empty() {
+        return CarrierCheck::Ignore("a carrier callback without a message sid");
+    }
+    match &current.carrier_sid {
+        Some(known) if known == sid => CarrierCheck::Apply,
+        Some(_) => CarrierCheck::Ignore("a carrier callback for another carrier sid"),
+        // Before the carrier's sid is known, only a message being sent can be the one.
+        None => match current.status {
+            Status::Queued | Status::Sending => CarrierCheck::Apply,
+            Status::Accepted | Status::Scheduled => CarrierCheck::NotYet,
+            _ => CarrierCheck::Ignore("a carrier callback for a message that was not sent"),
+        },
+    }
+}
+
+/// What a status event does to a message at `current`: the status machine's answer, except
+/// that an event meant only for messages still at `only_from` is stale for any other.
+fn transition(e: &StatusChanged, current: Status, to: Status) -> Transition {
+    match sms_bus::status_from_proto(e.only_from()) {
+        Some(only_from) if only_from != current => Transition::Stale,
+        _ => current.transition(to),
+    }
+}
+
+/// The history entry a status event makes when it advances a message to `to`.
+fn fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
+    let text = |s: &str| {
+        Some(s)
+            .filter(|s| !s.is_empty())
+            .map(|s| sms_core::text::sanitize(s, sms_core::text::Lines::Multi).0)
+    };
+    store::HistoryRow {
+        status: to,
+        reason: text(&e.reason),
+        carrier_error_code: (e.carrier_error_code != 0)
+            .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX)),
+        occurred_at: e
+            .meta
+            .as_ref()
+            .and_then(|m| m.occurred_at.as_ref())
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .unwrap_or_else(Utc::now),
+        detail: text(&e.detail),
+    }
+}
+
+impl App {
+    /// Applies a status event to its message (older and repeated statuses change nothing).
+    pub async fn apply_status(&self, e: &StatusChanged) -> Result<(), HandleError> {
+        match self.apply_batch(std::slice::from_ref(e)).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or(Ok(())),
+            Err(e) => Err(database_retry(e)),
+        }
+    }
+
+    /// Applies a batch of status events in one transaction, in the order given (the bus's);
+    /// returns one outcome per event. Should the transaction fail, each event is applied on
+    /// its own, so one bad event costs only itself.
+    pub async fn apply_statuses(&self, events: &[StatusChanged]) -> Vec<Result<(), HandleError>> {
+        match self.apply_batch(events).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if events.len() > 1 => {
+                tracing::warn!(events = events.len(), error = %e, "batch of statuses failed; applying one by one");
+                let mut outcomes = Vec::with_capacity(events.len());
+                for event in events {
+                    outcomes.push(self.apply_status(event).await);
+                }
+                outcomes
+            }
+            Err(e) => vec![Err(database_retry(e))],
+        }
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[StatusChanged],
+    ) -> Result<Vec<Result<(), HandleError>>, sqlx::Error> {
+        let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        for (index, e) in events.iter().enumerate() {
+            match parse_event(e) {
+                Ok(parsed) => {
+                    valid.push((index, e, parsed));
+                    outcomes.push(Ok(()));
+                }
+                Err(why) => outcomes.push(Err(why)),
+            }
+        }
+        if valid.is_empty() {
+            return Ok(outcomes);
+        }
+        let mut ids: Vec<Uuid> = valid.iter().map(|(_, _, (_, id, _))| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool.begin().await?;
+        let mut current: HashMap<Uuid, Current> = store::messages::lock_statuses(&mut tx, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        let mut updates: HashMap<Uuid, store::messages::StatusUpdate> = HashMap::new();
+        let mut history = Vec::new();
+        let mut billable = Vec::new();
+        let mut advanced = Vec::new();
+        for (index, e, (org, id, to)) in valid {
+            let Some(now) = current.get_mut(&id).filter(|c| c.organization_id == org) else {
+                tracing::warn!(%id, "status for a message we do not have; ignored");
+                continue;
+            };
+            let from_carrier = e.source() == StatusSource::Carrier;
+            if from_carrier {
+                match carrier_check(now, &e.carrier_sid) {
+                    CarrierCheck::Apply => {}
+                    CarrierCheck::Ignore(why) => {
+                        tracing::warn!(%id, status = %to, sid = %sms_core::text::quote(&e.carrier_sid), why, "carrier callback ignored");
+                        metrics::counter!(sms_runtime::metrics::STATUSES_IGNORED, "why" => why)
+                            .increment(1);
+                        continue;
+                    }
+                    CarrierCheck::NotYet => {
+                        outcomes[index] = Err(HandleError::Retry {
+                            reason: format!(
+                                "{to} from the carrier for a message still {}",
+                                now.status
+                            ),
+                            delay: Duration::from_secs(1),
+                        });
+                        continue;
+                    }
+                }
+            }
+            let update = updates.entry(id).or_default();
+            match transition(e, now.status, to) {
+                Transition::Advance => {
+                    let fact = fact(e, to);
+                    update.status = Some(to);
+                    if fact.reason.is_some() {
+                        update.reason.clone_from(&fact.reason);
+                    }
+                    if fact.carrier_error_code.is_some() {
+                        update.carrier_error_code = fact.carrier_error_code;
+                    }
+                    history.push(store::NewHistory {
+                        message_id: id,
+                        entry: fact,
+                        event_id: e
+                            .meta
+                            .as_ref()
+                            .map(|m| m.event_id.clone())
+                            .unwrap_or_default(),
+                    });
+                    // The carrier took it: this is what the customer is billed for.
+                    if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
+                        billable.push(id);
+                    }
+                    advanced.push(to);
+                    now.status = to;
+                }
+                Transition::Stale => {}
+                Transition::Illegal => {
+                    tracing::warn!(%id, from = %now.status, to = %to, "illegal status change ignored");
+                }
+            }
+            // The dispatcher reports the sid the carrier answered with: that is the message's
+            // sid. Before it arrives, the first callback for a message being sent binds its
+            // sid. Either way callbacks carrying another sid are refused from then on.
+            if !e.carrier_sid.is_empty() {
+                if e.source() == StatusSource::Dispatcher {
+                    now.carrier_sid = Some(e.carrier_sid.clone());
+                    update.dispatched_sid = Some(e.carrier_sid.clone());
+                } else if from_carrier && now.carrier_sid.is_none() {
+                    now.carrier_sid = Some(e.carrier_sid.clone());
+                    update.carrier_sid = Some(e.carrier_sid.clone());
+                }
+            }
+        }
+        let updates: Vec<(Uuid, store::messages::StatusUpdate)> = updates.into_iter().collect();
+        store::messages::set_statuses(&mut tx, &updates).await?;
+        store::history::insert(&mut tx, &history).await?;
+        billable.sort_unstable();
+        billable.dedup();
+        let billed = store::usage::record(&mut tx, &billable).await?;
+        tx.commit().await?;
+        for to in advanced {
+            metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())
+                .increment(1);
+        }
+        for (encoding, segments) in billed {
+            metrics::counter!(sms_runtime::metrics::SEGMENTS_BILLED, "encoding" => encoding.as_str())
+                .increment(u64::try_from(segments).unwrap_or(0));
+        }
+        Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(status: Status, sid: Option<&str>) -> Current {
+        Current {
+            organization_id: "o".into(),
+            status,
+            carrier_sid: sid.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn callbacks_apply_only_to_their_message() {
+        let sm = "SM0123456789abcdef0123456789abcdef";
+        let other = "SMffffffffffffffffffffffffffffffff";
+        assert!(matches!(
+            carrier_check(&at(Status::Sent, Some(sm)), sm),
+            CarrierCheck::Apply
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Sent, Some(sm)), other),
+            CarrierCheck::Ignore(_)
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Queued, None), sm),
+            CarrierCheck::Apply
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Sending, None), sm),
+            CarrierCheck::Apply
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Scheduled, None), sm),
+            CarrierCheck::NotYet
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Accepted, None), sm),
+            CarrierCheck::NotYet
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Canceled, None), sm),
+            CarrierCheck::Ignore(_)
+        ));
+        assert!(matches!(
+            carrier_check(&at(Status::Queued, None), ""),
+            CarrierCheck::Ignore(_)
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! Inbound messages: stored once per carrier id on their conversation, read back as
+//! conversations and inboxes.
+
+use chrono::{DateTime, Utc};
+use sms_core::{Direction, Encoding, Status};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::history::{self, HistoryRow, NewHistory};
+use super::messages::MessageRow;
+
+/// Stores an inbound message with its `received` history entry (and `detail`, when the
+/// carrier's text had to be changed to be stored), once per carrier id; returns whether it was
+/// new.
+#[tracing::instrument(skip_all, fields(message_id = %m.id))]
+pub async fn insert(
+    pool: &PgPool,
+    m: &MessageRow,
+    event_id: &str,
+    detail: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query!(
+        "INSERT INTO composer.messages
+            (id, organization_id, user_id, direction, from_number, to_number, body, status,
+             encoding, segments, characters, carrier_sid, created_at, updated_at)
+         VALUES ($1, $2, $3, 'inbound', $4, $5, $6, 'received', $7, $8, $9, $10, $11, $11)
+         ON CONFLICT (organization_id, carrier_sid) WHERE direction = 'inbound' DO NOTHING",
+        m.id,
+        m.organization_id,
+        m.user_id,
+        m.from_number,
+        m.to_number,
+        m.body,
+        m.encoding as Encoding,
+        m.segments,
+        m.characters,
+        m.carrier_sid,
+        m.created_at
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        let entry = NewHistory {
+            message_id: m.id,
+            entry: HistoryRow {
+                status: Status::Received,
+                reason: None,
+                carrier_error_code: None,
+                occurred_at: m.created_at,
+                detail: detail.map(str::to_owned),
+            },
+            event_id: event_id.to_owned(),
+        };
+        history::insert(&mut tx, &[entry]).await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+/// The inbound message with a carrier id, if stored.
+#[tracing::instrument(skip(pool))]
+pub async fn by_carrier_sid(
+    pool: &PgPool,
+    organization_id: &str,
+    carrier_sid: &str,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages
+           WHERE organization_id = $1 AND carrier_sid = $2 AND direction = 'inbound'"#,
+        organization_id,
+        carrier_sid
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Both directions between one of our numbers and a contact, oldest first, after a cursor.
+#[tracing::instrument(skip(pool))]
+pub async fn conversation(
+    pool: &PgPool,
+    organization_id: &str,
+    ours: &str,
+    contact: &str,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages
+           WHERE organization_id = $1
+             AND least(from_number, to_number) = least($2::text, $3::text)
+             AND greatest(from_number, to_number) = greatest($2::text, $3::text)
+             AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))
+           ORDER BY created_at, id
+           LIMIT $6"#,
+        organization_id,
+        ours,
+        contact,
+        after_at,
+        after_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Inbound messages on the numbers `user_id` owns or shares through a group, newest first.
+#[tracing::instrument(skip(pool))]
+pub async fn inbox(
+    pool: &PgPool,
+    organization_id: &str,
+    user_id: &str,
+    include_done: bool,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages
+           WHERE organization_id = $1 AND direction = 'inbound'
+             AND to_number IN (
+                 SELECT n.number FROM composer.numbers n
+                 WHERE n.organization_id = $1 AND n.released_at IS NULL
+                   AND (n.owner_user_id = $2 OR n.owner_group_id IN (
+                        SELECT g.group_id FROM composer.group_members g
+                        WHERE g.organization_id = $1 AND g.user_id = $2)))
+             AND ($3 OR NOT done)
+             AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+           ORDER BY created_at DESC, id DESC
+           LIMIT $6"#,
+        organization_id,
+        user_id,
+        include_done,
+        before_at,
+        before_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks an inbound message done or not; returns whether it exists.
+#[tracing::instrument(skip(pool))]
+pub async fn set_done(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+    done: bool,
+) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query!(
+        "UPDATE composer.messages SET done = $3
+         WHERE organization_id = $1 AND id = $2 AND direction = 'inbound'",
+        organization_id,
+        id,
+        done
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}

@@ -1,0 +1,516 @@
+//! Messages: accepted outbound ones with their first history entry (one by one or many per
+//! statement), reads and lists, status changes, and the sweeps that republish.
+
+use chrono::{DateTime, Utc};
+use sms_core::{Direction, Encoding, Status};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::history::{self, HistoryRow, NewHistory};
+use super::media::{self, MediaRow};
+
+/// A message row.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    /// Id.
+    pub id: Uuid,
+    /// Organization.
+    pub organization_id: String,
+    /// Sending user (outbound).
+    pub user_id: String,
+    /// Which way it travels.
+    pub direction: Direction,
+    /// Sender.
+    pub from_number: String,
+    /// Recipient.
+    pub to_number: String,
+    /// Body.
+    pub body: String,
+    /// Status.
+    pub status: Status,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Carrier error code.
+    pub carrier_error_code: Option<i32>,
+    /// Encoding.
+    pub encoding: Encoding,
+    /// Segments.
+    pub segments: i32,
+    /// Units counted.
+    pub characters: i32,
+    /// Carrier id.
+    pub carrier_sid: Option<String>,
+    /// Lead.
+    pub lead_id: Option<String>,
+    /// Contact.
+    pub contact_id: Option<String>,
+    /// Created at.
+    pub created_at: DateTime<Utc>,
+    /// Updated at.
+    pub updated_at: DateTime<Utc>,
+    /// When a scheduled message is due.
+    pub send_at: Option<DateTime<Utc>>,
+    /// Inbound: marked done in the inbox.
+    pub done: bool,
+    /// MMS attachments.
+    pub media_count: i32,
+}
+
+/// What a new message stores besides its row.
+#[derive(Debug, Default)]
+pub struct NewMessage<'a> {
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// The fingerprint of the request (stored with the key).
+    pub request_hash: Option<&'a [u8]>,
+    /// The recipient's region, for usage.
+    pub to_region: &'a str,
+    /// The template it was rendered from.
+    pub template_id: Option<Uuid>,
+    /// Attachments, stored in the same transaction.
+    pub media: &'a [MediaRow],
+}
+
+fn first_entry(m: &MessageRow, event_id: &str) -> NewHistory {
+    NewHistory {
+        message_id: m.id,
+        entry: HistoryRow {
+            status: m.status,
+            reason: None,
+            carrier_error_code: None,
+            occurred_at: m.created_at,
+            detail: None,
+        },
+        event_id: event_id.to_owned(),
+    }
+}
+
+/// Inserts a message, its attachments and its first history entry in one transaction; the
+/// caller maps the `messages_idempotency_key` and `messages_pkey` violations.
+#[tracing::instrument(skip_all, fields(message_id = %m.id))]
+pub async fn insert(
+    pool: &PgPool,
+    m: &MessageRow,
+    extra: &NewMessage<'_>,
+    event_id: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO composer.messages
+            (id, organization_id, user_id, direction, from_number, to_number, body, status,
+             encoding, segments, characters, lead_id, contact_id, idempotency_key, request_hash,
+             created_at, updated_at, to_region, template_id, send_at, schedule_published,
+             media_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17,
+                 $18, $19, $20, $21)",
+        m.id,
+        m.organization_id,
+        m.user_id,
+        m.direction as Direction,
+        m.from_number,
+        m.to_number,
+        m.body,
+        m.status as Status,
+        m.encoding as Encoding,
+        m.segments,
+        m.characters,
+        m.lead_id,
+        m.contact_id,
+        extra.idempotency_key,
+        extra.request_hash,
+        m.created_at,
+        extra.to_region,
+        extra.template_id,
+        m.send_at,
+        m.send_at.is_none(),
+        m.media_count
+    )
+    .execute(&mut *tx)
+    .await?;
+    for file in extra.media {
+        media::insert(&mut tx, file).await?;
+    }
+    history::insert(&mut tx, &[first_entry(m, event_id)]).await?;
+    tx.commit().await
+}
+
+/// A message to store in a batch.
+#[derive(Debug, Clone)]
+pub struct BatchedMessage<'a> {
+    /// The row.
+    pub message: &'a MessageRow,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// The fingerprint of the request.
+    pub request_hash: Option<&'a [u8]>,
+    /// The recipient's region, for usage.
+    pub to_region: &'a str,
+    /// The template it was rendered from.
+    pub template_id: Option<Uuid>,
+    /// The id of the first history entry's event.
+    pub event_id: &'a str,
+}
+
+/// Inserts several messages (without attachments) and their first history entries in one
+/// transaction: all or none.
+pub async fn insert_many(pool: &PgPool, sends: &[BatchedMessage<'_>]) -> Result<(), sqlx::Error> {
+    let col = |f: fn(&MessageRow) -> String| -> Vec<String> {
+        sends.iter().map(|s| f(s.message)).collect()
+    };
+    let ids: Vec<Uuid> = sends.iter().map(|s| s.message.id).collect();
+    let orgs = col(|r| r.organization_id.clone());
+    let users = col(|r| r.user_id.clone());
+    let directions: Vec<Direction> = sends.iter().map(|s| s.message.direction).collect();
+    let froms = col(|r| r.from_number.clone());
+    let tos = col(|r| r.to_number.clone());
+    let bodies = col(|r| r.body.clone());
+    let statuses: Vec<Status> = sends.iter().map(|s| s.message.status).collect();
+    let encodings: Vec<Encoding> = sends.iter().map(|s| s.message.encoding).collect();
+    let segments: Vec<i32> = sends.iter().map(|s| s.message.segments).collect();
+    let characters: Vec<i32> = sends.iter().map(|s| s.message.characters).collect();
+    let leads: Vec<Option<String>> = sends.iter().map(|s| s.message.lead_id.clone()).collect();
+    let contacts: Vec<Option<String>> =
+        sends.iter().map(|s| s.message.contact_id.clone()).collect();
+    let keys: Vec<Option<String>> = sends
+        .iter()
+        .map(|s| s.idempotency_key.map(str::to_owned))
+        .collect();
+    let hashes: Vec<Option<Vec<u8>>> = sends
+        .iter()
+        .map(|s| s.request_hash.map(<[u8]>::to_vec))
+        .collect();
+    let created: Vec<DateTime<Utc>> = sends.iter().map(|s| s.message.created_at).collect();
+    let regions: Vec<String> = sends.iter().map(|s| s.to_region.to_owned()).collect();
+    let templates: Vec<Option<Uuid>> = sends.iter().map(|s| s.template_id).collect();
+    let send_at: Vec<Option<DateTime<Utc>>> = sends.iter().map(|s| s.message.send_at).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO composer.messages
+            (id, organization_id, user_id, direction, from_number, to_number, body, status,
+             encoding, segments, characters, lead_id, contact_id, idempotency_key, request_hash,
+             created_at, updated_at, to_region, template_id, send_at, schedule_published,
+             media_count)
+         SELECT id, org, usr, dir, from_number, to_number, body, status, encoding, segments,
+                characters, lead, contact, idem, hash, created, created, region, template,
+                send_at, send_at IS NULL, 0
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::composer.message_direction[], $5::text[],
+                     $6::text[], $7::text[], $8::composer.message_status[], $9::composer.message_encoding[],
+                     $10::int4[], $11::int4[], $12::text[], $13::text[], $14::text[],
+                     $15::bytea[], $16::timestamptz[], $17::text[], $18::uuid[],
+                     $19::timestamptz[])
+              AS u(id, org, usr, dir, from_number, to_number, body, status, encoding, segments,
+                   characters, lead, contact, idem, hash, created, region, template, send_at)",
+        &ids,
+        &orgs,
+        &users,
+        &directions as &[Direction],
+        &froms,
+        &tos,
+        &bodies,
+        &statuses as &[Status],
+        &encodings as &[Encoding],
+        &segments,
+        &characters,
+        &leads as &[Option<String>],
+        &contacts as &[Option<String>],
+        &keys as &[Option<String>],
+        &hashes as &[Option<Vec<u8>>],
+        &created,
+        &regions,
+        &templates as &[Option<Uuid>],
+        &send_at as &[Option<DateTime<Utc>>]
+    )
+    .execute(&mut *tx)
+    .await?;
+    let entries: Vec<NewHistory> = sends
+        .iter()
+        .map(|s| first_entry(s.message, s.event_id))
+        .collect();
+    history::insert(&mut tx, &entries).await?;
+    tx.commit().await
+}
+
+/// A message of the organization.
+#[tracing::instrument(skip(pool))]
+pub async fn get(
+    pool: &PgPool,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages WHERE organization_id = $1 AND id = $2"#,
+        organization_id,
+        id
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The message created with an idempotency key, and the fingerprint of its request.
+#[tracing::instrument(skip(pool))]
+pub async fn by_idempotency_key(
+    pool: &PgPool,
+    organization_id: &str,
+    key: &str,
+) -> Result<Option<(MessageRow, Option<Vec<u8>>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count, request_hash
+           FROM composer.messages WHERE organization_id = $1 AND idempotency_key = $2"#,
+        organization_id,
+        key
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        (
+            MessageRow {
+                id: r.id,
+                organization_id: r.organization_id,
+                user_id: r.user_id,
+                direction: r.direction,
+                from_number: r.from_number,
+                to_number: r.to_number,
+                body: r.body,
+                status: r.status,
+                reason: r.reason,
+                carrier_error_code: r.carrier_error_code,
+                encoding: r.encoding,
+                segments: r.segments,
+                characters: r.characters,
+                carrier_sid: r.carrier_sid,
+                lead_id: r.lead_id,
+                contact_id: r.contact_id,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                send_at: r.send_at,
+                done: r.done,
+                media_count: r.media_count,
+            },
+            r.request_hash,
+        )
+    }))
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Default)]
+pub struct ListFilter<'a> {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only `failed` and `undelivered` messages.
+    pub errors_only: bool,
+    /// Only messages to or from this number.
+    pub contact_number: Option<&'a str>,
+    /// Only this direction.
+    pub direction: Option<Direction>,
+    /// Only this lead's messages.
+    pub lead_id: Option<&'a str>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Keyset cursor: strictly older than this (created_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// The organization's messages, newest first.
+#[tracing::instrument(skip(pool))]
+pub async fn list(
+    pool: &PgPool,
+    organization_id: &str,
+    filter: &ListFilter<'_>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let (before_at, before_id) = filter.before.unzip();
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages
+           WHERE organization_id = $1
+             AND ($2::composer.message_status IS NULL OR status = $2)
+             AND ($3::text IS NULL OR (direction = 'outbound' AND to_number = $3)
+                                   OR (direction = 'inbound' AND from_number = $3))
+             AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+             AND (NOT $7 OR status IN ('failed', 'undelivered'))
+             AND ($8::composer.message_direction IS NULL OR direction = $8)
+             AND ($9::text IS NULL OR lead_id = $9)
+             AND ($10::timestamptz IS NULL OR created_at >= $10)
+             AND ($11::timestamptz IS NULL OR created_at < $11)
+           ORDER BY created_at DESC, id DESC
+           LIMIT $6"#,
+        organization_id,
+        filter.status as Option<Status>,
+        filter.contact_number,
+        before_at,
+        before_id,
+        limit,
+        filter.errors_only,
+        filter.direction as Option<Direction>,
+        filter.lead_id,
+        filter.created_after,
+        filter.created_before
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A message as a status change finds it, locked.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// Its organization.
+    pub organization_id: String,
+    /// Its status.
+    pub status: Status,
+    /// The carrier's sid, once known.
+    pub carrier_sid: Option<String>,
+}
+
+/// Locks the messages `ids` (in id order, so concurrent batches cannot deadlock); returns those
+/// that exist.
+pub async fn lock_statuses(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Current)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid
+           FROM composer.messages WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                Current {
+                    organization_id: r.organization_id,
+                    status: r.status,
+                    carrier_sid: r.carrier_sid,
+                },
+            )
+        })
+        .collect())
+}
+
+/// What a batch of status events changes on one message.
+#[derive(Debug, Clone, Default)]
+pub struct StatusUpdate {
+    /// The new status, when one advanced it.
+    pub status: Option<Status>,
+    /// The latest reason given.
+    pub reason: Option<String>,
+    /// The latest carrier error code given.
+    pub carrier_error_code: Option<i32>,
+    /// The carrier's sid, when first learnt from a callback.
+    pub carrier_sid: Option<String>,
+    /// The carrier's sid as the dispatcher got it from the carrier's answer: it replaces one
+    /// learnt from a callback.
+    pub dispatched_sid: Option<String>,
+}
+
+/// Applies `updates` (one per message) in one statement.
+pub async fn set_statuses(
+    conn: &mut PgConnection,
+    updates: &[(Uuid, StatusUpdate)],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = updates.iter().map(|(id, _)| *id).collect();
+    let statuses: Vec<Option<Status>> = updates.iter().map(|(_, u)| u.status).collect();
+    let reasons: Vec<Option<String>> = updates.iter().map(|(_, u)| u.reason.clone()).collect();
+    let codes: Vec<Option<i32>> = updates.iter().map(|(_, u)| u.carrier_error_code).collect();
+    let sids: Vec<Option<String>> = updates.iter().map(|(_, u)| u.carrier_sid.clone()).collect();
+    let dispatched: Vec<Option<String>> = updates
+        .iter()
+        .map(|(_, u)| u.dispatched_sid.clone())
+        .collect();
+    sqlx::query!(
+        "UPDATE composer.messages m
+         SET status = COALESCE(u.status, m.status),
+             reason = COALESCE(u.reason, m.reason),
+             carrier_error_code = COALESCE(u.code, m.carrier_error_code),
+             carrier_sid = COALESCE(u.dispatched, m.carrier_sid, u.sid),
+             updated_at = CASE WHEN u.status IS NULL THEN m.updated_at ELSE now() END
+         FROM UNNEST($1::uuid[], $2::composer.message_status[], $3::text[], $4::int4[], $5::text[],
+                     $6::text[])
+              AS u(id, status, reason, code, sid, dispatched)
+         WHERE m.id = ANY($1) AND m.id = u.id",
+        &ids,
+        &statuses as &[Option<Status>],
+        &reasons as &[Option<String>],
+        &codes as &[Option<i32>],
+        &sids as &[Option<String>],
+        &dispatched as &[Option<String>]
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Messages whose event may not be on the bus, last touched before `older_than`, to publish
+/// again: still `accepted`, or `scheduled` without the schedule's publish confirmed. Their
+/// `updated_at` is bumped so the next sweep waits again.
+#[tracing::instrument(skip(pool))]
+pub async fn claim_unpublished(
+    pool: &PgPool,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"UPDATE composer.messages SET updated_at = now()
+           WHERE id IN (SELECT id FROM composer.messages
+                        WHERE (status = 'accepted'
+                               OR (status = 'scheduled' AND NOT schedule_published))
+                          AND updated_at < $1
+                        ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING id, organization_id, user_id, direction AS "direction: Direction",
+                     from_number, to_number, body, status AS "status: Status", reason,
+                     carrier_error_code, encoding AS "encoding: Encoding", segments, characters,
+                     carrier_sid, lead_id, contact_id, created_at, updated_at, send_at, done,
+                     media_count"#,
+        older_than,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Marks a scheduled message as stored on the bus.
+pub async fn mark_schedule_published(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.messages SET schedule_published = true WHERE id = $1",
+        id
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Moves a scheduled message's due time.
+pub async fn set_send_at(
+    pool: &PgPool,
+    id: Uuid,
+    send_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.messages SET send_at = $2, updated_at = now() WHERE id = $1",
+        id,
+        send_at
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,20 @@
+//! The composer's SQL: one module per aggregate, small functions over its own schema, rows in
+//! typed columns (sms-core's `Status`, `Direction`, `NumberKind`, `Encoding`; the composer's
+//! own [`MessageKind`] and [`MediaState`]).
+
+pub mod groups;
+pub mod history;
+pub mod inbound;
+pub mod media;
+pub mod messages;
+pub mod numbers;
+pub mod templates;
+pub mod usage;
+
+pub use groups::GroupRow;
+pub use history::{HistoryRow, NewHistory};
+pub use media::{MediaRow, MediaState};
+pub use messages::{ListFilter, MessageRow, NewMessage};
+pub use numbers::NumberRow;
+pub use templates::TemplateRow;
+pub use usage::{ErroredLeadRow, MessageKind, UsageRow};
