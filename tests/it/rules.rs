@@ -236,14 +236,14 @@ async fn concurrent_sends_sharing_a_key_get_one_message_and_the_rest_are_all_sto
     let client = stack.messaging().await;
     let calls = (0..60).map(|i| {
         let mut client = client.clone();
-        let req = SendMessageRequest {
-            // Every third call repeats one key.
-            idempotency_key: if i % 3 == 0 {
-                "crm-burst".into()
-            } else {
-                String::new()
-            },
-            ..sms(US_A, US_CONTACT, &format!("burst {i}"))
+        // Every third call is a retry of one request with one key.
+        let req = if i % 3 == 0 {
+            SendMessageRequest {
+                idempotency_key: "crm-burst".into(),
+                ..sms(US_A, US_CONTACT, "burst, retried")
+            }
+        } else {
+            sms(US_A, US_CONTACT, &format!("burst {i}"))
         };
         async move {
             let m = send_ok(&mut client, req).await;
@@ -264,6 +264,25 @@ async fn concurrent_sends_sharing_a_key_get_one_message_and_the_rest_are_all_sto
         stack.wait_final(&mut client, id).await;
     }
     assert_eq!(stack.sim.requests().len(), 41);
+    // The key with another request is refused, naming the message it created.
+    let status = client
+        .send_message(as_user(SendMessageRequest {
+            idempotency_key: "crm-burst".into(),
+            ..sms(US_A, US_CONTACT, "something else")
+        }))
+        .await
+        .unwrap_err();
+    let (code, reason, metadata) = refusal(status);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::AlreadyExists, "IDEMPOTENCY_KEY_REUSED")
+    );
+    assert_eq!(
+        metadata.get("message_id"),
+        keyed.iter().next().copied(),
+        "the message the key created"
+    );
+    assert_eq!(stack.sim.requests().len(), 41, "nothing more was sent");
     stack.shutdown().await;
 }
 

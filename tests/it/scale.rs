@@ -174,9 +174,9 @@ async fn a_carrier_call_without_an_outcome_fails_its_message_once_and_is_not_res
             ..Default::default()
         }
     };
-    use sms_proto::v1::MessageStatus::{Delivered, Failed, Queued, Sent, Unspecified};
-    eventually(Duration::from_secs(10), "queued", || async {
-        (status_of(id.clone()).await == Queued).then_some(())
+    use sms_proto::v1::MessageStatus::{Delivered, Failed, Queued, Sending, Sent, Unspecified};
+    eventually(Duration::from_secs(10), "handed to the carrier", || async {
+        matches!(status_of(id.clone()).await, Queued | Sending).then_some(())
     })
     .await;
     let sent = event("by-hand-sent", Sent, Unspecified);

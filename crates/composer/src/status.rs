@@ -68,16 +68,7 @@ fn carrier_check(current: &Current, sid: &str) -> CarrierCheck {
     }
 }
 
-/// What a status event does to a message at `current`: the status machine's answer, except
-/// that an event meant only for messages still at `only_from` is stale for any other.
-fn transition(e: &StatusChanged, current: Status, to: Status) -> Transition {
-    match sms_bus::status_from_proto(e.only_from()) {
-        Some(only_from) if only_from != current => Transition::Stale,
-        _ => current.transition(to),
-    }
-}
-
-/// The history entry a status event makes when it advances a message to `to`.
+/// The history entry a status event makes.
 fn fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
     let text = |s: &str| {
         Some(s)
@@ -183,8 +174,38 @@ impl App {
                     }
                 }
             }
+            // An event meant only for a message still at `only_from` (the dispatcher's sweep
+            // failing a call without an outcome) is not a fact about a message past it.
+            if let Some(only_from) = sms_bus::status_from_proto(e.only_from())
+                && only_from != now.status
+            {
+                continue;
+            }
+            let transition = now.status.transition(to);
+            // Nothing reaches the carrier before the dispatcher's `queued`, which may still be
+            // on its way: events of one message can be applied out of order across batches.
+            // Try again shortly (bounded: a callback for a message that never went out ends in
+            // the dead-letter stream).
+            if transition == Transition::Illegal
+                && matches!(now.status, Status::Accepted | Status::Scheduled)
+                && matches!(
+                    to,
+                    Status::Sending | Status::Sent | Status::Delivered | Status::Undelivered
+                )
+            {
+                outcomes[index] = Err(HandleError::Retry {
+                    reason: format!("{to} for a message still {}", now.status),
+                    delay: Duration::from_secs(1),
+                });
+                continue;
+            }
             let update = updates.entry(id).or_default();
-            match transition(e, now.status, to) {
+            let event_id = e
+                .meta
+                .as_ref()
+                .map(|m| m.event_id.clone())
+                .unwrap_or_default();
+            match transition {
                 Transition::Advance => {
                     let fact = fact(e, to);
                     update.status = Some(to);
@@ -197,11 +218,7 @@ impl App {
                     history.push(store::NewHistory {
                         message_id: id,
                         entry: fact,
-                        event_id: e
-                            .meta
-                            .as_ref()
-                            .map(|m| m.event_id.clone())
-                            .unwrap_or_default(),
+                        event_id,
                     });
                     // The carrier took it: this is what the customer is billed for.
                     if matches!(to, Status::Sent | Status::Delivered | Status::Undelivered) {
@@ -209,6 +226,15 @@ impl App {
                     }
                     advanced.push(to);
                     now.status = to;
+                }
+                // Older than what is known (`sent` applied after `delivered`): still a fact of
+                // the message's life, recorded once in its history at its own time.
+                Transition::Stale if to != now.status => {
+                    history.push(store::NewHistory {
+                        message_id: id,
+                        entry: fact(e, to),
+                        event_id,
+                    });
                 }
                 Transition::Stale => {}
                 Transition::Illegal => {

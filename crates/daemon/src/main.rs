@@ -5,6 +5,11 @@
 //! Defaults: gRPC on 127.0.0.1:50051, webhooks on 127.0.0.1:8080, the simulator on
 //! 127.0.0.1:8090 (`SMS_SIM=false` to use a real carrier with `SMS_TWILIO_*`), database
 //! `postgres://postgres@127.0.0.1:5432/sms` (created if missing), NATS on 127.0.0.1:4222.
+//!
+//! `smsd --dev` (or `SMS_DEV_MODE=true`) is development mode: no API tokens needed, a media
+//! signing key made for the run, and the simulator on by default, its loopback address (and
+//! only it) allowed to the fetch policy. Without it, smsd needs what production needs
+//! (`SMS_API_TOKENS`, `SMS_MEDIA_SECRET`, a carrier) and says which is missing.
 
 use std::net::SocketAddr;
 
@@ -15,19 +20,36 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let dev_flag = std::env::args().skip(1).any(|a| a == "--dev");
+    if let Some(other) = std::env::args().skip(1).find(|a| a != "--dev") {
+        anyhow::bail!("unknown argument {other:?}; smsd takes only --dev (and SMS_* variables)");
+    }
     let base = Env::from_process();
     let telemetry = Telemetry::init("smsd", &TelemetryConfig::from_env(&base)?);
-    let sim = base.bool_or("SMS_SIM", true)?;
+    let dev = dev_flag || base.bool_or("SMS_DEV_MODE", false)?;
+    let sim = base.bool_or("SMS_SIM", dev)?;
     let sim_addr: SocketAddr =
         base.parse_or("SMS_SIM_ADDR", SocketAddr::from(([127, 0, 0, 1], 8090)))?;
     let inbound_addr: SocketAddr =
         base.parse_or("SMS_INBOUND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
     let grpc_addr: SocketAddr =
         base.parse_or("SMS_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?;
-    let mut defaults = vec![(
-        "SMS_PUBLIC_URL".to_owned(),
-        format!("http://{inbound_addr}"),
-    )];
+    let mut defaults = vec![
+        (
+            "SMS_PUBLIC_URL".to_owned(),
+            format!("http://{inbound_addr}"),
+        ),
+        ("SMS_DEV_MODE".to_owned(), dev.to_string()),
+    ];
+    if sim && dev {
+        // The simulator hosts inbound media on its own loopback address: that address alone
+        // is fetched over http and exempt from the address rules.
+        defaults.extend([
+            ("SMS_FETCH_ALLOW_HTTP".to_owned(), "true".to_owned()),
+            ("SMS_FETCH_ALLOW_PRIVATE".to_owned(), sim_addr.to_string()),
+            ("SMS_TWILIO_MEDIA_HOSTS".to_owned(), sim_addr.to_string()),
+        ]);
+    }
     if sim {
         defaults.extend([
             (

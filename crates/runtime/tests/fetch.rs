@@ -12,9 +12,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use sms_runtime::fetch::{Credentials, FetchError, FetchPolicy, Fetcher, Request};
 
+/// Requests a server got: (path, Authorization header).
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A server that records the Authorization header of every request, at `base`.
-async fn server(routes: Router) -> (String, Arc<Mutex<Vec<(String, Option<String>)>>>) {
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+async fn server(routes: Router) -> (String, Seen) {
+    let seen: Seen = Arc::default();
     let record = seen.clone();
     let app = routes.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {

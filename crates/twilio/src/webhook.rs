@@ -296,8 +296,7 @@ impl IncomingMessage {
             });
         }
         let mut media = Vec::with_capacity(num_media);
-        for i in 0..num_media {
-            let (url_field, type_field) = MEDIA_FIELDS[i];
+        for &(url_field, type_field) in &MEDIA_FIELDS[..num_media] {
             let Some(url) = get(pairs, url_field) else {
                 continue;
             };

@@ -40,7 +40,7 @@ pub enum Content {
         /// The template.
         id: Uuid,
         /// The CRM's context.
-        context: sms_core::template::Context,
+        context: Box<sms_core::template::Context>,
     },
 }
 
@@ -151,7 +151,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
                 }
                 Content::Template {
                     id: crate::app::parse_id("template_id", id)?,
-                    context: context(r.context.as_ref())?,
+                    context: Box::new(context(r.context.as_ref())?),
                 }
             }
         };

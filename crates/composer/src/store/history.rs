@@ -31,13 +31,15 @@ pub struct NewHistory {
     pub event_id: String,
 }
 
-/// The status history of a message, oldest first.
+/// The status history of a message, in the order things happened (events can be applied out
+/// of order; each records when it happened).
 #[tracing::instrument(skip(pool))]
 pub async fn of_message(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as!(
         HistoryRow,
         r#"SELECT status AS "status: Status", reason, carrier_error_code, occurred_at, detail
-           FROM composer.message_status_history WHERE message_id = $1 ORDER BY seq"#,
+           FROM composer.message_status_history WHERE message_id = $1
+           ORDER BY occurred_at, seq"#,
         id
     )
     .fetch_all(pool)

@@ -251,13 +251,17 @@ pub async fn get(
     .await
 }
 
+/// A message and the fingerprint of the request that created it (none for messages stored
+/// before fingerprints were kept).
+pub type Keyed = (MessageRow, Option<Vec<u8>>);
+
 /// The message created with an idempotency key, and the fingerprint of its request.
 #[tracing::instrument(skip(pool))]
 pub async fn by_idempotency_key(
     pool: &PgPool,
     organization_id: &str,
     key: &str,
-) -> Result<Option<(MessageRow, Option<Vec<u8>>)>, sqlx::Error> {
+) -> Result<Option<Keyed>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
                   to_number, body, status AS "status: Status", reason, carrier_error_code,

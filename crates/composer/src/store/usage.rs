@@ -84,7 +84,7 @@ pub async fn totals(
            FROM composer.usage
            WHERE organization_id = $1 AND month BETWEEN $2 AND $3
            GROUP BY month, country, kind, encoding
-           ORDER BY month, country, kind, encoding"#,
+           ORDER BY month, country, kind::text, encoding::text"#,
         organization_id,
         from,
         to
