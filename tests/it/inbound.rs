@@ -2,9 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use futures::StreamExt;
-use hmac::{Hmac, KeyInit, Mac};
 use prost::Message as _;
 use sms_carrier_sim::Incoming;
 use sms_proto::events::v1::{InboundReceived, InboundStored};
@@ -21,29 +19,7 @@ use tonic_types::StatusExt;
 const OURS: &str = "+12015550100";
 const CONTACT: &str = "+12015550123";
 
-/// Twilio's scheme, written out here independently of the receiver's code.
-fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-async fn post(url: &str, params: &[(&str, &str)], signature: Option<&str>) -> (u16, String) {
-    let client = reqwest::Client::new();
-    let mut request = client.post(url).form(params);
-    if let Some(sig) = signature {
-        request = request.header("X-Twilio-Signature", sig);
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
+use sms_testkit::{post_form as post, twilio_signature};
 
 fn incoming(from: &str, body: &str) -> Incoming {
     Incoming {
