@@ -78,12 +78,22 @@ impl App {
         caller: &Caller,
         id: &str,
     ) -> Result<TemplateRow, ComposerError> {
+        self.template_by("id", caller, id).await
+    }
+
+    /// A template the user may see, its id given in request field `field`.
+    async fn template_by(
+        &self,
+        field: &'static str,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<TemplateRow, ComposerError> {
         let user = user(caller)?;
         store::templates::visible(
             &self.pool,
             &caller.organization_id,
             user,
-            parse_id("id", id)?,
+            parse_id(field, id)?,
         )
         .await?
         .ok_or(ComposerError::NotFound(Entity::Template))
@@ -104,12 +114,16 @@ impl App {
         body: Option<&str>,
         shared: Option<bool>,
     ) -> Result<TemplateRow, ComposerError> {
-        let mut row = self.owned_template(caller, id).await?;
-        if let Some(name) = name {
-            row.name = check_name(name)?.to_owned();
-        }
+        // The request's fields first, then the database.
+        let name = name.map(check_name).transpose()?;
         if let Some(body) = body {
             check_source(body)?;
+        }
+        let mut row = self.owned_template(caller, id).await?;
+        if let Some(name) = name {
+            row.name = name.to_owned();
+        }
+        if let Some(body) = body {
             row.body = body.to_owned();
         }
         if let Some(shared) = shared {
@@ -147,7 +161,7 @@ impl App {
     ) -> Result<PreviewResponse, ComposerError> {
         let source = match &req.source {
             Some(preview_request::Source::TemplateId(id)) => {
-                self.get_template(caller, id).await?.body
+                self.template_by("template_id", caller, id).await?.body
             }
             Some(preview_request::Source::Body(body)) => {
                 check_source(body)?;

@@ -143,6 +143,8 @@ impl TryFrom<SendMessageRequest> for SendCommand {
         // The body's characters now; its length once it is final (rendered, smart-encoded).
         lines("body", &r.body, usize::MAX)?;
         line("template_id", &r.template_id, crate::app::MAX_ID_FIELD)?;
+        // Checked whether or not a template uses it: every field of a request is.
+        let context = context(r.context.as_ref())?;
         let content = match r.template_id.trim() {
             "" => Content::Body(r.body.clone()),
             id => {
@@ -151,7 +153,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
                 }
                 Content::Template {
                     id: crate::app::parse_id("template_id", id)?,
-                    context: Box::new(context(r.context.as_ref())?),
+                    context: Box::new(context),
                 }
             }
         };
