@@ -80,7 +80,7 @@ async fn main() {
             .ok()
             .and_then(|b| b.parse().ok())
             .unwrap_or(1000),
-        lease: Duration::from_secs(30),
+        poll: Duration::from_secs(1),
         late_after: Duration::from_secs(5),
     };
     println!("scheduler batch: {} rows per firing round", config.batch);

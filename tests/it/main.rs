@@ -8,6 +8,7 @@ mod hostile;
 mod inbound;
 mod mms;
 mod operations;
+mod outbox;
 mod pipeline;
 mod reflection;
 mod rules;

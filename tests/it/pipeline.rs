@@ -263,6 +263,7 @@ async fn the_trace_started_at_the_grpc_call_follows_every_event_and_the_carrier_
     // sid), sent and delivered (carrier callbacks; the carrier's own `queued` callback is
     // acknowledged and not repeated on the bus).
     let mut seen = Vec::new();
+    let mut seen_ids = std::collections::HashSet::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while seen.len() < 5 && std::time::Instant::now() < deadline {
         let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), events.next()).await
@@ -284,7 +285,15 @@ async fn the_trace_started_at_the_grpc_call_follows_every_event_and_the_carrier_
         } else {
             continue;
         };
-        if message_id == id {
+        // A core subscription sees every publish, also a copy JetStream drops as a repeat
+        // (the dispatcher's early `queued`, then its outbox's): one per event id.
+        let event_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        if message_id == id && seen_ids.insert(event_id) {
             let tp = msg
                 .headers
                 .as_ref()

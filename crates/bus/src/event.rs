@@ -79,6 +79,35 @@ event!(StatusChanged, "status", |e, s| s.status(
     status_from_proto(e.status()).unwrap_or(Status::Failed)
 ));
 
+/// An event encoded for the wire, with what its headers carry: what an outbox stores and
+/// relays later, exactly as it would have been published at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The event id (`Nats-Msg-Id`).
+    pub event_id: String,
+    /// The subject.
+    pub subject: String,
+    /// The protobuf type ([`Event::TYPE`]).
+    pub event_type: String,
+    /// The protobuf bytes.
+    pub payload: Vec<u8>,
+    /// The W3C `traceparent` of the span the event was made in.
+    pub traceparent: Option<String>,
+}
+
+impl Encoded {
+    /// `event`, encoded in the current span.
+    pub fn new<E: Event>(subjects: &Subjects, event: &E) -> Encoded {
+        Encoded {
+            event_id: event.event_id().to_owned(),
+            subject: event.subject(subjects),
+            event_type: E::TYPE.to_owned(),
+            payload: event.encode_to_vec(),
+            traceparent: crate::trace::current_traceparent(),
+        }
+    }
+}
+
 /// A new event id: a UUIDv7, so ids sort by time.
 pub fn new_event_id() -> String {
     Uuid::now_v7().to_string()

@@ -23,7 +23,9 @@ pub mod metrics;
 mod subjects;
 pub mod trace;
 
-pub use event::{Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto};
+pub use event::{
+    Encoded, Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto,
+};
 pub use subjects::{ConsumerKind, StateKind, Subjects};
 
 /// Header naming an event's protobuf type (`sms.events.v1.MessageAccepted`); consumers
@@ -278,16 +280,21 @@ impl Bus {
     /// Publishes `event` and returns the future of its acknowledgement, so callers can keep
     /// many publishes in flight and await them together.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<PublishAckFuture, BusError> {
+        self.publish_encoded(Encoded::new(&self.subjects, event))
+            .await
+    }
+
+    /// Publishes an event encoded earlier (an outbox row): its subject, `Nats-Msg-Id`, type
+    /// header and the trace context it was created in.
+    pub async fn publish_encoded(&self, event: Encoded) -> Result<PublishAckFuture, BusError> {
         let mut headers = HeaderMap::new();
-        trace::inject_current(&mut headers);
-        headers.insert("Nats-Msg-Id", event.event_id());
-        headers.insert(EVENT_TYPE_HEADER, E::TYPE);
+        if let Some(traceparent) = &event.traceparent {
+            headers.insert("traceparent", traceparent.as_str());
+        }
+        headers.insert("Nats-Msg-Id", event.event_id.as_str());
+        headers.insert(EVENT_TYPE_HEADER, event.event_type.as_str());
         self.js
-            .publish_with_headers(
-                event.subject(&self.subjects),
-                headers,
-                event.encode_to_vec().into(),
-            )
+            .publish_with_headers(event.subject, headers, event.payload.into())
             .await
             .map_err(|e| BusError::js("publish", e))
     }

@@ -17,6 +17,8 @@ pub use sms_runtime::auth::Caller;
 pub struct App {
     pub(crate) pool: PgPool,
     pub(crate) bus: Bus,
+    /// Events to other services, written with the change they announce.
+    pub(crate) outbox: sms_runtime::outbox::Outbox,
     /// Bearer tokens and the organizations each may act for. Empty: no authentication
     /// (development only).
     pub(crate) tokens: sms_runtime::auth::Tokens,

@@ -103,38 +103,6 @@ impl App {
             done: false,
             media_count: 0,
         };
-        let new = store::inbound::insert(&self.pool, &row, &meta.event_id, note.as_deref())
-            .await
-            .map_err(db_failure)?;
-        let row = if new {
-            // The text is stored first; attachments follow, and one that cannot be downloaded
-            // (or is refused) is recorded on the message as failed rather than losing it.
-            if !e.media.is_empty() {
-                let wanted: Vec<(String, String)> = e
-                    .media
-                    .iter()
-                    .map(|m| (m.url.clone(), m.content_type.clone()))
-                    .collect();
-                let media = self
-                    .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
-                    .await;
-                if let Err(err) = store::media::add_to_message(&self.pool, row.id, &media).await {
-                    // The message is stored, so a redelivery would skip it: record the loss.
-                    tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
-                }
-            }
-            row
-        } else {
-            // A redelivery (the carrier retried, or the announcement below failed before):
-            // announce the stored message again; its event id makes the repeat harmless.
-            match store::inbound::by_carrier_sid(&self.pool, &row.organization_id, &e.carrier_sid)
-                .await
-                .map_err(db_failure)?
-            {
-                Some(stored) => stored,
-                None => return Ok(()),
-            }
-        };
         let users = match &number.owner_user_id {
             Some(user) => vec![user.clone()],
             None => store::groups::members(
@@ -157,7 +125,38 @@ impl App {
             inbox_user_ids: users,
             carrier_sid: e.carrier_sid.clone(),
         };
-        self.bus.publish_durably(&stored).await.map_err(retry)
+        // The message and its announcement, in one transaction: a redelivered event finds the
+        // message stored and its announcement in the outbox or on the bus already.
+        let mut tx = self.pool.begin().await.map_err(db_failure)?;
+        let new = store::inbound::insert(&mut tx, &row, &meta.event_id, note.as_deref())
+            .await
+            .map_err(db_failure)?;
+        if !new {
+            return Ok(());
+        }
+        self.outbox
+            .add_event(&mut tx, &stored)
+            .await
+            .map_err(db_failure)?;
+        tx.commit().await.map_err(db_failure)?;
+        self.outbox.wake();
+        // The text is stored first; attachments follow, and one that cannot be downloaded (or
+        // is refused) is recorded on the message as failed rather than losing it.
+        if !e.media.is_empty() {
+            let wanted: Vec<(String, String)> = e
+                .media
+                .iter()
+                .map(|m| (m.url.clone(), m.content_type.clone()))
+                .collect();
+            let media = self
+                .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
+                .await;
+            if let Err(err) = store::media::add_to_message(&self.pool, row.id, &media).await {
+                // The message is stored, so a redelivery would skip it: record the loss.
+                tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
+            }
+        }
+        Ok(())
     }
 
     /// Sends a keyword answer from the number that received the keyword.
@@ -211,17 +210,28 @@ impl App {
             to_region: &region,
             ..Default::default()
         };
-        let stored = store::messages::insert(&self.pool, &row, &extra, &meta.event_id).await;
+        // The reply and its event for the dispatcher, in one transaction; a redelivered event
+        // finds the reply stored (its id follows from the event) and does nothing more.
+        let event = self.accepted_event(&row, &[]);
+        let mut tx = self.pool.begin().await.map_err(db_failure)?;
+        let stored = store::messages::insert(&mut tx, &row, &extra, &meta.event_id).await;
         let already = stored
             .as_ref()
             .err()
             .and_then(|e| e.as_database_error())
             .and_then(|d| d.constraint())
             .is_some_and(|c| c == "messages_pkey");
-        if !already {
-            stored.map_err(db_failure)?;
+        if already {
+            return Ok(());
         }
-        self.publish_accepted(&row).await.map_err(retry)
+        stored.map_err(db_failure)?;
+        self.outbox
+            .add(&mut tx, &[event])
+            .await
+            .map_err(db_failure)?;
+        tx.commit().await.map_err(db_failure)?;
+        self.outbox.wake();
+        Ok(())
     }
 
     /// Both directions between one of the organization's numbers and a contact.

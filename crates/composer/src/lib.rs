@@ -62,9 +62,6 @@ pub struct Config {
     /// `SMS_API_TOKENS`: `system:token:organizations` entries, comma-separated. Empty only in
     /// development: no authentication.
     pub api_tokens: sms_runtime::auth::Tokens,
-    /// `SMS_REPUBLISH_AFTER_MS`: how long a message may stay `accepted` before it is
-    /// published again.
-    pub republish_after: Duration,
     /// `SMS_SCHEDULE_HORIZON_DAYS`: how far ahead a message may be scheduled.
     pub schedule_horizon_days: i64,
     /// `SMS_MEDIA_PUBLIC_URL`, `SMS_MEDIA_SECRET`, and the Twilio accounts with their media
@@ -98,7 +95,6 @@ impl Config {
         Ok(Config {
             health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens: sms_runtime::auth::tokens_from_env(env, dev)?,
-            republish_after: env.millis_or("SMS_REPUBLISH_AFTER_MS", Duration::from_secs(15))?,
             schedule_horizon_days: env.parse_or(
                 "SMS_SCHEDULE_HORIZON_DAYS",
                 sms_core::schedule::DEFAULT_HORIZON_DAYS,
@@ -130,7 +126,7 @@ pub async fn run(
         &shutdown,
     )
     .await?;
-    let (pool, bus) = (base.pool, base.bus);
+    let (pool, bus, outbox) = (base.pool, base.bus, base.outbox);
     if config.api_tokens.is_empty() {
         tracing::warn!(
             "SMS_API_TOKENS is empty: gRPC calls are not authenticated (development only)"
@@ -159,12 +155,13 @@ pub async fn run(
     let app = Arc::new(App {
         pool: pool.clone(),
         bus: bus.clone(),
+        outbox: outbox.clone(),
         tokens: config.api_tokens.clone(),
         horizon_days: config.schedule_horizon_days,
         opt_outs: opt_outs.clone(),
         media: config.media.clone(),
         fetcher: sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
-        writer: send::accept::Writer::start(pool.clone(), WRITERS),
+        writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
         senders,
     });
     tokio::spawn(sms_runtime::health::serve(
@@ -226,7 +223,6 @@ pub async fn run(
             async move { app.on_auto_reply(&e).await }
         },
     );
-    let sweeper = send::accept::republisher(app.clone(), config.republish_after, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
@@ -244,8 +240,9 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies, ()) =
-        tokio::join!(server, statuses, inbound, replies, sweeper);
+    let (served, consumed, inbound, replies) = tokio::join!(server, statuses, inbound, replies);
+    // Last: the relay publishes what the final commits left.
+    base.relay.finish().await;
     served.context("gRPC server")?;
     consumed.context("status consumer")?;
     inbound.context("inbound consumer")?;

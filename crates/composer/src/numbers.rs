@@ -109,15 +109,19 @@ impl App {
             owner_group_id,
             created_at: Utc::now(),
         };
-        store::numbers::insert(&self.pool, &row)
-            .await
-            .map_err(|e| {
-                on_constraint(e, "numbers_number_key", || {
-                    ComposerError::NumberTaken(row.number.clone())
-                })
-            })?;
-        // Clears a release of the same number by this organization in the dispatchers' copies.
-        self.publish_number_state(&row, true).await;
+        // The number and its state for the dispatchers' copies (which clears a release of the
+        // same number by this organization), in one transaction.
+        let mut tx = self.pool.begin().await?;
+        store::numbers::insert(&mut tx, &row).await.map_err(|e| {
+            on_constraint(e, "numbers_number_key", || {
+                ComposerError::NumberTaken(row.number.clone())
+            })
+        })?;
+        self.outbox
+            .add_event(&mut tx, &number_state(&row, true))
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
         Ok((row, warnings))
     }
 
@@ -152,29 +156,18 @@ impl App {
         number: &str,
     ) -> Result<NumberRow, ComposerError> {
         let row = self.get_number(caller, number).await?;
-        if !store::numbers::release(&self.pool, &caller.organization_id, row.id).await? {
+        // The release and the state that tells every dispatcher, in one transaction.
+        let mut tx = self.pool.begin().await?;
+        if !store::numbers::release(&mut tx, &caller.organization_id, row.id).await? {
             return Err(ComposerError::NotFound(Entity::Number));
         }
+        self.outbox
+            .add_event(&mut tx, &number_state(&row, false))
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
         self.senders.forget(&row.organization_id, &row.number);
-        self.publish_number_state(&row, false).await;
         Ok(row)
-    }
-
-    /// Tells the dispatchers whether a number is held. The release is stored already, so a
-    /// failed publish only delays the check at send time; it is logged for operators.
-    async fn publish_number_state(&self, row: &NumberRow, active: bool) {
-        let event = NumberChanged {
-            meta: Some(sms_bus::meta(
-                sms_bus::new_event_id(),
-                &row.organization_id,
-                "",
-            )),
-            number: row.number.clone(),
-            active,
-        };
-        if let Err(e) = self.bus.publish_durably(&event).await {
-            tracing::error!(number = %row.number, error = %e, "could not publish a number change");
-        }
     }
 
     /// Creates a group.
@@ -282,5 +275,18 @@ impl SenderCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(organization_id.to_owned(), number.to_owned()));
+    }
+}
+
+/// Whether a number is held, for the dispatchers' copies (the state stream keeps the last).
+fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
+    NumberChanged {
+        meta: Some(sms_bus::meta(
+            sms_bus::new_event_id(),
+            &row.organization_id,
+            "",
+        )),
+        number: row.number.clone(),
+        active,
     }
 }

@@ -5,13 +5,17 @@
 //! `sends` table. A redelivered event (a replica died, an ack was lost) finds the claim and is
 //! dropped, so the carrier never sees a message twice. A retryable failure releases the claim
 //! (`retry`) and the event comes back after a back-off.
+//!
+//! Every status the dispatcher reports is written to its outbox in the transaction that
+//! changes the claim (`queued` with the claim, `sending` with the carrier's sid, `failed` with
+//! the failure), so a status is published if and only if the change it reports was committed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sms_bus::{Bus, ConsumerKind, Delivery, HandleError, StateKind};
+use sms_bus::{ConsumerKind, Delivery, Encoded, HandleError, StateKind};
 use sms_core::PhoneNumber;
 use sms_core::{Reason, Status};
 use sms_proto::events::v1::{
@@ -19,6 +23,7 @@ use sms_proto::events::v1::{
     StatusSource,
 };
 use sms_runtime::batch::Batcher;
+use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +136,7 @@ pub async fn run_with_carrier(
         &shutdown,
     )
     .await?;
-    let (pool, bus) = (base.pool, base.bus);
+    let (pool, bus, outbox) = (base.pool, base.bus, base.outbox);
     // Local copies, replayed and then followed by this replica: no lookup per message.
     let catch_up = Duration::from_secs(30);
     let released = bus
@@ -154,10 +159,11 @@ pub async fn run_with_carrier(
         )
         .await?;
     let dispatcher = Arc::new(Dispatcher {
-        claims: claims(pool.clone()),
-        sent: sent(pool.clone()),
+        claims: claims(pool.clone(), outbox.clone()),
+        sent: sent(pool.clone(), outbox.clone()),
         pool: pool.clone(),
         bus: bus.clone(),
+        outbox,
         carrier,
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         send_attempts: config.send_attempts.max(1),
@@ -198,6 +204,7 @@ pub async fn run_with_carrier(
     );
     tracing::info!("dispatcher running");
     let (a, b, ()) = tokio::join!(accepted, due, sweep);
+    base.relay.finish().await;
     a.context("accepted consumer")?;
     b.context("due consumer")?;
     tracing::info!("dispatcher stopped");
@@ -206,11 +213,12 @@ pub async fn run_with_carrier(
 
 struct Dispatcher {
     pool: PgPool,
-    /// Claims, many per statement: message → attempt number, or `None` when already taken.
-    claims: Batcher<(Uuid, String), Result<Option<i32>, String>>,
-    /// Messages the carrier took (id, organization, carrier sid), recorded many per statement.
-    sent: Batcher<(Uuid, String, String), Result<(), String>>,
-    bus: Bus,
+    /// Claims, many per transaction: message → attempt number, or `None` when already taken.
+    claims: Batcher<Claim, Result<Option<i32>, String>>,
+    /// Messages the carrier took, recorded many per transaction with their `sending` status.
+    sent: Batcher<Taken, Result<(), String>>,
+    bus: sms_bus::Bus,
+    outbox: Outbox,
     carrier: Arc<dyn Carrier>,
     public_url: String,
     send_attempts: i32,
@@ -224,43 +232,34 @@ struct Dispatcher {
 const BATCH: usize = 256;
 const BATCH_WORKERS: usize = 2;
 
-/// Claims messages for carrier calls, many per statement. A message is claimed when it is new,
-/// or waiting to be retried; otherwise (sending, sent or failed) it is already taken: `None`.
-fn claims(pool: PgPool) -> Batcher<(Uuid, String), Result<Option<i32>, String>> {
-    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<(Uuid, String)>| {
-        let pool = pool.clone();
+/// A claim to make: the message, its organization, and the `queued` status that a first claim
+/// reports.
+struct Claim {
+    id: Uuid,
+    organization_id: String,
+    queued: Encoded,
+}
+
+/// A message the carrier took: its `sending` status carries the carrier's sid.
+struct Taken {
+    id: Uuid,
+    organization_id: String,
+    carrier_sid: String,
+    sending: Encoded,
+}
+
+/// Claims messages for carrier calls, many per transaction. A message is claimed when it is
+/// new, or waiting to be retried; otherwise (sending, sent or failed) it is already taken:
+/// `None`. A first claim's `queued` status goes into the outbox in the same transaction.
+fn claims(pool: PgPool, outbox: Outbox) -> Batcher<Claim, Result<Option<i32>, String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<Claim>| {
+        let (pool, outbox) = (pool.clone(), outbox.clone());
         async move {
-            // The same message twice in one batch (a redelivery racing the first delivery):
-            // the first claims it, the others find it taken, as they would one after another.
-            let mut first = std::collections::HashSet::new();
-            let unique: Vec<&(Uuid, String)> =
-                items.iter().filter(|(id, _)| first.insert(*id)).collect();
-            let ids: Vec<Uuid> = unique.iter().map(|(id, _)| *id).collect();
-            let orgs: Vec<String> = unique.iter().map(|(_, org)| org.clone()).collect();
-            let claimed = sqlx::query!(
-                "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
-                 SELECT id, org, 'sending', 1 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, org)
-                 ON CONFLICT (message_id) DO UPDATE
-                    SET state = 'sending', attempts = dispatcher.sends.attempts + 1,
-                        updated_at = now()
-                    WHERE dispatcher.sends.state = 'retry'
-                 RETURNING message_id, attempts",
-                &ids,
-                &orgs
-            )
-            .fetch_all(&pool)
-            .await;
-            match claimed {
-                Ok(rows) => {
-                    let mut attempts: std::collections::HashMap<Uuid, i32> = rows
-                        .into_iter()
-                        .map(|r| (r.message_id, r.attempts))
-                        .collect();
+            match claim_batch(&pool, &outbox, &items).await {
+                Ok(mut attempts) => {
+                    outbox.wake();
                     // `remove`: a repeat of an id in this batch finds it taken.
-                    items
-                        .iter()
-                        .map(|(id, _)| Ok(attempts.remove(id)))
-                        .collect()
+                    items.iter().map(|c| Ok(attempts.remove(&c.id))).collect()
                 }
                 Err(e) => items.iter().map(|_| Err(e.to_string())).collect(),
             }
@@ -268,40 +267,88 @@ fn claims(pool: PgPool) -> Batcher<(Uuid, String), Result<Option<i32>, String>> 
     })
 }
 
-/// Records that the carrier took messages (id, organization, carrier sid), many per statement.
+async fn claim_batch(
+    pool: &PgPool,
+    outbox: &Outbox,
+    items: &[Claim],
+) -> Result<std::collections::HashMap<Uuid, i32>, sqlx::Error> {
+    // The same message twice in one batch (a redelivery racing the first delivery): the first
+    // claims it, the others find it taken, as they would one after another.
+    let mut first = std::collections::HashSet::new();
+    let unique: Vec<&Claim> = items.iter().filter(|c| first.insert(c.id)).collect();
+    let ids: Vec<Uuid> = unique.iter().map(|c| c.id).collect();
+    let orgs: Vec<String> = unique.iter().map(|c| c.organization_id.clone()).collect();
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query!(
+        "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
+         SELECT id, org, 'sending', 1 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, org)
+         ON CONFLICT (message_id) DO UPDATE
+            SET state = 'sending', attempts = dispatcher.sends.attempts + 1,
+                updated_at = now()
+            WHERE dispatcher.sends.state = 'retry'
+         RETURNING message_id, attempts",
+        &ids,
+        &orgs
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let attempts: std::collections::HashMap<Uuid, i32> = rows
+        .into_iter()
+        .map(|r| (r.message_id, r.attempts))
+        .collect();
+    let queued: Vec<Encoded> = unique
+        .iter()
+        .filter(|c| attempts.get(&c.id) == Some(&1))
+        .map(|c| c.queued.clone())
+        .collect();
+    outbox.add(&mut tx, &queued).await?;
+    tx.commit().await?;
+    Ok(attempts)
+}
+
+/// Records that the carrier took messages, with their `sending` status in the outbox, many
+/// per transaction.
 ///
 /// Written as an upsert on the claim rows rather than an `UPDATE … FROM UNNEST` join: the
 /// conflict check always goes through the primary key, whereas the join's plan depends on the
 /// table's statistics, and on a young table (never analyzed) the planner picks a full scan per
 /// batch and keeps that plan as the table grows (measured: 37 million rows read in a
 /// 17-second benchmark).
-fn sent(pool: PgPool) -> Batcher<(Uuid, String, String), Result<(), String>> {
-    Batcher::start(
-        BATCH_WORKERS,
-        BATCH,
-        move |items: Vec<(Uuid, String, String)>| {
-            let pool = pool.clone();
-            async move {
-                let ids: Vec<Uuid> = items.iter().map(|(id, _, _)| *id).collect();
-                let orgs: Vec<String> = items.iter().map(|(_, org, _)| org.clone()).collect();
-                let sids: Vec<String> = items.iter().map(|(_, _, sid)| sid.clone()).collect();
-                let updated = sqlx::query!(
-                    "INSERT INTO dispatcher.sends (message_id, organization_id, state, carrier_sid)
-                 SELECT id, org, 'sent', sid FROM UNNEST($1::uuid[], $2::text[], $3::text[])
-                      AS u(id, org, sid)
-                 ON CONFLICT (message_id) DO UPDATE
-                    SET state = 'sent', carrier_sid = EXCLUDED.carrier_sid, updated_at = now()",
-                    &ids,
-                    &orgs,
-                    &sids
-                )
-                .execute(&pool)
-                .await;
-                let result = updated.map(|_| ()).map_err(|e| e.to_string());
-                items.iter().map(|_| result.clone()).collect()
+fn sent(pool: PgPool, outbox: Outbox) -> Batcher<Taken, Result<(), String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<Taken>| {
+        let (pool, outbox) = (pool.clone(), outbox.clone());
+        async move {
+            let result = sent_batch(&pool, &outbox, &items)
+                .await
+                .map_err(|e| e.to_string());
+            if result.is_ok() {
+                outbox.wake();
             }
-        },
+            items.iter().map(|_| result.clone()).collect()
+        }
+    })
+}
+
+async fn sent_batch(pool: &PgPool, outbox: &Outbox, items: &[Taken]) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = items.iter().map(|t| t.id).collect();
+    let orgs: Vec<String> = items.iter().map(|t| t.organization_id.clone()).collect();
+    let sids: Vec<String> = items.iter().map(|t| t.carrier_sid.clone()).collect();
+    let events: Vec<Encoded> = items.iter().map(|t| t.sending.clone()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        "INSERT INTO dispatcher.sends (message_id, organization_id, state, carrier_sid)
+         SELECT id, org, 'sent', sid FROM UNNEST($1::uuid[], $2::text[], $3::text[])
+              AS u(id, org, sid)
+         ON CONFLICT (message_id) DO UPDATE
+            SET state = 'sent', carrier_sid = EXCLUDED.carrier_sid, updated_at = now()",
+        &ids,
+        &orgs,
+        &sids
     )
+    .execute(&mut *tx)
+    .await?;
+    outbox.add(&mut tx, &events).await?;
+    tx.commit().await
 }
 
 /// Fails the messages whose carrier call has had no outcome for `after`: the dispatcher that
@@ -355,15 +402,18 @@ impl Dispatcher {
         let id = Uuid::parse_str(&m.message_id).map_err(|e| {
             HandleError::Permanent(format!("bad message id {:?}: {e}", m.message_id))
         })?;
-        let Some(attempt) = self.claim(id, &m.organization_id).await? else {
+        let detail = note.as_deref().unwrap_or("");
+        let queued = self.encode(&status_event(&m, Status::Queued, None, None, detail));
+        let Some(attempt) = self.claim(id, &m.organization_id, queued.clone()).await? else {
             tracing::debug!(%id, "already taken on; dropping the redelivery");
             return Ok(());
         };
-        // "queued" is published once, on the first attempt; its ack is awaited after the
-        // carrier call so the two overlap.
-        let queued = if attempt == 1 {
-            let detail = note.as_deref().unwrap_or("");
-            Some(self.status(&m, Status::Queued, None, None, detail).await?)
+        // The claim committed `queued` to the outbox, which will publish it. An early copy goes
+        // out now, before the carrier call, so that it is on the bus ahead of the carrier's
+        // callbacks (the composer holds back callbacks for a message not yet seen queued);
+        // JetStream drops whichever copy comes second (same event id).
+        let early = if attempt == 1 {
+            self.bus.publish_encoded(queued).await.ok()
         } else {
             None
         };
@@ -373,30 +423,12 @@ impl Dispatcher {
             tracing::error!(%id, %reason, %detail, "message breaks a rule; not sent");
             metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
                 .increment(1);
-            self.set_state(id, "failed", &detail).await?;
-            self.status(&m, Status::Failed, Some(reason), None, &detail)
-                .await?
-                .await
-                .map_err(|e| retry(format!("status publish: {e}")))?;
-            if let Some(ack) = queued {
-                ack.await
-                    .map_err(|e| retry(format!("status publish: {e}")))?;
-            }
-            return Ok(());
+            return self.fail(id, &m, reason, None, &detail).await;
         }
         if let Some(reason) = self.refusal(&m) {
             metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
                 .increment(1);
-            self.set_state(id, "failed", reason.as_str()).await?;
-            self.status(&m, Status::Failed, Some(reason), None, "")
-                .await?
-                .await
-                .map_err(|e| retry(format!("status publish: {e}")))?;
-            if let Some(ack) = queued {
-                ack.await
-                    .map_err(|e| retry(format!("status publish: {e}")))?;
-            }
-            return Ok(());
+            return self.fail(id, &m, reason, None, "").await;
         }
         let started = std::time::Instant::now();
         let outcome = self.carrier.send(&self.carrier_message(&m)).await;
@@ -412,27 +444,26 @@ impl Dispatcher {
             }
         )
         .increment(1);
-        let result = match outcome {
+        if let Some(ack) = early
+            && let Err(e) = ack.await
+        {
+            tracing::debug!(%id, error = %e, "early queued copy not stored; the outbox publishes it");
+        }
+        match outcome {
             Ok(receipt) => {
                 // The carrier's sid, as its answer gave it: the composer binds the message to
                 // it, so that only callbacks carrying it apply.
-                let sending = self
-                    .sending(&m, &receipt.carrier_sid)
-                    .await
-                    .map_err(|e| retry(format!("status publish: {e}")));
-                let recorded = self
-                    .sent
-                    .call((id, m.organization_id.clone(), receipt.carrier_sid))
+                let sending = self.encode(&sending_event(&m, &receipt.carrier_sid));
+                self.sent
+                    .call(Taken {
+                        id,
+                        organization_id: m.organization_id.clone(),
+                        carrier_sid: receipt.carrier_sid,
+                        sending,
+                    })
                     .await
                     .unwrap_or_else(|| Err("dispatcher stopping".into()))
-                    .map_err(|e| retry(format!("database: {e}")));
-                match (sending, recorded) {
-                    (Ok(ack), Ok(())) => ack
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| retry(format!("status publish: {e}"))),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                }
+                    .map_err(|e| retry(format!("database: {e}")))
             }
             Err(CarrierError::Retryable {
                 reason,
@@ -459,29 +490,57 @@ impl Dispatcher {
                 detail,
             }) => {
                 tracing::info!(%id, %reason, ?code, %detail, "message failed at the carrier");
-                self.set_state(id, "failed", &detail).await?;
-                self.status(&m, Status::Failed, Some(reason), code, &detail)
-                    .await?
-                    .await
-                    .map_err(|e| retry(format!("status publish: {e}")))?;
-                Ok(())
+                self.fail(id, &m, reason, code, &detail).await
             }
             Err(CarrierError::Ambiguous(detail)) => {
                 // Left in `sending`: the carrier's callbacks, if it got the message, move it on.
                 tracing::error!(%id, %detail, "carrier call outcome unknown; not retrying to avoid a double send");
                 Ok(())
             }
-        };
-        if let Some(ack) = queued {
-            ack.await
-                .map_err(|e| retry(format!("status publish: {e}")))?;
         }
-        result
+    }
+
+    /// Fails a claimed message: the claim's state and the `failed` status, in one transaction.
+    async fn fail(
+        &self,
+        id: Uuid,
+        m: &OutboundMessage,
+        reason: Reason,
+        code: Option<u32>,
+        detail: &str,
+    ) -> Result<(), HandleError> {
+        let event = status_event(m, Status::Failed, Some(reason), code, detail);
+        let mut tx = self.pool.begin().await.map_err(db_retry)?;
+        sqlx::query!(
+            "UPDATE dispatcher.sends SET state = 'failed', last_error = $2, updated_at = now()
+             WHERE message_id = $1",
+            id,
+            if detail.is_empty() {
+                reason.as_str()
+            } else {
+                detail
+            }
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_retry)?;
+        self.outbox
+            .add_event(&mut tx, &event)
+            .await
+            .map_err(db_retry)?;
+        tx.commit().await.map_err(db_retry)?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    fn encode(&self, event: &StatusChanged) -> Encoded {
+        self.outbox.encode(event)
     }
 
     /// One sweep of [`sweep_unknown_outcomes`]; returns how many messages it failed.
     async fn fail_unknown_outcomes(&self, after: Duration) -> anyhow::Result<usize> {
         let secs = after.as_secs_f64();
+        let mut tx = self.pool.begin().await?;
         let stuck = sqlx::query!(
             "UPDATE dispatcher.sends SET state = 'failed', updated_at = now(),
                     last_error = 'carrier call outcome unknown'
@@ -492,47 +551,35 @@ impl Dispatcher {
              RETURNING message_id, organization_id",
             secs
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let detail = format!(
             "no outcome from the carrier call within {} s (the dispatcher stopped during it, or \
              the carrier never answered); not retried, to avoid texting twice",
             after.as_secs()
         );
-        let mut acks = Vec::with_capacity(stuck.len());
-        for row in &stuck {
-            let id = row.message_id.to_string();
-            let event = StatusChanged {
-                meta: Some(sms_bus::meta(
-                    sms_bus::stable_event_id(&[&id, "failed", "unknown-outcome"]),
-                    &row.organization_id,
-                    &id,
-                )),
-                status: sms_bus::status_to_proto(Status::Failed) as i32,
-                reason: Reason::UnknownCarrierError.as_str().to_owned(),
-                detail: detail.clone(),
-                only_from: sms_bus::status_to_proto(Status::Queued) as i32,
-                source: StatusSource::Dispatcher as i32,
-                ..Default::default()
-            };
-            acks.push((row.message_id, self.bus.publish(&event).await));
-        }
-        for (id, ack) in acks {
-            let stored = match ack {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = stored {
-                // Put it back, so that the next sweep publishes it again.
-                tracing::warn!(%id, error = %e, "could not publish an unknown-outcome failure");
-                sqlx::query!(
-                    "UPDATE dispatcher.sends SET state = 'sending' WHERE message_id = $1",
-                    id
-                )
-                .execute(&self.pool)
-                .await?;
-            }
-        }
+        let events: Vec<Encoded> = stuck
+            .iter()
+            .map(|row| {
+                let id = row.message_id.to_string();
+                self.encode(&StatusChanged {
+                    meta: Some(sms_bus::meta(
+                        sms_bus::stable_event_id(&[&id, "failed", "unknown-outcome"]),
+                        &row.organization_id,
+                        &id,
+                    )),
+                    status: sms_bus::status_to_proto(Status::Failed) as i32,
+                    reason: Reason::UnknownCarrierError.as_str().to_owned(),
+                    detail: detail.clone(),
+                    only_from: sms_bus::status_to_proto(Status::Queued) as i32,
+                    source: StatusSource::Dispatcher as i32,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        self.outbox.add(&mut tx, &events).await?;
+        tx.commit().await?;
+        self.outbox.wake();
         Ok(stuck.len())
     }
 
@@ -546,10 +593,20 @@ impl Dispatcher {
             .then_some(Reason::SenderUnavailable)
     }
 
-    /// Claims the message for a carrier call; `None` when another delivery already has it.
-    async fn claim(&self, id: Uuid, organization_id: &str) -> Result<Option<i32>, HandleError> {
+    /// Claims the message for a carrier call (reporting `queued` on the first claim); `None`
+    /// when another delivery already has it.
+    async fn claim(
+        &self,
+        id: Uuid,
+        organization_id: &str,
+        queued: Encoded,
+    ) -> Result<Option<i32>, HandleError> {
         self.claims
-            .call((id, organization_id.to_owned()))
+            .call(Claim {
+                id,
+                organization_id: organization_id.to_owned(),
+                queued,
+            })
             .await
             .unwrap_or_else(|| Err("dispatcher stopping".into()))
             .map_err(|e| retry(format!("database: {e}")))
@@ -595,58 +652,49 @@ impl Dispatcher {
             traceparent,
         }
     }
+}
 
-    async fn status(
-        &self,
-        m: &OutboundMessage,
-        status: Status,
-        reason: Option<Reason>,
-        code: Option<u32>,
-        detail: &str,
-    ) -> Result<async_nats::jetstream::context::PublishAckFuture, HandleError> {
-        let event = StatusChanged {
-            meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[&m.message_id, status.as_str(), "dispatcher"]),
-                &m.organization_id,
-                &m.message_id,
-            )),
-            status: sms_bus::status_to_proto(status) as i32,
-            reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-            carrier_sid: String::new(),
-            carrier_error_code: code.unwrap_or(0),
-            detail: detail.to_owned(),
-            contact_number: if status == Status::Failed {
-                m.to.clone()
-            } else {
-                String::new()
-            },
-            source: StatusSource::Dispatcher as i32,
-            ..Default::default()
-        };
-        self.bus
-            .publish(&event)
-            .await
-            .map_err(|e| retry(format!("status publish: {e}")))
+/// A status the dispatcher reports about `m`.
+fn status_event(
+    m: &OutboundMessage,
+    status: Status,
+    reason: Option<Reason>,
+    code: Option<u32>,
+    detail: &str,
+) -> StatusChanged {
+    StatusChanged {
+        meta: Some(sms_bus::meta(
+            sms_bus::stable_event_id(&[&m.message_id, status.as_str(), "dispatcher"]),
+            &m.organization_id,
+            &m.message_id,
+        )),
+        status: sms_bus::status_to_proto(status) as i32,
+        reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+        carrier_sid: String::new(),
+        carrier_error_code: code.unwrap_or(0),
+        detail: detail.to_owned(),
+        contact_number: if status == Status::Failed {
+            m.to.clone()
+        } else {
+            String::new()
+        },
+        source: StatusSource::Dispatcher as i32,
+        ..Default::default()
     }
+}
 
-    /// `sending`, with the sid the carrier answered with.
-    async fn sending(
-        &self,
-        m: &OutboundMessage,
-        carrier_sid: &str,
-    ) -> Result<async_nats::jetstream::context::PublishAckFuture, sms_bus::BusError> {
-        let event = StatusChanged {
-            meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[&m.message_id, "sending", "dispatcher"]),
-                &m.organization_id,
-                &m.message_id,
-            )),
-            status: sms_bus::status_to_proto(Status::Sending) as i32,
-            carrier_sid: carrier_sid.to_owned(),
-            source: StatusSource::Dispatcher as i32,
-            ..Default::default()
-        };
-        self.bus.publish(&event).await
+/// `sending`, with the sid the carrier answered with.
+fn sending_event(m: &OutboundMessage, carrier_sid: &str) -> StatusChanged {
+    StatusChanged {
+        meta: Some(sms_bus::meta(
+            sms_bus::stable_event_id(&[&m.message_id, "sending", "dispatcher"]),
+            &m.organization_id,
+            &m.message_id,
+        )),
+        status: sms_bus::status_to_proto(Status::Sending) as i32,
+        carrier_sid: carrier_sid.to_owned(),
+        source: StatusSource::Dispatcher as i32,
+        ..Default::default()
     }
 }
 

@@ -8,7 +8,10 @@
 //! * A carrier's own opt-out error on a send (Twilio 21610) records the opt-out too.
 //! * gRPC `OptOuts`: check, list, add and remove by hand (who and why are recorded).
 //! * Every change is published on the compacted state stream; the composer and every dispatcher
-//!   replica keep a local copy of it.
+//!   replica keep a local copy of it. A change, its event and its reply are written in one
+//!   transaction with the marker that the inbound message was handled (the outbox publishes
+//!   them), so a crash or a database error at any point neither loses a STOP nor answers it
+//!   twice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,11 +19,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sms_bus::{Bus, ConsumerKind, HandleError};
+use sms_bus::{ConsumerKind, HandleError};
 use sms_core::{Keyword, PhoneNumber, Reason};
 use sms_proto::events::v1::{AutoReply, InboundReceived, OptOutChanged, StatusChanged};
+use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +67,7 @@ impl Config {
 /// The registry's state and logic.
 pub struct Registry {
     pool: PgPool,
-    bus: Bus,
+    outbox: Outbox,
     tokens: sms_runtime::auth::Tokens,
 }
 
@@ -83,7 +87,7 @@ pub async fn run(
     .await?;
     let registry = Arc::new(Registry {
         pool: base.pool,
-        bus: base.bus.clone(),
+        outbox: base.outbox.clone(),
         tokens: config.api_tokens,
     });
     let r = registry.clone();
@@ -107,6 +111,7 @@ pub async fn run(
     let server = grpc::serve(registry, listener, shutdown.clone());
     tracing::info!("opt-out registry running");
     let (a, b, c) = tokio::join!(inbound, statuses, server);
+    base.relay.finish().await;
     a.context("inbound consumer")?;
     b.context("status consumer")?;
     c.context("OptOuts gRPC server")?;
@@ -166,12 +171,17 @@ impl Registry {
         if keyword.is_none() || meta.organization_id.is_empty() {
             return Ok(());
         }
-        // Carriers retry webhooks: each inbound message is acted on once.
+        let contact = PhoneNumber::parse_valid(&e.from, None)
+            .map_err(|err| HandleError::Permanent(format!("inbound sender: {err}")))?;
+        let org = meta.organization_id.as_str();
+        // Carriers retry webhooks: each inbound message is acted on once. The marker, the
+        // change, its event and the reply commit together or not at all.
+        let mut tx = self.pool.begin().await.map_err(retry)?;
         let first = sqlx::query!(
             "INSERT INTO optout.processed_inbound (carrier_sid) VALUES ($1) ON CONFLICT DO NOTHING",
             e.carrier_sid
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(retry)?
         .rows_affected()
@@ -179,27 +189,26 @@ impl Registry {
         if !first {
             return Ok(());
         }
-        let contact = PhoneNumber::parse_valid(&e.from, None)
-            .map_err(|err| HandleError::Permanent(format!("inbound sender: {err}")))?;
-        let org = meta.organization_id.as_str();
+        let change = |opted_out| Change {
+            organization_id: org,
+            contact: contact.e164(),
+            opted_out,
+            source: "keyword",
+            our_number: Some(&e.to),
+            changed_by: None,
+            reason: Some(e.body.trim()),
+        };
+        let mut counted = None;
         match keyword {
             Some(Keyword::OptOut) => {
-                let changed = self
-                    .record(&Change {
-                        organization_id: org,
-                        contact: contact.e164(),
-                        opted_out: true,
-                        source: "keyword",
-                        our_number: Some(&e.to),
-                        changed_by: None,
-                        reason: Some(e.body.trim()),
-                    })
-                    .await
-                    .map_err(retry)?;
+                let c = change(true);
+                let changed = self.record_in(&mut tx, &c).await.map_err(retry)?;
                 // The confirmation goes out once, when the contact actually opts out.
                 if changed {
-                    let (_, confirmation) = self.replies(org).await.map_err(retry)?;
+                    counted = Some(c);
+                    let (_, confirmation) = replies(&mut tx, org).await.map_err(retry)?;
                     self.reply(
+                        &mut tx,
                         org,
                         &e,
                         contact.e164(),
@@ -210,23 +219,22 @@ impl Registry {
                 }
             }
             Some(Keyword::OptIn) => {
-                self.record(&Change {
-                    organization_id: org,
-                    contact: contact.e164(),
-                    opted_out: false,
-                    source: "keyword",
-                    our_number: Some(&e.to),
-                    changed_by: None,
-                    reason: Some(e.body.trim()),
-                })
-                .await
-                .map_err(retry)?;
+                let c = change(false);
+                if self.record_in(&mut tx, &c).await.map_err(retry)? {
+                    counted = Some(c);
+                }
             }
             Some(Keyword::Help) => {
-                let (help, _) = self.replies(org).await.map_err(retry)?;
-                self.reply(org, &e, contact.e164(), &help, "help").await?;
+                let (help, _) = replies(&mut tx, org).await.map_err(retry)?;
+                self.reply(&mut tx, org, &e, contact.e164(), &help, "help")
+                    .await?;
             }
             None => {}
+        }
+        tx.commit().await.map_err(retry)?;
+        self.outbox.wake();
+        if let Some(c) = counted {
+            count_change(&c);
         }
         Ok(())
     }
@@ -255,8 +263,10 @@ impl Registry {
         Ok(())
     }
 
+    /// Adds a keyword answer to the outbox, for the composer to send.
     async fn reply(
         &self,
+        tx: &mut PgConnection,
         org: &str,
         e: &InboundReceived,
         contact: &str,
@@ -274,17 +284,30 @@ impl Registry {
             body: body.to_owned(),
             kind: kind.to_owned(),
         };
-        self.bus.publish_durably(&event).await.map_err(retry)
+        self.outbox.add_event(tx, &event).await.map_err(retry)
     }
 
-    /// Records a change; returns whether the state changed. Publishes it when it did.
+    /// Records a change in a transaction of its own; returns whether the state changed.
     pub async fn record(&self, c: &Change<'_>) -> Result<bool, anyhow::Error> {
+        let mut tx = self.pool.begin().await?;
+        let changed = self.record_in(&mut tx, c).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        if changed {
+            count_change(c);
+        }
+        Ok(changed)
+    }
+
+    /// Records a change and its event in `tx`; returns whether the state changed.
+    async fn record_in(&self, tx: &mut PgConnection, c: &Change<'_>) -> Result<bool, sqlx::Error> {
         let previous = sqlx::query_scalar!(
-            "SELECT opted_out FROM optout.opt_outs WHERE organization_id = $1 AND contact_number = $2",
+            "SELECT opted_out FROM optout.opt_outs
+             WHERE organization_id = $1 AND contact_number = $2 FOR UPDATE",
             c.organization_id,
             c.contact
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         sqlx::query!(
             "INSERT INTO optout.opt_outs
@@ -301,9 +324,8 @@ impl Registry {
             c.changed_by,
             c.reason
         )
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        let changed = previous != Some(c.opted_out) && (previous.is_some() || c.opted_out);
         // Published even when unchanged: the state stream keeps only the latest per contact,
         // and a repeat costs nothing, while a lost publish would leave a stale copy.
         let event = OptOutChanged {
@@ -317,30 +339,13 @@ impl Registry {
             our_number: c.our_number.unwrap_or_default().to_owned(),
             source: c.source.to_owned(),
         };
-        self.bus.publish_durably(&event).await?;
-        if changed {
-            metrics::counter!(
-                sms_runtime::metrics::OPTOUT_CHANGES,
-                "change" => if c.opted_out { "opted_out" } else { "opted_in" },
-                "source" => c.source.to_owned(),
-            )
-            .increment(1);
-        }
-        Ok(changed)
+        self.outbox.add_event(tx, &event).await?;
+        Ok(previous != Some(c.opted_out) && (previous.is_some() || c.opted_out))
     }
 
     /// The organization's (help, confirmation) replies.
     pub async fn replies(&self, org: &str) -> Result<(String, String), sqlx::Error> {
-        let row = sqlx::query!(
-            "SELECT help_text, opt_out_confirmation FROM optout.replies WHERE organization_id = $1",
-            org
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map_or_else(
-            || (DEFAULT_HELP.to_owned(), DEFAULT_CONFIRMATION.to_owned()),
-            |r| (r.help_text, r.opt_out_confirmation),
-        ))
+        replies(&mut *self.pool.acquire().await?, org).await
     }
 
     /// Sets the organization's replies (empty: the default).
@@ -407,4 +412,28 @@ impl Registry {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// The organization's (help, confirmation) replies.
+async fn replies(conn: &mut PgConnection, org: &str) -> Result<(String, String), sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT help_text, opt_out_confirmation FROM optout.replies WHERE organization_id = $1",
+        org
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map_or_else(
+        || (DEFAULT_HELP.to_owned(), DEFAULT_CONFIRMATION.to_owned()),
+        |r| (r.help_text, r.opt_out_confirmation),
+    ))
+}
+
+/// Counts a change that took effect.
+fn count_change(c: &Change<'_>) {
+    metrics::counter!(
+        sms_runtime::metrics::OPTOUT_CHANGES,
+        "change" => if c.opted_out { "opted_out" } else { "opted_in" },
+        "source" => c.source.to_owned(),
+    )
+    .increment(1);
 }

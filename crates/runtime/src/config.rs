@@ -273,6 +273,9 @@ pub struct CommonConfig {
     /// tokens, signing keys be generated per run, and plain-http or loopback URLs be fetched
     /// (those need their own switches too). Off unless set explicitly.
     pub development: bool,
+    /// `SMS_OUTBOX_POLL_MS`: how often the outbox relay looks for events nobody woke it for
+    /// (left by a process that died, or whose publish failed); default 500 ms.
+    pub outbox_poll: Duration,
 }
 
 impl CommonConfig {
@@ -324,6 +327,7 @@ impl CommonConfig {
             max_deliver,
             stream_replicas,
             development: env.bool_or("SMS_DEV_MODE", false)?,
+            outbox_poll: env.millis_or("SMS_OUTBOX_POLL_MS", Duration::from_millis(500))?,
         })
     }
 }

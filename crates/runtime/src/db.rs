@@ -39,7 +39,7 @@ pub enum DbError {
 
 /// Connects to `url`, creating the database if it does not exist, creates `schema`, points
 /// the pool's `search_path` at it and runs `migrator` there (each service keeps its own
-/// migration history in its own schema).
+/// migration history in its own schema), and the [outbox](crate::outbox)'s migrations too.
 pub async fn connect(
     url: &str,
     schema: &str,
@@ -68,13 +68,15 @@ pub async fn connect(
         .connect_with(options)
         .await
         .map_err(DbError::Connect)?;
-    migrator
-        .run(&pool)
-        .await
-        .map_err(|source| DbError::Migrate {
-            schema: schema.to_owned(),
-            source,
-        })?;
+    for migrator in [migrator, &crate::outbox::migrator()] {
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|source| DbError::Migrate {
+                schema: schema.to_owned(),
+                source,
+            })?;
+    }
     Ok(pool)
 }
 

@@ -3,12 +3,14 @@
 //! and metrics endpoints, and graceful shutdown on SIGINT / SIGTERM.
 
 pub mod auth;
+pub mod backoff;
 pub mod batch;
 pub mod config;
 pub mod db;
 pub mod fetch;
 pub mod health;
 pub mod metrics;
+pub mod outbox;
 pub mod service;
 pub mod telemetry;
 

@@ -36,6 +36,12 @@ pub const OPTOUT_CHANGES: &str = "sms_optout_changes_total";
 /// was not sent, no sid).
 pub const STATUSES_IGNORED: &str = "sms_statuses_ignored_total";
 
+/// Outbox events, by `outbox` (the service) and `outcome` (`published`, `failed`: left for a
+/// later round).
+pub const OUTBOX_EVENTS: &str = "sms_outbox_events_total";
+/// How long an event waited in its outbox before JetStream acknowledged it, by `outbox`.
+pub const OUTBOX_LAG_SECONDS: &str = "sms_outbox_lag_seconds";
+
 /// Bucket bounds (seconds) of every latency histogram.
 const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -87,6 +93,16 @@ fn describe() {
         MESSAGE_STATUSES,
         Unit::Count,
         "Status changes applied to messages."
+    );
+    describe_counter!(
+        OUTBOX_EVENTS,
+        Unit::Count,
+        "Outbox events published or failed (left for a later round), by service."
+    );
+    describe_histogram!(
+        OUTBOX_LAG_SECONDS,
+        Unit::Seconds,
+        "How long an event waited in its outbox before JetStream acknowledged it."
     );
     describe_counter!(
         STATUSES_IGNORED,

@@ -9,14 +9,44 @@ use tokio_util::sync::CancellationToken;
 
 use crate::CommonConfig;
 use crate::db::{self, DbError};
+use crate::outbox::{Outbox, OutboxConfig};
 
 /// A service's connections.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Base {
     /// The pool, on the service's own schema, migrated.
     pub pool: PgPool,
     /// The bus of the configured namespace.
     pub bus: Bus,
+    /// The service's outbox (in its schema), whose relay runs until shutdown.
+    pub outbox: Outbox,
+    /// The outbox's relay: [`Relay::finish`] it last, once nothing writes to the outbox any
+    /// more, so that it publishes what is left before the service stops.
+    pub relay: Relay,
+}
+
+/// A running outbox relay.
+#[derive(Debug)]
+pub struct Relay {
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying `outbox` until [`Relay::finish`].
+    pub fn start(outbox: &Outbox) -> Relay {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(outbox.clone().run(stop.clone()));
+        Relay { stop, handle }
+    }
+
+    /// Publishes what is left (for a few seconds at most) and stops.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "outbox relay stopped abnormally");
+        }
+    }
 }
 
 /// Why a service could not start.
@@ -52,8 +82,8 @@ pub fn bus_config(common: &CommonConfig) -> BusConfig {
     config
 }
 
-/// Connects the database (schema `schema`, migrated by `migrator`) and the bus, and serves
-/// `/healthz` and `/readyz` on `health_addr` when given.
+/// Connects the database (schema `schema`, migrated by `migrator`) and the bus, starts the
+/// outbox relay, and serves `/healthz` and `/readyz` on `health_addr` when given.
 pub async fn start(
     common: &CommonConfig,
     schema: &str,
@@ -90,5 +120,20 @@ pub async fn start(
         .await
         .map_err(StartError::Health)?;
     }
-    Ok(Base { pool, bus })
+    let outbox = Outbox::new(
+        schema,
+        pool.clone(),
+        bus.clone(),
+        OutboxConfig {
+            poll: common.outbox_poll,
+            ..OutboxConfig::default()
+        },
+    );
+    let relay = Relay::start(&outbox);
+    Ok(Base {
+        pool,
+        bus,
+        outbox,
+        relay,
+    })
 }

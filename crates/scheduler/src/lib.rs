@@ -1,11 +1,12 @@
 //! The scheduler: keeps scheduled sends in its own schema and hands each one to the dispatcher
 //! (`{ns}.msg.due`) exactly once, when it falls due.
 //!
-//! Firing claims due rows with `FOR UPDATE SKIP LOCKED` (so replicas never take the same row),
-//! marks them `firing` with a lease, commits, publishes, then marks them `fired`. A replica that
-//! dies between publish and mark leaves a lease that expires: the row fires again with the same
-//! event id, which JetStream de-duplicates and the dispatcher's claim stops in any case. No
-//! transaction is held open across the publish.
+//! Firing takes due rows with `FOR UPDATE SKIP LOCKED` (so replicas never take the same row)
+//! and marks them `fired` in the transaction that adds their `msg.due` events to the outbox: a
+//! row is fired exactly when its event is committed, and the relay publishes it. A round needs
+//! only the database, so a bus outage delays the events but not the firing, and a replica that
+//! dies mid-round leaves its rows pending for the next. A cancel commits the row's state and
+//! its `canceled` status the same way.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use sms_proto::events::v1::{
     MessageDue, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
     StatusChanged, schedule_command,
 };
+use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -39,8 +41,9 @@ pub struct Config {
     pub health_addr: Option<SocketAddr>,
     /// `SMS_FIRE_BATCH`: rows claimed per firing round.
     pub batch: i64,
-    /// `SMS_FIRE_LEASE_MS`: how long a claim holds before another replica may fire the row.
-    pub lease: Duration,
+    /// `SMS_FIRE_POLL_MS`: the longest the firing loop sleeps (it is woken for schedules this
+    /// replica stores; this bounds how late it sees another replica's).
+    pub poll: Duration,
     /// `SMS_LATE_AFTER_MS`: firing later than this past its time marks a message late.
     pub late_after: Duration,
 }
@@ -52,7 +55,7 @@ impl Config {
             common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             batch: env.parse_or("SMS_FIRE_BATCH", 1000)?,
-            lease: env.millis_or("SMS_FIRE_LEASE_MS", Duration::from_secs(30))?,
+            poll: env.millis_or("SMS_FIRE_POLL_MS", Duration::from_secs(1))?,
             late_after: env.millis_or("SMS_LATE_AFTER_MS", Duration::from_secs(5))?,
         })
     }
@@ -61,6 +64,7 @@ impl Config {
 struct Scheduler {
     pool: PgPool,
     bus: Bus,
+    outbox: Outbox,
     config: Config,
     /// Woken when a new schedule may be earlier than what the firing loop sleeps for.
     wake: Notify,
@@ -80,6 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let s = Arc::new(Scheduler {
         pool,
         bus: bus.clone(),
+        outbox: base.outbox,
         config,
         wake: Notify::new(),
     });
@@ -96,6 +101,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let firing = s.clone().fire_loop(shutdown.clone());
     tracing::info!("scheduler running");
     let (a, (), ()) = tokio::join!(scheduled, firing, commands);
+    base.relay.finish().await;
     a.context("scheduled consumer")?;
     Ok(())
 }
@@ -186,6 +192,7 @@ impl Scheduler {
         let meta = c.meta.context("command without meta")?;
         let id = Uuid::parse_str(&meta.message_id).context("bad message id")?;
         let org = meta.organization_id.as_str();
+        let mut tx = self.pool.begin().await?;
         let changed = match c.action {
             Some(schedule_command::Action::Cancel(_)) => {
                 sqlx::query_scalar!(
@@ -198,13 +205,13 @@ impl Scheduler {
                     id,
                     org
                 )
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?
             }
             Some(schedule_command::Action::RescheduleTo(at)) => {
                 let send_at = DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
                     .context("reschedule time out of range")?;
-                let state = sqlx::query_scalar!(
+                sqlx::query_scalar!(
                     "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message)
                      VALUES ($1, $2, $3, '')
                      ON CONFLICT (message_id) DO UPDATE SET send_at = $3
@@ -215,10 +222,8 @@ impl Scheduler {
                     org,
                     send_at
                 )
-                .fetch_optional(&self.pool)
-                .await?;
-                self.wake.notify_one();
-                state
+                .fetch_optional(&mut *tx)
+                .await?
             }
             None => anyhow::bail!("command without an action"),
         };
@@ -230,7 +235,7 @@ impl Scheduler {
                 id,
                 org
             )
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .unwrap_or_else(|| "unknown".into()),
         };
@@ -245,8 +250,11 @@ impl Scheduler {
                 source: sms_proto::events::v1::StatusSource::Scheduler as i32,
                 ..Default::default()
             };
-            self.bus.publish_durably(&event).await?;
+            self.outbox.add_event(&mut tx, &event).await?;
         }
+        tx.commit().await?;
+        self.outbox.wake();
+        self.wake.notify_one();
         Ok(ScheduleCommandReply {
             done,
             state,
@@ -255,18 +263,26 @@ impl Scheduler {
     }
 
     async fn fire_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        // A failed round (the database) is retried soon, with jittered back-off.
+        let backoff =
+            sms_runtime::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let mut failures = 0;
         while !shutdown.is_cancelled() {
-            let fired = match self.fire_due().await {
-                Ok(n) => n,
+            let sleep = match self.fire_due().await {
+                Ok(n) if n as i64 >= self.config.batch => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    failures = 0;
+                    self.until_next().await
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "firing round failed");
-                    0
+                    failures += 1;
+                    tracing::warn!(error = %e, "firing round failed; retrying");
+                    backoff.delay(failures)
                 }
             };
-            if fired as i64 >= self.config.batch {
-                continue;
-            }
-            let sleep = self.until_next().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = self.wake.notified() => {}
@@ -275,7 +291,8 @@ impl Scheduler {
         }
     }
 
-    /// How long until the next row falls due (at most the lease, so expired claims are retried).
+    /// How long until the next row falls due (at most the poll interval, so that schedules
+    /// another replica stored are seen).
     async fn until_next(&self) -> Duration {
         let next: Option<DateTime<Utc>> = sqlx::query_scalar!(
             "SELECT min(send_at) FROM scheduler.scheduled
@@ -285,7 +302,7 @@ impl Scheduler {
         .await
         .ok()
         .flatten();
-        let cap = self.config.lease;
+        let cap = self.config.poll;
         match next {
             None => cap,
             Some(at) => (at - Utc::now())
@@ -295,30 +312,27 @@ impl Scheduler {
         }
     }
 
-    /// Claims, publishes and marks one batch of due rows; returns how many fired.
+    /// Fires one batch of due rows: each marked `fired` with its `msg.due` event in the
+    /// outbox, in one transaction; returns how many fired.
     async fn fire_due(&self) -> anyhow::Result<usize> {
-        let lease_secs = self.config.lease.as_secs_f64();
+        let mut tx = self.pool.begin().await?;
         let claimed = sqlx::query!(
-            "UPDATE scheduler.scheduled SET state = 'firing', claimed_at = now()
+            "UPDATE scheduler.scheduled SET state = 'fired', fired_at = now()
              WHERE message_id IN (
                  SELECT message_id FROM scheduler.scheduled
-                 WHERE ((state = 'pending' AND send_at <= now())
-                        OR (state = 'firing' AND claimed_at < now() - make_interval(secs => $2)))
-                   AND octet_length(message) > 0
+                 WHERE state = 'pending' AND send_at <= now() AND octet_length(message) > 0
                  ORDER BY send_at LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING message_id, organization_id, send_at, message",
-            self.config.batch,
-            lease_secs
+            self.config.batch
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         if claimed.is_empty() {
             return Ok(0);
         }
         let now = Utc::now();
         let late_after = chrono::Duration::from_std(self.config.late_after).unwrap_or_default();
-        let mut acks = Vec::with_capacity(claimed.len());
-        let mut ids = Vec::with_capacity(claimed.len());
+        let mut events = Vec::with_capacity(claimed.len());
         let mut lags = Vec::with_capacity(claimed.len());
         for row in &claimed {
             let Ok(message) = OutboundMessage::decode(row.message.as_slice()) else {
@@ -327,7 +341,7 @@ impl Scheduler {
             };
             let id = row.message_id.to_string();
             let lag = now - row.send_at;
-            let event = MessageDue {
+            events.push(self.outbox.encode(&MessageDue {
                 meta: Some(sms_bus::meta(
                     sms_bus::stable_event_id(&[&id, "due"]),
                     &row.organization_id,
@@ -339,27 +353,18 @@ impl Scheduler {
                     seconds: row.send_at.timestamp(),
                     nanos: i32::try_from(row.send_at.timestamp_subsec_nanos()).unwrap_or(0),
                 }),
-            };
-            acks.push(self.bus.publish(&event).await?);
-            ids.push(row.message_id);
+            }));
             lags.push(lag);
         }
-        for ack in acks {
-            ack.await?;
-        }
-        sqlx::query!(
-            "UPDATE scheduler.scheduled SET state = 'fired', fired_at = now()
-             WHERE message_id = ANY($1) AND state = 'firing'",
-            &ids
-        )
-        .execute(&self.pool)
-        .await?;
+        self.outbox.add(&mut tx, &events).await?;
+        tx.commit().await?;
+        self.outbox.wake();
         for lag in lags {
             let late = if lag > late_after { "true" } else { "false" };
             metrics::counter!(sms_runtime::metrics::SCHEDULED_FIRED, "late" => late).increment(1);
             metrics::histogram!(sms_runtime::metrics::SCHEDULE_LAG_SECONDS)
                 .record(lag.to_std().unwrap_or_default());
         }
-        Ok(ids.len())
+        Ok(claimed.len())
     }
 }

@@ -244,7 +244,6 @@ impl Stack {
             common: common.clone(),
             health_addr: None,
             api_tokens: stack.options.api_tokens.clone(),
-            republish_after: Duration::from_secs(5),
             schedule_horizon_days: 365,
             media: sms_composer::media::MediaConfig {
                 public_url: stack.media_url.clone(),
@@ -318,7 +317,7 @@ impl Stack {
             common: self.common(),
             health_addr: None,
             batch: 1000,
-            lease: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
             late_after: Duration::from_secs(5),
         };
         self.schedulers.push(tokio::spawn(sms_scheduler::run(
@@ -592,6 +591,7 @@ pub fn common_config(
         max_deliver: 5,
         stream_replicas: 1,
         development: true,
+        outbox_poll: Duration::from_millis(200),
     }
 }
 

@@ -1,19 +1,17 @@
 //! Accepting a message: group commit for accepted messages (concurrent SendMessage calls share
 //! transactions, see [`sms_runtime::batch`]; a call still returns only once its own rows are
-//! committed), then the event for the dispatcher or the scheduler, and the re-publisher for
-//! the events whose publish may have failed.
+//! committed), each message stored with its event for the dispatcher or the scheduler in the
+//! outbox, in the same transaction.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use chrono::Utc;
+use sms_bus::Encoded;
 use sms_proto::events::v1::{MessageAccepted, MessageScheduled, OutboundMessage};
 use sms_runtime::batch::Batcher;
+use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::store::media::MediaState;
 use crate::store::{self, MediaRow, MessageRow};
 
 /// The most messages one transaction stores.
@@ -36,6 +34,8 @@ pub struct NewSend {
     pub media: Vec<MediaRow>,
     /// The id of the first history entry's event.
     pub event_id: String,
+    /// The event for the dispatcher (`msg.accepted`) or the scheduler (`msg.scheduled`).
+    pub event: Encoded,
 }
 
 impl NewSend {
@@ -66,11 +66,16 @@ impl NewSend {
 pub struct Writer(Batcher<NewSend, Result<(), sqlx::Error>>);
 
 impl Writer {
-    /// Starts `writers` tasks storing into `pool`; they stop when every handle is dropped.
-    pub fn start(pool: PgPool, writers: usize) -> Writer {
+    /// Starts `writers` tasks storing into `pool` (events into `outbox`); they stop when every
+    /// handle is dropped.
+    pub fn start(pool: PgPool, outbox: Outbox, writers: usize) -> Writer {
         Writer(Batcher::start(writers, BATCH, move |sends| {
-            let pool = pool.clone();
-            async move { write(&pool, sends).await }
+            let (pool, outbox) = (pool.clone(), outbox.clone());
+            async move {
+                let results = write(&pool, &outbox, sends).await;
+                outbox.wake();
+                results
+            }
         }))
     }
 
@@ -84,15 +89,17 @@ impl Writer {
     }
 }
 
-async fn write(pool: &PgPool, sends: Vec<NewSend>) -> Vec<Result<(), sqlx::Error>> {
+async fn write(
+    pool: &PgPool,
+    outbox: &Outbox,
+    sends: Vec<NewSend>,
+) -> Vec<Result<(), sqlx::Error>> {
     // Attachments are rare and large, and a lone message needs no batch: those go one by one.
     // So does a batch that failed, since one row's conflict fails them all: each caller then
     // gets the answer its own message gets.
     let plain = sends.len() > 1 && sends.iter().all(|s| s.media.is_empty());
     if plain {
-        let all: Vec<store::messages::BatchedMessage<'_>> =
-            sends.iter().map(NewSend::batched).collect();
-        match store::messages::insert_many(pool, &all).await {
+        match write_batch(pool, outbox, &sends).await {
             Ok(()) => return sends.iter().map(|_| Ok(())).collect(),
             Err(e) => {
                 tracing::debug!(messages = sends.len(), error = %e, "batch insert failed; storing one by one");
@@ -101,9 +108,26 @@ async fn write(pool: &PgPool, sends: Vec<NewSend>) -> Vec<Result<(), sqlx::Error
     }
     let mut results = Vec::with_capacity(sends.len());
     for s in &sends {
-        results.push(store::messages::insert(pool, &s.message, &s.extra(), &s.event_id).await);
+        results.push(write_one(pool, outbox, s).await);
     }
     results
+}
+
+async fn write_batch(pool: &PgPool, outbox: &Outbox, sends: &[NewSend]) -> Result<(), sqlx::Error> {
+    let all: Vec<store::messages::BatchedMessage<'_>> =
+        sends.iter().map(NewSend::batched).collect();
+    let events: Vec<Encoded> = sends.iter().map(|s| s.event.clone()).collect();
+    let mut tx = pool.begin().await?;
+    store::messages::insert_many(&mut tx, &all).await?;
+    outbox.add(&mut tx, &events).await?;
+    tx.commit().await
+}
+
+async fn write_one(pool: &PgPool, outbox: &Outbox, s: &NewSend) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    store::messages::insert(&mut tx, &s.message, &s.extra(), &s.event_id).await?;
+    outbox.add(&mut tx, std::slice::from_ref(&s.event)).await?;
+    tx.commit().await
 }
 
 /// The event id of a message's acceptance (the same however often it is published).
@@ -130,78 +154,35 @@ fn outbound(m: &MessageRow) -> OutboundMessage {
 }
 
 impl App {
-    /// Publishes a stored message for the dispatcher (now) or the scheduler (later).
-    pub(crate) async fn publish_accepted(&self, m: &MessageRow) -> Result<(), sms_bus::BusError> {
+    /// The event that hands a new message on: to the dispatcher (now) or the scheduler (later),
+    /// with signed URLs for its attachments `media`.
+    pub(crate) fn accepted_event(&self, m: &MessageRow, media: &[MediaRow]) -> Encoded {
         let mut message = outbound(m);
-        if m.media_count > 0 {
-            let from = m.send_at.unwrap_or(m.created_at).timestamp();
-            message.media_urls = match self.media_urls(m.id, from).await {
-                Ok(urls) => urls,
-                Err(e) => {
-                    // Not published: the re-publisher tries again.
-                    tracing::warn!(message_id = %m.id, error = %e, "attachment URLs unavailable");
-                    return Ok(());
-                }
-            };
-        }
-        if let Some(send_at) = m.send_at {
-            let event = MessageScheduled {
+        // Carriers fetch attachments until two days after the send time.
+        let expires = m.send_at.unwrap_or(m.created_at).timestamp() + 2 * 24 * 3600;
+        message.media_urls = media
+            .iter()
+            .filter(|f| f.state == MediaState::Stored)
+            .map(|f| self.media.url(f.id, expires))
+            .collect();
+        let id = m.id.to_string();
+        match m.send_at {
+            Some(send_at) => self.outbox.encode(&MessageScheduled {
                 meta: Some(sms_bus::meta(
-                    sms_bus::stable_event_id(&[&m.id.to_string(), "scheduled"]),
+                    sms_bus::stable_event_id(&[&id, "scheduled"]),
                     &m.organization_id,
-                    &m.id.to_string(),
+                    &id,
                 )),
                 message: Some(message),
                 send_at: Some(prost_types::Timestamp {
                     seconds: send_at.timestamp(),
                     nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),
                 }),
-            };
-            self.bus.publish_durably(&event).await?;
-            if let Err(e) = store::messages::mark_schedule_published(&self.pool, m.id).await {
-                // Harmless: the re-publisher sends it again and the scheduler ignores repeats.
-                tracing::warn!(message_id = %m.id, error = %e, "could not mark the schedule published");
-            }
-            return Ok(());
-        }
-        let event = MessageAccepted {
-            meta: Some(sms_bus::meta(
-                accepted_event_id(m),
-                &m.organization_id,
-                &m.id.to_string(),
-            )),
-            message: Some(message),
-        };
-        self.bus.publish_durably(&event).await
-    }
-
-    /// Re-publishes messages stuck in `accepted`, and schedules whose publish is not confirmed
-    /// (the publish failed, or the process died between storing and publishing). Same event
-    /// id: JetStream, the dispatcher or the scheduler drop repeats.
-    pub async fn republish_stale(&self, older_than: Duration) -> Result<usize, sqlx::Error> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
-        let stale = store::messages::claim_unpublished(&self.pool, cutoff, 500).await?;
-        for m in &stale {
-            if let Err(e) = self.publish_accepted(m).await {
-                tracing::warn!(message_id = %m.id, error = %e, "re-publish failed");
-            }
-        }
-        Ok(stale.len())
-    }
-}
-
-/// Every few seconds, publishes again the messages stuck in `accepted`.
-pub async fn republisher(app: Arc<App>, after: Duration, shutdown: CancellationToken) {
-    let period = (after / 3).max(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(period) => {}
-        }
-        match app.republish_stale(after).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "re-published messages stuck in accepted"),
-            Err(e) => tracing::warn!(error = %e, "re-publisher query failed"),
+            }),
+            None => self.outbox.encode(&MessageAccepted {
+                meta: Some(sms_bus::meta(accepted_event_id(m), &m.organization_id, &id)),
+                message: Some(message),
+            }),
         }
     }
 }

@@ -106,6 +106,7 @@ impl App {
                     .map(|_| cmd.fingerprint.to_vec()),
                 to_region: cmd.to.region().map(|r| r.to_string()).unwrap_or_default(),
                 template_id,
+                event: self.accepted_event(&row, &media),
                 media,
                 event_id: accept::accepted_event_id(&row),
             })
@@ -131,10 +132,6 @@ impl App {
             "when" => if send_at.is_some() { "later" } else { "now" },
         )
         .increment(1);
-        // Stored is accepted: if this publish fails, the re-publisher sends it later.
-        if let Err(e) = self.publish_accepted(&row).await {
-            tracing::warn!(message_id = %row.id, error = %e, "publish failed; the re-publisher will retry");
-        }
         Ok(Sent {
             message: row,
             notes,

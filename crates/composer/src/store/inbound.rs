@@ -3,23 +3,22 @@
 
 use chrono::{DateTime, Utc};
 use sms_core::{Direction, Encoding, Status};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::history::{self, HistoryRow, NewHistory};
 use super::messages::MessageRow;
 
 /// Stores an inbound message with its `received` history entry (and `detail`, when the
-/// carrier's text had to be changed to be stored), once per carrier id; returns whether it was
-/// new.
+/// carrier's text had to be changed to be stored), once per carrier id, in the caller's
+/// transaction; returns whether it was new.
 #[tracing::instrument(skip_all, fields(message_id = %m.id))]
 pub async fn insert(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     m: &MessageRow,
     event_id: &str,
     detail: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let inserted = sqlx::query!(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
@@ -54,9 +53,8 @@ pub async fn insert(
             },
             event_id: event_id.to_owned(),
         };
-        history::insert(&mut tx, &[entry]).await?;
+        history::insert(tx, &[entry]).await?;
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 

@@ -1,5 +1,5 @@
 //! Messages: accepted outbound ones with their first history entry (one by one or many per
-//! statement), reads and lists, status changes, and the sweeps that republish.
+//! statement), reads and lists, and status changes.
 
 use chrono::{DateTime, Utc};
 use sms_core::{Direction, Encoding, Status};
@@ -85,24 +85,23 @@ fn first_entry(m: &MessageRow, event_id: &str) -> NewHistory {
     }
 }
 
-/// Inserts a message, its attachments and its first history entry in one transaction; the
-/// caller maps the `messages_idempotency_key` and `messages_pkey` violations.
+/// Inserts a message, its attachments and its first history entry in the caller's
+/// transaction (which adds the message's event to the outbox); the caller maps the
+/// `messages_idempotency_key` and `messages_pkey` violations.
 #[tracing::instrument(skip_all, fields(message_id = %m.id))]
 pub async fn insert(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     m: &MessageRow,
     extra: &NewMessage<'_>,
     event_id: &str,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
     sqlx::query!(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
              encoding, segments, characters, lead_id, contact_id, idempotency_key, request_hash,
-             created_at, updated_at, to_region, template_id, send_at, schedule_published,
-             media_count)
+             created_at, updated_at, to_region, template_id, send_at, media_count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17,
-                 $18, $19, $20, $21)",
+                 $18, $19, $20)",
         m.id,
         m.organization_id,
         m.user_id,
@@ -122,16 +121,14 @@ pub async fn insert(
         extra.to_region,
         extra.template_id,
         m.send_at,
-        m.send_at.is_none(),
         m.media_count
     )
     .execute(&mut *tx)
     .await?;
     for file in extra.media {
-        media::insert(&mut tx, file).await?;
+        media::insert(tx, file).await?;
     }
-    history::insert(&mut tx, &[first_entry(m, event_id)]).await?;
-    tx.commit().await
+    history::insert(tx, &[first_entry(m, event_id)]).await
 }
 
 /// A message to store in a batch.
@@ -151,9 +148,12 @@ pub struct BatchedMessage<'a> {
     pub event_id: &'a str,
 }
 
-/// Inserts several messages (without attachments) and their first history entries in one
-/// transaction: all or none.
-pub async fn insert_many(pool: &PgPool, sends: &[BatchedMessage<'_>]) -> Result<(), sqlx::Error> {
+/// Inserts several messages (without attachments) and their first history entries in the
+/// caller's transaction: all or none.
+pub async fn insert_many(
+    tx: &mut PgConnection,
+    sends: &[BatchedMessage<'_>],
+) -> Result<(), sqlx::Error> {
     let col = |f: fn(&MessageRow) -> String| -> Vec<String> {
         sends.iter().map(|s| f(s.message)).collect()
     };
@@ -183,16 +183,14 @@ pub async fn insert_many(pool: &PgPool, sends: &[BatchedMessage<'_>]) -> Result<
     let regions: Vec<String> = sends.iter().map(|s| s.to_region.to_owned()).collect();
     let templates: Vec<Option<Uuid>> = sends.iter().map(|s| s.template_id).collect();
     let send_at: Vec<Option<DateTime<Utc>>> = sends.iter().map(|s| s.message.send_at).collect();
-    let mut tx = pool.begin().await?;
     sqlx::query!(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
              encoding, segments, characters, lead_id, contact_id, idempotency_key, request_hash,
-             created_at, updated_at, to_region, template_id, send_at, schedule_published,
-             media_count)
+             created_at, updated_at, to_region, template_id, send_at, media_count)
          SELECT id, org, usr, dir, from_number, to_number, body, status, encoding, segments,
                 characters, lead, contact, idem, hash, created, created, region, template,
-                send_at, send_at IS NULL, 0
+                send_at, 0
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::composer.message_direction[], $5::text[],
                      $6::text[], $7::text[], $8::composer.message_status[], $9::composer.message_encoding[],
                      $10::int4[], $11::int4[], $12::text[], $13::text[], $14::text[],
@@ -226,8 +224,7 @@ pub async fn insert_many(pool: &PgPool, sends: &[BatchedMessage<'_>]) -> Result<
         .iter()
         .map(|s| first_entry(s.message, s.event_id))
         .collect();
-    history::insert(&mut tx, &entries).await?;
-    tx.commit().await
+    history::insert(tx, &entries).await
 }
 
 /// A message of the organization.
@@ -459,46 +456,6 @@ pub async fn set_statuses(
         &dispatched as &[Option<String>]
     )
     .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// Messages whose event may not be on the bus, last touched before `older_than`, to publish
-/// again: still `accepted`, or `scheduled` without the schedule's publish confirmed. Their
-/// `updated_at` is bumped so the next sweep waits again.
-#[tracing::instrument(skip(pool))]
-pub async fn claim_unpublished(
-    pool: &PgPool,
-    older_than: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as!(
-        MessageRow,
-        r#"UPDATE composer.messages SET updated_at = now()
-           WHERE id IN (SELECT id FROM composer.messages
-                        WHERE (status = 'accepted'
-                               OR (status = 'scheduled' AND NOT schedule_published))
-                          AND updated_at < $1
-                        ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-           RETURNING id, organization_id, user_id, direction AS "direction: Direction",
-                     from_number, to_number, body, status AS "status: Status", reason,
-                     carrier_error_code, encoding AS "encoding: Encoding", segments, characters,
-                     carrier_sid, lead_id, contact_id, created_at, updated_at, send_at, done,
-                     media_count"#,
-        older_than,
-        limit
-    )
-    .fetch_all(pool)
-    .await
-}
-
-/// Marks a scheduled message as stored on the bus.
-pub async fn mark_schedule_published(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE composer.messages SET schedule_published = true WHERE id = $1",
-        id
-    )
-    .execute(pool)
     .await
     .map(|_| ())
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sms_core::{NumberKind, NumberType};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// A number row.
@@ -164,8 +164,8 @@ pub async fn usable(
 }
 
 /// Inserts a number; the caller maps the `numbers_number_key` violation.
-#[tracing::instrument(skip(pool, n), fields(number = %n.number))]
-pub async fn insert(pool: &PgPool, n: &NumberRow) -> Result<(), sqlx::Error> {
+#[tracing::instrument(skip(conn, n), fields(number = %n.number))]
+pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO composer.numbers
             (id, organization_id, number, region, number_type, sms_capable, mms_capable,
@@ -184,7 +184,7 @@ pub async fn insert(pool: &PgPool, n: &NumberRow) -> Result<(), sqlx::Error> {
         n.owner_group_id,
         n.created_at
     )
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|_| ())
 }
@@ -208,15 +208,19 @@ pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>
 }
 
 /// Releases a number; returns whether it was held.
-#[tracing::instrument(skip(pool))]
-pub async fn release(pool: &PgPool, organization_id: &str, id: Uuid) -> Result<bool, sqlx::Error> {
+#[tracing::instrument(skip(conn))]
+pub async fn release(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "UPDATE composer.numbers SET released_at = now()
          WHERE organization_id = $1 AND id = $2 AND released_at IS NULL",
         organization_id,
         id
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
