@@ -9,6 +9,10 @@
 //!
 //! `SMS_BENCH_DISPATCHERS=0` measures the accept path alone (P1b and P2 with nothing
 //! dispatching; P1 is skipped).
+//!
+//! First, raw baselines on the same machine in the same run (PERFORMANCE.md: figures are quoted
+//! as ratios to them): PostgreSQL single-row INSERTs with one commit each on 8 connections, and
+//! JetStream publishes with 256 acknowledgements in flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -38,6 +42,70 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Raw PostgreSQL: single-row INSERT, one commit each, 8 connections, for `secs`.
+async fn raw_postgres(database_url: &str, secs: u64) -> f64 {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(database_url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS raw_baseline (id bigserial PRIMARY KEY, body text)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < stop {
+                    sqlx::query("INSERT INTO raw_baseline (body) VALUES ($1)")
+                        .bind("Hi, this is Sam from Acme about your order")
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    sqlx::query("DROP TABLE raw_baseline")
+        .execute(&pool)
+        .await
+        .unwrap();
+    total as f64 / secs as f64
+}
+
+/// Raw JetStream: publishes with `Nats-Msg-Id`, 256 acknowledgements in flight.
+async fn raw_jetstream(bus: &sms_bus::Bus, count: usize) -> f64 {
+    let js = bus.jetstream();
+    let subject = format!("{}.msg.inbound", bus.subjects().namespace());
+    let start = Instant::now();
+    let mut acks = std::collections::VecDeque::new();
+    for i in 0..count {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("raw-{i}").as_str());
+        acks.push_back(
+            js.publish_with_headers(subject.clone(), headers, vec![0u8; 96].into())
+                .await
+                .unwrap(),
+        );
+        if acks.len() >= 256 {
+            acks.pop_front().unwrap().await.unwrap();
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
 #[tokio::main]
 async fn main() {
     let dispatchers: usize = std::env::var("SMS_BENCH_DISPATCHERS")
@@ -54,6 +122,19 @@ async fn main() {
     let stack = Stack::start_with(options).await;
     stack.add_number("+12015550100").await;
     let client = stack.messaging().await;
+    let raw_pg = raw_postgres(&stack.database_url, 5).await;
+    let raw_js = raw_jetstream(&stack.bus, 50_000).await;
+    println!(
+        "raw baselines: PostgreSQL {raw_pg:.0} single-row commits/s (8 connections); JetStream {raw_js:.0} publishes/s (256 acks in flight)"
+    );
+
+    // Accepted messages as they reach the bus (from the composer's outbox).
+    let mut published = stack
+        .bus
+        .client()
+        .subscribe(stack.bus.subjects().msg_accepted())
+        .await
+        .unwrap();
 
     // Delivered statuses as they are published (the composer stores each right after).
     let mut delivered = stack
@@ -90,12 +171,31 @@ async fn main() {
     let accepted_in = start.elapsed();
     lat.sort_by(f64::total_cmp);
     println!(
-        "P1b accept: {BURST} messages in {:.2} s = {:.0} msg/s (target ≥ 10,000); latency p50 {:.1} ms, p99 {:.1} ms",
+        "P1b accept: {BURST} messages in {:.2} s = {:.0} msg/s (target ≥ 10,000) = {:.2}× raw PostgreSQL commits; latency p50 {:.1} ms, p99 {:.1} ms",
         accepted_in.as_secs_f64(),
         BURST as f64 / accepted_in.as_secs_f64(),
+        BURST as f64 / accepted_in.as_secs_f64() / raw_pg,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+    let mut on_bus = HashSet::new();
+    while on_bus.len() < BURST {
+        let msg = tokio::time::timeout(Duration::from_secs(120), published.next())
+            .await
+            .expect("publishing stalled")
+            .unwrap();
+        let e = sms_proto::events::v1::MessageAccepted::decode(msg.payload).unwrap();
+        on_bus.insert(e.meta.unwrap().message_id);
+    }
+    let published_in = start.elapsed();
+    println!(
+        "P1b published: all {BURST} on the bus in {:.2} s = {:.0} msg/s ({:.2}× raw PostgreSQL commits, {:.2}× raw JetStream publishes)",
+        published_in.as_secs_f64(),
+        BURST as f64 / published_in.as_secs_f64(),
+        BURST as f64 / published_in.as_secs_f64() / raw_pg,
+        BURST as f64 / published_in.as_secs_f64() / raw_js
+    );
+    drop(published);
     let mut seen = HashSet::new();
     while dispatchers > 0 && seen.len() < BURST {
         let msg = tokio::time::timeout(Duration::from_secs(120), delivered.next())
@@ -108,9 +208,10 @@ async fn main() {
     let all_in = start.elapsed();
     if dispatchers > 0 {
         println!(
-            "P1 end to end: {BURST} delivered in {:.2} s = {:.0} msg/s (target ≥ 3,000)",
+            "P1 end to end: {BURST} delivered in {:.2} s = {:.0} msg/s (target ≥ 3,000) = {:.2}× raw PostgreSQL commits",
             all_in.as_secs_f64(),
-            BURST as f64 / all_in.as_secs_f64()
+            BURST as f64 / all_in.as_secs_f64(),
+            BURST as f64 / all_in.as_secs_f64() / raw_pg
         );
     }
     // Let the composer drain the last statuses before measuring latency alone.
