@@ -40,6 +40,7 @@ async fn seed(pool: &sqlx::PgPool, times: &[DateTime<Utc>]) {
                 segments: 1,
                 allow_opted_out: false,
                 media_urls: Vec::new(),
+                valid_until: None,
             };
             ids.push(id);
             bodies.push(m.encode_to_vec());

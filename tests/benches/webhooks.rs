@@ -143,6 +143,7 @@ async fn main() {
         common,
         public_url: base.clone(),
         twilio_accounts: HashMap::from([(ACCOUNT.to_owned(), TOKEN.to_owned())]),
+        patience: std::time::Duration::from_secs(8),
     };
     tokio::spawn(sms_inbound::run(config, listener, shutdown.clone()));
     let url = format!("{base}/webhooks/twilio/incoming");

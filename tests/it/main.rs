@@ -11,6 +11,7 @@ mod operations;
 mod outbox;
 mod pipeline;
 mod reflection;
+mod resolution;
 mod rules;
 mod scale;
 mod schedule;

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use sms_core::Status;
 use sms_proto::events::v1::{
     AutoReply, EventMeta, InboundReceived, InboundStored, MessageAccepted, MessageDue,
-    MessageScheduled, NumberChanged, OptOutChanged, StatusChanged,
+    MessageScheduled, NumberChanged, OptOutChanged, StatusChanged, StatusCheck,
 };
 use sms_proto::v1::MessageStatus;
 use uuid::Uuid;
@@ -61,6 +61,7 @@ macro_rules! event {
 event!(MessageAccepted, "msg.accepted", |_e, s| s.msg_accepted());
 event!(MessageScheduled, "msg.scheduled", |_e, s| s.msg_scheduled());
 event!(MessageDue, "msg.due", |_e, s| s.msg_due());
+event!(StatusCheck, "msg.check", |_e, s| s.msg_check());
 event!(AutoReply, "msg.autoreply", |_e, s| s.msg_autoreply());
 event!(InboundStored, "msg.inbound", |_e, s| s.msg_inbound());
 event!(InboundReceived, "inbound.received", |_e, s| s

@@ -84,10 +84,33 @@ pub enum HandleError {
     Permanent(String),
 }
 
+/// The NATS servers in `urls`, a comma-separated list (`nats://a:4222,nats://b:4222`): the
+/// client starts from any that answers and reconnects to any of them (and to the servers the
+/// cluster announces). Errors name the entry that is not a server address.
+pub fn parse_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    let servers = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<async_nats::ServerAddr>().map_err(|e| {
+                format!(
+                    "{} is not a NATS server address: {e}",
+                    sms_core::text::quote(s)
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err("no NATS server given".into());
+    }
+    Ok(servers)
+}
+
 /// Tuning for streams and consumers.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// NATS server URL.
+    /// NATS server URLs, comma-separated (see [`parse_servers`]).
     pub url: String,
     /// Subject namespace.
     pub namespace: String,
@@ -168,8 +191,15 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    /// Connects and makes sure the streams exist.
+    /// Connects to any of the configured servers and makes sure the streams exist.
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
+        let servers = parse_servers(&config.url).map_err(|e| BusError::Connect {
+            url: config.url.clone(),
+            source: async_nats::ConnectError::with_source(
+                async_nats::ConnectErrorKind::ServerParse,
+                e,
+            ),
+        })?;
         let client = async_nats::ConnectOptions::new()
             .event_callback(|event| async move {
                 match event {
@@ -181,7 +211,7 @@ impl Bus {
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             })
-            .connect(&config.url)
+            .connect(servers.as_slice())
             .await
             .map_err(|source| BusError::Connect {
                 url: config.url.clone(),

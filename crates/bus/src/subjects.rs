@@ -47,6 +47,11 @@ impl Subjects {
         format!("{}.msg.inbound", self.ns)
     }
 
+    /// `{ns}.msg.check`: the composer asks the dispatcher where a message stands at the carrier.
+    pub fn msg_check(&self) -> String {
+        format!("{}.msg.check", self.ns)
+    }
+
     /// `{ns}.msg.due`: a scheduled message whose time has come.
     pub fn msg_due(&self) -> String {
         format!("{}.msg.due", self.ns)
@@ -167,6 +172,8 @@ pub enum ConsumerKind {
     DispatcherAccepted,
     /// Dispatcher: scheduled messages that fell due.
     DispatcherDue,
+    /// Dispatcher: the composer's questions about messages whose status stopped moving.
+    DispatcherCheck,
     /// Composer: status changes applied to the message store.
     ComposerStatus,
     /// Composer: inbound messages for conversations and inboxes.
@@ -187,6 +194,7 @@ impl ConsumerKind {
         match self {
             ConsumerKind::DispatcherAccepted => "dispatcher-accepted",
             ConsumerKind::DispatcherDue => "dispatcher-due",
+            ConsumerKind::DispatcherCheck => "dispatcher-check",
             ConsumerKind::ComposerStatus => "composer-status",
             ConsumerKind::ComposerInbound => "composer-inbound",
             ConsumerKind::ComposerAutoReply => "composer-autoreply",
@@ -201,6 +209,7 @@ impl ConsumerKind {
         match self {
             ConsumerKind::DispatcherAccepted => s.msg_accepted(),
             ConsumerKind::DispatcherDue => s.msg_due(),
+            ConsumerKind::DispatcherCheck => s.msg_check(),
             ConsumerKind::ComposerStatus | ConsumerKind::OptOutStatus => s.status_all(),
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),

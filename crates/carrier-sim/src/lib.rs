@@ -7,6 +7,11 @@
 //!   error codes) POSTed to the `StatusCallback` URL, signed with `X-Twilio-Signature`;
 //! * behaviours: landlines (30006), spam filtering (30007), unknown errors (30008), unreachable
 //!   handsets (30003), carrier opt-outs (21610), latency, HTTP 429 and 5xx;
+//! * `GET …/Messages.json?To=…&From=…` (newest first, paged) and `GET …/Messages/{Sid}.json`:
+//!   the messages it took and where each one stands, as Twilio's API lists and fetches them;
+//! * callbacks retried as Twilio's connection overrides in the URL's fragment say (`#rc=5&rp=5xx`);
+//! * faults for resolution tests: the API's reply never arriving after the message was taken,
+//!   lookups answering 503 or garbage;
 //! * every request received is recorded, for tests (`GET /_sim/requests`).
 
 use std::collections::{HashMap, HashSet};
@@ -14,13 +19,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use base64::Engine;
 use serde::Serialize;
+use sms_twilio::overrides::{Attempt, ConnectionOverrides};
 use sms_twilio::webhook::{
     IncomingMessage, Media as TwilioMedia, MessageStatus as TwilioStatus, StatusCallback,
 };
@@ -53,8 +59,18 @@ pub struct Behaviour {
     pub api_latency: Duration,
     /// Delay between status callbacks.
     pub callback_delay: Duration,
-    /// Whether status callbacks are sent at all.
+    /// Whether status callbacks are sent at all (the message goes through its statuses
+    /// either way, as the API's reads show).
     pub callbacks: bool,
+    /// Recipients whose messages are taken (and go on to be delivered) while the API's reply
+    /// is held back for [`Behaviour::hang`]: the caller times out without knowing.
+    pub taken_unanswered: HashSet<String>,
+    /// How long a held-back reply is held.
+    pub hang: Duration,
+    /// Whether the message reads (list, fetch) answer HTTP 503.
+    pub lookups_unavailable: bool,
+    /// Whether the message reads answer 200 with a body that is not Twilio's JSON.
+    pub lookups_garbled: bool,
 }
 
 /// Simulator settings.
@@ -114,6 +130,17 @@ struct Inner {
     http: reqwest::Client,
     /// Hosted inbound media: id → (content type, bytes).
     media: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    /// Every message taken, as the API shows it now, in the order taken.
+    messages: Mutex<Messages>,
+    /// Message reads (lists and fetches) received.
+    lookups: AtomicU64,
+}
+
+/// The messages the simulated carrier took.
+#[derive(Default)]
+struct Messages {
+    all: Vec<MessageResource>,
+    by_sid: HashMap<String, usize>,
 }
 
 /// A running (or runnable) simulator. Cheap to clone; clones share state.
@@ -134,6 +161,8 @@ impl Sim {
                 callbacks_failed: AtomicU64::new(0),
                 http: sms_runtime::http_client(Duration::from_secs(10))?,
                 media: Mutex::new(HashMap::new()),
+                messages: Mutex::new(Messages::default()),
+                lookups: AtomicU64::new(0),
             }),
         })
     }
@@ -159,6 +188,43 @@ impl Sim {
             self.inner.callbacks_sent.load(Ordering::Relaxed),
             self.inner.callbacks_failed.load(Ordering::Relaxed),
         )
+    }
+
+    /// Message reads (lists and fetches) received so far, answered or not.
+    pub fn lookups(&self) -> u64 {
+        self.inner.lookups.load(Ordering::Relaxed)
+    }
+
+    /// The message `sid` as the API shows it now.
+    pub fn message(&self, sid: &str) -> Option<MessageResource> {
+        let messages = self.lock_messages();
+        messages.by_sid.get(sid).map(|&i| messages.all[i].clone())
+    }
+
+    fn lock_messages(&self) -> std::sync::MutexGuard<'_, Messages> {
+        self.inner
+            .messages
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves message `sid` to `status` (with `error_code` when it ends in an error).
+    fn set_status(&self, sid: &str, status: &str, error_code: Option<u32>) {
+        let mut messages = self.lock_messages();
+        let Some(&i) = messages.by_sid.get(sid) else {
+            return;
+        };
+        let m = &mut messages.all[i];
+        let now = chrono::Utc::now().to_rfc2822();
+        m.status = status.to_owned();
+        m.date_updated = now.clone();
+        if status == "sent" {
+            m.date_sent = Some(now);
+        }
+        if error_code.is_some() {
+            m.error_code = error_code;
+            m.error_message = error_code.map(|c| sms_twilio::errors::reason(c).as_str().to_owned());
+        }
     }
 
     fn lock_requests(&self) -> std::sync::MutexGuard<'_, Vec<RecordedRequest>> {
@@ -251,7 +317,11 @@ impl Sim {
             )
             .route(
                 "/2010-04-01/Accounts/{account_sid}/Messages.json",
-                post(create_message),
+                post(create_message).get(list_messages),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/Messages/{message_sid}",
+                get(fetch_message),
             )
             .route("/_sim/requests", get(list_requests))
             .route("/healthz", get(|| async { "ok" }))
@@ -429,8 +499,117 @@ async fn create_message(
         None => respond(&sim, &account_sid, &headers, &mut record),
     };
     record.http_status = response.status().as_u16();
+    let hang = record.sid.is_some() && sim.behaviour().taken_unanswered.contains(&record.to);
     sim.lock_requests().push(record);
+    if hang {
+        // Taken, but the caller hears nothing until it gives up.
+        tokio::time::sleep(sim.behaviour().hang).await;
+    }
     response
+}
+
+/// Answers a message read: `None` to go on, or the failure the behaviour asks for.
+fn lookup_fault(sim: &Sim, account_sid: &str, headers: &HeaderMap) -> Option<Response> {
+    if !authorized(sim, account_sid, headers) {
+        return Some(api_error(
+            StatusCode::UNAUTHORIZED,
+            ApiError::new(401, 20003, "Authentication Error - invalid username"),
+        ));
+    }
+    sim.inner.lookups.fetch_add(1, Ordering::Relaxed);
+    let b = sim.behaviour();
+    if b.lookups_unavailable {
+        return Some(api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::new(503, 20503, "Service Unavailable"),
+        ));
+    }
+    b.lookups_garbled
+        .then(|| (StatusCode::OK, "<html>upstream proxy error</html>").into_response())
+}
+
+/// `GET …/Messages.json?To=…&From=…&PageSize=…&Page=…`: newest first.
+async fn list_messages(
+    State(sim): State<Sim>,
+    Path(account_sid): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(fault) = lookup_fault(&sim, &account_sid, &headers) {
+        return fault;
+    }
+    let filter = |name: &str| query.get(name).filter(|v| !v.is_empty());
+    let page_size = query
+        .get("PageSize")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, sms_twilio::MAX_PAGE_SIZE as usize);
+    let page = query
+        .get("Page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let matching: Vec<MessageResource> = sim
+        .lock_messages()
+        .all
+        .iter()
+        .rev()
+        .filter(|m| m.account_sid == account_sid)
+        .filter(|m| filter("To").is_none_or(|to| *to == m.to))
+        .filter(|m| filter("From").is_none_or(|from| *from == m.from))
+        .cloned()
+        .collect();
+    let uri = |page: usize| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for name in ["To", "From"] {
+            if let Some(v) = filter(name) {
+                q.append_pair(name, v);
+            }
+        }
+        q.append_pair("PageSize", &page_size.to_string());
+        q.append_pair("Page", &page.to_string());
+        format!("{}?{}", sms_twilio::messages_path(&account_sid), q.finish())
+    };
+    let messages: Vec<MessageResource> = matching
+        .iter()
+        .skip(page * page_size)
+        .take(page_size)
+        .cloned()
+        .collect();
+    let more = matching.len() > (page + 1) * page_size;
+    Json(sms_twilio::MessagePage {
+        messages,
+        next_page_uri: more.then(|| uri(page + 1)),
+        page: u32::try_from(page).unwrap_or(u32::MAX),
+        page_size: u32::try_from(page_size).unwrap_or(u32::MAX),
+        uri: uri(page),
+    })
+    .into_response()
+}
+
+/// `GET …/Messages/{Sid}.json`.
+async fn fetch_message(
+    State(sim): State<Sim>,
+    Path((account_sid, message_sid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(fault) = lookup_fault(&sim, &account_sid, &headers) {
+        return fault;
+    }
+    let sid = message_sid.strip_suffix(".json").unwrap_or(&message_sid);
+    match sim.message(sid).filter(|m| m.account_sid == account_sid) {
+        Some(m) => Json(m).into_response(),
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            ApiError::new(
+                404,
+                20404,
+                format!(
+                    "The requested resource {} was not found",
+                    sms_twilio::message_path(&account_sid, sid)
+                ),
+            ),
+        ),
+    }
 }
 
 fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRequest) -> Response {
@@ -504,19 +683,21 @@ fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRe
         price_unit: "USD".into(),
         uri: format!("/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json"),
     };
-    r.sid = Some(sid);
-    if !r.status_callback.is_empty() {
-        spawn_callbacks(sim.clone(), resource.clone(), r.status_callback.clone());
+    r.sid = Some(sid.clone());
+    {
+        let mut messages = sim.lock_messages();
+        let index = messages.all.len();
+        messages.all.push(resource.clone());
+        messages.by_sid.insert(sid, index);
     }
+    spawn_progress(sim.clone(), resource.clone(), r.status_callback.clone());
     (StatusCode::CREATED, Json(resource)).into_response()
 }
 
-/// Posts the message's status callbacks in order, each signed, retrying a few times.
-fn spawn_callbacks(sim: Sim, message: MessageResource, url: String) {
+/// Takes the message through its statuses (as the API's reads show them) and posts a signed
+/// status callback for each, when callbacks are on and a `StatusCallback` was given.
+fn spawn_progress(sim: Sim, message: MessageResource, url: String) {
     let behaviour = sim.behaviour();
-    if !behaviour.callbacks {
-        return;
-    }
     let token = sim
         .inner
         .config
@@ -529,49 +710,88 @@ fn spawn_callbacks(sim: Sim, message: MessageResource, url: String) {
         for (i, status) in statuses.iter().enumerate() {
             tokio::time::sleep(behaviour.callback_delay).await;
             let last = i + 1 == statuses.len();
+            let error_code = if last { error_code } else { None };
+            sim.set_status(&message.sid, status, error_code);
+            if !behaviour.callbacks || url.is_empty() {
+                continue;
+            }
             let callback = StatusCallback {
                 message_sid: message.sid.clone(),
                 account_sid: message.account_sid.clone(),
                 status: TwilioStatus::parse(status),
-                error_code: if last { error_code } else { None },
+                error_code,
                 from: message.from.clone(),
                 to: message.to.clone(),
             };
             let params = callback.to_form();
-            let signature =
-                sms_twilio::signature(&token, &url, params.iter().map(|(k, v)| (*k, v.as_str())));
-            post_with_retries(&sim, &url, &signature, &params).await;
+            let delivered = sim
+                .post_webhook(&url, &token, params.iter().map(|(k, v)| (*k, v.as_str())))
+                .await;
+            let counter = if delivered.is_ok_and(|s| (200..300).contains(&s)) {
+                &sim.inner.callbacks_sent
+            } else {
+                &sim.inner.callbacks_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     });
 }
 
-async fn post_with_retries(sim: &Sim, url: &str, signature: &str, params: &[(&str, String)]) {
-    for attempt in 0..4u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-        }
-        let sent = sim
-            .inner
-            .http
-            .post(url)
-            .header(SIGNATURE_HEADER, signature)
-            .form(params)
-            .send()
-            .await;
-        match sent {
-            Ok(resp) if resp.status().is_success() => {
-                sim.inner.callbacks_sent.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Ok(resp) if resp.status().is_client_error() => {
-                tracing::warn!(%url, status = %resp.status(), "status callback refused");
+impl Sim {
+    /// POSTs a signed webhook as Twilio does: the URL without its fragment is requested and
+    /// signed; the fragment's connection overrides set the timeouts and which failures are
+    /// retried how often (once on a failed connection, by default). Returns the last HTTP
+    /// status, or why no answer came.
+    pub async fn post_webhook<'a>(
+        &self,
+        url: &str,
+        auth_token: &str,
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<u16, String> {
+        let (url, overrides) = ConnectionOverrides::split(url);
+        let params: Vec<(&str, &str)> = params.into_iter().collect();
+        let signature = sms_twilio::signature(auth_token, url, params.iter().copied());
+        let deadline = tokio::time::Instant::now() + overrides.total_time;
+        let mut outcome = Err("no attempt made".to_owned());
+        for attempt in 0..=overrides.retries {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
                 break;
             }
-            Ok(resp) => tracing::warn!(%url, status = %resp.status(), "status callback failed"),
-            Err(e) => tracing::warn!(%url, error = %e, "status callback failed"),
+            let sent = self
+                .inner
+                .http
+                .post(url)
+                .header(SIGNATURE_HEADER, &signature)
+                .form(&params)
+                .timeout(left.min(overrides.connect_timeout + overrides.read_timeout))
+                .send()
+                .await;
+            let ended = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    outcome = Ok(status);
+                    Attempt::Status(status)
+                }
+                Err(e) if e.is_connect() => {
+                    outcome = Err(format!("connection failed: {e}"));
+                    Attempt::ConnectFailed
+                }
+                Err(e) => {
+                    outcome = Err(format!("no answer: {e}"));
+                    Attempt::ReadTimedOut
+                }
+            };
+            if !overrides.retries_after(ended) {
+                break;
+            }
+            tracing::debug!(%url, attempt, ?ended, "webhook attempt failed; retrying");
         }
+        if !matches!(outcome, Ok(200..=299)) {
+            tracing::warn!(%url, ?outcome, "webhook not delivered");
+        }
+        outcome
     }
-    sim.inner.callbacks_failed.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Reads `SMS_SIM_*` variables (see the binary's documentation).
@@ -637,13 +857,15 @@ pub struct Incoming {
 
 impl Sim {
     /// Delivers `message` to `url` as Twilio delivers an incoming message: a form POST signed
-    /// with the account's auth token. Returns the HTTP status and the sid used.
+    /// with the account's auth token, retried as the URL's connection overrides say (see
+    /// [`Sim::post_webhook`]). Returns the last HTTP status and the sid used, or why no
+    /// answer came.
     pub async fn send_incoming(
         &self,
         url: &str,
         account_sid: &str,
         message: &Incoming,
-    ) -> Result<(u16, String), reqwest::Error> {
+    ) -> Result<(u16, String), String> {
         let token = self
             .inner
             .config
@@ -673,19 +895,13 @@ impl Sim {
                 .collect(),
         }
         .to_form();
-        let signature = sms_twilio::signature(
-            &token,
-            url,
-            params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let response = self
-            .inner
-            .http
-            .post(url)
-            .header(SIGNATURE_HEADER, signature)
-            .form(&params)
-            .send()
+        let status = self
+            .post_webhook(
+                url,
+                &token,
+                params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .await?;
-        Ok((response.status().as_u16(), sid))
+        Ok((status, sid))
     }
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub mod app;
+pub mod check;
 pub mod error;
 pub mod grpc;
 pub mod inbox;
@@ -70,6 +71,8 @@ pub struct Config {
     /// How attachment URLs and carrier media are fetched (`SMS_FETCH_ALLOW_HTTP`,
     /// `SMS_FETCH_ALLOW_PRIVATE`, development only).
     pub fetch: sms_runtime::fetch::FetchPolicy,
+    /// How messages whose status stopped moving are asked about.
+    pub status_check: check::CheckConfig,
 }
 
 impl Config {
@@ -105,9 +108,32 @@ impl Config {
                 carriers,
             },
             fetch: sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?,
+            status_check: status_check(env)?,
             common,
         })
     }
+}
+
+/// `SMS_STATUS_CHECK_AFTER_MS` and `SMS_STATUS_CHECKS`.
+fn status_check(env: &Env<'_>) -> Result<check::CheckConfig, ConfigError> {
+    let defaults = check::CheckConfig::default();
+    let after = env.millis_or("SMS_STATUS_CHECK_AFTER_MS", defaults.after)?;
+    if after < Duration::from_secs(1) {
+        return Err(ConfigError::new(
+            "SMS_STATUS_CHECK_AFTER_MS",
+            after.as_millis().to_string(),
+            "must be at least 1000 (a status needs time to move)",
+        ));
+    }
+    let max_checks = env.parse_or("SMS_STATUS_CHECKS", defaults.max_checks)?;
+    if !(0..=100).contains(&max_checks) {
+        return Err(ConfigError::new(
+            "SMS_STATUS_CHECKS",
+            max_checks.to_string(),
+            "expected 0 (never ask) to 100",
+        ));
+    }
+    Ok(check::CheckConfig { after, max_checks })
 }
 
 /// Runs the composer, serving gRPC on `listener` and attachments to carriers on
@@ -223,6 +249,7 @@ pub async fn run(
             async move { app.on_auto_reply(&e).await }
         },
     );
+    let checks = check::run(app.clone(), config.status_check, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
@@ -240,7 +267,8 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies) = tokio::join!(server, statuses, inbound, replies);
+    let (served, consumed, inbound, replies, ()) =
+        tokio::join!(server, statuses, inbound, replies, checks);
     // Last: the relay publishes what the final commits left.
     base.relay.finish().await;
     served.context("gRPC server")?;

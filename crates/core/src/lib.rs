@@ -32,3 +32,7 @@ pub use keywords::Keyword;
 pub use phone::{NumberKind, NumberType, PhoneError, PhoneNumber, Region};
 pub use reason::Reason;
 pub use status::{Direction, Status, Transition};
+
+/// How long a message may wait before it is handed to the carrier, by default: Twilio's longest
+/// `ValidityPeriod` (10 hours). A message not handed on by then fails as `expired`.
+pub const DEFAULT_VALIDITY_SECS: i64 = 36_000;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sms_core::Reason;
-use sms_twilio::{ApiError, MessageResource};
+use chrono::{DateTime, Utc};
+use sms_core::{Reason, Status};
+use sms_twilio::{ApiError, MessagePage, MessageResource};
 
 /// A message as a carrier is asked to send it.
 #[derive(Debug, Clone)]
@@ -61,11 +62,56 @@ pub enum CarrierError {
     Ambiguous(String),
 }
 
-/// A carrier that sends messages.
+/// A message as the carrier's records show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierRecord {
+    /// The carrier's id.
+    pub sid: String,
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Body.
+    pub body: String,
+    /// Where it stands, in our words; `None` while the carrier has it queued (or in a state
+    /// we do not track).
+    pub status: Option<Status>,
+    /// The carrier's error code, when it failed.
+    pub error_code: Option<u32>,
+    /// Why it failed, in our words.
+    pub reason: Option<Reason>,
+    /// When the carrier took it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why the carrier's records could not be read. Never taken to mean "no such message".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No answer, or an answer saying to come back later.
+    #[error("carrier unreachable: {0}")]
+    Unreachable(String),
+    /// An answer that is not what the carrier's API returns.
+    #[error("unreadable carrier answer: {0}")]
+    Malformed(String),
+}
+
+/// A carrier that sends messages, and whose records can be read back.
 #[async_trait]
 pub trait Carrier: Send + Sync {
     /// Sends one message.
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError>;
+
+    /// The messages the carrier took from `from` to `to` since `since` (or a little before),
+    /// newest first.
+    async fn find(
+        &self,
+        from: &str,
+        to: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<CarrierRecord>, LookupError>;
+
+    /// One message by its sid; `None` when the carrier says it has no such message.
+    async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError>;
 }
 
 /// Twilio's Messages API (or anything that speaks it, like the carrier simulator).
@@ -89,9 +135,9 @@ impl Twilio {
     }
 }
 
-#[async_trait]
-impl Carrier for Twilio {
-    async fn send(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
+impl Twilio {
+    /// `POST …/Messages.json`.
+    async fn create(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
         let url = format!(
             "{}{}",
             self.api_url,
@@ -179,6 +225,142 @@ impl Carrier for Twilio {
                 code,
                 detail,
             })
+        }
+    }
+}
+
+/// Pages read at most when looking for a message between two numbers.
+const MAX_PAGES: usize = 20;
+/// Messages per page when looking.
+const PAGE_SIZE: u32 = 100;
+
+impl Twilio {
+    /// A GET on the API (lists and fetches); `None` for a 404.
+    async fn get(&self, path_and_query: &str) -> Result<Option<bytes::Bytes>, LookupError> {
+        let url = format!("{}{path_and_query}", self.api_url);
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .send()
+            .await
+            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| LookupError::Unreachable(format!("reading the answer: {e}")))?;
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<ApiError>(&body)
+                .map(|e| format!("{} {}", e.code, e.message))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(LookupError::Unreachable(format!("HTTP {status}: {detail}")));
+        }
+        Ok(Some(body))
+    }
+}
+
+/// A Message resource in our words.
+fn record(m: MessageResource) -> Result<CarrierRecord, LookupError> {
+    let created_at = DateTime::parse_from_rfc2822(&m.date_created)
+        .map_err(|e| {
+            LookupError::Malformed(format!(
+                "date_created {}: {e}",
+                sms_core::text::quote(&m.date_created)
+            ))
+        })?
+        .with_timezone(&Utc);
+    let status = sms_twilio::webhook::MessageStatus::parse(&m.status).ours();
+    let error_code = m.error_code.filter(|c| *c != 0);
+    let reason = (error_code.is_some() || status.is_some_and(Status::is_error))
+        .then(|| sms_twilio::errors::reason(error_code.unwrap_or(0)));
+    Ok(CarrierRecord {
+        status,
+        reason,
+        sid: m.sid,
+        from: m.from,
+        to: m.to,
+        body: m.body,
+        error_code,
+        created_at,
+    })
+}
+
+fn malformed(e: serde_json::Error) -> LookupError {
+    LookupError::Malformed(e.to_string())
+}
+
+#[async_trait]
+impl Carrier for Twilio {
+    async fn send(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
+        self.create(m).await
+    }
+
+    async fn find(
+        &self,
+        from: &str,
+        to: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<CarrierRecord>, LookupError> {
+        let query = sms_twilio::ListQuery {
+            to: to.to_owned(),
+            from: from.to_owned(),
+            page_size: PAGE_SIZE,
+        };
+        let mut next = Some(format!(
+            "{}?{}",
+            sms_twilio::messages_path(&self.account_sid),
+            sms_twilio::webhook::build_form(query.params().iter().map(|(k, v)| (*k, v.as_str())))
+        ));
+        let mut found = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let Some(path) = next.take() else { break };
+            let Some(body) = self.get(&path).await? else {
+                return Err(LookupError::Malformed(
+                    "the message list is not there (404)".into(),
+                ));
+            };
+            let page: MessagePage = serde_json::from_slice(&body).map_err(malformed)?;
+            let mut older = false;
+            for m in page.messages {
+                let r = record(m)?;
+                if r.created_at < since {
+                    older = true;
+                } else {
+                    found.push(r);
+                }
+            }
+            // Newest first: a page that reaches back past `since` is the last one needed.
+            if !older {
+                next = page.next_page_uri.filter(|uri| uri.starts_with('/'));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError> {
+        if sid.is_empty() || !sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(LookupError::Malformed(format!(
+                "{} is not a message sid",
+                sms_core::text::quote(sid)
+            )));
+        }
+        let path = sms_twilio::message_path(&self.account_sid, sid);
+        match self.get(&path).await? {
+            None => Ok(None),
+            Some(body) => {
+                let m: MessageResource = serde_json::from_slice(&body).map_err(malformed)?;
+                if m.sid != sid {
+                    return Err(LookupError::Malformed(format!(
+                        "asked for {sid}, the carrier answered with {}",
+                        sms_core::text::quote(&m.sid)
+                    )));
+                }
+                record(m).map(Some)
+            }
         }
     }
 }

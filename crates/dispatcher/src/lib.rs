@@ -2,26 +2,34 @@
 //! once through a [`Carrier`], publishing what happened as status events.
 //!
 //! Exactly once: before calling the carrier, the dispatcher claims the message in its own
-//! `sends` table. A redelivered event (a replica died, an ack was lost) finds the claim and is
-//! dropped, so the carrier never sees a message twice. A retryable failure releases the claim
-//! (`retry`) and the event comes back after a back-off.
+//! `sends` table ([`store`]). A redelivered event (a replica died, an ack was lost) finds the
+//! claim and is dropped, so the carrier never sees a message twice. A failure that sent nothing
+//! releases the claim (`retry`) and the event comes back after a back-off with full jitter,
+//! chosen by what went wrong.
+//!
+//! A call whose outcome is unknown (it timed out after the request left, or the dispatcher died
+//! during it) is not guessed at: [`resolve`] asks the carrier whether it has the message, binds
+//! it if so, and sends it if the carrier provably does not. A message whose status stops moving
+//! (a lost callback) is looked up at the composer's request ([`check`]).
 //!
 //! Every status the dispatcher reports is written to its outbox in the transaction that
-//! changes the claim (`queued` with the claim, `sending` with the carrier's sid, `failed` with
-//! the failure), so a status is published if and only if the change it reports was committed.
+//! changes the claim, so a status is published if and only if the change it reports was
+//! committed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
+use prost::Message as _;
 use sms_bus::{ConsumerKind, Delivery, Encoded, HandleError, StateKind};
 use sms_core::PhoneNumber;
 use sms_core::{Reason, Status};
 use sms_proto::events::v1::{
-    EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusChanged,
-    StatusSource,
+    EventMeta, MessageAccepted, MessageDue, NumberChanged, OutboundMessage, StatusCheck,
 };
+use sms_runtime::backoff::Backoff;
 use sms_runtime::batch::Batcher;
 use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
@@ -30,12 +38,23 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub mod carrier;
+mod check;
+mod events;
+mod resolve;
+mod store;
 
-pub use carrier::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
+pub use carrier::{
+    Carrier, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt, Twilio,
+};
 
 /// The dispatcher's schema.
 pub const SCHEMA: &str = "dispatcher";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Twilio connection overrides the dispatcher asks for on status callbacks by default: up to 5
+/// retries when our receiver answers 5xx, cannot be reached or does not answer in time, all
+/// within Twilio's 15 s.
+pub const DEFAULT_CALLBACK_OVERRIDES: &str = "rc=5&rp=5xx,ct,rt";
 
 /// Dispatcher settings.
 #[derive(Debug, Clone)]
@@ -56,11 +75,13 @@ pub struct Config {
     pub send_attempts: i32,
     /// `SMS_CARRIER_TIMEOUT_MS`: timeout of one carrier call.
     pub carrier_timeout: Duration,
-    /// `SMS_UNKNOWN_OUTCOME_AFTER_MS`: how long a carrier call may stay without an outcome (the
-    /// dispatcher died during it, or the carrier never answered) before its message is failed
-    /// as `unknown_carrier_error`, unless the carrier's callbacks have moved it on. Longer than
-    /// the carrier timeout; default 10 minutes.
-    pub unknown_outcome_after: Duration,
+    /// `SMS_IN_DOUBT_AFTER_MS`: how long after a carrier call began a message still without an
+    /// outcome is in doubt, and the carrier is asked whether it has it. At least twice the
+    /// carrier timeout plus 2 s (a resolution's lookup and any new call fit in it); default 60 s.
+    pub in_doubt_after: Duration,
+    /// `SMS_STATUS_CALLBACK_OVERRIDES`: Twilio connection overrides put in the status
+    /// callback URL's fragment (default [`DEFAULT_CALLBACK_OVERRIDES`]; empty for none).
+    pub callback_overrides: String,
 }
 
 impl Config {
@@ -75,13 +96,33 @@ impl Config {
             ));
         }
         let carrier_timeout = env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?;
-        let unknown_outcome_after =
-            env.millis_or("SMS_UNKNOWN_OUTCOME_AFTER_MS", Duration::from_secs(600))?;
-        if unknown_outcome_after <= carrier_timeout {
+        let in_doubt_after = env.millis_or("SMS_IN_DOUBT_AFTER_MS", Duration::from_secs(60))?;
+        if in_doubt_after < carrier_timeout * 2 + Duration::from_secs(2) {
             return Err(ConfigError::new(
-                "SMS_UNKNOWN_OUTCOME_AFTER_MS",
-                unknown_outcome_after.as_millis().to_string(),
-                "must be longer than SMS_CARRIER_TIMEOUT_MS, or calls still in flight are failed",
+                "SMS_IN_DOUBT_AFTER_MS",
+                in_doubt_after.as_millis().to_string(),
+                "must be at least twice SMS_CARRIER_TIMEOUT_MS plus 2000, or calls still in \
+                 flight are taken as lost",
+            ));
+        }
+        let callback_overrides =
+            env.string_or("SMS_STATUS_CALLBACK_OVERRIDES", DEFAULT_CALLBACK_OVERRIDES);
+        if !callback_overrides
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "=&,".contains(c))
+        {
+            return Err(ConfigError::new(
+                "SMS_STATUS_CALLBACK_OVERRIDES",
+                callback_overrides,
+                "expected key=value pairs joined by & (e.g. rc=5&rp=5xx,ct,rt)",
+            ));
+        }
+        let send_attempts = env.parse_or("SMS_SEND_ATTEMPTS", 4)?;
+        if !(1..=20).contains(&send_attempts) {
+            return Err(ConfigError::new(
+                "SMS_SEND_ATTEMPTS",
+                send_attempts.to_string(),
+                "expected 1 to 20 carrier calls",
             ));
         }
         Ok(Config {
@@ -103,9 +144,10 @@ impl Config {
                     "the Twilio auth token is required",
                 )
             })?,
-            send_attempts: env.parse_or("SMS_SEND_ATTEMPTS", 4)?,
+            send_attempts,
             carrier_timeout,
-            unknown_outcome_after,
+            in_doubt_after,
+            callback_overrides,
         })
     }
 }
@@ -158,15 +200,18 @@ pub async fn run_with_carrier(
             sms_bus::opted_out_entry,
         )
         .await?;
+    let in_doubt_after = config.in_doubt_after;
     let dispatcher = Arc::new(Dispatcher {
-        claims: claims(pool.clone(), outbox.clone()),
+        claims: claims(pool.clone(), outbox.clone(), in_doubt_after),
         sent: sent(pool.clone(), outbox.clone()),
         pool: pool.clone(),
         bus: bus.clone(),
         outbox,
         carrier,
-        public_url: config.public_url.trim_end_matches('/').to_owned(),
-        send_attempts: config.send_attempts.max(1),
+        callback_url: callback_base(&config.public_url),
+        callback_overrides: config.callback_overrides.clone(),
+        send_attempts: config.send_attempts,
+        in_doubt_after,
         released,
         opted_out,
     });
@@ -176,7 +221,7 @@ pub async fn run_with_carrier(
         shutdown.clone(),
         move |e: MessageAccepted, delivery| {
             let d = d.clone();
-            async move { d.send(e.meta, e.message, delivery, None).await }
+            async move { d.send(e.meta, e.message, delivery, None, None).await }
         },
     );
     let d = dispatcher.clone();
@@ -186,27 +231,31 @@ pub async fn run_with_carrier(
         move |e: MessageDue, delivery| {
             let d = d.clone();
             async move {
+                let due = e.send_at.map(|t| t.seconds);
                 let late = e.late.then(|| {
-                    let due = e.send_at.map_or(0, |t| t.seconds);
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs() as i64);
-                    format!("fired {} s late", now.saturating_sub(due))
+                    let now = Utc::now().timestamp();
+                    format!("fired {} s late", now.saturating_sub(due.unwrap_or(now)))
                 });
-                d.send(e.meta, e.message, delivery, late).await
+                d.send(e.meta, e.message, delivery, due, late).await
             }
         },
     );
-    let sweep = sweep_unknown_outcomes(
-        dispatcher.clone(),
-        config.unknown_outcome_after,
+    let d = dispatcher.clone();
+    let checks = bus.consume(
+        ConsumerKind::DispatcherCheck,
         shutdown.clone(),
+        move |e: StatusCheck, delivery| {
+            let d = d.clone();
+            async move { d.check(e, delivery).await }
+        },
     );
+    let resolving = resolve::run(dispatcher.clone(), shutdown.clone());
     tracing::info!("dispatcher running");
-    let (a, b, ()) = tokio::join!(accepted, due, sweep);
+    let (a, b, c, ()) = tokio::join!(accepted, due, checks, resolving);
     base.relay.finish().await;
     a.context("accepted consumer")?;
     b.context("due consumer")?;
+    c.context("check consumer")?;
     tracing::info!("dispatcher stopped");
     Ok(())
 }
@@ -214,48 +263,44 @@ pub async fn run_with_carrier(
 struct Dispatcher {
     pool: PgPool,
     /// Claims, many per transaction: message → attempt number, or `None` when already taken.
-    claims: Batcher<Claim, Result<Option<i32>, String>>,
+    claims: Batcher<store::Claim, Result<Option<i32>, String>>,
     /// Messages the carrier took, recorded many per transaction with their `sending` status.
-    sent: Batcher<Taken, Result<(), String>>,
+    sent: Batcher<store::Taken, Result<(), String>>,
     bus: sms_bus::Bus,
     outbox: Outbox,
     carrier: Arc<dyn Carrier>,
-    public_url: String,
+    /// `{public_url}/webhooks/twilio/status`.
+    callback_url: String,
+    callback_overrides: String,
     send_attempts: i32,
+    in_doubt_after: Duration,
     /// (organization, number) pairs released since the message was accepted or scheduled.
     released: sms_bus::StateSet,
     /// (organization, contact) pairs that opted out.
     opted_out: sms_bus::StateSet,
 }
 
+fn callback_base(public_url: &str) -> String {
+    format!(
+        "{}/webhooks/twilio/status",
+        public_url.trim_end_matches('/')
+    )
+}
+
 /// Claims and "sent" marks are group-committed: concurrent sends share statements.
 const BATCH: usize = 256;
 const BATCH_WORKERS: usize = 2;
 
-/// A claim to make: the message, its organization, and the `queued` status that a first claim
-/// reports.
-struct Claim {
-    id: Uuid,
-    organization_id: String,
-    queued: Encoded,
-}
-
-/// A message the carrier took: its `sending` status carries the carrier's sid.
-struct Taken {
-    id: Uuid,
-    organization_id: String,
-    carrier_sid: String,
-    sending: Encoded,
-}
-
-/// Claims messages for carrier calls, many per transaction. A message is claimed when it is
-/// new, or waiting to be retried; otherwise (sending, sent or failed) it is already taken:
-/// `None`. A first claim's `queued` status goes into the outbox in the same transaction.
-fn claims(pool: PgPool, outbox: Outbox) -> Batcher<Claim, Result<Option<i32>, String>> {
-    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<Claim>| {
+/// Claims messages for carrier calls, many per transaction (see [`store::claim`]).
+fn claims(
+    pool: PgPool,
+    outbox: Outbox,
+    in_doubt_after: Duration,
+) -> Batcher<store::Claim, Result<Option<i32>, String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<store::Claim>| {
         let (pool, outbox) = (pool.clone(), outbox.clone());
         async move {
-            match claim_batch(&pool, &outbox, &items).await {
+            match store::claim(&pool, &outbox, &items, in_doubt_after).await {
                 Ok(mut attempts) => {
                     outbox.wake();
                     // `remove`: a repeat of an id in this batch finds it taken.
@@ -267,58 +312,12 @@ fn claims(pool: PgPool, outbox: Outbox) -> Batcher<Claim, Result<Option<i32>, St
     })
 }
 
-async fn claim_batch(
-    pool: &PgPool,
-    outbox: &Outbox,
-    items: &[Claim],
-) -> Result<std::collections::HashMap<Uuid, i32>, sqlx::Error> {
-    // The same message twice in one batch (a redelivery racing the first delivery): the first
-    // claims it, the others find it taken, as they would one after another.
-    let mut first = std::collections::HashSet::new();
-    let unique: Vec<&Claim> = items.iter().filter(|c| first.insert(c.id)).collect();
-    let ids: Vec<Uuid> = unique.iter().map(|c| c.id).collect();
-    let orgs: Vec<String> = unique.iter().map(|c| c.organization_id.clone()).collect();
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query!(
-        "INSERT INTO dispatcher.sends (message_id, organization_id, state, attempts)
-         SELECT id, org, 'sending', 1 FROM UNNEST($1::uuid[], $2::text[]) AS u(id, org)
-         ON CONFLICT (message_id) DO UPDATE
-            SET state = 'sending', attempts = dispatcher.sends.attempts + 1,
-                updated_at = now()
-            WHERE dispatcher.sends.state = 'retry'
-         RETURNING message_id, attempts",
-        &ids,
-        &orgs
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let attempts: std::collections::HashMap<Uuid, i32> = rows
-        .into_iter()
-        .map(|r| (r.message_id, r.attempts))
-        .collect();
-    let queued: Vec<Encoded> = unique
-        .iter()
-        .filter(|c| attempts.get(&c.id) == Some(&1))
-        .map(|c| c.queued.clone())
-        .collect();
-    outbox.add(&mut tx, &queued).await?;
-    tx.commit().await?;
-    Ok(attempts)
-}
-
-/// Records that the carrier took messages, with their `sending` status in the outbox, many
-/// per transaction.
-///
-/// Written as an upsert on the claim rows rather than an `UPDATE … FROM UNNEST` join: the
-/// conflict check always goes through the primary key, whereas the join's plan depends on the
-/// table's statistics, and on a young table (never analyzed) the planner picks a full scan per
-/// batch and keeps that plan as the table grows (measured: 37 million rows read in a
-/// 17-second benchmark).
-fn sent(pool: PgPool, outbox: Outbox) -> Batcher<Taken, Result<(), String>> {
-    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<Taken>| {
+/// Records that the carrier took messages, many per transaction (see [`store::sent`]).
+fn sent(pool: PgPool, outbox: Outbox) -> Batcher<store::Taken, Result<(), String>> {
+    Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<store::Taken>| {
         let (pool, outbox) = (pool.clone(), outbox.clone());
         async move {
-            let result = sent_batch(&pool, &outbox, &items)
+            let result = store::sent(&pool, &outbox, &items)
                 .await
                 .map_err(|e| e.to_string());
             if result.is_ok() {
@@ -329,61 +328,55 @@ fn sent(pool: PgPool, outbox: Outbox) -> Batcher<Taken, Result<(), String>> {
     })
 }
 
-async fn sent_batch(pool: &PgPool, outbox: &Outbox, items: &[Taken]) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = items.iter().map(|t| t.id).collect();
-    let orgs: Vec<String> = items.iter().map(|t| t.organization_id.clone()).collect();
-    let sids: Vec<String> = items.iter().map(|t| t.carrier_sid.clone()).collect();
-    let events: Vec<Encoded> = items.iter().map(|t| t.sending.clone()).collect();
-    let mut tx = pool.begin().await?;
-    sqlx::query!(
-        "INSERT INTO dispatcher.sends (message_id, organization_id, state, carrier_sid)
-         SELECT id, org, 'sent', sid FROM UNNEST($1::uuid[], $2::text[], $3::text[])
-              AS u(id, org, sid)
-         ON CONFLICT (message_id) DO UPDATE
-            SET state = 'sent', carrier_sid = EXCLUDED.carrier_sid, updated_at = now()",
-        &ids,
-        &orgs,
-        &sids
-    )
-    .execute(&mut *tx)
-    .await?;
-    outbox.add(&mut tx, &events).await?;
-    tx.commit().await
+/// A database hiccup: try the event again after a jittered back-off that grows with the
+/// deliveries.
+fn db_retry(e: sqlx::Error, delivery: Delivery) -> HandleError {
+    retry(format!("database: {e}"), delivery)
 }
 
-/// Fails the messages whose carrier call has had no outcome for `after`: the dispatcher that
-/// made it died during the call, or the call timed out after the request went out. Sending
-/// again could text the contact twice, so they are not retried; the failure applies only if
-/// the message is still `queued`, so carrier callbacks that did arrive win.
-async fn sweep_unknown_outcomes(d: Arc<Dispatcher>, after: Duration, shutdown: CancellationToken) {
-    let period = (after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(period) => {}
-        }
-        match d.fail_unknown_outcomes(after).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                count = n,
-                "failed messages whose carrier call had no outcome"
-            ),
-            Err(e) => tracing::warn!(error = %e, "unknown-outcome sweep failed"),
-        }
-    }
-}
-
-/// A database hiccup: try the event again shortly.
-fn db_retry(e: sqlx::Error) -> HandleError {
+fn retry(reason: String, delivery: Delivery) -> HandleError {
+    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     HandleError::Retry {
-        reason: format!("database: {e}"),
-        delay: Duration::from_millis(500),
+        reason,
+        delay: backoff.delay(u32::try_from(delivery.attempt).unwrap_or(u32::MAX)),
     }
 }
 
-/// Exponential back-off for carrier retries: 1 s, 2 s, 4 s, … at most 60 s.
-fn backoff(attempt: i32) -> Duration {
-    Duration::from_secs(1u64 << attempt.clamp(1, 7).saturating_sub(1)).min(Duration::from_secs(60))
+/// How long to wait before carrier call `attempt` (2 for the first retry) after a failure that
+/// sent nothing, by its class: the carrier's own `Retry-After` when it gave one; otherwise full
+/// jitter under a ceiling that doubles per attempt, from 2 s (at most a minute) when the
+/// carrier is throttling us, 1 s (at most 30 s) when it is down or unreachable, and 5 s (at most
+/// 5 minutes) for anything else it says may pass.
+pub fn carrier_retry_delay(
+    reason: Reason,
+    attempt: i32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    if let Some(after) = retry_after {
+        return after.min(Duration::from_secs(300));
+    }
+    let backoff = match reason {
+        Reason::RateLimited | Reason::QueueOverflow => {
+            Backoff::new(Duration::from_secs(2), Duration::from_secs(60))
+        }
+        Reason::CarrierUnavailable => Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+        _ => Backoff::new(Duration::from_secs(5), Duration::from_secs(300)),
+    };
+    backoff.delay(u32::try_from(attempt.saturating_sub(1)).unwrap_or(0))
+}
+
+/// Until when a message may be handed to the carrier: what the composer set, or Twilio's
+/// longest validity from when it fell due (or now).
+fn valid_until(m: &OutboundMessage, due: Option<i64>) -> DateTime<Utc> {
+    let from_event = m
+        .valid_until
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, 0));
+    from_event.unwrap_or_else(|| {
+        let start = due.unwrap_or_else(|| Utc::now().timestamp());
+        DateTime::from_timestamp(start + sms_core::DEFAULT_VALIDITY_SECS, 0)
+            .unwrap_or_else(Utc::now)
+    })
 }
 
 impl Dispatcher {
@@ -392,6 +385,7 @@ impl Dispatcher {
         meta: Option<EventMeta>,
         message: Option<OutboundMessage>,
         delivery: Delivery,
+        due: Option<i64>,
         note: Option<String>,
     ) -> Result<(), HandleError> {
         let (Some(_meta), Some(m)) = (meta, message) else {
@@ -403,8 +397,22 @@ impl Dispatcher {
             HandleError::Permanent(format!("bad message id {:?}: {e}", m.message_id))
         })?;
         let detail = note.as_deref().unwrap_or("");
-        let queued = self.encode(&status_event(&m, Status::Queued, None, None, detail));
-        let Some(attempt) = self.claim(id, &m.organization_id, queued.clone()).await? else {
+        let queued = self.encode(&events::status(&m, Status::Queued, None, None, detail));
+        let valid_until = valid_until(&m, due);
+        let claim = store::Claim {
+            id,
+            organization_id: m.organization_id.clone(),
+            message: m.encode_to_vec(),
+            valid_until,
+            queued: queued.clone(),
+        };
+        let Some(attempt) = self
+            .claims
+            .call(claim)
+            .await
+            .unwrap_or_else(|| Err("dispatcher stopping".into()))
+            .map_err(|e| retry(format!("database: {e}"), delivery))?
+        else {
             tracing::debug!(%id, "already taken on; dropping the redelivery");
             return Ok(());
         };
@@ -417,54 +425,17 @@ impl Dispatcher {
         } else {
             None
         };
-        // What can change between accepting and sending is checked again here, and so is
-        // what the composer checked: the event came over the bus.
-        if let Some((reason, detail)) = invalid(&m) {
-            tracing::error!(%id, %reason, %detail, "message breaks a rule; not sent");
-            metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
-                .increment(1);
-            return self.fail(id, &m, reason, None, &detail).await;
+        if let Some((reason, detail)) = self.blocked(&m, valid_until) {
+            return self.fail(id, &m, reason, None, &detail, delivery).await;
         }
-        if let Some(reason) = self.refusal(&m) {
-            metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => reason.as_str())
-                .increment(1);
-            return self.fail(id, &m, reason, None, "").await;
-        }
-        let started = std::time::Instant::now();
-        let outcome = self.carrier.send(&self.carrier_message(&m)).await;
-        metrics::histogram!(sms_runtime::metrics::CARRIER_REQUEST_SECONDS)
-            .record(started.elapsed());
-        metrics::counter!(
-            sms_runtime::metrics::CARRIER_REQUESTS,
-            "outcome" => match &outcome {
-                Ok(_) => "accepted",
-                Err(CarrierError::Retryable { .. }) => "retryable_error",
-                Err(CarrierError::Permanent { .. }) => "refused",
-                Err(CarrierError::Ambiguous(_)) => "unknown",
-            }
-        )
-        .increment(1);
+        let outcome = self.call(&m).await;
         if let Some(ack) = early
             && let Err(e) = ack.await
         {
             tracing::debug!(%id, error = %e, "early queued copy not stored; the outbox publishes it");
         }
         match outcome {
-            Ok(receipt) => {
-                // The carrier's sid, as its answer gave it: the composer binds the message to
-                // it, so that only callbacks carrying it apply.
-                let sending = self.encode(&sending_event(&m, &receipt.carrier_sid));
-                self.sent
-                    .call(Taken {
-                        id,
-                        organization_id: m.organization_id.clone(),
-                        carrier_sid: receipt.carrier_sid,
-                        sending,
-                    })
-                    .await
-                    .unwrap_or_else(|| Err("dispatcher stopping".into()))
-                    .map_err(|e| retry(format!("database: {e}")))
-            }
+            Ok(receipt) => self.taken(id, &m, &receipt.carrier_sid, delivery).await,
             Err(CarrierError::Retryable {
                 reason,
                 code,
@@ -472,10 +443,12 @@ impl Dispatcher {
                 retry_after,
             }) if attempt < self.send_attempts && !delivery.last => {
                 tracing::warn!(%id, attempt, %reason, ?code, %detail, "carrier call failed; will retry");
-                self.set_state(id, "retry", &detail).await?;
+                store::to_retry(&self.pool, id, &detail)
+                    .await
+                    .map_err(|e| db_retry(e, delivery))?;
                 Err(HandleError::Retry {
                     reason: detail,
-                    delay: retry_after.unwrap_or_else(|| backoff(attempt)),
+                    delay: carrier_retry_delay(reason, attempt + 1, retry_after),
                 })
             }
             Err(CarrierError::Retryable {
@@ -490,14 +463,85 @@ impl Dispatcher {
                 detail,
             }) => {
                 tracing::info!(%id, %reason, ?code, %detail, "message failed at the carrier");
-                self.fail(id, &m, reason, code, &detail).await
+                self.fail(id, &m, reason, code, &detail, delivery).await
             }
             Err(CarrierError::Ambiguous(detail)) => {
-                // Left in `sending`: the carrier's callbacks, if it got the message, move it on.
-                tracing::error!(%id, %detail, "carrier call outcome unknown; not retrying to avoid a double send");
+                // Left `sending`: once in doubt, the carrier is asked whether it has it.
+                tracing::warn!(%id, %detail, "carrier call outcome unknown; will ask the carrier");
                 Ok(())
             }
         }
+    }
+
+    /// Why `m` must not be handed to the carrier now, if it must not: a rule broken on the way,
+    /// an opt-out or release since it was accepted, or its validity over.
+    fn blocked(&self, m: &OutboundMessage, valid_until: DateTime<Utc>) -> Option<(Reason, String)> {
+        // What can change between accepting and sending is checked again here, and so is what
+        // the composer checked: the event came over the bus.
+        let blocked = invalid(m)
+            .inspect(|(reason, detail)| {
+                tracing::error!(message_id = %m.message_id, %reason, %detail, "message breaks a rule; not sent");
+            })
+            .or_else(|| self.refusal(m).map(|r| (r, String::new())))
+            .or_else(|| {
+                (Utc::now() > valid_until).then(|| {
+                    (
+                        Reason::Expired,
+                        format!(
+                            "not handed to the carrier before its validity ended at {}",
+                            valid_until.to_rfc3339()
+                        ),
+                    )
+                })
+            })?;
+        metrics::counter!(sms_runtime::metrics::SENDS_BLOCKED, "reason" => blocked.0.as_str())
+            .increment(1);
+        Some(blocked)
+    }
+
+    /// One carrier call, measured.
+    async fn call(&self, m: &OutboundMessage) -> Result<Receipt, CarrierError> {
+        let started = std::time::Instant::now();
+        let outcome = self.carrier.send(&self.carrier_message(m)).await;
+        metrics::histogram!(sms_runtime::metrics::CARRIER_REQUEST_SECONDS)
+            .record(started.elapsed());
+        metrics::counter!(
+            sms_runtime::metrics::CARRIER_REQUESTS,
+            "outcome" => match &outcome {
+                Ok(_) => "accepted",
+                Err(CarrierError::Retryable { .. }) => "retryable_error",
+                Err(CarrierError::Permanent { .. }) => "refused",
+                Err(CarrierError::Ambiguous(_)) => "unknown",
+            }
+        )
+        .increment(1);
+        outcome
+    }
+
+    /// Records that the carrier took `m` under `carrier_sid`, with the `sending` status that
+    /// binds the message to it.
+    async fn taken(
+        &self,
+        id: Uuid,
+        m: &OutboundMessage,
+        carrier_sid: &str,
+        delivery: Delivery,
+    ) -> Result<(), HandleError> {
+        let sending = self.encode(&events::sending(
+            &m.organization_id,
+            &m.message_id,
+            carrier_sid,
+        ));
+        self.sent
+            .call(store::Taken {
+                id,
+                organization_id: m.organization_id.clone(),
+                carrier_sid: carrier_sid.to_owned(),
+                events: vec![sending],
+            })
+            .await
+            .unwrap_or_else(|| Err("dispatcher stopping".into()))
+            .map_err(|e| retry(format!("database: {e}"), delivery))
     }
 
     /// Fails a claimed message: the claim's state and the `failed` status, in one transaction.
@@ -508,79 +552,24 @@ impl Dispatcher {
         reason: Reason,
         code: Option<u32>,
         detail: &str,
+        delivery: Delivery,
     ) -> Result<(), HandleError> {
-        let event = status_event(m, Status::Failed, Some(reason), code, detail);
-        let mut tx = self.pool.begin().await.map_err(db_retry)?;
-        sqlx::query!(
-            "UPDATE dispatcher.sends SET state = 'failed', last_error = $2, updated_at = now()
-             WHERE message_id = $1",
-            id,
-            if detail.is_empty() {
-                reason.as_str()
-            } else {
-                detail
-            }
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db_retry)?;
-        self.outbox
-            .add_event(&mut tx, &event)
+        let event = self.encode(&events::status(
+            m,
+            Status::Failed,
+            Some(reason),
+            code,
+            detail,
+        ));
+        store::fail(&self.pool, &self.outbox, id, reason, detail, &event)
             .await
-            .map_err(db_retry)?;
-        tx.commit().await.map_err(db_retry)?;
+            .map_err(|e| db_retry(e, delivery))?;
         self.outbox.wake();
         Ok(())
     }
 
-    fn encode(&self, event: &StatusChanged) -> Encoded {
+    fn encode<E: sms_bus::Event>(&self, event: &E) -> Encoded {
         self.outbox.encode(event)
-    }
-
-    /// One sweep of [`sweep_unknown_outcomes`]; returns how many messages it failed.
-    async fn fail_unknown_outcomes(&self, after: Duration) -> anyhow::Result<usize> {
-        let secs = after.as_secs_f64();
-        let mut tx = self.pool.begin().await?;
-        let stuck = sqlx::query!(
-            "UPDATE dispatcher.sends SET state = 'failed', updated_at = now(),
-                    last_error = 'carrier call outcome unknown'
-             WHERE message_id IN (
-                 SELECT message_id FROM dispatcher.sends
-                 WHERE state = 'sending' AND updated_at < now() - make_interval(secs => $1)
-                 ORDER BY updated_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-             RETURNING message_id, organization_id",
-            secs
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let detail = format!(
-            "no outcome from the carrier call within {} s (the dispatcher stopped during it, or \
-             the carrier never answered); not retried, to avoid texting twice",
-            after.as_secs()
-        );
-        let events: Vec<Encoded> = stuck
-            .iter()
-            .map(|row| {
-                let id = row.message_id.to_string();
-                self.encode(&StatusChanged {
-                    meta: Some(sms_bus::meta(
-                        sms_bus::stable_event_id(&[&id, "failed", "unknown-outcome"]),
-                        &row.organization_id,
-                        &id,
-                    )),
-                    status: sms_bus::status_to_proto(Status::Failed) as i32,
-                    reason: Reason::UnknownCarrierError.as_str().to_owned(),
-                    detail: detail.clone(),
-                    only_from: sms_bus::status_to_proto(Status::Queued) as i32,
-                    source: StatusSource::Dispatcher as i32,
-                    ..Default::default()
-                })
-            })
-            .collect();
-        self.outbox.add(&mut tx, &events).await?;
-        tx.commit().await?;
-        self.outbox.wake();
-        Ok(stuck.len())
     }
 
     /// Why the message must not go out any more, if it must not.
@@ -591,39 +580,6 @@ impl Dispatcher {
         self.released
             .contains(&m.organization_id, &m.from)
             .then_some(Reason::SenderUnavailable)
-    }
-
-    /// Claims the message for a carrier call (reporting `queued` on the first claim); `None`
-    /// when another delivery already has it.
-    async fn claim(
-        &self,
-        id: Uuid,
-        organization_id: &str,
-        queued: Encoded,
-    ) -> Result<Option<i32>, HandleError> {
-        self.claims
-            .call(Claim {
-                id,
-                organization_id: organization_id.to_owned(),
-                queued,
-            })
-            .await
-            .unwrap_or_else(|| Err("dispatcher stopping".into()))
-            .map_err(|e| retry(format!("database: {e}")))
-    }
-
-    async fn set_state(&self, id: Uuid, state: &str, error: &str) -> Result<(), HandleError> {
-        sqlx::query!(
-            "UPDATE dispatcher.sends SET state = $2, last_error = $3, updated_at = now()
-             WHERE message_id = $1",
-            id,
-            state,
-            error
-        )
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(db_retry)
     }
 
     fn carrier_message(&self, m: &OutboundMessage) -> CarrierMessage {
@@ -637,12 +593,13 @@ impl Dispatcher {
             // and the status events of this message continue its trace.
             params.push(("tp", tp.as_str()));
         }
-        let callback = reqwest::Url::parse_with_params(
-            &format!("{}/webhooks/twilio/status", self.public_url),
-            &params,
-        )
-        .map(String::from)
-        .unwrap_or_default();
+        let mut callback = reqwest::Url::parse_with_params(&self.callback_url, &params)
+            .map(String::from)
+            .unwrap_or_default();
+        if !self.callback_overrides.is_empty() && !callback.is_empty() {
+            // How the carrier calls us back: retries while our receiver is briefly unavailable.
+            callback = format!("{callback}#{}", self.callback_overrides);
+        }
         CarrierMessage {
             from: m.from.clone(),
             to: m.to.clone(),
@@ -651,50 +608,6 @@ impl Dispatcher {
             media_urls: m.media_urls.clone(),
             traceparent,
         }
-    }
-}
-
-/// A status the dispatcher reports about `m`.
-fn status_event(
-    m: &OutboundMessage,
-    status: Status,
-    reason: Option<Reason>,
-    code: Option<u32>,
-    detail: &str,
-) -> StatusChanged {
-    StatusChanged {
-        meta: Some(sms_bus::meta(
-            sms_bus::stable_event_id(&[&m.message_id, status.as_str(), "dispatcher"]),
-            &m.organization_id,
-            &m.message_id,
-        )),
-        status: sms_bus::status_to_proto(status) as i32,
-        reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-        carrier_sid: String::new(),
-        carrier_error_code: code.unwrap_or(0),
-        detail: detail.to_owned(),
-        contact_number: if status == Status::Failed {
-            m.to.clone()
-        } else {
-            String::new()
-        },
-        source: StatusSource::Dispatcher as i32,
-        ..Default::default()
-    }
-}
-
-/// `sending`, with the sid the carrier answered with.
-fn sending_event(m: &OutboundMessage, carrier_sid: &str) -> StatusChanged {
-    StatusChanged {
-        meta: Some(sms_bus::meta(
-            sms_bus::stable_event_id(&[&m.message_id, "sending", "dispatcher"]),
-            &m.organization_id,
-            &m.message_id,
-        )),
-        status: sms_bus::status_to_proto(Status::Sending) as i32,
-        carrier_sid: carrier_sid.to_owned(),
-        source: StatusSource::Dispatcher as i32,
-        ..Default::default()
     }
 }
 
@@ -742,13 +655,6 @@ fn invalid(m: &OutboundMessage) -> Option<(Reason, String)> {
         return Some((Reason::InvalidMessage, e.to_string()));
     }
     None
-}
-
-fn retry(reason: String) -> HandleError {
-    HandleError::Retry {
-        reason,
-        delay: Duration::from_millis(500),
-    }
 }
 
 #[cfg(test)]
@@ -807,10 +713,65 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(2), Duration::from_secs(2));
-        assert_eq!(backoff(3), Duration::from_secs(4));
-        assert_eq!(backoff(30), Duration::from_secs(60));
+    fn retries_back_off_by_class_with_full_jitter() {
+        let sample = |reason, attempt| {
+            (0..500)
+                .map(|_| carrier_retry_delay(reason, attempt, None))
+                .collect::<Vec<_>>()
+        };
+        // Throttled: the first retry within 2 s, later ones capped at a minute.
+        let first = sample(Reason::RateLimited, 2);
+        assert!(first.iter().all(|d| *d <= Duration::from_secs(2)));
+        assert!(first.iter().any(|d| *d < Duration::from_secs(1)));
+        let late = sample(Reason::RateLimited, 30);
+        assert!(late.iter().all(|d| *d <= Duration::from_secs(60)));
+        assert!(late.iter().any(|d| *d > Duration::from_secs(30)));
+        // The carrier down: capped at 30 s; anything else: at 5 minutes.
+        assert!(
+            sample(Reason::CarrierUnavailable, 30)
+                .iter()
+                .all(|d| *d <= Duration::from_secs(30))
+        );
+        assert!(
+            sample(Reason::Unreachable, 30)
+                .iter()
+                .any(|d| *d > Duration::from_secs(60))
+        );
+        // The carrier's own word wins.
+        assert_eq!(
+            carrier_retry_delay(Reason::RateLimited, 2, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn callbacks_ask_for_retries_in_the_fragment() {
+        let url = format!(
+            "{}?mid=1#{DEFAULT_CALLBACK_OVERRIDES}",
+            callback_base("https://x/")
+        );
+        let (base, o) = sms_twilio::overrides::ConnectionOverrides::split(&url);
+        assert_eq!(base, "https://x/webhooks/twilio/status?mid=1");
+        assert_eq!(o.retries, 5);
+        assert!(o.retries_after(sms_twilio::overrides::Attempt::Status(503)));
+    }
+
+    #[test]
+    fn in_doubt_must_outlast_two_calls() {
+        let pairs = [
+            ("SMS_TWILIO_ACCOUNT_SID", "AC1"),
+            ("SMS_TWILIO_AUTH_TOKEN", "t"),
+            ("SMS_CARRIER_TIMEOUT_MS", "10000"),
+            ("SMS_IN_DOUBT_AFTER_MS", "15000"),
+        ];
+        let e = Config::from_env(&Env::from_pairs(&pairs)).unwrap_err();
+        assert_eq!(e.var, "SMS_IN_DOUBT_AFTER_MS");
+        let pairs = [
+            ("SMS_TWILIO_ACCOUNT_SID", "AC1"),
+            ("SMS_TWILIO_AUTH_TOKEN", "t"),
+            ("SMS_STATUS_CALLBACK_OVERRIDES", "rc=5#x"),
+        ];
+        let e = Config::from_env(&Env::from_pairs(&pairs)).unwrap_err();
+        assert_eq!(e.var, "SMS_STATUS_CALLBACK_OVERRIDES");
     }
 }

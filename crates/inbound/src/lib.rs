@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
@@ -45,6 +46,10 @@ pub struct Config {
     pub public_url: String,
     /// Twilio accounts that may call us: `SMS_TWILIO_ACCOUNT_SID` / `SMS_TWILIO_AUTH_TOKEN`.
     pub twilio_accounts: HashMap<String, String>,
+    /// `SMS_WEBHOOK_PATIENCE_MS`: how long a webhook keeps trying to store its event while the
+    /// bus is unavailable (a JetStream leader election, a reconnect) before it answers 503.
+    /// Within the carrier's read timeout (Twilio waits 15 s at most); default 8 s.
+    pub patience: Duration,
 }
 
 impl Config {
@@ -66,10 +71,19 @@ impl Config {
                 "no Twilio account: set SMS_TWILIO_ACCOUNTS or SMS_TWILIO_ACCOUNT_SID and SMS_TWILIO_AUTH_TOKEN",
             ));
         }
+        let patience = env.millis_or("SMS_WEBHOOK_PATIENCE_MS", Duration::from_secs(8))?;
+        if patience > Duration::from_secs(14) {
+            return Err(ConfigError::new(
+                "SMS_WEBHOOK_PATIENCE_MS",
+                patience.as_millis().to_string(),
+                "carriers stop waiting after 15 s (Twilio's read timeout): use at most 14000",
+            ));
+        }
         Ok(Config {
             common: CommonConfig::from_env(env)?,
             public_url,
             twilio_accounts,
+            patience,
         })
     }
 }
@@ -87,6 +101,7 @@ struct App {
     numbers: Arc<std::sync::RwLock<HashMap<String, String>>>,
     public_url: String,
     accounts: HashMap<String, String>,
+    patience: Duration,
 }
 
 /// Runs the receiver on `listener` until `shutdown`.
@@ -126,6 +141,7 @@ pub async fn run(
         numbers,
         public_url: config.public_url.trim_end_matches('/').to_owned(),
         accounts: config.twilio_accounts,
+        patience: config.patience,
     });
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "inbound receiver listening");
@@ -315,7 +331,7 @@ async fn status_callback(
             source: StatusSource::Carrier as i32,
             ..Default::default()
         };
-        publish("status", &app.bus, &event).await
+        app.publish("status", &event).await
     }
     .instrument(span)
     .await
@@ -343,13 +359,7 @@ async fn incoming(
         );
         return twiml();
     }
-    let org = app
-        .numbers
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&message.to)
-        .cloned();
-    let Some(org) = org else {
+    let Some(org) = app.holder(&message.to).await else {
         count("incoming", "unknown_number");
         tracing::warn!(
             to = %message.to,
@@ -388,23 +398,65 @@ async fn incoming(
         account_sid: message.account_sid.clone(),
         replaced_characters: u32::try_from(replaced).unwrap_or(u32::MAX),
     };
-    match publish("incoming", &app.bus, &event).await.status() {
+    match app.publish("incoming", &event).await.status() {
         StatusCode::OK => twiml(),
         other => other.into_response(),
     }
 }
 
-/// Publishes and waits for JetStream to store the event: only then may the carrier stop retrying.
-async fn publish<E: sms_bus::Event>(kind: &'static str, bus: &Bus, event: &E) -> Response {
-    match bus.publish_durably(event).await {
-        Ok(()) => {
-            count(kind, "stored");
-            StatusCode::OK.into_response()
+/// How long a message to a number this receiver's copy does not know waits for the copy to
+/// catch up (a number added a moment ago) before it is dropped.
+const UNKNOWN_NUMBER_PATIENCE: Duration = Duration::from_secs(2);
+
+impl App {
+    /// The organization holding `number`. A number the local copy does not know is looked up
+    /// again for a moment: the carrier only calls for numbers of our account, so it may have
+    /// been added just now and its state event still be on its way.
+    async fn holder(&self, number: &str) -> Option<String> {
+        let deadline = Instant::now() + UNKNOWN_NUMBER_PATIENCE;
+        loop {
+            let org = self
+                .numbers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(number)
+                .cloned();
+            if org.is_some() || Instant::now() >= deadline {
+                return org;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(e) => {
-            count(kind, "unavailable");
-            tracing::error!(error = %e, "could not store a webhook event; the carrier will retry");
-            (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
+    }
+
+    /// Publishes and waits for JetStream to store the event: only then may the carrier stop
+    /// retrying. While the bus is unavailable (a stream leader being elected, a reconnect) it
+    /// keeps trying, with jittered back-off, for the receiver's patience; then it answers 503 and
+    /// the carrier's own retries take over (the dispatcher asks Twilio for them in the callback
+    /// URL's connection overrides).
+    async fn publish<E: sms_bus::Event>(&self, kind: &'static str, event: &E) -> Response {
+        let backoff =
+            sms_runtime::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let deadline = Instant::now() + self.patience;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, self.bus.publish_durably(event)).await {
+                Ok(Ok(())) => {
+                    count(kind, "stored");
+                    return StatusCode::OK.into_response();
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no acknowledgement in time".to_owned(),
+            };
+            let pause = backoff.delay(attempt);
+            if Instant::now() + pause >= deadline {
+                count(kind, "unavailable");
+                tracing::error!(attempts = attempt, %error, "could not store a webhook event; the carrier will retry");
+                return (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response();
+            }
+            tracing::warn!(attempt, %error, "storing a webhook event failed; trying again");
+            tokio::time::sleep(pause).await;
         }
     }
 }

@@ -254,7 +254,8 @@ pub fn fetch_policy(
 /// What every service needs: the bus, the database, telemetry.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {
-    /// `SMS_NATS_URL`: the NATS server.
+    /// `SMS_NATS_URL`: the NATS servers, comma-separated (a cluster's nodes: a service starts
+    /// while any one of them answers, and reconnects to any).
     pub nats_url: String,
     /// `SMS_NAMESPACE`: the subject namespace (letters, digits, `-`, `_`).
     pub namespace: String,
@@ -318,8 +319,12 @@ impl CommonConfig {
                 "JetStream keeps 1 to 5 copies of a stream",
             ));
         }
+        let nats_url = env.string_or("SMS_NATS_URL", "nats://127.0.0.1:4222");
+        if let Err(why) = sms_bus::parse_servers(&nats_url) {
+            return Err(ConfigError::new("SMS_NATS_URL", nats_url, why));
+        }
         Ok(CommonConfig {
-            nats_url: env.string_or("SMS_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url,
             namespace,
             database_url,
             db_max_connections: env.parse_or("SMS_DB_MAX_CONNECTIONS", 16u32)?,
@@ -400,6 +405,21 @@ mod tests {
             (c.namespace.as_str(), c.nats_url.as_str()),
             ("mine", "nats://10.0.0.1:4222")
         );
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_servers() {
+        let list = "nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://10.0.0.3:4222";
+        let c = CommonConfig::from_env(&Env::from_pairs(&[("SMS_NATS_URL", list)])).unwrap();
+        assert_eq!(sms_bus::parse_servers(&c.nats_url).unwrap().len(), 3);
+        for bad in [
+            "nats://a:4222,nats://b:notaport",
+            ",",
+            "nats://a:4222,ht tp://x",
+        ] {
+            let e = CommonConfig::from_env(&Env::from_pairs(&[("SMS_NATS_URL", bad)])).unwrap_err();
+            assert_eq!(e.var, "SMS_NATS_URL", "{bad}");
+        }
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub const OUTBOX_EVENTS: &str = "sms_outbox_events_total";
 /// How long an event waited in its outbox before JetStream acknowledged it, by `outbox`.
 pub const OUTBOX_LAG_SECONDS: &str = "sms_outbox_lag_seconds";
 
+/// Sends in doubt resolved by asking the carrier, by `outcome` (`found`, `absent`: sent now or
+/// failed for a stated reason, `lookup_failed`: asked again later, `unreadable`).
+pub const IN_DOUBT_RESOLVED: &str = "sms_in_doubt_resolved_total";
+/// Status checks: the composer's questions about messages whose status stopped moving, by
+/// `outcome` at the dispatcher (`reported`, `pending`, `unknown`, `lookup_failed`).
+pub const STATUS_CHECKS: &str = "sms_status_checks_total";
+
 /// Bucket bounds (seconds) of every latency histogram.
 const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -148,5 +155,15 @@ fn describe() {
         OPTOUT_CHANGES,
         Unit::Count,
         "Opt-out changes recorded by the registry."
+    );
+    describe_counter!(
+        IN_DOUBT_RESOLVED,
+        Unit::Count,
+        "Carrier calls without an outcome, resolved by asking the carrier, by outcome."
+    );
+    describe_counter!(
+        STATUS_CHECKS,
+        Unit::Count,
+        "Questions about messages whose status stopped moving, by outcome."
     );
 }

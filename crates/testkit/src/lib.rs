@@ -114,8 +114,13 @@ pub struct Options {
     pub db_max_connections: u32,
     /// The dispatchers' carrier-call timeout.
     pub carrier_timeout: Duration,
-    /// How long a carrier call may stay without an outcome before its message is failed.
-    pub unknown_outcome_after: Duration,
+    /// How long after a carrier call began a message without an outcome is in doubt, and
+    /// the carrier is asked whether it has it.
+    pub in_doubt_after: Duration,
+    /// Twilio connection overrides on status callback URLs.
+    pub callback_overrides: String,
+    /// How the composers ask about messages whose status stopped moving.
+    pub status_check: sms_composer::check::CheckConfig,
 }
 
 impl Default for Options {
@@ -129,7 +134,9 @@ impl Default for Options {
             fetch_allow_private: Vec::new(),
             db_max_connections: 5,
             carrier_timeout: Duration::from_secs(10),
-            unknown_outcome_after: Duration::from_secs(600),
+            in_doubt_after: Duration::from_secs(60),
+            callback_overrides: sms_dispatcher::DEFAULT_CALLBACK_OVERRIDES.to_owned(),
+            status_check: sms_composer::check::CheckConfig::default(),
         }
     }
 }
@@ -139,13 +146,42 @@ pub struct CountingCarrier {
     inner: Twilio,
     /// Calls made through this instance.
     pub calls: AtomicU64,
+    /// The next this many calls are lost on the way, as when the dispatcher dies during the
+    /// call before the request leaves: the carrier never sees them and the caller hears
+    /// nothing (an unknown outcome).
+    pub lose: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
 impl Carrier for CountingCarrier {
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let lost = self
+            .lose
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if lost {
+            return Err(CarrierError::Ambiguous(
+                "lost on the way (test): no answer".into(),
+            ));
+        }
         self.inner.send(message).await
+    }
+
+    async fn find(
+        &self,
+        from: &str,
+        to: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<sms_dispatcher::CarrierRecord>, sms_dispatcher::LookupError> {
+        self.inner.find(from, to, since).await
+    }
+
+    async fn fetch(
+        &self,
+        sid: &str,
+    ) -> Result<Option<sms_dispatcher::CarrierRecord>, sms_dispatcher::LookupError> {
+        self.inner.fetch(sid).await
     }
 }
 
@@ -265,6 +301,7 @@ impl Stack {
                     .collect(),
                 ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
+            status_check: stack.options.status_check,
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
             composer,
@@ -276,6 +313,7 @@ impl Stack {
             common: common.clone(),
             public_url: stack.inbound_url.clone(),
             twilio_accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
+            patience: std::time::Duration::from_secs(8),
         };
         stack.tasks.push(tokio::spawn(sms_inbound::run(
             inbound,
@@ -344,12 +382,14 @@ impl Stack {
             twilio_auth_token: AUTH_TOKEN.into(),
             send_attempts: 4,
             carrier_timeout: self.options.carrier_timeout,
-            unknown_outcome_after: self.options.unknown_outcome_after,
+            in_doubt_after: self.options.in_doubt_after,
+            callback_overrides: self.options.callback_overrides.clone(),
         };
         let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
         let carrier = Arc::new(CountingCarrier {
             inner: Twilio::new(http, &self.sim_url, ACCOUNT_SID, AUTH_TOKEN),
             calls: AtomicU64::new(0),
+            lose: std::sync::atomic::AtomicU32::new(0),
         });
         let shutdown = self.shutdown.child_token();
         let task = tokio::spawn(sms_dispatcher::run_with_carrier(

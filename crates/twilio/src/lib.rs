@@ -3,6 +3,7 @@
 //! webhook forms ([`webhook`]) and error codes in our words ([`errors`]).
 
 pub mod errors;
+pub mod overrides;
 pub mod webhook;
 
 use base64::Engine;
@@ -20,6 +21,54 @@ pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 /// The path of the Messages resource for an account.
 pub fn messages_path(account_sid: &str) -> String {
     format!("/{API_VERSION}/Accounts/{account_sid}/Messages.json")
+}
+
+/// The path of one Message resource (`GET` fetches it).
+pub fn message_path(account_sid: &str, message_sid: &str) -> String {
+    format!("/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}.json")
+}
+
+/// Most messages per page of a list (Twilio's maximum `PageSize`).
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The query of a Messages list (`GET …/Messages.json?To=…&From=…`): the messages between two
+/// numbers, newest first. Twilio also filters by `DateSent`, but a message it has not sent yet
+/// has no `date_sent` and would be missed, so a caller looking for a message of its own pages
+/// back by `date_created` instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// `To`.
+    pub to: String,
+    /// `From`.
+    pub from: String,
+    /// `PageSize`.
+    pub page_size: u32,
+}
+
+impl ListQuery {
+    /// The query parameters of the first page.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("To", self.to.clone()),
+            ("From", self.from.clone()),
+            ("PageSize", self.page_size.min(MAX_PAGE_SIZE).to_string()),
+        ]
+    }
+}
+
+/// One page of a Messages list, as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    /// The messages, newest first.
+    pub messages: Vec<MessageResource>,
+    /// The next page's path and query, if there is one.
+    pub next_page_uri: Option<String>,
+    /// This page's number, from 0.
+    pub page: u32,
+    /// Messages per page.
+    pub page_size: u32,
+    /// This page's path and query.
+    pub uri: String,
 }
 
 /// `X-Twilio-Signature` for a form POST: base64(HMAC-SHA1(auth token, URL + every distinct

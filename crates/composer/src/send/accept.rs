@@ -150,6 +150,12 @@ fn outbound(m: &MessageRow) -> OutboundMessage {
         encoding: m.encoding.as_str().to_owned(),
         segments: u32::try_from(m.segments).unwrap_or(0),
         media_urls: Vec::new(),
+        // A message to send now is valid for Twilio's longest validity from its acceptance; a
+        // scheduled one from when it falls due, which the dispatcher knows (it can be moved).
+        valid_until: m.send_at.is_none().then(|| prost_types::Timestamp {
+            seconds: m.created_at.timestamp() + sms_core::DEFAULT_VALIDITY_SECS,
+            nanos: 0,
+        }),
     }
 }
 

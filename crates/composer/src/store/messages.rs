@@ -475,3 +475,68 @@ pub async fn set_send_at(
     .await
     .map(|_| ())
 }
+
+/// An outbound message whose status stopped moving short of a final one.
+#[derive(Debug, Clone)]
+pub struct Stalled {
+    /// The message.
+    pub id: Uuid,
+    /// Its organization.
+    pub organization_id: String,
+    /// Where it stands here.
+    pub status: Status,
+    /// The carrier's sid, if known.
+    pub carrier_sid: Option<String>,
+    /// How many times it has now been asked about (this one included).
+    pub checks: i32,
+}
+
+/// Takes up to `limit` outbound messages at `queued`, `sending` or `sent` whose status has not
+/// moved for `after`, and records that they are being asked about: not again before `after` ×
+/// 2^(checks − 1) (at most 32 × `after`), and not more than `max_checks` times. Replicas skip
+/// each other's rows.
+pub async fn take_stalled(
+    conn: &mut PgConnection,
+    after: std::time::Duration,
+    max_checks: i32,
+    limit: i64,
+) -> Result<Vec<Stalled>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"WITH due AS (
+               SELECT m.id, m.organization_id, m.status, m.carrier_sid,
+                      coalesce(c.checks, 0) + 1 AS checks
+               FROM composer.messages m
+               LEFT JOIN composer.status_checks c ON c.message_id = m.id
+               WHERE m.direction = 'outbound' AND m.status IN ('queued', 'sending', 'sent')
+                 AND m.updated_at < now() - make_interval(secs => $1)
+                 AND (c.next_at IS NULL OR c.next_at <= now())
+                 AND coalesce(c.checks, 0) < $2
+               ORDER BY m.updated_at LIMIT $3
+               FOR UPDATE OF m SKIP LOCKED),
+           recorded AS (
+               INSERT INTO composer.status_checks (message_id, checks, next_at)
+               SELECT id, checks,
+                      now() + make_interval(secs => $1 * power(2, least(checks - 1, 5)))
+               FROM due
+               ON CONFLICT (message_id) DO UPDATE
+                  SET checks = EXCLUDED.checks, next_at = EXCLUDED.next_at)
+           SELECT id AS "id!", organization_id AS "organization_id!",
+                  status AS "status!: Status", carrier_sid, checks AS "checks!"
+           FROM due"#,
+        after.as_secs_f64(),
+        max_checks,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Stalled {
+            id: r.id,
+            organization_id: r.organization_id,
+            status: r.status,
+            carrier_sid: r.carrier_sid,
+            checks: r.checks,
+        })
+        .collect())
+}

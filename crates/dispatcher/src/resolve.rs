@@ -1,0 +1,259 @@
+//! Sends in doubt, resolved by asking the carrier rather than guessing.
+//!
+//! A carrier call whose outcome is unknown (it timed out after the request left, the reply
+//! was unreadable, or the dispatcher died during it) leaves its send `sending`. Once the call's
+//! lease ends (`SMS_IN_DOUBT_AFTER_MS` after it began), any replica takes the send and lists the
+//! carrier's messages from the same sender to the same recipient since the first call:
+//!
+//! * **found** (same body, taken after the first call began, not bound to another of our
+//!   messages): the message is bound to that carrier sid, with `sending` and whatever the
+//!   carrier's records say since (`delivered`, …), as the callbacks would have said it;
+//! * **provably absent**: it is sent now, once (the lease keeps other replicas off it, and the
+//!   next resolution looks again before any further call);
+//! * **the carrier unreachable, or its answer unreadable**: asked again after a back-off with
+//!   full jitter, until the message's validity ends; then it fails as `expired`. An unreadable
+//!   answer is never taken to mean "absent".
+//!
+//! Look-alike messages (same sender, recipient and body) whose calls are in doubt together
+//! cannot be told apart by the carrier's records; they are bound in the order the carrier took
+//! them, one carrier message each (binding is serialized per sender and recipient). Carrier
+//! messages newer than half the lease are left alone: they may belong to a live call of a
+//! look-alike message that has not recorded its sid yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use prost::Message as _;
+use sms_core::{Reason, Status};
+use sms_proto::events::v1::OutboundMessage;
+use sms_runtime::backoff::Backoff;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{self, InDoubt};
+use crate::{CarrierError, Dispatcher, events};
+
+/// Sends taken per round.
+const BATCH: i64 = 200;
+/// Resolutions under way at once per replica.
+const CONCURRENCY: usize = 16;
+/// How much earlier than our clock the carrier's may date a message.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Back-off between lookups that failed (the carrier unreachable or unreadable): from a
+/// twelfth of the lease (5 s by default), doubling, at most 5 minutes.
+fn lookup_backoff(in_doubt_after: Duration) -> Backoff {
+    Backoff::new(in_doubt_after / 12, Duration::from_secs(300))
+}
+
+/// Resolves sends in doubt until `shutdown`.
+pub(crate) async fn run(d: Arc<Dispatcher>, shutdown: CancellationToken) {
+    let period = (d.in_doubt_after / 8).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        loop {
+            let taken = match store::take_in_doubt(&d.pool, d.in_doubt_after, BATCH).await {
+                Ok(taken) => taken,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not take sends in doubt");
+                    break;
+                }
+            };
+            let full = taken.len() as i64 >= BATCH;
+            futures::stream::iter(taken)
+                .for_each_concurrent(CONCURRENCY, |row| {
+                    let d = d.clone();
+                    async move {
+                        let id = row.id;
+                        if let Err(e) = d.resolve(row).await {
+                            tracing::warn!(%id, error = %e, "resolving a send in doubt failed; it stays in doubt");
+                        }
+                    }
+                })
+                .await;
+            if !full || shutdown.is_cancelled() {
+                break;
+            }
+        }
+    }
+}
+
+/// What a resolution found.
+fn count(outcome: &'static str) {
+    metrics::counter!(sms_runtime::metrics::IN_DOUBT_RESOLVED, "outcome" => outcome).increment(1);
+}
+
+impl Dispatcher {
+    /// Resolves one send in doubt (leased to this replica by [`store::take_in_doubt`]).
+    async fn resolve(&self, row: InDoubt) -> Result<(), sqlx::Error> {
+        let id = row.id;
+        let message = row
+            .message
+            .as_deref()
+            .map(OutboundMessage::decode)
+            .and_then(Result::ok);
+        let Some(m) = message else {
+            // Taken on before messages were kept with their sends: nothing to look for or send.
+            count("unreadable");
+            let event = self.encode(&events::failed(
+                &row.organization_id,
+                &id.to_string(),
+                "",
+                Reason::UnknownCarrierError,
+                "the carrier call had no outcome and the message is not at hand to look for",
+            ));
+            store::fail(
+                &self.pool,
+                &self.outbox,
+                id,
+                Reason::UnknownCarrierError,
+                "no outcome; message not kept",
+                &event,
+            )
+            .await?;
+            self.outbox.wake();
+            return Ok(());
+        };
+        let valid_until = row.valid_until.unwrap_or_else(|| {
+            Utc::now() + chrono::Duration::seconds(sms_core::DEFAULT_VALIDITY_SECS)
+        });
+        let since = row.first_call_at.unwrap_or_else(Utc::now) - CLOCK_SKEW;
+        let records = match self.carrier.find(&m.from, &m.to, since).await {
+            Ok(records) => records,
+            Err(e) => {
+                count("lookup_failed");
+                if Utc::now() > valid_until {
+                    let detail = format!(
+                        "could not learn from the carrier whether it took the message before its \
+                         validity ended ({e})"
+                    );
+                    return self.give_up(id, &m, Reason::Expired, None, &detail).await;
+                }
+                let delay = lookup_backoff(self.in_doubt_after)
+                    .delay(u32::try_from(row.checks).unwrap_or(u32::MAX));
+                tracing::warn!(%id, error = %e, retry_in = ?delay, "carrier lookup failed; asking again later");
+                return store::recheck_at(&self.pool, id, delay, row.attempts, &e.to_string())
+                    .await;
+            }
+        };
+        // Newer carrier messages may belong to a live call of a look-alike message.
+        let settled =
+            Utc::now() - chrono::Duration::from_std(self.in_doubt_after / 2).unwrap_or_default();
+        let mut candidates: Vec<_> = records
+            .into_iter()
+            .filter(|r| r.body == m.body && r.created_at >= since && r.created_at <= settled)
+            .collect();
+        candidates.sort_by_key(|r| r.created_at);
+        if !candidates.is_empty() {
+            let sids: Vec<String> = candidates.iter().map(|r| r.sid.clone()).collect();
+            let pair = format!("{}>{}", m.from, m.to);
+            let bound = store::bind(&self.pool, &self.outbox, id, &pair, &sids, |sid| {
+                let mut out =
+                    vec![self.encode(&events::sending(&m.organization_id, &m.message_id, sid))];
+                if let Some(status) = candidates
+                    .iter()
+                    .find(|r| r.sid == sid)
+                    .and_then(|r| events::from_record(&m.organization_id, &m.message_id, r))
+                {
+                    out.push(self.encode(&status));
+                }
+                out
+            })
+            .await?;
+            if let Some(sid) = bound {
+                count("found");
+                self.outbox.wake();
+                tracing::info!(%id, %sid, "send in doubt: the carrier has it");
+                return Ok(());
+            }
+        }
+        // Provably absent: the carrier took no such message since the first call.
+        count("absent");
+        if let Some((reason, detail)) = self.blocked(&m, valid_until) {
+            return self.give_up(id, &m, reason, None, &detail).await;
+        }
+        if row.attempts >= self.send_attempts {
+            let detail = format!(
+                "the carrier has no record of the message after {} calls",
+                row.attempts
+            );
+            return self
+                .give_up(id, &m, Reason::CarrierUnavailable, None, &detail)
+                .await;
+        }
+        tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
+        store::renew(&self.pool, id, self.in_doubt_after).await?;
+        match self.call(&m).await {
+            Ok(receipt) => {
+                let sending = self.encode(&events::sending(
+                    &m.organization_id,
+                    &m.message_id,
+                    &receipt.carrier_sid,
+                ));
+                store::sent(
+                    &self.pool,
+                    &self.outbox,
+                    &[store::Taken {
+                        id,
+                        organization_id: m.organization_id.clone(),
+                        carrier_sid: receipt.carrier_sid,
+                        events: vec![sending],
+                    }],
+                )
+                .await?;
+                self.outbox.wake();
+                Ok(())
+            }
+            Err(CarrierError::Retryable {
+                reason,
+                detail,
+                retry_after,
+                ..
+            }) => {
+                let attempts = row.attempts + 1;
+                if attempts >= self.send_attempts {
+                    return self.give_up(id, &m, reason, None, &detail).await;
+                }
+                // Not sooner than a lease: should the carrier have taken it after all, its record
+                // must be old enough for the next lookup to consider it.
+                let delay = crate::carrier_retry_delay(reason, attempts + 1, retry_after)
+                    .max(self.in_doubt_after);
+                store::recheck_at(&self.pool, id, delay, attempts, &detail).await
+            }
+            Err(CarrierError::Permanent {
+                reason,
+                code,
+                detail,
+            }) => self.give_up(id, &m, reason, code, &detail).await,
+            // Its lease ends in `in_doubt_after`; then it is looked for again.
+            Err(CarrierError::Ambiguous(detail)) => {
+                tracing::warn!(%id, %detail, "carrier call outcome unknown again");
+                Ok(())
+            }
+        }
+    }
+
+    async fn give_up(
+        &self,
+        id: uuid::Uuid,
+        m: &OutboundMessage,
+        reason: Reason,
+        code: Option<u32>,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        let event = self.encode(&events::status(
+            m,
+            Status::Failed,
+            Some(reason),
+            code,
+            detail,
+        ));
+        store::fail(&self.pool, &self.outbox, id, reason, detail, &event).await?;
+        self.outbox.wake();
+        Ok(())
+    }
+}

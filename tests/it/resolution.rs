@@ -1,0 +1,212 @@
+//! Calls without an outcome, and statuses that stop moving, resolved by asking the carrier:
+//! found → bound to the carrier's message, never sent again; provably absent → sent once;
+//! the carrier unreachable or unreadable → asked again, nothing guessed. And retries that run
+//! out end in `failed` with the last reason.
+
+use std::time::Duration;
+
+use sms_proto::v1::{GetMessageRequest, Message, MessageStatus};
+use sms_testkit::{Options, Stack, as_user, eventually, send_ok, sms};
+
+const FROM: &str = "+12015550100";
+
+/// A stack whose dispatcher gives up on a carrier call after 500 ms and takes a call without
+/// an outcome to be in doubt 3 s after it began.
+async fn stack(change: impl FnOnce(&mut Options)) -> Stack {
+    let mut options = Options {
+        carrier_timeout: Duration::from_millis(500),
+        in_doubt_after: Duration::from_secs(3),
+        ..Options::default()
+    };
+    change(&mut options);
+    let stack = Stack::start_with(options).await;
+    stack.add_number(FROM).await;
+    stack
+}
+
+async fn message(stack: &Stack, id: &str) -> Message {
+    stack
+        .messaging()
+        .await
+        .get_message(as_user(GetMessageRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+}
+
+fn status(m: &Message) -> MessageStatus {
+    MessageStatus::try_from(m.status).unwrap()
+}
+
+/// What the carrier took for `to`: the sids of its accepted requests.
+fn taken(stack: &Stack, to: &str) -> Vec<String> {
+    stack
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.to == to && r.http_status == 201)
+        .filter_map(|r| r.sid)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_carrier_took_without_answering_is_found_and_never_sent_again() {
+    const TO: &str = "+12015550123";
+    let stack = stack(|o| {
+        let b = &mut o.sim.behaviour;
+        b.taken_unanswered.insert(TO.into());
+        b.hang = Duration::from_secs(2);
+        // Only resolution can tell the composer anything: no callbacks.
+        b.callbacks = false;
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "did you get this?"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    let sids = taken(&stack, TO);
+    assert_eq!(sids.len(), 1, "the carrier got it once: {sids:?}");
+    assert_eq!(m.carrier_sid, sids[0], "bound to the carrier's message");
+    assert!(stack.sim.lookups() >= 1, "the carrier was asked");
+    // Well past another lease: still one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(taken(&stack, TO).len(), 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_lost_before_the_carrier_is_sent_once_it_is_found_absent() {
+    const TO: &str = "+12015550124";
+    let stack = stack(|_| {}).await;
+    // The dispatcher's first call is lost on the way, as when it dies mid-call.
+    stack.dispatchers[0]
+        .carrier
+        .lose
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "second time lucky"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    let sids = taken(&stack, TO);
+    assert_eq!(
+        sids.len(),
+        1,
+        "sent once, after the carrier said it had none"
+    );
+    assert_eq!(m.carrier_sid, sids[0]);
+    assert_eq!(
+        stack.dispatchers[0]
+            .carrier
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "the lost call and the one that reached the carrier"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_that_cannot_be_asked_is_asked_again_and_nothing_is_guessed() {
+    const TO: &str = "+12015550125";
+    let stack = stack(|o| {
+        let b = &mut o.sim.behaviour;
+        b.taken_unanswered.insert(TO.into());
+        b.hang = Duration::from_secs(2);
+        b.callbacks = false;
+        b.lookups_unavailable = true;
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "hello?")).await.id;
+    // Unreachable: asked again and again; the message is neither failed nor sent again.
+    eventually(Duration::from_secs(20), "asked three times", || async {
+        (stack.sim.lookups() >= 3).then_some(())
+    })
+    .await;
+    let m = message(&stack, &id).await;
+    assert_eq!(status(&m), MessageStatus::Queued, "{m:?}");
+    // An answer that is not the carrier's JSON is not "absent" either.
+    let before = stack.sim.lookups();
+    stack.sim.update(|b| {
+        b.lookups_unavailable = false;
+        b.lookups_garbled = true;
+    });
+    eventually(Duration::from_secs(20), "asked twice more", || async {
+        (stack.sim.lookups() >= before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(status(&message(&stack, &id).await), MessageStatus::Queued);
+    assert_eq!(taken(&stack, TO).len(), 1, "never sent again while unknown");
+    // The carrier answers again: found, bound, delivered.
+    stack.sim.update(|b| b.lookups_garbled = false);
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    let sids = taken(&stack, TO);
+    assert_eq!(sids.len(), 1);
+    assert_eq!(m.carrier_sid, sids[0]);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_whose_callbacks_were_lost_are_fetched_from_the_carrier() {
+    const DELIVERED: &str = "+12015550126";
+    const LANDLINE: &str = "+12015550127";
+    let stack = stack(|o| {
+        o.sim.behaviour.callbacks = false;
+        o.sim.behaviour.landlines.insert(LANDLINE.into());
+        o.status_check = sms_composer::check::CheckConfig {
+            after: Duration::from_secs(1),
+            max_checks: 5,
+        };
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let ok = send_ok(&mut client, sms(FROM, DELIVERED, "no callback"))
+        .await
+        .id;
+    let landline = send_ok(&mut client, sms(FROM, LANDLINE, "no callback either"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &ok).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    assert_eq!(m.carrier_sid, taken(&stack, DELIVERED)[0]);
+    let m = stack.wait_final(&mut client, &landline).await;
+    assert_eq!(status(&m), MessageStatus::Failed, "{m:?}");
+    assert_eq!(m.reason, "not_sms_capable");
+    assert_eq!(m.carrier_error_code, 30006);
+    // Final now: not asked about again.
+    let lookups = stack.sim.lookups();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.sim.lookups(), lookups);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_that_run_out_end_in_failed_with_the_last_reason() {
+    const TO: &str = "+12015550128";
+    let stack = stack(|o| {
+        o.sim.behaviour.transient_failures.insert(TO.into(), 1000);
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "anyone home?")).await.id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Failed, "{m:?}");
+    assert_eq!(m.reason, "carrier_unavailable");
+    let last = m.history.last().unwrap();
+    assert!(last.detail.contains("503"), "{last:?}");
+    let calls = stack
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.to == TO)
+        .count();
+    assert_eq!(calls, 4, "SMS_SEND_ATTEMPTS calls, no more");
+    stack.shutdown().await;
+}
