@@ -4,6 +4,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod cluster;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

@@ -1,0 +1,708 @@
+//! The proof by killing processes: the real service binaries run as separate processes (two
+//! composers, two dispatchers, the inbound receiver, the scheduler, the opt-out registry) on a
+//! 3-node NATS cluster with R3 streams and on a PostgreSQL cluster of their own. While sends
+//! flow (some scheduled, some to landlines and spam-filtered numbers, some to contacts who text
+//! STOP), each service is killed with SIGKILL in turn and started again, the events stream's
+//! leader node is killed, and PostgreSQL is crashed and restarted. Then, for every accepted
+//! message: it reached a final status that matches what the carrier did with it, the carrier
+//! got it at most once (exactly once unless it failed before the carrier for a stated reason),
+//! and every STOP is recorded and blocks the next send.
+//!
+//! The short run is part of `scripts/test`; `scripts/chaos` runs the long one (set by
+//! `SMS_CHAOS_MESSAGES`, `SMS_CHAOS_RATE` and `SMS_CHAOS_ROUNDS`) and prints its figures.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sms_carrier_sim::{Incoming, Sim, SimConfig};
+use sms_proto::v1::messaging_service_client::MessagingServiceClient;
+use sms_proto::v1::numbers_service_client::NumbersServiceClient;
+use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
+use sms_proto::v1::{
+    AddNumberRequest, CheckOptOutRequest, GetMessageRequest, Message, MessageStatus, NumberKind,
+    SendMessageRequest, add_number_request,
+};
+use sms_testkit::cluster::{
+    NatsCluster, PgCluster, Proc, Procs, free_port, service_binary, wait_ready,
+};
+use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, USER, as_caller};
+use tonic::transport::Channel;
+
+const SENDERS: [&str; 4] = [
+    "+12015550100",
+    "+12015550101",
+    "+12015550102",
+    "+12015550103",
+];
+/// How the carrier is asked to call the inbound receiver for incoming messages (as a number's
+/// webhook URL would be configured at Twilio).
+const INCOMING_OVERRIDES: &str = "#rc=5&rp=5xx,ct,rt";
+
+/// What a run does.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    messages: usize,
+    rate: f64,
+    rounds: usize,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        let var = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(default)
+        };
+        Plan {
+            messages: var("SMS_CHAOS_MESSAGES", 360.0) as usize,
+            rate: var("SMS_CHAOS_RATE", 15.0),
+            rounds: var("SMS_CHAOS_ROUNDS", 1.0) as usize,
+        }
+    }
+}
+
+/// What message `i` is, and so what the carrier will do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Normal,
+    Scheduled,
+    Landline,
+    Spam,
+    /// To a contact who texts STOP during the run.
+    ToStopper(usize),
+}
+
+fn kind(i: usize, stoppers: usize) -> Kind {
+    match i % 10 {
+        1 => Kind::Scheduled,
+        3 => Kind::Landline,
+        5 => Kind::ToStopper((i / 10) % stoppers),
+        7 => Kind::Spam,
+        _ => Kind::Normal,
+    }
+}
+
+fn recipient(i: usize, kind: Kind) -> String {
+    match kind {
+        Kind::Normal | Kind::Scheduled => format!("+1201555{:04}", 2000 + i % 8000),
+        Kind::Landline => format!("+1201556{:04}", i % 10000),
+        Kind::Spam => format!("+1201557{:04}", i % 10000),
+        Kind::ToStopper(k) => stopper(k),
+    }
+}
+
+fn stopper(k: usize) -> String {
+    format!("+1201558{:04}", k)
+}
+
+fn body(i: usize) -> String {
+    format!("chaos-{i} hello from the load")
+}
+
+/// Everything one run starts.
+struct Platform {
+    sim: Sim,
+    nats: NatsCluster,
+    pg: PgCluster,
+    procs: Procs,
+    composers: Vec<MessagingServiceClient<Channel>>,
+    numbers: NumbersServiceClient<Channel>,
+    optouts: OptOutsServiceClient<Channel>,
+    /// Health (or, for the inbound receiver, its own) address per process.
+    health: HashMap<String, String>,
+    inbound_url: String,
+    events_stream: String,
+    _scratch: sms_testkit::cluster::Scratch,
+}
+
+fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy()
+}
+
+impl Platform {
+    async fn start() -> Platform {
+        let scratch = sms_testkit::cluster::Scratch::new("sms-chaos-logs");
+        let nats = NatsCluster::start(3).await;
+        let pg = PgCluster::start().await;
+        let namespace = sms_testkit::fresh_namespace();
+
+        let mut sim_config = SimConfig::new(ACCOUNT_SID, AUTH_TOKEN);
+        sim_config.behaviour.callback_delay = Duration::from_millis(40);
+        // A little latency, so that some kills land while a carrier call is in flight.
+        sim_config.behaviour.api_latency = Duration::from_millis(25);
+        for i in 0..10_000 {
+            sim_config
+                .behaviour
+                .landlines
+                .insert(recipient(i, Kind::Landline));
+            sim_config.behaviour.spam.insert(recipient(i, Kind::Spam));
+        }
+        let sim = Sim::new(sim_config).unwrap();
+        let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
+        tokio::spawn(
+            sim.clone()
+                .serve(sim_listener, tokio_util::sync::CancellationToken::new()),
+        );
+
+        let inbound_addr = format!("127.0.0.1:{}", free_port());
+        let inbound_url = format!("http://{inbound_addr}");
+        let common: Vec<(String, String)> = [
+            ("SMS_NATS_URL", nats.urls()),
+            ("SMS_NAMESPACE", namespace.clone()),
+            ("SMS_DATABASE_URL", pg.url("sms")),
+            ("SMS_STREAM_REPLICAS", "3".into()),
+            ("SMS_DEV_MODE", "true".into()),
+            ("SMS_LOG", "warn,sms_dispatcher=info".into()),
+            ("SMS_ACK_WAIT_MS", "5000".into()),
+            ("SMS_DB_MAX_CONNECTIONS", "8".into()),
+            ("SMS_TWILIO_ACCOUNT_SID", ACCOUNT_SID.into()),
+            ("SMS_TWILIO_AUTH_TOKEN", AUTH_TOKEN.into()),
+            ("SMS_TWILIO_API_URL", sim_url.clone()),
+            ("SMS_PUBLIC_URL", inbound_url.clone()),
+            ("SMS_CARRIER_TIMEOUT_MS", "2000".into()),
+            ("SMS_IN_DOUBT_AFTER_MS", "6000".into()),
+            ("SMS_STATUS_CHECK_AFTER_MS", "4000".into()),
+            ("SMS_STATUS_CHECKS", "30".into()),
+            ("RUST_BACKTRACE", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut procs = Procs::default();
+        let mut health = HashMap::new();
+        let mut composer_addrs = Vec::new();
+        let mut add = |name: &str, binary: &str, extra: Vec<(&str, String)>, ready: String| {
+            let mut env = common.clone();
+            env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+            let p = Proc::new(
+                name,
+                service_binary(binary),
+                Vec::new(),
+                env,
+                scratch.path(),
+            );
+            procs.0.insert(name.to_owned(), p);
+            health.insert(name.to_owned(), ready);
+        };
+        for name in ["composer-a", "composer-b"] {
+            let grpc = format!("127.0.0.1:{}", free_port());
+            let media = format!("127.0.0.1:{}", free_port());
+            let h = format!("127.0.0.1:{}", free_port());
+            add(
+                name,
+                "sms-composer",
+                vec![
+                    ("SMS_GRPC_ADDR", grpc.clone()),
+                    ("SMS_MEDIA_ADDR", media.clone()),
+                    ("SMS_MEDIA_PUBLIC_URL", format!("http://{media}")),
+                    ("SMS_HEALTH_ADDR", h.clone()),
+                ],
+                h,
+            );
+            composer_addrs.push(grpc);
+        }
+        for name in ["dispatcher-a", "dispatcher-b", "scheduler"] {
+            let h = format!("127.0.0.1:{}", free_port());
+            let binary = if name == "scheduler" {
+                "sms-scheduler"
+            } else {
+                "sms-dispatcher"
+            };
+            add(name, binary, vec![("SMS_HEALTH_ADDR", h.clone())], h);
+        }
+        let optout_grpc = format!("127.0.0.1:{}", free_port());
+        let h = format!("127.0.0.1:{}", free_port());
+        add(
+            "optout",
+            "sms-optout",
+            vec![
+                ("SMS_OPTOUT_GRPC_ADDR", optout_grpc.clone()),
+                ("SMS_HEALTH_ADDR", h.clone()),
+            ],
+            h,
+        );
+        add(
+            "inbound",
+            "sms-inbound",
+            vec![("SMS_INBOUND_ADDR", inbound_addr.clone())],
+            inbound_addr.clone(),
+        );
+        // The composers first: they create the database and the streams the others use.
+        let mut platform = Platform {
+            sim,
+            nats,
+            pg,
+            procs,
+            composers: composer_addrs
+                .iter()
+                .map(|a| MessagingServiceClient::new(channel(a)))
+                .collect(),
+            numbers: NumbersServiceClient::new(channel(&composer_addrs[0])),
+            optouts: OptOutsServiceClient::new(channel(&optout_grpc)),
+            health,
+            inbound_url,
+            events_stream: format!(
+                "{}_EVENTS",
+                namespace
+                    .to_uppercase()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            ),
+            _scratch: scratch,
+        };
+        platform.up("composer-a").await;
+        let names: Vec<String> = platform.procs.0.keys().cloned().collect();
+        for name in names {
+            if !platform.procs.get(&name).running() {
+                platform.up(&name).await;
+            }
+        }
+        for number in SENDERS {
+            let request = AddNumberRequest {
+                number: number.into(),
+                kind: NumberKind::Internal as i32,
+                owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
+                ..Default::default()
+            };
+            platform
+                .numbers
+                .add_number(as_caller(request, ORG, USER))
+                .await
+                .unwrap();
+        }
+        platform
+    }
+
+    /// Starts `name` and waits until it is ready.
+    async fn up(&mut self, name: &str) {
+        self.procs.get(name).start();
+        let addr = self.health[name].clone();
+        if !wait_ready(&addr, Duration::from_secs(60)).await {
+            panic!(
+                "{name} not ready after 60 s:\n{}",
+                self.procs.get(name).tail(40)
+            );
+        }
+    }
+
+    /// Kills `name` with SIGKILL, waits `down`, and starts it again.
+    async fn bounce(&mut self, name: &str, down: Duration) {
+        self.procs.get(name).kill();
+        tokio::time::sleep(down).await;
+        self.up(name).await;
+    }
+}
+
+/// A send as the load made it.
+#[derive(Debug, Clone)]
+struct Sent {
+    i: usize,
+    kind: Kind,
+    id: String,
+}
+
+/// Sends message `i`, through the composers in turn, with the same idempotency key until one
+/// answers; `Err` with the code for a refusal.
+async fn send_until_answered(
+    composers: &[MessagingServiceClient<Channel>],
+    request: SendMessageRequest,
+    start: usize,
+) -> Result<Message, tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut attempt = start;
+    loop {
+        let mut client = composers[attempt % composers.len()].clone();
+        attempt += 1;
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.send_message(as_caller(request.clone(), ORG, USER)),
+        )
+        .await;
+        match answer {
+            Ok(Ok(response)) => return Ok(response.into_inner().message.unwrap()),
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                        | tonic::Code::NotFound
+                        | tonic::Code::PermissionDenied
+                ) =>
+            {
+                return Err(status);
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message {:?} not accepted in 180 s",
+            request.idempotency_key
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The contact `from` texts `body` to our number, retrying as a carrier would until the
+/// receiver takes it.
+async fn text_us(sim: &Sim, inbound_url: &str, from: &str, body: &str) {
+    let url = format!("{inbound_url}/webhooks/twilio/incoming{INCOMING_OVERRIDES}");
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let message = Incoming {
+            from: from.into(),
+            to: SENDERS[0].into(),
+            body: body.into(),
+            media: Vec::new(),
+            // The same sid on every try: a repeat is the same message.
+            sid: Some(sid.clone()),
+        };
+        if let Ok((200, _)) = sim.send_incoming(&url, ACCOUNT_SID, &message).await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{from}'s {body} never taken");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The faults of one round, in order.
+const FAULTS: [&str; 9] = [
+    "composer-a",
+    "dispatcher-a",
+    "inbound",
+    "nats-leader",
+    "scheduler",
+    "optout",
+    "postgres",
+    "composer-b",
+    "dispatcher-b",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
+    let plan = Plan::from_env();
+    let stoppers = (plan.messages / 60).max(4);
+    let mut platform = Platform::start().await;
+    let started = Instant::now();
+    let load_time = Duration::from_secs_f64(plan.messages as f64 / plan.rate);
+    println!(
+        "chaos: {} messages at {}/s (~{:.0} s), {} fault round(s), {stoppers} contacts who text STOP",
+        plan.messages,
+        plan.rate,
+        load_time.as_secs_f64(),
+        plan.rounds
+    );
+
+    // The load: message i at i / rate, through the composers in turn.
+    let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<(usize, Kind, tonic::Status)>>> = Arc::default();
+    let composers = platform.composers.clone();
+    let load = {
+        let (sent, refused) = (sent.clone(), refused.clone());
+        let sim = platform.sim.clone();
+        let inbound_url = platform.inbound_url.clone();
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            let mut stopped = 0;
+            for i in 0..plan.messages {
+                let at = started + Duration::from_secs_f64(i as f64 / plan.rate);
+                tokio::time::sleep_until(at.into()).await;
+                // Contact k texts STOP once the load is (k+1)/(stoppers+1) of the way.
+                while stopped < stoppers && i * (stoppers + 1) >= (stopped + 1) * plan.messages {
+                    let (sim, url) = (sim.clone(), inbound_url.clone());
+                    let who = stopper(stopped);
+                    tasks.push(tokio::spawn(async move {
+                        text_us(&sim, &url, &who, "STOP").await;
+                    }));
+                    stopped += 1;
+                }
+                let kind = kind(i, stoppers);
+                let mut request = SendMessageRequest {
+                    to: recipient(i, kind),
+                    from: SENDERS[i % SENDERS.len()].into(),
+                    body: body(i),
+                    idempotency_key: format!("chaos-{i}"),
+                    ..Default::default()
+                };
+                if kind == Kind::Scheduled {
+                    let at =
+                        std::time::SystemTime::now() + Duration::from_secs(5 + (i % 11) as u64);
+                    request.send_at = Some(prost_types::Timestamp::from(at));
+                }
+                let composers = composers.clone();
+                let (sent, refused) = (sent.clone(), refused.clone());
+                tasks.push(tokio::spawn(async move {
+                    match send_until_answered(&composers, request, i).await {
+                        Ok(m) => sent.lock().unwrap().push(Sent { i, kind, id: m.id }),
+                        Err(status) => refused.lock().unwrap().push((i, kind, status)),
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    };
+
+    // The faults, one at a time, spread over the load.
+    let spacing = (load_time / (FAULTS.len() * plan.rounds + 1) as u32).max(Duration::from_secs(1));
+    let mut faults = Vec::new();
+    for round in 0..plan.rounds {
+        for fault in FAULTS {
+            tokio::time::sleep(spacing).await;
+            let at = started.elapsed().as_secs_f64();
+            let what = match fault {
+                "nats-leader" => {
+                    let leader = platform.nats.stream_leader(&platform.events_stream).await;
+                    match leader {
+                        Some(n) => {
+                            let name = platform.nats.nodes[n].name.clone();
+                            platform.nats.nodes[n].kill();
+                            tokio::time::sleep(Duration::from_secs(4)).await;
+                            platform.nats.nodes[n].start();
+                            format!(
+                                "NATS node {name} (leader of the events stream) killed, back after 4 s"
+                            )
+                        }
+                        None => "NATS stream leader not found (skipped)".to_owned(),
+                    }
+                }
+                "postgres" => {
+                    platform.pg.crash();
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    platform.pg.up();
+                    "PostgreSQL crashed (immediate stop), restarted after 2 s".to_owned()
+                }
+                service => {
+                    platform.bounce(service, Duration::from_millis(500)).await;
+                    format!("{service} killed (SIGKILL), restarted")
+                }
+            };
+            println!("chaos: round {} at {at:.1} s: {what}", round + 1);
+            faults.push(what);
+        }
+    }
+    load.await.unwrap();
+    let load_done = Instant::now();
+    // Anything that died on its own comes back (a fault may have stopped a service's start).
+    let names: Vec<String> = platform.procs.0.keys().cloned().collect();
+    for name in names {
+        if !platform.procs.get(&name).running() {
+            println!("chaos: {name} had exited; starting it again");
+            platform.up(&name).await;
+        }
+    }
+
+    // Every accepted message reaches a final status.
+    let sent = sent.lock().unwrap().clone();
+    // A send refused at once is right only for a contact who had texted STOP.
+    let refused = refused.lock().unwrap().clone();
+    let mut problems = Vec::new();
+    let mut refused_opted_out = 0;
+    for (i, kind, status) in &refused {
+        let opted_out = tonic_types::StatusExt::get_details_error_info(status)
+            .is_some_and(|info| info.reason == "OPTED_OUT");
+        if matches!(kind, Kind::ToStopper(_)) && opted_out {
+            refused_opted_out += 1;
+        } else {
+            problems.push(format!("message {i} ({kind:?}) refused: {status}"));
+        }
+    }
+    let mut client = platform.composers[0].clone();
+    let mut finals: HashMap<String, Message> = HashMap::new();
+    let converge_deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        for s in &sent {
+            if finals.contains_key(&s.id) {
+                continue;
+            }
+            let got = client
+                .get_message(as_caller(GetMessageRequest { id: s.id.clone() }, ORG, USER))
+                .await;
+            if let Ok(m) = got {
+                let m = m.into_inner().message.unwrap();
+                let status = MessageStatus::try_from(m.status).unwrap();
+                if sms_bus::status_from_proto(status).is_some_and(|s| s.is_final()) {
+                    finals.insert(s.id.clone(), m);
+                }
+            }
+        }
+        if finals.len() == sent.len() || Instant::now() > converge_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let converged_in = load_done.elapsed();
+
+    // What the carrier did: requests taken (201) by body.
+    let requests = platform.sim.requests();
+    let mut taken: HashMap<String, Vec<String>> = HashMap::new();
+    for r in &requests {
+        if r.http_status == 201 {
+            taken
+                .entry(r.body.clone())
+                .or_default()
+                .push(r.sid.clone().unwrap_or_default());
+        }
+    }
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    let mut carrier = [0usize; 3];
+    for s in &sent {
+        let sids = taken.get(&body(s.i)).cloned().unwrap_or_default();
+        carrier[sids.len().min(2)] += 1;
+        let Some(m) = finals.get(&s.id) else {
+            problems.push(format!("{} ({:?}) stuck", s.id, s.kind));
+            continue;
+        };
+        let status = MessageStatus::try_from(m.status).unwrap();
+        *statuses
+            .entry(format!("{status:?} {}", m.reason).trim().to_owned())
+            .or_default() += 1;
+        match sids.len() {
+            0 => {
+                // Never reached the carrier: only for a stated reason it may not have.
+                let stated = matches!(s.kind, Kind::ToStopper(_)) && m.reason == "opted_out";
+                if !(status == MessageStatus::Failed && stated) {
+                    problems.push(format!(
+                        "{} ({:?}) never reached the carrier but is {status:?} {}",
+                        s.id, s.kind, m.reason
+                    ));
+                }
+            }
+            1 => {
+                let expected = match s.kind {
+                    Kind::Landline => (MessageStatus::Failed, "not_sms_capable"),
+                    Kind::Spam => (MessageStatus::Undelivered, "filtered_as_spam"),
+                    _ => (MessageStatus::Delivered, ""),
+                };
+                if (status, m.reason.as_str()) != expected || m.carrier_sid != sids[0] {
+                    problems.push(format!(
+                        "{} ({:?}) is {status:?} {} under sid {:?}; the carrier did {expected:?} under {}",
+                        s.id, s.kind, m.reason, m.carrier_sid, sids[0]
+                    ));
+                }
+            }
+            n => problems.push(format!(
+                "{} ({:?}) reached the carrier {n} times",
+                s.id, s.kind
+            )),
+        }
+    }
+    // Every STOP is recorded and blocks the next send.
+    let mut stops_honoured = 0;
+    for k in 0..stoppers {
+        let who = stopper(k);
+        let status = platform
+            .optouts
+            .check_opt_out(as_caller(
+                CheckOptOutRequest {
+                    contact_number: who.clone(),
+                },
+                ORG,
+                USER,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if !status.opted_out {
+            problems.push(format!("{who}'s STOP was not recorded"));
+            continue;
+        }
+        let after = SendMessageRequest {
+            to: who.clone(),
+            from: SENDERS[0].into(),
+            body: format!("chaos-after-stop-{k}"),
+            idempotency_key: format!("chaos-after-stop-{k}"),
+            ..Default::default()
+        };
+        match send_until_answered(&platform.composers, after, k).await {
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => stops_honoured += 1,
+            Err(status) => problems.push(format!("the send after {who}'s STOP got {status}")),
+            Ok(m) => {
+                let m =
+                    sms_testkit::eventually(Duration::from_secs(60), "the send after STOP", || {
+                        let mut client = client.clone();
+                        let id = m.id.clone();
+                        async move {
+                            let m = client
+                                .get_message(as_caller(GetMessageRequest { id }, ORG, USER))
+                                .await
+                                .ok()?
+                                .into_inner()
+                                .message?;
+                            let s = sms_bus::status_from_proto(
+                                MessageStatus::try_from(m.status).ok()?,
+                            )?;
+                            s.is_final().then_some(m)
+                        }
+                    })
+                    .await;
+                if m.reason == "opted_out" {
+                    stops_honoured += 1;
+                } else {
+                    problems.push(format!("the send after {who}'s STOP ended {}", m.reason));
+                }
+            }
+        }
+        let reached = platform
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.body == format!("chaos-after-stop-{k}") && r.http_status == 201)
+            .count();
+        if reached > 0 {
+            problems.push(format!("the send after {who}'s STOP reached the carrier"));
+        }
+    }
+    // Confirmations of the STOPs: at most one each.
+    let confirmations: HashSet<String> = requests
+        .iter()
+        .filter(|r| r.http_status == 201 && !r.body.starts_with("chaos-"))
+        .map(|r| r.to.clone())
+        .collect();
+    let confirmation_count = requests
+        .iter()
+        .filter(|r| r.http_status == 201 && !r.body.starts_with("chaos-"))
+        .count();
+    if confirmation_count > confirmations.len() {
+        problems.push(format!(
+            "{confirmation_count} STOP confirmations for {} contacts",
+            confirmations.len()
+        ));
+    }
+
+    println!("chaos: faults: {}", faults.len());
+    println!(
+        "chaos: accepted {} (refused {}, {refused_opted_out} of them as opted out); final {} of {}; converged {:.1} s after the load",
+        sent.len(),
+        refused.len(),
+        finals.len(),
+        sent.len(),
+        converged_in.as_secs_f64()
+    );
+    println!(
+        "chaos: carrier got 0: {}, 1: {}, >1: {}; statuses: {statuses:?}",
+        carrier[0], carrier[1], carrier[2]
+    );
+    println!(
+        "chaos: STOPs honoured {stops_honoured} of {stoppers}; confirmations {confirmation_count}; wall {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !problems.is_empty() {
+        println!("{}", platform.procs.tails(30));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems: {:#?}",
+        problems.len(),
+        &problems[..problems.len().min(40)]
+    );
+    assert_eq!(stops_honoured, stoppers);
+}
