@@ -473,10 +473,12 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                     }
                 }
                 "postgres" => {
+                    // Down for longer than five deliveries' back-off: events wait for the
+                    // database instead of being dead-lettered.
                     platform.pg.crash();
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    tokio::time::sleep(Duration::from_secs(10)).await;
                     platform.pg.up();
-                    "PostgreSQL crashed (immediate stop), restarted after 2 s".to_owned()
+                    "PostgreSQL crashed (immediate stop), restarted after 10 s".to_owned()
                 }
                 service => {
                     platform.bounce(service, Duration::from_millis(500)).await;

@@ -79,6 +79,16 @@ pub enum HandleError {
         /// How long to wait before the redelivery.
         delay: Duration,
     },
+    /// Something the handler depends on is down (the database restarting, say): tried again
+    /// after `delay` for as long as it takes, never dead-lettered, because the event itself is
+    /// fine and dropping it would lose it.
+    #[error("unavailable: {reason}")]
+    Unavailable {
+        /// What is down.
+        reason: String,
+        /// How long to wait before the redelivery.
+        delay: Duration,
+    },
     /// Will never succeed: the event goes to the dead-letter stream.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -351,8 +361,10 @@ impl Bus {
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
             ack_wait: self.config.ack_wait,
-            // The server stops redelivering one past our own limit, as a backstop.
-            max_deliver: self.config.max_deliver + 1,
+            // Unlimited on the server: we decide. An event that keeps failing on its own
+            // account goes to the dead-letter stream after `max_deliver` deliveries; one whose
+            // handler waits for a dependency to come back is redelivered until it does.
+            max_deliver: -1,
             max_ack_pending: 20_000,
             ..Default::default()
         };
@@ -485,6 +497,11 @@ impl Bus {
             Err(HandleError::Retry { reason, delay }) if !delivery.last => {
                 tracing::warn!(attempt = delivery.attempt, %reason, "handler failed; will retry");
                 count(kind, "retry");
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Err(HandleError::Unavailable { reason, delay }) => {
+                tracing::warn!(attempt = delivery.attempt, %reason, "a dependency is unavailable; will retry");
+                count(kind, "unavailable");
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Err(e) => return self.dead_letter(kind, message, &e.to_string()).await,

@@ -1,8 +1,6 @@
 //! Inbound messages: stored on their conversation, shown in the owners' inboxes, announced to
 //! the CRM; and the registry's keyword answers, sent like any other message.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use sms_bus::HandleError;
 use sms_core::text::{self, Lines};
@@ -18,26 +16,10 @@ use crate::store::{self, MessageRow};
 /// contact (only the opt-out confirmation may).
 pub const AUTO_REPLY_USER: &str = "system";
 
-fn retry(e: impl std::fmt::Display) -> HandleError {
-    HandleError::Retry {
-        reason: e.to_string(),
-        delay: Duration::from_millis(500),
-    }
-}
-
-/// A database failure as the bus should treat it: the data itself refused (a data exception or
-/// a constraint, classes 22 and 23) fails the same way every time and goes to the dead-letter
-/// stream at once; anything else (the connection, the pool) is worth retrying.
+/// A database failure as the bus should treat it (see [`sms_runtime::db::consumer_error`]):
+/// the data refused is dead-lettered at once, the database down is waited for.
 pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    let permanent = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"));
-    if permanent {
-        HandleError::Permanent(format!("the database refused the data: {e}"))
-    } else {
-        retry(format!("database: {e}"))
-    }
+    sms_runtime::db::consumer_error(e, 3)
 }
 
 /// A text field of an event, as it can be stored: U+FFFD for what cannot be, and how many.

@@ -35,10 +35,7 @@ fn parse_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), HandleError> {
 
 /// A database failure while applying statuses: try the event again shortly.
 fn database_retry(e: sqlx::Error) -> HandleError {
-    HandleError::Retry {
-        reason: format!("database: {e}"),
-        delay: Duration::from_millis(500),
-    }
+    sms_runtime::db::consumer_error(e, 3)
 }
 
 /// What a carrier's callback may do to a message as it stands.

@@ -263,9 +263,9 @@ pub async fn run_with_carrier(
 struct Dispatcher {
     pool: PgPool,
     /// Claims, many per transaction: message → attempt number, or `None` when already taken.
-    claims: Batcher<store::Claim, Result<Option<i32>, String>>,
+    claims: Batcher<store::Claim, Result<Option<i32>, BatchError>>,
     /// Messages the carrier took, recorded many per transaction with their `sending` status.
-    sent: Batcher<store::Taken, Result<(), String>>,
+    sent: Batcher<store::Taken, Result<(), BatchError>>,
     bus: sms_bus::Bus,
     outbox: Outbox,
     carrier: Arc<dyn Carrier>,
@@ -291,12 +291,53 @@ fn callback_base(public_url: &str) -> String {
 const BATCH: usize = 256;
 const BATCH_WORKERS: usize = 2;
 
+/// A group-committed statement that failed, as each of its callers sees it.
+#[derive(Debug, Clone)]
+struct BatchError {
+    /// The database could not be reached (see [`sms_runtime::db::is_unavailable`]).
+    unavailable: bool,
+    reason: String,
+}
+
+impl BatchError {
+    fn new(e: &sqlx::Error) -> BatchError {
+        BatchError {
+            unavailable: sms_runtime::db::is_unavailable(e),
+            reason: format!("database: {e}"),
+        }
+    }
+
+    fn stopping() -> BatchError {
+        BatchError {
+            unavailable: true,
+            reason: "dispatcher stopping".into(),
+        }
+    }
+
+    /// What the bus should do with the event.
+    fn handle(self, delivery: Delivery) -> HandleError {
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let delay = backoff.delay(u32::try_from(delivery.attempt).unwrap_or(u32::MAX));
+        if self.unavailable {
+            HandleError::Unavailable {
+                reason: self.reason,
+                delay,
+            }
+        } else {
+            HandleError::Retry {
+                reason: self.reason,
+                delay,
+            }
+        }
+    }
+}
+
 /// Claims messages for carrier calls, many per transaction (see [`store::claim`]).
 fn claims(
     pool: PgPool,
     outbox: Outbox,
     in_doubt_after: Duration,
-) -> Batcher<store::Claim, Result<Option<i32>, String>> {
+) -> Batcher<store::Claim, Result<Option<i32>, BatchError>> {
     Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<store::Claim>| {
         let (pool, outbox) = (pool.clone(), outbox.clone());
         async move {
@@ -306,20 +347,20 @@ fn claims(
                     // `remove`: a repeat of an id in this batch finds it taken.
                     items.iter().map(|c| Ok(attempts.remove(&c.id))).collect()
                 }
-                Err(e) => items.iter().map(|_| Err(e.to_string())).collect(),
+                Err(e) => items.iter().map(|_| Err(BatchError::new(&e))).collect(),
             }
         }
     })
 }
 
 /// Records that the carrier took messages, many per transaction (see [`store::sent`]).
-fn sent(pool: PgPool, outbox: Outbox) -> Batcher<store::Taken, Result<(), String>> {
+fn sent(pool: PgPool, outbox: Outbox) -> Batcher<store::Taken, Result<(), BatchError>> {
     Batcher::start(BATCH_WORKERS, BATCH, move |items: Vec<store::Taken>| {
         let (pool, outbox) = (pool.clone(), outbox.clone());
         async move {
             let result = store::sent(&pool, &outbox, &items)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| BatchError::new(&e));
             if result.is_ok() {
                 outbox.wake();
             }
@@ -328,18 +369,9 @@ fn sent(pool: PgPool, outbox: Outbox) -> Batcher<store::Taken, Result<(), String
     })
 }
 
-/// A database hiccup: try the event again after a jittered back-off that grows with the
-/// deliveries.
+/// A database error as the bus should treat it (see [`sms_runtime::db::consumer_error`]).
 fn db_retry(e: sqlx::Error, delivery: Delivery) -> HandleError {
-    retry(format!("database: {e}"), delivery)
-}
-
-fn retry(reason: String, delivery: Delivery) -> HandleError {
-    let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    HandleError::Retry {
-        reason,
-        delay: backoff.delay(u32::try_from(delivery.attempt).unwrap_or(u32::MAX)),
-    }
+    sms_runtime::db::consumer_error(e, delivery.attempt)
 }
 
 /// How long to wait before carrier call `attempt` (2 for the first retry) after a failure that
@@ -410,8 +442,8 @@ impl Dispatcher {
             .claims
             .call(claim)
             .await
-            .unwrap_or_else(|| Err("dispatcher stopping".into()))
-            .map_err(|e| retry(format!("database: {e}"), delivery))?
+            .unwrap_or_else(|| Err(BatchError::stopping()))
+            .map_err(|e| e.handle(delivery))?
         else {
             tracing::debug!(%id, "already taken on; dropping the redelivery");
             return Ok(());
@@ -540,8 +572,8 @@ impl Dispatcher {
                 events: vec![sending],
             })
             .await
-            .unwrap_or_else(|| Err("dispatcher stopping".into()))
-            .map_err(|e| retry(format!("database: {e}"), delivery))
+            .unwrap_or_else(|| Err(BatchError::stopping()))
+            .map_err(|e| e.handle(delivery))
     }
 
     /// Fails a claimed message: the claim's state and the `failed` status, in one transaction.

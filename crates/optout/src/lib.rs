@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -118,11 +117,9 @@ pub async fn run(
     Ok(())
 }
 
-fn retry(e: impl std::fmt::Display) -> HandleError {
-    HandleError::Retry {
-        reason: e.to_string(),
-        delay: Duration::from_millis(500),
-    }
+/// A database error as the bus should treat it (see [`sms_runtime::db::consumer_error`]).
+fn retry(e: sqlx::Error) -> HandleError {
+    sms_runtime::db::consumer_error(e, 3)
 }
 
 /// One contact's opt-out state.
@@ -288,7 +285,7 @@ impl Registry {
     }
 
     /// Records a change in a transaction of its own; returns whether the state changed.
-    pub async fn record(&self, c: &Change<'_>) -> Result<bool, anyhow::Error> {
+    pub async fn record(&self, c: &Change<'_>) -> Result<bool, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let changed = self.record_in(&mut tx, c).await?;
         tx.commit().await?;

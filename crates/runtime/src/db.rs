@@ -136,3 +136,85 @@ fn identifier(name: &str) -> Result<&str, DbError> {
         Err(DbError::Identifier(name.to_owned()))
     }
 }
+
+/// Whether `e` says the database cannot be reached, is restarting or out of connections
+/// (rather than that a statement failed): I/O, TLS, a broken protocol, the pool timing out,
+/// SQLSTATE classes 08, 53 and 57P0x.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    ) || e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0"))
+}
+
+/// How a bus consumer treats a database error met on delivery `attempt` of an event:
+///
+/// * the database cannot be reached, is restarting or out of connections (I/O, TLS, a broken
+///   protocol, the pool timing out, SQLSTATE classes 08, 53 and 57P0x):
+///   [`HandleError::Unavailable`], redelivered until it is back, never dead-lettered (a
+///   failover must not turn events into dead letters);
+/// * the data itself refused (classes 22 and 23): [`HandleError::Permanent`], dead-lettered at
+///   once, since it fails the same way every time;
+/// * anything else (a serialization failure, a deadlock): [`HandleError::Retry`], counted.
+///
+/// The delay is jittered and grows with the attempt, from 200 ms to 5 s.
+pub fn consumer_error(e: sqlx::Error, attempt: i64) -> sms_bus::HandleError {
+    use sms_bus::HandleError;
+    let backoff = crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let delay = backoff.delay(u32::try_from(attempt).unwrap_or(u32::MAX));
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned());
+    if is_unavailable(&e) {
+        return HandleError::Unavailable {
+            reason: format!("database: {e}"),
+            delay,
+        };
+    }
+    if code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+    {
+        return HandleError::Permanent(format!("the database refused the data: {e}"));
+    }
+    HandleError::Retry {
+        reason: format!("database: {e}"),
+        delay,
+    }
+}
+
+#[cfg(test)]
+mod consumer_error_tests {
+    use sms_bus::HandleError;
+
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_waited_for_never_dead_lettered() {
+        let io = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        assert!(matches!(
+            consumer_error(io, 50),
+            HandleError::Unavailable { delay, .. } if delay <= Duration::from_secs(5)
+        ));
+        assert!(matches!(
+            consumer_error(sqlx::Error::PoolTimedOut, 1),
+            HandleError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            consumer_error(sqlx::Error::RowNotFound, 1),
+            HandleError::Retry { .. }
+        ));
+    }
+}

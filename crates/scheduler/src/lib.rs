@@ -107,10 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 fn db_retry(e: sqlx::Error) -> HandleError {
-    HandleError::Retry {
-        reason: format!("database: {e}"),
-        delay: Duration::from_millis(500),
-    }
+    sms_runtime::db::consumer_error(e, 3)
 }
 
 impl Scheduler {
