@@ -489,6 +489,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
             faults.push(what);
         }
     }
+    let faults_done = Instant::now();
     load.await.unwrap();
     let load_done = Instant::now();
     // Anything that died on its own comes back (a fault may have stopped a service's start).
@@ -517,6 +518,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     }
     let mut client = platform.composers[0].clone();
     let mut finals: HashMap<String, Message> = HashMap::new();
+    let mut final_at: HashMap<String, Duration> = HashMap::new();
     let converge_deadline = Instant::now() + Duration::from_secs(240);
     loop {
         for s in &sent {
@@ -531,6 +533,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                 let status = MessageStatus::try_from(m.status).unwrap();
                 if sms_bus::status_from_proto(status).is_some_and(|s| s.is_final()) {
                     finals.insert(s.id.clone(), m);
+                    final_at.insert(s.id.clone(), load_done.elapsed());
                 }
             }
         }
@@ -540,6 +543,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let converged_in = load_done.elapsed();
+    let after_faults = faults_done.elapsed();
 
     // What the carrier did: requests taken (201) by body.
     let requests = platform.sim.requests();
@@ -681,13 +685,40 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     }
 
     println!("chaos: faults: {}", faults.len());
+    // The slowest to settle, and the way they went: what the tail of convergence is made of.
+    let mut slowest: Vec<(&Duration, &Sent)> = sent
+        .iter()
+        .filter_map(|s| final_at.get(&s.id).map(|at| (at, s)))
+        .collect();
+    slowest.sort_by(|a, b| b.0.cmp(a.0));
+    for (at, s) in slowest.iter().take(3) {
+        let history: Vec<String> = finals[&s.id]
+            .history
+            .iter()
+            .map(|h| {
+                let status = MessageStatus::try_from(h.status).unwrap_or_default();
+                let when = h.at.as_ref().map_or(0, |t| t.seconds);
+                format!(
+                    "{status:?}@{when} {}",
+                    h.detail.chars().take(60).collect::<String>()
+                )
+            })
+            .collect();
+        println!(
+            "chaos: settled {:.1} s after the load: {} ({:?}): {history:?}",
+            at.as_secs_f64(),
+            s.id,
+            s.kind
+        );
+    }
     println!(
-        "chaos: accepted {} (refused {}, {refused_opted_out} of them as opted out); final {} of {}; converged {:.1} s after the load",
+        "chaos: accepted {} (refused {}, {refused_opted_out} of them as opted out); final {} of {}; converged {:.1} s after the load ended, {:.1} s after the last fault",
         sent.len(),
         refused.len(),
         finals.len(),
         sent.len(),
-        converged_in.as_secs_f64()
+        converged_in.as_secs_f64(),
+        after_faults.as_secs_f64()
     );
     println!(
         "chaos: carrier got 0: {}, 1: {}, >1: {}; statuses: {statuses:?}",

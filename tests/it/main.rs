@@ -9,6 +9,7 @@ mod hostile;
 mod inbound;
 mod mms;
 mod operations;
+mod outage;
 mod outbox;
 mod pipeline;
 mod reflection;

@@ -117,6 +117,51 @@ pub fn parse_servers(urls: &str) -> Result<Vec<async_nats::ServerAddr>, String> 
     Ok(servers)
 }
 
+/// How long start-up keeps trying to reach JetStream (connect, streams) before giving up: long
+/// enough for a stream leader election or a NATS node restart.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `attempt` until it succeeds, waiting a jittered, doubling pause (100 ms to 2 s) between
+/// failures, for `patience` at most (then the last error) or until `shutdown`.
+async fn persist<T, E, F, Fut>(
+    what: &str,
+    patience: Duration,
+    shutdown: Option<&CancellationToken>,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut ceiling = Duration::from_millis(100);
+    loop {
+        let error = match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let stopping = shutdown.is_some_and(CancellationToken::is_cancelled);
+        if stopping || tokio::time::Instant::now() + ceiling > deadline {
+            return Err(error);
+        }
+        tracing::warn!(%error, "{what} failed; trying again");
+        let pause = Duration::from_millis(fastrand::u64(
+            0..=u64::try_from(ceiling.as_millis()).unwrap_or(2000),
+        ));
+        match shutdown {
+            Some(token) => {
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+        ceiling = (ceiling * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// Tuning for streams and consumers.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -210,7 +255,34 @@ impl Bus {
                 e,
             ),
         })?;
-        let client = async_nats::ConnectOptions::new()
+        // A node may be down or electing leaders while we start: keep trying for a while
+        // rather than exit.
+        let client = persist("NATS connect", START_PATIENCE, None, || {
+            Self::open(&config, &servers)
+        })
+        .await?;
+        let js = jetstream::ContextBuilder::new()
+            .max_ack_inflight(1024)
+            .build(client.clone());
+        let bus = Bus {
+            client,
+            js,
+            subjects: Subjects::new(config.namespace.clone()),
+            config,
+        };
+        persist("JetStream stream set-up", START_PATIENCE, None, || {
+            bus.ensure_streams()
+        })
+        .await?;
+        Ok(bus)
+    }
+
+    /// One attempt at a connection to any of `servers`.
+    async fn open(
+        config: &BusConfig,
+        servers: &[async_nats::ServerAddr],
+    ) -> Result<async_nats::Client, BusError> {
+        async_nats::ConnectOptions::new()
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
@@ -221,23 +293,12 @@ impl Bus {
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             })
-            .connect(servers.as_slice())
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: config.url.clone(),
                 source,
-            })?;
-        let js = jetstream::ContextBuilder::new()
-            .max_ack_inflight(1024)
-            .build(client.clone());
-        let bus = Bus {
-            client,
-            js,
-            subjects: Subjects::new(config.namespace.clone()),
-            config,
-        };
-        bus.ensure_streams().await?;
-        Ok(bus)
+            })
     }
 
     /// The subjects of this bus's namespace.
@@ -388,7 +449,7 @@ impl Bus {
         F: Fn(E, Delivery) -> Fut + Send + Sync,
         Fut: Future<Output = Result<(), HandleError>> + Send,
     {
-        let consumer = self.consumer(kind).await?;
+        let consumer = self.durable(kind, &shutdown).await?;
         while !shutdown.is_cancelled() {
             let Some(messages) = self.pull(&consumer, kind, &shutdown).await else {
                 continue;
@@ -423,7 +484,7 @@ impl Bus {
         F: Fn(Vec<(E, Delivery)>) -> Fut + Send + Sync,
         Fut: Future<Output = Vec<Result<(), HandleError>>> + Send,
     {
-        let consumer = self.consumer(kind).await?;
+        let consumer = self.durable(kind, &shutdown).await?;
         while !shutdown.is_cancelled() {
             let Some(messages) = self.pull(&consumer, kind, &shutdown).await else {
                 continue;
@@ -444,6 +505,23 @@ impl Bus {
                 .await;
         }
         Ok(())
+    }
+
+    /// The durable consumer `kind`, set up however long JetStream takes to answer (a leader
+    /// election), until `shutdown`.
+    async fn durable(
+        &self,
+        kind: ConsumerKind,
+        shutdown: &CancellationToken,
+    ) -> Result<PullConsumer, BusError> {
+        persist(
+            "JetStream consumer set-up",
+            // Until shutdown: a consumer is what the service is for.
+            Duration::from_secs(365 * 24 * 3600),
+            Some(shutdown),
+            || self.consumer(kind),
+        )
+        .await
     }
 
     /// A pull stream on `consumer`; `None` (after a pause, or at shutdown) when the pull failed.
@@ -642,24 +720,13 @@ impl Bus {
         E: Event,
         F: Fn(E) + Send + Sync + 'static,
     {
-        let stream = self
-            .js
-            .get_stream(self.subjects.state_stream())
-            .await
-            .map_err(|e| BusError::js("state stream lookup", e))?;
-        let mut consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: self.subjects.state_all(kind),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| BusError::js("state consumer set-up", e))?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(|e| BusError::js("state consumer info", e))?
-            .num_pending;
+        let (consumer, pending) = persist(
+            "state consumer set-up",
+            START_PATIENCE,
+            Some(&shutdown),
+            || self.state_consumer(kind),
+        )
+        .await?;
         let (ready_tx, ready_rx) = tokio::sync::watch::channel(pending == 0);
         let mut messages = consumer
             .messages()
@@ -692,6 +759,38 @@ impl Bus {
             }
         });
         Ok(StateFollower { ready: ready_rx })
+    }
+
+    /// An ordered consumer replaying the state of `kind`, and how many entries it has to replay.
+    async fn state_consumer(
+        &self,
+        kind: StateKind,
+    ) -> Result<
+        (
+            async_nats::jetstream::consumer::Consumer<pull::OrderedConfig>,
+            u64,
+        ),
+        BusError,
+    > {
+        let stream = self
+            .js
+            .get_stream(self.subjects.state_stream())
+            .await
+            .map_err(|e| BusError::js("state stream lookup", e))?;
+        let mut consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.subjects.state_all(kind),
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::js("state consumer set-up", e))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| BusError::js("state consumer info", e))?
+            .num_pending;
+        Ok((consumer, pending))
     }
 
     /// Copies an event to the dead-letter stream with the reason, then terminates it, so it

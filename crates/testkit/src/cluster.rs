@@ -167,29 +167,29 @@ impl NatsCluster {
                 let name = format!("n{}", i + 1);
                 let store = dir.path().join(&name);
                 std::fs::create_dir_all(&store).expect("store dir");
-                let mut p = Proc::new(
-                    &name,
-                    nats_server(),
-                    vec![
-                        "-a".into(),
-                        "127.0.0.1".into(),
-                        "-p".into(),
-                        ports[i].to_string(),
-                        "-js".into(),
-                        "-sd".into(),
-                        store.display().to_string(),
-                        "--server_name".into(),
-                        name.clone(),
+                let mut args: Vec<String> = vec![
+                    "-a".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    ports[i].to_string(),
+                    "-js".into(),
+                    "-sd".into(),
+                    store.display().to_string(),
+                    "--server_name".into(),
+                    name.clone(),
+                ];
+                // One node is a plain server: a cluster of one never elects a JetStream leader.
+                if size > 1 {
+                    args.extend([
                         "--cluster_name".into(),
                         "chaos".into(),
                         "--cluster".into(),
                         format!("nats://127.0.0.1:{}", routes_ports[i]),
                         "--routes".into(),
                         routes.clone(),
-                    ],
-                    Vec::new(),
-                    dir.path(),
-                );
+                    ]);
+                }
+                let mut p = Proc::new(&name, nats_server(), args, Vec::new(), dir.path());
                 p.start();
                 p
             })

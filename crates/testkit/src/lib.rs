@@ -714,7 +714,7 @@ pub async fn post_form(
     params: &[(&str, &str)],
     signature: Option<&str>,
 ) -> (u16, String) {
-    let client = reqwest::Client::new();
+    let client = sms_runtime::http_client(Duration::from_secs(30)).unwrap();
     let mut request = client.post(url).form(params);
     if let Some(sig) = signature {
         request = request.header("X-Twilio-Signature", sig);
