@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use prost::Message as _;
+use sms_proto::events::v1::{MessageAccepted, OutboundMessage, StatusChanged};
 use sms_proto::v1::{GetMessageRequest, Message, MessageStatus};
 use sms_testkit::{Options, Stack, as_user, eventually, send_ok, sms};
 
@@ -208,5 +211,95 @@ async fn retries_that_run_out_end_in_failed_with_the_last_reason() {
         .filter(|r| r.to == TO)
         .count();
     assert_eq!(calls, 4, "SMS_SEND_ATTEMPTS calls, no more");
+    stack.shutdown().await;
+}
+
+/// A message as the composer hands it to the dispatcher, valid until `valid_until`.
+fn accepted(to: &str, body: &str, valid_until: std::time::SystemTime) -> MessageAccepted {
+    let id = uuid::Uuid::now_v7().to_string();
+    MessageAccepted {
+        meta: Some(sms_bus::meta(
+            sms_bus::new_event_id(),
+            sms_testkit::ORG,
+            &id,
+        )),
+        message: Some(OutboundMessage {
+            message_id: id,
+            organization_id: sms_testkit::ORG.into(),
+            user_id: sms_testkit::USER.into(),
+            from: FROM.into(),
+            to: to.into(),
+            body: body.into(),
+            encoding: "gsm7".into(),
+            segments: 1,
+            valid_until: Some(prost_types::Timestamp::from(valid_until)),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The dispatcher's `failed` statuses, as they reach the bus.
+async fn failures(stack: &Stack) -> async_nats::Subscriber {
+    stack
+        .bus
+        .client()
+        .subscribe(stack.bus.subjects().status(sms_core::Status::Failed))
+        .await
+        .unwrap()
+}
+
+async fn next_failure(failed: &mut async_nats::Subscriber) -> StatusChanged {
+    let m = tokio::time::timeout(Duration::from_secs(30), failed.next())
+        .await
+        .expect("a failed status")
+        .unwrap();
+    StatusChanged::decode(m.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_past_its_validity_never_reaches_the_carrier() {
+    const TO: &str = "+12015550129";
+    let stack = stack(|_| {}).await;
+    let mut failed = failures(&stack).await;
+    let stale = std::time::SystemTime::now() - Duration::from_secs(1);
+    stack
+        .bus
+        .publish_durably(&accepted(TO, "too late", stale))
+        .await
+        .unwrap();
+    let e = next_failure(&mut failed).await;
+    assert_eq!(e.reason, "expired", "{e:?}");
+    assert!(e.detail.contains("validity"), "{e:?}");
+    assert!(taken(&stack, TO).is_empty(), "never handed to the carrier");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carrier_that_cannot_be_asked_until_the_validity_ends_fails_it_as_expired() {
+    const TO: &str = "+12015550130";
+    let stack = stack(|o| {
+        let b = &mut o.sim.behaviour;
+        b.taken_unanswered.insert(TO.into());
+        b.hang = Duration::from_secs(2);
+        b.callbacks = false;
+        b.lookups_unavailable = true;
+    })
+    .await;
+    let mut failed = failures(&stack).await;
+    let valid_until = std::time::SystemTime::now() + Duration::from_secs(6);
+    stack
+        .bus
+        .publish_durably(&accepted(TO, "in doubt until too late", valid_until))
+        .await
+        .unwrap();
+    let e = next_failure(&mut failed).await;
+    assert!(
+        std::time::SystemTime::now() >= valid_until,
+        "asked again until the validity ended, not given up before"
+    );
+    assert_eq!(e.reason, "expired", "{e:?}");
+    assert!(e.detail.contains("could not learn"), "{e:?}");
+    assert!(stack.sim.lookups() >= 2, "asked more than once");
+    assert_eq!(taken(&stack, TO).len(), 1, "never sent again while unknown");
     stack.shutdown().await;
 }
