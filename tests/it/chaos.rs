@@ -707,7 +707,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
         .filter(|s| s.kind != Kind::Scheduled)
         .filter_map(|s| finals.get(&s.id).map(|m| (span(m), s)))
         .collect();
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     let mut spans: Vec<i64> = slowest.iter().map(|(d, _)| *d).collect();
     spans.sort_unstable();
     let pct = |q: f64| {
