@@ -403,7 +403,7 @@ fn valid_until(m: &OutboundMessage, due: Option<i64>) -> DateTime<Utc> {
     let from_event = m
         .valid_until
         .as_ref()
-        .and_then(|t| DateTime::from_timestamp(t.seconds, 0));
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)));
     from_event.unwrap_or_else(|| {
         let start = due.unwrap_or_else(|| Utc::now().timestamp());
         DateTime::from_timestamp(start + sms_core::DEFAULT_VALIDITY_SECS, 0)
