@@ -41,6 +41,7 @@ async fn seed(pool: &sqlx::PgPool, times: &[DateTime<Utc>]) {
                 allow_opted_out: false,
                 media_urls: Vec::new(),
                 valid_until: None,
+                validity_seconds: 0,
             };
             ids.push(id);
             bodies.push(m.encode_to_vec());

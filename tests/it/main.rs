@@ -17,3 +17,4 @@ mod resolution;
 mod rules;
 mod scale;
 mod schedule;
+mod sending;

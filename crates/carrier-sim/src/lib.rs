@@ -111,6 +111,8 @@ pub struct RecordedRequest {
     pub status_callback: String,
     /// `MediaUrl` parameters.
     pub media_urls: Vec<String>,
+    /// `ValidityPeriod`, in seconds, when given.
+    pub validity_period: Option<u32>,
     /// The W3C `traceparent` header, if sent.
     pub traceparent: Option<String>,
     /// Sizes of the attachments fetched from the `MediaUrl`s.
@@ -475,6 +477,7 @@ async fn create_message(
         to: param("To"),
         body: param("Body"),
         status_callback: param("StatusCallback"),
+        validity_period: param("ValidityPeriod").parse().ok(),
         media_urls: params
             .iter()
             .filter(|(k, _)| k == "MediaUrl")

@@ -131,6 +131,9 @@ pub enum ComposerError {
     /// Both an instant and a local time.
     #[error("give send_at or send_at_local, not both")]
     TwoSendTimes,
+    /// A validity period out of the carrier's range.
+    #[error("validity_seconds must be 1 to 36000, not {0}")]
+    ValidityOutOfRange(u32),
     /// Cancel or reschedule of a message that is not scheduled.
     #[error("the message is {status}, not scheduled")]
     NotScheduled {
@@ -243,6 +246,7 @@ impl ComposerError {
             ComposerError::Schedule(ScheduleError::InPast(_)) => "SEND_AT_IN_PAST",
             ComposerError::Schedule(ScheduleError::TooFar { .. }) => "SEND_AT_TOO_FAR",
             ComposerError::TwoSendTimes => "TWO_SEND_TIMES",
+            ComposerError::ValidityOutOfRange(_) => "VALIDITY_OUT_OF_RANGE",
             ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
             ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
@@ -289,6 +293,11 @@ impl ComposerError {
             ],
             ComposerError::UnsupportedCountry { region } => vec![("region", region.clone())],
             ComposerError::NotScheduled { status } => vec![("status", status.clone())],
+            ComposerError::ValidityOutOfRange(_) => vec![
+                ("field", "validity_seconds".to_owned()),
+                ("min", "1".to_owned()),
+                ("max", sms_core::MAX_VALIDITY_SECS.to_string()),
+            ],
             ComposerError::AlreadyFired { state } => vec![("state", state.clone())],
             ComposerError::Schedule(ScheduleError::TooFar { days, .. }) => {
                 vec![("horizon_days", days.to_string())]
@@ -323,6 +332,7 @@ impl ComposerError {
             | ComposerError::InvalidMonth(_)
             | ComposerError::Schedule(_)
             | ComposerError::TwoSendTimes
+            | ComposerError::ValidityOutOfRange(_)
             | ComposerError::Mms(_)
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
             ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,

@@ -36,3 +36,5 @@ pub use status::{Direction, Status, Transition};
 /// How long a message may wait before it is handed to the carrier, by default: Twilio's longest
 /// `ValidityPeriod` (10 hours). A message not handed on by then fails as `expired`.
 pub const DEFAULT_VALIDITY_SECS: i64 = 36_000;
+/// The longest validity a send may ask for (Twilio's `ValidityPeriod` range is 1 to 36,000 s).
+pub const MAX_VALIDITY_SECS: u32 = 36_000;

@@ -228,6 +228,10 @@ pub struct SendArgs {
     /// when that costs fewer segments.
     #[arg(long)]
     smart: bool,
+    /// Seconds the message may wait to be handed to the carrier (1 to 36000; default 36000);
+    /// later, it fails as expired instead of arriving late.
+    #[arg(long)]
+    validity: Option<u32>,
     /// Print the message as JSON.
     #[arg(long)]
     json: bool,
@@ -471,6 +475,7 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
             context,
             attachments,
             smart_encoding: args.smart,
+            validity_seconds: args.validity,
             ..Default::default()
         },
         true,

@@ -20,6 +20,9 @@ pub struct CarrierMessage {
     pub status_callback: String,
     /// Public URLs of attachments.
     pub media_urls: Vec<String>,
+    /// How long the carrier may keep trying to deliver it, in seconds (Twilio's
+    /// `ValidityPeriod`).
+    pub validity_seconds: u32,
     /// W3C trace context for the call.
     pub traceparent: Option<String>,
 }
@@ -143,11 +146,13 @@ impl Twilio {
             self.api_url,
             sms_twilio::messages_path(&self.account_sid)
         );
+        let validity = m.validity_seconds.to_string();
         let mut form: Vec<(&str, &str)> = vec![
             ("To", &m.to),
             ("From", &m.from),
             ("Body", &m.body),
             ("StatusCallback", &m.status_callback),
+            ("ValidityPeriod", &validity),
         ];
         form.extend(m.media_urls.iter().map(|u| ("MediaUrl", u.as_str())));
         let mut request = self

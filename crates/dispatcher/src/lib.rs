@@ -397,8 +397,8 @@ pub fn carrier_retry_delay(
     backoff.delay(u32::try_from(attempt.saturating_sub(1)).unwrap_or(0))
 }
 
-/// Until when a message may be handed to the carrier: what the composer set, or Twilio's
-/// longest validity from when it fell due (or now).
+/// Until when a message may be handed to the carrier: what the composer set, or its validity
+/// (Twilio's longest when none was asked for) from when it fell due (or now).
 fn valid_until(m: &OutboundMessage, due: Option<i64>) -> DateTime<Utc> {
     let from_event = m
         .valid_until
@@ -406,9 +406,19 @@ fn valid_until(m: &OutboundMessage, due: Option<i64>) -> DateTime<Utc> {
         .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)));
     from_event.unwrap_or_else(|| {
         let start = due.unwrap_or_else(|| Utc::now().timestamp());
-        DateTime::from_timestamp(start + sms_core::DEFAULT_VALIDITY_SECS, 0)
-            .unwrap_or_else(Utc::now)
+        let validity = match m.validity_seconds {
+            0 => sms_core::DEFAULT_VALIDITY_SECS,
+            s => i64::from(s),
+        };
+        DateTime::from_timestamp(start + validity, 0).unwrap_or_else(Utc::now)
     })
+}
+
+/// What is left of a message's validity, as the carrier's `ValidityPeriod` (1 to 36,000 s):
+/// a message the carrier cannot deliver by then is dropped by the carrier, not delivered late.
+fn validity_left(valid_until: DateTime<Utc>) -> u32 {
+    let left = (valid_until - Utc::now()).num_seconds();
+    u32::try_from(left.clamp(1, i64::from(sms_core::MAX_VALIDITY_SECS))).unwrap_or(1)
 }
 
 impl Dispatcher {
@@ -460,7 +470,7 @@ impl Dispatcher {
         if let Some((reason, detail)) = self.blocked(&m, valid_until) {
             return self.fail(id, &m, reason, None, &detail, delivery).await;
         }
-        let outcome = self.call(&m).await;
+        let outcome = self.call(&m, valid_until).await;
         if let Some(ack) = early
             && let Err(e) = ack.await
         {
@@ -468,6 +478,23 @@ impl Dispatcher {
         }
         match outcome {
             Ok(receipt) => self.taken(id, &m, &receipt.carrier_sid, delivery).await,
+            // The carrier throttling us (429, 20429, 30001) slows the message down, never fails
+            // it: it is tried again after a back-off for as long as its validity lasts.
+            Err(CarrierError::Retryable {
+                reason: reason @ (Reason::RateLimited | Reason::QueueOverflow),
+                code,
+                detail,
+                retry_after,
+            }) => {
+                tracing::info!(%id, attempt, %reason, ?code, "the carrier is throttling; will retry");
+                store::to_retry(&self.pool, id, &detail)
+                    .await
+                    .map_err(|e| db_retry(e, delivery))?;
+                Err(HandleError::Unavailable {
+                    reason: detail,
+                    delay: carrier_retry_delay(reason, attempt + 1, retry_after),
+                })
+            }
             Err(CarrierError::Retryable {
                 reason,
                 code,
@@ -532,9 +559,14 @@ impl Dispatcher {
     }
 
     /// One carrier call, measured.
-    async fn call(&self, m: &OutboundMessage) -> Result<Receipt, CarrierError> {
+    async fn call(
+        &self,
+        m: &OutboundMessage,
+        valid_until: DateTime<Utc>,
+    ) -> Result<Receipt, CarrierError> {
         let started = std::time::Instant::now();
-        let outcome = self.carrier.send(&self.carrier_message(m)).await;
+        let message = self.carrier_message(m, validity_left(valid_until));
+        let outcome = self.carrier.send(&message).await;
         metrics::histogram!(sms_runtime::metrics::CARRIER_REQUEST_SECONDS)
             .record(started.elapsed());
         metrics::counter!(
@@ -614,7 +646,7 @@ impl Dispatcher {
             .then_some(Reason::SenderUnavailable)
     }
 
-    fn carrier_message(&self, m: &OutboundMessage) -> CarrierMessage {
+    fn carrier_message(&self, m: &OutboundMessage, validity_seconds: u32) -> CarrierMessage {
         let traceparent = sms_bus::trace::current_traceparent();
         let mut params = vec![
             ("org", m.organization_id.as_str()),
@@ -638,6 +670,7 @@ impl Dispatcher {
             body: m.body.clone(),
             status_callback: callback,
             media_urls: m.media_urls.clone(),
+            validity_seconds,
             traceparent,
         }
     }

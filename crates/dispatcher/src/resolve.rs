@@ -187,7 +187,7 @@ impl Dispatcher {
         }
         tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
         store::renew(&self.pool, id, self.in_doubt_after).await?;
-        match self.call(&m).await {
+        match self.call(&m, valid_until).await {
             Ok(receipt) => {
                 let sending = self.encode(&events::sending(
                     &m.organization_id,
@@ -214,8 +214,15 @@ impl Dispatcher {
                 retry_after,
                 ..
             }) => {
-                let attempts = row.attempts + 1;
-                if attempts >= self.send_attempts {
+                // Throttling never fails a message (its validity bounds it), nor counts as an
+                // attempt; other failures that sent nothing do.
+                let throttled = matches!(reason, Reason::RateLimited | Reason::QueueOverflow);
+                let attempts = if throttled {
+                    row.attempts
+                } else {
+                    row.attempts + 1
+                };
+                if attempts >= self.send_attempts && !throttled {
                     return self.give_up(id, &m, reason, None, &detail).await;
                 }
                 // Not sooner than a lease: should the carrier have taken it after all, its record

@@ -135,8 +135,8 @@ pub(crate) fn accepted_event_id(m: &MessageRow) -> String {
     sms_bus::stable_event_id(&[&m.id.to_string(), "accepted"])
 }
 
-/// What the dispatcher needs to send `m`.
-fn outbound(m: &MessageRow) -> OutboundMessage {
+/// What the dispatcher needs to send `m`, valid for `validity_seconds` from when it is due.
+fn outbound(m: &MessageRow, validity_seconds: u32) -> OutboundMessage {
     OutboundMessage {
         // Only the opt-out confirmation may reach a contact who just opted out.
         allow_opted_out: m.user_id
@@ -150,20 +150,26 @@ fn outbound(m: &MessageRow) -> OutboundMessage {
         encoding: m.encoding.as_str().to_owned(),
         segments: u32::try_from(m.segments).unwrap_or(0),
         media_urls: Vec::new(),
-        // A message to send now is valid for Twilio's longest validity from its acceptance; a
-        // scheduled one from when it falls due, which the dispatcher knows (it can be moved).
+        // A message to send now is valid from its acceptance; a scheduled one from when it
+        // falls due, which the dispatcher knows (it can be moved).
         valid_until: m.send_at.is_none().then(|| prost_types::Timestamp {
-            seconds: m.created_at.timestamp() + sms_core::DEFAULT_VALIDITY_SECS,
-            nanos: 0,
+            seconds: m.created_at.timestamp() + i64::from(validity_seconds),
+            nanos: i32::try_from(m.created_at.timestamp_subsec_nanos()).unwrap_or(0),
         }),
+        validity_seconds,
     }
 }
 
 impl App {
     /// The event that hands a new message on: to the dispatcher (now) or the scheduler (later),
     /// with signed URLs for its attachments `media`.
-    pub(crate) fn accepted_event(&self, m: &MessageRow, media: &[MediaRow]) -> Encoded {
-        let mut message = outbound(m);
+    pub(crate) fn accepted_event(
+        &self,
+        m: &MessageRow,
+        media: &[MediaRow],
+        validity_seconds: u32,
+    ) -> Encoded {
+        let mut message = outbound(m, validity_seconds);
         // Carriers fetch attachments until two days after the send time.
         let expires = m.send_at.unwrap_or(m.created_at).timestamp() + 2 * 24 * 3600;
         message.media_urls = media

@@ -105,6 +105,8 @@ pub struct SendCommand {
     pub attachments: Vec<Attachment>,
     /// Replace look-alike characters when that saves segments.
     pub smart_encoding: bool,
+    /// How long it may wait to be handed to the carrier, from when it is due (1 to 36,000 s).
+    pub validity_seconds: u32,
     /// What identifies the request, for a repeated idempotency key: SHA-256 of its fields,
     /// numbers normalized.
     pub fingerprint: [u8; 32],
@@ -162,6 +164,11 @@ impl TryFrom<SendMessageRequest> for SendCommand {
         line("idempotency_key", &r.idempotency_key, MAX_IDEMPOTENCY_KEY)?;
         let when = when(r.send_at.as_ref(), r.send_at_local.as_ref())?;
         let attachments = attachments(&r.attachments)?;
+        let validity_seconds = match r.validity_seconds {
+            None => sms_core::MAX_VALIDITY_SECS,
+            Some(s) if (1..=sms_core::MAX_VALIDITY_SECS).contains(&s) => s,
+            Some(s) => return Err(ComposerError::ValidityOutOfRange(s)),
+        };
         let command = SendCommand {
             fingerprint: [0; 32],
             to,
@@ -173,6 +180,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
             when,
             attachments,
             smart_encoding: r.smart_encoding,
+            validity_seconds,
         };
         Ok(SendCommand {
             fingerprint: command.compute_fingerprint(),
@@ -370,6 +378,10 @@ impl SendCommand {
         } else {
             "as-written"
         });
+        // Only when asked for, so that fingerprints of requests without it stay as they were.
+        if self.validity_seconds != sms_core::MAX_VALIDITY_SECS {
+            f.text("validity").text(&self.validity_seconds.to_string());
+        }
         for a in &self.attachments {
             f.text(&a.file_name).text(&a.content_type);
             match &a.source {

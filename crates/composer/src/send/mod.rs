@@ -106,7 +106,7 @@ impl App {
                     .map(|_| cmd.fingerprint.to_vec()),
                 to_region: cmd.to.region().map(|r| r.to_string()).unwrap_or_default(),
                 template_id,
-                event: self.accepted_event(&row, &media),
+                event: self.accepted_event(&row, &media, cmd.validity_seconds),
                 media,
                 event_id: accept::accepted_event_id(&row),
             })
