@@ -10,6 +10,7 @@
 //! * [`body`]: body limits;
 //! * [`keywords`]: STOP / START / HELP;
 //! * [`mms`]: attachment limits and type sniffing;
+//! * [`rate`]: how fast a sender may send (in segments), and a token bucket;
 //! * [`status`]: the message status machine;
 //! * [`reason`]: the error catalogue and carrier codes;
 //! * [`text`]: limits and forbidden characters of text from outside, and quoting it in errors.
@@ -19,6 +20,7 @@ pub mod encoding;
 pub mod keywords;
 pub mod mms;
 pub mod phone;
+pub mod rate;
 pub mod reason;
 pub mod schedule;
 pub mod smart;
