@@ -132,7 +132,7 @@ async fn main() {
     let mut published = stack
         .bus
         .client()
-        .subscribe(stack.bus.subjects().msg_accepted())
+        .subscribe(stack.bus.subjects().msg_accepted_all())
         .await
         .unwrap();
 

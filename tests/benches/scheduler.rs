@@ -107,7 +107,7 @@ async fn main() {
     }
     let mut due = bus
         .client()
-        .subscribe(bus.subjects().msg_due())
+        .subscribe(bus.subjects().msg_due_all())
         .await
         .unwrap();
     bus.client().flush().await.unwrap();

@@ -116,6 +116,7 @@ async fn main() {
         meta: Some(sms_bus::meta(sms_bus::new_event_id(), "bench-org", "")),
         number: OURS.into(),
         active: true,
+        ..Default::default()
     })
     .await
     .unwrap();

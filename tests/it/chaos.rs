@@ -267,6 +267,9 @@ impl Platform {
                 number: number.into(),
                 kind: NumberKind::Internal as i32,
                 owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
+                // The load is about faults, not rates: four senders carry it all.
+                send_rate: Some(1_000.0),
+                send_burst: Some(1_000),
                 ..Default::default()
             };
             platform

@@ -1517,11 +1517,13 @@ async fn bus_payloads_of_the_wrong_type_or_shape_are_dead_lettered_and_send_noth
         };
     // (subject, type header, payload, the consumers that must dead-letter it, what they say)
     let mut cases: Vec<BusCase> = Vec::new();
+    // Messages to send travel on their sender's dispatch partition.
+    let partition = sms_bus::dispatch_partition(ORG, OURS);
     let consumers_of = |subject: &str| -> Vec<ConsumerKind> {
-        if subject.ends_with(".msg.accepted") {
-            vec![ConsumerKind::DispatcherAccepted]
-        } else if subject.ends_with(".msg.due") {
-            vec![ConsumerKind::DispatcherDue]
+        if subject.contains(".msg.accepted.") {
+            vec![ConsumerKind::DispatcherAccepted(partition)]
+        } else if subject.contains(".msg.due.") {
+            vec![ConsumerKind::DispatcherDue(partition)]
         } else if subject.ends_with(".msg.scheduled") {
             vec![ConsumerKind::SchedulerScheduled]
         } else if subject.ends_with(".msg.autoreply") {
@@ -1533,8 +1535,11 @@ async fn bus_payloads_of_the_wrong_type_or_shape_are_dead_lettered_and_send_noth
         }
     };
     let typed = [
-        (subjects.msg_accepted(), "sms.events.v1.MessageAccepted"),
-        (subjects.msg_due(), "sms.events.v1.MessageDue"),
+        (
+            subjects.msg_accepted(partition),
+            "sms.events.v1.MessageAccepted",
+        ),
+        (subjects.msg_due(partition), "sms.events.v1.MessageDue"),
         (subjects.msg_scheduled(), "sms.events.v1.MessageScheduled"),
         (subjects.msg_autoreply(), "sms.events.v1.AutoReply"),
         (subjects.inbound_received(), "sms.events.v1.InboundReceived"),

@@ -82,6 +82,12 @@ async fn health_and_metrics_follow_the_traffic() {
         .unwrap();
     assert_eq!(code, 200);
 
+    // The dispatcher's consumer of the sender's partition.
+    let dispatching = sms_bus::ConsumerKind::DispatcherAccepted(sms_bus::dispatch_partition(
+        sms_testkit::ORG,
+        FROM,
+    ))
+    .durable_name();
     // Counters only ever grow: compare with the page read before the traffic.
     // The STOP is answered with the one-time confirmation: a third message to the carrier.
     let after = eventually(
@@ -98,7 +104,7 @@ async fn health_and_metrics_follow_the_traffic() {
                 && grew("sms_carrier_requests_total", &[("outcome", "accepted")]) >= 3.0
                 && grew(
                     "sms_bus_events_total",
-                    &[("consumer", "dispatcher-accepted"), ("outcome", "ok")],
+                    &[("consumer", dispatching.as_str()), ("outcome", "ok")],
                 ) >= 3.0)
                 .then_some(text)
         },
@@ -142,7 +148,7 @@ async fn health_and_metrics_follow_the_traffic() {
     );
     let stop = [("change", "opted_out"), ("source", "keyword")];
     assert_eq!(delta("sms_optout_changes_total", &stop), 1.0);
-    let handled = [("consumer", "dispatcher-accepted"), ("outcome", "ok")];
+    let handled = [("consumer", dispatching.as_str()), ("outcome", "ok")];
     assert_eq!(delta("sms_bus_events_total", &handled), 3.0);
     assert!(after.contains("# TYPE sms_carrier_request_seconds histogram"));
     assert!(after.contains("# HELP sms_messages_accepted_total"));

@@ -23,6 +23,7 @@ async fn a_webhook_during_a_bus_outage_is_stored_once_the_bus_is_back() {
         meta: Some(sms_bus::meta(sms_bus::new_event_id(), ORG, "")),
         number: "+12015550100".into(),
         active: true,
+        ..Default::default()
     })
     .await
     .unwrap();

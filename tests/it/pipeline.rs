@@ -215,7 +215,12 @@ async fn invalid_requests_are_refused_with_reasons_and_publish_nothing() {
         .get_stream(stack.bus.subjects().events_stream())
         .await
         .unwrap()
-        .get_last_raw_message_by_subject(&stack.bus.subjects().msg_accepted())
+        .get_last_raw_message_by_subject(
+            &stack
+                .bus
+                .subjects()
+                .msg_accepted(sms_bus::dispatch_partition(sms_testkit::ORG, FROM)),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -270,7 +275,7 @@ async fn the_trace_started_at_the_grpc_call_follows_every_event_and_the_carrier_
         else {
             continue;
         };
-        let message_id = if msg.subject.ends_with(".msg.accepted") {
+        let message_id = if msg.subject.contains(".msg.accepted.") {
             MessageAccepted::decode(msg.payload.clone())
                 .unwrap()
                 .meta
@@ -306,10 +311,11 @@ async fn the_trace_started_at_the_grpc_call_follows_every_event_and_the_carrier_
     let mut subjects: Vec<&str> = seen
         .iter()
         .map(|(s, _)| {
+            // `msg.accepted.<partition>`, `status.<status>`.
             s.rsplit_once(".msg.")
-                .or(s.rsplit_once(".status."))
+                .map(|(_, rest)| rest.split('.').next().unwrap_or(rest))
+                .or(s.rsplit_once(".status.").map(|(_, rest)| rest))
                 .unwrap()
-                .1
         })
         .collect();
     // The dispatcher's `sending` and the carrier's `sent` race; the rest is in order.

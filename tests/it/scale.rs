@@ -10,10 +10,6 @@ use sms_testkit::{Options, Stack, eventually, send_ok};
 const FROM: &str = "+12015550100";
 
 /// Sends `n` messages with bodies `prefix-<i>`, 32 calls in flight; returns their ids.
-async fn send_many(stack: &Stack, n: usize, prefix: &str) -> Vec<String> {
-    send_many_with(stack.messaging().await, n, prefix).await
-}
-
 async fn send_many_with(
     client: sms_proto::v1::messaging_service_client::MessagingServiceClient<
         tonic::transport::Channel,
@@ -59,6 +55,21 @@ fn assert_each_sent_once(stack: &Stack, n: usize, prefix: &str) {
     assert!(distinct.iter().all(|b| b.starts_with(prefix)));
 }
 
+/// One sender for each dispatch partition, so that every replica has senders to send for.
+fn one_sender_per_partition() -> Vec<String> {
+    let mut by_partition = std::collections::BTreeMap::new();
+    for k in 0.. {
+        let number = format!("+1201555{:04}", 100 + k);
+        by_partition
+            .entry(sms_bus::dispatch_partition(sms_testkit::ORG, &number))
+            .or_insert(number);
+        if by_partition.len() == usize::from(sms_bus::DISPATCH_PARTITIONS) {
+            break;
+        }
+    }
+    by_partition.into_values().collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dispatchers_share_a_thousand_messages_and_send_none_twice() {
     let mut stack = Stack::start_with(Options {
@@ -66,8 +77,33 @@ async fn two_dispatchers_share_a_thousand_messages_and_send_none_twice() {
         ..Options::default()
     })
     .await;
-    stack.add_number(FROM).await;
-    send_many(&stack, 1000, "shared").await;
+    // Each replica sends for the senders of its partitions: senders on every partition.
+    let senders = one_sender_per_partition();
+    for number in &senders {
+        stack.add_number(number).await;
+    }
+    stack.wait_partitions_shared().await;
+    let client = stack.messaging().await;
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let mut client = client.clone();
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let from = senders[i % senders.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let request = SendMessageRequest {
+                to: format!("+1201556{:04}", i),
+                from,
+                body: format!("shared-{i}"),
+                ..Default::default()
+            };
+            send_ok(&mut client, request).await.id
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
     stack.wait_delivered(1000).await;
     assert_each_sent_once(&stack, 1000, "shared");
     let b = stack.stop_dispatcher(1).await;

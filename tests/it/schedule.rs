@@ -275,7 +275,7 @@ impl DueCounter {
     async fn start(stack: &Stack) -> DueCounter {
         let client = stack.bus.client().clone();
         let mut sub = client
-            .subscribe(stack.bus.subjects().msg_due())
+            .subscribe(stack.bus.subjects().msg_due_all())
             .await
             .unwrap();
         client.flush().await.unwrap();

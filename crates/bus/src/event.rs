@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use sms_core::Status;
 use sms_proto::events::v1::{
     AutoReply, EventMeta, InboundReceived, InboundStored, MessageAccepted, MessageDue,
-    MessageScheduled, NumberChanged, OptOutChanged, StatusChanged, StatusCheck,
+    MessageScheduled, NumberChanged, OptOutChanged, OutboundMessage, StatusChanged, StatusCheck,
 };
 use sms_proto::v1::MessageStatus;
 use uuid::Uuid;
@@ -58,9 +58,12 @@ macro_rules! event {
     };
 }
 
-event!(MessageAccepted, "msg.accepted", |_e, s| s.msg_accepted());
+event!(MessageAccepted, "msg.accepted", |e, s| s.msg_accepted(
+    partition_of(e.meta.as_ref(), e.message.as_ref())
+));
 event!(MessageScheduled, "msg.scheduled", |_e, s| s.msg_scheduled());
-event!(MessageDue, "msg.due", |_e, s| s.msg_due());
+event!(MessageDue, "msg.due", |e, s| s
+    .msg_due(partition_of(e.meta.as_ref(), e.message.as_ref())));
 event!(StatusCheck, "msg.check", |_e, s| s.msg_check());
 event!(AutoReply, "msg.autoreply", |_e, s| s.msg_autoreply());
 event!(InboundStored, "msg.inbound", |_e, s| s.msg_inbound());
@@ -79,6 +82,14 @@ event!(NumberChanged, "number.changed", |e, s| s.state(
 event!(StatusChanged, "status", |e, s| s.status(
     status_from_proto(e.status()).unwrap_or(Status::Failed)
 ));
+
+/// The dispatch partition of a message to send: by its organization and sender.
+fn partition_of(meta: Option<&EventMeta>, message: Option<&OutboundMessage>) -> u16 {
+    crate::dispatch_partition(
+        meta.map_or("", |m| m.organization_id.as_str()),
+        message.map_or("", |m| m.from.as_str()),
+    )
+}
 
 /// An event encoded for the wire, with what its headers carry: what an outbox stores and
 /// relays later, exactly as it would have been published at once.

@@ -26,7 +26,7 @@ pub mod trace;
 pub use event::{
     Encoded, Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto,
 };
-pub use subjects::{ConsumerKind, StateKind, Subjects};
+pub use subjects::{ConsumerKind, DISPATCH_PARTITIONS, StateKind, Subjects, dispatch_partition};
 
 /// Header naming an event's protobuf type (`sms.events.v1.MessageAccepted`); consumers
 /// refuse events of another type.
@@ -417,7 +417,7 @@ impl Bus {
             .await
             .map_err(|e| BusError::js("stream lookup", e))?;
         let config = pull::Config {
-            durable_name: Some(kind.durable_name().to_owned()),
+            durable_name: Some(kind.durable_name()),
             filter_subject: kind.filter_subject(&self.subjects),
             ack_policy: AckPolicy::Explicit,
             deliver_policy: DeliverPolicy::All,
@@ -430,7 +430,7 @@ impl Bus {
             ..Default::default()
         };
         stream
-            .get_or_create_consumer(kind.durable_name(), config)
+            .get_or_create_consumer(&kind.durable_name(), config)
             .await
             .map_err(|e| BusError::js("consumer set-up", e))
     }
@@ -449,6 +449,24 @@ impl Bus {
         F: Fn(E, Delivery) -> Fut + Send + Sync,
         Fut: Future<Output = Result<(), HandleError>> + Send,
     {
+        self.consume_concurrently(kind, self.config.concurrency, shutdown, handler)
+            .await
+    }
+
+    /// Like [`Bus::consume`], with up to `concurrency` handlers at once: for handlers that
+    /// mostly wait (a message held to its sender's rate), thousands.
+    pub async fn consume_concurrently<E, F, Fut>(
+        &self,
+        kind: ConsumerKind,
+        concurrency: usize,
+        shutdown: CancellationToken,
+        handler: F,
+    ) -> Result<(), BusError>
+    where
+        E: Event,
+        F: Fn(E, Delivery) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<(), HandleError>> + Send,
+    {
         let consumer = self.durable(kind, &shutdown).await?;
         while !shutdown.is_cancelled() {
             let Some(messages) = self.pull(&consumer, kind, &shutdown).await else {
@@ -456,11 +474,11 @@ impl Bus {
             };
             messages
                 .take_until(shutdown.cancelled())
-                .for_each_concurrent(self.config.concurrency, |message| async {
+                .for_each_concurrent(concurrency, |message| async {
                     match message {
                         Ok(m) => self.handle(kind, m, &handler).await,
                         Err(e) => {
-                            tracing::warn!(consumer = kind.durable_name(), error = %e, "consumer stream error")
+                            tracing::warn!(consumer = %kind.durable_name(), error = %e, "consumer stream error")
                         }
                     }
                 })
@@ -494,7 +512,7 @@ impl Bus {
                 .filter_map(|message| async move {
                     message
                         .inspect_err(|e| {
-                            tracing::warn!(consumer = kind.durable_name(), error = %e, "consumer stream error");
+                            tracing::warn!(consumer = %kind.durable_name(), error = %e, "consumer stream error");
                         })
                         .ok()
                 })
@@ -541,7 +559,7 @@ impl Bus {
         {
             Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(consumer = kind.durable_name(), error = %e, "pull failed; retrying");
+                tracing::warn!(consumer = %kind.durable_name(), error = %e, "pull failed; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -601,7 +619,7 @@ impl Bus {
     {
         let span = tracing::info_span!(
             "consume_batch",
-            consumer = kind.durable_name(),
+            consumer = %kind.durable_name(),
             events = messages.len(),
         );
         async {
@@ -658,7 +676,7 @@ impl Bus {
     {
         let span = tracing::info_span!(
             "consume",
-            consumer = kind.durable_name(),
+            consumer = %kind.durable_name(),
             subject = %message.subject,
             message_id = field::Empty,
         );
@@ -671,7 +689,22 @@ impl Bus {
             };
             tracing::Span::current().record("message_id", event.message_id());
             let started = std::time::Instant::now();
-            let result = handler(event, delivery).await;
+            // A handler that takes a while (a message waiting for its sender's rate) keeps the
+            // event: JetStream is told it is in progress, so it is not redelivered meanwhile.
+            let work = handler(event, delivery);
+            tokio::pin!(work);
+            let period = (self.config.ack_wait / 3).max(Duration::from_millis(100));
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let result = loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = ticks.tick() => {
+                        if let Err(e) = message.ack_with(AckKind::Progress).await {
+                            tracing::debug!(error = %e, "progress acknowledgement failed");
+                        }
+                    }
+                }
+            };
             ::metrics::histogram!(metrics::HANDLE_SECONDS, "consumer" => kind.durable_name())
                 .record(started.elapsed());
             self.settle(kind, &message, delivery, result).await;
@@ -801,7 +834,7 @@ impl Bus {
         let mut headers = message.headers.clone().unwrap_or_default();
         headers.insert(DLQ_REASON_HEADER, HeaderValue::from(reason));
         headers.insert(DLQ_SUBJECT_HEADER, message.subject.as_str());
-        headers.insert(DLQ_CONSUMER_HEADER, kind.durable_name());
+        headers.insert(DLQ_CONSUMER_HEADER, kind.durable_name().as_str());
         let seq = message.info().map_or(0, |i| i.stream_sequence);
         headers.insert(
             "Nats-Msg-Id",
@@ -810,7 +843,7 @@ impl Bus {
         let published = match self
             .js
             .publish_with_headers(
-                self.subjects.dead_letter(kind.durable_name()),
+                self.subjects.dead_letter(&kind.durable_name()),
                 headers,
                 message.payload.clone(),
             )

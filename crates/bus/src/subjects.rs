@@ -22,9 +22,15 @@ impl Subjects {
         &self.ns
     }
 
-    /// `{ns}.msg.accepted`: a message to send now.
-    pub fn msg_accepted(&self) -> String {
-        format!("{}.msg.accepted", self.ns)
+    /// `{ns}.msg.accepted.<partition>`: a message to send now, on its sender's dispatch
+    /// partition ([`dispatch_partition`]).
+    pub fn msg_accepted(&self, partition: u16) -> String {
+        format!("{}.msg.accepted.{partition}", self.ns)
+    }
+
+    /// `{ns}.msg.accepted.*`: every message to send now.
+    pub fn msg_accepted_all(&self) -> String {
+        format!("{}.msg.accepted.*", self.ns)
     }
 
     /// `{ns}.msg.scheduled`: a message to send later.
@@ -52,9 +58,15 @@ impl Subjects {
         format!("{}.msg.check", self.ns)
     }
 
-    /// `{ns}.msg.due`: a scheduled message whose time has come.
-    pub fn msg_due(&self) -> String {
-        format!("{}.msg.due", self.ns)
+    /// `{ns}.msg.due.<partition>`: a scheduled message whose time has come, on its sender's
+    /// dispatch partition.
+    pub fn msg_due(&self, partition: u16) -> String {
+        format!("{}.msg.due.{partition}", self.ns)
+    }
+
+    /// `{ns}.msg.due.*`: every scheduled message whose time has come.
+    pub fn msg_due_all(&self) -> String {
+        format!("{}.msg.due.*", self.ns)
     }
 
     /// `{ns}.status.<status>`: a status change.
@@ -144,6 +156,26 @@ impl Subjects {
     }
 }
 
+/// Messages to send are spread over this many dispatch partitions by their sender, so that
+/// each sender's messages go through one dispatcher replica at a time (the one holding the
+/// partition's lease), which can then hold the sender to its rate without asking anyone.
+pub const DISPATCH_PARTITIONS: u16 = 32;
+
+/// The dispatch partition of a sender of an organization: FNV-1a over both, stable across
+/// processes and versions (it is part of the subjects on the bus).
+pub fn dispatch_partition(organization_id: &str, sender: &str) -> u16 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in organization_id
+        .bytes()
+        .chain(std::iter::once(0x1f))
+        .chain(sender.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u16::try_from(hash % u64::from(DISPATCH_PARTITIONS)).unwrap_or(0)
+}
+
 /// Kinds of compacted state that replicas keep local copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateKind {
@@ -168,10 +200,10 @@ impl StateKind {
 /// All replicas of a service share the durable consumer, so adding replicas adds throughput.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerKind {
-    /// Dispatcher: messages to send now.
-    DispatcherAccepted,
-    /// Dispatcher: scheduled messages that fell due.
-    DispatcherDue,
+    /// Dispatcher: messages to send now, of one dispatch partition.
+    DispatcherAccepted(u16),
+    /// Dispatcher: scheduled messages that fell due, of one dispatch partition.
+    DispatcherDue(u16),
     /// Dispatcher: the composer's questions about messages whose status stopped moving.
     DispatcherCheck,
     /// Composer: status changes applied to the message store.
@@ -190,10 +222,18 @@ pub enum ConsumerKind {
 
 impl ConsumerKind {
     /// The durable consumer name.
-    pub fn durable_name(self) -> &'static str {
+    pub fn durable_name(self) -> String {
         match self {
-            ConsumerKind::DispatcherAccepted => "dispatcher-accepted",
-            ConsumerKind::DispatcherDue => "dispatcher-due",
+            ConsumerKind::DispatcherAccepted(p) => format!("dispatcher-accepted-{p:02}"),
+            ConsumerKind::DispatcherDue(p) => format!("dispatcher-due-{p:02}"),
+            other => other.fixed_name().to_owned(),
+        }
+    }
+
+    fn fixed_name(self) -> &'static str {
+        match self {
+            ConsumerKind::DispatcherAccepted(_) => "dispatcher-accepted",
+            ConsumerKind::DispatcherDue(_) => "dispatcher-due",
             ConsumerKind::DispatcherCheck => "dispatcher-check",
             ConsumerKind::ComposerStatus => "composer-status",
             ConsumerKind::ComposerInbound => "composer-inbound",
@@ -207,8 +247,8 @@ impl ConsumerKind {
     /// The subject the consumer filters on.
     pub fn filter_subject(self, s: &Subjects) -> String {
         match self {
-            ConsumerKind::DispatcherAccepted => s.msg_accepted(),
-            ConsumerKind::DispatcherDue => s.msg_due(),
+            ConsumerKind::DispatcherAccepted(p) => s.msg_accepted(p),
+            ConsumerKind::DispatcherDue(p) => s.msg_due(p),
             ConsumerKind::DispatcherCheck => s.msg_check(),
             ConsumerKind::ComposerStatus | ConsumerKind::OptOutStatus => s.status_all(),
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
@@ -223,9 +263,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partitions_are_stable_and_spread() {
+        // Part of the subjects on the bus: must never change for a sender.
+        assert_eq!(
+            dispatch_partition("org-a", "+12015550100"),
+            dispatch_partition("org-a", "+12015550100")
+        );
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let p = dispatch_partition("org-a", &format!("+1201555{i:04}"));
+            assert!(p < DISPATCH_PARTITIONS);
+            seen.insert(p);
+        }
+        assert_eq!(
+            seen.len(),
+            usize::from(DISPATCH_PARTITIONS),
+            "every partition gets senders"
+        );
+    }
+
+    #[test]
     fn names_are_namespaced() {
         let s = Subjects::new("t-42");
-        assert_eq!(s.msg_accepted(), "t-42.msg.accepted");
+        assert_eq!(s.msg_accepted(7), "t-42.msg.accepted.7");
+        assert_eq!(
+            ConsumerKind::DispatcherDue(3).durable_name(),
+            "dispatcher-due-03"
+        );
+        assert_eq!(
+            ConsumerKind::DispatcherAccepted(3).filter_subject(&s),
+            "t-42.msg.accepted.3"
+        );
         assert_eq!(s.status(Status::Delivered), "t-42.status.delivered");
         assert_eq!(s.events_stream(), "T_42_EVENTS");
         assert_eq!(s.dead_letter("dispatcher-due"), "t-42.dlq.dispatcher-due");

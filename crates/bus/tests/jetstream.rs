@@ -29,6 +29,16 @@ async fn bus_with(adjust: impl FnOnce(&mut BusConfig)) -> Bus {
         .expect("NATS with JetStream must run on 127.0.0.1:4222")
 }
 
+/// The dispatch partition of the test events (organization `org`, no sender).
+fn partition() -> u16 {
+    sms_bus::dispatch_partition("org", "")
+}
+
+/// The consumer of the test events.
+fn accepted_consumer() -> ConsumerKind {
+    ConsumerKind::DispatcherAccepted(partition())
+}
+
 fn accepted(event_id: &str, message_id: &str) -> MessageAccepted {
     MessageAccepted {
         meta: Some(sms_bus::meta(event_id.to_owned(), "org", message_id)),
@@ -43,7 +53,7 @@ fn accepted(event_id: &str, message_id: &str) -> MessageAccepted {
 async fn dead_letters(bus: &Bus) -> async_nats::Subscriber {
     let subject = bus
         .subjects()
-        .dead_letter(ConsumerKind::DispatcherAccepted.durable_name());
+        .dead_letter(&accepted_consumer().durable_name());
     let dlq = bus.client().subscribe(subject).await.unwrap();
     bus.client().flush().await.unwrap();
     dlq
@@ -93,7 +103,7 @@ async fn consumers_of_one_durable_share_the_events() {
         let (bus, shutdown, seen) = (bus.clone(), shutdown.clone(), seen.clone());
         tasks.push(tokio::spawn(async move {
             bus.consume(
-                ConsumerKind::DispatcherAccepted,
+                accepted_consumer(),
                 shutdown,
                 move |e: MessageAccepted, _| {
                     let seen = seen.clone();
@@ -147,7 +157,7 @@ async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_r
     headers.insert(sms_bus::EVENT_TYPE_HEADER, "sms.events.v1.MessageAccepted");
     bus.jetstream()
         .publish_with_headers(
-            bus.subjects().msg_accepted(),
+            bus.subjects().msg_accepted(partition()),
             headers,
             vec![0xff, 0xff, 0xff].into(),
         )
@@ -174,7 +184,7 @@ async fn failing_and_undecodable_events_are_dead_lettered_without_blocking_the_r
         );
         tokio::spawn(async move {
             bus.consume(
-                ConsumerKind::DispatcherAccepted,
+                accepted_consumer(),
                 shutdown,
                 move |e: MessageAccepted, d| {
                     let (attempts, handled) = (attempts.clone(), handled.clone());
@@ -257,7 +267,11 @@ async fn events_of_another_type_are_dead_lettered_unhandled() {
             headers.insert(sms_bus::EVENT_TYPE_HEADER, t);
         }
         bus.jetstream()
-            .publish_with_headers(bus.subjects().msg_accepted(), headers, bytes.clone().into())
+            .publish_with_headers(
+                bus.subjects().msg_accepted(partition()),
+                headers,
+                bytes.clone().into(),
+            )
             .await
             .unwrap()
             .await
@@ -272,7 +286,7 @@ async fn events_of_another_type_are_dead_lettered_unhandled() {
         let (bus, shutdown, handled) = (bus.clone(), shutdown.clone(), handled.clone());
         tokio::spawn(async move {
             bus.consume(
-                ConsumerKind::DispatcherAccepted,
+                accepted_consumer(),
                 shutdown,
                 move |e: MessageAccepted, _| {
                     let handled = handled.clone();
@@ -330,7 +344,7 @@ async fn batches_keep_the_stream_order_and_settle_each_event_on_its_own() {
         let (bus, shutdown, seen) = (bus.clone(), shutdown.clone(), seen.clone());
         tokio::spawn(async move {
             bus.consume_batches(
-                ConsumerKind::DispatcherAccepted,
+                accepted_consumer(),
                 shutdown,
                 move |batch: Vec<(MessageAccepted, sms_bus::Delivery)>| {
                     // Recorded as the batch is handed over, which is in stream order.

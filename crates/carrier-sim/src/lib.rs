@@ -113,6 +113,8 @@ pub struct RecordedRequest {
     pub media_urls: Vec<String>,
     /// `ValidityPeriod`, in seconds, when given.
     pub validity_period: Option<u32>,
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
     /// The W3C `traceparent` header, if sent.
     pub traceparent: Option<String>,
     /// Sizes of the attachments fetched from the `MediaUrl`s.
@@ -478,6 +480,7 @@ async fn create_message(
         body: param("Body"),
         status_callback: param("StatusCallback"),
         validity_period: param("ValidityPeriod").parse().ok(),
+        received_at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
         media_urls: params
             .iter()
             .filter(|(k, _)| k == "MediaUrl")

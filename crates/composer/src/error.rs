@@ -131,6 +131,9 @@ pub enum ComposerError {
     /// Both an instant and a local time.
     #[error("give send_at or send_at_local, not both")]
     TwoSendTimes,
+    /// A send rate or burst that cannot be used.
+    #[error("{0}")]
+    Rate(#[from] sms_core::rate::RateError),
     /// A validity period out of the carrier's range.
     #[error("validity_seconds must be 1 to 36000, not {0}")]
     ValidityOutOfRange(u32),
@@ -247,6 +250,8 @@ impl ComposerError {
             ComposerError::Schedule(ScheduleError::TooFar { .. }) => "SEND_AT_TOO_FAR",
             ComposerError::TwoSendTimes => "TWO_SEND_TIMES",
             ComposerError::ValidityOutOfRange(_) => "VALIDITY_OUT_OF_RANGE",
+            ComposerError::Rate(sms_core::rate::RateError::PerSecond(_)) => "INVALID_SEND_RATE",
+            ComposerError::Rate(sms_core::rate::RateError::Burst(_)) => "INVALID_SEND_BURST",
             ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
             ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
@@ -293,6 +298,14 @@ impl ComposerError {
             ],
             ComposerError::UnsupportedCountry { region } => vec![("region", region.clone())],
             ComposerError::NotScheduled { status } => vec![("status", status.clone())],
+            ComposerError::Rate(e) => vec![(
+                "field",
+                match e {
+                    sms_core::rate::RateError::PerSecond(_) => "send_rate",
+                    sms_core::rate::RateError::Burst(_) => "send_burst",
+                }
+                .to_owned(),
+            )],
             ComposerError::ValidityOutOfRange(_) => vec![
                 ("field", "validity_seconds".to_owned()),
                 ("min", "1".to_owned()),
@@ -333,6 +346,7 @@ impl ComposerError {
             | ComposerError::Schedule(_)
             | ComposerError::TwoSendTimes
             | ComposerError::ValidityOutOfRange(_)
+            | ComposerError::Rate(_)
             | ComposerError::Mms(_)
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
             ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,

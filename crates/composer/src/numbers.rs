@@ -95,6 +95,7 @@ impl App {
                 parsed.e164()
             ));
         }
+        let rate = send_rate(req.send_rate.unwrap_or(0.0), req.send_burst.unwrap_or(0))?;
         let row = NumberRow {
             id: Uuid::now_v7(),
             organization_id: org.to_owned(),
@@ -108,6 +109,8 @@ impl App {
             owner_user_id,
             owner_group_id,
             created_at: Utc::now(),
+            send_rate: rate.map(|(r, _)| r),
+            send_burst: rate.map(|(_, b)| b),
         };
         // The number and its state for the dispatchers' copies (which clears a release of the
         // same number by this organization), in one transaction.
@@ -147,6 +150,31 @@ impl App {
             }
         };
         found.ok_or(ComposerError::NotFound(Entity::Number))
+    }
+
+    /// Sets how fast a number may send (a rate of 0: back to its kind's default), with its
+    /// state for the dispatchers, in one transaction.
+    pub async fn set_number_rate(
+        &self,
+        caller: &Caller,
+        number: &str,
+        per_second: f64,
+        burst: u32,
+    ) -> Result<NumberRow, ComposerError> {
+        let rate = send_rate(per_second, burst)?;
+        let row = self.get_number(caller, number).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = store::numbers::set_rate(&mut tx, &row.organization_id, row.id, rate)
+            .await?
+            .ok_or(ComposerError::NotFound(Entity::Number))?;
+        self.outbox
+            .add_event(&mut tx, &number_state(&row, true))
+            .await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        // Senders are cached here by number: the new rate is read on the next send.
+        self.senders.forget(&row.organization_id, &row.number);
+        Ok(row)
     }
 
     /// Releases a number: it no longer sends, and can be rented again.
@@ -278,6 +306,24 @@ impl SenderCache {
     }
 }
 
+/// A send rate as asked for: `None` for a rate of 0 (the default for the number's kind);
+/// otherwise checked, with the burst defaulting to the rate rounded up.
+fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, ComposerError> {
+    if per_second == 0.0 && burst == 0 {
+        return Ok(None);
+    }
+    let burst = if burst == 0 {
+        per_second.ceil().max(1.0)
+    } else {
+        f64::from(burst)
+    };
+    let rate = sms_core::rate::Rate::new(per_second, burst)?;
+    Ok(Some((
+        rate.per_second(),
+        i32::try_from(rate.burst() as i64).unwrap_or(i32::MAX),
+    )))
+}
+
 /// Whether a number is held, for the dispatchers' copies (the state stream keeps the last).
 fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
     NumberChanged {
@@ -288,5 +334,10 @@ fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
         )),
         number: row.number.clone(),
         active,
+        send_rate: row.send_rate.unwrap_or(0.0),
+        send_burst: row
+            .send_burst
+            .and_then(|b| u32::try_from(b).ok())
+            .unwrap_or(0),
     }
 }

@@ -31,7 +31,9 @@ pub const MAX_BURST: f64 = 100_000.0;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RateError {
     /// Not a positive, finite rate, or an absurd one.
-    #[error("send rate {0} segments a second is not between 0 and {MAX_PER_SECOND} (exclusive of 0)")]
+    #[error(
+        "send rate {0} segments a second is not between 0 and {MAX_PER_SECOND} (exclusive of 0)"
+    )]
     PerSecond(f64),
     /// A burst below one segment, or an absurd one.
     #[error("burst {0} segments is not between 1 and {MAX_BURST}")]
@@ -178,19 +180,34 @@ mod tests {
         assert_eq!(SenderKind::of("+12015550100"), SenderKind::LongCode);
         assert_eq!(SenderKind::of("+18005550199"), SenderKind::TollFree);
         assert_eq!(SenderKind::of("12345"), SenderKind::ShortCode);
-        assert_eq!(Rate::for_sender(SenderKind::LongCode, false).per_second(), 1.0);
-        assert_eq!(Rate::for_sender(SenderKind::TollFree, false).per_second(), 3.0);
-        assert_eq!(Rate::for_sender(SenderKind::ShortCode, false).per_second(), 100.0);
+        assert_eq!(
+            Rate::for_sender(SenderKind::LongCode, false).per_second(),
+            1.0
+        );
+        assert_eq!(
+            Rate::for_sender(SenderKind::TollFree, false).per_second(),
+            3.0
+        );
+        assert_eq!(
+            Rate::for_sender(SenderKind::ShortCode, false).per_second(),
+            100.0
+        );
         assert_eq!(Rate::for_sender(SenderKind::LongCode, true).burst(), 1.0);
     }
 
     #[test]
     fn absurd_rates_are_refused() {
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
-            assert!(matches!(Rate::new(bad, 2.0), Err(RateError::PerSecond(_))), "{bad}");
+            assert!(
+                matches!(Rate::new(bad, 2.0), Err(RateError::PerSecond(_))),
+                "{bad}"
+            );
         }
         for bad in [0.0, 0.5, -3.0, f64::NAN, 1e12] {
-            assert!(matches!(Rate::new(1.0, bad), Err(RateError::Burst(_))), "{bad}");
+            assert!(
+                matches!(Rate::new(1.0, bad), Err(RateError::Burst(_))),
+                "{bad}"
+            );
         }
         assert!(Rate::new(0.5, 1.0).is_ok());
     }
@@ -201,14 +218,21 @@ mod tests {
         assert_eq!(b.reserve(1.0, 0.0), 0.0);
         assert_eq!(b.reserve(1.0, 0.0), 0.0);
         assert_eq!(b.reserve(1.0, 0.0), 1.0);
-        assert_eq!(b.reserve(3.0, 0.0), 4.0, "three segments wait for three tokens");
+        assert_eq!(
+            b.reserve(3.0, 0.0),
+            4.0,
+            "three segments wait for three tokens"
+        );
         assert_eq!(b.reserve(1.0, 10.0), 10.0, "refilled meanwhile");
     }
 
     #[test]
     fn an_empty_bucket_waits_for_its_first_tokens() {
         let mut b = Bucket::empty(Rate::new(5.0, 10.0).unwrap(), 100.0);
-        assert!((b.reserve(1.0, 100.0) - 100.2).abs() < 1e-9, "one token takes 0.2 s");
+        assert!(
+            (b.reserve(1.0, 100.0) - 100.2).abs() < 1e-9,
+            "one token takes 0.2 s"
+        );
     }
 
     #[test]

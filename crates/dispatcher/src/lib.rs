@@ -40,6 +40,8 @@ use uuid::Uuid;
 pub mod carrier;
 mod check;
 mod events;
+mod limiter;
+mod partitions;
 mod resolve;
 mod store;
 
@@ -82,6 +84,13 @@ pub struct Config {
     /// `SMS_STATUS_CALLBACK_OVERRIDES`: Twilio connection overrides put in the status
     /// callback URL's fragment (default [`DEFAULT_CALLBACK_OVERRIDES`]; empty for none).
     pub callback_overrides: String,
+    /// `SMS_CARRIER_RATE` (segments a second) and `SMS_CARRIER_BURST` (segments, default the
+    /// rate): one limit for the whole carrier account, shared by the live replicas; none when
+    /// unset.
+    pub account_rate: Option<sms_core::rate::Rate>,
+    /// `SMS_PARTITION_LEASE_MS`: how long a replica's hold on a dispatch partition lasts
+    /// without renewal (default 5 s): how soon another replica takes over after one dies.
+    pub partition_lease: Duration,
 }
 
 impl Config {
@@ -117,6 +126,29 @@ impl Config {
                 "expected key=value pairs joined by & (e.g. rc=5&rp=5xx,ct,rt)",
             ));
         }
+        let account_rate = match env.raw("SMS_CARRIER_RATE") {
+            None => None,
+            Some(_) => {
+                let per_second: f64 = env.parse_or("SMS_CARRIER_RATE", 0.0)?;
+                let burst: f64 = env.parse_or("SMS_CARRIER_BURST", per_second.max(1.0))?;
+                let rate = sms_core::rate::Rate::new(per_second, burst).map_err(|e| {
+                    let var = match e {
+                        sms_core::rate::RateError::PerSecond(_) => "SMS_CARRIER_RATE",
+                        sms_core::rate::RateError::Burst(_) => "SMS_CARRIER_BURST",
+                    };
+                    ConfigError::new(var, env.raw(var).unwrap_or_default(), e)
+                })?;
+                Some(rate)
+            }
+        };
+        let partition_lease = env.millis_or("SMS_PARTITION_LEASE_MS", Duration::from_secs(5))?;
+        if partition_lease < Duration::from_millis(500) {
+            return Err(ConfigError::new(
+                "SMS_PARTITION_LEASE_MS",
+                partition_lease.as_millis().to_string(),
+                "must be at least 500",
+            ));
+        }
         let send_attempts = env.parse_or("SMS_SEND_ATTEMPTS", 4)?;
         if !(1..=20).contains(&send_attempts) {
             return Err(ConfigError::new(
@@ -148,6 +180,8 @@ impl Config {
             carrier_timeout,
             in_doubt_after,
             callback_overrides,
+            account_rate,
+            partition_lease,
         })
     }
 }
@@ -200,7 +234,31 @@ pub async fn run_with_carrier(
             sms_bus::opted_out_entry,
         )
         .await?;
+    // Rates set on numbers: a copy of the number state, like the released numbers above.
+    let overrides = limiter::Overrides::default();
+    let copy = overrides.clone();
+    bus.follow_state(
+        StateKind::Number,
+        shutdown.clone(),
+        move |e: NumberChanged| {
+            let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+            let rate = (e.send_rate > 0.0)
+                .then(|| {
+                    let burst = if e.send_burst > 0 {
+                        f64::from(e.send_burst)
+                    } else {
+                        e.send_rate.max(1.0)
+                    };
+                    sms_core::rate::Rate::new(e.send_rate, burst).ok()
+                })
+                .flatten();
+            copy.set(org, e.number, rate);
+        },
+    )
+    .await?;
     let in_doubt_after = config.in_doubt_after;
+    let live = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let holdings = partitions::Holdings::default();
     let dispatcher = Arc::new(Dispatcher {
         claims: claims(pool.clone(), outbox.clone(), in_doubt_after),
         sent: sent(pool.clone(), outbox.clone()),
@@ -214,32 +272,38 @@ pub async fn run_with_carrier(
         in_doubt_after,
         released,
         opted_out,
+        limiter: limiter::Limiter::new(overrides, config.account_rate, live.clone()),
+        holdings: holdings.clone(),
+        fresh: config.partition_lease * 2,
+        calls: tokio::sync::Semaphore::new(CALLS_AT_ONCE),
     });
-    let d = dispatcher.clone();
-    let accepted = bus.consume(
-        ConsumerKind::DispatcherAccepted,
-        shutdown.clone(),
-        move |e: MessageAccepted, delivery| {
-            let d = d.clone();
-            async move { d.send(e.meta, e.message, delivery, None, None).await }
+    // Which partitions this replica sends for, and their consumers while it holds them.
+    let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let (stopped_tx, stopped) = tokio::sync::mpsc::unbounded_channel();
+    let leases = partitions::run(
+        partitions::Replica {
+            pool: pool.clone(),
+            me: Uuid::new_v4().to_string(),
+            config: partitions::LeaseConfig {
+                lease: config.partition_lease,
+            },
+            holdings,
+            live,
         },
+        changes_tx,
+        stopped,
+        shutdown.clone(),
     );
     let d = dispatcher.clone();
-    let due = bus.consume(
-        ConsumerKind::DispatcherDue,
-        shutdown.clone(),
-        move |e: MessageDue, delivery| {
-            let d = d.clone();
-            async move {
-                let due = e.send_at.map(|t| t.seconds);
-                let late = e.late.then(|| {
-                    let now = Utc::now().timestamp();
-                    format!("fired {} s late", now.saturating_sub(due.unwrap_or(now)))
-                });
-                d.send(e.meta, e.message, delivery, due, late).await
-            }
-        },
-    );
+    let partitions = async move {
+        while let Some(partitions::Change::Took(p, stop)) = changes.recv().await {
+            let (d, stopped) = (d.clone(), stopped_tx.clone());
+            tokio::spawn(async move {
+                d.clone().consume_partition(p, stop).await;
+                let _ = stopped.send(p);
+            });
+        }
+    };
     let d = dispatcher.clone();
     let checks = bus.consume(
         ConsumerKind::DispatcherCheck,
@@ -250,11 +314,20 @@ pub async fn run_with_carrier(
         },
     );
     let resolving = resolve::run(dispatcher.clone(), shutdown.clone());
+    let d = dispatcher.clone();
+    let pruning = async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => d.limiter.prune(),
+            }
+        }
+    };
     tracing::info!("dispatcher running");
-    let (a, b, c, ()) = tokio::join!(accepted, due, checks, resolving);
+    // The partition loop ends with the lease loop (which drops the changes' sender).
+    let (c, (), (), (), ()) = tokio::join!(checks, resolving, leases, partitions, pruning);
     base.relay.finish().await;
-    a.context("accepted consumer")?;
-    b.context("due consumer")?;
     c.context("check consumer")?;
     tracing::info!("dispatcher stopped");
     Ok(())
@@ -278,7 +351,21 @@ struct Dispatcher {
     released: sms_bus::StateSet,
     /// (organization, contact) pairs that opted out.
     opted_out: sms_bus::StateSet,
+    /// Each sender held to its rate.
+    limiter: limiter::Limiter,
+    /// The dispatch partitions this replica holds.
+    holdings: partitions::Holdings,
+    /// How long after taking a partition its senders' buckets start empty.
+    fresh: Duration,
+    /// Carrier calls under way at once, whatever the partitions (the waiting is unbounded).
+    calls: tokio::sync::Semaphore,
 }
+
+/// Carrier calls a replica makes at once.
+const CALLS_AT_ONCE: usize = 128;
+
+/// Handlers per partition consumer at once: most of them wait for their sender's rate.
+const WAITING_PER_PARTITION: usize = 4096;
 
 fn callback_base(public_url: &str) -> String {
     format!(
@@ -422,8 +509,87 @@ fn validity_left(valid_until: DateTime<Utc>) -> u32 {
 }
 
 impl Dispatcher {
+    /// Pulls partition `p`'s messages (to send now, and due) until `stop`.
+    async fn consume_partition(self: Arc<Self>, p: u16, stop: CancellationToken) {
+        let d = self.clone();
+        let accepted = self.bus.consume_concurrently(
+            ConsumerKind::DispatcherAccepted(p),
+            WAITING_PER_PARTITION,
+            stop.clone(),
+            move |e: MessageAccepted, delivery| {
+                let d = d.clone();
+                async move { d.send(p, e.meta, e.message, delivery, None, None).await }
+            },
+        );
+        let d = self.clone();
+        let due = self.bus.consume_concurrently(
+            ConsumerKind::DispatcherDue(p),
+            WAITING_PER_PARTITION,
+            stop,
+            move |e: MessageDue, delivery| {
+                let d = d.clone();
+                async move {
+                    let due = e.send_at.map(|t| t.seconds);
+                    let late = e.late.then(|| {
+                        let now = Utc::now().timestamp();
+                        format!("fired {} s late", now.saturating_sub(due.unwrap_or(now)))
+                    });
+                    d.send(p, e.meta, e.message, delivery, due, late).await
+                }
+            },
+        );
+        let (a, b) = tokio::join!(accepted, due);
+        for (what, result) in [("accepted", a), ("due", b)] {
+            if let Err(e) = result {
+                tracing::error!(partition = p, consumer = what, error = %e, "partition consumer failed");
+            }
+        }
+    }
+
+    /// Waits for `m`'s turn at its sender's rate, while this replica holds `partition`;
+    /// `Err` (the event goes back to the bus, for the partition's next holder) when it stops
+    /// holding it meanwhile.
+    async fn wait_turn(
+        &self,
+        partition: u16,
+        m: &OutboundMessage,
+        queued: &Encoded,
+    ) -> Result<CancellationToken, HandleError> {
+        let gone = || HandleError::Unavailable {
+            reason: format!("dispatch partition {partition} is not held here"),
+            delay: Duration::ZERO,
+        };
+        let held = self.holdings.holding(partition).ok_or_else(gone)?;
+        let at = self.limiter.reserve(m, held.since.elapsed() < self.fresh);
+        let wait = at.saturating_duration_since(std::time::Instant::now());
+        if wait.is_zero() {
+            return Ok(held.stop);
+        }
+        if wait > Duration::from_secs(1) {
+            // Waiting for its sender: `queued`, as the claim will say again (same event).
+            let _ = self.bus.publish_encoded(queued.clone()).await;
+        }
+        let waiting = metrics::gauge!(sms_runtime::metrics::DISPATCH_WAITING);
+        waiting.increment(1.0);
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = held.stop.cancelled() => true,
+        };
+        waiting.decrement(1.0);
+        metrics::histogram!(
+            sms_runtime::metrics::DISPATCH_WAIT_SECONDS,
+            "sender_kind" => sms_core::rate::SenderKind::of(&m.from).to_string()
+        )
+        .record(wait);
+        if stopped || self.holdings.holding(partition).is_none() {
+            return Err(gone());
+        }
+        Ok(held.stop)
+    }
+
     async fn send(
         &self,
+        partition: u16,
         meta: Option<EventMeta>,
         message: Option<OutboundMessage>,
         delivery: Delivery,
@@ -440,6 +606,18 @@ impl Dispatcher {
         })?;
         let detail = note.as_deref().unwrap_or("");
         let queued = self.encode(&events::status(&m, Status::Queued, None, None, detail));
+        // Its sender's turn first: only this replica sends for the sender now.
+        let stop = self.wait_turn(partition, &m, &queued).await?;
+        // Then a free carrier call; a message still waiting when the partition is given back
+        // (or the replica stops) goes back to the bus untouched.
+        let given_back = || HandleError::Unavailable {
+            reason: format!("dispatch partition {partition} given back"),
+            delay: Duration::ZERO,
+        };
+        let _call = tokio::select! {
+            permit = self.calls.acquire() => permit.map_err(|_| given_back())?,
+            () = stop.cancelled() => return Err(given_back()),
+        };
         let valid_until = valid_until(&m, due);
         let claim = store::Claim {
             id,
@@ -490,9 +668,12 @@ impl Dispatcher {
                 store::to_retry(&self.pool, id, &detail)
                     .await
                     .map_err(|e| db_retry(e, delivery))?;
+                let delay = carrier_retry_delay(reason, attempt + 1, retry_after);
+                // The sender (and the account) slows down, not just this message.
+                self.limiter.hold(&m, delay);
                 Err(HandleError::Unavailable {
                     reason: detail,
-                    delay: carrier_retry_delay(reason, attempt + 1, retry_after),
+                    delay,
                 })
             }
             Err(CarrierError::Retryable {

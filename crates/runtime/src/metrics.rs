@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Unit, describe_counter, describe_histogram};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Messages accepted by SendMessage, by `kind` (`sms`, `mms`) and `when` (`now`, `later`).
@@ -48,6 +48,14 @@ pub const IN_DOUBT_RESOLVED: &str = "sms_in_doubt_resolved_total";
 /// Status checks: the composer's questions about messages whose status stopped moving, by
 /// `outcome` at the dispatcher (`reported`, `pending`, `unknown`, `lookup_failed`).
 pub const STATUS_CHECKS: &str = "sms_status_checks_total";
+
+/// Dispatch partitions this dispatcher replica holds (it alone sends for their senders).
+pub const DISPATCH_PARTITIONS_HELD: &str = "sms_dispatch_partitions_held";
+/// Messages waiting for their sender's rate (or the account's) before their carrier call.
+pub const DISPATCH_WAITING: &str = "sms_dispatch_waiting";
+/// How long messages waited for their sender's rate, by `sender_kind` (`long_code`,
+/// `toll_free`, `short_code`).
+pub const DISPATCH_WAIT_SECONDS: &str = "sms_dispatch_wait_seconds";
 
 /// Bucket bounds (seconds) of every latency histogram.
 const SECONDS: &[f64] = &[
@@ -155,6 +163,21 @@ fn describe() {
         OPTOUT_CHANGES,
         Unit::Count,
         "Opt-out changes recorded by the registry."
+    );
+    describe_gauge!(
+        DISPATCH_PARTITIONS_HELD,
+        Unit::Count,
+        "Dispatch partitions held by this replica."
+    );
+    describe_gauge!(
+        DISPATCH_WAITING,
+        Unit::Count,
+        "Messages waiting for their sender's rate."
+    );
+    describe_histogram!(
+        DISPATCH_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long messages waited for their sender's rate, by sender kind."
     );
     describe_counter!(
         IN_DOUBT_RESOLVED,

@@ -123,6 +123,14 @@ pub struct Options {
     pub callback_overrides: String,
     /// How the composers ask about messages whose status stopped moving.
     pub status_check: sms_composer::check::CheckConfig,
+    /// One limit for the whole carrier account (segments a second), if any.
+    pub account_rate: Option<sms_core::rate::Rate>,
+    /// How long a dispatcher's hold on a dispatch partition lasts without renewal.
+    pub partition_lease: Duration,
+    /// Whether numbers added with [`Stack::add_number`] keep the carriers' usual rates (1
+    /// segment a second for a long code). Off by default: tests send hundreds of messages from
+    /// one number, so its rate is set out of the way (10,000 a second).
+    pub carrier_rates: bool,
 }
 
 impl Default for Options {
@@ -139,6 +147,9 @@ impl Default for Options {
             in_doubt_after: Duration::from_secs(60),
             callback_overrides: sms_dispatcher::DEFAULT_CALLBACK_OVERRIDES.to_owned(),
             status_check: sms_composer::check::CheckConfig::default(),
+            account_rate: None,
+            partition_lease: Duration::from_secs(2),
+            carrier_rates: false,
         }
     }
 }
@@ -386,6 +397,8 @@ impl Stack {
             carrier_timeout: self.options.carrier_timeout,
             in_doubt_after: self.options.in_doubt_after,
             callback_overrides: self.options.callback_overrides.clone(),
+            account_rate: self.options.account_rate,
+            partition_lease: self.options.partition_lease,
         };
         let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
         let carrier = Arc::new(CountingCarrier {
@@ -423,18 +436,15 @@ impl Stack {
                 .await
             {
                 drop(channel);
-                // The consumers exist once every service has connected; give them a moment.
-                // (With no dispatcher, nobody creates the dispatcher's consumer.)
-                let names: Vec<&str> = [
-                    sms_bus::ConsumerKind::DispatcherAccepted,
-                    sms_bus::ConsumerKind::ComposerStatus,
-                ]
-                .iter()
-                .filter(|k| {
-                    self.options.dispatchers > 0 || **k != sms_bus::ConsumerKind::DispatcherAccepted
-                })
-                .map(|k| k.durable_name())
-                .collect();
+                // The consumers exist once every service has connected and the dispatchers hold
+                // every partition. (With no dispatcher, nobody creates the dispatcher's.)
+                let mut names = vec![sms_bus::ConsumerKind::ComposerStatus.durable_name()];
+                if self.options.dispatchers > 0 {
+                    for p in 0..sms_bus::DISPATCH_PARTITIONS {
+                        names.push(sms_bus::ConsumerKind::DispatcherAccepted(p).durable_name());
+                        names.push(sms_bus::ConsumerKind::DispatcherDue(p).durable_name());
+                    }
+                }
                 let stream = self
                     .bus
                     .jetstream()
@@ -459,6 +469,32 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the dispatchers running hold every dispatch partition between them, each
+    /// its fair share (the lease rounds take a few seconds after a replica starts or stops).
+    pub async fn wait_partitions_shared(&self) {
+        let replicas = self.dispatchers.len() as i64;
+        let total = i64::from(sms_bus::DISPATCH_PARTITIONS);
+        let db = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        eventually(Duration::from_secs(30), "the partitions shared", || {
+            let db = db.clone();
+            async move {
+                let held: Vec<i64> = sqlx::query_scalar(
+                    "SELECT count(*) FROM dispatcher.partitions
+                     WHERE lease_until > now() AND owner IS NOT NULL GROUP BY owner",
+                )
+                .fetch_all(&db)
+                .await
+                .ok()?;
+                let fair = (total + replicas - 1) / replicas.max(1);
+                (held.len() as i64 == replicas
+                    && held.iter().sum::<i64>() == total
+                    && held.iter().all(|h| *h <= fair))
+                .then_some(())
+            }
+        })
+        .await;
     }
 
     /// A channel to the composer.
@@ -517,6 +553,8 @@ impl Stack {
                     number: number.into(),
                     kind: sms_proto::v1::NumberKind::Internal as i32,
                     owner: Some(add_number_request::Owner::OwnerUserId(user.into())),
+                    send_rate: (!self.options.carrier_rates).then_some(10_000.0),
+                    send_burst: (!self.options.carrier_rates).then_some(100_000),
                     ..Default::default()
                 },
                 org,

@@ -181,5 +181,10 @@ pub(crate) fn number(n: NumberRow) -> PhoneNumber {
         owner_user_id: n.owner_user_id.unwrap_or_default(),
         owner_group_id: n.owner_group_id.unwrap_or_default(),
         created_at: Some(timestamp(n.created_at)),
+        send_rate: n.send_rate.unwrap_or(0.0),
+        send_burst: n
+            .send_burst
+            .and_then(|b| u32::try_from(b).ok())
+            .unwrap_or(0),
     }
 }

@@ -6,7 +6,7 @@ use sms_proto::v1::{
     CreateGroupRequest, CreateGroupResponse, GetNumberRequest, GetNumberResponse,
     ListGroupsRequest, ListGroupsResponse, ListNumbersRequest, ListNumbersResponse,
     ReleaseNumberRequest, ReleaseNumberResponse, RemoveGroupMemberRequest,
-    RemoveGroupMemberResponse,
+    RemoveGroupMemberResponse, SetNumberRateRequest, SetNumberRateResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -70,6 +70,21 @@ impl NumbersService for NumbersApi {
                 .release_number(&caller, &request.get_ref().number)
                 .await
                 .map(|n| ReleaseNumberResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn set_number_rate(
+        &self,
+        request: Request<SetNumberRateRequest>,
+    ) -> Result<Response<SetNumberRateResponse>, Status> {
+        call!(self, request, "SetNumberRate", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_number_rate(&caller, &r.number, r.send_rate, r.send_burst)
+                .await
+                .map(|n| SetNumberRateResponse {
                     number: Some(number(n)),
                 })
         })

@@ -32,6 +32,10 @@ pub struct NumberRow {
     pub owner_group_id: Option<String>,
     /// Added at.
     pub created_at: DateTime<Utc>,
+    /// Its own send rate (segments a second), if it has one.
+    pub send_rate: Option<f64>,
+    /// Its own burst (segments), if it has one.
+    pub send_burst: Option<i32>,
 }
 
 /// A row as the database returns it (the number type is text there).
@@ -48,6 +52,8 @@ struct Raw {
     owner_user_id: Option<String>,
     owner_group_id: Option<String>,
     created_at: DateTime<Utc>,
+    send_rate: Option<f64>,
+    send_burst: Option<i32>,
 }
 
 impl From<Raw> for NumberRow {
@@ -66,6 +72,8 @@ impl From<Raw> for NumberRow {
             owner_user_id: r.owner_user_id,
             owner_group_id: r.owner_group_id,
             created_at: r.created_at,
+            send_rate: r.send_rate,
+            send_burst: r.send_burst,
         }
     }
 }
@@ -99,7 +107,7 @@ async fn find_where(
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at
+                  created_at, send_rate, send_burst
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
              AND ($2::uuid IS NULL OR id = $2) AND ($3::text IS NULL OR number = $3)"#,
@@ -119,7 +127,7 @@ pub async fn holder(pool: &PgPool, number: &str) -> Result<Option<NumberRow>, sq
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at
+                  created_at, send_rate, send_burst
            FROM composer.numbers WHERE number = $1 AND released_at IS NULL"#,
         number
     )
@@ -141,7 +149,7 @@ pub async fn usable(
         Raw,
         r#"SELECT n.id, n.organization_id, n.number, n.region, n.number_type, n.sms_capable,
                   n.mms_capable, n.voice_capable, n.kind AS "kind: NumberKind", n.owner_user_id,
-                  n.owner_group_id, n.created_at
+                  n.owner_group_id, n.created_at, n.send_rate, n.send_burst
            FROM composer.numbers n
            LEFT JOIN LATERAL (
                SELECT max(m.created_at) AS last_used FROM composer.messages m
@@ -169,8 +177,9 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
     sqlx::query!(
         "INSERT INTO composer.numbers
             (id, organization_id, number, region, number_type, sms_capable, mms_capable,
-             voice_capable, kind, owner_user_id, owner_group_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             voice_capable, kind, owner_user_id, owner_group_id, created_at, send_rate,
+             send_burst)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         n.id,
         n.organization_id,
         n.number,
@@ -182,7 +191,9 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
         n.kind as NumberKind,
         n.owner_user_id,
         n.owner_group_id,
-        n.created_at
+        n.created_at,
+        n.send_rate,
+        n.send_burst
     )
     .execute(conn)
     .await
@@ -196,7 +207,7 @@ pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at
+                  created_at, send_rate, send_burst
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
            ORDER BY created_at, id"#,
@@ -223,4 +234,30 @@ pub async fn release(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Sets a held number's own send rate and burst (`None`: back to the default for its kind);
+/// returns the number as it now is, if the organization holds it.
+#[tracing::instrument(skip(conn))]
+pub async fn set_rate(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    id: Uuid,
+    rate: Option<(f64, i32)>,
+) -> Result<Option<NumberRow>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Raw,
+        r#"UPDATE composer.numbers SET send_rate = $3, send_burst = $4
+           WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
+           RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
+                     voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
+                     created_at, send_rate, send_burst"#,
+        organization_id,
+        id,
+        rate.map(|(r, _)| r),
+        rate.map(|(_, b)| b)
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(NumberRow::from))
 }
