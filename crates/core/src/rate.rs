@@ -31,12 +31,10 @@ pub const MAX_BURST: f64 = 100_000.0;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RateError {
     /// Not a positive, finite rate, or an absurd one.
-    #[error(
-        "send rate {0} segments a second is not between 0 and {MAX_PER_SECOND} (exclusive of 0)"
-    )]
+    #[error("send rate {0} segments a second must be above 0 and at most {MAX_PER_SECOND}")]
     PerSecond(f64),
     /// A burst below one segment, or an absurd one.
-    #[error("burst {0} segments is not between 1 and {MAX_BURST}")]
+    #[error("burst {0} segments must be 1 to {MAX_BURST}")]
     Burst(f64),
 }
 

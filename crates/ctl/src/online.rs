@@ -65,9 +65,27 @@ pub enum NumbersCommand {
         /// An external number (never used to send).
         #[arg(long)]
         external: bool,
+        /// Its own send rate, in segments a second (default: the carriers' usual limit for
+        /// its kind: long code 1, toll-free 3, short code 100).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Its burst, in segments (default: the rate rounded up).
+        #[arg(long, requires = "rate")]
+        burst: Option<u32>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Set how fast a number may send (`--rate 0` puts it back to its kind's default).
+    Rate {
+        /// E.164 or id.
+        number: String,
+        /// Segments a second.
+        #[arg(long)]
+        rate: f64,
+        /// Segments at once (default: the rate rounded up).
+        #[arg(long)]
+        burst: Option<u32>,
     },
     /// List the organization's numbers.
     List {
@@ -344,6 +362,8 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
             owner_user,
             owner_group,
             external,
+            rate,
+            burst,
             json,
         } => {
             let owner = match (owner_group, owner_user.or_else(|| conn.user.clone())) {
@@ -363,6 +383,8 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
                     number,
                     kind: kind as i32,
                     owner: Some(owner),
+                    send_rate: rate,
+                    send_burst: burst,
                     ..Default::default()
                 },
                 false,
@@ -398,6 +420,27 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
             } else {
                 println!("{}", number_line(&n));
             }
+        }
+        NumbersCommand::Rate {
+            number,
+            rate,
+            burst,
+        } => {
+            let request = conn.request(
+                sms_proto::v1::SetNumberRateRequest {
+                    number,
+                    send_rate: rate,
+                    send_burst: burst.unwrap_or(0),
+                },
+                false,
+            )?;
+            let reply = client
+                .set_number_rate(request)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let n = reply.number.context("the reply has no number")?;
+            println!("{}", number_line(&n));
         }
         NumbersCommand::Release { number } => {
             let request = conn.request(ReleaseNumberRequest { number }, false)?;
@@ -1060,6 +1103,8 @@ fn number_json(n: &PhoneNumber) -> Value {
         "kind": if n.kind == NumberKind::External as i32 { "external" } else { "internal" },
         "owner_user_id": n.owner_user_id,
         "owner_group_id": n.owner_group_id,
+        "send_rate": n.send_rate,
+        "send_burst": n.send_burst,
     })
 }
 
@@ -1083,8 +1128,13 @@ fn number_line(n: &PhoneNumber) -> String {
     } else {
         "internal"
     };
+    let rate = if n.send_rate > 0.0 {
+        format!("  {}/s burst {}", n.send_rate, n.send_burst)
+    } else {
+        "  default rate".to_owned()
+    };
     format!(
-        "{}  {}  {}  {}  [{}]  {owner}",
+        "{}  {}  {}  {}  [{}]  {owner}{rate}",
         n.number,
         n.region,
         n.number_type,
