@@ -20,6 +20,7 @@ pub mod encoding;
 pub mod keywords;
 pub mod mms;
 pub mod phone;
+pub mod quiet;
 pub mod rate;
 pub mod reason;
 pub mod schedule;
