@@ -38,6 +38,31 @@ fn database_retry(e: sqlx::Error) -> HandleError {
     sms_runtime::db::consumer_error(e, 3)
 }
 
+/// How long an event that came before the one it follows waits for it.
+const OUT_OF_ORDER_PATIENCE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// An event that arrived before the one it follows (a callback before the dispatcher's
+/// `queued`): tried again shortly, however many deliveries it has had (an outage of the
+/// database or the bus can use them up while both wait), for as long as it is younger than
+/// [`OUT_OF_ORDER_PATIENCE`]; after that it is about a message that never went out, and goes to
+/// the dead-letter stream.
+fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
+    let occurred = e
+        .meta
+        .as_ref()
+        .and_then(|m| m.occurred_at.as_ref())
+        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+        .unwrap_or_else(Utc::now);
+    if Utc::now() - occurred < OUT_OF_ORDER_PATIENCE {
+        HandleError::Unavailable {
+            reason,
+            delay: Duration::from_secs(1),
+        }
+    } else {
+        HandleError::Permanent(format!("{reason}, 10 minutes on"))
+    }
+}
+
 /// What a carrier's callback may do to a message as it stands.
 enum CarrierCheck {
     /// It is about this message: apply it (learning the sid if it is the first).
@@ -160,13 +185,10 @@ impl App {
                         continue;
                     }
                     CarrierCheck::NotYet => {
-                        outcomes[index] = Err(HandleError::Retry {
-                            reason: format!(
-                                "{to} from the carrier for a message still {}",
-                                now.status
-                            ),
-                            delay: Duration::from_secs(1),
-                        });
+                        outcomes[index] = Err(out_of_order(
+                            e,
+                            format!("{to} from the carrier for a message still {}", now.status),
+                        ));
                         continue;
                     }
                 }
@@ -181,8 +203,8 @@ impl App {
             let transition = now.status.transition(to);
             // Nothing reaches the carrier before the dispatcher's `queued`, which may still be
             // on its way: events of one message can be applied out of order across batches.
-            // Try again shortly (bounded: a callback for a message that never went out ends in
-            // the dead-letter stream).
+            // Try again shortly (for a while: a callback for a message that never went out ends
+            // in the dead-letter stream).
             if transition == Transition::Illegal
                 && matches!(now.status, Status::Accepted | Status::Scheduled)
                 && matches!(
@@ -190,10 +212,10 @@ impl App {
                     Status::Sending | Status::Sent | Status::Delivered | Status::Undelivered
                 )
             {
-                outcomes[index] = Err(HandleError::Retry {
-                    reason: format!("{to} for a message still {}", now.status),
-                    delay: Duration::from_secs(1),
-                });
+                outcomes[index] = Err(out_of_order(
+                    e,
+                    format!("{to} for a message still {}", now.status),
+                ));
                 continue;
             }
             let update = updates.entry(id).or_default();
@@ -280,6 +302,28 @@ mod tests {
             status,
             carrier_sid: sid.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn an_early_event_waits_for_its_predecessor_for_a_while_whatever_its_deliveries() {
+        let event = |age: chrono::TimeDelta| StatusChanged {
+            meta: Some(sms_proto::events::v1::EventMeta {
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: (Utc::now() - age).timestamp(),
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            out_of_order(&event(chrono::TimeDelta::seconds(30)), "x".into()),
+            HandleError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            out_of_order(&event(chrono::TimeDelta::minutes(11)), "x".into()),
+            HandleError::Permanent(_)
+        ));
     }
 
     #[test]
