@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "sms/v1/common.proto",
     "sms/events/v1/events.proto",
     "sms/v1/messaging.proto",
     "sms/v1/numbers.proto",
     "sms/v1/optouts.proto",
+    "sms/v1/settings.proto",
     "sms/v1/templates.proto",
 ];
 

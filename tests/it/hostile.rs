@@ -13,8 +13,10 @@ use prost::Message as _;
 use sms_proto::v1::messaging_service_client::MessagingServiceClient;
 use sms_proto::v1::numbers_service_client::NumbersServiceClient;
 use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
+use sms_proto::v1::settings_service_client::SettingsServiceClient;
 use sms_proto::v1::templates_service_client::TemplatesServiceClient;
 use sms_proto::v1::*;
+use sms_proto::v1::{QuietHours, Settings, UpdateSettingsRequest};
 use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -134,6 +136,7 @@ struct Clients {
     numbers: NumbersServiceClient<Channel>,
     templates: TemplatesServiceClient<Channel>,
     opt_outs: OptOutsServiceClient<Channel>,
+    settings: SettingsServiceClient<Channel>,
 }
 
 async fn clients(stack: &Stack) -> Clients {
@@ -142,6 +145,7 @@ async fn clients(stack: &Stack) -> Clients {
         numbers: stack.numbers().await,
         templates: stack.templates().await,
         opt_outs: stack.opt_outs().await,
+        settings: stack.settings().await,
     }
 }
 
@@ -255,6 +259,9 @@ const FIELDS: &[Field] = &[
     field("RemoveOptOut", "reason", 500, true),
     field("SetReplies", "help_text", 1000, true),
     field("SetReplies", "opt_out_confirmation", 1000, true),
+    field("UpdateSettings", "quiet_hours.start", 16, false),
+    field("UpdateSettings", "quiet_hours.end", 16, false),
+    field("UpdateSettings", "quiet_hours.days", 16, false),
 ];
 
 fn context_with(path: &str, value: &str) -> TemplateContext {
@@ -583,6 +590,24 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
                 r.opt_out_confirmation = v;
             }
             answer(c.opt_outs.set_replies(as_user(r)).await)
+        }
+        ("UpdateSettings", _) => {
+            let mut q = QuietHours::default();
+            match name {
+                "quiet_hours.start" => q.start = v,
+                "quiet_hours.end" => q.end = v,
+                _ => q.days = vec![v],
+            }
+            answer(
+                c.settings
+                    .update_settings(as_user(UpdateSettingsRequest {
+                        settings: Some(Settings {
+                            quiet_hours: Some(q),
+                            daily_segment_cap: 0,
+                        }),
+                    }))
+                    .await,
+            )
         }
         other => panic!("no call for {other:?}"),
     }

@@ -12,6 +12,7 @@ mod operations;
 mod outage;
 mod outbox;
 mod pipeline;
+mod quiet;
 mod reflection;
 mod resolution;
 mod rules;

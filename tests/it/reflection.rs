@@ -170,6 +170,7 @@ async fn a_v1alpha_client_lists_and_calls_both_servers() {
         "sms.v1.MessagingService",
         "sms.v1.NumbersService",
         "sms.v1.TemplatesService",
+        "sms.v1.SettingsService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {
@@ -186,6 +187,23 @@ async fn a_v1alpha_client_lists_and_calls_both_servers() {
         health.get_field_by_name("status").unwrap().as_enum_number(),
         Some(1),
         "SERVING"
+    );
+    // The settings service is described with its messages.
+    let settings = call(&composer, "sms.v1.SettingsService", "GetSettings", &[]).await;
+    let settings = settings.get_field_by_name("settings").unwrap();
+    let quiet = settings
+        .as_message()
+        .unwrap()
+        .get_field_by_name("quiet_hours")
+        .unwrap();
+    assert_eq!(
+        quiet
+            .as_message()
+            .unwrap()
+            .get_field_by_name("start")
+            .unwrap()
+            .as_str(),
+        Some("08:00")
     );
     let numbers = call(&composer, "sms.v1.NumbersService", "ListNumbers", &[]).await;
     let listed_numbers: Vec<String> = numbers

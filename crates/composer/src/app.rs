@@ -34,6 +34,8 @@ pub struct App {
     pub(crate) writer: crate::send::accept::Writer,
     /// Held numbers by sender, so that a send needs no query for its sender.
     pub(crate) senders: crate::numbers::SenderCache,
+    /// Organizations' settings, briefly trusted from memory.
+    pub(crate) settings: crate::settings::SettingsCache,
 }
 
 impl App {

@@ -137,6 +137,27 @@ pub enum ComposerError {
     /// A validity period out of the carrier's range.
     #[error("validity_seconds must be 1 to 36000, not {0}")]
     ValidityOutOfRange(u32),
+    /// Quiet hours that cannot be used.
+    #[error("invalid quiet hours: {0}")]
+    QuietHours(sms_core::quiet::QuietError),
+    /// A daily cap out of range.
+    #[error("daily_segment_cap must be 0 (no cap) to {max}, not {0}", max = crate::settings::MAX_DAILY_CAP)]
+    InvalidDailyCap(i64),
+    /// The organization's segments for the day would go over its cap.
+    #[error(
+        "the organization's daily cap of {cap} segments for {day} (UTC) is reached: {used} used, \
+         this message needs {segments}"
+    )]
+    DailyCapReached {
+        /// The cap.
+        cap: i64,
+        /// Segments counted that day.
+        used: i64,
+        /// The message's segments.
+        segments: i64,
+        /// The day.
+        day: chrono::NaiveDate,
+    },
     /// Cancel or reschedule of a message that is not scheduled.
     #[error("the message is {status}, not scheduled")]
     NotScheduled {
@@ -252,6 +273,17 @@ impl ComposerError {
             ComposerError::ValidityOutOfRange(_) => "VALIDITY_OUT_OF_RANGE",
             ComposerError::Rate(sms_core::rate::RateError::PerSecond(_)) => "INVALID_SEND_RATE",
             ComposerError::Rate(sms_core::rate::RateError::Burst(_)) => "INVALID_SEND_BURST",
+            ComposerError::QuietHours(sms_core::quiet::QuietError::Time { .. }) => {
+                "INVALID_QUIET_HOURS_TIME"
+            }
+            ComposerError::QuietHours(sms_core::quiet::QuietError::Backwards { .. }) => {
+                "QUIET_HOURS_BACKWARDS"
+            }
+            ComposerError::QuietHours(sms_core::quiet::QuietError::Day(_)) => {
+                "INVALID_QUIET_HOURS_DAY"
+            }
+            ComposerError::InvalidDailyCap(_) => "INVALID_DAILY_CAP",
+            ComposerError::DailyCapReached { .. } => "DAILY_CAP_REACHED",
             ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
             ComposerError::SchedulerUnavailable(_) => "SCHEDULER_UNAVAILABLE",
@@ -312,6 +344,32 @@ impl ComposerError {
                 ("max", sms_core::MAX_VALIDITY_SECS.to_string()),
             ],
             ComposerError::AlreadyFired { state } => vec![("state", state.clone())],
+            ComposerError::QuietHours(e) => vec![(
+                "field",
+                match e {
+                    sms_core::quiet::QuietError::Time { field, .. } => {
+                        format!("quiet_hours.{field}")
+                    }
+                    sms_core::quiet::QuietError::Backwards { .. } => "quiet_hours.end".to_owned(),
+                    sms_core::quiet::QuietError::Day(_) => "quiet_hours.days".to_owned(),
+                },
+            )],
+            ComposerError::InvalidDailyCap(_) => vec![
+                ("field", "daily_segment_cap".to_owned()),
+                ("min", "0".to_owned()),
+                ("max", crate::settings::MAX_DAILY_CAP.to_string()),
+            ],
+            ComposerError::DailyCapReached {
+                cap,
+                used,
+                segments,
+                day,
+            } => vec![
+                ("cap", cap.to_string()),
+                ("used", used.to_string()),
+                ("segments", segments.to_string()),
+                ("day", day.to_string()),
+            ],
             ComposerError::Schedule(ScheduleError::TooFar { days, .. }) => {
                 vec![("horizon_days", days.to_string())]
             }
@@ -347,6 +405,8 @@ impl ComposerError {
             | ComposerError::TwoSendTimes
             | ComposerError::ValidityOutOfRange(_)
             | ComposerError::Rate(_)
+            | ComposerError::QuietHours(_)
+            | ComposerError::InvalidDailyCap(_)
             | ComposerError::Mms(_)
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
             ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,
@@ -365,6 +425,7 @@ impl ComposerError {
             | ComposerError::GroupNameTaken(_)
             | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
+            ComposerError::DailyCapReached { .. } => Code::ResourceExhausted,
             ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
             ComposerError::Database(_) => Code::Internal,
         }

@@ -207,6 +207,18 @@ impl App {
             return Ok(());
         }
         stored.map_err(db_failure)?;
+        // Counted against the day's cap, never refused by it.
+        store::settings::count(
+            &mut tx,
+            &[store::settings::DayCount {
+                organization_id: row.organization_id.clone(),
+                day: store::settings::day_of(now),
+                segments: i64::from(row.segments),
+                cap: None,
+            }],
+        )
+        .await
+        .map_err(db_failure)?;
         self.outbox
             .add(&mut tx, &[event])
             .await

@@ -18,6 +18,7 @@ use sms_bus::ConsumerKind;
 use sms_proto::events::v1::StatusChanged;
 use sms_proto::v1::messaging_service_server::MessagingServiceServer;
 use sms_proto::v1::numbers_service_server::NumbersServiceServer;
+use sms_proto::v1::settings_service_server::SettingsServiceServer;
 use sms_proto::v1::templates_service_server::TemplatesServiceServer;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
@@ -34,6 +35,7 @@ pub mod messages;
 pub mod numbers;
 pub mod schedule;
 pub mod send;
+pub mod settings;
 pub mod status;
 pub mod store;
 pub mod templates;
@@ -189,6 +191,7 @@ pub async fn run(
         fetcher: sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
         writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
         senders,
+        settings: settings::SettingsCache::default(),
     });
     tokio::spawn(sms_runtime::health::serve(
         media_listener,
@@ -206,11 +209,15 @@ pub async fn run(
     health_reporter
         .set_serving::<TemplatesServiceServer<grpc::TemplatesApi>>()
         .await;
+    health_reporter
+        .set_serving::<SettingsServiceServer<grpc::SettingsApi>>()
+        .await;
     let reflection = sms_proto::Reflection::new(
         &[
             <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
             <NumbersServiceServer<grpc::NumbersApi> as NamedService>::NAME,
             <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
+            <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
             HEALTH_SERVICE,
         ],
         &[tonic_health::pb::FILE_DESCRIPTOR_SET],
@@ -262,6 +269,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(NumbersServiceServer::new(grpc::NumbersApi(app.clone())))
+        .add_service(SettingsServiceServer::new(grpc::SettingsApi(app.clone())))
         .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

@@ -138,6 +138,18 @@ impl App {
         Ok(store::usage::totals(&self.pool, &caller.organization_id, from, to).await?)
     }
 
+    /// Today's (UTC) segments and the organization's daily cap (`None`: no cap).
+    pub async fn today(
+        &self,
+        caller: &Caller,
+    ) -> Result<(chrono::NaiveDate, i64, Option<i64>), ComposerError> {
+        let org = &caller.organization_id;
+        let day = store::settings::day_of(Utc::now());
+        let used = store::settings::counted(&self.pool, org, day).await?;
+        let cap = self.settings(org).await?.daily_segment_cap;
+        Ok((day, used, cap))
+    }
+
     /// Attachments of messages, grouped by message.
     pub async fn attachments(
         &self,

@@ -91,6 +91,29 @@ impl App {
                 "a new send time is required".into(),
             )));
         };
+        // Quiet hours hold a moved message as they would a new one.
+        let send_at = match sms_core::PhoneNumber::parse_valid(&m.to_number, None) {
+            Ok(recipient) => {
+                let settings = self.settings(&m.organization_id).await?;
+                match self
+                    .quiet_hold(
+                        &settings,
+                        &m.organization_id,
+                        &m.from_number,
+                        &recipient,
+                        send_at,
+                    )
+                    .await?
+                {
+                    Some(hold) => {
+                        notes.push(hold.note);
+                        hold.until
+                    }
+                    None => send_at,
+                }
+            }
+            Err(_) => send_at,
+        };
         let to = prost_types::Timestamp {
             seconds: send_at.timestamp(),
             nanos: i32::try_from(send_at.timestamp_subsec_nanos()).unwrap_or(0),

@@ -169,6 +169,7 @@ impl App {
         let mut history = Vec::new();
         let mut billable = Vec::new();
         let mut advanced = Vec::new();
+        let mut canceled = Vec::new();
         for (index, e, (org, id, to)) in valid {
             let Some(now) = current.get_mut(&id).filter(|c| c.organization_id == org) else {
                 tracing::warn!(%id, "status for a message we do not have; ignored");
@@ -244,6 +245,9 @@ impl App {
                         billable.push(id);
                     }
                     advanced.push(to);
+                    if to == Status::Canceled {
+                        canceled.push(id);
+                    }
                     now.status = to;
                 }
                 // Older than what is known (`sent` applied after `delivered`): still a fact of
@@ -279,6 +283,8 @@ impl App {
         billable.sort_unstable();
         billable.dedup();
         let billed = store::usage::record(&mut tx, &billable).await?;
+        // A canceled message gives its segments back to its day's cap.
+        store::settings::refund(&mut tx, &canceled).await?;
         tx.commit().await?;
         for to in advanced {
             metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())

@@ -116,6 +116,24 @@ impl Window {
         })
     }
 
+    /// A window from stored parts (no day at all: every day).
+    pub fn from_parts(start: Time, end: Time, days: [bool; 7]) -> Result<Window, QuietError> {
+        if end <= start {
+            return Err(QuietError::Backwards { start, end });
+        }
+        let days = if days.iter().any(|d| *d) {
+            days
+        } else {
+            [true; 7]
+        };
+        Ok(Window { start, end, days })
+    }
+
+    /// Which days it is open, Monday first.
+    pub fn day_mask(&self) -> [bool; 7] {
+        self.days
+    }
+
     /// Its start.
     pub fn start(&self) -> Time {
         self.start

@@ -12,6 +12,7 @@ mod input;
 mod later;
 mod offline;
 mod online;
+mod settings;
 
 /// The SMS platform's command-line client.
 #[derive(Debug, Parser)]
@@ -38,7 +39,11 @@ enum Command {
     /// Manage SMS templates and preview them.
     #[command(subcommand)]
     Templates(online::TemplatesCommand),
-    /// Show usage (messages and segments handed to the carrier) by month and country.
+    /// Quiet hours and the daily cap on segments.
+    #[command(subcommand)]
+    Settings(settings::SettingsCommand),
+    /// Show usage (messages and segments handed to the carrier) by month and country, and
+    /// today's segments against the daily cap.
     Usage(online::UsageArgs),
     /// Cancel a scheduled message that has not fired.
     Cancel {
@@ -110,6 +115,7 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Groups(c) => online::groups(conn, c).await,
             Command::Templates(c) => online::templates(conn, c).await,
             Command::Usage(a) => online::usage(conn, a).await,
+            Command::Settings(c) => settings::settings(conn, c).await,
             Command::Cancel { id } => later::cancel(conn, id).await,
             Command::Media { id, output } => online::media(conn, id, &output).await,
             Command::Reschedule(a) => later::reschedule(conn, a).await,

@@ -971,12 +971,9 @@ pub async fn usage(conn: &Connection, args: UsageArgs) -> anyhow::Result<ExitCod
         },
         false,
     )?;
-    let rows = client
-        .get_usage(r)
-        .await
-        .map_err(explain)?
-        .into_inner()
-        .rows;
+    let usage = client.get_usage(r).await.map_err(explain)?.into_inner();
+    let rows = usage.rows;
+    let today = usage.today.unwrap_or_default();
     if args.json {
         let all: Vec<Value> = rows
             .iter()
@@ -985,8 +982,22 @@ pub async fn usage(conn: &Connection, args: UsageArgs) -> anyhow::Result<ExitCod
                             "encoding": u.encoding, "messages": u.messages, "segments": u.segments})
             })
             .collect();
-        println!("{}", Value::Array(all));
+        println!(
+            "{}",
+            json!({"rows": all, "today": {"day": today.day, "segments": today.segments,
+                                          "cap": today.cap}})
+        );
     } else {
+        match today.cap {
+            0 => println!(
+                "today ({}): {} segment(s), no daily cap",
+                today.day, today.segments
+            ),
+            cap => println!(
+                "today ({}): {} of {} segment(s) of the daily cap",
+                today.day, today.segments, cap
+            ),
+        }
         for u in &rows {
             println!(
                 "{}  {}  {}  {}  {} message(s), {} segment(s)",

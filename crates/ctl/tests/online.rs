@@ -292,3 +292,69 @@ async fn schedule_cancel_conversation_inbox_and_opt_outs() {
     assert!(check.contains("manual"), "{check}");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_quiet_hours_and_the_daily_cap() {
+    let stack = Stack::start().await;
+    let ctl = Ctl { stack: &stack };
+    let shown = ctl.ok(&["settings", "show"]).await;
+    assert!(shown.contains("quiet hours: off"), "{shown}");
+    assert!(shown.contains("daily cap:   none"), "{shown}");
+    let set = ctl
+        .ok(&[
+            "settings",
+            "set",
+            "--quiet-hours",
+            "on",
+            "--window-start",
+            "09:00",
+            "--window-days",
+            "mon,tue,wed,thu,fri",
+            "--daily-cap",
+            "2",
+        ])
+        .await;
+    assert!(
+        set.contains("quiet hours: on (sends 09:00–21:00 on mon,tue,wed,thu,fri"),
+        "{set}"
+    );
+    assert!(set.contains("daily cap:   2 segments"), "{set}");
+    // Only what is given changes.
+    ctl.ok(&["settings", "set", "--quiet-hours", "off"]).await;
+    let json: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["settings", "show", "--json"]).await).unwrap();
+    assert_eq!(json["quiet_hours"]["enabled"], false);
+    assert_eq!(json["quiet_hours"]["start"], "09:00");
+    assert_eq!(json["daily_segment_cap"], 2);
+    // A refused change says why and names the field.
+    let (code, _, err) = ctl
+        .run(&["settings", "set", "--window-start", "22:00"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("QUIET_HOURS_BACKWARDS"), "{err}");
+    // The cap: one segment, another, then refused; usage shows today against it.
+    ctl.ok(&["numbers", "add", "+12015550100"]).await;
+    for to in ["+12015550123", "+12015550124"] {
+        ctl.ok(&["send", "--from", "+12015550100", "--to", to, "--body", "hi"])
+            .await;
+    }
+    let (code, _, err) = ctl
+        .run(&[
+            "send",
+            "--from",
+            "+12015550100",
+            "--to",
+            "+12015550125",
+            "--body",
+            "hi",
+        ])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("DAILY_CAP_REACHED"), "{err}");
+    let usage = ctl.ok(&["usage"]).await;
+    assert!(
+        usage.contains("2 of 2 segment(s) of the daily cap"),
+        "{usage}"
+    );
+    stack.shutdown().await;
+}

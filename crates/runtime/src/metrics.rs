@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Messages accepted by SendMessage, by `kind` (`sms`, `mms`) and `when` (`now`, `later`).
+/// Messages accepted by SendMessage, by `kind` (`sms`, `mms`) and `when` (`now`, `later`, or
+/// `held` for quiet hours).
 pub const MESSAGES_ACCEPTED: &str = "sms_messages_accepted_total";
 /// SendMessage calls refused, by `reason` (the machine-readable reason of the gRPC error).
 pub const SENDS_REFUSED: &str = "sms_sends_refused_total";

@@ -534,6 +534,13 @@ impl Stack {
         format!("{}/webhooks/twilio/incoming", self.inbound_url)
     }
 
+    /// A Settings client.
+    pub async fn settings(
+        &self,
+    ) -> sms_proto::v1::settings_service_client::SettingsServiceClient<Channel> {
+        sms_proto::v1::settings_service_client::SettingsServiceClient::new(self.channel().await)
+    }
+
     /// A Templates client.
     pub async fn templates(&self) -> TemplatesServiceClient<Channel> {
         TemplatesServiceClient::new(self.channel().await)

@@ -2,12 +2,13 @@
 
 use sms_proto::v1::messaging_service_server::MessagingService;
 use sms_proto::v1::{
-    CancelMessageRequest, CancelMessageResponse, ErroredLead, GetConversationRequest,
-    GetConversationResponse, GetMediaRequest, GetMediaResponse, GetMessageRequest,
-    GetMessageResponse, GetUsageRequest, GetUsageResponse, ListErroredLeadsRequest,
-    ListErroredLeadsResponse, ListInboxRequest, ListInboxResponse, ListMessagesRequest,
-    ListMessagesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse, RescheduleMessageRequest,
-    RescheduleMessageResponse, SendMessageRequest, SendMessageResponse, UsageRow,
+    CancelMessageRequest, CancelMessageResponse, DailySegments, ErroredLead,
+    GetConversationRequest, GetConversationResponse, GetMediaRequest, GetMediaResponse,
+    GetMessageRequest, GetMessageResponse, GetUsageRequest, GetUsageResponse,
+    ListErroredLeadsRequest, ListErroredLeadsResponse, ListInboxRequest, ListInboxResponse,
+    ListMessagesRequest, ListMessagesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse,
+    RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest, SendMessageResponse,
+    UsageRow,
 };
 use tonic::{Request, Response, Status};
 
@@ -219,22 +220,31 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<GetUsageResponse>, Status> {
         call!(self, request, "GetUsage", |caller| {
             let r = request.get_ref();
-            self.0
-                .usage(&caller, &r.from_month, &r.to_month)
-                .await
-                .map(|rows| GetUsageResponse {
-                    rows: rows
-                        .into_iter()
-                        .map(|u| UsageRow {
-                            month: u.month.format("%Y-%m").to_string(),
-                            country: u.country,
-                            kind: u.kind.as_str().to_owned(),
-                            encoding: u.encoding.as_str().to_owned(),
-                            messages: u64::try_from(u.messages).unwrap_or(0),
-                            segments: u64::try_from(u.segments).unwrap_or(0),
-                        })
-                        .collect(),
-                })
+            match self.0.usage(&caller, &r.from_month, &r.to_month).await {
+                Err(e) => Err(e),
+                Ok(rows) => self
+                    .0
+                    .today(&caller)
+                    .await
+                    .map(|(day, used, cap)| GetUsageResponse {
+                        rows: rows
+                            .into_iter()
+                            .map(|u| UsageRow {
+                                month: u.month.format("%Y-%m").to_string(),
+                                country: u.country,
+                                kind: u.kind.as_str().to_owned(),
+                                encoding: u.encoding.as_str().to_owned(),
+                                messages: u64::try_from(u.messages).unwrap_or(0),
+                                segments: u64::try_from(u.segments).unwrap_or(0),
+                            })
+                            .collect(),
+                        today: Some(DailySegments {
+                            day: day.to_string(),
+                            segments: u64::try_from(used).unwrap_or(0),
+                            cap: cap.and_then(|c| u64::try_from(c).ok()).unwrap_or(0),
+                        }),
+                    }),
+            }
         })
     }
 }

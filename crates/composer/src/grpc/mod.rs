@@ -18,10 +18,12 @@ use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, Templa
 
 mod messaging;
 mod numbers;
+mod settings;
 mod templates;
 
 pub use messaging::MessagingApi;
 pub use numbers::NumbersApi;
+pub use settings::SettingsApi;
 pub use templates::TemplatesApi;
 
 struct MetadataExtractor<'a>(&'a MetadataMap);

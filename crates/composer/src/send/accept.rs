@@ -36,6 +36,10 @@ pub struct NewSend {
     pub event_id: String,
     /// The event for the dispatcher (`msg.accepted`) or the scheduler (`msg.scheduled`).
     pub event: Encoded,
+    /// Why it is held (quiet hours), for its first history entry.
+    pub note: Option<String>,
+    /// Its segments on the day it is due, held to the organization's cap.
+    pub count: store::settings::DayCount,
 }
 
 impl NewSend {
@@ -46,6 +50,7 @@ impl NewSend {
             to_region: &self.to_region,
             template_id: self.template_id,
             media: &self.media,
+            note: self.note.as_deref(),
         }
     }
 
@@ -57,6 +62,7 @@ impl NewSend {
             to_region: &self.to_region,
             template_id: self.template_id,
             event_id: &self.event_id,
+            note: self.note.as_deref(),
         }
     }
 }
@@ -119,6 +125,7 @@ async fn write_batch(pool: &PgPool, outbox: &Outbox, sends: &[NewSend]) -> Resul
     let events: Vec<Encoded> = sends.iter().map(|s| s.event.clone()).collect();
     let mut tx = pool.begin().await?;
     store::messages::insert_many(&mut tx, &all).await?;
+    store::settings::count(&mut tx, &day_counts(sends)).await?;
     outbox.add(&mut tx, &events).await?;
     tx.commit().await
 }
@@ -126,8 +133,32 @@ async fn write_batch(pool: &PgPool, outbox: &Outbox, sends: &[NewSend]) -> Resul
 async fn write_one(pool: &PgPool, outbox: &Outbox, s: &NewSend) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     store::messages::insert(&mut tx, &s.message, &s.extra(), &s.event_id).await?;
+    store::settings::count(&mut tx, std::slice::from_ref(&s.count)).await?;
     outbox.add(&mut tx, std::slice::from_ref(&s.event)).await?;
     tx.commit().await
+}
+
+/// The segments of `sends` by organization and day, each held to the lowest cap among them
+/// (a cap changed while the batch gathered).
+fn day_counts(sends: &[NewSend]) -> Vec<store::settings::DayCount> {
+    let mut by_day: std::collections::BTreeMap<
+        (&str, chrono::NaiveDate),
+        store::settings::DayCount,
+    > = std::collections::BTreeMap::new();
+    for s in sends {
+        let c = &s.count;
+        by_day
+            .entry((c.organization_id.as_str(), c.day))
+            .and_modify(|sum| {
+                sum.segments += c.segments;
+                sum.cap = match (sum.cap, c.cap) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            })
+            .or_insert_with(|| c.clone());
+    }
+    by_day.into_values().collect()
 }
 
 /// The event id of a message's acceptance (the same however often it is published).

@@ -67,6 +67,35 @@ impl App {
         }
         let counted = sms_core::count(&body);
         let now = Utc::now();
+        let settings = self.settings(org).await?;
+        let hold = self
+            .quiet_hold(
+                &settings,
+                org,
+                &from.number,
+                &cmd.to,
+                send_at.unwrap_or(now),
+            )
+            .await?;
+        let send_at = match &hold {
+            Some(h) => {
+                notes.push(h.note.clone());
+                Some(h.until)
+            }
+            None => send_at,
+        };
+        let segments = i64::try_from(counted.segments).unwrap_or(i64::MAX);
+        let count = store::settings::DayCount {
+            organization_id: org.to_owned(),
+            day: store::settings::day_of(send_at.unwrap_or(now)),
+            segments,
+            cap: settings.daily_segment_cap,
+        };
+        if let Some(cap) = settings.daily_segment_cap
+            && segments > cap
+        {
+            return Err(self.cap_reached(&count, cap).await);
+        }
         let row = MessageRow {
             id,
             organization_id: org.to_owned(),
@@ -95,6 +124,7 @@ impl App {
             media_count: i32::try_from(media.len()).unwrap_or(i32::MAX),
         };
         let media_count = media.len();
+        let held = hold.is_some();
         let stored = self
             .writer
             .insert(accept::NewSend {
@@ -109,6 +139,8 @@ impl App {
                 event: self.accepted_event(&row, &media, cmd.validity_seconds),
                 media,
                 event_id: accept::accepted_event_id(&row),
+                note: hold.as_ref().map(|h| h.note.clone()),
+                count: count.clone(),
             })
             .await;
         if let Err(e) = stored {
@@ -124,18 +156,42 @@ impl App {
             {
                 return Ok(sent);
             }
+            let over_cap = e
+                .as_database_error()
+                .and_then(|d| d.constraint())
+                .is_some_and(|c| c == store::settings::OVER_CAP);
+            if over_cap && let Some(cap) = settings.daily_segment_cap {
+                return Err(self.cap_reached(&count, cap).await);
+            }
             return Err(e.into());
         }
         metrics::counter!(
             sms_runtime::metrics::MESSAGES_ACCEPTED,
             "kind" => if media_count == 0 { "sms" } else { "mms" },
-            "when" => if send_at.is_some() { "later" } else { "now" },
+            "when" => match (held, send_at) {
+                (true, _) => "held",
+                (false, Some(_)) => "later",
+                (false, None) => "now",
+            },
         )
         .increment(1);
         Ok(Sent {
             message: row,
             notes,
         })
+    }
+
+    /// The refusal of a message over the organization's daily cap, with the day's count.
+    async fn cap_reached(&self, count: &store::settings::DayCount, cap: i64) -> ComposerError {
+        match store::settings::counted(&self.pool, &count.organization_id, count.day).await {
+            Ok(used) => ComposerError::DailyCapReached {
+                cap,
+                used,
+                segments: count.segments,
+                day: count.day,
+            },
+            Err(e) => e.into(),
+        }
     }
 
     /// The message an earlier call with `key` created, when it was this same request; an

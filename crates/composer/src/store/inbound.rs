@@ -175,3 +175,28 @@ pub async fn set_done(
     .rows_affected();
     Ok(n == 1)
 }
+
+/// Whether `contact` texted `our_number` (of the organization) since `since`: a message to
+/// them is a reply, which quiet hours never hold.
+pub async fn texted_since(
+    pool: &PgPool,
+    organization_id: &str,
+    our_number: &str,
+    contact: &str,
+    since: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+             SELECT 1 FROM composer.messages
+             WHERE organization_id = $1 AND direction = 'inbound'
+               AND least(from_number, to_number) = least($2, $3)
+               AND greatest(from_number, to_number) = greatest($2, $3)
+               AND from_number = $3 AND created_at >= $4) AS "texted!""#,
+        organization_id,
+        our_number,
+        contact,
+        since
+    )
+    .fetch_one(pool)
+    .await
+}

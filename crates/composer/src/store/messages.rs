@@ -69,9 +69,11 @@ pub struct NewMessage<'a> {
     pub template_id: Option<Uuid>,
     /// Attachments, stored in the same transaction.
     pub media: &'a [MediaRow],
+    /// Why it is held, on its first history entry.
+    pub note: Option<&'a str>,
 }
 
-fn first_entry(m: &MessageRow, event_id: &str) -> NewHistory {
+fn first_entry(m: &MessageRow, event_id: &str, note: Option<&str>) -> NewHistory {
     NewHistory {
         message_id: m.id,
         entry: HistoryRow {
@@ -79,7 +81,7 @@ fn first_entry(m: &MessageRow, event_id: &str) -> NewHistory {
             reason: None,
             carrier_error_code: None,
             occurred_at: m.created_at,
-            detail: None,
+            detail: note.map(str::to_owned),
         },
         event_id: event_id.to_owned(),
     }
@@ -128,7 +130,7 @@ pub async fn insert(
     for file in extra.media {
         media::insert(tx, file).await?;
     }
-    history::insert(tx, &[first_entry(m, event_id)]).await
+    history::insert(tx, &[first_entry(m, event_id, extra.note)]).await
 }
 
 /// A message to store in a batch.
@@ -146,6 +148,8 @@ pub struct BatchedMessage<'a> {
     pub template_id: Option<Uuid>,
     /// The id of the first history entry's event.
     pub event_id: &'a str,
+    /// Why it is held, on its first history entry.
+    pub note: Option<&'a str>,
 }
 
 /// Inserts several messages (without attachments) and their first history entries in the
@@ -222,7 +226,7 @@ pub async fn insert_many(
     .await?;
     let entries: Vec<NewHistory> = sends
         .iter()
-        .map(|s| first_entry(s.message, s.event_id))
+        .map(|s| first_entry(s.message, s.event_id, s.note))
         .collect();
     history::insert(tx, &entries).await
 }
@@ -460,20 +464,34 @@ pub async fn set_statuses(
     .map(|_| ())
 }
 
-/// Moves a scheduled message's due time.
+/// Moves a scheduled message's due time, and its segments to the new day's count.
 pub async fn set_send_at(
     pool: &PgPool,
     id: Uuid,
     send_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let old = sqlx::query!(
+        r#"SELECT organization_id, segments::int8 AS "segments!",
+                  (COALESCE(send_at, created_at) AT TIME ZONE 'UTC')::date AS "day!"
+           FROM composer.messages WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     sqlx::query!(
         "UPDATE composer.messages SET send_at = $2, updated_at = now() WHERE id = $1",
         id,
         send_at
     )
-    .execute(pool)
-    .await
-    .map(|_| ())
+    .execute(&mut *tx)
+    .await?;
+    if let Some(old) = old {
+        let day = super::settings::day_of(send_at);
+        super::settings::move_count(&mut tx, &old.organization_id, old.segments, old.day, day)
+            .await?;
+    }
+    tx.commit().await
 }
 
 /// An outbound message whose status stopped moving short of a final one.

@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod media;
 pub mod messages;
 pub mod numbers;
+pub mod settings;
 pub mod templates;
 pub mod usage;
 
