@@ -150,6 +150,25 @@ async fn quiet_hours_hold_a_message_until_the_window_opens_in_new_york_and_los_a
         );
         held.push((org, to, m.id, opens));
     }
+    // A validity the caller asked for runs while quiet hours hold the message: one that ends
+    // before the window opens is never sent, and fails as expired.
+    let (org, from, _, _) = cases[0];
+    let mut short = sms(from, "+12125550124", "only worth it within 2 seconds");
+    short.validity_seconds = Some(2);
+    let sent = send(&stack, org, short).await.unwrap();
+    assert!(
+        sent.notes.iter().any(|n| n.contains("fail as expired")),
+        "{:?}",
+        sent.notes
+    );
+    let short = sent.message.unwrap();
+    assert_eq!(short.status, MessageStatus::Scheduled as i32);
+    wait_status(&stack, org, &short.id, MessageStatus::Failed).await;
+    assert_eq!(message(&stack, org, &short.id).await.reason, "expired");
+    assert!(
+        stack.sim.requests().iter().all(|r| r.to != "+12125550124"),
+        "never handed to the carrier"
+    );
     for (org, to, id, opens) in held {
         wait_status(&stack, org, &id, MessageStatus::Delivered).await;
         let call = stack

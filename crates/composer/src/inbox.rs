@@ -194,7 +194,8 @@ impl App {
         };
         // The reply and its event for the dispatcher, in one transaction; a redelivered event
         // finds the reply stored (its id follows from the event) and does nothing more.
-        let event = self.accepted_event(&row, &[], sms_core::MAX_VALIDITY_SECS);
+        let event =
+            self.accepted_event(&row, &[], sms_core::MAX_VALIDITY_SECS, Some(row.created_at));
         let mut tx = self.pool.begin().await.map_err(db_failure)?;
         let stored = store::messages::insert(&mut tx, &row, &extra, &meta.event_id).await;
         let already = stored

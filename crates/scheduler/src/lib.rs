@@ -209,9 +209,10 @@ impl Scheduler {
                 let send_at = DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
                     .context("reschedule time out of range")?;
                 sqlx::query_scalar!(
-                    "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message)
-                     VALUES ($1, $2, $3, '')
-                     ON CONFLICT (message_id) DO UPDATE SET send_at = $3
+                    "INSERT INTO scheduler.scheduled
+                         (message_id, organization_id, send_at, message, rescheduled)
+                     VALUES ($1, $2, $3, '', true)
+                     ON CONFLICT (message_id) DO UPDATE SET send_at = $3, rescheduled = true
                      WHERE scheduler.scheduled.state = 'pending'
                        AND scheduler.scheduled.organization_id = $2
                      RETURNING state",
@@ -319,7 +320,7 @@ impl Scheduler {
                  SELECT message_id FROM scheduler.scheduled
                  WHERE state = 'pending' AND send_at <= now() AND octet_length(message) > 0
                  ORDER BY send_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING message_id, organization_id, send_at, message",
+             RETURNING message_id, organization_id, send_at, message, rescheduled",
             self.config.batch
         )
         .fetch_all(&mut *tx)
@@ -332,10 +333,14 @@ impl Scheduler {
         let mut events = Vec::with_capacity(claimed.len());
         let mut lags = Vec::with_capacity(claimed.len());
         for row in &claimed {
-            let Ok(message) = OutboundMessage::decode(row.message.as_slice()) else {
+            let Ok(mut message) = OutboundMessage::decode(row.message.as_slice()) else {
                 tracing::error!(message_id = %row.message_id, "stored message does not decode; skipped");
                 continue;
             };
+            // Moved by the caller: its validity runs from its new time.
+            if row.rescheduled {
+                message.valid_until = None;
+            }
             let id = row.message_id.to_string();
             let lag = now - row.send_at;
             events.push(self.outbox.encode(&MessageDue {

@@ -3,6 +3,7 @@
 //! committed), each message stored with its event for the dispatcher or the scheduler in the
 //! outbox, in the same transaction.
 
+use chrono::{DateTime, Utc};
 use sms_bus::Encoded;
 use sms_proto::events::v1::{MessageAccepted, MessageScheduled, OutboundMessage};
 use sms_runtime::batch::Batcher;
@@ -166,8 +167,13 @@ pub(crate) fn accepted_event_id(m: &MessageRow) -> String {
     sms_bus::stable_event_id(&[&m.id.to_string(), "accepted"])
 }
 
-/// What the dispatcher needs to send `m`, valid for `validity_seconds` from when it is due.
-fn outbound(m: &MessageRow, validity_seconds: u32) -> OutboundMessage {
+/// What the dispatcher needs to send `m`, valid for `validity_seconds` from `valid_from` (when
+/// given; otherwise from when it falls due, which the dispatcher knows: it can be moved).
+fn outbound(
+    m: &MessageRow,
+    validity_seconds: u32,
+    valid_from: Option<DateTime<Utc>>,
+) -> OutboundMessage {
     OutboundMessage {
         // Only the opt-out confirmation may reach a contact who just opted out.
         allow_opted_out: m.user_id
@@ -181,13 +187,26 @@ fn outbound(m: &MessageRow, validity_seconds: u32) -> OutboundMessage {
         encoding: m.encoding.as_str().to_owned(),
         segments: u32::try_from(m.segments).unwrap_or(0),
         media_urls: Vec::new(),
-        // A message to send now is valid from its acceptance; a scheduled one from when it
-        // falls due, which the dispatcher knows (it can be moved).
-        valid_until: m.send_at.is_none().then(|| prost_types::Timestamp {
-            seconds: m.created_at.timestamp() + i64::from(validity_seconds),
-            nanos: i32::try_from(m.created_at.timestamp_subsec_nanos()).unwrap_or(0),
+        valid_until: valid_from.map(|from| prost_types::Timestamp {
+            seconds: from.timestamp() + i64::from(validity_seconds),
+            nanos: i32::try_from(from.timestamp_subsec_nanos()).unwrap_or(0),
         }),
         validity_seconds,
+    }
+}
+
+/// From when a message's validity runs: its acceptance when it goes now; `held_from` (when it
+/// was due, before quiet hours held it) when the caller asked for a validity; otherwise from
+/// when it falls due (`None`).
+pub(crate) fn valid_from(
+    m: &MessageRow,
+    held_from: Option<DateTime<Utc>>,
+    validity_given: bool,
+) -> Option<DateTime<Utc>> {
+    match (m.send_at, held_from) {
+        (None, _) => Some(m.created_at),
+        (Some(_), Some(due)) if validity_given => Some(due),
+        (Some(_), _) => None,
     }
 }
 
@@ -199,8 +218,9 @@ impl App {
         m: &MessageRow,
         media: &[MediaRow],
         validity_seconds: u32,
+        valid_from: Option<DateTime<Utc>>,
     ) -> Encoded {
-        let mut message = outbound(m, validity_seconds);
+        let mut message = outbound(m, validity_seconds, valid_from);
         // Carriers fetch attachments until two days after the send time.
         let expires = m.send_at.unwrap_or(m.created_at).timestamp() + 2 * 24 * 3600;
         message.media_urls = media

@@ -107,6 +107,9 @@ pub struct SendCommand {
     pub smart_encoding: bool,
     /// How long it may wait to be handed to the carrier, from when it is due (1 to 36,000 s).
     pub validity_seconds: u32,
+    /// Whether the caller asked for it (the default does not run while quiet hours hold a
+    /// message; an asked-for validity does).
+    pub validity_given: bool,
     /// What identifies the request, for a repeated idempotency key: SHA-256 of its fields,
     /// numbers normalized.
     pub fingerprint: [u8; 32],
@@ -181,6 +184,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
             attachments,
             smart_encoding: r.smart_encoding,
             validity_seconds,
+            validity_given: r.validity_seconds.is_some(),
         };
         Ok(SendCommand {
             fingerprint: command.compute_fingerprint(),

@@ -77,9 +77,20 @@ impl App {
                 send_at.unwrap_or(now),
             )
             .await?;
+        // When it was due before quiet hours held it.
+        let due = send_at.unwrap_or(now);
         let send_at = match &hold {
             Some(h) => {
                 notes.push(h.note.clone());
+                let ends = due + chrono::Duration::seconds(i64::from(cmd.validity_seconds));
+                if cmd.validity_given && ends < h.until {
+                    notes.push(format!(
+                        "its validity ({} s from {}) ends before the window opens: it will \
+                         fail as expired",
+                        cmd.validity_seconds,
+                        due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ));
+                }
                 Some(h.until)
             }
             None => send_at,
@@ -136,7 +147,12 @@ impl App {
                     .map(|_| cmd.fingerprint.to_vec()),
                 to_region: cmd.to.region().map(|r| r.to_string()).unwrap_or_default(),
                 template_id,
-                event: self.accepted_event(&row, &media, cmd.validity_seconds),
+                event: self.accepted_event(
+                    &row,
+                    &media,
+                    cmd.validity_seconds,
+                    accept::valid_from(&row, hold.as_ref().map(|_| due), cmd.validity_given),
+                ),
                 media,
                 event_id: accept::accepted_event_id(&row),
                 note: hold.as_ref().map(|h| h.note.clone()),
