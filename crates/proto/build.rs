@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 7] = [
+const PROTOS: [&str; 8] = [
     "sms/v1/common.proto",
+    "sms/v1/contacts.proto",
     "sms/events/v1/events.proto",
     "sms/v1/messaging.proto",
     "sms/v1/numbers.proto",

@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use prost::Message as _;
+use sms_proto::v1::contacts_service_client::ContactsServiceClient;
 use sms_proto::v1::messaging_service_client::MessagingServiceClient;
 use sms_proto::v1::numbers_service_client::NumbersServiceClient;
 use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
 use sms_proto::v1::settings_service_client::SettingsServiceClient;
 use sms_proto::v1::templates_service_client::TemplatesServiceClient;
 use sms_proto::v1::*;
-use sms_proto::v1::{QuietHours, Settings, UpdateSettingsRequest};
+use sms_proto::v1::{
+    DeleteContactRequest, GetContactRequest, QuietHours, SetContactRequest, Settings,
+    UpdateSettingsRequest,
+};
 use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -137,6 +141,7 @@ struct Clients {
     templates: TemplatesServiceClient<Channel>,
     opt_outs: OptOutsServiceClient<Channel>,
     settings: SettingsServiceClient<Channel>,
+    contacts: ContactsServiceClient<Channel>,
 }
 
 async fn clients(stack: &Stack) -> Clients {
@@ -146,6 +151,7 @@ async fn clients(stack: &Stack) -> Clients {
         templates: stack.templates().await,
         opt_outs: stack.opt_outs().await,
         settings: stack.settings().await,
+        contacts: stack.contacts().await,
     }
 }
 
@@ -259,6 +265,11 @@ const FIELDS: &[Field] = &[
     field("RemoveOptOut", "reason", 500, true),
     field("SetReplies", "help_text", 1000, true),
     field("SetReplies", "opt_out_confirmation", 1000, true),
+    field("SetContact", "contact_number", 64, false),
+    field("SetContact", "lead_id", 255, false),
+    field("SetContact", "contact_id", 255, false),
+    field("GetContact", "contact_number", 64, false),
+    field("DeleteContact", "contact_number", 64, false),
     field("UpdateSettings", "quiet_hours.start", 16, false),
     field("UpdateSettings", "quiet_hours.end", 16, false),
     field("UpdateSettings", "quiet_hours.days", 16, false),
@@ -591,6 +602,29 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
             }
             answer(c.opt_outs.set_replies(as_user(r)).await)
         }
+        ("SetContact", _) => {
+            let mut r = SetContactRequest {
+                contact_number: CONTACT.into(),
+                lead_id: "lead".into(),
+                contact_id: String::new(),
+            };
+            match name {
+                "contact_number" => r.contact_number = v,
+                "lead_id" => r.lead_id = v,
+                _ => r.contact_id = v,
+            }
+            answer(c.contacts.set_contact(as_user(r)).await)
+        }
+        ("GetContact", _) => answer(
+            c.contacts
+                .get_contact(as_user(GetContactRequest { contact_number: v }))
+                .await,
+        ),
+        ("DeleteContact", _) => answer(
+            c.contacts
+                .delete_contact(as_user(DeleteContactRequest { contact_number: v }))
+                .await,
+        ),
         ("UpdateSettings", _) => {
             let mut q = QuietHours::default();
             match name {

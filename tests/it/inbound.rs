@@ -494,3 +494,145 @@ async fn replies_land_on_the_conversation_and_in_every_owners_inbox() {
     assert_eq!(stored[1].inbox_user_ids, [USER]);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_belongs_to_the_lead_of_the_conversation_or_the_registered_contact() {
+    let stack = Stack::start().await;
+    stack.add_number(OURS).await;
+    let mut client = stack.messaging().await;
+    let mut contacts = stack.contacts().await;
+    // An earlier message to the contact for another lead, then the latest for lead-7.
+    for (lead, body) in [("lead-1", "first"), ("lead-7", "about the house on Elm St")] {
+        let mut request = sms(OURS, CONTACT, body);
+        request.lead_id = lead.into();
+        request.contact_id = "contact-9".into();
+        let id = send_ok(&mut client, request).await.id;
+        stack.wait_final(&mut client, &id).await;
+    }
+    // A manual text with no lead does not take the conversation away from it.
+    let id = send_ok(&mut client, sms(OURS, CONTACT, "just checking in"))
+        .await
+        .id;
+    stack.wait_final(&mut client, &id).await;
+    // A number with no conversation, registered by the CRM.
+    let registered = "+12015550177";
+    let set = contacts
+        .set_contact(as_user(sms_proto::v1::SetContactRequest {
+            contact_number: "(201) 555-0177".into(),
+            lead_id: "lead-x".into(),
+            contact_id: String::new(),
+        }))
+        .await;
+    // National format needs the region: refused, saying why.
+    let refused = set.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "INVALID_RECIPIENT"
+    );
+    let set = contacts
+        .set_contact(as_user(sms_proto::v1::SetContactRequest {
+            contact_number: registered.into(),
+            lead_id: "lead-x".into(),
+            contact_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap();
+    assert_eq!(set.lead_id, "lead-x");
+    let neither = contacts
+        .set_contact(as_user(sms_proto::v1::SetContactRequest {
+            contact_number: registered.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        neither.get_details_error_info().unwrap().reason,
+        "CONTACT_WITHOUT_IDS"
+    );
+    // A stranger: neither.
+    let stranger = "+12015550178";
+    for (from, sid) in [
+        (CONTACT, "SMbead0000000000000000000000000001"),
+        (registered, "SMbead0000000000000000000000000002"),
+        (stranger, "SMbead0000000000000000000000000003"),
+    ] {
+        let mut m = incoming(from, "sounds good");
+        m.sid = Some(sid.into());
+        stack
+            .sim
+            .send_incoming(&stack.incoming_url(), ACCOUNT_SID, &m)
+            .await
+            .unwrap();
+    }
+    let reply_of = |from: &'static str| {
+        let stack = &stack;
+        async move {
+            eventually(Duration::from_secs(30), "the reply", || async {
+                stack
+                    .conversation(OURS, from)
+                    .await
+                    .into_iter()
+                    .find(|m| m.from == from)
+            })
+            .await
+        }
+    };
+    let reply = reply_of(CONTACT).await;
+    assert_eq!(
+        (reply.lead_id.as_str(), reply.contact_id.as_str()),
+        ("lead-7", "contact-9")
+    );
+    let reply = reply_of(registered).await;
+    assert_eq!(
+        (reply.lead_id.as_str(), reply.contact_id.as_str()),
+        ("lead-x", "")
+    );
+    let reply = reply_of(stranger).await;
+    assert_eq!(
+        (reply.lead_id.as_str(), reply.contact_id.as_str()),
+        ("", "")
+    );
+    // The lead's messages: both directions.
+    let listed = client
+        .list_messages(as_user(sms_proto::v1::ListMessagesRequest {
+            lead_id: "lead-7".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let directions: Vec<(i32, String)> = listed
+        .iter()
+        .map(|m| (m.direction, m.body.clone()))
+        .collect();
+    assert_eq!(directions.len(), 2, "{directions:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.from == CONTACT && m.body == "sounds good")
+    );
+    // Forgotten: found no more.
+    contacts
+        .delete_contact(as_user(sms_proto::v1::DeleteContactRequest {
+            contact_number: registered.into(),
+        }))
+        .await
+        .unwrap();
+    let gone = contacts
+        .get_contact(as_user(sms_proto::v1::GetContactRequest {
+            contact_number: registered.into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert_eq!(
+        gone.get_details_error_info().unwrap().reason,
+        "CONTACT_NOT_FOUND"
+    );
+    stack.shutdown().await;
+}

@@ -95,6 +95,9 @@ pub enum ComposerError {
     /// A number to add is not valid.
     #[error("invalid number: {0}")]
     InvalidNumber(PhoneError),
+    /// A contact registration with neither a lead nor a contact id.
+    #[error("a contact needs a lead_id or a contact_id")]
+    ContactWithoutIds,
     /// A number is already rented (by this or another organization).
     #[error("{0} is already in use")]
     NumberTaken(String),
@@ -209,6 +212,8 @@ pub enum Entity {
     Number,
     /// A group.
     Group,
+    /// A registered contact.
+    Contact,
 }
 
 impl std::fmt::Display for Entity {
@@ -218,6 +223,7 @@ impl std::fmt::Display for Entity {
             Entity::Template => "template",
             Entity::Number => "number",
             Entity::Group => "group",
+            Entity::Contact => "contact",
         })
     }
 }
@@ -252,6 +258,8 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Template) => "TEMPLATE_NOT_FOUND",
             ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
             ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
+            ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
+            ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
             ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
             ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
             ComposerError::Template(TemplateError::Empty { .. }) => "TEMPLATE_EMPTY_TAG",
@@ -395,6 +403,7 @@ impl ComposerError {
             | ComposerError::InvalidSender(_)
             | ComposerError::InvalidNumber(_)
             | ComposerError::MissingOwner
+            | ComposerError::ContactWithoutIds
             | ComposerError::InvalidId(_)
             | ComposerError::InvalidPageToken
             | ComposerError::Template(_)

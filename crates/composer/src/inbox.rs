@@ -106,10 +106,30 @@ impl App {
             body: row.body.clone(),
             inbox_user_ids: users,
             carrier_sid: e.carrier_sid.clone(),
+            ..Default::default()
         };
         // The message and its announcement, in one transaction: a redelivered event finds the
         // message stored and its announcement in the outbox or on the bus already.
         let mut tx = self.pool.begin().await.map_err(db_failure)?;
+        // The reply belongs to the conversation's lead (or the contact the CRM registered).
+        let (lead_id, contact_id) = store::inbound::lead_of(
+            &mut tx,
+            &row.organization_id,
+            &row.to_number,
+            &row.from_number,
+        )
+        .await
+        .map_err(db_failure)?;
+        let row = MessageRow {
+            lead_id,
+            contact_id,
+            ..row
+        };
+        let stored = InboundStored {
+            lead_id: row.lead_id.clone().unwrap_or_default(),
+            contact_id: row.contact_id.clone().unwrap_or_default(),
+            ..stored
+        };
         let new = store::inbound::insert(&mut tx, &row, &meta.event_id, note.as_deref())
             .await
             .map_err(db_failure)?;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sms_bus::ConsumerKind;
 use sms_proto::events::v1::StatusChanged;
+use sms_proto::v1::contacts_service_server::ContactsServiceServer;
 use sms_proto::v1::messaging_service_server::MessagingServiceServer;
 use sms_proto::v1::numbers_service_server::NumbersServiceServer;
 use sms_proto::v1::settings_service_server::SettingsServiceServer;
@@ -27,6 +28,7 @@ use tonic::server::NamedService;
 
 pub mod app;
 pub mod check;
+pub mod contacts;
 pub mod error;
 pub mod grpc;
 pub mod inbox;
@@ -212,12 +214,16 @@ pub async fn run(
     health_reporter
         .set_serving::<SettingsServiceServer<grpc::SettingsApi>>()
         .await;
+    health_reporter
+        .set_serving::<ContactsServiceServer<grpc::ContactsApi>>()
+        .await;
     let reflection = sms_proto::Reflection::new(
         &[
             <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
             <NumbersServiceServer<grpc::NumbersApi> as NamedService>::NAME,
             <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
             <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
+            <ContactsServiceServer<grpc::ContactsApi> as NamedService>::NAME,
             HEALTH_SERVICE,
         ],
         &[tonic_health::pb::FILE_DESCRIPTOR_SET],
@@ -270,6 +276,7 @@ pub async fn run(
         )
         .add_service(NumbersServiceServer::new(grpc::NumbersApi(app.clone())))
         .add_service(SettingsServiceServer::new(grpc::SettingsApi(app.clone())))
+        .add_service(ContactsServiceServer::new(grpc::ContactsApi(app.clone())))
         .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),

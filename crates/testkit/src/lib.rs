@@ -534,6 +534,13 @@ impl Stack {
         format!("{}/webhooks/twilio/incoming", self.inbound_url)
     }
 
+    /// A Contacts client.
+    pub async fn contacts(
+        &self,
+    ) -> sms_proto::v1::contacts_service_client::ContactsServiceClient<Channel> {
+        sms_proto::v1::contacts_service_client::ContactsServiceClient::new(self.channel().await)
+    }
+
     /// A Settings client.
     pub async fn settings(
         &self,

@@ -16,11 +16,13 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::app::App;
 use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
 
+mod contacts;
 mod messaging;
 mod numbers;
 mod settings;
 mod templates;
 
+pub use contacts::ContactsApi;
 pub use messaging::MessagingApi;
 pub use numbers::NumbersApi;
 pub use settings::SettingsApi;

@@ -22,8 +22,10 @@ pub async fn insert(
     let inserted = sqlx::query!(
         "INSERT INTO composer.messages
             (id, organization_id, user_id, direction, from_number, to_number, body, status,
-             encoding, segments, characters, carrier_sid, created_at, updated_at)
-         VALUES ($1, $2, $3, 'inbound', $4, $5, $6, 'received', $7, $8, $9, $10, $11, $11)
+             encoding, segments, characters, carrier_sid, created_at, updated_at, lead_id,
+             contact_id)
+         VALUES ($1, $2, $3, 'inbound', $4, $5, $6, 'received', $7, $8, $9, $10, $11, $11, $12,
+                 $13)
          ON CONFLICT (organization_id, carrier_sid) WHERE direction = 'inbound' DO NOTHING",
         m.id,
         m.organization_id,
@@ -35,7 +37,9 @@ pub async fn insert(
         m.segments,
         m.characters,
         m.carrier_sid,
-        m.created_at
+        m.created_at,
+        m.lead_id,
+        m.contact_id
     )
     .execute(&mut *tx)
     .await?
@@ -199,4 +203,36 @@ pub async fn texted_since(
     )
     .fetch_one(pool)
     .await
+}
+
+/// The CRM's lead and contact a reply from `contact` to `our_number` belongs to: those of the
+/// latest outbound message between the two that had either, else those the CRM registered for
+/// `contact`.
+pub async fn lead_of(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    our_number: &str,
+    contact: &str,
+) -> Result<(Option<String>, Option<String>), sqlx::Error> {
+    let conversation = sqlx::query!(
+        "SELECT lead_id, contact_id FROM composer.messages
+         WHERE organization_id = $1 AND direction = 'outbound'
+           AND least(from_number, to_number) = least($2, $3)
+           AND greatest(from_number, to_number) = greatest($2, $3)
+           AND from_number = $2
+           AND (lead_id IS NOT NULL OR contact_id IS NOT NULL)
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+        organization_id,
+        our_number,
+        contact
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(c) = conversation {
+        return Ok((c.lead_id, c.contact_id));
+    }
+    Ok(super::contacts::get(conn, organization_id, contact)
+        .await?
+        .map(|c| (c.lead_id, c.contact_id))
+        .unwrap_or_default())
 }

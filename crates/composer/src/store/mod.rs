@@ -2,6 +2,7 @@
 //! typed columns (sms-core's `Status`, `Direction`, `NumberKind`, `Encoding`; the composer's
 //! own [`MessageKind`] and [`MediaState`]).
 
+pub mod contacts;
 pub mod groups;
 pub mod history;
 pub mod inbound;
