@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 8] = [
+const PROTOS: [&str; 9] = [
     "sms/v1/common.proto",
     "sms/v1/contacts.proto",
+    "sms/v1/feed.proto",
     "sms/events/v1/events.proto",
     "sms/v1/messaging.proto",
     "sms/v1/numbers.proto",

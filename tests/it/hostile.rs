@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use prost::Message as _;
 use sms_proto::v1::contacts_service_client::ContactsServiceClient;
+use sms_proto::v1::events_service_client::EventsServiceClient;
 use sms_proto::v1::messaging_service_client::MessagingServiceClient;
 use sms_proto::v1::numbers_service_client::NumbersServiceClient;
 use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
@@ -19,7 +20,7 @@ use sms_proto::v1::templates_service_client::TemplatesServiceClient;
 use sms_proto::v1::*;
 use sms_proto::v1::{
     DeleteContactRequest, GetContactRequest, QuietHours, SetContactRequest, Settings,
-    UpdateSettingsRequest,
+    SubscribeRequest, UpdateSettingsRequest,
 };
 use sms_testkit::{ACCOUNT_SID, AUTH_TOKEN, ORG, Stack, USER, as_caller, as_user};
 use tonic::Code;
@@ -142,6 +143,7 @@ struct Clients {
     opt_outs: OptOutsServiceClient<Channel>,
     settings: SettingsServiceClient<Channel>,
     contacts: ContactsServiceClient<Channel>,
+    events: EventsServiceClient<Channel>,
 }
 
 async fn clients(stack: &Stack) -> Clients {
@@ -152,6 +154,7 @@ async fn clients(stack: &Stack) -> Clients {
         opt_outs: stack.opt_outs().await,
         settings: stack.settings().await,
         contacts: stack.contacts().await,
+        events: EventsServiceClient::new(stack.channel().await),
     }
 }
 
@@ -270,6 +273,7 @@ const FIELDS: &[Field] = &[
     field("SetContact", "contact_id", 255, false),
     field("GetContact", "contact_number", 64, false),
     field("DeleteContact", "contact_number", 64, false),
+    field("Subscribe", "cursor", 128, false),
     field("UpdateSettings", "quiet_hours.start", 16, false),
     field("UpdateSettings", "quiet_hours.end", 16, false),
     field("UpdateSettings", "quiet_hours.days", 16, false),
@@ -602,6 +606,14 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
             }
             answer(c.opt_outs.set_replies(as_user(r)).await)
         }
+        ("Subscribe", _) => answer(
+            c.events
+                .subscribe(as_user(SubscribeRequest {
+                    cursor: v,
+                    from_start: false,
+                }))
+                .await,
+        ),
         ("SetContact", _) => {
             let mut r = SetContactRequest {
                 contact_number: CONTACT.into(),

@@ -5,6 +5,7 @@
 
 mod chaos;
 mod edges;
+mod feed;
 mod hostile;
 mod inbound;
 mod mms;

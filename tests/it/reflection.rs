@@ -172,6 +172,7 @@ async fn a_v1alpha_client_lists_and_calls_both_servers() {
         "sms.v1.TemplatesService",
         "sms.v1.SettingsService",
         "sms.v1.ContactsService",
+        "sms.v1.EventsService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {

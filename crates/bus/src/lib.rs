@@ -411,9 +411,14 @@ impl Bus {
 
     /// The durable pull consumer `kind`, created if needed.
     pub async fn consumer(&self, kind: ConsumerKind) -> Result<PullConsumer, BusError> {
+        let name = if kind.on_state() {
+            self.subjects.state_stream()
+        } else {
+            self.subjects.events_stream()
+        };
         let stream = self
             .js
-            .get_stream(self.subjects.events_stream())
+            .get_stream(name)
             .await
             .map_err(|e| BusError::js("stream lookup", e))?;
         let config = pull::Config {

@@ -218,6 +218,8 @@ pub enum ConsumerKind {
     OptOutInbound,
     /// Opt-out registry: carrier-reported opt-outs (21610) in failure statuses.
     OptOutStatus,
+    /// Composer: opt-out changes (the registry's state) for the event feed.
+    ComposerOptOutFeed,
 }
 
 impl ConsumerKind {
@@ -241,6 +243,7 @@ impl ConsumerKind {
             ConsumerKind::SchedulerScheduled => "scheduler-scheduled",
             ConsumerKind::OptOutInbound => "optout-inbound",
             ConsumerKind::OptOutStatus => "optout-status",
+            ConsumerKind::ComposerOptOutFeed => "composer-optout-feed",
         }
     }
 
@@ -254,7 +257,13 @@ impl ConsumerKind {
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),
             ConsumerKind::ComposerAutoReply => s.msg_autoreply(),
+            ConsumerKind::ComposerOptOutFeed => s.state_all(StateKind::OptOut),
         }
+    }
+
+    /// Whether it reads the state stream (the latest value per key) rather than the events.
+    pub fn on_state(self) -> bool {
+        matches!(self, ConsumerKind::ComposerOptOutFeed)
     }
 }
 

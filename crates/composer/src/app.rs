@@ -36,6 +36,10 @@ pub struct App {
     pub(crate) senders: crate::numbers::SenderCache,
     /// Organizations' settings, briefly trusted from memory.
     pub(crate) settings: crate::settings::SettingsCache,
+    /// The event feed's wake-ups and retention.
+    pub(crate) feed: crate::feed::Feed,
+    /// Ends event-feed subscriptions when the service stops.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl App {

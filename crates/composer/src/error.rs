@@ -95,6 +95,24 @@ pub enum ComposerError {
     /// A number to add is not valid.
     #[error("invalid number: {0}")]
     InvalidNumber(PhoneError),
+    /// A feed cursor that is not one of ours.
+    #[error("the cursor is malformed; resume from the cursor of an event you received{}", resume(.resume_from))]
+    InvalidCursor {
+        /// The oldest cursor kept (empty: the feed starts at its beginning).
+        resume_from: String,
+    },
+    /// A feed cursor of no event in this organization's feed.
+    #[error("no event of this organization's feed has this cursor{}", resume(.resume_from))]
+    CursorUnknown {
+        /// The oldest cursor kept.
+        resume_from: String,
+    },
+    /// A feed cursor older than the feed keeps.
+    #[error("the feed no longer holds events this old{}", resume(.resume_from))]
+    CursorExpired {
+        /// The oldest cursor kept.
+        resume_from: String,
+    },
     /// A contact registration with neither a lead nor a contact id.
     #[error("a contact needs a lead_id or a contact_id")]
     ContactWithoutIds,
@@ -201,6 +219,14 @@ pub enum ComposerError {
     Database(#[from] sqlx::Error),
 }
 
+fn resume(from: &str) -> String {
+    if from.is_empty() {
+        "; subscribe with from_start to read it from its beginning".to_owned()
+    } else {
+        format!("; the oldest event kept follows cursor {from} (or subscribe with from_start)")
+    }
+}
+
 /// Kinds of things that can be missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
@@ -260,6 +286,9 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
+            ComposerError::InvalidCursor { .. } => "INVALID_CURSOR",
+            ComposerError::CursorUnknown { .. } => "CURSOR_UNKNOWN",
+            ComposerError::CursorExpired { .. } => "CURSOR_EXPIRED",
             ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
             ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
             ComposerError::Template(TemplateError::Empty { .. }) => "TEMPLATE_EMPTY_TAG",
@@ -352,6 +381,11 @@ impl ComposerError {
                 ("max", sms_core::MAX_VALIDITY_SECS.to_string()),
             ],
             ComposerError::AlreadyFired { state } => vec![("state", state.clone())],
+            ComposerError::InvalidCursor { resume_from }
+            | ComposerError::CursorUnknown { resume_from }
+            | ComposerError::CursorExpired { resume_from } => {
+                vec![("resume_from", resume_from.clone())]
+            }
             ComposerError::QuietHours(e) => vec![(
                 "field",
                 match e {
@@ -404,6 +438,8 @@ impl ComposerError {
             | ComposerError::InvalidNumber(_)
             | ComposerError::MissingOwner
             | ComposerError::ContactWithoutIds
+            | ComposerError::InvalidCursor { .. }
+            | ComposerError::CursorUnknown { .. }
             | ComposerError::InvalidId(_)
             | ComposerError::InvalidPageToken
             | ComposerError::Template(_)
@@ -435,6 +471,7 @@ impl ComposerError {
             | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
             ComposerError::DailyCapReached { .. } => Code::ResourceExhausted,
+            ComposerError::CursorExpired { .. } => Code::OutOfRange,
             ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
             ComposerError::Database(_) => Code::Internal,
         }

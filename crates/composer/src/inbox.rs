@@ -140,8 +140,24 @@ impl App {
             .add_event(&mut tx, &stored)
             .await
             .map_err(db_failure)?;
+        let event_id = stored
+            .meta
+            .as_ref()
+            .map(|m| m.event_id.as_str())
+            .unwrap_or("");
+        store::feed::append(
+            &mut tx,
+            &[crate::feed::inbound_entry(
+                &row,
+                event_id,
+                &stored.inbox_user_ids,
+            )],
+        )
+        .await
+        .map_err(db_failure)?;
         tx.commit().await.map_err(db_failure)?;
         self.outbox.wake();
+        self.feed.wake();
         // The text is stored first; attachments follow, and one that cannot be downloaded (or
         // is refused) is recorded on the message as failed rather than losing it.
         if !e.media.is_empty() {
@@ -158,6 +174,22 @@ impl App {
                 tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
             }
         }
+        Ok(())
+    }
+
+    /// Records an opt-out change (the registry's state event) in the event feed, once.
+    pub async fn on_opt_out(
+        &self,
+        e: &sms_proto::events::v1::OptOutChanged,
+    ) -> Result<(), HandleError> {
+        let Some(entry) = crate::feed::opt_out_entry(e) else {
+            return Err(HandleError::Permanent("opt-out change without meta".into()));
+        };
+        let mut conn = self.pool.acquire().await.map_err(db_failure)?;
+        store::feed::append(&mut conn, &[entry])
+            .await
+            .map_err(db_failure)?;
+        self.feed.wake();
         Ok(())
     }
 

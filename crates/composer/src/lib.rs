@@ -17,6 +17,7 @@ use anyhow::Context;
 use sms_bus::ConsumerKind;
 use sms_proto::events::v1::StatusChanged;
 use sms_proto::v1::contacts_service_server::ContactsServiceServer;
+use sms_proto::v1::events_service_server::EventsServiceServer;
 use sms_proto::v1::messaging_service_server::MessagingServiceServer;
 use sms_proto::v1::numbers_service_server::NumbersServiceServer;
 use sms_proto::v1::settings_service_server::SettingsServiceServer;
@@ -30,6 +31,7 @@ pub mod app;
 pub mod check;
 pub mod contacts;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod inbox;
 pub mod media;
@@ -77,6 +79,8 @@ pub struct Config {
     pub fetch: sms_runtime::fetch::FetchPolicy,
     /// How messages whose status stopped moving are asked about.
     pub status_check: check::CheckConfig,
+    /// `SMS_FEED_RETENTION_DAYS`: how long the event feed keeps events (30 days).
+    pub feed_retention: Duration,
 }
 
 impl Config {
@@ -113,6 +117,12 @@ impl Config {
             },
             fetch: sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?,
             status_check: status_check(env)?,
+            feed_retention: Duration::from_secs(
+                24 * 3600
+                    * env
+                        .parse_or::<u64>("SMS_FEED_RETENTION_DAYS", 30)?
+                        .clamp(1, 3650),
+            ),
             common,
         })
     }
@@ -194,6 +204,8 @@ pub async fn run(
         writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
         senders,
         settings: settings::SettingsCache::default(),
+        feed: feed::Feed::new(config.feed_retention),
+        shutdown: shutdown.clone(),
     });
     tokio::spawn(sms_runtime::health::serve(
         media_listener,
@@ -217,6 +229,9 @@ pub async fn run(
     health_reporter
         .set_serving::<ContactsServiceServer<grpc::ContactsApi>>()
         .await;
+    health_reporter
+        .set_serving::<EventsServiceServer<grpc::EventsApi>>()
+        .await;
     let reflection = sms_proto::Reflection::new(
         &[
             <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
@@ -224,6 +239,7 @@ pub async fn run(
             <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
             <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
             <ContactsServiceServer<grpc::ContactsApi> as NamedService>::NAME,
+            <EventsServiceServer<grpc::EventsApi> as NamedService>::NAME,
             HEALTH_SERVICE,
         ],
         &[tonic_health::pb::FILE_DESCRIPTOR_SET],
@@ -262,6 +278,18 @@ pub async fn run(
             async move { app.on_auto_reply(&e).await }
         },
     );
+    let opt_out_app = app.clone();
+    // Opt-outs are the registry's: their feed entries come from its state events, the entry
+    // itself the marker that makes a redelivery change nothing.
+    let opt_outs_fed = bus.consume(
+        ConsumerKind::ComposerOptOutFeed,
+        shutdown.clone(),
+        move |e: sms_proto::events::v1::OptOutChanged, _| {
+            let app = opt_out_app.clone();
+            async move { app.on_opt_out(&e).await }
+        },
+    );
+    let pruned = app.clone().prune_feed(shutdown.clone());
     let checks = check::run(app.clone(), config.status_check, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
@@ -277,19 +305,28 @@ pub async fn run(
         .add_service(NumbersServiceServer::new(grpc::NumbersApi(app.clone())))
         .add_service(SettingsServiceServer::new(grpc::SettingsApi(app.clone())))
         .add_service(ContactsServiceServer::new(grpc::ContactsApi(app.clone())))
+        .add_service(EventsServiceServer::new(grpc::EventsApi(app.clone())))
         .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies, ()) =
-        tokio::join!(server, statuses, inbound, replies, checks);
+    let (served, consumed, inbound, replies, opt_outs_fed, (), ()) = tokio::join!(
+        server,
+        statuses,
+        inbound,
+        replies,
+        opt_outs_fed,
+        checks,
+        pruned
+    );
     // Last: the relay publishes what the final commits left.
     base.relay.finish().await;
     served.context("gRPC server")?;
     consumed.context("status consumer")?;
     inbound.context("inbound consumer")?;
     replies.context("auto-reply consumer")?;
+    opt_outs_fed.context("opt-out feed consumer")?;
     tracing::info!("composer stopped");
     Ok(())
 }

@@ -120,11 +120,10 @@ impl App {
                 ComposerError::NumberTaken(row.number.clone())
             })
         })?;
-        self.outbox
-            .add_event(&mut tx, &number_state(&row, true))
-            .await?;
+        self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
+        self.feed.wake();
         Ok((row, warnings))
     }
 
@@ -167,11 +166,10 @@ impl App {
         let row = store::numbers::set_rate(&mut tx, &row.organization_id, row.id, rate)
             .await?
             .ok_or(ComposerError::NotFound(Entity::Number))?;
-        self.outbox
-            .add_event(&mut tx, &number_state(&row, true))
-            .await?;
+        self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
+        self.feed.wake();
         // Senders are cached here by number: the new rate is read on the next send.
         self.senders.forget(&row.organization_id, &row.number);
         Ok(row)
@@ -189,11 +187,10 @@ impl App {
         if !store::numbers::release(&mut tx, &caller.organization_id, row.id).await? {
             return Err(ComposerError::NotFound(Entity::Number));
         }
-        self.outbox
-            .add_event(&mut tx, &number_state(&row, false))
-            .await?;
+        self.announce_number(&mut tx, &row, false).await?;
         tx.commit().await?;
         self.outbox.wake();
+        self.feed.wake();
         self.senders.forget(&row.organization_id, &row.number);
         Ok(row)
     }
@@ -325,6 +322,36 @@ fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, Composer
 }
 
 /// Whether a number is held, for the dispatchers' copies (the state stream keeps the last).
+impl App {
+    /// The number's state for the dispatchers' copies and its entry in the event feed, in the
+    /// caller's transaction.
+    async fn announce_number(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        row: &NumberRow,
+        active: bool,
+    ) -> Result<(), ComposerError> {
+        let state = number_state(row, active);
+        self.outbox.add_event(&mut *tx, &state).await?;
+        let event_id = state
+            .meta
+            .as_ref()
+            .map(|m| m.event_id.as_str())
+            .unwrap_or("");
+        crate::store::feed::append(
+            tx,
+            &[crate::feed::number_entry(
+                &row.organization_id,
+                event_id,
+                &row.number,
+                active,
+            )],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
     NumberChanged {
         meta: Some(sms_bus::meta(

@@ -170,6 +170,7 @@ impl App {
         let mut billable = Vec::new();
         let mut advanced = Vec::new();
         let mut canceled = Vec::new();
+        let mut feed = Vec::new();
         for (index, e, (org, id, to)) in valid {
             let Some(now) = current.get_mut(&id).filter(|c| c.organization_id == org) else {
                 tracing::warn!(%id, "status for a message we do not have; ignored");
@@ -228,6 +229,9 @@ impl App {
             match transition {
                 Transition::Advance => {
                     let fact = fact(e, to);
+                    feed.push(crate::feed::status_entry(
+                        org, id, &event_id, &fact, &now.about,
+                    ));
                     update.status = Some(to);
                     if fact.reason.is_some() {
                         update.reason.clone_from(&fact.reason);
@@ -285,7 +289,11 @@ impl App {
         let billed = store::usage::record(&mut tx, &billable).await?;
         // A canceled message gives its segments back to its day's cap.
         store::settings::refund(&mut tx, &canceled).await?;
+        store::feed::append(&mut tx, &feed).await?;
         tx.commit().await?;
+        if !feed.is_empty() {
+            self.feed.wake();
+        }
         for to in advanced {
             metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())
                 .increment(1);
@@ -307,6 +315,7 @@ mod tests {
             organization_id: "o".into(),
             status,
             carrier_sid: sid.map(str::to_owned),
+            about: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod events;
 mod input;
 mod later;
 mod offline;
@@ -39,6 +40,9 @@ enum Command {
     /// Manage SMS templates and preview them.
     #[command(subcommand)]
     Templates(online::TemplatesCommand),
+    /// The organization's events (statuses, replies, opt-outs, numbers), each with a cursor to
+    /// resume after.
+    Events(events::EventsArgs),
     /// Quiet hours and the daily cap on segments.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
@@ -116,6 +120,7 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Templates(c) => online::templates(conn, c).await,
             Command::Usage(a) => online::usage(conn, a).await,
             Command::Settings(c) => settings::settings(conn, c).await,
+            Command::Events(a) => events::events(conn, a).await,
             Command::Cancel { id } => later::cancel(conn, id).await,
             Command::Media { id, output } => online::media(conn, id, &output).await,
             Command::Reschedule(a) => later::reschedule(conn, a).await,

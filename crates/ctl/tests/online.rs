@@ -358,3 +358,51 @@ async fn settings_quiet_hours_and_the_daily_cap() {
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_read_the_feed_and_resume_from_a_cursor() {
+    let stack = Stack::start().await;
+    let ctl = Ctl { stack: &stack };
+    ctl.ok(&["numbers", "add", "+12015550100"]).await;
+    let id = ctl
+        .ok(&[
+            "send",
+            "--from",
+            "+12015550100",
+            "--to",
+            "+12015550123",
+            "--body",
+            "hi",
+        ])
+        .await;
+    let id = id.trim().to_owned();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..100 {
+        events = ctl
+            .ok(&["events", "--json"])
+            .await
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let delivered = events.iter().any(|e| {
+            e["type"] == "message.status"
+                && e["data"]["message_id"] == id.as_str()
+                && e["data"]["status"] == "delivered"
+        });
+        if delivered {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(events[0]["type"], "number.changed", "{events:?}");
+    assert!(events.len() >= 3, "{events:?}");
+    // After the first event's cursor: the rest, as text lines led by their cursors.
+    let cursor = events[0]["cursor"].as_str().unwrap();
+    let rest = ctl.ok(&["events", "--from", cursor]).await;
+    assert_eq!(rest.lines().count(), events.len() - 1, "{rest}");
+    assert!(rest.lines().all(|l| !l.starts_with(cursor)), "{rest}");
+    let (code, _, err) = ctl.run(&["events", "--from", "nonsense"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("INVALID_CURSOR"), "{err}");
+    stack.shutdown().await;
+}

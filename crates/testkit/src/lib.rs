@@ -294,6 +294,7 @@ impl Stack {
             health_addr: None,
             api_tokens: stack.options.api_tokens.clone(),
             schedule_horizon_days: 365,
+            feed_retention: sms_composer::feed::DEFAULT_RETENTION,
             media: sms_composer::media::MediaConfig {
                 public_url: stack.media_url.clone(),
                 secret: b"test-media-secret-0123456789".to_vec(),

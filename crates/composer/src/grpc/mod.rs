@@ -17,12 +17,14 @@ use crate::app::App;
 use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
 
 mod contacts;
+mod events;
 mod messaging;
 mod numbers;
 mod settings;
 mod templates;
 
 pub use contacts::ContactsApi;
+pub use events::EventsApi;
 pub use messaging::MessagingApi;
 pub use numbers::NumbersApi;
 pub use settings::SettingsApi;

@@ -378,6 +378,23 @@ pub struct Current {
     pub status: Status,
     /// The carrier's sid, once known.
     pub carrier_sid: Option<String>,
+    /// What the event feed says of it: sender, recipient, user, lead, contact.
+    pub about: About,
+}
+
+/// Who a message is from and to, and for whom: what the event feed carries with its statuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct About {
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// The sending user.
+    pub user_id: String,
+    /// The CRM's lead.
+    pub lead_id: Option<String>,
+    /// The CRM's contact.
+    pub contact_id: Option<String>,
 }
 
 /// Locks the messages `ids` (in id order, so concurrent batches cannot deadlock); returns those
@@ -387,7 +404,8 @@ pub async fn lock_statuses(
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, Current)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid
+        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid, from_number,
+                  to_number, user_id, lead_id, contact_id
            FROM composer.messages WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
         ids
     )
@@ -402,6 +420,13 @@ pub async fn lock_statuses(
                     organization_id: r.organization_id,
                     status: r.status,
                     carrier_sid: r.carrier_sid,
+                    about: About {
+                        from: r.from_number,
+                        to: r.to_number,
+                        user_id: r.user_id,
+                        lead_id: r.lead_id,
+                        contact_id: r.contact_id,
+                    },
                 },
             )
         })

@@ -3,6 +3,7 @@
 //! own [`MessageKind`] and [`MediaState`]).
 
 pub mod contacts;
+pub mod feed;
 pub mod groups;
 pub mod history;
 pub mod inbound;

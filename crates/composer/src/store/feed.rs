@@ -1,0 +1,158 @@
+//! The organization's event feed: appended in the transaction of each change, read in commit-safe
+//! order, pruned after its retention.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+/// A place in an organization's feed: right after the event (transaction id, sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// The writing transaction's id.
+    pub tx: i64,
+    /// The sequence within the feed.
+    pub seq: i64,
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// The organization.
+    pub organization_id: String,
+    /// Its stable id (appended once).
+    pub event_id: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The encoded `sms.v1.FeedEvent`, without a cursor.
+    pub payload: Vec<u8>,
+}
+
+/// Appends `entries` in the caller's transaction; one already there is skipped.
+pub async fn append(conn: &mut PgConnection, entries: &[NewEntry]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let orgs: Vec<String> = entries.iter().map(|e| e.organization_id.clone()).collect();
+    let ids: Vec<String> = entries.iter().map(|e| e.event_id.clone()).collect();
+    let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.occurred_at).collect();
+    let payloads: Vec<Vec<u8>> = entries.iter().map(|e| e.payload.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO composer.feed (organization_id, event_id, occurred_at, payload)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::bytea[])
+         ON CONFLICT (organization_id, event_id) DO NOTHING",
+        &orgs,
+        &ids,
+        &at,
+        &payloads
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Up to `limit` of the organization's events after `after`, in order, only from transactions
+/// older than every one still running (none of them can still add an event before these).
+pub async fn read(
+    pool: &PgPool,
+    organization_id: &str,
+    after: Position,
+    limit: i64,
+) -> Result<Vec<(Position, Vec<u8>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT tx::text::int8 AS "tx!", seq, payload FROM composer.feed
+           WHERE organization_id = $1 AND (tx, seq) > ($2::text::xid8, $3)
+             AND tx < pg_snapshot_xmin(pg_current_snapshot())
+           ORDER BY tx, seq LIMIT $4"#,
+        organization_id,
+        after.tx.to_string(),
+        after.seq,
+        limit
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                Position {
+                    tx: r.tx,
+                    seq: r.seq,
+                },
+                r.payload,
+            )
+        })
+        .collect())
+}
+
+/// The place every event written from now on comes after.
+pub async fn now(pool: &PgPool) -> Result<Position, sqlx::Error> {
+    let tx = sqlx::query_scalar!(
+        r#"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS "tx!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Position { tx, seq: -1 })
+}
+
+/// Whether the organization's feed holds the event at `at`.
+pub async fn holds(
+    pool: &PgPool,
+    organization_id: &str,
+    at: Position,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM composer.feed
+                          WHERE organization_id = $1 AND tx = $2::text::xid8 AND seq = $3)
+           AS "held!""#,
+        organization_id,
+        at.tx.to_string(),
+        at.seq
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// The last event pruned from the organization's feed (it starts right after), if any.
+pub async fn horizon(
+    pool: &PgPool,
+    organization_id: &str,
+) -> Result<Option<Position>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT tx::text::int8 AS "tx!", seq FROM composer.feed_horizon
+           WHERE organization_id = $1"#,
+        organization_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Position {
+        tx: r.tx,
+        seq: r.seq,
+    }))
+}
+
+/// Deletes events written before `before` (at most `limit`), moving each organization's horizon
+/// to the last one deleted; returns how many were deleted.
+pub async fn prune(pool: &PgPool, before: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query!(
+        r#"WITH gone AS (
+               DELETE FROM composer.feed WHERE ctid IN (
+                   SELECT ctid FROM composer.feed WHERE written_at < $1 LIMIT $2)
+               RETURNING organization_id, tx, seq),
+           last AS (
+               SELECT DISTINCT ON (organization_id) organization_id, tx, seq FROM gone
+               ORDER BY organization_id, tx DESC, seq DESC),
+           moved AS (
+               INSERT INTO composer.feed_horizon (organization_id, tx, seq)
+               SELECT organization_id, tx, seq FROM last
+               ON CONFLICT (organization_id) DO UPDATE SET tx = EXCLUDED.tx, seq = EXCLUDED.seq
+               WHERE (composer.feed_horizon.tx, composer.feed_horizon.seq) < (EXCLUDED.tx, EXCLUDED.seq)
+               RETURNING 1)
+           SELECT count(*) AS "deleted!" FROM gone"#,
+        before,
+        limit
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(u64::try_from(deleted.deleted).unwrap_or(0))
+}
