@@ -71,6 +71,29 @@ pub struct Behaviour {
     pub lookups_unavailable: bool,
     /// Whether the message reads answer 200 with a body that is not Twilio's JSON.
     pub lookups_garbled: bool,
+    /// A contact who answers: every message taken (or each whose body contains the pattern)
+    /// gets this reply from its recipient, after a moment.
+    pub auto_reply: Option<AutoReply>,
+}
+
+/// The scripted contact's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoReply {
+    /// What the contact texts back.
+    pub text: String,
+    /// Only to messages whose body contains this (case-insensitive); every message when `None`.
+    pub when_contains: Option<String>,
+    /// How long the contact takes.
+    pub delay: Duration,
+}
+
+impl AutoReply {
+    /// Whether it answers `body`.
+    pub fn answers(&self, body: &str) -> bool {
+        self.when_contains
+            .as_ref()
+            .is_none_or(|p| body.to_lowercase().contains(&p.to_lowercase()))
+    }
 }
 
 /// Simulator settings.
@@ -80,6 +103,9 @@ pub struct SimConfig {
     pub accounts: HashMap<String, String>,
     /// Initial behaviour (can be changed while running).
     pub behaviour: Behaviour,
+    /// Where contacts' messages are delivered (the platform's incoming-message webhook), as a
+    /// number's "A message comes in" URL is set at Twilio.
+    pub incoming_url: Option<String>,
 }
 
 impl SimConfig {
@@ -92,6 +118,7 @@ impl SimConfig {
                 callback_delay: Duration::from_millis(5),
                 ..Behaviour::default()
             },
+            incoming_url: None,
         }
     }
 }
@@ -138,6 +165,10 @@ struct Inner {
     messages: Mutex<Messages>,
     /// Message reads (lists and fetches) received.
     lookups: AtomicU64,
+    /// Where contacts' messages go.
+    incoming_url: RwLock<Option<String>>,
+    /// This simulator's own base URL (for hosted media), once it serves.
+    public_url: RwLock<Option<String>>,
 }
 
 /// The messages the simulated carrier took.
@@ -156,6 +187,7 @@ pub struct Sim {
 impl Sim {
     /// A simulator with `config`.
     pub fn new(config: SimConfig) -> anyhow::Result<Sim> {
+        let incoming_url = config.incoming_url.clone();
         Ok(Sim {
             inner: Arc::new(Inner {
                 behaviour: RwLock::new(config.behaviour.clone()),
@@ -167,8 +199,71 @@ impl Sim {
                 media: Mutex::new(HashMap::new()),
                 messages: Mutex::new(Messages::default()),
                 lookups: AtomicU64::new(0),
+                incoming_url: RwLock::new(incoming_url),
+                public_url: RwLock::new(None),
             }),
         })
+    }
+
+    /// Sets where contacts' messages are delivered.
+    pub fn set_incoming_url(&self, url: &str) {
+        *self
+            .inner
+            .incoming_url
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(url.to_owned());
+    }
+
+    fn incoming_url(&self) -> Option<String> {
+        self.inner
+            .incoming_url
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The account contacts' messages come through: the first configured.
+    fn first_account(&self) -> String {
+        let mut sids: Vec<&String> = self.inner.config.accounts.keys().collect();
+        sids.sort();
+        sids.first().map(|s| (*s).clone()).unwrap_or_default()
+    }
+
+    /// A contact texts one of our numbers: delivered to the incoming-message URL (with
+    /// attachments hosted here). Returns the webhook's HTTP status and the message's sid.
+    pub async fn reply(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+        media: Vec<(String, Vec<u8>)>,
+    ) -> Result<(u16, String), String> {
+        let url = self
+            .incoming_url()
+            .ok_or_else(|| "no incoming-message URL is set (SMS_SIM_INCOMING_URL)".to_owned())?;
+        let account = self.first_account();
+        let base = self
+            .inner
+            .public_url
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let media = media
+            .into_iter()
+            .map(|(content_type, data)| {
+                let url = self.host_media(&base, &account, &content_type, data);
+                (url, content_type)
+            })
+            .collect();
+        let message = Incoming {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            body: body.to_owned(),
+            media,
+            sid: None,
+        };
+        self.send_incoming(&url, &account, &message).await
     }
 
     /// Changes the behaviour while running.
@@ -328,6 +423,7 @@ impl Sim {
                 get(fetch_message),
             )
             .route("/_sim/requests", get(list_requests))
+            .route("/_sim/reply", post(post_reply))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(self.clone())
     }
@@ -338,6 +434,13 @@ impl Sim {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            *self
+                .inner
+                .public_url
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(format!("http://{addr}"));
+        }
         axum::serve(listener, self.router())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await?;
@@ -505,6 +608,21 @@ async fn create_message(
         None => respond(&sim, &account_sid, &headers, &mut record),
     };
     record.http_status = response.status().as_u16();
+    if record.sid.is_some()
+        && let Some(answer) = sim
+            .behaviour()
+            .auto_reply
+            .filter(|a| a.answers(&record.body))
+    {
+        // The contact answers from the number we texted, to the number that texted them.
+        let (sim, from, to) = (sim.clone(), record.to.clone(), record.from.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(answer.delay).await;
+            if let Err(e) = sim.reply(&from, &to, &answer.text, Vec::new()).await {
+                tracing::warn!(error = %e, "scripted reply not delivered");
+            }
+        });
+    }
     let hang = record.sid.is_some() && sim.behaviour().taken_unanswered.contains(&record.to);
     sim.lock_requests().push(record);
     if hang {
@@ -800,6 +918,48 @@ impl Sim {
     }
 }
 
+/// `POST /_sim/reply`: a contact texts one of our numbers.
+#[derive(Debug, serde::Deserialize)]
+struct ReplyRequest {
+    from: String,
+    to: String,
+    #[serde(default)]
+    body: String,
+    /// Attachments: content type and bytes (standard base64).
+    #[serde(default)]
+    media: Vec<ReplyMedia>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReplyMedia {
+    content_type: String,
+    data: String,
+}
+
+async fn post_reply(State(sim): State<Sim>, axum::Json(r): axum::Json<ReplyRequest>) -> Response {
+    use base64::Engine as _;
+    let bad = |why: String| (StatusCode::BAD_REQUEST, why).into_response();
+    if r.from.trim().is_empty() || r.to.trim().is_empty() {
+        return bad("from and to are required".into());
+    }
+    if r.body.is_empty() && r.media.is_empty() {
+        return bad("a body or an attachment is required".into());
+    }
+    let mut media = Vec::with_capacity(r.media.len());
+    for m in r.media {
+        match base64::engine::general_purpose::STANDARD.decode(m.data.as_bytes()) {
+            Ok(data) => media.push((m.content_type, data)),
+            Err(e) => return bad(format!("an attachment is not base64: {e}")),
+        }
+    }
+    match sim.reply(r.from.trim(), r.to.trim(), &r.body, media).await {
+        Ok((status, sid)) => {
+            axum::Json(serde_json::json!({"sid": sid, "webhook_status": status})).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, e).into_response(),
+    }
+}
+
 /// Reads `SMS_SIM_*` variables (see the binary's documentation).
 pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runtime::ConfigError> {
     let set = |var: &str| -> HashSet<String> {
@@ -838,6 +998,12 @@ pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runt
     b.callback_delay = env.millis_or("SMS_SIM_CALLBACK_DELAY_MS", Duration::from_millis(5))?;
     b.rate_429 = rate("SMS_SIM_RATE_429")?;
     b.rate_5xx = rate("SMS_SIM_RATE_5XX")?;
+    b.auto_reply = env.raw("SMS_SIM_AUTO_REPLY").map(|text| AutoReply {
+        text,
+        when_contains: env.raw("SMS_SIM_AUTO_REPLY_WHEN"),
+        delay: Duration::from_millis(500),
+    });
+    config.incoming_url = env.raw("SMS_SIM_INCOMING_URL");
     Ok(config)
 }
 

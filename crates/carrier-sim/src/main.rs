@@ -2,7 +2,10 @@
 //!
 //! Configuration (`SMS_SIM_*`): `ADDR` (default 127.0.0.1:8090), `ACCOUNT_SID`, `AUTH_TOKEN`,
 //! `LANDLINES`, `SPAM`, `UNKNOWN_ERROR`, `UNREACHABLE`, `OPTED_OUT` (comma-separated E.164
-//! numbers), `LATENCY_MS`, `CALLBACK_DELAY_MS`, `RATE_429`, `RATE_5XX`.
+//! numbers), `LATENCY_MS`, `CALLBACK_DELAY_MS`, `RATE_429`, `RATE_5XX`, `INCOMING_URL` (where
+//! contacts' messages go: the platform's incoming-message webhook), `AUTO_REPLY` (a contact
+//! who answers every message taken with this text) and `AUTO_REPLY_WHEN` (only messages
+//! containing this). `POST /_sim/reply` (`smsctl sim reply`) makes a contact text us.
 
 use std::net::SocketAddr;
 

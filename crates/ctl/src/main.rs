@@ -14,6 +14,7 @@ mod later;
 mod offline;
 mod online;
 mod settings;
+mod sim;
 
 /// The SMS platform's command-line client.
 #[derive(Debug, Parser)]
@@ -43,6 +44,9 @@ enum Command {
     /// The organization's events (statuses, replies, opt-outs, numbers), each with a cursor to
     /// resume after.
     Events(events::EventsArgs),
+    /// Drive the carrier simulator (development): a contact texts one of our numbers.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
     /// Quiet hours and the daily cap on segments.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Segments(args) => offline::segments(&args),
         Command::Phone(args) => offline::phone(&args),
+        Command::Sim(command) => run_sim(command),
         online => run_online(&cli.connection, online),
     };
     match result {
@@ -107,6 +112,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_sim(command: sim::SimCommand) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(sim::sim(command))
 }
 
 fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<ExitCode> {
@@ -132,7 +144,7 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Send(a) => online::send(conn, a).await,
             Command::Get(a) => online::get(conn, a).await,
             Command::List(a) => online::list(conn, a).await,
-            Command::Segments(_) | Command::Phone(_) => Ok(ExitCode::SUCCESS),
+            Command::Segments(_) | Command::Phone(_) | Command::Sim(_) => Ok(ExitCode::SUCCESS),
         }
     })
 }

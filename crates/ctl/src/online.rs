@@ -250,6 +250,12 @@ pub struct SendArgs {
     /// later, it fails as expired instead of arriving late.
     #[arg(long)]
     validity: Option<u32>,
+    /// The CRM's lead (replies on the conversation are attached to it).
+    #[arg(long)]
+    lead: Option<String>,
+    /// The CRM's contact.
+    #[arg(long)]
+    contact: Option<String>,
     /// Print the message as JSON.
     #[arg(long)]
     json: bool,
@@ -519,6 +525,8 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
             attachments,
             smart_encoding: args.smart,
             validity_seconds: args.validity,
+            lead_id: args.lead.unwrap_or_default(),
+            contact_id: args.contact.unwrap_or_default(),
             ..Default::default()
         },
         true,

@@ -16,6 +16,7 @@ impl Ctl<'_> {
         cmd.args(args)
             .env("SMS_ENDPOINT", &self.stack.grpc_url)
             .env("SMS_OPTOUT_ENDPOINT", &self.stack.optout_url)
+            .env("SMS_SIM_URL", &self.stack.sim_url)
             .env("SMS_ORG", ORG)
             .env("SMS_USER", USER)
             .env_remove("SMS_TOKEN");
@@ -404,5 +405,106 @@ async fn events_read_the_feed_and_resume_from_a_cursor() {
     let (code, _, err) = ctl.run(&["events", "--from", "nonsense"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("INVALID_CURSOR"), "{err}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_answers_by_hand_and_by_script() {
+    let stack = Stack::start().await;
+    let ctl = Ctl { stack: &stack };
+    ctl.ok(&["numbers", "add", "+12015550100"]).await;
+    // By hand, with a picture.
+    let png = std::env::temp_dir().join(format!("reply-{}.png", std::process::id()));
+    std::fs::write(
+        &png,
+        [
+            0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R',
+        ],
+    )
+    .unwrap();
+    let sid = ctl
+        .ok(&[
+            "sim",
+            "reply",
+            "--from",
+            "+12015550123",
+            "--to",
+            "+12015550100",
+            "--body",
+            "is it still available?",
+            "--media",
+            png.to_str().unwrap(),
+        ])
+        .await;
+    assert!(sid.trim().starts_with("SM"), "{sid}");
+    let conversation = sms_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the reply with its picture",
+        || async {
+            let c = stack.conversation("+12015550100", "+12015550123").await;
+            c.iter()
+                .any(|m| m.body == "is it still available?" && m.attachments.len() == 1)
+                .then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(conversation.len(), 1);
+    let inbox = ctl.ok(&["inbox"]).await;
+    assert!(inbox.contains("is it still available?"), "{inbox}");
+    // By script: a contact who answers messages that ask something.
+    stack.sim.update(|b| {
+        b.auto_reply = Some(sms_carrier_sim::AutoReply {
+            text: "Sounds good".into(),
+            when_contains: Some("tomorrow?".into()),
+            delay: std::time::Duration::from_millis(50),
+        });
+    });
+    for body in ["Yes it is. Can you come by tomorrow?", "Thanks!"] {
+        ctl.ok(&[
+            "send",
+            "--from",
+            "+12015550100",
+            "--to",
+            "+12015550123",
+            "--body",
+            body,
+        ])
+        .await;
+    }
+    sms_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the scripted answer",
+        || async {
+            stack
+                .conversation("+12015550100", "+12015550123")
+                .await
+                .iter()
+                .any(|m| m.body == "Sounds good")
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let answers = stack
+        .conversation("+12015550100", "+12015550123")
+        .await
+        .iter()
+        .filter(|m| m.body == "Sounds good")
+        .count();
+    assert_eq!(answers, 1, "only the message that matched was answered");
+    // Nobody to deliver to: said so.
+    let (code, _, err) = ctl
+        .run(&[
+            "sim",
+            "reply",
+            "--from",
+            "+12015550123",
+            "--to",
+            "+12015550100",
+        ])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("a body or an attachment is required"), "{err}");
+    let _ = std::fs::remove_file(png);
     stack.shutdown().await;
 }

@@ -72,6 +72,11 @@ async fn main() -> anyhow::Result<()> {
                 "SMS_SIM_AUTH_TOKEN".to_owned(),
                 sms_carrier_sim::DEFAULT_AUTH_TOKEN.to_owned(),
             ),
+            // Contacts' messages (`smsctl sim reply`, SMS_SIM_AUTO_REPLY) come to our webhook.
+            (
+                "SMS_SIM_INCOMING_URL".to_owned(),
+                format!("http://{inbound_addr}/webhooks/twilio/incoming"),
+            ),
         ]);
     }
     let env = base.with_defaults(defaults);

@@ -262,6 +262,7 @@ impl Stack {
 
         let inbound_listener = listener().await;
         let inbound_url = format!("http://{}", inbound_listener.local_addr().unwrap());
+        sim.set_incoming_url(&format!("{inbound_url}/webhooks/twilio/incoming"));
         let grpc_listener = listener().await;
         let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
         let media_listener = listener().await;
