@@ -527,7 +527,6 @@ pub async fn send(conn: &Connection, args: SendArgs) -> anyhow::Result<ExitCode>
             validity_seconds: args.validity,
             lead_id: args.lead.unwrap_or_default(),
             contact_id: args.contact.unwrap_or_default(),
-            ..Default::default()
         },
         true,
     )?;
