@@ -246,6 +246,11 @@ impl App {
         };
         // The reply and its event for the dispatcher, in one transaction; a redelivered event
         // finds the reply stored (its id follows from the event) and does nothing more.
+        let capped = match self.settings(&row.organization_id).await {
+            Ok(s) => s.daily_segment_cap.is_some(),
+            Err(crate::ComposerError::Database(e)) => return Err(db_failure(e)),
+            Err(e) => return Err(HandleError::Permanent(e.to_string())),
+        };
         let event =
             self.accepted_event(&row, &[], sms_core::MAX_VALIDITY_SECS, Some(row.created_at));
         let mut tx = self.pool.begin().await.map_err(db_failure)?;
@@ -260,18 +265,20 @@ impl App {
             return Ok(());
         }
         stored.map_err(db_failure)?;
-        // Counted against the day's cap, never refused by it.
-        store::settings::count(
-            &mut tx,
-            &[store::settings::DayCount {
-                organization_id: row.organization_id.clone(),
-                day: store::settings::day_of(now),
-                segments: i64::from(row.segments),
-                cap: None,
-            }],
-        )
-        .await
-        .map_err(db_failure)?;
+        // Counted against the day's cap (when there is one), never refused by it.
+        if capped {
+            store::settings::count(
+                &mut tx,
+                &[store::settings::DayCount {
+                    organization_id: row.organization_id.clone(),
+                    day: store::settings::day_of(now),
+                    segments: i64::from(row.segments),
+                    cap: None,
+                }],
+            )
+            .await
+            .map_err(db_failure)?;
+        }
         self.outbox
             .add(&mut tx, &[event])
             .await

@@ -145,8 +145,11 @@ impl App {
     ) -> Result<(chrono::NaiveDate, i64, Option<i64>), ComposerError> {
         let org = &caller.organization_id;
         let day = store::settings::day_of(Utc::now());
-        let used = store::settings::counted(&self.pool, org, day).await?;
         let cap = self.settings(org).await?.daily_segment_cap;
+        let used = match cap {
+            Some(_) => store::settings::counted(&self.pool, org, day).await?,
+            None => store::settings::due_on(&self.pool, org, day).await?,
+        };
         Ok((day, used, cap))
     }
 

@@ -120,7 +120,12 @@ impl App {
         };
         self.schedule_command(&m, schedule_command::Action::RescheduleTo(to))
             .await?;
-        store::messages::set_send_at(&self.pool, m.id, send_at).await?;
+        let counted = self
+            .settings(&m.organization_id)
+            .await?
+            .daily_segment_cap
+            .is_some();
+        store::messages::set_send_at(&self.pool, m.id, send_at, counted).await?;
         let (message, _) = self.get(caller, id).await?;
         Ok(Sent { message, notes })
     }

@@ -210,7 +210,21 @@ impl App {
         caller: &Caller,
         s: Settings,
     ) -> Result<Settings, ComposerError> {
-        store::settings::put(&self.pool, &caller.organization_id, &s.to_row()).await?;
+        let org = caller.organization_id.as_str();
+        // The days are counted only while there is a cap: counting starts, seeded from the
+        // messages already accepted for today and later, when one is set.
+        let mut tx = self.pool.begin().await?;
+        let was_capped = store::settings::lock_cap(&mut tx, org).await?.is_some();
+        store::settings::put(&mut tx, org, &s.to_row()).await?;
+        match (was_capped, s.daily_segment_cap.is_some()) {
+            (false, true) => {
+                let today = store::settings::day_of(Utc::now());
+                store::settings::start_counting(&mut tx, org, today).await?;
+            }
+            (true, false) => store::settings::stop_counting(&mut tx, org).await?,
+            _ => {}
+        }
+        tx.commit().await?;
         self.settings.insert(&caller.organization_id, s);
         tracing::info!(organization_id = %caller.organization_id, settings = ?s, "settings replaced");
         Ok(s)

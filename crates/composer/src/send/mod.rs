@@ -156,7 +156,7 @@ impl App {
                 media,
                 event_id: accept::accepted_event_id(&row),
                 note: hold.as_ref().map(|h| h.note.clone()),
-                count: count.clone(),
+                count: settings.daily_segment_cap.map(|_| count.clone()),
             })
             .await;
         if let Err(e) = stored {

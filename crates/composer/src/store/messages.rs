@@ -489,11 +489,13 @@ pub async fn set_statuses(
     .map(|_| ())
 }
 
-/// Moves a scheduled message's due time, and its segments to the new day's count.
+/// Moves a scheduled message's due time, and (when its organization's days are counted for a
+/// cap) its segments to the new day's count.
 pub async fn set_send_at(
     pool: &PgPool,
     id: Uuid,
     send_at: DateTime<Utc>,
+    counted: bool,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let old = sqlx::query!(
@@ -511,7 +513,7 @@ pub async fn set_send_at(
     )
     .execute(&mut *tx)
     .await?;
-    if let Some(old) = old {
+    if let Some(old) = old.filter(|_| counted) {
         let day = super::settings::day_of(send_at);
         super::settings::move_count(&mut tx, &old.organization_id, old.segments, old.day, day)
             .await?;

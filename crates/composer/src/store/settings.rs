@@ -32,8 +32,26 @@ pub async fn get(pool: &PgPool, organization_id: &str) -> Result<Option<Settings
     .await
 }
 
+/// Locks the organization's settings row (if any) until the transaction ends; returns its cap.
+pub async fn lock_cap(
+    conn: &mut PgConnection,
+    organization_id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    Ok(sqlx::query_scalar!(
+        "SELECT daily_segment_cap FROM composer.settings WHERE organization_id = $1 FOR UPDATE",
+        organization_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
+
 /// Replaces the organization's settings.
-pub async fn put(pool: &PgPool, organization_id: &str, s: &SettingsRow) -> Result<(), sqlx::Error> {
+pub async fn put(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    s: &SettingsRow,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO composer.settings
             (organization_id, quiet_enabled, quiet_start, quiet_end, quiet_days, daily_segment_cap)
@@ -49,7 +67,7 @@ pub async fn put(pool: &PgPool, organization_id: &str, s: &SettingsRow) -> Resul
         &s.quiet_days,
         s.daily_segment_cap
     )
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|_| ())
 }
@@ -115,6 +133,66 @@ pub async fn counted(
     .fetch_optional(pool)
     .await
     .map(Option::unwrap_or_default)
+}
+
+/// Segments of the organization's outbound messages due on `day` (not canceled), read from the
+/// messages themselves: today's figure for an organization without a cap.
+pub async fn due_on(
+    pool: &PgPool,
+    organization_id: &str,
+    day: NaiveDate,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(segments), 0)::int8 AS "segments!" FROM composer.messages
+           WHERE organization_id = $1 AND direction = 'outbound' AND status <> 'canceled'
+             AND ((send_at IS NULL AND created_at >= $2::date AT TIME ZONE 'UTC'
+                   AND created_at < ($2::date + 1) AT TIME ZONE 'UTC')
+               OR (send_at >= $2::date AT TIME ZONE 'UTC'
+                   AND send_at < ($2::date + 1) AT TIME ZONE 'UTC'))"#,
+        organization_id,
+        day
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// Starts counting the organization's days for a cap: today and later, seeded from the messages
+/// already accepted for them (in the caller's transaction).
+pub async fn start_counting(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    today: NaiveDate,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO composer.daily_segments (organization_id, day, segments, cap)
+           SELECT organization_id, (COALESCE(send_at, created_at) AT TIME ZONE 'UTC')::date,
+                  sum(segments)::int8, NULL
+           FROM composer.messages
+           WHERE organization_id = $1 AND direction = 'outbound' AND status <> 'canceled'
+             AND (COALESCE(send_at, created_at) AT TIME ZONE 'UTC')::date >= $2
+           GROUP BY 1, 2
+           ON CONFLICT (organization_id, day) DO UPDATE
+           SET segments = EXCLUDED.segments, cap = NULL"#,
+        organization_id,
+        today
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Stops counting the organization's days (its cap was removed).
+pub async fn stop_counting(
+    conn: &mut PgConnection,
+    organization_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM composer.daily_segments WHERE organization_id = $1",
+        organization_id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Gives the segments of the canceled messages `ids` back to the days they were due.
