@@ -18,7 +18,9 @@
 //! cannot be told apart by the carrier's records; they are bound in the order the carrier took
 //! them, one carrier message each (binding is serialized per sender and recipient). Carrier
 //! messages newer than half the lease are left alone: they may belong to a live call of a
-//! look-alike message that has not recorded its sid yet.
+//! look-alike message that has not recorded its sid yet. Nor are they taken to mean "absent":
+//! the send is asked about again once they have settled (one may be its own call, which a
+//! loaded machine let reach the carrier late).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,10 +145,10 @@ impl Dispatcher {
         // Newer carrier messages may belong to a live call of a look-alike message.
         let settled =
             Utc::now() - chrono::Duration::from_std(self.in_doubt_after / 2).unwrap_or_default();
-        let mut candidates: Vec<_> = records
+        let (mut candidates, fresh): (Vec<_>, Vec<_>) = records
             .into_iter()
-            .filter(|r| r.body == m.body && r.created_at >= since && r.created_at <= settled)
-            .collect();
+            .filter(|r| r.body == m.body && r.created_at >= since)
+            .partition(|r| r.created_at <= settled);
         candidates.sort_by_key(|r| r.created_at);
         if !candidates.is_empty() {
             let sids: Vec<String> = candidates.iter().map(|r| r.sid.clone()).collect();
@@ -170,6 +172,22 @@ impl Dispatcher {
                 tracing::info!(%id, %sid, "send in doubt: the carrier has it");
                 return Ok(());
             }
+        }
+        // A matching carrier message too new to bind (it may be this message's own call, landed
+        // late on a loaded machine, or a look-alike's live call) proves nothing absent: asked
+        // again once it has settled, never sent on its account.
+        if !fresh.is_empty() {
+            count("unsettled");
+            let delay = self.in_doubt_after / 2;
+            tracing::info!(%id, retry_in = ?delay, "send in doubt: the carrier has a matching message too new to bind; asking again");
+            return store::recheck_at(
+                &self.pool,
+                id,
+                delay,
+                row.attempts,
+                "the carrier has a matching message too new to bind",
+            )
+            .await;
         }
         // Provably absent: the carrier took no such message since the first call.
         count("absent");
