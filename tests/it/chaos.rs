@@ -569,6 +569,8 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     }
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     let mut carrier = [0usize; 3];
+    // Messages the carrier took more than once: what it saw and what the dispatcher recorded.
+    let mut twice: Vec<(String, String)> = Vec::new();
     for s in &sent {
         let sids = taken.get(&body(s.i)).cloned().unwrap_or_default();
         carrier[sids.len().min(2)] += 1;
@@ -604,10 +606,13 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                     ));
                 }
             }
-            n => problems.push(format!(
-                "{} ({:?}) reached the carrier {n} times",
-                s.id, s.kind
-            )),
+            n => {
+                problems.push(format!(
+                    "{} ({:?}) reached the carrier {n} times",
+                    s.id, s.kind
+                ));
+                twice.push((s.id.clone(), body(s.i)));
+            }
         }
     }
     // Every STOP is recorded and blocks the next send.
@@ -760,6 +765,30 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                  FROM dispatcher.sends WHERE message_id = $1::uuid",
             )
             .bind(&s.id)
+            .fetch_optional(&mut db)
+            .await
+            .ok()
+            .flatten();
+            println!("chaos:   dispatcher: {row:?}");
+        }
+    }
+    for (id, text) in twice.iter().take(5) {
+        let calls: Vec<(u64, Option<String>)> = requests
+            .iter()
+            .filter(|r| r.http_status == 201 && &r.body == text)
+            .map(|r| (r.received_at_ms, r.sid.clone()))
+            .collect();
+        println!("chaos: sent twice {id}: carrier took {calls:?}");
+        if let Ok(mut db) =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&platform.pg.url("sms")).await
+        {
+            let row: Option<(String, i32, i32, String)> = sqlx::query_as(
+                "SELECT state, attempts, checks,
+                        format('sid %s, first call %s, check_at %s, updated %s, error %s',
+                               carrier_sid, first_call_at, check_at, updated_at, last_error)
+                 FROM dispatcher.sends WHERE message_id = $1::uuid",
+            )
+            .bind(id)
             .fetch_optional(&mut db)
             .await
             .ok()

@@ -270,6 +270,7 @@ pub async fn run_with_carrier(
         callback_overrides: config.callback_overrides.clone(),
         send_attempts: config.send_attempts,
         in_doubt_after,
+        carrier_timeout: config.carrier_timeout,
         released,
         opted_out,
         limiter: limiter::Limiter::new(overrides, config.account_rate, live.clone()),
@@ -347,6 +348,8 @@ struct Dispatcher {
     callback_overrides: String,
     send_attempts: i32,
     in_doubt_after: Duration,
+    /// The longest one carrier call takes (its timeout).
+    carrier_timeout: Duration,
     /// (organization, number) pairs released since the message was accepted or scheduled.
     released: sms_bus::StateSet,
     /// (organization, contact) pairs that opted out.
@@ -626,6 +629,9 @@ impl Dispatcher {
             valid_until,
             queued: queued.clone(),
         };
+        // The claim's lease runs from (at the latest) now: a call that could not end within
+        // it is left to in-doubt resolution, which another replica may already be running.
+        let claiming = std::time::Instant::now();
         let Some(attempt) = self
             .claims
             .call(claim)
@@ -647,6 +653,15 @@ impl Dispatcher {
         };
         if let Some((reason, detail)) = self.blocked(&m, valid_until) {
             return self.fail(id, &m, reason, None, &detail, delivery).await;
+        }
+        // A loaded machine (a slow commit, a stalled publish) can eat the lease before the
+        // call starts; once a resolver may have taken the send, calling as well could send it
+        // twice. Left `sending`: the resolver asks the carrier, and sends it once if absent.
+        if claiming.elapsed() + self.carrier_timeout >= self.in_doubt_after {
+            tracing::warn!(%id, waited = ?claiming.elapsed(), "the claim's lease ran out before the carrier call; leaving it to in-doubt resolution");
+            metrics::counter!(sms_runtime::metrics::IN_DOUBT_RESOLVED, "outcome" => "lease_lapsed")
+                .increment(1);
+            return Ok(());
         }
         let outcome = self.call(&m, valid_until).await;
         if let Some(ack) = early

@@ -166,6 +166,11 @@ impl Dispatcher {
                 out
             })
             .await?;
+            if bound.as_deref() == Some("") {
+                count("settled_elsewhere");
+                tracing::info!(%id, "send in doubt: its outcome was recorded meanwhile");
+                return Ok(());
+            }
             if let Some(sid) = bound {
                 count("found");
                 self.outbox.wake();
@@ -204,7 +209,11 @@ impl Dispatcher {
                 .await;
         }
         tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
-        store::renew(&self.pool, id, self.in_doubt_after).await?;
+        if !store::renew(&self.pool, id, self.in_doubt_after).await? {
+            count("settled_elsewhere");
+            tracing::info!(%id, "send in doubt: its outcome was recorded meanwhile; not sending");
+            return Ok(());
+        }
         match self.call(&m, valid_until).await {
             Ok(receipt) => {
                 let sending = self.encode(&events::sending(

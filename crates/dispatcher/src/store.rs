@@ -224,7 +224,9 @@ pub(crate) async fn bound_sids(
 
 /// Binds the carrier's message `sid` to the send `id` still in doubt, with `events`, unless
 /// another of our messages has it: serialized per (from, to) pair, so two resolvers of
-/// look-alike messages never bind the same carrier message. Returns whether it bound.
+/// look-alike messages never bind the same carrier message. Returns the sid it bound; an empty
+/// sid when the send is no longer in doubt (settled meanwhile); `None` when every candidate is
+/// another message's.
 pub(crate) async fn bind(
     pool: &PgPool,
     outbox: &Outbox,
@@ -255,8 +257,10 @@ pub(crate) async fn bind(
     .await?
     .rows_affected();
     if updated == 0 {
+        // No longer `sending`: its outcome was recorded meanwhile (the first call's reply came
+        // late). Settled: nothing to bind, and nothing may be sent.
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Some(String::new()));
     }
     outbox.add(&mut tx, &events(sid)).await?;
     tx.commit().await?;
@@ -288,7 +292,9 @@ pub(crate) async fn recheck_at(
 
 /// Starts another carrier call for a send in doubt found absent at the carrier: its lease is
 /// renewed for the call.
-pub(crate) async fn renew(pool: &PgPool, id: Uuid, lease: Duration) -> Result<(), sqlx::Error> {
+/// Returns whether the send was still `sending` (and is now renewed): when it is not, someone
+/// else settled it (the first call's outcome was recorded) and nothing more may be sent.
+pub(crate) async fn renew(pool: &PgPool, id: Uuid, lease: Duration) -> Result<bool, sqlx::Error> {
     sqlx::query!(
         "UPDATE dispatcher.sends SET check_at = now() + make_interval(secs => $2),
                 attempts = attempts + 1, updated_at = now()
@@ -298,7 +304,7 @@ pub(crate) async fn renew(pool: &PgPool, id: Uuid, lease: Duration) -> Result<()
     )
     .execute(pool)
     .await
-    .map(|_| ())
+    .map(|r| r.rows_affected() == 1)
 }
 
 /// A send as the composer's status check finds it.
