@@ -64,10 +64,6 @@ impl Feed {
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    crate::grpc::timestamp(at)
-}
-
 fn entry(
     organization_id: &str,
     event_id: &str,
@@ -78,7 +74,7 @@ fn entry(
     let payload = FeedEvent {
         id: event_id.to_owned(),
         cursor: String::new(),
-        occurred_at: Some(timestamp(occurred_at)),
+        occurred_at: Some(crate::grpc::timestamp(occurred_at)),
         r#type: kind.to_owned(),
         event: Some(event),
     }
