@@ -143,12 +143,14 @@ impl Platform {
             sim_config.behaviour.spam.insert(recipient(i, Kind::Spam));
         }
         let sim = Sim::new(sim_config).unwrap();
-        let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // The carrier runs apart from the harness, whose fault loop blocks in pg_ctl and waits
+        // for killed children: a carrier stalled by its caller's runtime would take calls late
+        // (after their lease), which no real carrier's host does to it.
+        let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
-        tokio::spawn(
-            sim.clone()
-                .serve(sim_listener, tokio_util::sync::CancellationToken::new()),
-        );
+        sim.clone()
+            .serve_apart(sim_listener, tokio_util::sync::CancellationToken::new())
+            .unwrap();
 
         let inbound_addr = format!("127.0.0.1:{}", free_port());
         let inbound_url = format!("http://{inbound_addr}");
@@ -295,10 +297,31 @@ impl Platform {
 
     /// Kills `name` with SIGKILL, waits `down`, and starts it again.
     async fn bounce(&mut self, name: &str, down: Duration) {
-        self.procs.get(name).kill();
+        tokio::task::block_in_place(|| self.procs.get(name).kill());
         tokio::time::sleep(down).await;
         self.up(name).await;
     }
+}
+
+/// The dispatcher's row for message `id`, for a report.
+async fn dispatcher_row(platform: &Platform, id: &str) -> String {
+    let Ok(mut db) =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&platform.pg.url("sms")).await
+    else {
+        return "(database unreachable)".into();
+    };
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT format('%s, attempts %s, checks %s, sid %s, first call %s, check_at %s, \
+                        updated %s, error %s', state, attempts, checks, carrier_sid,
+                       first_call_at, check_at, updated_at, last_error)
+         FROM dispatcher.sends WHERE message_id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_optional(&mut db)
+    .await
+    .ok()
+    .flatten();
+    row.map_or_else(|| "(no row)".into(), |(r,)| r)
 }
 
 /// A send as the load made it.
@@ -433,8 +456,10 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                     ..Default::default()
                 };
                 if kind == Kind::Scheduled {
+                    // Far enough ahead that a call retried through a composer's restart or the
+                    // database's outage still names a future time.
                     let at =
-                        std::time::SystemTime::now() + Duration::from_secs(5 + (i % 11) as u64);
+                        std::time::SystemTime::now() + Duration::from_secs(30 + (i % 11) as u64);
                     request.send_at = Some(prost_types::Timestamp::from(at));
                 }
                 let composers = composers.clone();
@@ -465,7 +490,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                     match leader {
                         Some(n) => {
                             let name = platform.nats.nodes[n].name.clone();
-                            platform.nats.nodes[n].kill();
+                            tokio::task::block_in_place(|| platform.nats.nodes[n].kill());
                             tokio::time::sleep(Duration::from_secs(4)).await;
                             platform.nats.nodes[n].start();
                             format!(
@@ -478,9 +503,9 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                 "postgres" => {
                     // Down for longer than five deliveries' back-off: events wait for the
                     // database instead of being dead-lettered.
-                    platform.pg.crash();
+                    tokio::task::block_in_place(|| platform.pg.crash());
                     tokio::time::sleep(Duration::from_secs(10)).await;
-                    platform.pg.up();
+                    tokio::task::block_in_place(|| platform.pg.up());
                     "PostgreSQL crashed (immediate stop), restarted after 10 s".to_owned()
                 }
                 service => {
@@ -755,22 +780,10 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
             s.id,
             s.kind
         );
-        if let Ok(mut db) =
-            <sqlx::PgConnection as sqlx::Connection>::connect(&platform.pg.url("sms")).await
-        {
-            let row: Option<(String, i32, i32, String)> = sqlx::query_as(
-                "SELECT state, attempts, checks,
-                        format('first call %s, check_at %s, updated %s, error %s',
-                               first_call_at, check_at, updated_at, last_error)
-                 FROM dispatcher.sends WHERE message_id = $1::uuid",
-            )
-            .bind(&s.id)
-            .fetch_optional(&mut db)
-            .await
-            .ok()
-            .flatten();
-            println!("chaos:   dispatcher: {row:?}");
-        }
+        println!(
+            "chaos:   dispatcher: {}",
+            dispatcher_row(&platform, &s.id).await
+        );
     }
     for (id, text) in twice.iter().take(5) {
         let calls: Vec<(u64, Option<String>)> = requests
@@ -779,21 +792,13 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
             .map(|r| (r.received_at_ms, r.sid.clone()))
             .collect();
         println!("chaos: sent twice {id}: carrier took {calls:?}");
-        if let Ok(mut db) =
-            <sqlx::PgConnection as sqlx::Connection>::connect(&platform.pg.url("sms")).await
-        {
-            let row: Option<(String, i32, i32, String)> = sqlx::query_as(
-                "SELECT state, attempts, checks,
-                        format('sid %s, first call %s, check_at %s, updated %s, error %s',
-                               carrier_sid, first_call_at, check_at, updated_at, last_error)
-                 FROM dispatcher.sends WHERE message_id = $1::uuid",
-            )
-            .bind(id)
-            .fetch_optional(&mut db)
-            .await
-            .ok()
-            .flatten();
-            println!("chaos:   dispatcher: {row:?}");
+        println!(
+            "chaos:   dispatcher: {}",
+            dispatcher_row(&platform, id).await
+        );
+        // What the services said of it (the dispatcher logs each call in doubt and resolution).
+        for line in platform.procs.grep(id) {
+            println!("chaos:   {line}");
         }
     }
     println!(

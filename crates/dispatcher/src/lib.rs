@@ -723,8 +723,18 @@ impl Dispatcher {
             Err(CarrierError::Ambiguous(detail)) => {
                 // Left `sending`: once in doubt, the carrier is asked whether it has it.
                 tracing::warn!(%id, %detail, "carrier call outcome unknown; will ask the carrier");
+                self.hold_in_doubt(id).await;
                 Ok(())
             }
+        }
+    }
+
+    /// After a call whose outcome is unknown: a whole lease from now before anyone asks the
+    /// carrier (see [`store::hold_in_doubt`]). Should this fail, the lease taken before the call
+    /// still holds.
+    async fn hold_in_doubt(&self, id: Uuid) {
+        if let Err(e) = store::hold_in_doubt(&self.pool, id, self.in_doubt_after).await {
+            tracing::warn!(%id, error = %e, "could not extend the lease of a send in doubt");
         }
     }
 

@@ -3,13 +3,18 @@
 //! A carrier call whose outcome is unknown (it timed out after the request left, the reply
 //! was unreadable, or the dispatcher died during it) leaves its send `sending`. Once the call's
 //! lease ends (`SMS_IN_DOUBT_AFTER_MS` after it began), any replica takes the send and lists the
-//! carrier's messages from the same sender to the same recipient since the first call:
+//! carrier's messages from the same sender to the same recipient since the first call (a call
+//! whose outcome was unknown holds the lease a whole `SMS_IN_DOUBT_AFTER_MS` from its end, so
+//! that the carrier has that long to act on a request it got late):
 //!
 //! * **found** (same body, taken after the first call began, not bound to another of our
 //!   messages): the message is bound to that carrier sid, with `sending` and whatever the
 //!   carrier's records say since (`delivered`, …), as the callbacks would have said it;
 //! * **provably absent**: it is sent now, once (the lease keeps other replicas off it, and the
-//!   next resolution looks again before any further call);
+//!   next resolution looks again before any further call). A resolver whose lookup outlasted
+//!   its lease may find another resolver has taken the send meanwhile: each take counts
+//!   `checks`, the lease's fencing token, and a resolver sends only if the count is still its
+//!   own when it renews the lease for its call;
 //! * **the carrier unreachable, or its answer unreadable**: asked again after a back-off with
 //!   full jitter, until the message's validity ends; then it fails as `expired`. An unreadable
 //!   answer is never taken to mean "absent".
@@ -138,8 +143,15 @@ impl Dispatcher {
                 let delay = lookup_backoff(self.in_doubt_after)
                     .delay(u32::try_from(row.checks).unwrap_or(u32::MAX));
                 tracing::warn!(%id, error = %e, retry_in = ?delay, "carrier lookup failed; asking again later");
-                return store::recheck_at(&self.pool, id, delay, row.attempts, &e.to_string())
-                    .await;
+                return store::recheck_at(
+                    &self.pool,
+                    id,
+                    row.checks,
+                    delay,
+                    row.attempts,
+                    &e.to_string(),
+                )
+                .await;
             }
         };
         // Newer carrier messages may belong to a live call of a look-alike message.
@@ -153,18 +165,26 @@ impl Dispatcher {
         if !candidates.is_empty() {
             let sids: Vec<String> = candidates.iter().map(|r| r.sid.clone()).collect();
             let pair = format!("{}>{}", m.from, m.to);
-            let bound = store::bind(&self.pool, &self.outbox, id, &pair, &sids, |sid| {
-                let mut out =
-                    vec![self.encode(&events::sending(&m.organization_id, &m.message_id, sid))];
-                if let Some(status) = candidates
-                    .iter()
-                    .find(|r| r.sid == sid)
-                    .and_then(|r| events::from_record(&m.organization_id, &m.message_id, r))
-                {
-                    out.push(self.encode(&status));
-                }
-                out
-            })
+            let bound = store::bind(
+                &self.pool,
+                &self.outbox,
+                id,
+                row.checks,
+                &pair,
+                &sids,
+                |sid| {
+                    let mut out =
+                        vec![self.encode(&events::sending(&m.organization_id, &m.message_id, sid))];
+                    if let Some(status) = candidates
+                        .iter()
+                        .find(|r| r.sid == sid)
+                        .and_then(|r| events::from_record(&m.organization_id, &m.message_id, r))
+                    {
+                        out.push(self.encode(&status));
+                    }
+                    out
+                },
+            )
             .await?;
             if bound.as_deref() == Some("") {
                 count("settled_elsewhere");
@@ -188,6 +208,7 @@ impl Dispatcher {
             return store::recheck_at(
                 &self.pool,
                 id,
+                row.checks,
                 delay,
                 row.attempts,
                 "the carrier has a matching message too new to bind",
@@ -209,9 +230,9 @@ impl Dispatcher {
                 .await;
         }
         tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
-        if !store::renew(&self.pool, id, self.in_doubt_after).await? {
+        if !store::renew(&self.pool, id, row.checks, self.in_doubt_after).await? {
             count("settled_elsewhere");
-            tracing::info!(%id, "send in doubt: its outcome was recorded meanwhile; not sending");
+            tracing::info!(%id, "send in doubt: settled, or taken by another resolver, meanwhile; not sending");
             return Ok(());
         }
         match self.call(&m, valid_until).await {
@@ -256,16 +277,17 @@ impl Dispatcher {
                 // must be old enough for the next lookup to consider it.
                 let delay = crate::carrier_retry_delay(reason, attempts + 1, retry_after)
                     .max(self.in_doubt_after);
-                store::recheck_at(&self.pool, id, delay, attempts, &detail).await
+                store::recheck_at(&self.pool, id, row.checks, delay, attempts, &detail).await
             }
             Err(CarrierError::Permanent {
                 reason,
                 code,
                 detail,
             }) => self.give_up(id, &m, reason, code, &detail).await,
-            // Its lease ends in `in_doubt_after`; then it is looked for again.
+            // Looked for again a whole lease from now.
             Err(CarrierError::Ambiguous(detail)) => {
                 tracing::warn!(%id, %detail, "carrier call outcome unknown again");
+                self.hold_in_doubt(id).await;
                 Ok(())
             }
         }

@@ -225,12 +225,13 @@ pub(crate) async fn bound_sids(
 /// Binds the carrier's message `sid` to the send `id` still in doubt, with `events`, unless
 /// another of our messages has it: serialized per (from, to) pair, so two resolvers of
 /// look-alike messages never bind the same carrier message. Returns the sid it bound; an empty
-/// sid when the send is no longer in doubt (settled meanwhile); `None` when every candidate is
-/// another message's.
+/// sid when the send is no longer in doubt (settled meanwhile) or no longer this resolver's
+/// (`checks` moved on: see [`renew`]); `None` when every candidate is another message's.
 pub(crate) async fn bind(
     pool: &PgPool,
     outbox: &Outbox,
     id: Uuid,
+    checks: i32,
     pair: &str,
     candidates: &[String],
     events: impl Fn(&str) -> Vec<Encoded>,
@@ -249,9 +250,10 @@ pub(crate) async fn bind(
     };
     let updated = sqlx::query!(
         "UPDATE dispatcher.sends SET state = 'sent', carrier_sid = $2, updated_at = now()
-         WHERE message_id = $1 AND state = 'sending'",
+         WHERE message_id = $1 AND state = 'sending' AND checks = $3",
         id,
-        sid
+        sid,
+        checks
     )
     .execute(&mut *tx)
     .await?
@@ -268,10 +270,12 @@ pub(crate) async fn bind(
 }
 
 /// A send in doubt stays in doubt: looked at again at `check_at`; `attempts` counts a call
-/// that failed before sending anything.
+/// that failed before sending anything. Only by the resolver that took it `checks`-th (see
+/// [`renew`]).
 pub(crate) async fn recheck_at(
     pool: &PgPool,
     id: Uuid,
+    checks: i32,
     after: Duration,
     attempts: i32,
     error: &str,
@@ -279,11 +283,33 @@ pub(crate) async fn recheck_at(
     sqlx::query!(
         "UPDATE dispatcher.sends SET check_at = now() + make_interval(secs => $2),
                 attempts = $3, last_error = $4, updated_at = now()
-         WHERE message_id = $1 AND state = 'sending'",
+         WHERE message_id = $1 AND state = 'sending' AND checks = $5",
         id,
         after.as_secs_f64(),
         attempts,
-        error
+        error,
+        checks
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// A call whose outcome is unknown (it timed out, or its answer was unreadable) holds its
+/// send's lease for a whole lease from now, not just what was left of the one taken before the
+/// call: the carrier may still act on the request it received, and the later resolution must
+/// find what it did. Only a lease still held is moved, and only forward.
+pub(crate) async fn hold_in_doubt(
+    pool: &PgPool,
+    id: Uuid,
+    lease: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE dispatcher.sends
+         SET check_at = greatest(check_at, now() + make_interval(secs => $2)), updated_at = now()
+         WHERE message_id = $1 AND state = 'sending'",
+        id,
+        lease.as_secs_f64()
     )
     .execute(pool)
     .await
@@ -292,15 +318,23 @@ pub(crate) async fn recheck_at(
 
 /// Starts another carrier call for a send in doubt found absent at the carrier: its lease is
 /// renewed for the call.
-/// Returns whether the send was still `sending` (and is now renewed): when it is not, someone
-/// else settled it (the first call's outcome was recorded) and nothing more may be sent.
-pub(crate) async fn renew(pool: &PgPool, id: Uuid, lease: Duration) -> Result<bool, sqlx::Error> {
+/// Returns whether the send was still `sending` and still this resolver's (and is now
+/// renewed): when it is not, someone else settled it (the first call's outcome was recorded),
+/// or another resolver took it because this one's lease ran out during its lookup (`checks`,
+/// counted by every take, is the lease's fencing token), and this one must not send.
+pub(crate) async fn renew(
+    pool: &PgPool,
+    id: Uuid,
+    checks: i32,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
     sqlx::query!(
         "UPDATE dispatcher.sends SET check_at = now() + make_interval(secs => $2),
                 attempts = attempts + 1, updated_at = now()
-         WHERE message_id = $1 AND state = 'sending'",
+         WHERE message_id = $1 AND state = 'sending' AND checks = $3",
         id,
-        lease.as_secs_f64()
+        lease.as_secs_f64(),
+        checks
     )
     .execute(pool)
     .await

@@ -114,6 +114,16 @@ impl Proc {
         }
     }
 
+    /// The lines of its log (over every start) that contain `needle`.
+    pub fn grep(&self, needle: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(|l| format!("{}: {l}", self.name))
+            .collect()
+    }
+
     /// The last `lines` lines of its log.
     pub fn tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -438,6 +448,16 @@ impl Procs {
         self.0
             .get_mut(name)
             .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
+    /// The lines of every process's log that contain `needle`, process by process.
+    pub fn grep(&self, needle: &str) -> Vec<String> {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|n| self.0[n].grep(needle))
+            .collect()
     }
 
     /// The last lines of every process's log.
