@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: [&str; 9] = [
+const PROTOS: [&str; 10] = [
     "sms/v1/common.proto",
     "sms/v1/contacts.proto",
     "sms/v1/feed.proto",
@@ -12,6 +12,7 @@ const PROTOS: [&str; 9] = [
     "sms/v1/optouts.proto",
     "sms/v1/settings.proto",
     "sms/v1/templates.proto",
+    "sms/v1/webhooks.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

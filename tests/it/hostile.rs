@@ -17,6 +17,7 @@ use sms_proto::v1::numbers_service_client::NumbersServiceClient;
 use sms_proto::v1::opt_outs_service_client::OptOutsServiceClient;
 use sms_proto::v1::settings_service_client::SettingsServiceClient;
 use sms_proto::v1::templates_service_client::TemplatesServiceClient;
+use sms_proto::v1::webhooks_service_client::WebhooksServiceClient;
 use sms_proto::v1::*;
 use sms_proto::v1::{
     DeleteContactRequest, GetContactRequest, QuietHours, SetContactRequest, Settings,
@@ -144,6 +145,7 @@ struct Clients {
     settings: SettingsServiceClient<Channel>,
     contacts: ContactsServiceClient<Channel>,
     events: EventsServiceClient<Channel>,
+    webhooks: WebhooksServiceClient<Channel>,
 }
 
 async fn clients(stack: &Stack) -> Clients {
@@ -155,6 +157,7 @@ async fn clients(stack: &Stack) -> Clients {
         settings: stack.settings().await,
         contacts: stack.contacts().await,
         events: EventsServiceClient::new(stack.channel().await),
+        webhooks: stack.webhooks().await,
     }
 }
 
@@ -274,6 +277,16 @@ const FIELDS: &[Field] = &[
     field("GetContact", "contact_number", 64, false),
     field("DeleteContact", "contact_number", 64, false),
     field("Subscribe", "cursor", 128, false),
+    field("CreateWebhookEndpoint", "url", 2048, false),
+    field("CreateWebhookEndpoint", "description", 200, false),
+    field("SetWebhookEndpointEnabled", "endpoint_id", 64, false),
+    field("DeleteWebhookEndpoint", "endpoint_id", 64, false),
+    field("RotateWebhookSecret", "endpoint_id", 64, false),
+    field("ListWebhookAttempts", "endpoint_id", 64, false),
+    field("ListWebhookAttempts", "event_id", 200, false),
+    field("ListWebhookAttempts", "page_token", 512, false),
+    field("ReplayWebhookEvents", "endpoint_id", 64, false),
+    field("ReplayWebhookEvents", "event_id", 200, false),
     field("UpdateSettings", "quiet_hours.start", 16, false),
     field("UpdateSettings", "quiet_hours.end", 16, false),
     field("UpdateSettings", "quiet_hours.days", 16, false),
@@ -654,6 +667,67 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
                     }))
                     .await,
             )
+        }
+        ("CreateWebhookEndpoint", _) => {
+            let mut r = sms_proto::v1::CreateWebhookEndpointRequest {
+                url: "https://example.com/hook".into(),
+                ..Default::default()
+            };
+            if name == "url" {
+                r.url = v;
+            } else {
+                r.description = v;
+            }
+            answer(c.webhooks.create_webhook_endpoint(as_user(r)).await)
+        }
+        ("SetWebhookEndpointEnabled", _) => answer(
+            c.webhooks
+                .set_webhook_endpoint_enabled(as_user(
+                    sms_proto::v1::SetWebhookEndpointEnabledRequest {
+                        endpoint_id: v,
+                        enabled: true,
+                    },
+                ))
+                .await,
+        ),
+        ("DeleteWebhookEndpoint", _) => answer(
+            c.webhooks
+                .delete_webhook_endpoint(as_user(sms_proto::v1::DeleteWebhookEndpointRequest {
+                    endpoint_id: v,
+                }))
+                .await,
+        ),
+        ("RotateWebhookSecret", _) => answer(
+            c.webhooks
+                .rotate_webhook_secret(as_user(sms_proto::v1::RotateWebhookSecretRequest {
+                    endpoint_id: v,
+                }))
+                .await,
+        ),
+        ("ListWebhookAttempts", _) => {
+            let mut r = sms_proto::v1::ListWebhookAttemptsRequest {
+                endpoint_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            };
+            match name {
+                "endpoint_id" => r.endpoint_id = v,
+                "event_id" => r.event_id = v,
+                _ => r.page_token = v,
+            }
+            answer(c.webhooks.list_webhook_attempts(as_user(r)).await)
+        }
+        ("ReplayWebhookEvents", _) => {
+            let mut r = sms_proto::v1::ReplayWebhookEventsRequest {
+                endpoint_id: uuid::Uuid::now_v7().to_string(),
+                event_id: "event".into(),
+                all_failed: false,
+            };
+            if name == "endpoint_id" {
+                r.endpoint_id = v;
+            } else {
+                r.event_id = v;
+            }
+            answer(c.webhooks.replay_webhook_events(as_user(r)).await)
         }
         other => panic!("no call for {other:?}"),
     }

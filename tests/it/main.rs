@@ -20,3 +20,4 @@ mod rules;
 mod scale;
 mod schedule;
 mod sending;
+mod webhooks;

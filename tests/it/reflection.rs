@@ -173,6 +173,7 @@ async fn a_v1alpha_client_lists_and_calls_both_servers() {
         "sms.v1.SettingsService",
         "sms.v1.ContactsService",
         "sms.v1.EventsService",
+        "sms.v1.WebhooksService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     ] {

@@ -38,6 +38,10 @@ pub struct App {
     pub(crate) settings: crate::settings::SettingsCache,
     /// The event feed's wake-ups and retention.
     pub(crate) feed: crate::feed::Feed,
+    /// Webhook endpoints are checked and POSTed to through this.
+    pub(crate) webhook_fetcher: sms_runtime::fetch::Fetcher,
+    /// Wakes this replica's webhook deliveries when the fan-out made some.
+    pub(crate) webhook_due: std::sync::Arc<tokio::sync::Notify>,
     /// Ends event-feed subscriptions when the service stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }

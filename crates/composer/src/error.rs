@@ -214,6 +214,36 @@ pub enum ComposerError {
     /// A month that is not `YYYY-MM`, or a range that runs backwards.
     #[error("{} is not a month (YYYY-MM), or the range runs backwards", quote(.0))]
     InvalidMonth(String),
+    /// A webhook endpoint URL we would not POST to.
+    #[error("{} cannot be a webhook endpoint: {why}", quote(.url))]
+    InvalidWebhookUrl {
+        /// The URL.
+        url: String,
+        /// Why not.
+        why: String,
+    },
+    /// An event type that does not exist.
+    #[error(
+        "{} is not an event type; the types are message.status, message.inbound, \
+         optout.changed and number.changed",
+        quote(.0)
+    )]
+    UnknownEventType(String),
+    /// The organization already has an endpoint with this URL.
+    #[error("a webhook endpoint for {} already exists", quote(.0))]
+    WebhookEndpointExists(String),
+    /// The organization has as many endpoints as allowed.
+    #[error("an organization may have at most {max} webhook endpoints")]
+    TooManyWebhookEndpoints {
+        /// The limit.
+        max: i64,
+    },
+    /// A replay names neither one event nor all failed deliveries, or both.
+    #[error("name one event_id to replay, or set all_failed (not both)")]
+    InvalidReplay,
+    /// Something the call needs is not available now (the system's random source).
+    #[error("not available now: {0}")]
+    Unavailable(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -240,6 +270,10 @@ pub enum Entity {
     Group,
     /// A registered contact.
     Contact,
+    /// A webhook endpoint.
+    WebhookEndpoint,
+    /// An event of the feed.
+    Event,
 }
 
 impl std::fmt::Display for Entity {
@@ -250,6 +284,8 @@ impl std::fmt::Display for Entity {
             Entity::Number => "number",
             Entity::Group => "group",
             Entity::Contact => "contact",
+            Entity::WebhookEndpoint => "webhook endpoint",
+            Entity::Event => "event (it may be older than the feed keeps)",
         })
     }
 }
@@ -285,6 +321,14 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
             ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
+            ComposerError::NotFound(Entity::WebhookEndpoint) => "WEBHOOK_ENDPOINT_NOT_FOUND",
+            ComposerError::NotFound(Entity::Event) => "EVENT_NOT_FOUND",
+            ComposerError::InvalidWebhookUrl { .. } => "INVALID_WEBHOOK_URL",
+            ComposerError::UnknownEventType(_) => "UNKNOWN_EVENT_TYPE",
+            ComposerError::WebhookEndpointExists(_) => "WEBHOOK_ENDPOINT_EXISTS",
+            ComposerError::TooManyWebhookEndpoints { .. } => "TOO_MANY_WEBHOOK_ENDPOINTS",
+            ComposerError::InvalidReplay => "INVALID_REPLAY",
+            ComposerError::Unavailable(_) => "UNAVAILABLE",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
             ComposerError::InvalidCursor { .. } => "INVALID_CURSOR",
             ComposerError::CursorUnknown { .. } => "CURSOR_UNKNOWN",
@@ -418,6 +462,15 @@ impl ComposerError {
             ComposerError::RecipientNotSmsCapable { number_type, .. } => {
                 vec![("number_type", number_type.clone())]
             }
+            ComposerError::InvalidWebhookUrl { why, .. } => {
+                vec![("field", "url".to_owned()), ("why", why.clone())]
+            }
+            ComposerError::UnknownEventType(t) => vec![
+                ("field", "event_types".to_owned()),
+                ("event_type", t.clone()),
+                ("known", crate::webhooks::EVENT_TYPES.join(",")),
+            ],
+            ComposerError::TooManyWebhookEndpoints { max } => vec![("limit", max.to_string())],
             _ => Vec::new(),
         };
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -453,7 +506,13 @@ impl ComposerError {
             | ComposerError::QuietHours(_)
             | ComposerError::InvalidDailyCap(_)
             | ComposerError::Mms(_)
+            | ComposerError::InvalidWebhookUrl { .. }
+            | ComposerError::UnknownEventType(_)
+            | ComposerError::InvalidReplay
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
+            ComposerError::WebhookEndpointExists(_) => Code::AlreadyExists,
+            ComposerError::TooManyWebhookEndpoints { .. } => Code::ResourceExhausted,
+            ComposerError::Unavailable(_) => Code::Unavailable,
             ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,
             ComposerError::NotScheduled { .. }
             | ComposerError::AlreadyFired { .. }

@@ -35,7 +35,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The feed's shared state: wakes this replica's subscribers when it writes.
 #[derive(Debug, Clone)]
 pub struct Feed {
-    written: Arc<Notify>,
+    pub(crate) written: Arc<Notify>,
     /// How long events are kept.
     pub retention: Duration,
 }
@@ -293,6 +293,9 @@ impl App {
         loop {
             let before = Utc::now()
                 - chrono::Duration::from_std(self.feed.retention).unwrap_or(chrono::Duration::MAX);
+            if let Err(e) = store::webhooks::prune(&self.pool, before).await {
+                tracing::warn!(error = %e, "webhook attempts prune failed");
+            }
             match store::feed::prune(&self.pool, before, 10_000).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(deleted = n, "event feed pruned");

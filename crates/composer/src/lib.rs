@@ -22,6 +22,7 @@ use sms_proto::v1::messaging_service_server::MessagingServiceServer;
 use sms_proto::v1::numbers_service_server::NumbersServiceServer;
 use sms_proto::v1::settings_service_server::SettingsServiceServer;
 use sms_proto::v1::templates_service_server::TemplatesServiceServer;
+use sms_proto::v1::webhooks_service_server::WebhooksServiceServer;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,7 @@ pub mod settings;
 pub mod status;
 pub mod store;
 pub mod templates;
+pub mod webhooks;
 
 pub use app::App;
 pub use error::ComposerError;
@@ -79,8 +81,11 @@ pub struct Config {
     pub fetch: sms_runtime::fetch::FetchPolicy,
     /// How messages whose status stopped moving are asked about.
     pub status_check: check::CheckConfig,
-    /// `SMS_FEED_RETENTION_DAYS`: how long the event feed keeps events (30 days).
+    /// `SMS_FEED_RETENTION_DAYS`: how long the event feed keeps events (30 days); webhook
+    /// attempts are kept as long.
     pub feed_retention: Duration,
+    /// How webhooks are delivered (`SMS_WEBHOOK_*`).
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 impl Config {
@@ -103,7 +108,9 @@ impl Config {
                 )
             })
             .collect();
+        let fetch = sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?;
         Ok(Config {
+            webhooks: webhooks::WebhookConfig::from_env(env, &fetch)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens: sms_runtime::auth::tokens_from_env(env, dev)?,
             schedule_horizon_days: env.parse_or(
@@ -115,7 +122,7 @@ impl Config {
                 secret: sms_runtime::config::signing_key(env, "SMS_MEDIA_SECRET", dev)?,
                 carriers,
             },
-            fetch: sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?,
+            fetch,
             status_check: status_check(env)?,
             feed_retention: Duration::from_secs(
                 24 * 3600
@@ -201,6 +208,8 @@ pub async fn run(
         opt_outs: opt_outs.clone(),
         media: config.media.clone(),
         fetcher: sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
+        webhook_fetcher: sms_runtime::fetch::Fetcher::new(config.webhooks.policy())?,
+        webhook_due: Arc::default(),
         writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
         senders,
         settings: settings::SettingsCache::default(),
@@ -232,6 +241,9 @@ pub async fn run(
     health_reporter
         .set_serving::<EventsServiceServer<grpc::EventsApi>>()
         .await;
+    health_reporter
+        .set_serving::<WebhooksServiceServer<grpc::WebhooksApi>>()
+        .await;
     let reflection = sms_proto::Reflection::new(
         &[
             <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
@@ -240,6 +252,7 @@ pub async fn run(
             <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
             <ContactsServiceServer<grpc::ContactsApi> as NamedService>::NAME,
             <EventsServiceServer<grpc::EventsApi> as NamedService>::NAME,
+            <WebhooksServiceServer<grpc::WebhooksApi> as NamedService>::NAME,
             HEALTH_SERVICE,
         ],
         &[tonic_health::pb::FILE_DESCRIPTOR_SET],
@@ -290,6 +303,9 @@ pub async fn run(
         },
     );
     let pruned = app.clone().prune_feed(shutdown.clone());
+    let webhooks = app
+        .clone()
+        .run_webhooks(config.webhooks.clone(), shutdown.clone());
     let checks = check::run(app.clone(), config.status_check, shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
@@ -306,19 +322,21 @@ pub async fn run(
         .add_service(SettingsServiceServer::new(grpc::SettingsApi(app.clone())))
         .add_service(ContactsServiceServer::new(grpc::ContactsApi(app.clone())))
         .add_service(EventsServiceServer::new(grpc::EventsApi(app.clone())))
+        .add_service(WebhooksServiceServer::new(grpc::WebhooksApi(app.clone())))
         .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies, opt_outs_fed, (), ()) = tokio::join!(
+    let (served, consumed, inbound, replies, opt_outs_fed, (), (), ()) = tokio::join!(
         server,
         statuses,
         inbound,
         replies,
         opt_outs_fed,
         checks,
-        pruned
+        pruned,
+        webhooks
     );
     // Last: the relay publishes what the final commits left.
     base.relay.finish().await;

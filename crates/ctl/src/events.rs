@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::{Value, json};
+use sms_proto::feed_json::{self, status_name};
 use sms_proto::v1::events_service_client::EventsServiceClient;
-use sms_proto::v1::{FeedEvent, MessageStatus, SubscribeRequest, feed_event};
+use sms_proto::v1::{FeedEvent, SubscribeRequest, feed_event};
 
 use crate::online::{Connection, explain};
 
@@ -22,40 +22,6 @@ pub struct EventsArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     json: bool,
-}
-
-fn status_name(status: i32) -> String {
-    MessageStatus::try_from(status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("MESSAGE_STATUS_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| status.to_string())
-}
-
-fn json_of(e: &FeedEvent) -> Value {
-    let data = match &e.event {
-        Some(feed_event::Event::MessageStatus(s)) => json!({
-            "message_id": s.message_id, "status": status_name(s.status), "reason": s.reason,
-            "carrier_error_code": s.carrier_error_code, "from": s.from, "to": s.to,
-            "lead_id": s.lead_id, "contact_id": s.contact_id, "user_id": s.user_id}),
-        Some(feed_event::Event::InboundMessage(m)) => json!({
-            "message_id": m.message_id, "from": m.from, "to": m.to, "body": m.body,
-            "lead_id": m.lead_id, "contact_id": m.contact_id, "inbox_user_ids": m.inbox_user_ids}),
-        Some(feed_event::Event::OptOut(o)) => json!({
-            "contact_number": o.contact_number, "opted_out": o.opted_out, "source": o.source,
-            "our_number": o.our_number}),
-        Some(feed_event::Event::Number(n)) => json!({"number": n.number, "active": n.active}),
-        None => Value::Null,
-    };
-    let at = e
-        .occurred_at
-        .as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    json!({"id": e.id, "cursor": e.cursor, "type": e.r#type, "occurred_at": at, "data": data})
 }
 
 fn line_of(e: &FeedEvent) -> String {
@@ -133,7 +99,7 @@ pub async fn events(conn: &Connection, args: EventsArgs) -> anyhow::Result<ExitC
             continue;
         };
         if args.json {
-            println!("{}", json_of(&event));
+            println!("{}", feed_json::event(&event));
         } else {
             println!("{}", line_of(&event));
         }

@@ -15,6 +15,7 @@ mod offline;
 mod online;
 mod settings;
 mod sim;
+mod webhooks;
 
 /// The SMS platform's command-line client.
 #[derive(Debug, Parser)]
@@ -47,6 +48,10 @@ enum Command {
     /// Drive the carrier simulator (development): a contact texts one of our numbers.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Webhook endpoints (Standard Webhooks): add, list, disable, enable, delete, rotate,
+    /// attempts, replay.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Quiet hours and the daily cap on segments.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
@@ -133,6 +138,7 @@ fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<Exi
             Command::Usage(a) => online::usage(conn, a).await,
             Command::Settings(c) => settings::settings(conn, c).await,
             Command::Events(a) => events::events(conn, a).await,
+            Command::Webhooks(c) => webhooks::webhooks(conn, c).await,
             Command::Cancel { id } => later::cancel(conn, id).await,
             Command::Media { id, output } => online::media(conn, id, &output).await,
             Command::Reschedule(a) => later::reschedule(conn, a).await,

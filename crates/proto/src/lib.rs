@@ -23,6 +23,8 @@ pub mod events {
     }
 }
 
+pub mod feed_json;
+
 /// The encoded file-descriptor set of every proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sms_descriptor");
 

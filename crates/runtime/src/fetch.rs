@@ -235,6 +235,15 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
 }
 
+/// The answer to a POST.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    /// Its HTTP status.
+    pub status: u16,
+    /// The start of its body (at most the policy's `max_bytes`).
+    pub body_start: Vec<u8>,
+}
+
 /// Fetches URLs under a [`FetchPolicy`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -357,6 +366,53 @@ impl Fetcher {
             return self.read(current, response).await;
         }
         Err(FetchError::Redirects)
+    }
+
+    /// POSTs `body` to `url` with `headers`, under the policy: the URL and every address
+    /// checked as for a fetch, no redirect followed (a 3xx is the answer), no credentials, the
+    /// answer read up to the policy's `max_bytes` (the rest dropped). Any HTTP status is an
+    /// answer; only a refused URL or a failed connection is an error.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Vec<u8>,
+    ) -> Result<Posted, FetchError> {
+        let target = self.check(url, &Request::default())?;
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| FetchError::Network(format!("the {name} header is not valid")))?;
+            map.insert(*name, value);
+        }
+        let call = async {
+            let mut response = self
+                .client
+                .post(target)
+                .headers(map)
+                .body(body)
+                .send()
+                .await
+                .map_err(transport)?;
+            let status = response.status().as_u16();
+            let limit = usize::try_from(self.policy.max_bytes).unwrap_or(usize::MAX);
+            let mut start = Vec::new();
+            // An answer too slow to read, or unreadable, still has its status.
+            while start.len() < limit {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => start.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            start.truncate(limit);
+            Ok(Posted {
+                status,
+                body_start: start,
+            })
+        };
+        tokio::time::timeout(self.policy.timeout, call)
+            .await
+            .map_err(|_| FetchError::Timeout)?
     }
 
     async fn read(

@@ -58,6 +58,9 @@ pub const DISPATCH_WAITING: &str = "sms_dispatch_waiting";
 /// `toll_free`, `short_code`).
 pub const DISPATCH_WAIT_SECONDS: &str = "sms_dispatch_wait_seconds";
 
+/// Webhook delivery attempts, by `outcome` (`delivered`, `retrying`, `failed`).
+pub const WEBHOOK_ATTEMPTS: &str = "sms_webhook_attempts_total";
+
 /// Bucket bounds (seconds) of every latency histogram.
 const SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -189,5 +192,10 @@ fn describe() {
         STATUS_CHECKS,
         Unit::Count,
         "Questions about messages whose status stopped moving, by outcome."
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        Unit::Count,
+        "Webhook delivery attempts, by outcome."
     );
 }

@@ -131,6 +131,10 @@ pub struct Options {
     /// segment a second for a long code). Off by default: tests send hundreds of messages from
     /// one number, so its rate is set out of the way (10,000 a second).
     pub carrier_rates: bool,
+    /// Delays before each webhook retry (fast by default: 7 retries of 200 ms).
+    pub webhook_retries: Vec<Duration>,
+    /// One webhook attempt's time.
+    pub webhook_timeout: Duration,
 }
 
 impl Default for Options {
@@ -150,6 +154,8 @@ impl Default for Options {
             account_rate: None,
             partition_lease: Duration::from_secs(2),
             carrier_rates: false,
+            webhook_retries: vec![Duration::from_millis(200); 7],
+            webhook_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -290,6 +296,9 @@ impl Stack {
         };
         let common = stack.common();
         let sim_host = stack.sim_url.trim_start_matches("http://").to_owned();
+        let allow_private: Vec<String> = std::iter::once(sim_host.clone())
+            .chain(stack.options.fetch_allow_private.iter().cloned())
+            .collect();
         let composer = sms_composer::Config {
             common: common.clone(),
             health_addr: None,
@@ -311,12 +320,17 @@ impl Stack {
             // servers, when a test names them) are fetched; nothing else on loopback is.
             fetch: sms_runtime::fetch::FetchPolicy {
                 allow_http: true,
-                allow_private: std::iter::once(sim_host)
-                    .chain(stack.options.fetch_allow_private.iter().cloned())
-                    .collect(),
+                allow_private: allow_private.clone(),
                 ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
             status_check: stack.options.status_check,
+            webhooks: sms_composer::webhooks::WebhookConfig {
+                retries: stack.options.webhook_retries.clone(),
+                timeout: stack.options.webhook_timeout,
+                disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
+                allow_http: true,
+                allow_private,
+            },
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
             composer,
@@ -541,6 +555,13 @@ impl Stack {
         &self,
     ) -> sms_proto::v1::contacts_service_client::ContactsServiceClient<Channel> {
         sms_proto::v1::contacts_service_client::ContactsServiceClient::new(self.channel().await)
+    }
+
+    /// A Webhooks client.
+    pub async fn webhooks(
+        &self,
+    ) -> sms_proto::v1::webhooks_service_client::WebhooksServiceClient<Channel> {
+        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(self.channel().await)
     }
 
     /// A Settings client.

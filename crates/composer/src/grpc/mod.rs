@@ -22,6 +22,7 @@ mod messaging;
 mod numbers;
 mod settings;
 mod templates;
+mod webhooks;
 
 pub use contacts::ContactsApi;
 pub use events::EventsApi;
@@ -29,6 +30,7 @@ pub use messaging::MessagingApi;
 pub use numbers::NumbersApi;
 pub use settings::SettingsApi;
 pub use templates::TemplatesApi;
+pub use webhooks::WebhooksApi;
 
 struct MetadataExtractor<'a>(&'a MetadataMap);
 

@@ -2,6 +2,7 @@
 //! order, pruned after its retention.
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
 
 /// A place in an organization's feed: right after the event (transaction id, sequence).
@@ -81,6 +82,78 @@ pub async fn read(
             )
         })
         .collect())
+}
+
+/// A feed entry with what a webhook needs of it.
+#[derive(Debug, Clone)]
+pub struct TypedEntry {
+    /// Where it is.
+    pub at: Position,
+    /// Its stable id.
+    pub event_id: String,
+    /// Its type (`message.status`, …).
+    pub event_type: String,
+    /// The encoded `sms.v1.FeedEvent`, with its cursor.
+    pub payload: Vec<u8>,
+}
+
+fn typed(at: Position, payload: &[u8]) -> Option<TypedEntry> {
+    let mut event = sms_proto::v1::FeedEvent::decode(payload).ok()?;
+    event.cursor = crate::feed::cursor(at);
+    Some(TypedEntry {
+        at,
+        event_id: event.id.clone(),
+        event_type: event.r#type.clone(),
+        payload: event.encode_to_vec(),
+    })
+}
+
+/// [`read`], each entry with its id and type. An entry that does not decode is left out
+/// (logged), but the position still moves past it.
+pub async fn read_typed(
+    pool: &PgPool,
+    organization_id: &str,
+    after: Position,
+    limit: i64,
+) -> Result<(Vec<TypedEntry>, Option<Position>), sqlx::Error> {
+    let page = read(pool, organization_id, after, limit).await?;
+    let last = page.last().map(|(at, _)| *at);
+    let entries = page
+        .into_iter()
+        .filter_map(|(at, payload)| {
+            let entry = typed(at, &payload);
+            if entry.is_none() {
+                tracing::error!(?at, "feed entry does not decode; not delivered to webhooks");
+            }
+            entry
+        })
+        .collect();
+    Ok((entries, last))
+}
+
+/// The organization's event `event_id`, if the feed still holds it.
+pub async fn by_event_id(
+    pool: &PgPool,
+    organization_id: &str,
+    event_id: &str,
+) -> Result<Option<TypedEntry>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT tx::text::int8 AS "tx!", seq, payload FROM composer.feed
+           WHERE organization_id = $1 AND event_id = $2"#,
+        organization_id,
+        event_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|r| {
+        typed(
+            Position {
+                tx: r.tx,
+                seq: r.seq,
+            },
+            &r.payload,
+        )
+    }))
 }
 
 /// The place every event written from now on comes after.

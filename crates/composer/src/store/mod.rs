@@ -13,6 +13,7 @@ pub mod numbers;
 pub mod settings;
 pub mod templates;
 pub mod usage;
+pub mod webhooks;
 
 pub use groups::GroupRow;
 pub use history::{HistoryRow, NewHistory};
