@@ -596,6 +596,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     let mut carrier = [0usize; 3];
     // Messages the carrier took more than once: what it saw and what the dispatcher recorded.
     let mut twice: Vec<(String, String)> = Vec::new();
+    let mut unsent: Vec<String> = Vec::new();
     for s in &sent {
         let sids = taken.get(&body(s.i)).cloned().unwrap_or_default();
         carrier[sids.len().min(2)] += 1;
@@ -612,6 +613,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                 // Never reached the carrier: only for a stated reason it may not have.
                 let stated = matches!(s.kind, Kind::ToStopper(_)) && m.reason == "opted_out";
                 if !(status == MessageStatus::Failed && stated) {
+                    unsent.push(s.id.clone());
                     problems.push(format!(
                         "{} ({:?}) never reached the carrier but is {status:?} {}",
                         s.id, s.kind, m.reason
@@ -784,6 +786,16 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
             "chaos:   dispatcher: {}",
             dispatcher_row(&platform, &s.id).await
         );
+    }
+    for id in unsent.iter().take(5) {
+        println!("chaos: never reached the carrier {id}");
+        println!(
+            "chaos:   dispatcher: {}",
+            dispatcher_row(&platform, id).await
+        );
+        for line in platform.procs.grep(id) {
+            println!("chaos:   {line}");
+        }
     }
     for (id, text) in twice.iter().take(5) {
         let calls: Vec<(u64, Option<String>)> = requests

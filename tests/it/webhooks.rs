@@ -411,3 +411,71 @@ async fn an_endpoint_that_fails_three_times_then_answers_gets_the_signed_event()
     assert_eq!(body["data"]["body"], "while you were away");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_every_attempt_for_long_enough_is_disabled_and_can_come_back() {
+    // Every POST refused; disabled once its failures span more than a second (5 days in
+    // production), each delivery having failed 7 retries apart of 300 ms.
+    let (host, got) = receiver(usize::MAX, false).await;
+    let stack = Stack::start_with(Options {
+        fetch_allow_private: vec![host.clone()],
+        webhook_retries: vec![Duration::from_millis(300); 7],
+        webhook_disable_after: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let mut client = stack.webhooks().await;
+    let (id, _) = create(&mut client, ORG, &format!("http://{host}/hook"), &[])
+        .await
+        .unwrap();
+    stack.add_number(OURS).await;
+    let endpoint =
+        sms_testkit::eventually(Duration::from_secs(30), "the endpoint disabled", || {
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_webhook_endpoints(as_caller(
+                        sms_proto::v1::ListWebhookEndpointsRequest {},
+                        ORG,
+                        USER,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .endpoints
+                    .into_iter()
+                    .find(|e| !e.enabled)
+            }
+        })
+        .await;
+    assert!(
+        endpoint
+            .disabled_reason
+            .starts_with("every attempt failed since "),
+        "{}",
+        endpoint.disabled_reason
+    );
+    assert!(endpoint.failing_since.is_some());
+    let tried = got.lock().unwrap().len();
+    assert!(tried >= 2, "{tried} attempts");
+    // Nothing more is sent to it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(got.lock().unwrap().len(), tried);
+    // Enabled again: its failures are forgotten, and its delivery is tried again on replay.
+    let back = client
+        .set_webhook_endpoint_enabled(as_caller(
+            SetWebhookEndpointEnabledRequest {
+                endpoint_id: id.clone(),
+                enabled: true,
+            },
+            ORG,
+            USER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint
+        .unwrap();
+    assert!(back.enabled && back.failing_since.is_none() && back.disabled_reason.is_empty());
+    stack.shutdown().await;
+}

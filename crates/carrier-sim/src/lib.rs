@@ -14,6 +14,9 @@
 //!   lookups answering 503 or garbage;
 //! * every request received is recorded, for tests (`GET /_sim/requests`).
 
+mod hooks;
+pub use hooks::ReceivedHook;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -169,6 +172,8 @@ struct Inner {
     incoming_url: RwLock<Option<String>>,
     /// This simulator's own base URL (for hosted media), once it serves.
     public_url: RwLock<Option<String>>,
+    /// Webhooks the platform delivered to the development endpoint.
+    hooks: Mutex<Vec<hooks::ReceivedHook>>,
 }
 
 /// The messages the simulated carrier took.
@@ -201,6 +206,7 @@ impl Sim {
                 lookups: AtomicU64::new(0),
                 incoming_url: RwLock::new(incoming_url),
                 public_url: RwLock::new(None),
+                hooks: Mutex::default(),
             }),
         })
     }
@@ -333,6 +339,13 @@ impl Sim {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn lock_hooks(&self) -> std::sync::MutexGuard<'_, Vec<hooks::ReceivedHook>> {
+        self.inner
+            .hooks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn behaviour(&self) -> Behaviour {
         self.inner
             .behaviour
@@ -424,6 +437,7 @@ impl Sim {
             )
             .route("/_sim/requests", get(list_requests))
             .route("/_sim/reply", post(post_reply))
+            .route("/_sim/hooks", post(hooks::receive).get(hooks::list))
             .route("/healthz", get(|| async { "ok" }))
             .with_state(self.clone())
     }

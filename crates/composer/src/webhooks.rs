@@ -23,9 +23,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
-use hmac::{Hmac, KeyInit, Mac};
 use prost::Message as _;
-use sha2::Sha256;
 use sms_runtime::fetch::{FetchError, FetchPolicy};
 use sms_runtime::{ConfigError, Env};
 use tokio::sync::Semaphore;
@@ -151,18 +149,6 @@ pub fn new_secret() -> Result<String, ComposerError> {
     Ok(format!("whsec_{}", STANDARD.encode(key)))
 }
 
-/// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` keyed with the secret's bytes.
-pub fn signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
-    let key = STANDARD.decode(secret.strip_prefix("whsec_")?).ok()?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    Some(format!(
-        "v1,{}",
-        STANDARD.encode(mac.finalize().into_bytes())
-    ))
-}
-
 /// The three Standard Webhooks headers (one signature per secret), and the JSON type.
 fn headers(
     secrets: &[String],
@@ -172,7 +158,7 @@ fn headers(
 ) -> Vec<(&'static str, String)> {
     let signatures: Vec<String> = secrets
         .iter()
-        .filter_map(|s| signature(s, id, timestamp, body))
+        .filter_map(|s| sms_runtime::webhook_signature::sign(s, id, timestamp, body))
         .collect();
     vec![
         ("webhook-id", id.to_owned()),
@@ -583,23 +569,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signs_the_specifications_example() {
-        // The example of the Standard Webhooks specification and its reference libraries.
-        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-        let sig = signature(
-            secret,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1_614_265_330,
-            br#"{"test": 2432232314}"#,
-        );
-        assert_eq!(
-            sig.as_deref(),
-            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
-        );
-        assert_eq!(signature("not-a-secret", "id", 1, b"{}"), None);
-    }
 
     #[test]
     fn secrets_are_32_random_bytes() {

@@ -13,6 +13,24 @@ pub enum SimCommand {
     /// A contact texts one of our numbers (delivered to the platform's webhook, signed as the
     /// carrier signs it).
     Reply(ReplyArgs),
+    /// What the simulator's development webhook endpoint (`<sim>/_sim/hooks`, for
+    /// `smsctl webhooks add`) received: one line per delivery, with whether its signature is
+    /// the secret's when --secret is given.
+    Hooks(HooksArgs),
+}
+
+/// `smsctl sim hooks`.
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    /// The endpoint's secret (whsec_…), to check each signature.
+    #[arg(long, default_value = "")]
+    secret: String,
+    /// Print each delivery's body as it came.
+    #[arg(long)]
+    json: bool,
+    /// The simulator.
+    #[arg(long, env = "SMS_SIM_URL", default_value = "http://127.0.0.1:8090")]
+    sim_url: String,
 }
 
 /// `smsctl sim reply`.
@@ -37,7 +55,10 @@ pub struct ReplyArgs {
 
 /// Runs `sim`.
 pub async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
-    let SimCommand::Reply(args) = command;
+    let args = match command {
+        SimCommand::Reply(args) => args,
+        SimCommand::Hooks(args) => return hooks(args).await,
+    };
     let mut media = Vec::new();
     for path in &args.media {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -76,4 +97,53 @@ pub async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
     }
     println!("{}", answer["sid"].as_str().unwrap_or_default());
     Ok(ExitCode::SUCCESS)
+}
+
+async fn hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
+    // Fails only when a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut url = reqwest::Url::parse(&format!(
+        "{}/_sim/hooks",
+        args.sim_url.trim_end_matches('/')
+    ))
+    .context("the simulator's URL")?;
+    if !args.secret.is_empty() {
+        url.query_pairs_mut().append_pair("secret", &args.secret);
+    }
+    let hooks: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the simulator at {}", args.sim_url))?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut bad = false;
+    for h in &hooks {
+        let raw = h["body"].as_str().unwrap_or_default();
+        if args.json {
+            println!("{raw}");
+            continue;
+        }
+        let body: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+        let signed = match h["signature_valid"].as_bool() {
+            Some(true) => "signature ok",
+            Some(false) => {
+                bad = true;
+                "SIGNATURE BAD"
+            }
+            None => "signature not checked",
+        };
+        println!(
+            "{}  {}  {signed}  {}",
+            h["id"].as_str().unwrap_or_default(),
+            body["type"].as_str().unwrap_or("?"),
+            body["data"]
+        );
+    }
+    Ok(if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

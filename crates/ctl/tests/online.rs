@@ -508,3 +508,152 @@ async fn a_contact_answers_by_hand_and_by_script() {
     let _ = std::fs::remove_file(png);
     stack.shutdown().await;
 }
+
+fn secret_of(added: &str) -> String {
+    added
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap()
+        .to_owned()
+}
+
+/// A loopback endpoint that answers 200 and keeps the bodies it got.
+async fn hook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_add_list_attempts_replay_rotate_disable_delete() {
+    let (host, got) = hook_receiver().await;
+    let stack = Stack::start_with(sms_testkit::Options {
+        fetch_allow_private: vec![host.clone()],
+        ..sms_testkit::Options::default()
+    })
+    .await;
+    let ctl = Ctl { stack: &stack };
+    let url = format!("http://{host}/hook");
+    let added = ctl
+        .ok(&["webhooks", "add", &url, "--events", "number.changed"])
+        .await;
+    assert!(added.contains("secret: whsec_"), "{added}");
+    let id = added.split_whitespace().next().unwrap().to_owned();
+    // Refusals say why.
+    let (code, _, err) = ctl.run(&["webhooks", "add", &url]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("WEBHOOK_ENDPOINT_EXISTS"), "{err}");
+    let (code, _, err) = ctl
+        .run(&[
+            "webhooks",
+            "add",
+            "https://example.com/x",
+            "--events",
+            "sms.sent",
+        ])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("UNKNOWN_EVENT_TYPE"), "{err}");
+    let (code, _, err) = ctl
+        .run(&["webhooks", "add", "http://169.254.169.254/"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("INVALID_WEBHOOK_URL"), "{err}");
+
+    // The simulator's development endpoint stands in for the CRM's.
+    let sim_hooks = format!("{}/_sim/hooks", stack.sim_url);
+    let sim_added = ctl.ok(&["webhooks", "add", &sim_hooks]).await;
+    let sim_secret = secret_of(&sim_added);
+    let sim_id = sim_added.split_whitespace().next().unwrap().to_owned();
+
+    ctl.ok(&["numbers", "add", "+12015550100"]).await;
+    let mut received = String::new();
+    for _ in 0..100 {
+        received = ctl.ok(&["sim", "hooks", "--secret", &sim_secret]).await;
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        received.contains("number.changed") && received.contains("signature ok"),
+        "{received}"
+    );
+    // Another secret's signature is not this one: said so, and the exit status says it too.
+    let (code, out, _) = ctl
+        .run(&["sim", "hooks", "--secret", &secret_of(&added)])
+        .await;
+    assert_ne!(code, 0);
+    assert!(out.contains("SIGNATURE BAD"), "{out}");
+    ctl.ok(&["webhooks", "delete", &sim_id]).await;
+
+    let mut attempts = String::new();
+    for _ in 0..100 {
+        attempts = ctl.ok(&["webhooks", "attempts", &id, "--json"]).await;
+        if !attempts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first: serde_json::Value = serde_json::from_str(attempts.lines().next().unwrap()).unwrap();
+    assert_eq!(first["event_type"], "number.changed", "{attempts}");
+    assert_eq!(first["http_status"], 200);
+    assert_eq!(first["outcome"], "delivered");
+    let event = first["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(got.lock().unwrap().len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&got.lock().unwrap()[0]).unwrap();
+    assert_eq!(body["data"]["number"], "+12015550100");
+
+    assert!(
+        ctl.ok(&["webhooks", "replay", &id, "--event", &event])
+            .await
+            .contains("1 deliveries scheduled")
+    );
+    for _ in 0..100 {
+        if got.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.lock().unwrap().len(), 2);
+    let text = ctl.ok(&["webhooks", "attempts", &id]).await;
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.contains("HTTP 200")), "{text}");
+
+    let rotated = ctl.ok(&["webhooks", "rotate", &id]).await;
+    assert!(rotated.contains("secret: whsec_"), "{rotated}");
+    assert!(
+        ctl.ok(&["webhooks", "disable", &id])
+            .await
+            .contains("disabled (disabled by a caller)")
+    );
+    let listed = ctl.ok(&["webhooks", "list"]).await;
+    assert!(
+        listed.contains(&url) && listed.contains("disabled"),
+        "{listed}"
+    );
+    assert!(
+        ctl.ok(&["webhooks", "enable", &id])
+            .await
+            .contains("enabled")
+    );
+    ctl.ok(&["webhooks", "delete", &id]).await;
+    assert_eq!(ctl.ok(&["webhooks", "list"]).await, "");
+    let (code, _, err) = ctl.run(&["webhooks", "delete", &id]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("WEBHOOK_ENDPOINT_NOT_FOUND"), "{err}");
+    stack.shutdown().await;
+}

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod service;
 pub mod telemetry;
+pub mod webhook_signature;
 
 pub use config::{CommonConfig, ConfigError, Env};
 

@@ -135,6 +135,8 @@ pub struct Options {
     pub webhook_retries: Vec<Duration>,
     /// One webhook attempt's time.
     pub webhook_timeout: Duration,
+    /// How long a webhook endpoint may fail every attempt before it is disabled.
+    pub webhook_disable_after: Duration,
 }
 
 impl Default for Options {
@@ -156,6 +158,7 @@ impl Default for Options {
             carrier_rates: false,
             webhook_retries: vec![Duration::from_millis(200); 7],
             webhook_timeout: Duration::from_secs(2),
+            webhook_disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
         }
     }
 }
@@ -327,7 +330,7 @@ impl Stack {
             webhooks: sms_composer::webhooks::WebhookConfig {
                 retries: stack.options.webhook_retries.clone(),
                 timeout: stack.options.webhook_timeout,
-                disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
+                disable_after: stack.options.webhook_disable_after,
                 allow_http: true,
                 allow_private,
             },
