@@ -424,8 +424,10 @@ impl App {
                 loop {
                     let written = app.feed.written.notified();
                     match store::fan_out(&app.pool, 50, 500).await {
-                        Ok(n) if n > 0 => {
-                            app.webhook_due.notify_waiters();
+                        Ok((served, made)) if served > 0 => {
+                            if made > 0 {
+                                app.webhook_due.notify_waiters();
+                            }
                             continue;
                         }
                         Ok(_) => {}

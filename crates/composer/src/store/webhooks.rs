@@ -156,19 +156,30 @@ pub async fn rotate(
     Ok(updated > 0)
 }
 
-/// Fans the feed out to enabled endpoints: for up to `endpoints` of them not locked by another
-/// replica, the events after each one's cursor (up to `page`) of the types it takes become
-/// deliveries, and the cursor moves past them, in one transaction. Returns the deliveries made.
-pub async fn fan_out(pool: &PgPool, endpoints: i64, page: i64) -> Result<u64, sqlx::Error> {
+/// Fans the feed out to enabled endpoints: for up to `endpoints` of those with events after
+/// their cursor (least recently served first) and not locked by another replica, the events
+/// after the cursor (up to `page`) of the types each takes become deliveries, and the cursor
+/// moves past them, in one transaction. Returns the endpoints served and the deliveries made.
+pub async fn fan_out(
+    pool: &PgPool,
+    endpoints: i64,
+    page: i64,
+) -> Result<(usize, u64), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let locked = sqlx::query!(
         r#"SELECT id, organization_id, event_types, cursor_tx::text::int8 AS "tx!", cursor_seq
-           FROM composer.webhook_endpoints WHERE enabled
+           FROM composer.webhook_endpoints e
+           WHERE enabled AND EXISTS (
+               SELECT 1 FROM composer.feed f
+               WHERE f.organization_id = e.organization_id
+                 AND (f.tx, f.seq) > (e.cursor_tx, e.cursor_seq)
+                 AND f.tx < pg_snapshot_xmin(pg_current_snapshot()))
            ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED"#,
         endpoints
     )
     .fetch_all(&mut *tx)
     .await?;
+    let served = locked.len();
     let mut made = 0;
     for e in locked {
         let after = Position {
@@ -209,7 +220,7 @@ pub async fn fan_out(pool: &PgPool, endpoints: i64, page: i64) -> Result<u64, sq
         .await?;
     }
     tx.commit().await?;
-    Ok(made)
+    Ok((served, made))
 }
 
 /// A delivery taken for an attempt.
@@ -233,7 +244,8 @@ pub struct Due {
 
 /// Takes due deliveries for attempts, leasing each for `lease` (no replica takes it meanwhile):
 /// at most `per_endpoint` of an endpoint's, none of the endpoints in `busy` (this replica has
-/// as many under way as it allows), `limit` in all, endpoints in random order.
+/// as many under way as it allows), `limit` in all, among the endpoints with a delivery due,
+/// in random order.
 pub async fn take_due(
     pool: &PgPool,
     busy: &[Uuid],
@@ -244,8 +256,12 @@ pub async fn take_due(
     let rows = sqlx::query!(
         r#"WITH picked AS (
                SELECT d.endpoint_id, d.event_id
-               FROM (SELECT id FROM composer.webhook_endpoints
-                     WHERE enabled AND NOT (id = ANY($1)) ORDER BY random()) e
+               FROM (SELECT id FROM composer.webhook_endpoints en
+                     WHERE enabled AND NOT (id = ANY($1)) AND EXISTS (
+                         SELECT 1 FROM composer.webhook_deliveries dd
+                         WHERE dd.endpoint_id = en.id AND dd.state = 'pending'
+                           AND dd.next_at <= now())
+                     ORDER BY random()) e
                CROSS JOIN LATERAL (
                    SELECT endpoint_id, event_id FROM composer.webhook_deliveries
                    WHERE endpoint_id = e.id AND state = 'pending' AND next_at <= now()
