@@ -9,6 +9,7 @@ mod feed;
 mod hostile;
 mod inbound;
 mod mms;
+mod natsauth;
 mod operations;
 mod outage;
 mod outbox;

@@ -94,6 +94,27 @@ async fn text_us(stack: &Stack, from: &str, body: &str) {
         .unwrap();
 }
 
+async fn set_enabled(
+    client: &mut WebhooksServiceClient<Channel>,
+    id: &str,
+    enabled: bool,
+) -> sms_proto::v1::WebhookEndpoint {
+    client
+        .set_webhook_endpoint_enabled(as_caller(
+            SetWebhookEndpointEnabledRequest {
+                endpoint_id: id.to_owned(),
+                enabled,
+            },
+            ORG,
+            USER,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint
+        .unwrap()
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).unwrap().to_str().unwrap()
 }
@@ -375,37 +396,14 @@ async fn an_endpoint_that_fails_three_times_then_answers_gets_the_signed_event()
     assert_eq!(e.code(), tonic::Code::NotFound);
 
     // A disabled endpoint gets nothing; enabled again, it gets what happened meanwhile.
-    let disabled = client
-        .set_webhook_endpoint_enabled(as_caller(
-            SetWebhookEndpointEnabledRequest {
-                endpoint_id: flaky_id.clone(),
-                enabled: false,
-            },
-            ORG,
-            USER,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .endpoint
-        .unwrap();
+    let disabled = set_enabled(&mut client, &flaky_id, false).await;
     assert!(!disabled.enabled);
     assert_eq!(disabled.disabled_reason, "disabled by a caller");
     text_us(&stack, "+12015550178", "while you were away").await;
     wait_posts(&other, 2, "the second inbound at the other endpoint").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(flaky.lock().unwrap().len(), 5, "nothing while disabled");
-    client
-        .set_webhook_endpoint_enabled(as_caller(
-            SetWebhookEndpointEnabledRequest {
-                endpoint_id: flaky_id.clone(),
-                enabled: true,
-            },
-            ORG,
-            USER,
-        ))
-        .await
-        .unwrap();
+    set_enabled(&mut client, &flaky_id, true).await;
     let posts = wait_posts(&flaky, 6, "the missed event after enabling").await;
     let body: serde_json::Value = serde_json::from_slice(&posts[5].1).unwrap();
     assert_eq!(body["data"]["body"], "while you were away");
@@ -462,20 +460,7 @@ async fn an_endpoint_failing_every_attempt_for_long_enough_is_disabled_and_can_c
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(got.lock().unwrap().len(), tried);
     // Enabled again: its failures are forgotten, and its delivery is tried again on replay.
-    let back = client
-        .set_webhook_endpoint_enabled(as_caller(
-            SetWebhookEndpointEnabledRequest {
-                endpoint_id: id.clone(),
-                enabled: true,
-            },
-            ORG,
-            USER,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .endpoint
-        .unwrap();
+    let back = set_enabled(&mut client, &id, true).await;
     assert!(back.enabled && back.failing_since.is_none() && back.disabled_reason.is_empty());
     stack.shutdown().await;
 }

@@ -49,6 +49,24 @@ pub enum BusError {
         /// The cause.
         source: async_nats::ConnectError,
     },
+    /// The server refused our credentials: trying again will not help.
+    #[error("NATS at {url} refused the credentials of {how}: {source}")]
+    Refused {
+        /// The server URL.
+        url: String,
+        /// Which credentials (the variables that gave them).
+        how: String,
+        /// The cause.
+        source: async_nats::ConnectError,
+    },
+    /// A credentials file could not be read.
+    #[error("cannot read the NATS credentials file {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A JetStream call failed (stream or consumer set-up, publish, fetch).
     #[error("JetStream {what} failed: {source}")]
     JetStream {
@@ -186,6 +204,62 @@ pub struct BusConfig {
     /// Copies JetStream keeps of each stream (3 on a 3-node cluster; 1 on a single server).
     /// Applies when a stream is created.
     pub replicas: usize,
+    /// Who we are to NATS.
+    pub auth: NatsAuth,
+    /// TLS to the servers.
+    pub tls: NatsTls,
+}
+
+/// Credentials for NATS (one kind at a time).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// None: a server without authorization (development).
+    #[default]
+    None,
+    /// `SMS_NATS_USER` and `SMS_NATS_PASSWORD`.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+    /// `SMS_NATS_TOKEN`.
+    Token(String),
+    /// `SMS_NATS_CREDS`: a `.creds` file (user JWT and NKey seed), as `nsc` writes them.
+    CredsFile(std::path::PathBuf),
+}
+
+impl NatsAuth {
+    /// Which credentials these are, naming their variables (never their secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            NatsAuth::None => "no credentials".into(),
+            NatsAuth::UserPassword { user, .. } => {
+                format!("user {user:?} (SMS_NATS_USER/SMS_NATS_PASSWORD)")
+            }
+            NatsAuth::Token(_) => "the token in SMS_NATS_TOKEN".into(),
+            NatsAuth::CredsFile(path) => format!("{} (SMS_NATS_CREDS)", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs.
+        f.write_str(&self.describe())
+    }
+}
+
+/// TLS to the NATS servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsTls {
+    /// `SMS_NATS_TLS`: refuse a server that does not speak TLS.
+    pub required: bool,
+    /// `SMS_NATS_CA`: the CA bundle (PEM) the servers' certificates are checked against.
+    pub ca: Option<std::path::PathBuf>,
+    /// `SMS_NATS_CERT` and `SMS_NATS_KEY`: a client certificate and its key (PEM), for servers
+    /// that verify clients.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl BusConfig {
@@ -202,6 +276,8 @@ impl BusConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
             replicas: 1,
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
         }
     }
 }
@@ -256,11 +332,15 @@ impl Bus {
             ),
         })?;
         // A node may be down or electing leaders while we start: keep trying for a while
-        // rather than exit.
-        let client = persist("NATS connect", START_PATIENCE, None, || {
-            Self::open(&config, &servers)
+        // rather than exit. Refused credentials are not worth another try.
+        let client = persist("NATS connect", START_PATIENCE, None, || async {
+            match Self::open(&config, &servers).await {
+                Ok(client) => Ok(Ok(client)),
+                Err(e @ (BusError::Refused { .. } | BusError::Credentials { .. })) => Ok(Err(e)),
+                Err(e) => Err(e),
+            }
         })
-        .await?;
+        .await??;
         let js = jetstream::ContextBuilder::new()
             .max_ack_inflight(1024)
             .build(client.clone());
@@ -282,7 +362,30 @@ impl Bus {
         config: &BusConfig,
         servers: &[async_nats::ServerAddr],
     ) -> Result<async_nats::Client, BusError> {
-        async_nats::ConnectOptions::new()
+        let mut options = match &config.auth {
+            NatsAuth::None => async_nats::ConnectOptions::new(),
+            NatsAuth::UserPassword { user, password } => {
+                async_nats::ConnectOptions::new().user_and_password(user.clone(), password.clone())
+            }
+            NatsAuth::Token(token) => async_nats::ConnectOptions::new().token(token.clone()),
+            NatsAuth::CredsFile(path) => async_nats::ConnectOptions::new()
+                .credentials_file(path)
+                .await
+                .map_err(|source| BusError::Credentials {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+        };
+        if config.tls.required {
+            options = options.require_tls(true);
+        }
+        if let Some(ca) = &config.tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &config.tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        options
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
@@ -295,9 +398,17 @@ impl Bus {
             })
             .connect(servers)
             .await
-            .map_err(|source| BusError::Connect {
-                url: config.url.clone(),
-                source,
+            .map_err(|source| match source.kind() {
+                async_nats::ConnectErrorKind::AuthorizationViolation
+                | async_nats::ConnectErrorKind::Authentication => BusError::Refused {
+                    url: config.url.clone(),
+                    how: config.auth.describe(),
+                    source,
+                },
+                _ => BusError::Connect {
+                    url: config.url.clone(),
+                    source,
+                },
             })
     }
 

@@ -169,6 +169,15 @@ fn headers(
     ]
 }
 
+fn event_id_field(given: &str) -> Result<(), ComposerError> {
+    Ok(sms_core::text::check(
+        "event_id",
+        given,
+        MAX_EVENT_ID,
+        sms_core::text::Lines::Single,
+    )?)
+}
+
 fn endpoint_id(given: &str) -> Result<Uuid, ComposerError> {
     crate::app::parse_id("endpoint_id", given)
 }
@@ -343,12 +352,7 @@ impl App {
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<store::AttemptRow>, String), ComposerError> {
-        sms_core::text::check(
-            "event_id",
-            event_id,
-            MAX_EVENT_ID,
-            sms_core::text::Lines::Single,
-        )?;
+        event_id_field(event_id)?;
         sms_core::text::check(
             "page_token",
             page_token,
@@ -390,12 +394,7 @@ impl App {
         event_id: &str,
         all_failed: bool,
     ) -> Result<u64, ComposerError> {
-        sms_core::text::check(
-            "event_id",
-            event_id,
-            MAX_EVENT_ID,
-            sms_core::text::Lines::Single,
-        )?;
+        event_id_field(event_id)?;
         let id = endpoint_id(id)?;
         let event_id = event_id.trim();
         if event_id.is_empty() != all_failed {

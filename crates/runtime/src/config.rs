@@ -277,6 +277,102 @@ pub struct CommonConfig {
     /// `SMS_OUTBOX_POLL_MS`: how often the outbox relay looks for events nobody woke it for
     /// (left by a process that died, or whose publish failed); default 500 ms.
     pub outbox_poll: Duration,
+    /// Who the service is to NATS: `SMS_NATS_USER` + `SMS_NATS_PASSWORD`, `SMS_NATS_TOKEN` or
+    /// `SMS_NATS_CREDS` (one of them), none by default.
+    pub nats_auth: sms_bus::NatsAuth,
+    /// TLS to NATS: `SMS_NATS_TLS`, `SMS_NATS_CA`, `SMS_NATS_CERT` + `SMS_NATS_KEY`.
+    pub nats_tls: sms_bus::NatsTls,
+}
+
+/// A file a variable names, checked to be there.
+fn existing_file(env: &Env<'_>, var: &str) -> Result<Option<std::path::PathBuf>, ConfigError> {
+    let Some(value) = env.raw(var) else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(value.trim());
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(ConfigError::new(var, value, "no such file"))
+    }
+}
+
+/// The NATS credentials: at most one kind, each complete.
+fn nats_auth(env: &Env<'_>) -> Result<sms_bus::NatsAuth, ConfigError> {
+    let user = env.raw("SMS_NATS_USER");
+    let password = env.raw("SMS_NATS_PASSWORD");
+    let token = env.raw("SMS_NATS_TOKEN");
+    let creds = existing_file(env, "SMS_NATS_CREDS")?;
+    let kinds = usize::from(user.is_some() || password.is_some())
+        + usize::from(token.is_some())
+        + usize::from(creds.is_some());
+    if kinds > 1 {
+        let var = if token.is_some() {
+            "SMS_NATS_TOKEN"
+        } else {
+            "SMS_NATS_CREDS"
+        };
+        return Err(ConfigError::new(
+            var,
+            "(set)",
+            "give one kind of NATS credentials: SMS_NATS_USER and SMS_NATS_PASSWORD, \
+             SMS_NATS_TOKEN, or SMS_NATS_CREDS",
+        ));
+    }
+    Ok(match (user, password, token, creds) {
+        (Some(user), Some(password), _, _) => sms_bus::NatsAuth::UserPassword {
+            user: user.trim().to_owned(),
+            password,
+        },
+        (Some(_), None, _, _) => {
+            return Err(ConfigError::new(
+                "SMS_NATS_PASSWORD",
+                "(unset)",
+                "SMS_NATS_USER needs SMS_NATS_PASSWORD",
+            ));
+        }
+        (None, Some(_), _, _) => {
+            return Err(ConfigError::new(
+                "SMS_NATS_USER",
+                "(unset)",
+                "SMS_NATS_PASSWORD needs SMS_NATS_USER",
+            ));
+        }
+        (None, None, Some(token), _) => sms_bus::NatsAuth::Token(token),
+        (None, None, None, Some(path)) => sms_bus::NatsAuth::CredsFile(path),
+        (None, None, None, None) => sms_bus::NatsAuth::None,
+    })
+}
+
+/// TLS to NATS.
+fn nats_tls(env: &Env<'_>) -> Result<sms_bus::NatsTls, ConfigError> {
+    let ca = existing_file(env, "SMS_NATS_CA")?;
+    let cert = existing_file(env, "SMS_NATS_CERT")?;
+    let key = existing_file(env, "SMS_NATS_KEY")?;
+    let client = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "SMS_NATS_KEY",
+                "(unset)",
+                "SMS_NATS_CERT needs the key in SMS_NATS_KEY",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "SMS_NATS_CERT",
+                "(unset)",
+                "SMS_NATS_KEY needs the certificate in SMS_NATS_CERT",
+            ));
+        }
+    };
+    Ok(sms_bus::NatsTls {
+        // A CA or a client certificate means TLS is meant.
+        required: env.bool_or("SMS_NATS_TLS", ca.is_some() || client.is_some())?,
+        ca,
+        client,
+    })
 }
 
 impl CommonConfig {
@@ -333,6 +429,8 @@ impl CommonConfig {
             stream_replicas,
             development: env.bool_or("SMS_DEV_MODE", false)?,
             outbox_poll: env.millis_or("SMS_OUTBOX_POLL_MS", Duration::from_millis(500))?,
+            nats_auth: nats_auth(env)?,
+            nats_tls: nats_tls(env)?,
         })
     }
 }
@@ -441,5 +539,46 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.var, "SMS_STREAM_REPLICAS");
         }
+    }
+
+    #[test]
+    fn nats_credentials_are_one_kind_and_complete() {
+        let read = |pairs: &[(&str, &str)]| CommonConfig::from_env(&Env::from_pairs(pairs));
+        let c = read(&[("SMS_NATS_USER", "composer"), ("SMS_NATS_PASSWORD", "pw")]).unwrap();
+        assert_eq!(
+            c.nats_auth,
+            sms_bus::NatsAuth::UserPassword {
+                user: "composer".into(),
+                password: "pw".into()
+            }
+        );
+        // Never the secret in a debug print.
+        assert!(!format!("{:?}", c.nats_auth).contains("pw"));
+        assert!(!c.nats_tls.required);
+        for (pairs, var) in [
+            (&[("SMS_NATS_USER", "composer")][..], "SMS_NATS_PASSWORD"),
+            (&[("SMS_NATS_PASSWORD", "pw")][..], "SMS_NATS_USER"),
+            (
+                &[
+                    ("SMS_NATS_USER", "a"),
+                    ("SMS_NATS_PASSWORD", "b"),
+                    ("SMS_NATS_TOKEN", "t"),
+                ][..],
+                "SMS_NATS_TOKEN",
+            ),
+            (
+                &[("SMS_NATS_CREDS", "/no/such/file.creds")][..],
+                "SMS_NATS_CREDS",
+            ),
+            (&[("SMS_NATS_CA", "/no/such/ca.pem")][..], "SMS_NATS_CA"),
+            (&[("SMS_NATS_TLS", "maybe")][..], "SMS_NATS_TLS"),
+        ] {
+            assert_eq!(read(pairs).unwrap_err().var, var, "{pairs:?}");
+        }
+        let ca = std::env::temp_dir().join(format!("sms-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "not checked here").unwrap();
+        let c = read(&[("SMS_NATS_CA", ca.to_str().unwrap())]).unwrap();
+        assert!(c.nats_tls.required, "a CA means TLS");
+        std::fs::remove_file(ca).unwrap();
     }
 }

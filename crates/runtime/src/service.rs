@@ -79,6 +79,8 @@ pub fn bus_config(common: &CommonConfig) -> BusConfig {
     config.ack_wait = common.ack_wait;
     config.max_deliver = common.max_deliver;
     config.replicas = common.stream_replicas;
+    config.auth = common.nats_auth.clone();
+    config.tls = common.nats_tls.clone();
     config
 }
 

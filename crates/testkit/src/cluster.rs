@@ -148,7 +148,8 @@ pub struct NatsCluster {
     _dir: Scratch,
 }
 
-fn nats_server() -> PathBuf {
+/// The nats-server binary.
+pub fn nats_server() -> PathBuf {
     [
         "/usr/sbin/nats-server",
         "/usr/bin/nats-server",

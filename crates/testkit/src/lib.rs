@@ -712,6 +712,8 @@ pub fn common_config(
         stream_replicas: 1,
         development: true,
         outbox_poll: Duration::from_millis(200),
+        nats_auth: sms_bus::NatsAuth::None,
+        nats_tls: sms_bus::NatsTls::default(),
     }
 }
 
