@@ -49,6 +49,19 @@ async fn wait_port(port: u16) {
     }
 }
 
+/// Events in the namespace's events stream.
+async fn stored(bus: &Bus) -> u64 {
+    bus.jetstream()
+        .get_stream(bus.subjects().events_stream())
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+}
+
 fn config(port: u16, namespace: &str, user: &str, password: &str) -> BusConfig {
     let mut c = BusConfig::new(format!("nats://127.0.0.1:{port}"), namespace);
     c.auth = NatsAuth::UserPassword {
@@ -112,15 +125,7 @@ async fn credentials_are_required_checked_and_limited_by_permissions() {
         .unwrap();
     let limited_js = async_nats::jetstream::new(limited.clone());
     let subject = "locked.status.forged".to_owned();
-    let before = js
-        .get_stream(bus.subjects().events_stream())
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
+    let before = stored(&bus).await;
     let outcome = tokio::time::timeout(Duration::from_secs(5), async {
         limited_js
             .publish(subject.clone(), "forged".into())
@@ -132,15 +137,7 @@ async fn credentials_are_required_checked_and_limited_by_permissions() {
         !matches!(outcome, Ok(Ok(_))),
         "a publish outside the user's permissions was stored: {outcome:?}"
     );
-    let after = js
-        .get_stream(bus.subjects().events_stream())
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
+    let after = stored(&bus).await;
     assert_eq!(before, after);
 }
 
