@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Checks what deploys the platform, without a cluster or a Docker daemon (run by .ci/run).
+
+* deploy/: rendered as `kubectl kustomize` renders it (namespace, resources, images; when
+  kubectl is installed its own rendering must agree), then every object validated against the
+  Kubernetes schemas of `--k8s` (kubernetes-validate, strict: unknown fields are errors), and
+  cross-checked: every ConfigMap, Secret, Service account and PVC a workload names exists or is
+  documented as made by hand, every container runs a binary the image holds, every SMS_
+  variable is one the services read.
+* docker-compose.yml: parsed; each service has an image or a build, depends on services that
+  exist, runs a binary the image holds, and sets only variables the services read.
+* Dockerfile: copies exactly the workspace's binaries, built with --release --locked.
+
+Usage: scripts/check-deploy.py [--k8s 1.32]
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Made by hand before `kubectl apply -k` (deploy/README.md, secret.example.yaml).
+MADE_BY_HAND = {("Secret", "sms-secrets")}
+problems = []
+
+
+def problem(text):
+    problems.append(text)
+
+
+def workspace_binaries():
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--no-deps", "--format-version", "1"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout
+    )
+    return {
+        t["name"]
+        for p in meta["packages"]
+        for t in p["targets"]
+        if "bin" in t["kind"]
+    }
+
+
+def variables_read():
+    """Every SMS_ variable named in the services' source (what they can read)."""
+    names = set()
+    for path in (ROOT / "crates").rglob("*.rs"):
+        names.update(re.findall(r'"(SMS_[A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+def dockerfile_binaries():
+    text = (ROOT / "Dockerfile").read_text()
+    build = re.search(r"cargo build ([^\\\n&]*)", text)
+    if not build or "--release" not in build.group(1) or "--locked" not in build.group(1):
+        problem("Dockerfile: the build step is not `cargo build --release --locked`")
+    copied = re.search(r"cp ([^\n]*) /out/", text)
+    return set(copied.group(1).split()) if copied else set()
+
+
+def render_kustomization():
+    base = ROOT / "deploy"
+    k = yaml.safe_load((base / "kustomization.yaml").read_text())
+    known = {"apiVersion", "kind", "namespace", "resources", "images"}
+    for key in set(k) - known:
+        problem(f"deploy/kustomization.yaml: {key} is not rendered by this check; extend it")
+    images = {i["name"]: i for i in k.get("images", [])}
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass",
+                      "PersistentVolume", "CustomResourceDefinition"}
+    out = []
+    for resource in k["resources"]:
+        for doc in yaml.safe_load_all((base / resource).read_text()):
+            if not doc:
+                continue
+            if doc["kind"] not in cluster_scoped and "namespace" in k:
+                doc.setdefault("metadata", {})["namespace"] = k["namespace"]
+            for c in containers(doc):
+                name, _, tag = c.get("image", "").partition(":")
+                if name in images:
+                    i = images[name]
+                    c["image"] = f"{i.get('newName', name)}:{i.get('newTag', tag or 'latest')}"
+            out.append(doc)
+    return out
+
+
+def containers(doc):
+    spec = doc.get("spec", {})
+    pod = spec.get("template", {}).get("spec", {}) if "template" in spec else spec
+    if doc.get("kind") == "Pod":
+        pod = spec
+    return (pod.get("containers") or []) + (pod.get("initContainers") or [])
+
+
+def pod_spec(doc):
+    spec = doc.get("spec", {})
+    return spec.get("template", {}).get("spec") if "template" in spec else None
+
+
+def check_references(objects, binaries, variables):
+    present = {(o["kind"], o["metadata"]["name"]) for o in objects} | MADE_BY_HAND
+    for o in objects:
+        where = f"{o['kind']}/{o['metadata']['name']}"
+        pod = pod_spec(o)
+        if not pod:
+            continue
+        for v in pod.get("volumes", []):
+            if "configMap" in v and ("ConfigMap", v["configMap"]["name"]) not in present:
+                problem(f"{where}: volume {v['name']} names ConfigMap {v['configMap']['name']}, which is not deployed")
+            if "secret" in v and ("Secret", v["secret"]["secretName"]) not in present:
+                problem(f"{where}: volume {v['name']} names Secret {v['secret']['secretName']}, which is not deployed")
+        for c in containers(o):
+            for source in c.get("envFrom", []):
+                for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    if key in source and (kind, source[key]["name"]) not in present:
+                        problem(f"{where}: {c['name']} takes env from {kind} {source[key]['name']}, which is not deployed")
+            for e in c.get("env", []):
+                if e["name"].startswith("SMS_") and e["name"] not in variables:
+                    problem(f"{where}: {c['name']} sets {e['name']}, which no service reads")
+            command = c.get("command") or c.get("args") or []
+            image = c.get("image", "")
+            if "sms-platform" in image and command and command[0] not in binaries:
+                problem(f"{where}: {c['name']} runs {command[0]}, which the image does not hold")
+    for o in objects:
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sms-config":
+            for name in o.get("data", {}):
+                if name.startswith("SMS_") and name not in variables:
+                    problem(f"ConfigMap/sms-config sets {name}, which no service reads")
+
+
+def check_schemas(objects, version):
+    try:
+        import kubernetes_validate
+    except ImportError:
+        problem("kubernetes-validate is not installed (pip install kubernetes-validate)")
+        return
+    for o in objects:
+        try:
+            kubernetes_validate.validate(o, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            problem(f"{o['kind']}/{o['metadata']['name']}: {e.message}")
+        except Exception as e:  # an unknown kind or version
+            problem(f"{o['kind']}/{o['metadata']['name']}: {e}")
+
+
+def check_compose(binaries, variables):
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc.get("services", {})
+    if not services:
+        problem("docker-compose.yml: no services")
+    for name, s in services.items():
+        if "image" not in s and "build" not in s:
+            problem(f"compose {name}: neither image nor build")
+        deps = s.get("depends_on", {})
+        for dep in deps if isinstance(deps, (list, dict)) else []:
+            if dep not in services:
+                problem(f"compose {name}: depends on {dep}, which is not a service")
+        command = s.get("command")
+        if isinstance(command, str):
+            command = command.split()
+        if s.get("image", "").startswith("sms-platform") and command and command[0] not in binaries:
+            problem(f"compose {name}: runs {command[0]}, which the image does not hold")
+        env = s.get("environment", {})
+        names = env.keys() if isinstance(env, dict) else [e.split("=")[0] for e in env]
+        for var in names:
+            if var.startswith("SMS_") and var not in variables:
+                problem(f"compose {name}: sets {var}, which no service reads")
+    return len(services)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--k8s", default="1.32")
+    args = parser.parse_args()
+    binaries = workspace_binaries()
+    copied = dockerfile_binaries()
+    if copied != binaries:
+        problem(f"Dockerfile copies {sorted(copied)}; the workspace builds {sorted(binaries)}")
+    variables = variables_read()
+    objects = render_kustomization()
+    if shutil.which("kubectl"):
+        theirs = list(yaml.safe_load_all(subprocess.run(
+            ["kubectl", "kustomize", str(ROOT / "deploy")],
+            check=True, capture_output=True, text=True).stdout))
+        key = lambda o: (o["kind"], o["metadata"]["name"])
+        if sorted(map(json.dumps, sorted(theirs, key=key))) != sorted(map(json.dumps, sorted(objects, key=key))):
+            mine = {key(o): o for o in objects}
+            for o in theirs:
+                if mine.get(key(o)) != o:
+                    problem(f"{o['kind']}/{o['metadata']['name']}: rendered differently than kubectl kustomize does")
+    check_schemas(objects, args.k8s)
+    check_references(objects, copied, variables)
+    services = check_compose(copied, variables)
+    for p in problems:
+        print(f"check-deploy: {p}", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+    print(f"check-deploy: {len(objects)} Kubernetes objects valid for {args.k8s} (strict), "
+          f"{services} compose services, the Dockerfile's {len(copied)} binaries")
+
+
+main()
