@@ -10,6 +10,8 @@
 * docker-compose.yml: parsed; each service has an image or a build, depends on services that
   exist, runs a binary the image holds, and sets only variables the services read.
 * Dockerfile: copies exactly the workspace's binaries, built with --release --locked.
+* deploy/prometheus.yml scrapes compose services; deploy/grafana/sms-dashboard.json queries
+  only metrics the services export.
 
 Usage: scripts/check-deploy.py [--k8s 1.32]
 """
@@ -175,6 +177,35 @@ def check_compose(binaries, variables):
     return len(services)
 
 
+def metrics_exported():
+    names = set()
+    for path in (ROOT / "crates").rglob("metrics.rs"):
+        names.update(re.findall(r'"(sms_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def check_observability(services):
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    targets = [t for job in prom.get("scrape_configs", [])
+               for c in job.get("static_configs", []) for t in c.get("targets", [])]
+    if not targets:
+        problem("deploy/prometheus.yml: nothing scraped")
+    for t in targets:
+        host = t.split(":")[0]
+        if host not in services:
+            problem(f"deploy/prometheus.yml: {t} is not a compose service")
+    exported = metrics_exported()
+    dash = json.loads((ROOT / "deploy" / "grafana" / "sms-dashboard.json").read_text())
+    panels = dash.get("panels", [])
+    for p in panels:
+        for target in p.get("targets", []):
+            for name in re.findall(r"\b(sms_[a-z0-9_]+)", target.get("expr", "")):
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                if base not in exported:
+                    problem(f"dashboard panel {p.get('title')!r}: {name} is not a metric the services export")
+    return len(panels)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--k8s", default="1.32")
@@ -198,12 +229,15 @@ def main():
     check_schemas(objects, args.k8s)
     check_references(objects, copied, variables)
     services = check_compose(copied, variables)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    panels = check_observability(set(compose))
     for p in problems:
         print(f"check-deploy: {p}", file=sys.stderr)
     if problems:
         sys.exit(1)
     print(f"check-deploy: {len(objects)} Kubernetes objects valid for {args.k8s} (strict), "
-          f"{services} compose services, the Dockerfile's {len(copied)} binaries")
+          f"{services} compose services, the Dockerfile's {len(copied)} binaries, "
+          f"{panels} dashboard panels on exported metrics")
 
 
 main()
