@@ -491,12 +491,13 @@ impl Stack {
     }
 
     /// Waits until the dispatchers running hold every dispatch partition between them, each
-    /// its fair share (the lease rounds take a few seconds after a replica starts or stops).
+    /// its fair share (the lease rounds take a few seconds after a replica starts or stops,
+    /// longer while the whole suite loads the machine).
     pub async fn wait_partitions_shared(&self) {
         let replicas = self.dispatchers.len() as i64;
         let total = i64::from(sms_bus::DISPATCH_PARTITIONS);
         let db = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-        eventually(Duration::from_secs(30), "the partitions shared", || {
+        eventually(Duration::from_secs(90), "the partitions shared", || {
             let db = db.clone();
             async move {
                 let held: Vec<i64> = sqlx::query_scalar(
