@@ -6,7 +6,9 @@
 //! leader node is killed, and PostgreSQL is crashed and restarted. Then, for every accepted
 //! message: it reached a final status that matches what the carrier did with it, the carrier
 //! got it at most once (exactly once unless it failed before the carrier for a stated reason),
-//! and every STOP is recorded and blocks the next send.
+//! and every STOP is recorded and blocks the next send. And a webhook endpoint registered
+//! before the load got, at least once, every accepted message's final status (the composers
+//! that deliver webhooks are killed too).
 //!
 //! The short run is part of `scripts/test`; `scripts/chaos` runs the long one (set by
 //! `SMS_CHAOS_MESSAGES`, `SMS_CHAOS_RATE` and `SMS_CHAOS_ROUNDS`) and prints its figures.
@@ -101,6 +103,64 @@ fn body(i: usize) -> String {
     format!("chaos-{i} hello from the load")
 }
 
+/// What the webhook endpoint received: per `webhook-id`, how many times, and per message the
+/// statuses it was told.
+#[derive(Default)]
+struct Hooks {
+    deliveries: HashMap<String, usize>,
+    statuses: HashMap<String, HashSet<String>>,
+}
+
+/// A webhook endpoint on a thread and runtime of its own (the harness blocks its own).
+fn hook_receiver() -> (String, Arc<Mutex<Hooks>>) {
+    let hooks: Arc<Mutex<Hooks>> = Arc::default();
+    let seen = hooks.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(
+                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                        let seen = seen.clone();
+                        async move {
+                            let id = headers
+                                .get("webhook-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let event: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            let mut h = seen.lock().unwrap();
+                            *h.deliveries.entry(id).or_default() += 1;
+                            if let (Some(m), Some(s)) = (
+                                event["data"]["message_id"].as_str(),
+                                event["data"]["status"].as_str(),
+                            ) {
+                                h.statuses
+                                    .entry(m.to_owned())
+                                    .or_default()
+                                    .insert(s.to_owned());
+                            }
+                            "ok"
+                        }
+                    },
+                ),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (addr, hooks)
+}
+
 /// Everything one run starts.
 struct Platform {
     sim: Sim,
@@ -114,6 +174,8 @@ struct Platform {
     health: HashMap<String, String>,
     inbound_url: String,
     events_stream: String,
+    /// What the webhook endpoint received.
+    hooks: Arc<Mutex<Hooks>>,
     _scratch: sms_testkit::cluster::Scratch,
 }
 
@@ -192,6 +254,7 @@ impl Platform {
             procs.0.insert(name.to_owned(), p);
             health.insert(name.to_owned(), ready);
         };
+        let (hook_addr, hooks) = hook_receiver();
         for name in ["composer-a", "composer-b"] {
             let grpc = format!("127.0.0.1:{}", free_port());
             let media = format!("127.0.0.1:{}", free_port());
@@ -204,6 +267,14 @@ impl Platform {
                     ("SMS_MEDIA_ADDR", media.clone()),
                     ("SMS_MEDIA_PUBLIC_URL", format!("http://{media}")),
                     ("SMS_HEALTH_ADDR", h.clone()),
+                    // The webhook endpoint is on loopback, over http (development).
+                    ("SMS_FETCH_ALLOW_HTTP", "true".into()),
+                    ("SMS_FETCH_ALLOW_PRIVATE", hook_addr.clone()),
+                    // Retries within the run: the database is down for 10 s at a time.
+                    (
+                        "SMS_WEBHOOK_RETRY_MS",
+                        "200,500,1000,2000,5000,10000,20000,30000".into(),
+                    ),
                 ],
                 h,
             );
@@ -255,6 +326,7 @@ impl Platform {
                     .to_uppercase()
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
             ),
+            hooks,
             _scratch: scratch,
         };
         platform.up("composer-a").await;
@@ -280,6 +352,21 @@ impl Platform {
                 .await
                 .unwrap();
         }
+        // The CRM's endpoint, for every message status.
+        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(channel(
+            &composer_addrs[0],
+        ))
+        .create_webhook_endpoint(as_caller(
+            sms_proto::v1::CreateWebhookEndpointRequest {
+                url: format!("http://{hook_addr}/hook"),
+                event_types: vec!["message.status".into()],
+                description: "chaos".into(),
+            },
+            ORG,
+            USER,
+        ))
+        .await
+        .expect("the webhook endpoint");
         platform
     }
 
@@ -580,6 +667,45 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     }
     let converged_in = load_done.elapsed();
     let after_faults = faults_done.elapsed();
+
+    // The webhook endpoint: every final status, at least once (retries may take a while after
+    // the last fault).
+    let final_status = |m: &Message| sms_proto::feed_json::status_name(m.status);
+    let hooks_deadline = Instant::now() + Duration::from_secs(120);
+    let missing_hooks: Vec<String> = loop {
+        let missing: Vec<String> = {
+            let h = platform.hooks.lock().unwrap();
+            finals
+                .values()
+                .filter(|m| {
+                    !h.statuses
+                        .get(&m.id)
+                        .is_some_and(|s| s.contains(&final_status(m)))
+                })
+                .map(|m| m.id.clone())
+                .collect()
+        };
+        if missing.is_empty() || Instant::now() > hooks_deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    {
+        let h = platform.hooks.lock().unwrap();
+        let events = h.deliveries.len();
+        let posts: usize = h.deliveries.values().sum();
+        println!(
+            "chaos: webhooks: {posts} deliveries of {events} events ({} repeated); final status delivered for {} of {} messages",
+            posts - events,
+            finals.len() - missing_hooks.len(),
+            finals.len()
+        );
+    }
+    for id in missing_hooks.iter().take(10) {
+        problems.push(format!(
+            "{id}: its final status never reached the webhook endpoint"
+        ));
+    }
 
     // What the carrier did: requests taken (201) by body.
     let requests = platform.sim.requests();
