@@ -111,52 +111,43 @@ struct Hooks {
     statuses: HashMap<String, HashSet<String>>,
 }
 
-/// A webhook endpoint on a thread and runtime of its own (the harness blocks its own).
+/// A webhook endpoint, served apart from the harness's runtime.
 fn hook_receiver() -> (String, Arc<Mutex<Hooks>>) {
     let hooks: Arc<Mutex<Hooks>> = Arc::default();
     let seen = hooks.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(
-                    move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                        let seen = seen.clone();
-                        async move {
-                            let id = headers
-                                .get("webhook-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
-                            let event: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            let mut h = seen.lock().unwrap();
-                            *h.deliveries.entry(id).or_default() += 1;
-                            if let (Some(m), Some(s)) = (
-                                event["data"]["message_id"].as_str(),
-                                event["data"]["status"].as_str(),
-                            ) {
-                                h.statuses
-                                    .entry(m.to_owned())
-                                    .or_default()
-                                    .insert(s.to_owned());
-                            }
-                            "ok"
-                        }
-                    },
-                ),
-            );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    let mut h = seen.lock().unwrap();
+                    *h.deliveries.entry(id).or_default() += 1;
+                    if let (Some(m), Some(s)) = (
+                        event["data"]["message_id"].as_str(),
+                        event["data"]["status"].as_str(),
+                    ) {
+                        h.statuses
+                            .entry(m.to_owned())
+                            .or_default()
+                            .insert(s.to_owned());
+                    }
+                    "ok"
+                }
+            },
+        ),
+    );
+    sms_testkit::cluster::serve_apart("webhook-endpoint", listener, |l| async move {
+        axum::serve(l, app).await
     });
     (addr, hooks)
 }
@@ -210,9 +201,10 @@ impl Platform {
         // (after their lease), which no real carrier's host does to it.
         let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
-        sim.clone()
-            .serve_apart(sim_listener, tokio_util::sync::CancellationToken::new())
-            .unwrap();
+        let carrier = sim.clone();
+        sms_testkit::cluster::serve_apart("carrier-sim", sim_listener, |l| {
+            carrier.serve(l, tokio_util::sync::CancellationToken::new())
+        });
 
         let inbound_addr = format!("127.0.0.1:{}", free_port());
         let inbound_url = format!("http://{inbound_addr}");

@@ -461,35 +461,6 @@ impl Sim {
         Ok(())
     }
 
-    /// Serves on `listener` until `shutdown`, from a thread and runtime of its own: a carrier
-    /// does not stall when its caller's runtime does (a test harness blocked in `pg_ctl`, say),
-    /// any more than a real one would.
-    pub fn serve_apart(
-        self,
-        listener: std::net::TcpListener,
-        shutdown: CancellationToken,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        listener.set_nonblocking(true)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("carrier-sim")
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("carrier-sim".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let served = match TcpListener::from_std(listener) {
-                        Ok(listener) => self.serve(listener, shutdown).await,
-                        Err(e) => Err(e.into()),
-                    };
-                    if let Err(e) = served {
-                        tracing::error!(error = %e, "the carrier simulator stopped");
-                    }
-                });
-            })
-    }
-
     /// Decides whether an API call fails before a message is created.
     fn api_failure(&self, to: &str) -> Option<(StatusCode, ApiError)> {
         let mut b = self

@@ -293,9 +293,6 @@ impl App {
         loop {
             let before = Utc::now()
                 - chrono::Duration::from_std(self.feed.retention).unwrap_or(chrono::Duration::MAX);
-            if let Err(e) = store::webhooks::prune(&self.pool, before).await {
-                tracing::warn!(error = %e, "webhook attempts prune failed");
-            }
             match store::feed::prune(&self.pool, before, 10_000).await {
                 Ok(n) if n > 0 => {
                     tracing::info!(deleted = n, "event feed pruned");
@@ -303,6 +300,10 @@ impl App {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "event feed prune failed"),
+            }
+            // Once a round, not once per feed batch.
+            if let Err(e) = store::webhooks::prune(&self.pool, before).await {
+                tracing::warn!(error = %e, "webhook attempts prune failed");
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -369,10 +369,7 @@ impl App {
                     .ok_or(ComposerError::InvalidPageToken)?,
             ),
         };
-        let limit = match page_size {
-            0 => 50,
-            n => i64::from(n.min(500)),
-        };
+        let limit = i64::from(crate::app::page_size(page_size, 50));
         if !store::exists(&self.pool, &caller.organization_id, id).await? {
             return Err(ComposerError::NotFound(Entity::WebhookEndpoint));
         }
@@ -537,15 +534,6 @@ impl App {
                 started + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
             }))
         };
-        metrics::counter!(
-            sms_runtime::metrics::WEBHOOK_ATTEMPTS,
-            "outcome" => match retry {
-                None => "delivered",
-                Some(Some(_)) => "retrying",
-                Some(None) => "failed",
-            }
-        )
-        .increment(1);
         let attempted = Attempted {
             at: started,
             duration_ms,
@@ -554,6 +542,8 @@ impl App {
             response: response.chars().take(1024).collect(),
             retry,
         };
+        metrics::counter!(sms_runtime::metrics::WEBHOOK_ATTEMPTS, "outcome" => attempted.outcome())
+            .increment(1);
         let disable_before = Utc::now()
             - chrono::Duration::from_std(config.disable_after).unwrap_or(chrono::Duration::MAX);
         match store::record(&self.pool, &d, &attempted, disable_before).await {

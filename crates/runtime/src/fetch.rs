@@ -397,7 +397,8 @@ impl Fetcher {
             let status = response.status().as_u16();
             let limit = usize::try_from(self.policy.max_bytes).unwrap_or(usize::MAX);
             let mut start = Vec::new();
-            // An answer too slow to read, or unreadable, still has its status.
+            // An answer that breaks off, or is unreadable, still has its status (the timeout
+            // still bounds the whole call).
             while start.len() < limit {
                 match response.chunk().await {
                     Ok(Some(chunk)) => start.extend_from_slice(&chunk),

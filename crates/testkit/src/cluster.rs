@@ -42,6 +42,34 @@ impl Drop for Scratch {
     }
 }
 
+/// Runs `serve` on `listener` from a thread and tokio runtime of its own, for the life of the
+/// test process: a peer (the carrier, a webhook endpoint) must not stall when the harness's
+/// own runtime does (blocked in `pg_ctl`, or reaping a killed child), any more than a real one
+/// would.
+pub fn serve_apart<F, Fut>(name: &str, listener: std::net::TcpListener, serve: F)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future,
+{
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                listener
+                    .set_nonblocking(true)
+                    .expect("a non-blocking listener");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+                serve(listener).await;
+            });
+        })
+        .expect("a thread");
+}
+
 /// One process that can be killed and started again with the same command.
 #[derive(Debug)]
 pub struct Proc {

@@ -314,6 +314,17 @@ pub struct Attempted {
     pub retry: Option<Option<DateTime<Utc>>>,
 }
 
+impl Attempted {
+    /// `delivered`, `retrying` or `failed`: as recorded, listed and counted.
+    pub fn outcome(&self) -> &'static str {
+        match self.retry {
+            None => "delivered",
+            Some(Some(_)) => "retrying",
+            Some(None) => "failed",
+        }
+    }
+}
+
 /// Records an attempt, moves its delivery on, and keeps the endpoint's failure streak (an
 /// endpoint failing since before `disable_before` is disabled), in one transaction. Returns
 /// the disabled endpoint's reason when this disabled it.
@@ -323,11 +334,7 @@ pub async fn record(
     a: &Attempted,
     disable_before: DateTime<Utc>,
 ) -> Result<Option<String>, sqlx::Error> {
-    let (outcome, next) = match a.retry {
-        None => ("delivered", None),
-        Some(Some(at)) => ("retrying", Some(at)),
-        Some(None) => ("failed", None),
-    };
+    let (outcome, next) = (a.outcome(), a.retry.flatten());
     let mut tx = pool.begin().await?;
     sqlx::query!(
         "INSERT INTO composer.webhook_attempts
