@@ -16,6 +16,7 @@ mod outbox;
 mod pipeline;
 mod quiet;
 mod reflection;
+mod renting;
 mod resolution;
 mod rules;
 mod scale;

@@ -15,6 +15,7 @@
 //! * every request received is recorded, for tests (`GET /_sim/requests`).
 
 mod hooks;
+mod numbers;
 pub use hooks::ReceivedHook;
 
 use std::collections::{HashMap, HashSet};
@@ -77,6 +78,11 @@ pub struct Behaviour {
     /// A contact who answers: every message taken (or each whose body contains the pattern)
     /// gets this reply from its recipient, after a moment.
     pub auto_reply: Option<AutoReply>,
+    /// Whether the phone-number API (search, rent, list, configure, release) answers 503.
+    pub numbers_unavailable: bool,
+    /// Whether a rent takes the number but holds its answer back for [`Behaviour::hang`]
+    /// (at least a second): the caller times out not knowing it bought it.
+    pub rent_unanswered: bool,
 }
 
 /// The scripted contact's answer.
@@ -174,6 +180,8 @@ struct Inner {
     public_url: RwLock<Option<String>>,
     /// Webhooks the platform delivered to the development endpoint.
     hooks: Mutex<Vec<hooks::ReceivedHook>>,
+    /// The numbers for sale and those held.
+    numbers: Mutex<numbers::Numbers>,
 }
 
 /// The messages the simulated carrier took.
@@ -207,6 +215,7 @@ impl Sim {
                 incoming_url: RwLock::new(incoming_url),
                 public_url: RwLock::new(None),
                 hooks: Mutex::default(),
+                numbers: Mutex::new(numbers::Numbers::stocked()),
             }),
         })
     }
@@ -244,9 +253,14 @@ impl Sim {
         body: &str,
         media: Vec<(String, Vec<u8>)>,
     ) -> Result<(u16, String), String> {
-        let url = self
-            .incoming_url()
-            .ok_or_else(|| "no incoming-message URL is set (SMS_SIM_INCOMING_URL)".to_owned())?;
+        // A held number sends its messages where its holder said; a number of the inventory
+        // nobody holds receives nothing; any other number uses the general incoming URL.
+        let url = match self.route_incoming(to)? {
+            Some(url) => url,
+            None => self.incoming_url().ok_or_else(|| {
+                "no incoming-message URL is set (SMS_SIM_INCOMING_URL)".to_owned()
+            })?,
+        };
         let account = self.first_account();
         let base = self
             .inner
@@ -434,6 +448,20 @@ impl Sim {
             .route(
                 "/2010-04-01/Accounts/{account_sid}/Messages/{message_sid}",
                 get(fetch_message),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/AvailablePhoneNumbers/{country}/{resource}",
+                get(numbers::search),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers.json",
+                post(numbers::rent).get(numbers::list_held),
+            )
+            .route(
+                "/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}",
+                get(numbers::fetch_held)
+                    .post(numbers::update_held)
+                    .delete(numbers::release),
             )
             .route("/_sim/requests", get(list_requests))
             .route("/_sim/reply", post(post_reply))
@@ -792,6 +820,20 @@ fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRe
                 400,
                 21211,
                 format!("The 'To' number {} is not a valid phone number.", r.to),
+            ),
+        );
+    }
+    if !sim.may_send_from(account_sid, &r.from) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::new(
+                400,
+                21606,
+                format!(
+                    "The From phone number {} is not a valid, SMS-capable inbound phone number \
+                     or short code for your account.",
+                    r.from
+                ),
             ),
         );
     }

@@ -42,6 +42,8 @@ pub struct App {
     pub(crate) webhook_fetcher: sms_runtime::fetch::Fetcher,
     /// Wakes this replica's webhook deliveries when the fan-out made some.
     pub(crate) webhook_due: std::sync::Arc<tokio::sync::Notify>,
+    /// The carrier's number API (search, rent, import, release), when an account is set up.
+    pub(crate) carrier: Option<crate::carrier::Carrier>,
     /// Ends event-feed subscriptions when the service stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }

@@ -244,6 +244,62 @@ pub enum ComposerError {
     /// Something the call needs is not available now (the system's random source).
     #[error("not available now: {0}")]
     Unavailable(String),
+    /// Searching, renting and importing numbers need the carrier's account.
+    #[error(
+        "no carrier account is configured for renting numbers (SMS_TWILIO_ACCOUNT_SID, \
+         SMS_TWILIO_AUTH_TOKEN and SMS_PUBLIC_URL)"
+    )]
+    CarrierNotConfigured,
+    /// The carrier could not be asked, or did not answer; retrying is safe.
+    #[error("the carrier is not available now ({0}); try again: retrying is safe")]
+    CarrierUnavailable(String),
+    /// The carrier said no.
+    #[error("the carrier refused: {message}")]
+    CarrierRefused {
+        /// Its error code.
+        code: Option<u32>,
+        /// Its words.
+        message: String,
+    },
+    /// Not an ISO country code.
+    #[error("{} is not a country code (ISO 3166-1, such as US or GB)", quote(.0))]
+    InvalidCountry(String),
+    /// A number type this API does not know.
+    #[error("{0} is not a number type; the types are local, mobile and toll_free")]
+    UnknownNumberType(i32),
+    /// A bad area code.
+    #[error("invalid area code {}: {why}", quote(.area_code))]
+    InvalidAreaCode {
+        /// As given.
+        area_code: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A bad `contains` pattern.
+    #[error("invalid pattern {}: {why}", quote(.pattern))]
+    InvalidPattern {
+        /// As given.
+        pattern: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The number cannot be rented (any more).
+    #[error("{number} is not available for rent: {why}")]
+    NumberUnavailable {
+        /// E.164.
+        number: String,
+        /// Why.
+        why: String,
+    },
+    /// A voice-only number asked for without `allow_voice_only`.
+    #[error(
+        "{0} cannot send or receive SMS (the carrier lists it as voice-only); set \
+         allow_voice_only to rent it anyway"
+    )]
+    VoiceOnlyNumber(String),
+    /// Import of a number the carrier account does not hold.
+    #[error("the carrier account does not hold {0}; rent it, or import a number it holds")]
+    NotAtCarrier(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -329,6 +385,16 @@ impl ComposerError {
             ComposerError::TooManyWebhookEndpoints { .. } => "TOO_MANY_WEBHOOK_ENDPOINTS",
             ComposerError::InvalidReplay => "INVALID_REPLAY",
             ComposerError::Unavailable(_) => "UNAVAILABLE",
+            ComposerError::CarrierNotConfigured => "CARRIER_NOT_CONFIGURED",
+            ComposerError::CarrierUnavailable(_) => "CARRIER_UNAVAILABLE",
+            ComposerError::CarrierRefused { .. } => "CARRIER_REFUSED",
+            ComposerError::InvalidCountry(_) => "INVALID_COUNTRY",
+            ComposerError::UnknownNumberType(_) => "UNKNOWN_NUMBER_TYPE",
+            ComposerError::InvalidAreaCode { .. } => "INVALID_AREA_CODE",
+            ComposerError::InvalidPattern { .. } => "INVALID_PATTERN",
+            ComposerError::NumberUnavailable { .. } => "NUMBER_UNAVAILABLE",
+            ComposerError::VoiceOnlyNumber(_) => "VOICE_ONLY_NUMBER",
+            ComposerError::NotAtCarrier(_) => "NUMBER_NOT_AT_CARRIER",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
             ComposerError::InvalidCursor { .. } => "INVALID_CURSOR",
             ComposerError::CursorUnknown { .. } => "CURSOR_UNKNOWN",
@@ -471,6 +537,21 @@ impl ComposerError {
                 ("known", crate::webhooks::EVENT_TYPES.join(",")),
             ],
             ComposerError::TooManyWebhookEndpoints { max } => vec![("limit", max.to_string())],
+            ComposerError::CarrierRefused { code, .. } => {
+                vec![(
+                    "carrier_code",
+                    code.map(|c| c.to_string()).unwrap_or_default(),
+                )]
+            }
+            ComposerError::InvalidCountry(_) => vec![("field", "country".to_owned())],
+            ComposerError::UnknownNumberType(t) => {
+                vec![("field", "type".to_owned()), ("value", t.to_string())]
+            }
+            ComposerError::InvalidAreaCode { .. } => vec![("field", "area_code".to_owned())],
+            ComposerError::InvalidPattern { .. } => vec![("field", "contains".to_owned())],
+            ComposerError::NumberUnavailable { number, .. }
+            | ComposerError::NotAtCarrier(number)
+            | ComposerError::VoiceOnlyNumber(number) => vec![("number", number.clone())],
             _ => Vec::new(),
         };
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -509,7 +590,17 @@ impl ComposerError {
             | ComposerError::InvalidWebhookUrl { .. }
             | ComposerError::UnknownEventType(_)
             | ComposerError::InvalidReplay
+            | ComposerError::InvalidCountry(_)
+            | ComposerError::UnknownNumberType(_)
+            | ComposerError::InvalidAreaCode { .. }
+            | ComposerError::InvalidPattern { .. }
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
+            ComposerError::CarrierNotConfigured
+            | ComposerError::CarrierRefused { .. }
+            | ComposerError::NumberUnavailable { .. }
+            | ComposerError::VoiceOnlyNumber(_) => Code::FailedPrecondition,
+            ComposerError::CarrierUnavailable(_) => Code::Unavailable,
+            ComposerError::NotAtCarrier(_) => Code::NotFound,
             ComposerError::WebhookEndpointExists(_) => Code::AlreadyExists,
             ComposerError::TooManyWebhookEndpoints { .. } => Code::ResourceExhausted,
             ComposerError::Unavailable(_) => Code::Unavailable,

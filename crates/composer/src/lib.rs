@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
 pub mod app;
+pub mod carrier;
 pub mod check;
 pub mod contacts;
 pub mod error;
@@ -38,6 +39,7 @@ pub mod inbox;
 pub mod media;
 pub mod messages;
 pub mod numbers;
+pub mod renting;
 pub mod schedule;
 pub mod send;
 pub mod settings;
@@ -86,6 +88,10 @@ pub struct Config {
     pub feed_retention: Duration,
     /// How webhooks are delivered (`SMS_WEBHOOK_*`).
     pub webhooks: webhooks::WebhookConfig,
+    /// The carrier account numbers are rented from (`SMS_TWILIO_API_URL`,
+    /// `SMS_TWILIO_ACCOUNT_SID`, `SMS_TWILIO_AUTH_TOKEN`, `SMS_PUBLIC_URL`,
+    /// `SMS_CARRIER_TIMEOUT_MS`, `SMS_CARRIER_RELEASE_RETRY_MS`); none: searching, renting and importing are refused.
+    pub carrier: Option<carrier::CarrierConfig>,
 }
 
 impl Config {
@@ -110,6 +116,7 @@ impl Config {
             .collect();
         let fetch = sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?;
         Ok(Config {
+            carrier: carrier_config(env)?,
             webhooks: webhooks::WebhookConfig::from_env(env, &fetch)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens: sms_runtime::auth::tokens_from_env(env, dev)?,
@@ -133,6 +140,43 @@ impl Config {
             common,
         })
     }
+}
+
+/// The carrier account numbers are rented from: set when `SMS_TWILIO_ACCOUNT_SID` is.
+fn carrier_config(env: &Env<'_>) -> Result<Option<carrier::CarrierConfig>, ConfigError> {
+    let Some(account_sid) = env.raw("SMS_TWILIO_ACCOUNT_SID") else {
+        return Ok(None);
+    };
+    let auth_token = env.raw("SMS_TWILIO_AUTH_TOKEN").ok_or_else(|| {
+        ConfigError::new(
+            "SMS_TWILIO_AUTH_TOKEN",
+            "",
+            "the Twilio auth token is required with SMS_TWILIO_ACCOUNT_SID",
+        )
+    })?;
+    let public_url = env.raw("SMS_PUBLIC_URL").ok_or_else(|| {
+        ConfigError::new(
+            "SMS_PUBLIC_URL",
+            "",
+            "where the carrier reaches our webhooks is required with SMS_TWILIO_ACCOUNT_SID \
+             (rented numbers send their incoming messages there)",
+        )
+    })?;
+    if !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+        return Err(ConfigError::new(
+            "SMS_PUBLIC_URL",
+            public_url,
+            "expected an http(s) URL",
+        ));
+    }
+    Ok(Some(carrier::CarrierConfig {
+        api_url: env.string_or("SMS_TWILIO_API_URL", "https://api.twilio.com"),
+        account_sid,
+        auth_token,
+        public_url,
+        timeout: env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?,
+        release_retry: env.millis_or("SMS_CARRIER_RELEASE_RETRY_MS", renting::GIVE_BACK_EVERY)?,
+    }))
 }
 
 /// `SMS_STATUS_CHECK_AFTER_MS` and `SMS_STATUS_CHECKS`.
@@ -214,6 +258,11 @@ pub async fn run(
         senders,
         settings: settings::SettingsCache::default(),
         feed: feed::Feed::new(config.feed_retention),
+        carrier: config
+            .carrier
+            .clone()
+            .map(carrier::Carrier::new)
+            .transpose()?,
         shutdown: shutdown.clone(),
     });
     tokio::spawn(sms_runtime::health::serve(
@@ -307,6 +356,7 @@ pub async fn run(
         .clone()
         .run_webhooks(config.webhooks.clone(), shutdown.clone());
     let checks = check::run(app.clone(), config.status_check, shutdown.clone());
+    let give_backs = app.clone().run_give_backs(shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
@@ -328,7 +378,7 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies, opt_outs_fed, (), (), ()) = tokio::join!(
+    let (served, consumed, inbound, replies, opt_outs_fed, (), (), (), ()) = tokio::join!(
         server,
         statuses,
         inbound,
@@ -336,7 +386,8 @@ pub async fn run(
         opt_outs_fed,
         checks,
         pruned,
-        webhooks
+        webhooks,
+        give_backs
     );
     // Last: the relay publishes what the final commits left.
     base.relay.finish().await;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::app::{App, Caller, parse_id};
 use crate::error::{ComposerError, Entity, on_constraint};
-use crate::store::{self, GroupRow, NumberRow};
+use crate::store::{self, GroupRow, NumberRow, NumberSource};
 
 /// Longest group name.
 pub const MAX_GROUP_NAME: usize = 200;
@@ -49,22 +49,11 @@ impl App {
             ProtoNumberKind::Internal | ProtoNumberKind::Unspecified => NumberKind::Internal,
         };
         let (owner_user_id, owner_group_id) = match &req.owner {
-            Some(add_number_request::Owner::OwnerUserId(u)) if !u.trim().is_empty() => {
-                user_field("owner_user_id", u)?;
-                (Some(u.trim().to_owned()), None)
-            }
-            Some(add_number_request::Owner::OwnerGroupId(g)) if !g.trim().is_empty() => {
-                let id = parse_id("owner_group_id", g)?;
-                if store::groups::list(&self.pool, org, Some(id))
-                    .await?
-                    .is_empty()
-                {
-                    return Err(ComposerError::NotFound(Entity::Group));
-                }
-                (None, Some(id.to_string()))
-            }
-            _ => return Err(ComposerError::MissingOwner),
-        };
+            Some(add_number_request::Owner::OwnerUserId(u)) => self.owner(org, Some(u), None),
+            Some(add_number_request::Owner::OwnerGroupId(g)) => self.owner(org, None, Some(g)),
+            None => self.owner(org, None, None),
+        }
+        .await?;
         let region = parsed.region().map(|r| r.to_string()).unwrap_or_default();
         let sms_capable = req.sms_capable.unwrap_or_else(|| parsed.sms_supported());
         let mms_capable = req.mms_capable.unwrap_or_else(|| parsed.mms_supported()) && sms_capable;
@@ -111,6 +100,8 @@ impl App {
             created_at: Utc::now(),
             send_rate: rate.map(|(r, _)| r),
             send_burst: rate.map(|(_, b)| b),
+            source: NumberSource::Recorded,
+            carrier_sid: None,
         };
         // The number and its state for the dispatchers' copies (which clears a release of the
         // same number by this organization), in one transaction.
@@ -125,6 +116,32 @@ impl App {
         self.outbox.wake();
         self.feed.wake();
         Ok((row, warnings))
+    }
+
+    /// The owner a request names: a user (checked as an id) or a group of the organization.
+    pub(crate) async fn owner(
+        &self,
+        org: &str,
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>), ComposerError> {
+        match (user.map(str::trim), group.map(str::trim)) {
+            (Some(u), _) if !u.is_empty() => {
+                user_field("owner_user_id", u)?;
+                Ok((Some(u.to_owned()), None))
+            }
+            (_, Some(g)) if !g.is_empty() => {
+                let id = parse_id("owner_group_id", g)?;
+                if store::groups::list(&self.pool, org, Some(id))
+                    .await?
+                    .is_empty()
+                {
+                    return Err(ComposerError::NotFound(Entity::Group));
+                }
+                Ok((None, Some(id.to_string())))
+            }
+            _ => Err(ComposerError::MissingOwner),
+        }
     }
 
     /// The caller's organization's numbers.
@@ -192,6 +209,13 @@ impl App {
         self.outbox.wake();
         self.feed.wake();
         self.senders.forget(&row.organization_id, &row.number);
+        // Given back to the carrier now if it answers; otherwise by the next round of
+        // `give_back_released` (the release is recorded: nothing is forgotten).
+        if row.carrier_sid.is_some()
+            && let Err(e) = self.give_back(Some(row.id)).await
+        {
+            tracing::warn!(number = %row.number, error = %e, "giving the number back to the carrier failed; will retry");
+        }
         Ok(row)
     }
 
@@ -325,7 +349,7 @@ fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, Composer
 impl App {
     /// The number's state for the dispatchers' copies and its entry in the event feed, in the
     /// caller's transaction.
-    async fn announce_number(
+    pub(crate) async fn announce_number(
         &self,
         tx: &mut sqlx::PgConnection,
         row: &NumberRow,

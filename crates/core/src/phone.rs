@@ -465,6 +465,17 @@ impl PhoneNumber {
         &self.e164
     }
 
+    /// The national significant number's digits: the E.164 digits after the calling code
+    /// (`4155550100` for `+14155550100`).
+    pub fn national_digits(&self) -> String {
+        let code_len = self.calling_code.to_string().len();
+        self.e164
+            .trim_start_matches('+')
+            .chars()
+            .skip(code_len)
+            .collect()
+    }
+
     /// The country calling code, e.g. 1 or 44.
     pub fn calling_code(&self) -> u16 {
         self.calling_code

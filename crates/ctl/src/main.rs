@@ -13,6 +13,7 @@ mod input;
 mod later;
 mod offline;
 mod online;
+mod renting;
 mod settings;
 mod sim;
 mod webhooks;

@@ -52,7 +52,34 @@ pub struct Connection {
 /// `smsctl numbers …`.
 #[derive(Debug, Subcommand)]
 pub enum NumbersCommand {
-    /// Add (rent) a number for the organization.
+    /// Search the numbers the carrier has for rent in a country (warns when only voice-only
+    /// numbers are available).
+    Search(crate::renting::SearchArgs),
+    /// Rent a number from the carrier (as a search listed it): it sends and receives at once.
+    Rent {
+        /// The number, E.164.
+        number: String,
+        #[command(flatten)]
+        owner: crate::renting::OwnerArgs,
+        /// Rent it even though it cannot send SMS.
+        #[arg(long)]
+        allow_voice_only: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take on a number the carrier account already holds (ported in, bought elsewhere).
+    Import {
+        /// The number, E.164.
+        number: String,
+        #[command(flatten)]
+        owner: crate::renting::OwnerArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a number without the carrier: an external number (--external), or one the
+    /// carrier is set up for by other means.
     Add {
         /// The number, E.164.
         number: String,
@@ -101,10 +128,14 @@ pub enum NumbersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Release a number (it stops sending; another organization may rent it).
+    /// Release a number: it stops sending at once, and a rented or imported number is given
+    /// back to the carrier.
     Release {
         /// E.164 or id.
         number: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -305,6 +336,11 @@ pub struct ListArgs {
 }
 
 impl Connection {
+    /// The calling user, if set.
+    pub(crate) fn user(&self) -> Option<String> {
+        self.user.clone()
+    }
+
     pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.endpoint.clone())
             .with_context(|| format!("SMS_ENDPOINT {:?} is not a valid URL", self.endpoint))?;
@@ -448,7 +484,22 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
             let n = reply.number.context("the reply has no number")?;
             println!("{}", number_line(&n));
         }
-        NumbersCommand::Release { number } => {
+        NumbersCommand::Search(args) => return crate::renting::search(conn, args).await,
+        NumbersCommand::Rent {
+            number,
+            owner,
+            allow_voice_only,
+            json,
+        } => {
+            return crate::renting::take_on(conn, number, owner, Some(allow_voice_only), json)
+                .await;
+        }
+        NumbersCommand::Import {
+            number,
+            owner,
+            json,
+        } => return crate::renting::take_on(conn, number, owner, None, json).await,
+        NumbersCommand::Release { number, json } => {
             let request = conn.request(ReleaseNumberRequest { number }, false)?;
             let reply = client
                 .release_number(request)
@@ -456,7 +507,11 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
                 .map_err(explain)?
                 .into_inner();
             let n = reply.number.context("the reply has no number")?;
-            println!("released {}", n.number);
+            if json {
+                println!("{}", number_json(&n));
+            } else {
+                println!("released {}", n.number);
+            }
         }
         NumbersCommand::List { json } => {
             let request = conn.request(ListNumbersRequest {}, false)?;
@@ -1109,7 +1164,7 @@ pub(crate) fn message_json(m: &Message) -> Value {
     })
 }
 
-fn number_json(n: &PhoneNumber) -> Value {
+pub(crate) fn number_json(n: &PhoneNumber) -> Value {
     json!({
         "id": n.id,
         "number": n.number,
@@ -1123,10 +1178,20 @@ fn number_json(n: &PhoneNumber) -> Value {
         "owner_group_id": n.owner_group_id,
         "send_rate": n.send_rate,
         "send_burst": n.send_burst,
+        "source": source_name(n.source),
+        "carrier_sid": n.carrier_sid,
     })
 }
 
-fn number_line(n: &PhoneNumber) -> String {
+fn source_name(source: i32) -> &'static str {
+    match sms_proto::v1::NumberSource::try_from(source) {
+        Ok(sms_proto::v1::NumberSource::Rented) => "rented",
+        Ok(sms_proto::v1::NumberSource::Imported) => "imported",
+        _ => "recorded",
+    }
+}
+
+pub(crate) fn number_line(n: &PhoneNumber) -> String {
     let owner = if n.owner_group_id.is_empty() {
         format!("user {}", n.owner_user_id)
     } else {
@@ -1152,12 +1217,13 @@ fn number_line(n: &PhoneNumber) -> String {
         "  default rate".to_owned()
     };
     format!(
-        "{}  {}  {}  {}  [{}]  {owner}{rate}",
+        "{}  {}  {}  {}  [{}]  {owner}{rate}  {}",
         n.number,
         n.region,
         n.number_type,
         kind,
-        caps.join(",")
+        caps.join(","),
+        source_name(n.source)
     )
 }
 

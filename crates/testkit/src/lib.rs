@@ -327,6 +327,14 @@ impl Stack {
                 ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
             status_check: stack.options.status_check,
+            carrier: Some(sms_composer::carrier::CarrierConfig {
+                api_url: stack.sim_url.clone(),
+                account_sid: ACCOUNT_SID.to_owned(),
+                auth_token: AUTH_TOKEN.to_owned(),
+                public_url: stack.inbound_url.clone(),
+                timeout: stack.options.carrier_timeout,
+                release_retry: Duration::from_millis(500),
+            }),
             webhooks: sms_composer::webhooks::WebhookConfig {
                 retries: stack.options.webhook_retries.clone(),
                 timeout: stack.options.webhook_timeout,

@@ -3,6 +3,7 @@
 //! webhook forms ([`webhook`]) and error codes in our words ([`errors`]).
 
 pub mod errors;
+pub mod numbers;
 pub mod overrides;
 pub mod webhook;
 

@@ -8,7 +8,7 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_proto::v1::{
     Attachment, Direction as ProtoDirection, Group, Message, NumberKind as ProtoNumberKind,
-    PhoneNumber, StatusEntry, Template,
+    NumberSource, PhoneNumber, StatusEntry, Template,
 };
 use tonic::metadata::MetadataMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -194,5 +194,11 @@ pub(crate) fn number(n: NumberRow) -> PhoneNumber {
             .send_burst
             .and_then(|b| u32::try_from(b).ok())
             .unwrap_or(0),
+        source: match n.source {
+            crate::store::NumberSource::Recorded => NumberSource::Recorded as i32,
+            crate::store::NumberSource::Rented => NumberSource::Rented as i32,
+            crate::store::NumberSource::Imported => NumberSource::Imported as i32,
+        },
+        carrier_sid: n.carrier_sid.unwrap_or_default(),
     }
 }

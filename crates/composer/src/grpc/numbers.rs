@@ -4,9 +4,11 @@ use sms_proto::v1::numbers_service_server::NumbersService;
 use sms_proto::v1::{
     AddGroupMemberRequest, AddGroupMemberResponse, AddNumberRequest, AddNumberResponse,
     CreateGroupRequest, CreateGroupResponse, GetNumberRequest, GetNumberResponse,
-    ListGroupsRequest, ListGroupsResponse, ListNumbersRequest, ListNumbersResponse,
-    ReleaseNumberRequest, ReleaseNumberResponse, RemoveGroupMemberRequest,
-    RemoveGroupMemberResponse, SetNumberRateRequest, SetNumberRateResponse,
+    ImportNumberRequest, ImportNumberResponse, ListGroupsRequest, ListGroupsResponse,
+    ListNumbersRequest, ListNumbersResponse, ReleaseNumberRequest, ReleaseNumberResponse,
+    RemoveGroupMemberRequest, RemoveGroupMemberResponse, RentNumberRequest, RentNumberResponse,
+    SearchAvailableNumbersRequest, SearchAvailableNumbersResponse, SetNumberRateRequest,
+    SetNumberRateResponse, import_number_request, rent_number_request,
 };
 use tonic::{Request, Response, Status};
 
@@ -18,6 +20,64 @@ pub struct NumbersApi(pub Shared);
 
 #[tonic::async_trait]
 impl NumbersService for NumbersApi {
+    async fn search_available_numbers(
+        &self,
+        request: Request<SearchAvailableNumbersRequest>,
+    ) -> Result<Response<SearchAvailableNumbersResponse>, Status> {
+        call!(self, request, "SearchAvailableNumbers", |caller| {
+            self.0
+                .search_available(&caller, request.get_ref())
+                .await
+                .map(|found| SearchAvailableNumbersResponse {
+                    numbers: found.numbers,
+                    voice_only: found.voice_only,
+                    warnings: found.warnings,
+                })
+        })
+    }
+
+    async fn rent_number(
+        &self,
+        request: Request<RentNumberRequest>,
+    ) -> Result<Response<RentNumberResponse>, Status> {
+        call!(self, request, "RentNumber", |caller| {
+            let r = request.get_ref();
+            let owner = match &r.owner {
+                Some(rent_number_request::Owner::OwnerUserId(u)) => (Some(u.as_str()), None),
+                Some(rent_number_request::Owner::OwnerGroupId(g)) => (None, Some(g.as_str())),
+                None => (None, None),
+            };
+            self.0
+                .rent_number(&caller, &r.number, owner, r.allow_voice_only)
+                .await
+                .map(|(row, warnings)| RentNumberResponse {
+                    number: Some(number(row)),
+                    warnings,
+                })
+        })
+    }
+
+    async fn import_number(
+        &self,
+        request: Request<ImportNumberRequest>,
+    ) -> Result<Response<ImportNumberResponse>, Status> {
+        call!(self, request, "ImportNumber", |caller| {
+            let r = request.get_ref();
+            let owner = match &r.owner {
+                Some(import_number_request::Owner::OwnerUserId(u)) => (Some(u.as_str()), None),
+                Some(import_number_request::Owner::OwnerGroupId(g)) => (None, Some(g.as_str())),
+                None => (None, None),
+            };
+            self.0
+                .import_number(&caller, &r.number, owner)
+                .await
+                .map(|(row, warnings)| ImportNumberResponse {
+                    number: Some(number(row)),
+                    warnings,
+                })
+        })
+    }
+
     async fn add_number(
         &self,
         request: Request<AddNumberRequest>,

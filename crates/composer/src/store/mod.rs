@@ -19,6 +19,6 @@ pub use groups::GroupRow;
 pub use history::{HistoryRow, NewHistory};
 pub use media::{MediaRow, MediaState};
 pub use messages::{ListFilter, MessageRow, NewMessage};
-pub use numbers::NumberRow;
+pub use numbers::{NumberRow, NumberSource};
 pub use templates::TemplateRow;
 pub use usage::{ErroredLeadRow, MessageKind, UsageRow};

@@ -36,6 +36,40 @@ pub struct NumberRow {
     pub send_rate: Option<f64>,
     /// Its own burst (segments), if it has one.
     pub send_burst: Option<i32>,
+    /// How it came to us.
+    pub source: NumberSource,
+    /// The carrier's id (rented and imported numbers).
+    pub carrier_sid: Option<String>,
+}
+
+/// How a number came to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberSource {
+    /// Recorded as given (`AddNumber`): the carrier was not asked.
+    Recorded,
+    /// Rented from the carrier.
+    Rented,
+    /// Held at the carrier already, and taken on.
+    Imported,
+}
+
+impl NumberSource {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberSource::Recorded => "recorded",
+            NumberSource::Rented => "rented",
+            NumberSource::Imported => "imported",
+        }
+    }
+
+    fn parse(s: &str) -> NumberSource {
+        match s {
+            "rented" => NumberSource::Rented,
+            "imported" => NumberSource::Imported,
+            _ => NumberSource::Recorded,
+        }
+    }
 }
 
 /// A row as the database returns it (the number type is text there).
@@ -54,6 +88,8 @@ struct Raw {
     created_at: DateTime<Utc>,
     send_rate: Option<f64>,
     send_burst: Option<i32>,
+    source: String,
+    carrier_sid: Option<String>,
 }
 
 impl From<Raw> for NumberRow {
@@ -74,6 +110,8 @@ impl From<Raw> for NumberRow {
             created_at: r.created_at,
             send_rate: r.send_rate,
             send_burst: r.send_burst,
+            source: NumberSource::parse(&r.source),
+            carrier_sid: r.carrier_sid,
         }
     }
 }
@@ -107,7 +145,7 @@ async fn find_where(
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst
+                  created_at, send_rate, send_burst, source, carrier_sid
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
              AND ($2::uuid IS NULL OR id = $2) AND ($3::text IS NULL OR number = $3)"#,
@@ -127,7 +165,7 @@ pub async fn holder(pool: &PgPool, number: &str) -> Result<Option<NumberRow>, sq
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst
+                  created_at, send_rate, send_burst, source, carrier_sid
            FROM composer.numbers WHERE number = $1 AND released_at IS NULL"#,
         number
     )
@@ -149,7 +187,7 @@ pub async fn usable(
         Raw,
         r#"SELECT n.id, n.organization_id, n.number, n.region, n.number_type, n.sms_capable,
                   n.mms_capable, n.voice_capable, n.kind AS "kind: NumberKind", n.owner_user_id,
-                  n.owner_group_id, n.created_at, n.send_rate, n.send_burst
+                  n.owner_group_id, n.created_at, n.send_rate, n.send_burst, n.source, n.carrier_sid
            FROM composer.numbers n
            LEFT JOIN LATERAL (
                SELECT max(m.created_at) AS last_used FROM composer.messages m
@@ -178,8 +216,8 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
         "INSERT INTO composer.numbers
             (id, organization_id, number, region, number_type, sms_capable, mms_capable,
              voice_capable, kind, owner_user_id, owner_group_id, created_at, send_rate,
-             send_burst)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             send_burst, source, carrier_sid)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         n.id,
         n.organization_id,
         n.number,
@@ -193,7 +231,9 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
         n.owner_group_id,
         n.created_at,
         n.send_rate,
-        n.send_burst
+        n.send_burst,
+        n.source.as_str(),
+        n.carrier_sid
     )
     .execute(conn)
     .await
@@ -207,7 +247,7 @@ pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst
+                  created_at, send_rate, send_burst, source, carrier_sid
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
            ORDER BY created_at, id"#,
@@ -218,7 +258,8 @@ pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>
     Ok(rows.into_iter().map(NumberRow::from).collect())
 }
 
-/// Releases a number; returns whether it was held.
+/// Releases a number (one the carrier holds for us then waits to be given back to it);
+/// returns whether it was held.
 #[tracing::instrument(skip(conn))]
 pub async fn release(
     conn: &mut PgConnection,
@@ -226,7 +267,8 @@ pub async fn release(
     id: Uuid,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
-        "UPDATE composer.numbers SET released_at = now()
+        "UPDATE composer.numbers
+         SET released_at = now(), carrier_release_pending = carrier_sid IS NOT NULL
          WHERE organization_id = $1 AND id = $2 AND released_at IS NULL",
         organization_id,
         id
@@ -251,7 +293,7 @@ pub async fn set_rate(
            WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
            RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
                      voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                     created_at, send_rate, send_burst"#,
+                     created_at, send_rate, send_burst, source, carrier_sid"#,
         organization_id,
         id,
         rate.map(|(r, _)| r),
@@ -260,4 +302,110 @@ pub async fn set_rate(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(NumberRow::from))
+}
+
+/// Starts a rent or import of `number` for `organization_id`: false when another
+/// organization's is under way (and not stale).
+#[tracing::instrument(skip(pool))]
+pub async fn reserve(
+    pool: &PgPool,
+    number: &str,
+    organization_id: &str,
+    stale_after_secs: f64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "INSERT INTO composer.number_rentals (number, organization_id) VALUES ($1, $2)
+         ON CONFLICT (number) DO UPDATE SET organization_id = $2, started_at = now()
+         WHERE number_rentals.organization_id = $2
+            OR number_rentals.started_at < now() - make_interval(secs => $3)",
+        number,
+        organization_id,
+        stale_after_secs
+    )
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends a rent or import of `number` by `organization_id` (in the caller's transaction when it
+/// succeeded, so that the number and the end are one).
+#[tracing::instrument(skip(conn))]
+pub async fn unreserve(
+    conn: &mut PgConnection,
+    number: &str,
+    organization_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM composer.number_rentals WHERE number = $1 AND organization_id = $2",
+        number,
+        organization_id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Whether a released `number` still waits to be given back to the carrier.
+#[tracing::instrument(skip(pool))]
+pub async fn release_pending(pool: &PgPool, number: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM composer.numbers
+                          WHERE number = $1 AND carrier_release_pending) AS "pending!""#,
+        number
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}
+
+/// A released number still to be given back to the carrier.
+#[derive(Debug, Clone)]
+pub struct PendingRelease {
+    /// The row.
+    pub id: Uuid,
+    /// E.164.
+    pub number: String,
+    /// The carrier's id.
+    pub carrier_sid: String,
+    /// Whether the number is held again meanwhile (added again by someone): then the carrier
+    /// keeps it.
+    pub held_again: bool,
+}
+
+/// Locks up to `limit` released numbers still to be given back (or only `id`), skipping those
+/// another replica is giving back; the locks last as long as `conn`'s transaction.
+#[tracing::instrument(skip(conn))]
+pub async fn lock_pending_releases(
+    conn: &mut PgConnection,
+    id: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<PendingRelease>, sqlx::Error> {
+    sqlx::query_as!(
+        PendingRelease,
+        r#"SELECT n.id, n.number, n.carrier_sid AS "carrier_sid!",
+                  EXISTS (SELECT 1 FROM composer.numbers h
+                          WHERE h.number = n.number AND h.released_at IS NULL) AS "held_again!"
+           FROM composer.numbers n
+           WHERE n.carrier_release_pending AND n.carrier_sid IS NOT NULL
+             AND ($1::uuid IS NULL OR n.id = $1)
+           ORDER BY n.released_at
+           LIMIT $2
+           FOR UPDATE OF n SKIP LOCKED"#,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The number was given back to the carrier (or is kept, being held again).
+#[tracing::instrument(skip(conn))]
+pub async fn release_done(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE composer.numbers SET carrier_release_pending = false WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
