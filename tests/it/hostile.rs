@@ -232,6 +232,15 @@ const FIELDS: &[Field] = &[
     field("AddNumber", "owner_user_id", 128, false),
     field("AddNumber", "owner_group_id", 64, false),
     field("GetNumber", "number", 64, false),
+    field("SearchAvailableNumbers", "country", 8, false),
+    field("SearchAvailableNumbers", "area_code", 16, false),
+    field("SearchAvailableNumbers", "contains", 32, false),
+    field("RentNumber", "number", 64, false),
+    field("RentNumber", "owner_user_id", 128, false),
+    field("RentNumber", "owner_group_id", 64, false),
+    field("ImportNumber", "number", 64, false),
+    field("ImportNumber", "owner_user_id", 128, false),
+    field("ImportNumber", "owner_group_id", 64, false),
     field("ReleaseNumber", "number", 64, false),
     field("CreateGroup", "name", 200, false),
     field("AddGroupMember", "group_id", 64, false),
@@ -479,6 +488,44 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
                 _ => r.owner = Some(add_number_request::Owner::OwnerGroupId(v)),
             }
             answer(c.numbers.add_number(as_user(r)).await)
+        }
+        ("SearchAvailableNumbers", _) => {
+            let mut r = SearchAvailableNumbersRequest {
+                country: "US".into(),
+                ..Default::default()
+            };
+            match name {
+                "country" => r.country = v,
+                "area_code" => r.area_code = v,
+                _ => r.contains = v,
+            }
+            answer(c.numbers.search_available_numbers(as_user(r)).await)
+        }
+        ("RentNumber", _) => {
+            // Not for sale at the simulator: nothing is ever bought here.
+            let mut r = RentNumberRequest {
+                number: "+12015550177".into(),
+                owner: Some(rent_number_request::Owner::OwnerUserId(USER.into())),
+                allow_voice_only: false,
+            };
+            match name {
+                "number" => r.number = v,
+                "owner_user_id" => r.owner = Some(rent_number_request::Owner::OwnerUserId(v)),
+                _ => r.owner = Some(rent_number_request::Owner::OwnerGroupId(v)),
+            }
+            answer(c.numbers.rent_number(as_user(r)).await)
+        }
+        ("ImportNumber", _) => {
+            let mut r = ImportNumberRequest {
+                number: "+12015550177".into(),
+                owner: Some(import_number_request::Owner::OwnerUserId(USER.into())),
+            };
+            match name {
+                "number" => r.number = v,
+                "owner_user_id" => r.owner = Some(import_number_request::Owner::OwnerUserId(v)),
+                _ => r.owner = Some(import_number_request::Owner::OwnerGroupId(v)),
+            }
+            answer(c.numbers.import_number(as_user(r)).await)
         }
         ("GetNumber", _) => answer(
             c.numbers

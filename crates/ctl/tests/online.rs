@@ -657,3 +657,95 @@ async fn webhooks_add_list_attempts_replay_rotate_disable_delete() {
     assert!(err.contains("WEBHOOK_ENDPOINT_NOT_FOUND"), "{err}");
     stack.shutdown().await;
 }
+
+/// `numbers search`, `rent`, `import` and `release`, readable and `--json`, through the
+/// binary: the voice-only warning, a rented number that receives, a refusal's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_search_rent_import_release() {
+    let stack = Stack::start().await;
+    let ctl = Ctl { stack: &stack };
+    let found = ctl
+        .ok(&["numbers", "search", "US", "--area-code", "415"])
+        .await;
+    let first = found.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("+1415") && first.contains("[sms,mms,voice]"),
+        "{found}"
+    );
+    assert!(first.contains("San Francisco, CA"), "{first}");
+    let number = first.split_whitespace().next().unwrap().to_owned();
+
+    let (code, out, err) = ctl.run(&["numbers", "search", "DE"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("VOICE ONLY"), "{out}");
+    assert!(
+        err.contains("warning: only voice-only local numbers"),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["numbers", "search", "DE", "--json"]).await).unwrap();
+    assert_eq!(json["voice_only"], true);
+    assert_eq!(json["numbers"][0]["sms_capable"], false);
+    let voice = json["numbers"][0]["number"].as_str().unwrap().to_owned();
+
+    let rented = ctl.ok(&["numbers", "rent", &number]).await;
+    assert!(
+        rented.contains(&number) && rented.contains("rented"),
+        "{rented}"
+    );
+    let sid = ctl
+        .ok(&[
+            "sim",
+            "reply",
+            "--from",
+            "+14155550111",
+            "--to",
+            &number,
+            "--body",
+            "hi",
+        ])
+        .await;
+    assert!(sid.trim().starts_with("SM"), "{sid}");
+
+    let (code, _, err) = ctl.run(&["numbers", "rent", &voice]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("VOICE_ONLY_NUMBER") && err.contains("allow_voice_only"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &ctl.ok(&["numbers", "rent", &voice, "--allow-voice-only", "--json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(json["number"]["sms_capable"], false);
+    assert_eq!(json["number"]["source"], "rented");
+    assert!(json["warnings"][0].as_str().unwrap().contains("voice-only"));
+
+    let gb = ctl
+        .ok(&["numbers", "search", "GB", "--type", "mobile"])
+        .await;
+    let mobile = gb.split_whitespace().next().unwrap().to_owned();
+    let (code, _, err) = ctl.run(&["numbers", "import", &mobile]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("NUMBER_NOT_AT_CARRIER"), "{err}");
+    stack
+        .sim
+        .give_number(sms_testkit::ACCOUNT_SID, &mobile)
+        .unwrap();
+    let imported: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["numbers", "import", &mobile, "--json"]).await).unwrap();
+    assert_eq!(imported["number"]["source"], "imported");
+    assert_eq!(imported["number"]["mms_capable"], false);
+
+    let released: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["numbers", "release", &number, "--json"]).await).unwrap();
+    assert_eq!(released["number"], number.as_str());
+    assert!(stack.sim.held_number(&number).is_none());
+    let (code, _, err) = ctl
+        .run(&["numbers", "search", "US", "--area-code", "41"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("INVALID_AREA_CODE"), "{err}");
+    stack.shutdown().await;
+}
