@@ -28,7 +28,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Made by hand before `kubectl apply -k` (deploy/README.md, secret.example.yaml).
-MADE_BY_HAND = {("Secret", "sms-secrets")}
+MADE_BY_HAND = {("Secret", "sms-secrets"), ("Secret", "sms-nats-users")}
 problems = []
 
 
@@ -124,6 +124,9 @@ def check_references(objects, binaries, variables):
                     if key in source and (kind, source[key]["name"]) not in present:
                         problem(f"{where}: {c['name']} takes env from {kind} {source[key]['name']}, which is not deployed")
             for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ("Secret", ref["name"]) not in present:
+                    problem(f"{where}: {c['name']} reads {e['name']} from Secret {ref['name']}, which is not deployed")
                 if e["name"].startswith("SMS_") and e["name"] not in variables:
                     problem(f"{where}: {c['name']} sets {e['name']}, which no service reads")
             command = c.get("command") or c.get("args") or []

@@ -20,6 +20,7 @@ use tracing::{Instrument, field};
 
 mod event;
 pub mod metrics;
+pub mod permissions;
 mod subjects;
 pub mod trace;
 

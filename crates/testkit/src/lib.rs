@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sms_bus::permissions::Service;
 use sms_bus::{Bus, BusConfig};
 use sms_carrier_sim::{Sim, SimConfig};
 use sms_dispatcher::{Carrier, CarrierError, CarrierMessage, Receipt, Twilio};
@@ -137,6 +138,22 @@ pub struct Options {
     pub webhook_timeout: Duration,
     /// How long a webhook endpoint may fail every attempt before it is disabled.
     pub webhook_disable_after: Duration,
+    /// A NATS of the test's own with a user per service (the deploy configuration's shape);
+    /// the machine's, with no credentials, when `None`.
+    pub nats: Option<NatsAccess>,
+    /// The subject namespace (a fresh one when `None`).
+    pub namespace: Option<String>,
+}
+
+/// Where the services find NATS and as whom each connects.
+#[derive(Debug, Clone)]
+pub struct NatsAccess {
+    /// The server's URL.
+    pub url: String,
+    /// Each service's credentials.
+    pub users: HashMap<sms_bus::permissions::Service, sms_bus::NatsAuth>,
+    /// The test's own (assertions, clean-up): any permissions.
+    pub admin: sms_bus::NatsAuth,
 }
 
 impl Default for Options {
@@ -159,6 +176,8 @@ impl Default for Options {
             webhook_retries: vec![Duration::from_millis(200); 7],
             webhook_timeout: Duration::from_secs(2),
             webhook_disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
+            nats: None,
+            namespace: None,
         }
     }
 }
@@ -258,7 +277,7 @@ impl Stack {
     pub async fn start_with(options: Options) -> Stack {
         init_tracing();
         let database_url = fresh_database().await;
-        let namespace = fresh_namespace();
+        let namespace = options.namespace.clone().unwrap_or_else(fresh_namespace);
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
 
@@ -280,9 +299,16 @@ impl Stack {
         let optout_url = format!("http://{}", optout_listener.local_addr().unwrap());
 
         let mut stack = Stack {
-            bus: Bus::connect(BusConfig::new(NATS_URL, &namespace))
-                .await
-                .unwrap(),
+            bus: Bus::connect(match &options.nats {
+                None => BusConfig::new(NATS_URL, &namespace),
+                Some(n) => {
+                    let mut c = BusConfig::new(n.url.clone(), &namespace);
+                    c.auth = n.admin.clone();
+                    c
+                }
+            })
+            .await
+            .unwrap(),
             database_url,
             namespace,
             sim,
@@ -297,7 +323,7 @@ impl Stack {
             shutdown: shutdown.clone(),
             tasks,
         };
-        let common = stack.common();
+        let common = stack.common_for(Service::Composer);
         let sim_host = stack.sim_url.trim_start_matches("http://").to_owned();
         let allow_private: Vec<String> = std::iter::once(sim_host.clone())
             .chain(stack.options.fetch_allow_private.iter().cloned())
@@ -350,7 +376,7 @@ impl Stack {
             shutdown.clone(),
         )));
         let inbound = sms_inbound::Config {
-            common: common.clone(),
+            common: stack.common_for(Service::Inbound),
             public_url: stack.inbound_url.clone(),
             twilio_accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
             patience: std::time::Duration::from_secs(8),
@@ -364,7 +390,7 @@ impl Stack {
             stack.start_scheduler();
         }
         let optout = sms_optout::Config {
-            common,
+            common: stack.common_for(Service::OptOut),
             health_addr: None,
             api_tokens: stack.options.api_tokens.clone(),
         };
@@ -380,19 +406,26 @@ impl Stack {
         stack
     }
 
-    fn common(&self) -> CommonConfig {
-        common_config(
+    /// `service`'s settings: this stack's database and namespace, and its NATS user when the
+    /// stack has a NATS of its own.
+    fn common_for(&self, service: Service) -> CommonConfig {
+        let mut c = common_config(
             &self.namespace,
             &self.database_url,
             self.options.db_max_connections,
             self.options.ack_wait,
-        )
+        );
+        if let Some(n) = &self.options.nats {
+            c.nats_url = n.url.clone();
+            c.nats_auth = n.users.get(&service).cloned().unwrap_or_default();
+        }
+        c
     }
 
     /// Starts one more scheduler instance.
     pub fn start_scheduler(&mut self) {
         let config = sms_scheduler::Config {
-            common: self.common(),
+            common: self.common_for(Service::Scheduler),
             health_addr: None,
             batch: 1000,
             poll: Duration::from_secs(1),
@@ -414,7 +447,7 @@ impl Stack {
     /// Starts one more dispatcher instance on the shared consumer.
     pub fn start_dispatcher(&mut self) {
         let config = sms_dispatcher::Config {
-            common: self.common(),
+            common: self.common_for(Service::Dispatcher),
             health_addr: None,
             public_url: self.inbound_url.clone(),
             twilio_api_url: self.sim_url.clone(),
