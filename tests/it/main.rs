@@ -22,4 +22,5 @@ mod rules;
 mod scale;
 mod schedule;
 mod sending;
+mod traces;
 mod webhooks;

@@ -109,13 +109,31 @@ pub struct Encoded {
 
 impl Encoded {
     /// `event`, encoded in the current span.
+    ///
+    /// The event's creation is a producer span (messaging semantic conventions, operation
+    /// `create`: the outbox sends it later) whose context the event carries, so that each
+    /// consumer's processing of it is that span's child.
     pub fn new<E: Event>(subjects: &Subjects, event: &E) -> Encoded {
+        let subject = event.subject(subjects);
+        let event_id = event.event_id().to_owned();
+        let span = tracing::info_span!(
+            "create",
+            otel.name = %format_args!("create {}", E::NAME),
+            otel.kind = "producer",
+            "messaging.system" = "nats",
+            "messaging.operation.type" = "create",
+            "messaging.operation.name" = "create",
+            "messaging.destination.name" = %subject,
+            "messaging.message.id" = %event_id,
+            "sms.message_id" = %event.message_id(),
+        );
+        let traceparent = span.in_scope(crate::trace::current_traceparent);
         Encoded {
-            event_id: event.event_id().to_owned(),
-            subject: event.subject(subjects),
+            event_id,
+            subject,
             event_type: E::TYPE.to_owned(),
             payload: event.encode_to_vec(),
-            traceparent: crate::trace::current_traceparent(),
+            traceparent,
         }
     }
 }

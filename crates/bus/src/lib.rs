@@ -735,9 +735,13 @@ impl Bus {
         Fut: Future<Output = Vec<Result<(), HandleError>>> + Send,
     {
         let span = tracing::info_span!(
-            "consume_batch",
-            consumer = %kind.durable_name(),
-            events = messages.len(),
+            "process batch",
+            otel.name = %format_args!("process {}", kind.filter_subject(&self.subjects)),
+            otel.kind = "consumer",
+            "messaging.system" = "nats",
+            "messaging.operation.type" = "process",
+            "messaging.consumer.group.name" = %kind.durable_name(),
+            "messaging.batch.message_count" = messages.len(),
         );
         async {
             let mut events = Vec::with_capacity(messages.len());
@@ -747,8 +751,13 @@ impl Bus {
                 match decode::<E>(&message) {
                     Ok(event) => {
                         trace::link_from(&tracing::Span::current(), message.headers.as_ref());
+                        // Each event's processing in its own trace too: a span that is the
+                        // child of the event's creation and lasts as long as its batch.
+                        let each = process_span(&self.subjects, kind, &message);
+                        trace::set_parent_from(&each, message.headers.as_ref());
+                        each.record("sms.message_id", event.message_id());
                         events.push((event, delivery));
-                        kept.push((message, delivery));
+                        kept.push((message, delivery, each));
                     }
                     Err(reason) => self.dead_letter(kind, &message, &reason).await,
                 }
@@ -771,7 +780,7 @@ impl Bus {
                 .into_iter()
                 .map(Some)
                 .chain(std::iter::repeat_with(|| None));
-            for ((message, delivery), result) in kept.iter().zip(results) {
+            for ((message, delivery, _each), result) in kept.iter().zip(results) {
                 let result = result.unwrap_or_else(|| {
                     Err(HandleError::Retry {
                         reason: "no outcome from the batch handler".into(),
@@ -791,12 +800,7 @@ impl Bus {
         F: Fn(E, Delivery) -> Fut + Send + Sync,
         Fut: Future<Output = Result<(), HandleError>> + Send,
     {
-        let span = tracing::info_span!(
-            "consume",
-            consumer = %kind.durable_name(),
-            subject = %message.subject,
-            message_id = field::Empty,
-        );
+        let span = process_span(&self.subjects, kind, &message);
         trace::set_parent_from(&span, message.headers.as_ref());
         async {
             let delivery = self.delivery(&message);
@@ -804,7 +808,7 @@ impl Bus {
                 Ok(e) => e,
                 Err(reason) => return self.dead_letter(kind, &message, &reason).await,
             };
-            tracing::Span::current().record("message_id", event.message_id());
+            tracing::Span::current().record("sms.message_id", event.message_id());
             let started = std::time::Instant::now();
             // A handler that takes a while (a message waiting for its sender's rate) keeps the
             // event: JetStream is told it is in progress, so it is not redelivered meanwhile.
@@ -979,6 +983,33 @@ impl Bus {
             Err(e) => tracing::error!(error = %e, "dead-letter publish failed"),
         }
     }
+}
+
+/// A consumer's processing of one message (messaging semantic conventions: operation
+/// `process`, span kind consumer).
+fn process_span(
+    subjects: &Subjects,
+    kind: ConsumerKind,
+    message: &jetstream::Message,
+) -> tracing::Span {
+    let event_id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Msg-Id"))
+        .map_or("", |v| v.as_str());
+    tracing::info_span!(
+        "process",
+        // Named after the consumer's filter (low cardinality: no numbers, no organizations).
+        otel.name = %format_args!("process {}", kind.filter_subject(subjects)),
+        otel.kind = "consumer",
+        "messaging.system" = "nats",
+        "messaging.operation.type" = "process",
+        "messaging.operation.name" = "process",
+        "messaging.destination.name" = %message.subject,
+        "messaging.consumer.group.name" = %kind.durable_name(),
+        "messaging.message.id" = %event_id,
+        "sms.message_id" = field::Empty,
+    )
 }
 
 /// A replica's local set of (organization, key) pairs — opted-out contacts, released numbers —

@@ -6,8 +6,7 @@
 fn a_quiet_log_filter_keeps_the_trace_context_flowing() {
     let config = sms_runtime::TelemetryConfig {
         log: "error".into(),
-        json: false,
-        otlp_endpoint: None,
+        ..Default::default()
     };
     let _telemetry = sms_runtime::Telemetry::init("trace-test", &config);
     let mut incoming = async_nats::HeaderMap::new();

@@ -11,6 +11,7 @@ use sms_proto::events::v1::{
     ScheduleCommand, ScheduleCommandReply, StatusChanged, StatusSource, schedule_command,
 };
 use sms_proto::v1::LocalDateTime;
+use tracing::Instrument as _;
 
 use crate::app::{App, Caller};
 use crate::error::ComposerError;
@@ -158,11 +159,27 @@ impl App {
             )),
             action: Some(action),
         };
-        let request = self.bus.client().request(
-            self.bus.subjects().scheduler_command(),
+        // A client span whose context travels in the request's headers: the scheduler's
+        // handling joins the caller's trace.
+        let subject = self.bus.subjects().scheduler_command();
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("send {subject}"),
+            otel.kind = "client",
+            "messaging.system" = "nats",
+            "messaging.operation.type" = "send",
+            "messaging.destination.name" = %subject,
+            "sms.message_id" = %m.id,
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        span.in_scope(|| sms_bus::trace::inject_current(&mut headers));
+        let request = self.bus.client().request_with_headers(
+            subject,
+            headers,
             command.encode_to_vec().into(),
         );
         let reply = tokio::time::timeout(Duration::from_secs(5), request)
+            .instrument(span)
             .await
             .map_err(|_| ComposerError::SchedulerUnavailable("no answer within 5 s".into()))?
             .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;

@@ -771,8 +771,23 @@ impl Dispatcher {
         valid_until: DateTime<Utc>,
     ) -> Result<Receipt, CarrierError> {
         let started = std::time::Instant::now();
-        let message = self.carrier_message(m, validity_left(valid_until));
-        let outcome = self.carrier.send(&message).await;
+        // The carrier call as a client span: the carrier gets its context (`traceparent`), and
+        // so does the status callback URL, so the webhooks it causes join this trace under it.
+        let span = tracing::info_span!(
+            "carrier send",
+            otel.name = "POST Messages",
+            otel.kind = "client",
+            "http.request.method" = "POST",
+            "sms.carrier" = "twilio",
+            "sms.message_id" = %m.message_id,
+            otel.status_code = tracing::field::Empty,
+        );
+        let message = span.in_scope(|| self.carrier_message(m, validity_left(valid_until)));
+        let outcome =
+            tracing::Instrument::instrument(self.carrier.send(&message), span.clone()).await;
+        if outcome.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
         metrics::histogram!(sms_runtime::metrics::CARRIER_REQUEST_SECONDS)
             .record(started.elapsed());
         metrics::counter!(

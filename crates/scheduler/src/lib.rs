@@ -26,6 +26,7 @@ use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 /// The scheduler's schema.
@@ -163,14 +164,28 @@ impl Scheduler {
                 let Some(reply_to) = request.reply.clone() else {
                     continue;
                 };
+                // The caller's trace continues here (its context is in the headers).
+                let span = tracing::info_span!(
+                    "process",
+                    otel.name = %format_args!("process {}", request.subject),
+                    otel.kind = "server",
+                    "messaging.system" = "nats",
+                    "messaging.operation.type" = "process",
+                    "messaging.destination.name" = %request.subject,
+                );
+                sms_bus::trace::set_parent_from(&span, request.headers.as_ref());
                 let reply = match ScheduleCommand::decode(request.payload.clone()) {
-                    Ok(command) => self.command(command).await.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "schedule command failed");
-                        ScheduleCommandReply {
-                            error: "the scheduler could not carry out the command".into(),
-                            ..Default::default()
-                        }
-                    }),
+                    Ok(command) => self
+                        .command(command)
+                        .instrument(span.clone())
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(parent: &span, error = %e, "schedule command failed");
+                            ScheduleCommandReply {
+                                error: "the scheduler could not carry out the command".into(),
+                                ..Default::default()
+                            }
+                        }),
                     Err(e) => ScheduleCommandReply {
                         error: format!("undecodable command: {e}"),
                         ..Default::default()

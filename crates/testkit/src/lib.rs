@@ -46,11 +46,11 @@ pub const USER: &str = "user-1";
 
 /// Installs tracing once per process (so trace ids exist and propagate).
 pub fn init_tracing() {
-    let config = sms_runtime::TelemetryConfig {
-        log: std::env::var("SMS_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        json: false,
-        otlp_endpoint: None,
-    };
+    // The standard OTEL_* variables apply (OTEL_SDK_DISABLED=true, say, for a benchmark
+    // without any span bookkeeping); the log filter is SMS_TEST_LOG's.
+    let mut config = sms_runtime::TelemetryConfig::from_env(&sms_runtime::Env::from_process())
+        .unwrap_or_default();
+    config.log = std::env::var("SMS_TEST_LOG").unwrap_or_else(|_| "warn".into());
     // Kept for the life of the process: tests never flush spans anywhere.
     std::mem::forget(sms_runtime::Telemetry::init("tests", &config));
 }

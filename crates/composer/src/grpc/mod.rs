@@ -52,7 +52,16 @@ impl Extractor for MetadataExtractor<'_> {
 
 /// A span for one call, continuing the caller's trace when it sent a `traceparent`.
 pub(crate) fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
-    let span = tracing::info_span!("grpc", method, system = tracing::field::Empty);
+    // A server span (RPC semantic conventions), named after the method.
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = method,
+        otel.kind = "server",
+        "rpc.system" = "grpc",
+        "rpc.method" = method,
+        method,
+        system = tracing::field::Empty,
+    );
     let cx = TraceContextPropagator::new().extract(&MetadataExtractor(metadata));
     let _ = span.set_parent(cx);
     span
