@@ -19,6 +19,7 @@ Usage: scripts/check-deploy.py [--k8s 1.32]
 import argparse
 import json
 import pathlib
+import os
 import re
 import shutil
 import subprocess
@@ -52,11 +53,33 @@ def workspace_binaries():
 
 
 def variables_read():
-    """Every SMS_ variable named in the services' source (what they can read)."""
+    """Every SMS_ and OTEL_ variable named in the services' source (what they can read; the
+    OTEL_ ones are sms-runtime's KNOWN_OTEL_VARIABLES)."""
     names = set()
     for path in (ROOT / "crates").rglob("*.rs"):
-        names.update(re.findall(r'"(SMS_[A-Z0-9_]+)"', path.read_text()))
+        names.update(re.findall(r'"((?:SMS|OTEL)_[A-Z0-9_]+)"', path.read_text()))
     return names
+
+
+def dockerfile_build():
+    """The Dockerfile's build step: the `cargo build` arguments it runs."""
+    build = re.search(r"cargo build ([^\\\n&]*)", (ROOT / "Dockerfile").read_text())
+    return build.group(1).split() if build else []
+
+
+def run_dockerfile_build(copied):
+    """Runs the Dockerfile's build step as it stands (offline query cache, as in the image) and
+    checks that every binary it copies was built."""
+    command = ["cargo", "build", *dockerfile_build()]
+    print(f"check-deploy: running the Dockerfile's build step: {' '.join(command)}", flush=True)
+    env = dict(os.environ, SQLX_OFFLINE="true")
+    if subprocess.run(command, cwd=ROOT, env=env).returncode != 0:
+        problem("the Dockerfile's build step fails")
+        return
+    for name in sorted(copied):
+        path = ROOT / "target" / "release" / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            problem(f"the Dockerfile copies {name}, which its build step did not make")
 
 
 def dockerfile_binaries():
@@ -127,7 +150,7 @@ def check_references(objects, binaries, variables):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref and ("Secret", ref["name"]) not in present:
                     problem(f"{where}: {c['name']} reads {e['name']} from Secret {ref['name']}, which is not deployed")
-                if e["name"].startswith("SMS_") and e["name"] not in variables:
+                if e["name"].startswith(("SMS_", "OTEL_")) and e["name"] not in variables:
                     problem(f"{where}: {c['name']} sets {e['name']}, which no service reads")
             command = c.get("command") or c.get("args") or []
             image = c.get("image", "")
@@ -136,7 +159,7 @@ def check_references(objects, binaries, variables):
     for o in objects:
         if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "sms-config":
             for name in o.get("data", {}):
-                if name.startswith("SMS_") and name not in variables:
+                if name.startswith(("SMS_", "OTEL_")) and name not in variables:
                     problem(f"ConfigMap/sms-config sets {name}, which no service reads")
 
 
@@ -175,7 +198,7 @@ def check_compose(binaries, variables):
         env = s.get("environment", {})
         names = env.keys() if isinstance(env, dict) else [e.split("=")[0] for e in env]
         for var in names:
-            if var.startswith("SMS_") and var not in variables:
+            if var.startswith(("SMS_", "OTEL_")) and var not in variables:
                 problem(f"compose {name}: sets {var}, which no service reads")
     return len(services)
 
@@ -212,11 +235,15 @@ def check_observability(services):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--k8s", default="1.32")
+    parser.add_argument("--build", action="store_true",
+                        help="also run the Dockerfile's build step (a release build)")
     args = parser.parse_args()
     binaries = workspace_binaries()
     copied = dockerfile_binaries()
     if copied != binaries:
         problem(f"Dockerfile copies {sorted(copied)}; the workspace builds {sorted(binaries)}")
+    if args.build:
+        run_dockerfile_build(copied)
     variables = variables_read()
     objects = render_kustomization()
     if shutil.which("kubectl"):
@@ -240,7 +267,8 @@ def main():
         sys.exit(1)
     print(f"check-deploy: {len(objects)} Kubernetes objects valid for {args.k8s} (strict), "
           f"{services} compose services, the Dockerfile's {len(copied)} binaries, "
-          f"{panels} dashboard panels on exported metrics")
+          f"{panels} dashboard panels on exported metrics"
+          + (", the Dockerfile's build step run" if args.build else ""))
 
 
 main()
