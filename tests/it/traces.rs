@@ -447,3 +447,60 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
     assert_eq!(served.kind, SpanKind::Server as i32);
     drop(procs);
 }
+
+/// A value of a standard variable this build cannot honour stops a service at once, naming
+/// the variable; a standard variable it does not read is reported at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_otel_values_stop_a_service_naming_the_variable() {
+    let binary = service_binary("sms-scheduler");
+    for (var, value) in [
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+    ] {
+        let binary = binary.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(binary)
+                .env(var, value)
+                .env("SMS_DEV_MODE", "true")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var) && err.contains(value), "{var}: {err}");
+    }
+
+    // Read by no one here: the service starts and says so.
+    let scratch = Scratch::new("sms-otel-unknown");
+    let database = sms_testkit::fresh_database().await;
+    let mut p = Proc::new(
+        "scheduler",
+        binary,
+        Vec::new(),
+        vec![
+            ("SMS_DATABASE_URL".into(), database),
+            ("SMS_NAMESPACE".into(), sms_testkit::fresh_namespace()),
+            ("SMS_DEV_MODE".into(), "true".into()),
+            ("SMS_LOG".into(), "warn".into()),
+            ("OTEL_METRICS_EXPORTER".into(), "otlp".into()),
+        ],
+        scratch.path(),
+    );
+    p.start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.grep("OTEL_METRICS_EXPORTER").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no word of OTEL_METRICS_EXPORTER"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        p.grep("no effect")
+            .iter()
+            .any(|l| l.contains("OTEL_METRICS_EXPORTER"))
+    );
+}
