@@ -220,6 +220,25 @@ def check_observability(services):
         host = t.split(":")[0]
         if host not in services:
             problem(f"deploy/prometheus.yml: {t} is not a compose service")
+    # Every platform service exports its spans to a collector of the compose file that takes
+    # OTLP/gRPC (Jaeger with its OTLP receiver on).
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, svc in compose.items():
+        if "sms-platform" not in svc.get("image", "") or name == "carrier-sim":
+            continue
+        env = svc.get("environment", {})
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("SMS_OTLP_ENDPOINT")
+        if not endpoint:
+            problem(f"compose {name}: exports no traces (no OTEL_EXPORTER_OTLP_ENDPOINT)")
+            continue
+        host, _, port = endpoint.split("://")[-1].partition(":")
+        collector = compose.get(host, {})
+        if str(collector.get("environment", {}).get("COLLECTOR_OTLP_ENABLED")).lower() != "true":
+            problem(f"compose {name}: exports traces to {endpoint}, which is no OTLP collector of the compose file")
+        if not any(str(p).endswith(f":{port}") for p in collector.get("ports", [])) and port != "4317":
+            problem(f"compose {name}: {endpoint}'s port is not the collector's")
+        if not any(t.split(":")[0] == name for t in targets):
+            problem(f"deploy/prometheus.yml: compose service {name} is not scraped")
     exported = metrics_exported()
     dash = json.loads((ROOT / "deploy" / "grafana" / "sms-dashboard.json").read_text())
     panels = dash.get("panels", [])
