@@ -106,6 +106,61 @@ async fn raw_jetstream(bus: &sms_bus::Bus, count: usize) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
+/// An OTLP collector that takes spans and keeps nothing, for `SMS_BENCH_EXPORT=1`.
+struct Sink;
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Sink {
+    async fn export(
+        &self,
+        _request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Telemetry as a service has it (the standard variables: with no exporter, no OpenTelemetry
+/// at all), installed before the stack's own. `SMS_BENCH_EXPORT=1`: every span exported to an
+/// in-process collector; `SMS_BENCH_CONTEXT=1`: the tests' mode, trace context carried with
+/// nothing exported.
+async fn telemetry() -> sms_runtime::Telemetry {
+    let mut config = sms_runtime::TelemetryConfig::from_env(&sms_runtime::Env::from_process())
+        .expect("telemetry variables");
+    config.log = "warn".into();
+    if std::env::var_os("SMS_BENCH_EXPORT").is_some() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        config.otlp_endpoint = Some(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(Sink),
+                )
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+    }
+    config.context_without_export = std::env::var_os("SMS_BENCH_CONTEXT").is_some();
+    println!(
+        "telemetry: {}",
+        if config.sdk_disabled {
+            "OpenTelemetry disabled (OTEL_SDK_DISABLED)".to_owned()
+        } else if let Some(e) = &config.otlp_endpoint {
+            format!("every span exported to {e}")
+        } else if config.context_without_export {
+            "trace context carried, nothing exported".to_owned()
+        } else {
+            "no exporter configured".to_owned()
+        }
+    );
+    sms_runtime::Telemetry::init("pipeline-bench", &config)
+}
+
 #[tokio::main]
 async fn main() {
     let dispatchers: usize = std::env::var("SMS_BENCH_DISPATCHERS")
@@ -119,6 +174,7 @@ async fn main() {
         ..Options::default()
     };
     options.sim.behaviour.callback_delay = Duration::ZERO;
+    let _telemetry = telemetry().await;
     let stack = Stack::start_with(options).await;
     stack.add_number("+12015550100").await;
     let client = stack.messaging().await;

@@ -284,7 +284,12 @@ async fn status_callback(
         Ok(h) => h,
         Err(r) => return refused("status", r),
     };
-    let span = tracing::info_span!("twilio_status", message_id = %hook.query.get("mid").map_or("", String::as_str));
+    let span = tracing::info_span!(
+        "twilio_status",
+        otel.kind = "server",
+        "http.route" = "/webhooks/twilio/status",
+        message_id = %hook.query.get("mid").map_or("", String::as_str),
+    );
     if let Some(tp) = hook.query.get("tp") {
         let carrier = HashMap::from([("traceparent".to_owned(), tp.clone())]);
         let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));

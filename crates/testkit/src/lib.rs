@@ -51,6 +51,8 @@ pub fn init_tracing() {
     let mut config = sms_runtime::TelemetryConfig::from_env(&sms_runtime::Env::from_process())
         .unwrap_or_default();
     config.log = std::env::var("SMS_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    // Tests follow trace context through the services with no collector.
+    config.context_without_export = true;
     // Kept for the life of the process: tests never flush spans anywhere.
     std::mem::forget(sms_runtime::Telemetry::init("tests", &config));
 }
