@@ -1,6 +1,7 @@
 //! Logs and traces: `tracing` to stderr, and OpenTelemetry spans exported over OTLP/gRPC when
-//! an endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, or ours, `SMS_OTLP_ENDPOINT`). Trace ids exist either way, so the W3C trace context is carried
-//! through NATS headers and carrier calls even with no collector.
+//! an endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT`, or ours, `SMS_OTLP_ENDPOINT`). With no
+//! endpoint OpenTelemetry is not installed: spans serve the logs only, and no trace context is
+//! made or passed on, so tracing that nobody collects costs nothing.
 
 use std::sync::OnceLock;
 use std::time::Duration;
