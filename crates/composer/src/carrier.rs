@@ -154,9 +154,21 @@ impl Carrier {
     /// already.
     pub async fn release(&self, sid: &str) -> Result<(), CallError> {
         let path = sms_twilio::numbers::incoming_number_path(&self.config.account_sid, sid);
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.config.api_url))
+        let (status, body) = self
+            .send(self.http.delete(format!("{}{path}", self.config.api_url)))
+            .await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            _ => Err(refusal(status, &body)),
+        }
+    }
+
+    /// Sends `request` with the account's credentials: the answer's status and body.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, bytes::Bytes), CallError> {
+        let response = request
             .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
             .send()
             .await
@@ -166,10 +178,7 @@ impl Carrier {
             .bytes()
             .await
             .map_err(|e| CallError::Unavailable(format!("reading the answer: {e}")))?;
-        match status {
-            200..=299 | 404 => Ok(()),
-            _ => Err(refusal(status, &body)),
-        }
+        Ok((status, body))
     }
 
     /// A GET; `None` for a 404.
@@ -183,18 +192,7 @@ impl Carrier {
             query.iter().map(|(k, v)| (*k, v.as_str())),
         )
         .map_err(|e| CallError::Unavailable(format!("the carrier's URL: {e}")))?;
-        let response = self
-            .http
-            .get(url)
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
-            .send()
-            .await
-            .map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| CallError::Unavailable(format!("reading the answer: {e}")))?;
+        let (status, body) = self.send(self.http.get(url)).await?;
         match status {
             404 => Ok(None),
             200..=299 => Ok(Some(parse(&body)?)),
@@ -208,19 +206,13 @@ impl Carrier {
         path: &str,
         form: &[(&str, String)],
     ) -> Result<T, CallError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.config.api_url))
-            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| CallError::Unavailable(format!("reading the answer: {e}")))?;
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(format!("{}{path}", self.config.api_url))
+                    .form(form),
+            )
+            .await?;
         if (200..300).contains(&status) {
             parse(&body)
         } else {

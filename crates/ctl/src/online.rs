@@ -1191,21 +1191,22 @@ fn source_name(source: i32) -> &'static str {
     }
 }
 
+/// What a number can do, as `sms,mms,voice`.
+pub(crate) fn capabilities(sms: bool, mms: bool, voice: bool) -> String {
+    [(sms, "sms"), (mms, "mms"), (voice, "voice")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub(crate) fn number_line(n: &PhoneNumber) -> String {
     let owner = if n.owner_group_id.is_empty() {
         format!("user {}", n.owner_user_id)
     } else {
         format!("group {}", n.owner_group_id)
     };
-    let caps: Vec<&str> = [
-        (n.sms_capable, "sms"),
-        (n.mms_capable, "mms"),
-        (n.voice_capable, "voice"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, name)| *name)
-    .collect();
     let kind = if n.kind == NumberKind::External as i32 {
         "external"
     } else {
@@ -1222,7 +1223,7 @@ pub(crate) fn number_line(n: &PhoneNumber) -> String {
         n.region,
         n.number_type,
         kind,
-        caps.join(","),
+        capabilities(n.sms_capable, n.mms_capable, n.voice_capable),
         source_name(n.source)
     )
 }

@@ -11,7 +11,7 @@ use sms_proto::v1::{
     SearchAvailableNumbersRequest, import_number_request, rent_number_request,
 };
 
-use crate::online::{Connection, explain, number_json, number_line};
+use crate::online::{Connection, capabilities, explain, number_json, number_line};
 
 /// The kinds of number the carrier rents.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,19 +205,6 @@ fn type_name(t: i32) -> &'static str {
     }
 }
 
-fn caps(n: &AvailableNumber) -> String {
-    let on: Vec<&str> = [
-        (n.sms_capable, "sms"),
-        (n.mms_capable, "mms"),
-        (n.voice_capable, "voice"),
-    ]
-    .iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, name)| *name)
-    .collect();
-    on.join(",")
-}
-
 fn available_json(n: &AvailableNumber) -> Value {
     json!({
         "number": n.number,
@@ -244,6 +231,6 @@ fn available_line(n: &AvailableNumber) -> String {
         n.number,
         n.country,
         type_name(n.r#type),
-        caps(n)
+        capabilities(n.sms_capable, n.mms_capable, n.voice_capable)
     )
 }
