@@ -324,6 +324,53 @@ impl App {
         Ok(crate::app::paginate(rows, size, crate::app::message_token))
     }
 
+    /// The organization's conversations, the most recently active first, each with its
+    /// newest message.
+    pub async fn conversations(
+        &self,
+        caller: &Caller,
+        ours: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), ComposerError> {
+        let org = caller.organization_id.as_str();
+        text::check(
+            "our_number",
+            ours,
+            sms_core::phone::MAX_INPUT_LEN,
+            Lines::Single,
+        )?;
+        let ours = match ours.trim() {
+            "" => None,
+            n => Some(PhoneNumber::parse_valid(n, None).map_err(ComposerError::InvalidNumber)?),
+        };
+        let size = crate::app::page_size(page_size, 50);
+        let before = crate::app::decode_page_token(page_token)?;
+        let heads = store::inbound::conversations(
+            &self.pool,
+            org,
+            ours.as_ref().map(PhoneNumber::e164),
+            before,
+            i64::from(size) + 1,
+        )
+        .await?;
+        let (heads, next) = crate::app::paginate(heads, size, |c| {
+            crate::app::encode_page_token(c.last_at, c.last_id)
+        });
+        let ids: Vec<uuid::Uuid> = heads.iter().map(|c| c.last_id).collect();
+        let mut last: std::collections::HashMap<uuid::Uuid, MessageRow> =
+            store::messages::by_ids(&self.pool, org, &ids)
+                .await?
+                .into_iter()
+                .map(|m| (m.id, m))
+                .collect();
+        let rows = heads
+            .into_iter()
+            .filter_map(|c| last.remove(&c.last_id).map(|m| (c, m)))
+            .collect();
+        Ok((rows, next))
+    }
+
     /// The user's inbox, newest first.
     pub async fn inbox(
         &self,

@@ -51,6 +51,21 @@ impl App {
             crate::send::command::MAX_CRM_ID,
             Lines::Single,
         )?;
+        text::check(
+            "our_number",
+            &req.our_number,
+            sms_core::phone::MAX_INPUT_LEN,
+            Lines::Single,
+        )?;
+        let ours = match req.our_number.trim() {
+            "" => None,
+            n => Some(
+                PhoneNumber::parse_valid(n, None)
+                    .map_err(ComposerError::InvalidNumber)?
+                    .e164()
+                    .to_owned(),
+            ),
+        };
         let contact = match req.contact_number.trim() {
             "" => None,
             n => Some(
@@ -73,6 +88,7 @@ impl App {
             status,
             errors_only: req.errors_only,
             contact_number: contact.as_deref(),
+            our_number: ours.as_deref(),
             direction,
             lead_id: Some(req.lead_id.trim()).filter(|l| !l.is_empty()),
             created_after: req.created_after.as_ref().and_then(datetime),

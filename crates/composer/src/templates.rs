@@ -185,6 +185,7 @@ impl App {
             smart_encoding: smart.after.encoding.as_str().to_owned(),
             smart_segments: n(smart.after.segments),
             segments_saved: n(smart.segments_saved()),
+            left_in_segment: n(analysis.left_in_segment),
             smart_body: smart.text,
             body,
         })

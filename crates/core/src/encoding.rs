@@ -147,6 +147,9 @@ pub struct Analysis {
     pub segments: usize,
     /// Distinct characters outside GSM-7, in order of first appearance (empty for GSM-7).
     pub non_gsm: Vec<char>,
+    /// Units that still fit in the last segment before another one is billed (for an empty
+    /// body, a whole single segment).
+    pub left_in_segment: usize,
 }
 
 /// Counts encoding, units and segments of `text` in one pass (two for UCS-2 bodies).
@@ -208,11 +211,24 @@ pub fn analyze(text: &str) -> Analysis {
             }
         }
     }
+    let left_in_segment = match counted.segments {
+        0 | 1 => counted
+            .encoding
+            .single_limit()
+            .saturating_sub(counted.units),
+        _ => {
+            let last = split(text)
+                .last()
+                .map_or(0, |p| units_in(counted.encoding, p));
+            counted.encoding.multi_limit().saturating_sub(last)
+        }
+    };
     Analysis {
         encoding: counted.encoding,
         characters: counted.units,
         segments: counted.segments,
         non_gsm,
+        left_in_segment,
     }
 }
 
@@ -253,6 +269,24 @@ pub fn units_in(encoding: Encoding, text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn left_in_segment_follows_the_billing_boundaries() {
+        let left = |t: &str| {
+            let a = analyze(t);
+            (a.segments, a.left_in_segment)
+        };
+        assert_eq!(left(""), (0, 160));
+        assert_eq!(left(&"a".repeat(160)), (1, 0));
+        // 161 septets: 153 + 8, so 145 more fit before a third segment.
+        assert_eq!(left(&"a".repeat(161)), (2, 145));
+        // An escape pair costs two septets.
+        assert_eq!(left("€"), (1, 158));
+        // One emoji: UCS-2, two code units of 70.
+        assert_eq!(left("hi 😀"), (1, 65));
+        assert_eq!(left(&"é".repeat(70)), (1, 90));
+        assert_eq!(left(&"ж".repeat(71)), (2, 63));
+    }
 
     fn seg(text: &str) -> (Encoding, usize, usize) {
         let c = count(text);

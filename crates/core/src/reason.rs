@@ -78,6 +78,63 @@ impl Reason {
         }
     }
 
+    /// What happened, in plain words for the people who read a message's page.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            Reason::OptedOut => {
+                "The contact opted out (replied STOP or was opted out by hand); texting them \
+                 is not allowed until they reply START."
+            }
+            Reason::NotSmsCapable => {
+                "The number is a landline or another line that cannot receive text messages."
+            }
+            Reason::SenderUnavailable => {
+                "Our number was released or lost its SMS capability before the message went out."
+            }
+            Reason::FilteredAsSpam => {
+                "The carrier filtered the message as spam. Rewording it, or registering the \
+                 sending number for its use case, usually helps."
+            }
+            Reason::Unreachable => {
+                "The phone was off or out of coverage until the carrier gave up."
+            }
+            Reason::UnknownDestination => "The number does not exist at the carrier.",
+            Reason::Blocked => {
+                "The carrier blocked the message (the recipient or its carrier \
+                                refuses messages from this sender)."
+            }
+            Reason::QueueOverflow => {
+                "The carrier's queue for our number was full: too much was sent too fast."
+            }
+            Reason::RateLimited => "The carrier refused the message because we sent too fast.",
+            Reason::InvalidRecipient => "The recipient's number is not a valid phone number.",
+            Reason::InvalidSender => "Our number cannot send this message at the carrier.",
+            Reason::RegionNotEnabled => {
+                "Sending to this country is not enabled on the carrier account."
+            }
+            Reason::AccountProblem => {
+                "The carrier account cannot send (suspended, or not registered for this traffic)."
+            }
+            Reason::Expired => {
+                "The message waited in the carrier's queue longer than it was allowed to, and \
+                 was dropped unsent."
+            }
+            Reason::UnknownCarrierError => {
+                "The carrier reported an error without saying why (see the carrier's code)."
+            }
+            Reason::CarrierUnavailable => {
+                "The carrier could not be reached or answered with a server error."
+            }
+            Reason::MediaRejected => {
+                "The carrier refused the attachments: too big, of a type it does not take, or \
+                 not fetchable."
+            }
+            Reason::InvalidMessage => {
+                "The message broke a sending rule (a bad number or body) and was not sent."
+            }
+        }
+    }
+
     /// The `google.rpc.ErrorInfo` reason: the name in upper case, e.g. `OPTED_OUT`.
     pub fn grpc_reason(self) -> String {
         self.as_str().to_ascii_uppercase()

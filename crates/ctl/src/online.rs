@@ -315,6 +315,9 @@ pub struct ListArgs {
     /// Only messages to or from this number.
     #[arg(long)]
     to: Option<String>,
+    /// Only messages sent from or received on this number of ours.
+    #[arg(long)]
+    ours: Option<String>,
     /// Only this lead's messages.
     #[arg(long)]
     lead: Option<String>,
@@ -692,6 +695,7 @@ pub async fn list(conn: &Connection, args: ListArgs) -> anyhow::Result<ExitCode>
         ListMessagesRequest {
             status: status as i32,
             contact_number: args.to.unwrap_or_default(),
+            our_number: args.ours.unwrap_or_default(),
             page_size: args.limit.clamp(1, 500),
             page_token: String::new(),
             direction: direction as i32,

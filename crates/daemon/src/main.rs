@@ -2,8 +2,8 @@
 //! process, on this machine's NATS and PostgreSQL. Same code paths, subjects and database as
 //! the separate services.
 //!
-//! Defaults: gRPC on 127.0.0.1:50051, webhooks on 127.0.0.1:8080, the simulator on
-//! 127.0.0.1:8090 (`SMS_SIM=false` to use a real carrier with `SMS_TWILIO_*`), database
+//! Defaults: gRPC on 127.0.0.1:50051, webhooks on 127.0.0.1:8080, the console on
+//! 127.0.0.1:8082 (`SMS_CONSOLE_ADDR`), the simulator on 127.0.0.1:8090 (`SMS_SIM=false` to use a real carrier with `SMS_TWILIO_*`), database
 //! `postgres://postgres@127.0.0.1:5432/sms` (created if missing), NATS on 127.0.0.1:4222.
 //!
 //! `smsd --dev` (or `SMS_DEV_MODE=true`) is development mode: no API tokens needed, a media
@@ -40,7 +40,16 @@ async fn main() -> anyhow::Result<()> {
             format!("http://{inbound_addr}"),
         ),
         ("SMS_DEV_MODE".to_owned(), dev.to_string()),
+        // The console calls this process's own APIs.
+        (
+            "SMS_CONSOLE_API_URL".to_owned(),
+            format!("http://{grpc_addr}"),
+        ),
     ];
+    if dev {
+        // Development is plain http: cookies marked Secure would not come back.
+        defaults.push(("SMS_CONSOLE_SECURE_COOKIES".to_owned(), "false".to_owned()));
+    }
     if sim && dev {
         // The simulator hosts inbound media on its own loopback address: that address alone
         // is fetched over http and exempt from the address rules.
@@ -92,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
     dispatcher.health_addr = None;
     scheduler.health_addr = None;
     optout.health_addr = None;
+    let console = sms_console::Config::from_env(&env)?;
     let sim_config = sim
         .then(|| sms_carrier_sim::config_from_env(&env))
         .transpose()?;
@@ -104,6 +114,12 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let grpc = sms_runtime::health::bind(grpc_addr).await?;
     let optout_grpc = sms_runtime::health::bind(optout_addr).await?;
+    let console_addr: SocketAddr = env.parse_or("SMS_CONSOLE_ADDR", sms_console::DEFAULT_ADDR)?;
+    let console = sms_console::Config {
+        optout_url: env.string_or("SMS_CONSOLE_OPTOUT_URL", &format!("http://{optout_addr}")),
+        ..console
+    };
+    let console_listener = sms_runtime::health::bind(console_addr).await?;
     let media_addr: SocketAddr =
         env.parse_or("SMS_MEDIA_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?;
     let media = sms_runtime::health::bind(media_addr).await?;
@@ -135,7 +151,11 @@ async fn main() -> anyhow::Result<()> {
         "optout",
         sms_optout::run(optout, optout_grpc, shutdown.clone()),
     ));
-    tracing::info!(grpc = %grpc_addr, webhooks = %inbound_addr, "smsd started");
+    tasks.spawn(named(
+        "console",
+        sms_console::run(console, console_listener, shutdown.clone()),
+    ));
+    tracing::info!(grpc = %grpc_addr, webhooks = %inbound_addr, console = %console_addr, "smsd started");
 
     // The first service to stop (by error or shutdown) stops the rest.
     let mut result = Ok(());

@@ -8,8 +8,8 @@ use sms_core::text::{self, Lines};
 use sms_proto::v1::opt_outs_service_server::{OptOutsService, OptOutsServiceServer};
 use sms_proto::v1::{
     AddOptOutRequest, AddOptOutResponse, CheckOptOutRequest, CheckOptOutResponse,
-    ListOptOutsRequest, ListOptOutsResponse, OptOutStatus, RemoveOptOutRequest,
-    RemoveOptOutResponse, SetRepliesRequest, SetRepliesResponse,
+    GetRepliesRequest, GetRepliesResponse, ListOptOutsRequest, ListOptOutsResponse, OptOutStatus,
+    RemoveOptOutRequest, RemoveOptOutResponse, SetRepliesRequest, SetRepliesResponse,
 };
 use sms_runtime::auth::{self, Caller};
 use tokio::net::TcpListener;
@@ -224,6 +224,22 @@ impl OptOutsService for Service {
             .await?;
         Ok(Response::new(RemoveOptOutResponse {
             status: Some(status),
+        }))
+    }
+
+    async fn get_replies(
+        &self,
+        request: Request<GetRepliesRequest>,
+    ) -> Result<Response<GetRepliesResponse>, Status> {
+        let caller = self.caller(&request)?;
+        let (help_text, opt_out_confirmation) = self
+            .0
+            .replies(&caller.organization_id)
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(GetRepliesResponse {
+            help_text,
+            opt_out_confirmation,
         }))
     }
 

@@ -2,13 +2,13 @@
 
 use sms_proto::v1::messaging_service_server::MessagingService;
 use sms_proto::v1::{
-    CancelMessageRequest, CancelMessageResponse, DailySegments, ErroredLead,
+    CancelMessageRequest, CancelMessageResponse, Conversation, DailySegments, ErroredLead,
     GetConversationRequest, GetConversationResponse, GetMediaRequest, GetMediaResponse,
     GetMessageRequest, GetMessageResponse, GetUsageRequest, GetUsageResponse,
-    ListErroredLeadsRequest, ListErroredLeadsResponse, ListInboxRequest, ListInboxResponse,
-    ListMessagesRequest, ListMessagesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse,
-    RescheduleMessageRequest, RescheduleMessageResponse, SendMessageRequest, SendMessageResponse,
-    UsageRow,
+    ListConversationsRequest, ListConversationsResponse, ListErroredLeadsRequest,
+    ListErroredLeadsResponse, ListInboxRequest, ListInboxResponse, ListMessagesRequest,
+    ListMessagesResponse, MarkInboxDoneRequest, MarkInboxDoneResponse, RescheduleMessageRequest,
+    RescheduleMessageResponse, SendMessageRequest, SendMessageResponse, UsageRow,
 };
 use tonic::{Request, Response, Status};
 
@@ -132,6 +132,31 @@ impl MessagingService for MessagingApi {
                 }
                 Err(e) => Err(e),
             }
+        })
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        call!(self, request, "ListConversations", |caller| {
+            let r = request.get_ref();
+            self.0
+                .conversations(&caller, &r.our_number, r.page_size, &r.page_token)
+                .await
+                .map(|(rows, next_page_token)| ListConversationsResponse {
+                    conversations: rows
+                        .into_iter()
+                        .map(|(c, m)| Conversation {
+                            our_number: c.ours,
+                            contact_number: c.contact,
+                            messages: u32::try_from(c.messages).unwrap_or(u32::MAX),
+                            open_inbound: u32::try_from(c.open_inbound).unwrap_or(u32::MAX),
+                            last_message: Some(message(m, Vec::new())),
+                        })
+                        .collect(),
+                    next_page_token,
+                })
         })
     }
 

@@ -119,6 +119,67 @@ pub async fn conversation(
     .await
 }
 
+/// One conversation: a number of ours and a contact, with its newest message.
+#[derive(Debug, Clone)]
+pub struct ConversationRow {
+    /// Our number.
+    pub ours: String,
+    /// The contact's number.
+    pub contact: String,
+    /// Messages in both directions.
+    pub messages: i64,
+    /// Inbound messages not marked done.
+    pub open_inbound: i64,
+    /// The newest message's id.
+    pub last_id: Uuid,
+    /// When the newest message was created.
+    pub last_at: DateTime<Utc>,
+}
+
+/// The organization's conversations (on `ours` only, when given), the most recently active
+/// first, strictly after a cursor (the newest message's time and id).
+#[tracing::instrument(skip(pool))]
+pub async fn conversations(
+    pool: &PgPool,
+    organization_id: &str,
+    ours: Option<&str>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ConversationRow>, sqlx::Error> {
+    let (before_at, before_id) = before.unzip();
+    sqlx::query_as!(
+        ConversationRow,
+        r#"SELECT ours AS "ours!", contact AS "contact!", messages AS "messages!",
+                  open_inbound AS "open_inbound!", last_id AS "last_id!", last_at AS "last_at!"
+           FROM (
+               SELECT CASE WHEN direction = 'outbound' THEN from_number ELSE to_number END
+                          AS ours,
+                      CASE WHEN direction = 'outbound' THEN to_number ELSE from_number END
+                          AS contact,
+                      count(*) AS messages,
+                      count(*) FILTER (WHERE direction = 'inbound' AND NOT done)
+                          AS open_inbound,
+                      (array_agg(id ORDER BY created_at DESC, id DESC))[1] AS last_id,
+                      max(created_at) AS last_at
+               FROM composer.messages
+               WHERE organization_id = $1
+                 AND ($2::text IS NULL OR from_number = $2 OR to_number = $2)
+               GROUP BY 1, 2
+           ) c
+           WHERE ($2::text IS NULL OR ours = $2)
+             AND ($3::timestamptz IS NULL OR (last_at, last_id) < ($3, $4::uuid))
+           ORDER BY last_at DESC, last_id DESC
+           LIMIT $5"#,
+        organization_id,
+        ours,
+        before_at,
+        before_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Inbound messages on the numbers `user_id` owns or shares through a group, newest first.
 #[tracing::instrument(skip(pool))]
 pub async fn inbox(

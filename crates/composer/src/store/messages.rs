@@ -252,6 +252,27 @@ pub async fn get(
     .await
 }
 
+/// Messages of the organization by id (in no particular order; unknown ids are skipped).
+#[tracing::instrument(skip(pool, ids), fields(ids = ids.len()))]
+pub async fn by_ids(
+    pool: &PgPool,
+    organization_id: &str,
+    ids: &[Uuid],
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
+                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+                  encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
+                  contact_id, created_at, updated_at, send_at, done, media_count
+           FROM composer.messages WHERE organization_id = $1 AND id = ANY($2)"#,
+        organization_id,
+        ids
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A message and the fingerprint of the request that created it (none for messages stored
 /// before fingerprints were kept).
 pub type Keyed = (MessageRow, Option<Vec<u8>>);
@@ -313,6 +334,8 @@ pub struct ListFilter<'a> {
     pub errors_only: bool,
     /// Only messages to or from this number.
     pub contact_number: Option<&'a str>,
+    /// Only messages sent from or received on this number of ours.
+    pub our_number: Option<&'a str>,
     /// Only this direction.
     pub direction: Option<Direction>,
     /// Only this lead's messages.
@@ -351,6 +374,8 @@ pub async fn list(
              AND ($9::text IS NULL OR lead_id = $9)
              AND ($10::timestamptz IS NULL OR created_at >= $10)
              AND ($11::timestamptz IS NULL OR created_at < $11)
+             AND ($12::text IS NULL OR (direction = 'outbound' AND from_number = $12)
+                                    OR (direction = 'inbound' AND to_number = $12))
            ORDER BY created_at DESC, id DESC
            LIMIT $6"#,
         organization_id,
@@ -363,7 +388,8 @@ pub async fn list(
         filter.direction as Option<Direction>,
         filter.lead_id,
         filter.created_after,
-        filter.created_before
+        filter.created_before,
+        filter.our_number
     )
     .fetch_all(pool)
     .await
