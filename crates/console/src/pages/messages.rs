@@ -292,9 +292,25 @@ pub async fn show(
             .finish()
     );
     let content = html! {
+        (live(&m))
+        h2 { "Body" }
+        div.preview { (m.body) }
+        @if !m.attachments.is_empty() {
+            h2 { "Attachments" }
+            (super::conversations::attachments(&m.attachments))
+        }
+        p { a href=(thread) { "Open the conversation" } }
+    };
+    Ok(page(&session, "/messages", "Message", content))
+}
+
+/// A message's facts and timeline; until its status is final, htmx asks for them again every
+/// second, so the page follows the message by itself.
+fn live(m: &Message) -> Markup {
+    let facts = html! {
         @if !m.reason.is_empty() { (why(&m.reason, m.carrier_error_code)) }
         div.card { dl.facts {
-            dt { "Status" } dd { (live_status(&m)) }
+            dt { "Status" } dd #live { (status_badge(m.status)) }
             dt { "Direction" } dd { (direction(m.direction)) }
             dt { "From" } dd { (m.from) }
             dt { "To" } dd { (m.to) }
@@ -307,19 +323,19 @@ pub async fn show(
             @if !m.carrier_sid.is_empty() { dt { "Carrier id" } dd { (m.carrier_sid) } }
             dt { "Id" } dd { (m.id) }
         } }
-        h2 { "Body" }
-        div.preview { (m.body) }
-        @if !m.attachments.is_empty() {
-            h2 { "Attachments" }
-            (super::conversations::attachments(&m.attachments))
-        }
         h2 { "Timeline" }
         ol.timeline {
             @for h in &m.history { (entry(h)) }
         }
-        p { a href=(thread) { "Open the conversation" } }
     };
-    Ok(page(&session, "/messages", "Message", content))
+    html! {
+        @if is_final(m.status) {
+            div #message { (facts) }
+        } @else {
+            div #message hx-get=(format!("/messages/{}/status", m.id)) hx-trigger="every 1s"
+                hx-swap="outerHTML" { (facts) }
+        }
+    }
 }
 
 fn urlencode(v: &str) -> String {
@@ -338,19 +354,8 @@ fn is_final(status: i32) -> bool {
     )
 }
 
-/// A message's status; until it is final, htmx asks again every second.
-fn live_status(m: &Message) -> Markup {
-    html! {
-        @if is_final(m.status) {
-            span #live { (status_badge(m.status)) }
-        } @else {
-            span #live hx-get=(format!("/messages/{}/status", m.id)) hx-trigger="every 1s"
-                hx-swap="outerHTML" { (status_badge(m.status)) }
-        }
-    }
-}
-
-/// `GET /messages/{id}/status` (htmx): the status, for the message's page to follow.
+/// `GET /messages/{id}/status` (htmx): the facts and timeline, for the message's page to
+/// follow.
 pub async fn status(
     State(state): State<AppState>,
     Signed(session): Signed,
@@ -365,7 +370,7 @@ pub async fn status(
         .into_inner()
         .message
         .ok_or(PageError::NotFound)?;
-    Ok(crate::html::fragment(live_status(&m)))
+    Ok(crate::html::fragment(live(&m)))
 }
 
 /// Why a message failed, in plain words, with the carrier's code.

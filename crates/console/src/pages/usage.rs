@@ -35,8 +35,10 @@ pub async fn show(
     Signed(session): Signed,
     Query(q): Query<UsageQuery>,
 ) -> PageResult {
-    let from = given(&q.from_month).unwrap_or_default().to_owned();
-    let to = given(&q.to_month).unwrap_or_default().to_owned();
+    // By default, the last twelve months (UTC).
+    let (default_from, default_to) = last_twelve_months();
+    let from = given(&q.from_month).map_or(default_from, str::to_owned);
+    let to = given(&q.to_month).map_or(default_to, str::to_owned);
     let r = state
         .api
         .messaging()
@@ -80,7 +82,7 @@ pub async fn show(
                 @if t.cap > 0 { " of a daily cap of " (t.cap) } "." }
         }
         @if table_rows.is_empty() { p.muted { "No usage in this period." } } @else {
-            (chart(&table_rows))
+            (chart(&table_rows, &months_between(&from, &to)))
             div.table-wrap { table #usage {
                 thead { tr { th { "Month" } th { "Country" } th { "Kind" } th.num { "Messages" } th.num { "Segments" } } }
                 tbody { @for ((month, country, kind), t) in &table_rows {
@@ -110,9 +112,38 @@ fn totals(rows: &[UsageRow]) -> BTreeMap<Key, Totals> {
     map
 }
 
-/// Segments per month, SMS and MMS stacked.
-fn chart(rows: &BTreeMap<Key, Totals>) -> Markup {
-    let mut months: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+/// This month and the eleven before it, as `YYYY-MM`.
+fn last_twelve_months() -> (String, String) {
+    let today = jiff::Timestamp::now().to_string();
+    let (year, month) = (&today[..4], &today[5..7]);
+    let (year, month): (i32, i32) = (year.parse().unwrap_or(2026), month.parse().unwrap_or(1));
+    let first = year * 12 + (month - 1) - 11;
+    (
+        format!("{:04}-{:02}", first / 12, first % 12 + 1),
+        format!("{year:04}-{month:02}"),
+    )
+}
+
+/// Every month from `from` to `to` (`YYYY-MM`, both included; at most 36), for the chart's
+/// slots; empty when either is not a month.
+fn months_between(from: &str, to: &str) -> Vec<String> {
+    let index = |m: &str| -> Option<i32> {
+        let (y, mo) = m.split_once('-')?;
+        let (y, mo): (i32, i32) = (y.parse().ok()?, mo.parse().ok()?);
+        (1..=12).contains(&mo).then_some(y * 12 + mo - 1)
+    };
+    match (index(from), index(to)) {
+        (Some(a), Some(b)) if a <= b => (a..=b.min(a + 35))
+            .map(|i| format!("{:04}-{:02}", i / 12, i % 12 + 1))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Segments per month, SMS and MMS stacked; a slot for every month of the period.
+fn chart(rows: &BTreeMap<Key, Totals>, period: &[String]) -> Markup {
+    let mut months: BTreeMap<&str, (u64, u64)> =
+        period.iter().map(|m| (m.as_str(), (0, 0))).collect();
     for ((month, _, kind), t) in rows {
         let m = months.entry(month.as_str()).or_default();
         if kind == "MMS" {
@@ -127,7 +158,7 @@ fn chart(rows: &BTreeMap<Key, Totals>) -> Markup {
         .max()
         .unwrap_or(0)
         .max(1);
-    let (width, height, top, bottom, left) = (640.0_f64, 220.0_f64, 16.0, 28.0, 8.0);
+    let (width, height, top, bottom, left) = (1000.0_f64, 240.0_f64, 16.0, 28.0, 8.0);
     let plot = height - top - bottom;
     let slot = (width - 2.0 * left) / months.len().max(1) as f64;
     let bar = (slot * 0.6).min(48.0);
@@ -146,8 +177,28 @@ fn chart(rows: &BTreeMap<Key, Totals>) -> Markup {
                 rect.mms x=(format!("{x:.1}")) y=(format!("{:.1}", base - h_sms - h_mms)) width=(format!("{bar:.1}")) height=(format!("{h_mms:.1}")) {
                     title { (month) ": " (mms) " MMS segments" } }
                 text x=(format!("{:.1}", x + bar / 2.0)) y=(format!("{:.1}", height - 10.0)) text-anchor="middle" { (month) }
-                text x=(format!("{:.1}", x + bar / 2.0)) y=(format!("{:.1}", base - h_sms - h_mms - 4.0)) text-anchor="middle" { (sms + mms) }
+                @if sms + mms > 0 {
+                    text x=(format!("{:.1}", x + bar / 2.0)) y=(format!("{:.1}", base - h_sms - h_mms - 4.0)) text-anchor="middle" { (sms + mms) }
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(
+            months_between("2026-11", "2027-02"),
+            ["2026-11", "2026-12", "2027-01", "2027-02"]
+        );
+        assert!(months_between("2027-02", "2026-11").is_empty());
+        assert!(months_between("2026-13", "2027-02").is_empty());
+        assert_eq!(months_between("2020-01", "2030-01").len(), 36);
+        let (from, to) = last_twelve_months();
+        assert_eq!(months_between(&from, &to).len(), 12);
     }
 }
