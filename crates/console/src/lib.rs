@@ -107,7 +107,6 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/messages") }))
-        .route("/healthz", get(|| async { "ok" }))
         .route(assets::HTMX_PATH, get(assets::htmx))
         .route(assets::CSS_PATH, get(assets::css))
         .route(
@@ -191,7 +190,11 @@ pub async fn run(
     let state = AppState::new(&config)?;
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, api = %config.api_url, "console listening");
-    axum::serve(listener, router(state))
+    // `/healthz`, `/readyz` and `/metrics` beside the pages. The console keeps nothing, so it
+    // is ready once it listens; pages say so when the platform is not answering.
+    let ready: sms_runtime::health::ReadyCheck = std::sync::Arc::new(|| Box::pin(async { Ok(()) }));
+    let app = router(state).merge(sms_runtime::health::router(ready));
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("console HTTP server")

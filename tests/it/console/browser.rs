@@ -203,7 +203,11 @@ async fn a_person_uses_the_console_in_chromium() {
     c.goto(&url("/compose")).await.unwrap();
     fill(&c, "#to", LANDLINE).await;
     fill(&c, "#body", "Are you there?").await;
-    css(&c, "form[action='/compose'] button[type=submit]").await.click().await.unwrap();
+    css(&c, "form[action='/compose'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
     text_is(&c, "#live [data-status]", "failed").await;
     page_has(&c, "landline").await;
     page_has(&c, "Carrier error code 30006.").await;
