@@ -219,6 +219,9 @@ const FIELDS: &[Field] = &[
     field("MarkInboxDone", "id", 64, false),
     field("GetMedia", "id", 64, false),
     field("ListMessages", "contact_number", 64, false),
+    field("ListMessages", "our_number", 64, false),
+    field("ListConversations", "our_number", 64, false),
+    field("ListConversations", "page_token", 512, false),
     field("ListMessages", "lead_id", 255, false),
     field("ListMessages", "page_token", 512, false),
     field("ListErroredLeads", "page_token", 512, false),
@@ -433,10 +436,19 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
             let mut r = ListMessagesRequest::default();
             match name {
                 "contact_number" => r.contact_number = v,
+                "our_number" => r.our_number = v,
                 "lead_id" => r.lead_id = v,
                 _ => r.page_token = v,
             }
             answer(c.messaging.list_messages(as_user(r)).await)
+        }
+        ("ListConversations", _) => {
+            let mut r = ListConversationsRequest::default();
+            match name {
+                "our_number" => r.our_number = v,
+                _ => r.page_token = v,
+            }
+            answer(c.messaging.list_conversations(as_user(r)).await)
         }
         ("ListErroredLeads", _) => answer(
             c.messaging

@@ -572,3 +572,111 @@ async fn an_idle_session_goes_back_to_sign_in() {
     assert!(p.body.contains("Your session ended"), "{}", p.body);
     console.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_input_never_breaks_a_page_nor_comes_back_unescaped() {
+    let console = Console::start(Duration::from_secs(600)).await;
+    add_number(&console.stack, ORG, USER, OURS).await;
+    let mut http = Http::new(&console.url);
+    assert_eq!(http.sign_in(TOKEN_A, ORG, USER).await.status, 303);
+    let csrf = http.get("/messages").await.csrf();
+    // Long: past every field's limit, short enough for a URL.
+    let huge = "é".repeat(3_000);
+    let values = [
+        "<script>alert(1)</script>",
+        "\"><img src=x onerror=alert(1)>",
+        "\u{0}\u{7}\u{1b}[31m",
+        "\u{202e}evil",
+        "{{ contact.first_name",
+        "+1 (201) 555-0100 ext. 9",
+        "😀😀😀",
+        huge.as_str(),
+        "",
+    ];
+    let query_fields = [
+        "status",
+        "direction",
+        "our_number",
+        "contact_number",
+        "lead_id",
+        "created_after",
+        "created_before",
+        "page",
+    ];
+    let form_paths: [(&str, &[&str]); 8] = [
+        (
+            "/compose",
+            &[
+                "to",
+                "from",
+                "body",
+                "when",
+                "send_at",
+                "time_zone",
+                "key",
+                "smart_encoding",
+            ],
+        ),
+        ("/preview", &["body"]),
+        ("/templates", &["name", "body", "shared"]),
+        ("/conversation/reply", &["ours", "contact", "body", "key"]),
+        ("/optouts/add", &["contact_number", "reason"]),
+        ("/optouts/remove", &["contact_number", "reason"]),
+        ("/optouts/replies", &["help_text", "opt_out_confirmation"]),
+        (
+            "/scheduled/00000000-0000-0000-0000-000000000000/reschedule",
+            &["send_at", "time_zone"],
+        ),
+    ];
+    let mut cases = 0;
+    for v in values {
+        for f in query_fields {
+            for path in [
+                "/messages",
+                "/conversations",
+                "/inbox",
+                "/optouts",
+                "/usage",
+                "/scheduled",
+            ] {
+                let q = format!("{path}?{f}={}&q={}&from_month={}", enc(v), enc(v), enc(v));
+                let p = http.get(&q).await;
+                assert!(p.status < 500, "{q:.120}: {}", p.status);
+                assert!(
+                    !p.body.contains("<script>alert") && !p.body.contains("<img src=x"),
+                    "{q:.120}"
+                );
+                cases += 1;
+            }
+        }
+        for (path, fields) in form_paths {
+            for f in fields.iter() {
+                let p = http.post(path, &[(f, v), ("csrf", &csrf)]).await;
+                assert!(
+                    p.status < 500,
+                    "{path} {f}={v:.40}: {} {:.300}",
+                    p.status,
+                    p.body
+                );
+                assert!(
+                    !p.body.contains("<script>alert") && !p.body.contains("<img src=x"),
+                    "{path} {f}"
+                );
+                cases += 1;
+            }
+        }
+        for path in ["/messages/", "/templates/", "/media/", "/messages/x/"] {
+            let p = http.get(&format!("{path}{}", enc(v))).await;
+            assert!(p.status < 500, "{path}{v:.40}: {}", p.status);
+            cases += 1;
+        }
+    }
+    // A form larger than the console reads is refused as such.
+    let big = "x".repeat(70_000);
+    let p = http
+        .post("/preview", &[("body", big.as_str()), ("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 400, "{:.300}", p.body);
+    assert!(cases > 600, "{cases} cases");
+    console.shutdown().await;
+}
