@@ -680,3 +680,258 @@ async fn hostile_input_never_breaks_a_page_nor_comes_back_unescaped() {
     assert!(cases > 600, "{cases} cases");
     console.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_and_pages_do_what_they_say() {
+    use sms_proto::v1::{
+        AddNumberRequest, GetConversationRequest, GetMessageRequest, NumberKind, add_number_request,
+    };
+    let console = Console::start(Duration::from_secs(600)).await;
+    let stack = &console.stack;
+    add_number(stack, ORG, USER, OURS).await;
+    // A number that cannot text: the numbers page warns about it.
+    stack
+        .numbers()
+        .await
+        .add_number(as_a(AddNumberRequest {
+            number: "+12015550155".into(),
+            kind: NumberKind::Internal as i32,
+            owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
+            sms_capable: Some(false),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let mut http = Http::new(&console.url);
+    assert_eq!(http.sign_in(TOKEN_A, ORG, USER).await.status, 303);
+    let p = http.get("/numbers").await;
+    let row = &p.body[p.body.find(r#"data-number="+12015550155""#).unwrap()..];
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains("Cannot send SMS"),
+        "{row:.600}"
+    );
+    let row = &p.body[p.body.find(&format!(r#"data-number="{OURS}""#)).unwrap()..];
+    assert!(!row[..row.find("</tr>").unwrap()].contains("Cannot send SMS"));
+
+    // An image from the contact: inline in the thread, and a download.
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(7u8, 500))
+        .collect();
+    let (code, _) = stack
+        .sim
+        .reply(
+            CONTACT,
+            OURS,
+            "the photo",
+            vec![("image/png".into(), png.clone())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let attachment = eventually(Duration::from_secs(20), "the image stored", || async {
+        let r = stack
+            .messaging()
+            .await
+            .get_conversation(as_a(GetConversationRequest {
+                our_number: OURS.into(),
+                contact_number: CONTACT.into(),
+                ..Default::default()
+            }))
+            .await
+            .ok()?
+            .into_inner();
+        r.messages
+            .into_iter()
+            .flat_map(|m| m.attachments)
+            .find(|a| a.state == "stored")
+    })
+    .await;
+    let p = http
+        .get(&format!(
+            "/conversation?ours={}&contact={}",
+            enc(OURS),
+            enc(CONTACT)
+        ))
+        .await;
+    assert!(
+        p.body
+            .contains(&format!(r#"<img src="/media/{}""#, attachment.id)),
+        "{:.2000}",
+        p.body
+    );
+    assert!(
+        p.body
+            .contains(&format!(r#"href="/media/{}?download=1""#, attachment.id))
+    );
+    let p = http.get(&format!("/media/{}", attachment.id)).await;
+    assert_eq!(p.status, 200);
+    assert_eq!(p.headers["content-type"], "image/png");
+    assert!(
+        p.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("inline")
+    );
+    assert!(
+        p.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    let p = http
+        .get(&format!("/media/{}?download=1", attachment.id))
+        .await;
+    assert_eq!(p.headers["content-type"], "application/octet-stream");
+    assert!(
+        p.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let mut b = Http::new(&console.url);
+    assert_eq!(b.sign_in(TOKEN_B, ORG_B, USER_B).await.status, 303);
+    assert_eq!(
+        b.get(&format!("/media/{}", attachment.id)).await.status,
+        404,
+        "another organization's attachment"
+    );
+
+    // Reschedule, then cancel.
+    let csrf = http.get("/scheduled").await.csrf();
+    let p = http
+        .post(
+            "/compose",
+            &[
+                ("csrf", &csrf),
+                ("to", CONTACT),
+                ("from", OURS),
+                ("body", "see you"),
+                ("when", "later"),
+                ("send_at", &super::later()),
+                ("time_zone", "America/New_York"),
+                ("key", "compose-1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{:.500}", p.body);
+    let id = p.location().trim_start_matches("/messages/").to_owned();
+    let get = |id: String| async move {
+        stack
+            .messaging()
+            .await
+            .get_message(as_a(GetMessageRequest { id }))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap()
+    };
+    let before = get(id.clone()).await.send_at.unwrap();
+    let p = http
+        .post(
+            &format!("/scheduled/{id}/reschedule"),
+            &[
+                ("csrf", &csrf),
+                ("send_at", &super::later().replace("T09:00", "T17:30")),
+                ("time_zone", "America/New_York"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (p.status, p.location()),
+        (303, "/scheduled"),
+        "{:.500}",
+        p.body
+    );
+    let after = get(id.clone()).await.send_at.unwrap();
+    assert_eq!(
+        after.seconds - before.seconds,
+        8 * 3600 + 30 * 60,
+        "moved to 17:30 the same day"
+    );
+    let p = http
+        .post(
+            &format!("/scheduled/{id}/reschedule"),
+            &[
+                ("csrf", &csrf),
+                ("send_at", "2020-01-01T09:00"),
+                ("time_zone", "America/New_York"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 422);
+    assert!(p.body.contains(r#"id="send_at-error""#), "{:.500}", p.body);
+    let p = http
+        .post(&format!("/scheduled/{id}/cancel"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    assert_eq!(
+        get(id.clone()).await.status,
+        sms_proto::v1::MessageStatus::Canceled as i32
+    );
+    let p = http
+        .post(&format!("/scheduled/{id}/cancel"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        p.status, 422,
+        "a canceled message cannot be canceled again: {:.500}",
+        p.body
+    );
+
+    // Opt out, back in, and the replies.
+    let p = http
+        .post(
+            "/optouts/add",
+            &[
+                ("csrf", &csrf),
+                ("contact_number", CONTACT),
+                ("reason", "asked by phone"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let p = http.get(p.location()).await;
+    assert!(
+        p.body.contains("is opted out.") && p.body.contains("asked by phone"),
+        "{:.2000}",
+        p.body
+    );
+    let p = http
+        .post(
+            "/optouts/remove",
+            &[
+                ("csrf", &csrf),
+                ("contact_number", CONTACT),
+                ("reason", "asked to come back"),
+            ],
+        )
+        .await;
+    let p = http.get(p.location()).await;
+    assert!(
+        p.body.contains("is opted back in.") && p.body.contains("opted in"),
+        "{:.2000}",
+        p.body
+    );
+    let p = http
+        .post(
+            "/optouts/replies",
+            &[
+                ("csrf", &csrf),
+                ("help_text", "Acme: call 555-0100 <b>now</b>"),
+                ("opt_out_confirmation", "Acme: you will get no more texts."),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let p = http.get("/optouts").await;
+    assert!(
+        p.body
+            .contains("Acme: call 555-0100 &lt;b&gt;now&lt;/b&gt;")
+            && p.body.contains("you will get no more texts."),
+        "{:.3000}",
+        p.body
+    );
+    console.shutdown().await;
+}
