@@ -10,10 +10,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use sms_proto::v1::{GetMessageRequest, LocalDateTime, MessageStatus, SendMessageRequest};
+use sms_proto::v1::{GetMessageRequest, MessageStatus};
 use sms_testkit::{ORG, USER};
 
-use super::{Console, TOKEN_A, add_number, as_a};
+use super::{Console, TOKEN_A, add_number, as_a, send, text};
 
 const OURS: &str = "+12015550100";
 const CONTACT: &str = "+12015550123";
@@ -299,24 +299,11 @@ async fn a_person_uses_the_console_in_chromium() {
     shot(&c, "templates").await;
 
     // Cancel a scheduled message.
-    let scheduled = stack
-        .messaging()
-        .await
-        .send_message(as_a(SendMessageRequest {
-            from: OURS.into(),
-            to: CONTACT.into(),
-            body: "Reminder: our call tomorrow".into(),
-            send_at_local: Some(LocalDateTime {
-                date_time: super::later(),
-                time_zone: "America/New_York".into(),
-            }),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let scheduled = send(
+        stack,
+        as_a(text(OURS, CONTACT, "Reminder: our call tomorrow", true)),
+    )
+    .await;
     c.goto(&url("/scheduled")).await.unwrap();
     page_has(&c, "Reminder: our call tomorrow").await;
     shot(&c, "scheduled").await;
@@ -380,6 +367,15 @@ async fn a_person_uses_the_console_in_chromium() {
     c.goto(&url("/messages")).await.unwrap();
     css(&c, "main h1").await;
     shot(&c, "phone-messages").await;
+    c.goto(&url(&format!(
+        "/conversation?ours={}&contact={}",
+        OURS.replace('+', "%2B"),
+        CONTACT.replace('+', "%2B")
+    )))
+    .await
+    .unwrap();
+    css(&c, ".bubble.inbound").await;
+    shot(&c, "phone-conversation").await;
 
     c.close().await.unwrap();
     drop(driver);

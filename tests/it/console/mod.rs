@@ -7,7 +7,9 @@ mod routes;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sms_proto::v1::{AddNumberRequest, NumberKind, add_number_request};
+use sms_proto::v1::{
+    AddNumberRequest, LocalDateTime, NumberKind, SendMessageRequest, add_number_request,
+};
 use sms_runtime::auth::{Grant, Organizations, Tokens};
 use sms_testkit::{ORG, Options, Stack, USER};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +74,36 @@ impl Console {
 pub fn later() -> String {
     let t = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(60 * 24);
     format!("{}T09:00", &t.to_string()[..10])
+}
+
+/// Sends (as the request's caller) and returns the accepted message.
+pub async fn send(
+    stack: &Stack,
+    request: tonic::Request<SendMessageRequest>,
+) -> sms_proto::v1::Message {
+    stack
+        .messaging()
+        .await
+        .send_message(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+}
+
+/// A text from `from` to `to`; sent at 09:00 New York time two months ahead when `later`.
+pub fn text(from: &str, to: &str, body: &str, later: bool) -> SendMessageRequest {
+    SendMessageRequest {
+        from: from.into(),
+        to: to.into(),
+        body: body.into(),
+        send_at_local: later.then(|| LocalDateTime {
+            date_time: self::later(),
+            time_zone: "America/New_York".into(),
+        }),
+        ..Default::default()
+    }
 }
 
 /// `message` as a call of `org`'s CRM (its token) for `user`.

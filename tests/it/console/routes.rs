@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use sms_proto::v1::{
-    CreateTemplateRequest, ListTemplatesRequest, LocalDateTime, SendMessageRequest,
-};
+use sms_proto::v1::{CreateTemplateRequest, ListTemplatesRequest};
 use sms_testkit::{ORG, USER, eventually};
 
-use super::{Console, Http, ORG_B, TOKEN_A, TOKEN_B, USER_B, add_number, as_a, as_b};
+use super::{Console, Http, ORG_B, TOKEN_A, TOKEN_B, USER_B, add_number, as_a, as_b, send, text};
 
 const OURS: &str = "+12015550100";
 const OURS_B: &str = "+12015550111";
@@ -133,44 +131,17 @@ async fn every_route_needs_a_session_a_csrf_token_and_stays_in_its_organization(
     let stack = &console.stack;
     add_number(stack, ORG, USER, OURS).await;
     add_number(stack, ORG_B, USER_B, OURS_B).await;
-    let mut messaging = stack.messaging().await;
     let mut templates = stack.templates().await;
 
     // Organization A: a message, a reply from the contact, a scheduled send, a template.
-    let sent = messaging
-        .send_message(as_a(SendMessageRequest {
-            from: OURS.into(),
-            to: CONTACT.into(),
-            body: "Hello from A".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let sent = send(stack, as_a(text(OURS, CONTACT, "Hello from A", false))).await;
     let (code, _) = stack
         .sim
         .reply(CONTACT, OURS, "Reply to A", Vec::new())
         .await
         .unwrap();
     assert_eq!(code, 200);
-    let scheduled = messaging
-        .send_message(as_a(SendMessageRequest {
-            from: OURS.into(),
-            to: CONTACT.into(),
-            body: "Later".into(),
-            send_at_local: Some(LocalDateTime {
-                date_time: super::later(),
-                time_zone: "America/New_York".into(),
-            }),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let scheduled = send(stack, as_a(text(OURS, CONTACT, "Later", true))).await;
     let template = templates
         .create_template(as_a(CreateTemplateRequest {
             name: r#"<script>alert("x")</script>"#.into(),
@@ -183,18 +154,7 @@ async fn every_route_needs_a_session_a_csrf_token_and_stays_in_its_organization(
         .template
         .unwrap();
     // Organization B: the same kinds of things, which A's sessions must never see.
-    let sent_b = messaging
-        .send_message(as_b(SendMessageRequest {
-            from: OURS_B.into(),
-            to: CONTACT.into(),
-            body: "Hello from B".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap();
+    let sent_b = send(stack, as_b(text(OURS_B, CONTACT, "Hello from B", false))).await;
     let template_b = templates
         .create_template(as_b(CreateTemplateRequest {
             name: "B's".into(),

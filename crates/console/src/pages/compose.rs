@@ -122,6 +122,21 @@ pub async fn counter(state: &AppState, session: &Session, body: &str) -> Markup 
     }
 }
 
+/// The body field, with its counter below: as the body changes, htmx asks `/preview` for a
+/// new counter (150 ms after typing stops).
+pub fn counted_body(label: &str, body: &str, errors: &FormErrors, counter: Markup) -> Markup {
+    html! {
+        label { span { (label) }
+            textarea name="body" id="body" maxlength="1000"
+                hx-post="/preview" hx-trigger="input changed delay:150ms" hx-target="#counter"
+                hx-swap="outerHTML"
+                aria-invalid=[errors.fields.contains_key("body").then_some("true")] { (body) }
+            (errors.at("body"))
+        }
+        (counter)
+    }
+}
+
 /// `body` with each character that forces UCS-2 marked.
 fn highlighted(body: &str, non_gsm: &[String]) -> Markup {
     html! {
@@ -213,14 +228,7 @@ async fn render(
                     (errors.at("from"))
                 }
             }
-            label { span { "Message" }
-                textarea name="body" id="body" maxlength="1000"
-                    hx-post="/preview" hx-trigger="input changed delay:150ms" hx-target="#counter"
-                    hx-swap="outerHTML"
-                    aria-invalid=[errors.fields.contains_key("body").then_some("true")] { (f.body) }
-                (errors.at("body"))
-            }
-            (counter)
+            (counted_body("Message", &f.body, errors, counter))
             label.inline { input type="checkbox" name="smart_encoding" value="1" checked[f.smart_encoding.is_some()];
                 span { "Smart encoding (replace look-alike characters to stay in GSM-7)" } }
             fieldset {

@@ -11,7 +11,7 @@ use sms_proto::v1::{
 use super::given;
 use crate::api::{ApiError, call};
 use crate::html::{FormErrors, input, next_page, page, status_badge, status_name, time};
-use crate::session::Signed;
+use crate::session::{Session, Signed};
 use crate::{AppState, PageError, PageResult};
 
 /// The log's filters, as the query string carries them (named as the API's fields).
@@ -263,34 +263,33 @@ fn arrow(d: i32) -> &'static str {
     }
 }
 
+/// A message of the session's organization.
+async fn get(state: &AppState, session: &Session, id: String) -> Result<Message, PageError> {
+    state
+        .api
+        .messaging()
+        .get_message(call(session, GetMessageRequest { id }))
+        .await
+        .map_err(PageError::lookup)?
+        .into_inner()
+        .message
+        .ok_or(PageError::NotFound)
+}
+
 /// `GET /messages/{id}`.
 pub async fn show(
     State(state): State<AppState>,
     Signed(session): Signed,
     Path(id): Path<String>,
 ) -> PageResult {
-    let m = state
-        .api
-        .messaging()
-        .get_message(call(&session, GetMessageRequest { id }))
-        .await
-        .map_err(PageError::lookup)?
-        .into_inner()
-        .message
-        .ok_or(PageError::NotFound)?;
+    let m = get(&state, &session, id).await?;
     let inbound = m.direction == Direction::Inbound as i32;
     let (ours, contact) = if inbound {
         (&m.to, &m.from)
     } else {
         (&m.from, &m.to)
     };
-    let thread = format!(
-        "/conversation?{}",
-        form_urlencoded::Serializer::new(String::new())
-            .append_pair("ours", ours)
-            .append_pair("contact", contact)
-            .finish()
-    );
+    let thread = super::conversations::thread_link(ours, contact);
     let content = html! {
         (live(&m))
         h2 { "Body" }
@@ -361,15 +360,7 @@ pub async fn status(
     Signed(session): Signed,
     Path(id): Path<String>,
 ) -> PageResult {
-    let m = state
-        .api
-        .messaging()
-        .get_message(call(&session, GetMessageRequest { id }))
-        .await
-        .map_err(PageError::lookup)?
-        .into_inner()
-        .message
-        .ok_or(PageError::NotFound)?;
+    let m = get(&state, &session, id).await?;
     Ok(crate::html::fragment(live(&m)))
 }
 

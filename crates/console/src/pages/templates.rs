@@ -9,7 +9,7 @@ use sms_proto::v1::{
     Template, UpdateTemplateRequest,
 };
 
-use super::compose::{counter, sample_note};
+use super::compose::{counted_body, counter, sample_note};
 use crate::api::{ApiError, call};
 use crate::html::{FormErrors, csrf, input, page, time};
 use crate::session::{Session, Signed, SignedForm};
@@ -74,14 +74,7 @@ async fn editor(
         form.stack method="post" action=(action) {
             (csrf(session))
             (input("Name", "name", &f.name, errors))
-            label { span { "Body (CRM tags such as {{ contact.first_name }})" }
-                textarea name="body" id="body" maxlength="1000"
-                    hx-post="/preview" hx-trigger="input changed delay:150ms" hx-target="#counter"
-                    hx-swap="outerHTML"
-                    aria-invalid=[errors.fields.contains_key("body").then_some("true")] { (f.body) }
-                (errors.at("body"))
-            }
-            (counter)
+            (counted_body("Body (CRM tags such as {{ contact.first_name }})", &f.body, errors, counter))
             label.inline { input type="checkbox" name="shared" value="1" checked[f.shared.is_some()];
                 span { "Shared with the organization" } }
             div.row { div { button type="submit" { "Save" } } }
