@@ -840,6 +840,25 @@ async fn forms_and_pages_do_what_they_say() {
         p.body
     );
 
+    // Upcoming sends are listed soonest first, though the API lists the newest made first:
+    // the morning's is made before the evening's.
+    super::send(
+        stack,
+        as_a(super::text(OURS, CONTACT, "in the morning", true)),
+    )
+    .await;
+    let mut evening = super::text(OURS, CONTACT, "in the evening", true);
+    if let Some(l) = evening.send_at_local.as_mut() {
+        l.date_time = l.date_time.replace("T09:00", "T19:00");
+    }
+    super::send(stack, as_a(evening)).await;
+    let p = http.get("/scheduled").await;
+    let (morning, evening) = (
+        p.body.find("in the morning").unwrap(),
+        p.body.find("in the evening").unwrap(),
+    );
+    assert!(morning < evening, "soonest first");
+
     // Opt out, back in, and the replies.
     let p = http
         .post(

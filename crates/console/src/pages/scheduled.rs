@@ -37,20 +37,23 @@ async fn render(
     page_token: &str,
     refused: Option<(&str, &FormErrors)>,
 ) -> PageResult {
-    let r = state
+    let mut r = state
         .api
         .messaging()
         .list_messages(call(
             session,
             ListMessagesRequest {
                 status: MessageStatus::Scheduled as i32,
-                page_size: 50,
+                page_size: 100,
                 page_token: page_token.to_owned(),
                 ..Default::default()
             },
         ))
         .await?
         .into_inner();
+    // The API pages by creation; a page is shown soonest first.
+    r.messages
+        .sort_by_key(|m| m.send_at.as_ref().map(|t| (t.seconds, t.nanos)));
     let no_errors = FormErrors::default();
     let content = html! {
         @if r.messages.is_empty() { p.muted { "Nothing scheduled." } } @else {
