@@ -334,22 +334,13 @@ impl App {
         page_token: &str,
     ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), ComposerError> {
         let org = caller.organization_id.as_str();
-        text::check(
-            "our_number",
-            ours,
-            sms_core::phone::MAX_INPUT_LEN,
-            Lines::Single,
-        )?;
-        let ours = match ours.trim() {
-            "" => None,
-            n => Some(PhoneNumber::parse_valid(n, None).map_err(ComposerError::InvalidNumber)?),
-        };
+        let ours = crate::app::optional_number("our_number", ours, ComposerError::InvalidNumber)?;
         let size = crate::app::page_size(page_size, 50);
         let before = crate::app::decode_page_token(page_token)?;
         let heads = store::inbound::conversations(
             &self.pool,
             org,
-            ours.as_ref().map(PhoneNumber::e164),
+            ours.as_deref(),
             before,
             i64::from(size) + 1,
         )

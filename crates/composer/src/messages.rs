@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use chrono::{Datelike, Utc};
+use sms_core::Direction;
 use sms_core::text::{self, Lines};
-use sms_core::{Direction, PhoneNumber};
 use sms_proto::v1::{
     Direction as ProtoDirection, ListErroredLeadsRequest, ListMessagesRequest, MessageStatus,
 };
@@ -39,11 +39,10 @@ impl App {
         req: &ListMessagesRequest,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
         let page_size = page_size(req.page_size, 50);
-        text::check(
+        let contact = crate::app::optional_number(
             "contact_number",
             &req.contact_number,
-            sms_core::phone::MAX_INPUT_LEN,
-            Lines::Single,
+            ComposerError::InvalidRecipient,
         )?;
         text::check(
             "lead_id",
@@ -51,30 +50,11 @@ impl App {
             crate::send::command::MAX_CRM_ID,
             Lines::Single,
         )?;
-        text::check(
+        let ours = crate::app::optional_number(
             "our_number",
             &req.our_number,
-            sms_core::phone::MAX_INPUT_LEN,
-            Lines::Single,
+            ComposerError::InvalidNumber,
         )?;
-        let ours = match req.our_number.trim() {
-            "" => None,
-            n => Some(
-                PhoneNumber::parse_valid(n, None)
-                    .map_err(ComposerError::InvalidNumber)?
-                    .e164()
-                    .to_owned(),
-            ),
-        };
-        let contact = match req.contact_number.trim() {
-            "" => None,
-            n => Some(
-                PhoneNumber::parse_valid(n, None)
-                    .map_err(ComposerError::InvalidRecipient)?
-                    .e164()
-                    .to_owned(),
-            ),
-        };
         let status = match req.status() {
             MessageStatus::Unspecified => None,
             s => sms_bus::status_from_proto(s),

@@ -157,8 +157,20 @@ pub struct FormErrors {
 impl FormErrors {
     /// An API refusal placed on its field, when the form has that field.
     pub fn from_api(e: &ApiError, form_fields: &[&str]) -> Self {
+        Self::from_api_renamed(e, form_fields, &[])
+    }
+
+    /// [`FormErrors::from_api`] for a form that names some of the API's fields otherwise:
+    /// `renames` pairs the API's name (as [`crate::api::field_of`] gives it) with the form's.
+    pub fn from_api_renamed(e: &ApiError, form_fields: &[&str], renames: &[(&str, &str)]) -> Self {
+        let field = e.field.as_deref().map(|f| {
+            renames
+                .iter()
+                .find(|(api, _)| *api == f)
+                .map_or(f, |(_, form)| *form)
+        });
         let mut errors = FormErrors::default();
-        match e.field.as_deref().filter(|f| form_fields.contains(f)) {
+        match field.filter(|f| form_fields.contains(f)) {
             Some(f) => {
                 errors.fields.insert(f.to_owned(), e.message.clone());
             }

@@ -3,7 +3,8 @@
 //! the separate services.
 //!
 //! Defaults: gRPC on 127.0.0.1:50051, webhooks on 127.0.0.1:8080, the console on
-//! 127.0.0.1:8082 (`SMS_CONSOLE_ADDR`), the simulator on 127.0.0.1:8090 (`SMS_SIM=false` to use a real carrier with `SMS_TWILIO_*`), database
+//! 127.0.0.1:8082 (`SMS_CONSOLE_ADDR`), the simulator on 127.0.0.1:8090 (`SMS_SIM=false` to
+//! use a real carrier with `SMS_TWILIO_*`), database
 //! `postgres://postgres@127.0.0.1:5432/sms` (created if missing), NATS on 127.0.0.1:4222.
 //!
 //! `smsd --dev` (or `SMS_DEV_MODE=true`) is development mode: no API tokens needed, a media
@@ -34,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
         base.parse_or("SMS_INBOUND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
     let grpc_addr: SocketAddr =
         base.parse_or("SMS_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 50051)))?;
+    let optout_addr: SocketAddr = base.parse_or(
+        "SMS_OPTOUT_GRPC_ADDR",
+        SocketAddr::from(([127, 0, 0, 1], 50052)),
+    )?;
     let mut defaults = vec![
         (
             "SMS_PUBLIC_URL".to_owned(),
@@ -44,6 +49,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "SMS_CONSOLE_API_URL".to_owned(),
             format!("http://{grpc_addr}"),
+        ),
+        (
+            "SMS_CONSOLE_OPTOUT_URL".to_owned(),
+            format!("http://{optout_addr}"),
         ),
     ];
     if dev {
@@ -108,17 +117,9 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     sms_runtime::shutdown_on_signals(shutdown.clone());
-    let optout_addr: SocketAddr = env.parse_or(
-        "SMS_OPTOUT_GRPC_ADDR",
-        SocketAddr::from(([127, 0, 0, 1], 50052)),
-    )?;
     let grpc = sms_runtime::health::bind(grpc_addr).await?;
     let optout_grpc = sms_runtime::health::bind(optout_addr).await?;
     let console_addr: SocketAddr = env.parse_or("SMS_CONSOLE_ADDR", sms_console::DEFAULT_ADDR)?;
-    let console = sms_console::Config {
-        optout_url: env.string_or("SMS_CONSOLE_OPTOUT_URL", &format!("http://{optout_addr}")),
-        ..console
-    };
     let console_listener = sms_runtime::health::bind(console_addr).await?;
     let media_addr: SocketAddr =
         env.parse_or("SMS_MEDIA_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?;

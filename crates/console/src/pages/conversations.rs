@@ -65,10 +65,8 @@ pub async fn list(
             if e.code != tonic::Code::InvalidArgument {
                 return Err(e.into());
             }
-            let mut errors = FormErrors::from_api(&e, &["our_number"]);
-            if e.reason == "INVALID_NUMBER" {
-                errors = FormErrors::field("our_number", e.message);
-            }
+            let errors =
+                FormErrors::from_api_renamed(&e, &["our_number"], &[("number", "our_number")]);
             (Vec::new(), String::new(), errors)
         }
     };

@@ -139,7 +139,12 @@ pub async fn list(
                 if !e.code.eq(&tonic::Code::InvalidArgument) {
                     return Err(PageError::Api(e));
                 }
-                errors = list_errors(&e);
+                // The API's recipient and number are this form's contact and our number.
+                errors = FormErrors::from_api_renamed(
+                    &e,
+                    &["contact_number", "our_number", "lead_id"],
+                    &[("to", "contact_number"), ("number", "our_number")],
+                );
             }
         }
     }
@@ -188,24 +193,6 @@ pub async fn list(
         ], &next))
     };
     Ok(page(&session, "/messages", "Messages", content))
-}
-
-/// A list refusal placed on the filter it is about.
-fn list_errors(e: &ApiError) -> FormErrors {
-    let field = match (e.reason.as_str(), e.field.as_deref()) {
-        ("INVALID_RECIPIENT", _) => Some("contact_number"),
-        ("INVALID_NUMBER", _) => Some("our_number"),
-        (_, Some(f)) => Some(f),
-        _ => None,
-    };
-    let mut errors = FormErrors::default();
-    match field {
-        Some(f) => {
-            errors.fields.insert(f.to_owned(), e.message.clone());
-        }
-        None => errors.general = Some(e.message.clone()),
-    }
-    errors
 }
 
 /// A body cut to `max` characters.

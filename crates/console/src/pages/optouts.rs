@@ -225,10 +225,11 @@ async fn change(state: &AppState, session: &Session, f: ChangeForm, opt_out: boo
             Ok(Redirect::to(&format!("/optouts?{to}")).into_response())
         }
         Err(e) if e.code == tonic::Code::InvalidArgument => {
-            let mut errors = FormErrors::from_api(&e, &["contact_number", "reason"]);
-            if e.reason == "INVALID_NUMBER" {
-                errors = FormErrors::field("contact_number", e.message);
-            }
+            let errors = FormErrors::from_api_renamed(
+                &e,
+                &["contact_number", "reason"],
+                &[("number", "contact_number")],
+            );
             render(
                 state,
                 session,
