@@ -104,6 +104,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`smsctl … | head -1`) panics; a
+    // command-line tool used in scripts ends quietly instead, killed by the signal (status 141
+    // in the shell) as `ls` and `git` are. Sockets are unaffected: their writes never raise it.
+    sigpipe::reset();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Segments(args) => offline::segments(&args),

@@ -135,3 +135,42 @@ fn phone_in_international_form_keeps_every_digit() {
         "a letter in a number is refused"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    // `smsctl … | head -1`: the reader goes away after one line while smsctl still prints.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsctl"))
+        .args(["segments", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..100_000 {
+            if input.write_all(b"\"hello\"\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("GSM-7"), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "smsctl complained about the closed pipe: {stderr}"
+    );
+    assert!(
+        out.status.signal() == Some(13) || out.status.code() == Some(0),
+        "ended with {:?}",
+        out.status
+    );
+}
