@@ -156,6 +156,9 @@ async fn wait_port(port: u16) {
     }
 }
 
+/// The number the trace tests send from.
+const OURS: &str = "+12015550100";
+
 fn with_traceparent<T>(message: T, trace_id: &str, span_id: &str) -> tonic::Request<T> {
     let mut r = as_user(message);
     r.metadata_mut().insert(
@@ -167,15 +170,7 @@ fn with_traceparent<T>(message: T, trace_id: &str, span_id: &str) -> tonic::Requ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_caller() {
-    // The collector.
-    let collector = Collector::default();
-    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp_url = format!("http://{}", otlp.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(otlp)),
-    );
+    let collector = Collector::serve().await;
 
     // The carrier, apart from this runtime.
     let scratch = Scratch::new("sms-traces");
@@ -202,12 +197,13 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         ("SMS_NAMESPACE", namespace.clone()),
         ("SMS_DATABASE_URL", database.clone()),
         ("SMS_DEV_MODE", "true".to_owned()),
-        ("SMS_LOG", "warn".to_owned()),
+        // The default log level: a quieter one once hid that traces broke at this one.
+        ("SMS_LOG", "info,sqlx=warn".to_owned()),
         ("SMS_TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_owned()),
         ("SMS_TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_owned()),
         ("SMS_TWILIO_API_URL", sim_url.clone()),
         ("SMS_PUBLIC_URL", format!("http://127.0.0.1:{inbound_port}")),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_url.clone()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.clone()),
         ("OTEL_TRACES_SAMPLER", "parentbased_always_on".to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
         (
@@ -246,6 +242,19 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
     }
     wait_port(grpc_port).await;
     wait_port(inbound_port).await;
+    let names = Names {
+        composer: "composer",
+        dispatcher: "dispatcher",
+        inbound: "inbound",
+        scheduler: "scheduler",
+    };
+    check_send_and_cancel(&collector, grpc_port, &namespace, &names).await;
+    drop(procs);
+}
+
+/// One send (with the caller's trace context) must be one trace, every span's parent in it,
+/// in the tree the README draws; a cancel joins its caller's trace through the scheduler.
+async fn check_send_and_cancel(collector: &Collector, grpc_port: u16, namespace: &str, names: &Names) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
         .unwrap()
         .connect()
@@ -253,10 +262,9 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         .unwrap();
     let mut numbers = NumbersServiceClient::new(channel.clone());
     let mut messaging = MessagingServiceClient::new(channel);
-    let ours = "+12015550100";
     numbers
         .add_number(as_user(AddNumberRequest {
-            number: ours.into(),
+            number: OURS.into(),
             kind: NumberKind::Internal as i32,
             owner: Some(add_number_request::Owner::OwnerUserId(USER.into())),
             ..Default::default()
@@ -264,13 +272,80 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         .await
         .unwrap();
     // The dispatcher may still be taking its partitions: the send waits in the stream.
-    let (trace_id, root) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
-    let id = messaging
-        .send_message(with_traceparent(
-            sms(ours, "+12015550123", "trace me"),
-            trace_id,
-            root,
+    let caller = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    check_send(collector, &mut messaging, namespace, names, Some(caller)).await;
+    // A caller without trace context (`smsctl send`): the send's own trace, SendMessage its root.
+    check_send(collector, &mut messaging, namespace, names, None).await;
+
+    // A cancel joins the caller's trace, through the scheduler's request/reply.
+    let later = sms_proto::v1::SendMessageRequest {
+        send_at: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        }),
+        ..sms(OURS, "+12015550123", "in an hour")
+    };
+    let scheduled = messaging
+        .send_message(as_user(later))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+        .id;
+    let (cancel_trace, cancel_root) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    messaging
+        .cancel_message(with_traceparent(
+            CancelMessageRequest { id: scheduled },
+            cancel_trace,
+            cancel_root,
         ))
+        .await
+        .unwrap();
+    let spans = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let spans = collector.trace(cancel_trace);
+            let whole = spans
+                .iter()
+                .all(|s| s.parent == cancel_root || parent_of(&spans, s).is_some());
+            if (whole && spans.iter().any(|s| s.service == names.scheduler))
+                || Instant::now() > deadline
+            {
+                break spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let cancel = one(&spans, names.composer, "CancelMessage");
+    assert_eq!(cancel.parent, cancel_root);
+    let request = one(&spans, names.composer, "send ");
+    assert_eq!(request.kind, SpanKind::Client as i32);
+    assert!(descends(&spans, request, cancel));
+    let served = one(&spans, names.scheduler, "process");
+    assert_eq!(
+        served.parent, request.span_id,
+        "the scheduler answers under the request"
+    );
+    assert_eq!(served.kind, SpanKind::Server as i32);
+}
+
+/// One send must be one trace, every span's parent in it, in the tree the README draws: under
+/// the caller's span when it sent its context, else with SendMessage as the trace's root.
+async fn check_send(
+    collector: &Collector,
+    messaging: &mut MessagingServiceClient<tonic::transport::Channel>,
+    namespace: &str,
+    names: &Names,
+    caller: Option<(&str, &str)>,
+) {
+    let request = sms(OURS, "+12015550123", "trace me");
+    let request = match caller {
+        Some((trace_id, root)) => with_traceparent(request, trace_id, root),
+        None => as_user(request),
+    };
+    let id = messaging
+        .send_message(request)
         .await
         .unwrap()
         .into_inner()
@@ -293,13 +368,26 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The trace: the caller's, or the one the message's spans are in.
+    let (trace_id, root) = match caller {
+        Some((trace_id, root)) => (trace_id.to_owned(), root),
+        None => (
+            eventually_span(collector, |s| {
+                s.attributes.get("sms.message_id") == Some(&id)
+            })
+            .await
+            .trace_id,
+            "",
+        ),
+    };
+    let trace_id = trace_id.as_str();
     // Wait for the composer's processing of `delivered` to be exported too.
     let spans = {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let spans = collector.trace(trace_id);
             let delivered = spans.iter().any(|s| {
-                s.service == "composer"
+                s.service == names.composer
                     && s.name.starts_with("process")
                     && s.attributes
                         .get("messaging.destination.name")
@@ -328,13 +416,13 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
             s.name
         );
     }
-    let send = one(&spans, "composer", "SendMessage");
+    let send = one(&spans, names.composer, "SendMessage");
     assert_eq!(send.kind, SpanKind::Server as i32);
     assert_eq!(send.parent, root, "SendMessage is the caller's child");
     let accepted = spans
         .iter()
         .find(|s| {
-            s.service == "composer"
+            s.service == names.composer
                 && s.kind == SpanKind::Producer as i32
                 && s.name == "create msg.accepted"
         })
@@ -344,7 +432,7 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
     let dispatch = spans
         .iter()
         .find(|s| {
-            s.service == "dispatcher"
+            s.service == names.dispatcher
                 && s.kind == SpanKind::Consumer as i32
                 && s.name
                     .starts_with(&format!("process {namespace}.msg.accepted."))
@@ -359,13 +447,13 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         dispatch.attributes["messaging.consumer.group.name"].starts_with("dispatcher-accepted-")
     );
     assert_eq!(dispatch.attributes["sms.message_id"], id);
-    let call = one(&spans, "dispatcher", "POST Messages");
+    let call = one(&spans, names.dispatcher, "POST Messages");
     assert_eq!(call.kind, SpanKind::Client as i32);
     assert!(descends(&spans, call, dispatch));
     // The carrier's callbacks (status `sent`, `delivered`) come back under the carrier call.
     let hooks: Vec<&Got> = spans
         .iter()
-        .filter(|s| s.service == "inbound" && s.name == "twilio_status")
+        .filter(|s| s.service == names.inbound && s.name == "twilio_status")
         .collect();
     assert!(hooks.len() >= 2, "{spans:#?}");
     for h in &hooks {
@@ -377,7 +465,7 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
     let delivered = spans
         .iter()
         .find(|s| {
-            s.service == "composer"
+            s.service == names.composer
                 && s.kind == SpanKind::Consumer as i32
                 && s.attributes
                     .get("messaging.destination.name")
@@ -385,7 +473,7 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
         })
         .unwrap_or_else(|| panic!("no composer span for `delivered`: {spans:#?}"));
     let created = parent_of(&spans, delivered).expect("its producer span");
-    assert_eq!(created.service, "inbound");
+    assert_eq!(created.service, names.inbound);
     assert_eq!(created.kind, SpanKind::Producer as i32);
     assert!(hooks.iter().any(|h| descends(&spans, delivered, h)));
     assert!(
@@ -394,58 +482,106 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
             .all(|s| s.trace_id == trace_id && !s.service.is_empty())
     );
 
-    // A cancel joins the caller's trace, through the scheduler's request/reply.
-    let later = sms_proto::v1::SendMessageRequest {
-        send_at: Some(prost_types::Timestamp {
-            seconds: chrono::Utc::now().timestamp() + 3600,
-            nanos: 0,
-        }),
-        ..sms(ours, "+12015550123", "in an hour")
-    };
-    let scheduled = messaging
-        .send_message(as_user(later))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-        .id;
-    let (cancel_trace, cancel_root) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    messaging
-        .cancel_message(with_traceparent(
-            CancelMessageRequest { id: scheduled },
-            cancel_trace,
-            cancel_root,
-        ))
-        .await
-        .unwrap();
-    let spans = {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let spans = collector.trace(cancel_trace);
-            let whole = spans
-                .iter()
-                .all(|s| s.parent == cancel_root || parent_of(&spans, s).is_some());
-            if (whole && spans.iter().any(|s| s.service == "scheduler"))
-                || Instant::now() > deadline
-            {
-                break spans;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The first span exported that `matches`, waiting up to 20 s for it.
+async fn eventually_span(collector: &Collector, matches: impl Fn(&Got) -> bool) -> Got {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = collector.0.lock().unwrap().iter().find(|s| matches(s)) {
+            return s.clone();
         }
-    };
-    let cancel = one(&spans, "composer", "CancelMessage");
-    assert_eq!(cancel.parent, cancel_root);
-    let request = one(&spans, "composer", "send ");
-    assert_eq!(request.kind, SpanKind::Client as i32);
-    assert!(descends(&spans, request, cancel));
-    let served = one(&spans, "scheduler", "process");
-    assert_eq!(
-        served.parent, request.span_id,
-        "the scheduler answers under the request"
+        assert!(Instant::now() < deadline, "no such span exported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The services as the README's first command runs them: every one in `smsd`, one process,
+/// each span from service `smsd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_send_is_one_trace_under_smsd_too() {
+    let collector = Collector::serve().await;
+    let scratch = Scratch::new("sms-traces-smsd");
+    let database = sms_testkit::fresh_database().await;
+    let namespace = sms_testkit::fresh_namespace();
+    let port = |_| free_port();
+    let [grpc, optout, inbound, console, media, sim]: [u16; 6] = [0; 6].map(port);
+    let env: Vec<(String, String)> = [
+        ("SMS_NATS_URL", sms_testkit::NATS_URL.to_owned()),
+        ("SMS_NAMESPACE", namespace.clone()),
+        ("SMS_DATABASE_URL", database),
+        ("SMS_GRPC_ADDR", format!("127.0.0.1:{grpc}")),
+        ("SMS_OPTOUT_GRPC_ADDR", format!("127.0.0.1:{optout}")),
+        ("SMS_INBOUND_ADDR", format!("127.0.0.1:{inbound}")),
+        ("SMS_CONSOLE_ADDR", format!("127.0.0.1:{console}")),
+        ("SMS_MEDIA_ADDR", format!("127.0.0.1:{media}")),
+        ("SMS_SIM_ADDR", format!("127.0.0.1:{sim}")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut smsd = Proc::new(
+        "smsd",
+        service_binary("smsd"),
+        vec!["--dev".into()],
+        env,
+        scratch.path(),
     );
-    assert_eq!(served.kind, SpanKind::Server as i32);
-    drop(procs);
+    smsd.start();
+    wait_port(grpc).await;
+    wait_port(inbound).await;
+    let names = Names::all("smsd");
+    check_send_and_cancel(&collector, grpc, &namespace, &names).await;
+    drop(smsd);
+}
+
+/// Which service each part of the platform exports its spans as.
+struct Names {
+    composer: &'static str,
+    dispatcher: &'static str,
+    inbound: &'static str,
+    scheduler: &'static str,
+}
+
+impl Names {
+    fn all(name: &'static str) -> Names {
+        Names {
+            composer: name,
+            dispatcher: name,
+            inbound: name,
+            scheduler: name,
+        }
+    }
+}
+
+impl Collector {
+    /// A collector listening on a port of its own, in this runtime.
+    async fn serve() -> Served {
+        let collector = Collector::default();
+        let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", otlp.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(otlp)),
+        );
+        Served { collector, url }
+    }
+}
+
+/// A collector and its URL.
+struct Served {
+    collector: Collector,
+    url: String,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Collector;
+    fn deref(&self) -> &Collector {
+        &self.collector
+    }
 }
 
 /// A value of a standard variable this build cannot honour stops a service at once, naming
