@@ -1732,10 +1732,12 @@ async fn bus_payloads_of_the_wrong_type_or_shape_are_dead_lettered_and_send_noth
             vec![ConsumerKind::SchedulerScheduled]
         } else if subject.ends_with(".msg.autoreply") {
             vec![ConsumerKind::ComposerAutoReply]
+        } else if subject.ends_with(".msg.optout") {
+            vec![ConsumerKind::OptOutCarrier]
         } else if subject.ends_with(".inbound.received") {
             vec![ConsumerKind::ComposerInbound, ConsumerKind::OptOutInbound]
         } else {
-            vec![ConsumerKind::ComposerStatus, ConsumerKind::OptOutStatus]
+            vec![ConsumerKind::ComposerStatus]
         }
     };
     let typed = [
@@ -1746,6 +1748,7 @@ async fn bus_payloads_of_the_wrong_type_or_shape_are_dead_lettered_and_send_noth
         (subjects.msg_due(partition), "sms.events.v1.MessageDue"),
         (subjects.msg_scheduled(), "sms.events.v1.MessageScheduled"),
         (subjects.msg_autoreply(), "sms.events.v1.AutoReply"),
+        (subjects.msg_optout(), "sms.events.v1.CarrierOptOut"),
         (subjects.inbound_received(), "sms.events.v1.InboundReceived"),
         (
             subjects.status(sms_core::Status::Delivered),

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod callbacks;
 mod chaos;
 mod console;
 mod edges;
@@ -17,6 +18,7 @@ mod outbox;
 mod pipeline;
 mod quiet;
 mod reflection;
+mod refusals;
 mod renting;
 mod resolution;
 mod rules;

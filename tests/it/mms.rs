@@ -374,3 +374,52 @@ async fn an_attachment_given_by_url_is_fetched_stored_and_served_only_at_its_sig
     assert_eq!(http.get(&later).send().await.unwrap().status(), 403);
     stack.shutdown().await;
 }
+
+/// In development the simulator's address is exempt from the fetch policy (it hosts inbound
+/// media), but its control endpoints take an account's credentials: an attachment URL
+/// pointing at `/_sim/requests` (every organization's messages) is refused, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_control_endpoints_are_no_attachment() {
+    let stack = Stack::start().await;
+    stack.add_number(OURS).await;
+    let mut client = stack.messaging().await;
+    // Something for the simulator to have recorded.
+    send_ok(
+        &mut client,
+        SendMessageRequest {
+            to: CONTACT.into(),
+            from: OURS.into(),
+            body: "a secret for org-a".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    for path in ["/_sim/requests", "/_sim/hooks"] {
+        let refused = client
+            .send_message(as_user(mms(
+                OURS,
+                CONTACT,
+                vec![NewAttachment {
+                    file_name: "r.txt".into(),
+                    content_type: "text/plain".into(),
+                    data: Vec::new(),
+                    url: format!("{}{path}", stack.sim_url),
+                }],
+            )))
+            .await
+            .unwrap_err();
+        let info = refused.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "MEDIA_FETCH_FAILED", "{path}: {refused:?}");
+        assert!(refused.message().contains("401"), "{path}: {refused:?}");
+    }
+    // The simulator still answers its own account.
+    let listed = reqwest::Client::new()
+        .get(format!("{}/_sim/requests", stack.sim_url))
+        .basic_auth(ACCOUNT_SID, Some(sms_testkit::AUTH_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    assert!(listed.text().await.unwrap().contains("a secret for org-a"));
+    stack.shutdown().await;
+}

@@ -254,7 +254,12 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
 
 /// One send (with the caller's trace context) must be one trace, every span's parent in it,
 /// in the tree the README draws; a cancel joins its caller's trace through the scheduler.
-async fn check_send_and_cancel(collector: &Collector, grpc_port: u16, namespace: &str, names: &Names) {
+async fn check_send_and_cancel(
+    collector: &Collector,
+    grpc_port: u16,
+    namespace: &str,
+    names: &Names,
+) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc_port}"))
         .unwrap()
         .connect()
@@ -481,7 +486,6 @@ async fn check_send(
             .iter()
             .all(|s| s.trace_id == trace_id && !s.service.is_empty())
     );
-
 }
 
 /// The first span exported that `matches`, waiting up to 20 s for it.

@@ -4,8 +4,9 @@ use std::time::SystemTime;
 
 use sms_core::Status;
 use sms_proto::events::v1::{
-    AutoReply, EventMeta, InboundReceived, InboundStored, MessageAccepted, MessageDue,
-    MessageScheduled, NumberChanged, OptOutChanged, OutboundMessage, StatusChanged, StatusCheck,
+    AutoReply, CarrierOptOut, EventMeta, InboundReceived, InboundStored, MessageAccepted,
+    MessageDue, MessageScheduled, NumberChanged, OptOutChanged, OutboundMessage, StatusChanged,
+    StatusCheck,
 };
 use sms_proto::v1::MessageStatus;
 use uuid::Uuid;
@@ -66,6 +67,7 @@ event!(MessageDue, "msg.due", |e, s| s
     .msg_due(partition_of(e.meta.as_ref(), e.message.as_ref())));
 event!(StatusCheck, "msg.check", |_e, s| s.msg_check());
 event!(AutoReply, "msg.autoreply", |_e, s| s.msg_autoreply());
+event!(CarrierOptOut, "msg.optout", |_e, s| s.msg_optout());
 event!(InboundStored, "msg.inbound", |_e, s| s.msg_inbound());
 event!(InboundReceived, "inbound.received", |_e, s| s
     .inbound_received());
@@ -147,6 +149,21 @@ pub fn new_event_id() -> String {
 /// retrying a webhook): the same `parts` always give the same id, so JetStream drops repeats.
 pub fn stable_event_id(parts: &[&str]) -> String {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, parts.join("\u{1f}").as_bytes()).to_string()
+}
+
+/// The id of a carrier's word on message `message_id` of `organization_id`: that `status`
+/// for carrier sid `sid`, signed by `account`. A carrier retrying the callback (or the
+/// dispatcher reading the same from the carrier's records) makes the same event; a callback
+/// that differs in any of them (another account signing, another message named) is another
+/// event, so it can never take the place of the genuine one in JetStream's de-duplication.
+pub fn carrier_status_event_id(
+    sid: &str,
+    status: Status,
+    account: &str,
+    organization_id: &str,
+    message_id: &str,
+) -> String {
+    stable_event_id(&[sid, status.as_str(), account, organization_id, message_id])
 }
 
 /// Metadata for a new event about `message_id` (empty when none) of `organization_id`.

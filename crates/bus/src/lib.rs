@@ -25,7 +25,8 @@ mod subjects;
 pub mod trace;
 
 pub use event::{
-    Encoded, Event, meta, new_event_id, stable_event_id, status_from_proto, status_to_proto,
+    Encoded, Event, carrier_status_event_id, meta, new_event_id, stable_event_id,
+    status_from_proto, status_to_proto,
 };
 pub use subjects::{ConsumerKind, DISPATCH_PARTITIONS, StateKind, Subjects, dispatch_partition};
 

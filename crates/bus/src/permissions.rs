@@ -75,7 +75,7 @@ impl Service {
                 .collect(),
             Service::Inbound => Vec::new(),
             Service::Scheduler => vec![ConsumerKind::SchedulerScheduled],
-            Service::OptOut => vec![ConsumerKind::OptOutInbound, ConsumerKind::OptOutStatus],
+            Service::OptOut => vec![ConsumerKind::OptOutInbound, ConsumerKind::OptOutCarrier],
         }
     }
 
@@ -88,6 +88,7 @@ impl Service {
                 s.msg_scheduled(),
                 s.msg_check(),
                 s.msg_inbound(),
+                s.msg_optout(),
                 statuses,
                 s.state_all(StateKind::Number),
                 s.scheduler_command(),

@@ -48,6 +48,12 @@ impl Subjects {
         format!("{}.msg.autoreply", self.ns)
     }
 
+    /// `{ns}.msg.optout`: a recipient of a message of ours unsubscribed at the carrier (the
+    /// composer says so once it has applied the carrier's failure to that message).
+    pub fn msg_optout(&self) -> String {
+        format!("{}.msg.optout", self.ns)
+    }
+
     /// `{ns}.msg.inbound`: an inbound message stored on its conversation (for the CRM).
     pub fn msg_inbound(&self) -> String {
         format!("{}.msg.inbound", self.ns)
@@ -216,8 +222,9 @@ pub enum ConsumerKind {
     SchedulerScheduled,
     /// Opt-out registry: inbound keywords.
     OptOutInbound,
-    /// Opt-out registry: carrier-reported opt-outs (21610) in failure statuses.
-    OptOutStatus,
+    /// Opt-out registry: recipients who unsubscribed at the carrier (21610), as the composer
+    /// reports them for the messages they belong to.
+    OptOutCarrier,
     /// Composer: opt-out changes (the registry's state) for the event feed.
     ComposerOptOutFeed,
 }
@@ -242,7 +249,7 @@ impl ConsumerKind {
             ConsumerKind::ComposerAutoReply => "composer-autoreply",
             ConsumerKind::SchedulerScheduled => "scheduler-scheduled",
             ConsumerKind::OptOutInbound => "optout-inbound",
-            ConsumerKind::OptOutStatus => "optout-status",
+            ConsumerKind::OptOutCarrier => "optout-carrier",
             ConsumerKind::ComposerOptOutFeed => "composer-optout-feed",
         }
     }
@@ -253,7 +260,8 @@ impl ConsumerKind {
             ConsumerKind::DispatcherAccepted(p) => s.msg_accepted(p),
             ConsumerKind::DispatcherDue(p) => s.msg_due(p),
             ConsumerKind::DispatcherCheck => s.msg_check(),
-            ConsumerKind::ComposerStatus | ConsumerKind::OptOutStatus => s.status_all(),
+            ConsumerKind::ComposerStatus => s.status_all(),
+            ConsumerKind::OptOutCarrier => s.msg_optout(),
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),
             ConsumerKind::ComposerAutoReply => s.msg_autoreply(),

@@ -1,7 +1,8 @@
 //! A webhook endpoint for development: `POST /_sim/hooks` keeps what the platform's webhooks
 //! deliver (answering 200), `GET /_sim/hooks[?secret=whsec_…]` lists it, each with whether its
-//! Standard Webhooks signature is the secret's. The simulator stands in for the CRM here, as it
-//! stands in for contacts elsewhere.
+//! Standard Webhooks signature is the secret's (the listing takes an account's Basic auth, as
+//! every control endpoint of the simulator does). The simulator stands in for the CRM here, as
+//! it stands in for contacts elsewhere.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -66,8 +67,13 @@ pub(crate) struct ListQuery {
 /// `GET /_sim/hooks`.
 pub(crate) async fn list(
     State(sim): State<Sim>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Json<Vec<ReceivedHook>> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if !sim.controlled_by(&headers) {
+        return crate::control_refused();
+    }
     let mut all = sim.lock_hooks().clone();
     if !q.secret.is_empty() {
         for h in &mut all {
@@ -80,5 +86,5 @@ pub(crate) async fn list(
             ));
         }
     }
-    Json(all)
+    Json(all).into_response()
 }

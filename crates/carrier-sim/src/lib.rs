@@ -13,6 +13,11 @@
 //! * faults for resolution tests: the API's reply never arriving after the message was taken,
 //!   lookups answering 503 or garbage;
 //! * every request received is recorded, for tests (`GET /_sim/requests`).
+//!
+//! Its own control endpoints (`GET /_sim/requests`, `POST /_sim/reply`, `GET /_sim/hooks`)
+//! take the Basic auth of any of its accounts, like its REST API: in development the platform
+//! may fetch from the simulator's address (inbound media), and an attachment URL pointing at
+//! them must not read every organization's messages back (it has no credentials to send).
 
 mod hooks;
 mod numbers;
@@ -583,8 +588,32 @@ async fn get_media(
     }
 }
 
-async fn list_requests(State(sim): State<Sim>) -> Json<Vec<RecordedRequest>> {
-    Json(sim.requests())
+async fn list_requests(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    if !sim.controlled_by(&headers) {
+        return control_refused();
+    }
+    Json(sim.requests()).into_response()
+}
+
+/// The answer to a control request without an account's credentials.
+pub(crate) fn control_refused() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Basic realm=\"carrier-sim\"")],
+        "the simulator's control endpoints take an account's Basic auth",
+    )
+        .into_response()
+}
+
+impl Sim {
+    /// Whether `headers` carry the Basic auth of one of the simulator's accounts.
+    pub(crate) fn controlled_by(&self, headers: &HeaderMap) -> bool {
+        self.inner
+            .config
+            .accounts
+            .keys()
+            .any(|account| authorized(self, account, headers))
+    }
 }
 
 /// Checks HTTP Basic auth against the account in the path.
@@ -992,8 +1021,15 @@ struct ReplyMedia {
     data: String,
 }
 
-async fn post_reply(State(sim): State<Sim>, axum::Json(r): axum::Json<ReplyRequest>) -> Response {
+async fn post_reply(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    axum::Json(r): axum::Json<ReplyRequest>,
+) -> Response {
     use base64::Engine as _;
+    if !sim.controlled_by(&headers) {
+        return control_refused();
+    }
     let bad = |why: String| (StatusCode::BAD_REQUEST, why).into_response();
     if r.from.trim().is_empty() || r.to.trim().is_empty() {
         return bad("from and to are required".into());
@@ -1064,9 +1100,9 @@ pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runt
 }
 
 /// The simulator's default account SID (development only).
-pub const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+pub const DEFAULT_ACCOUNT_SID: &str = sms_twilio::SIMULATOR_ACCOUNT_SID;
 /// The simulator's default auth token (development only).
-pub const DEFAULT_AUTH_TOKEN: &str = "sim-auth-token";
+pub const DEFAULT_AUTH_TOKEN: &str = sms_twilio::SIMULATOR_AUTH_TOKEN;
 
 /// An incoming message the simulated carrier delivers to our webhook.
 #[derive(Debug, Clone, Default)]

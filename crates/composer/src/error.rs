@@ -330,6 +330,8 @@ pub enum Entity {
     WebhookEndpoint,
     /// An event of the feed.
     Event,
+    /// An attachment of a message.
+    Attachment,
 }
 
 impl std::fmt::Display for Entity {
@@ -342,6 +344,7 @@ impl std::fmt::Display for Entity {
             Entity::Contact => "contact",
             Entity::WebhookEndpoint => "webhook endpoint",
             Entity::Event => "event (it may be older than the feed keeps)",
+            Entity::Attachment => "attachment",
         })
     }
 }
@@ -379,6 +382,7 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
             ComposerError::NotFound(Entity::WebhookEndpoint) => "WEBHOOK_ENDPOINT_NOT_FOUND",
             ComposerError::NotFound(Entity::Event) => "EVENT_NOT_FOUND",
+            ComposerError::NotFound(Entity::Attachment) => "ATTACHMENT_NOT_FOUND",
             ComposerError::InvalidWebhookUrl { .. } => "INVALID_WEBHOOK_URL",
             ComposerError::UnknownEventType(_) => "UNKNOWN_EVENT_TYPE",
             ComposerError::WebhookEndpointExists(_) => "WEBHOOK_ENDPOINT_EXISTS",
@@ -415,7 +419,11 @@ impl ComposerError {
                 "LOCAL_TIME_DOES_NOT_EXIST"
             }
             ComposerError::Schedule(ScheduleError::InPast(_)) => "SEND_AT_IN_PAST",
-            ComposerError::Schedule(ScheduleError::TooFar { .. }) => "SEND_AT_TOO_FAR",
+            ComposerError::Schedule(
+                ScheduleError::TooFar { .. } | ScheduleError::BeyondCalendar { .. },
+            ) => "SEND_AT_TOO_FAR",
+            ComposerError::Schedule(ScheduleError::InvalidInstant { .. }) => "INVALID_SEND_AT",
+            ComposerError::Schedule(ScheduleError::Required) => "SEND_AT_REQUIRED",
             ComposerError::TwoSendTimes => "TWO_SEND_TIMES",
             ComposerError::ValidityOutOfRange(_) => "VALIDITY_OUT_OF_RANGE",
             ComposerError::Rate(sms_core::rate::RateError::PerSecond(_)) => "INVALID_SEND_RATE",

@@ -360,6 +360,8 @@ pub async fn run(
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
+        // Tonic's own refusal of an over-large request, with a reason like every other.
+        .layer(sms_runtime::grpc_limits::ReasonedLimits)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -173,7 +173,7 @@ impl App {
             parse_id("id", id)?,
         )
         .await?
-        .ok_or(ComposerError::NotFound(Entity::Message))
+        .ok_or(ComposerError::NotFound(Entity::Attachment))
     }
 }
 

@@ -88,9 +88,7 @@ impl App {
         let m = self.scheduled_message(caller, id).await?;
         let mut notes = Vec::new();
         let Some(send_at) = self.send_time(&when, &mut notes)? else {
-            return Err(ComposerError::Schedule(ScheduleError::InvalidDateTime(
-                "a new send time is required".into(),
-            )));
+            return Err(ComposerError::Schedule(ScheduleError::Required));
         };
         // Quiet hours hold a moved message as they would a new one.
         let send_at = match sms_core::PhoneNumber::parse_valid(&m.to_number, None) {
@@ -128,7 +126,12 @@ impl App {
             .is_some();
         store::messages::set_send_at(&self.pool, m.id, send_at, counted).await?;
         let (message, _) = self.get(caller, id).await?;
-        Ok(Sent { message, notes })
+        let attachments = store::media::of_messages(&self.pool, &[message.id]).await?;
+        Ok(Sent {
+            message,
+            notes,
+            attachments,
+        })
     }
 
     async fn scheduled_message(
@@ -158,6 +161,8 @@ impl App {
                 &m.id.to_string(),
             )),
             action: Some(action),
+            // Lets the scheduler keep a command for a schedule still on its way, and only that.
+            accepted_at: Some(crate::grpc::timestamp(m.created_at)),
         };
         // A client span whose context travels in the request's headers: the scheduler's
         // handling joins the caller's trace.
@@ -187,6 +192,13 @@ impl App {
             .map_err(|e| ComposerError::SchedulerUnavailable(format!("undecodable reply: {e}")))?;
         if !reply.error.is_empty() {
             return Err(ComposerError::SchedulerUnavailable(reply.error));
+        }
+        if !reply.done && reply.state == "unknown" {
+            // Ours says scheduled, the scheduler has no such schedule: its event is late (a
+            // scheduler far behind). Nothing was done; trying again later is safe.
+            return Err(ComposerError::SchedulerUnavailable(
+                "the scheduler has not received this message's schedule yet".into(),
+            ));
         }
         if !reply.done {
             return Err(ComposerError::AlreadyFired { state: reply.state });

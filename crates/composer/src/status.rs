@@ -1,6 +1,6 @@
 //! Applying status events to the message store, a batch per transaction: the status machine
-//! decides, a carrier's callback applies only to the message whose carrier sid it carries, and
-//! the customer is billed when the carrier takes a message.
+//! decides, a carrier's callback applies only to the message whose carrier sid (and account)
+//! the dispatcher reported, and the customer is billed when the carrier takes a message.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sms_bus::HandleError;
 use sms_core::{Status, Transition};
-use sms_proto::events::v1::{StatusChanged, StatusSource};
+use sms_proto::events::v1::{CarrierOptOut, StatusChanged, StatusSource};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -64,30 +64,50 @@ fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
 }
 
 /// What a carrier's callback may do to a message as it stands.
+#[derive(Debug)]
 enum CarrierCheck {
-    /// It is about this message: apply it (learning the sid if it is the first).
+    /// It is about this message (the sid and account the dispatcher reported): apply it.
     Apply,
-    /// It is about another message (another sid), or one that never went out: ignore it.
+    /// It is about another message (another sid, another account), or one that never went
+    /// out: ignore it.
     Ignore(&'static str),
-    /// The message has not been seen handed on yet; the dispatcher's `queued` may still be on
-    /// its way (events of one message can be applied out of order across batches).
+    /// The dispatcher has not reported the carrier's sid yet (its `sending` may still be on its
+    /// way: events of one message can be applied out of order across batches). A callback is
+    /// never taken at its word for which message it is: it waits for the dispatcher's.
     NotYet,
 }
 
-fn carrier_check(current: &Current, sid: &str) -> CarrierCheck {
+fn carrier_check(current: &Current, sid: &str, account: &str) -> CarrierCheck {
     if sid.is_empty() {
         return CarrierCheck::Ignore("a carrier callback without a message sid");
     }
     match &current.carrier_sid {
-        Some(known) if known == sid => CarrierCheck::Apply,
-        Some(_) => CarrierCheck::Ignore("a carrier callback for another carrier sid"),
-        // Before the carrier's sid is known, only a message being sent can be the one.
+        Some(known) if known != sid => {
+            CarrierCheck::Ignore("a carrier callback for another carrier sid")
+        }
+        // An event without an account comes from a receiver older than accounts on events.
+        Some(_) => match &current.carrier_account {
+            Some(ours) if !account.is_empty() && ours != account => {
+                CarrierCheck::Ignore("a carrier callback signed by another carrier account")
+            }
+            _ => CarrierCheck::Apply,
+        },
+        // Only a message the dispatcher has in hand (or will have) can be the one.
         None => match current.status {
-            Status::Queued | Status::Sending => CarrierCheck::Apply,
-            Status::Accepted | Status::Scheduled => CarrierCheck::NotYet,
+            Status::Accepted | Status::Scheduled | Status::Queued | Status::Sending => {
+                CarrierCheck::NotYet
+            }
             _ => CarrierCheck::Ignore("a carrier callback for a message that was not sent"),
         },
     }
+}
+
+/// Whether a failure is the carrier saying the recipient unsubscribed there (its own code,
+/// mapped by the carrier crate to `opted_out`): our dispatcher refusing an opted-out contact
+/// also fails with `opted_out`, but with no carrier code, and is nothing new.
+fn carrier_opt_out(fact: &store::HistoryRow) -> bool {
+    fact.carrier_error_code.is_some()
+        && fact.reason.as_deref() == Some(sms_core::Reason::OptedOut.as_str())
 }
 
 /// The history entry a status event makes.
@@ -171,6 +191,7 @@ impl App {
         let mut advanced = Vec::new();
         let mut canceled = Vec::new();
         let mut feed = Vec::new();
+        let mut opt_outs = Vec::new();
         for (index, e, (org, id, to)) in valid {
             let Some(now) = current.get_mut(&id).filter(|c| c.organization_id == org) else {
                 tracing::warn!(%id, "status for a message we do not have; ignored");
@@ -178,7 +199,7 @@ impl App {
             };
             let from_carrier = e.source() == StatusSource::Carrier;
             if from_carrier {
-                match carrier_check(now, &e.carrier_sid) {
+                match carrier_check(now, &e.carrier_sid, &e.carrier_account) {
                     CarrierCheck::Apply => {}
                     CarrierCheck::Ignore(why) => {
                         tracing::warn!(%id, status = %to, sid = %sms_core::text::quote(&e.carrier_sid), why, "carrier callback ignored");
@@ -189,7 +210,12 @@ impl App {
                     CarrierCheck::NotYet => {
                         outcomes[index] = Err(out_of_order(
                             e,
-                            format!("{to} from the carrier for a message still {}", now.status),
+                            format!(
+                                "{to} from the carrier (sid {}) for a message still {} whose sid \
+                                 the dispatcher has not reported",
+                                sms_core::text::quote(&e.carrier_sid),
+                                now.status
+                            ),
                         ));
                         continue;
                     }
@@ -229,6 +255,18 @@ impl App {
             match transition {
                 Transition::Advance => {
                     let fact = fact(e, to);
+                    if to == Status::Failed && carrier_opt_out(&fact) {
+                        opt_outs.push(CarrierOptOut {
+                            meta: Some(sms_bus::meta(
+                                sms_bus::stable_event_id(&[&id.to_string(), "carrier-opt-out"]),
+                                org,
+                                &id.to_string(),
+                            )),
+                            contact_number: now.about.to.clone(),
+                            our_number: now.about.from.clone(),
+                            carrier_error_code: e.carrier_error_code,
+                        });
+                    }
                     feed.push(crate::feed::status_entry(
                         org, id, &event_id, &fact, &now.about,
                     ));
@@ -268,16 +306,14 @@ impl App {
                     tracing::warn!(%id, from = %now.status, to = %to, "illegal status change ignored");
                 }
             }
-            // The dispatcher reports the sid the carrier answered with: that is the message's
-            // sid. Before it arrives, the first callback for a message being sent binds its
-            // sid. Either way callbacks carrying another sid are refused from then on.
-            if !e.carrier_sid.is_empty() {
-                if e.source() == StatusSource::Dispatcher {
-                    now.carrier_sid = Some(e.carrier_sid.clone());
-                    update.dispatched_sid = Some(e.carrier_sid.clone());
-                } else if from_carrier && now.carrier_sid.is_none() {
-                    now.carrier_sid = Some(e.carrier_sid.clone());
-                    update.carrier_sid = Some(e.carrier_sid.clone());
+            // The dispatcher reports the sid the carrier answered with, and the account it
+            // went through: those are the message's. Callbacks carrying another are refused.
+            if !e.carrier_sid.is_empty() && e.source() == StatusSource::Dispatcher {
+                now.carrier_sid = Some(e.carrier_sid.clone());
+                update.carrier_sid = Some(e.carrier_sid.clone());
+                if !e.carrier_account.is_empty() {
+                    now.carrier_account = Some(e.carrier_account.clone());
+                    update.carrier_account = Some(e.carrier_account.clone());
                 }
             }
         }
@@ -290,7 +326,14 @@ impl App {
         // A canceled message gives its segments back to its day's cap.
         store::settings::refund(&mut tx, &canceled).await?;
         store::feed::append(&mut tx, &feed).await?;
+        // The registry records what the carrier said of this message's recipient.
+        for opt_out in &opt_outs {
+            self.outbox.add_event(&mut tx, opt_out).await?;
+        }
         tx.commit().await?;
+        if !opt_outs.is_empty() {
+            self.outbox.wake();
+        }
         if !feed.is_empty() {
             self.feed.wake();
         }
@@ -315,6 +358,7 @@ mod tests {
             organization_id: "o".into(),
             status,
             carrier_sid: sid.map(str::to_owned),
+            carrier_account: sid.map(|_| "AC1".to_owned()),
             about: Default::default(),
         }
     }
@@ -345,37 +389,30 @@ mod tests {
     fn callbacks_apply_only_to_their_message() {
         let sm = "SM0123456789abcdef0123456789abcdef";
         let other = "SMffffffffffffffffffffffffffffffff";
-        assert!(matches!(
-            carrier_check(&at(Status::Sent, Some(sm)), sm),
-            CarrierCheck::Apply
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Sent, Some(sm)), other),
-            CarrierCheck::Ignore(_)
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Queued, None), sm),
-            CarrierCheck::Apply
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Sending, None), sm),
-            CarrierCheck::Apply
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Scheduled, None), sm),
-            CarrierCheck::NotYet
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Accepted, None), sm),
-            CarrierCheck::NotYet
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Canceled, None), sm),
-            CarrierCheck::Ignore(_)
-        ));
-        assert!(matches!(
-            carrier_check(&at(Status::Queued, None), ""),
-            CarrierCheck::Ignore(_)
-        ));
+        let check = |status, sid, callback_sid, account| {
+            format!(
+                "{:?}",
+                carrier_check(&at(status, sid), callback_sid, account)
+            )
+        };
+        assert_eq!(check(Status::Sent, Some(sm), sm, "AC1"), "Apply");
+        assert_eq!(check(Status::Sending, Some(sm), sm, "AC1"), "Apply");
+        // A receiver that does not say the account yet: the sid decides.
+        assert_eq!(check(Status::Sent, Some(sm), sm, ""), "Apply");
+        assert!(check(Status::Sent, Some(sm), other, "AC1").starts_with("Ignore"));
+        assert!(check(Status::Sent, Some(sm), sm, "AC2").contains("another carrier account"));
+        // Before the dispatcher reported the sid, no callback is taken at its word: a message
+        // queued behind its sender's rate is not the carrier's yet.
+        for status in [
+            Status::Accepted,
+            Status::Scheduled,
+            Status::Queued,
+            Status::Sending,
+        ] {
+            assert_eq!(check(status, None, sm, "AC1"), "NotYet", "{status}");
+        }
+        assert!(check(Status::Canceled, None, sm, "AC1").starts_with("Ignore"));
+        assert!(check(Status::Failed, None, sm, "AC1").starts_with("Ignore"));
+        assert!(check(Status::Queued, None, "", "AC1").starts_with("Ignore"));
     }
 }

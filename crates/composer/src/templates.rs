@@ -38,12 +38,9 @@ const PREVIEW_CAP: usize = 4 * MAX_BODY_CHARS;
 /// the limit itself, so they can report the exact length).
 pub fn render(source: &str, context: &template::Context) -> Result<String, ComposerError> {
     let parsed = Template::parse(source)?;
-    parsed.render(context, PREVIEW_CAP).map_err(|_| {
-        sms_core::BodyError::TooLong {
-            chars: PREVIEW_CAP + 1,
-        }
-        .into()
-    })
+    parsed
+        .render(context, PREVIEW_CAP)
+        .map_err(|e| sms_core::BodyError::TooLong { chars: e.chars }.into())
 }
 
 impl App {

@@ -139,7 +139,9 @@ pub fn field_of(reason: &str) -> Option<&'static str> {
         "INVALID_LOCAL_TIME"
         | "LOCAL_TIME_DOES_NOT_EXIST"
         | "SEND_AT_IN_PAST"
-        | "SEND_AT_TOO_FAR" => "send_at",
+        | "SEND_AT_TOO_FAR"
+        | "INVALID_SEND_AT"
+        | "SEND_AT_REQUIRED" => "send_at",
         "MISSING_NAME" => "name",
         "INVALID_MONTH" => "month",
         "INVALID_NUMBER" => "number",

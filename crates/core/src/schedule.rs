@@ -40,6 +40,21 @@ pub enum ScheduleError {
         /// The UTC offset after it.
         offset_after: String,
     },
+    /// Not an instant: a protobuf `Timestamp` whose nanoseconds are outside 0 to 999,999,999.
+    #[error("send_at has {nanos} nanoseconds; a timestamp's nanos are 0 to 999,999,999")]
+    InvalidInstant {
+        /// The nanoseconds given.
+        nanos: i32,
+    },
+    /// An instant after anything the calendar holds (past the year 9999).
+    #[error("the send time ({seconds} s after 1970-01-01T00:00:00Z) is past the year 9999")]
+    BeyondCalendar {
+        /// The seconds given.
+        seconds: i64,
+    },
+    /// A send time is needed and none was given (a reschedule).
+    #[error("a send time is required: send_at, or send_at_local with its time zone")]
+    Required,
     /// In the past.
     #[error("the send time {0} is in the past")]
     InPast(String),
@@ -62,10 +77,41 @@ pub struct SendAt {
     pub ambiguous: bool,
 }
 
+/// A protobuf `Timestamp`'s fields as an instant. Nanoseconds outside 0 to 999,999,999 are not
+/// a timestamp (the protobuf definition says so; a negative count is not "just before"); an
+/// instant outside what the calendar holds (before the year −9999 or after 9999) is refused as
+/// in the past or too far ahead, which is what it is.
+pub fn instant(seconds: i64, nanos: i32) -> Result<Timestamp, ScheduleError> {
+    if !(0..=999_999_999).contains(&nanos) {
+        return Err(ScheduleError::InvalidInstant { nanos });
+    }
+    Timestamp::new(seconds, nanos).map_err(|_| {
+        if seconds < 0 {
+            ScheduleError::InPast(format!("{seconds} s from 1970-01-01T00:00:00Z"))
+        } else {
+            ScheduleError::BeyondCalendar { seconds }
+        }
+    })
+}
+
+/// Whether the seconds of a local date-time's text are 60: a leap second, which civil time in a
+/// zone never names (the parser would quietly take it as :59).
+fn names_a_leap_second(date_time: &str) -> bool {
+    let Some((_, time)) = date_time.split_once(['T', 't', ' ']) else {
+        return false;
+    };
+    let mut fields = time.splitn(3, ':');
+    let (_, _, seconds) = (fields.next(), fields.next(), fields.next());
+    seconds.is_some_and(|s| s.get(..2) == Some("60"))
+}
+
 /// Resolves a local date-time in an IANA zone to an instant.
 pub fn resolve_local(date_time: &str, zone: &str) -> Result<SendAt, ScheduleError> {
     let tz =
         TimeZone::get(zone.trim()).map_err(|_| ScheduleError::UnknownTimeZone(zone.to_owned()))?;
+    if names_a_leap_second(date_time.trim()) {
+        return Err(ScheduleError::InvalidDateTime(date_time.to_owned()));
+    }
     let local: DateTime = date_time
         .trim()
         .parse()
@@ -181,6 +227,52 @@ mod tests {
         assert!(matches!(
             resolve_local("2026-02-30T09:00", "Europe/Berlin"),
             Err(ScheduleError::InvalidDateTime(_))
+        ));
+        // A leap second is not a local time (the parser alone would take it as :59).
+        for leap in [
+            "2026-07-01T09:00:60",
+            "2026-07-01 09:00:60.5",
+            "2026-06-30T23:59:60",
+        ] {
+            assert!(
+                matches!(
+                    resolve_local(leap, "Europe/Berlin"),
+                    Err(ScheduleError::InvalidDateTime(_))
+                ),
+                "{leap}"
+            );
+        }
+        assert!(resolve_local("2026-07-01T09:00:59", "Europe/Berlin").is_ok());
+        assert!(resolve_local("2026-07-01T09:60", "Europe/Berlin").is_err());
+    }
+
+    #[test]
+    fn instants_from_protobuf_fields() {
+        assert_eq!(instant(0, 0).unwrap(), at("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            instant(1, 999_999_999).unwrap(),
+            at("1970-01-01T00:00:01.999999999Z")
+        );
+        for nanos in [-1, 1_000_000_000, i32::MIN, i32::MAX] {
+            assert_eq!(
+                instant(1_800_000_000, nanos),
+                Err(ScheduleError::InvalidInstant { nanos })
+            );
+        }
+        // The last second of 9999 (protobuf's largest) is beyond what jiff holds: too far.
+        assert!(matches!(
+            instant(253_402_300_799, 0),
+            Err(ScheduleError::BeyondCalendar { .. })
+        ));
+        assert!(matches!(
+            instant(i64::MAX, 0),
+            Err(ScheduleError::BeyondCalendar { .. })
+        ));
+        // Within the calendar, the year 9999 is an instant (too far ahead, said by the window).
+        assert!(instant(253_370_764_800, 0).is_ok());
+        assert!(matches!(
+            instant(i64::MIN, 0),
+            Err(ScheduleError::InPast(_))
         ));
     }
 

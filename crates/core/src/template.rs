@@ -99,12 +99,15 @@ fn shown(tag: &str) -> String {
     format!("{{{{ {inside} }}}}")
 }
 
-/// The rendered body passed the caller's limit; rendering stopped there.
+/// The rendered body passed the caller's limit: copying stopped there, and the rest was only
+/// counted, so the error tells the whole length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the rendered body is longer than {limit} characters")]
+#[error("the rendered body has {chars} characters, more than {limit}")]
 pub struct RenderTooLong {
     /// The limit that was passed.
     pub limit: usize,
+    /// How many characters the whole rendered body has.
+    pub chars: usize,
 }
 
 /// The parts of a postal address a template can use.
@@ -480,7 +483,8 @@ impl Template {
         })
     }
 
-    /// Renders against `ctx`, failing as soon as the output passes `max_chars` characters.
+    /// Renders against `ctx`, failing when the output passes `max_chars` characters; past the
+    /// limit nothing more is copied, only counted, so the error has the whole length.
     pub fn render(&self, ctx: &Context, max_chars: usize) -> Result<String, RenderTooLong> {
         let mut out = String::new();
         let mut chars = 0usize;
@@ -491,10 +495,15 @@ impl Template {
             };
             // Count before copying, so a huge value is refused without being copied.
             chars += piece.chars().count();
-            if chars > max_chars {
-                return Err(RenderTooLong { limit: max_chars });
+            if chars <= max_chars {
+                out.push_str(piece);
             }
-            out.push_str(piece);
+        }
+        if chars > max_chars {
+            return Err(RenderTooLong {
+                limit: max_chars,
+                chars,
+            });
         }
         Ok(out)
     }
@@ -683,13 +692,20 @@ mod tests {
     #[test]
     fn rendering_stops_at_the_limit() {
         let mut c = ctx();
-        c.contact.first_name = "x".repeat(1_000_000);
+        c.contact.first_name = "x".repeat(10_000);
         let t = Template::parse(&"{{ contact.first_name }}".repeat(400)).unwrap();
-        assert_eq!(t.render(&c, 1000), Err(RenderTooLong { limit: 1000 }));
+        // The whole length is told, not the limit plus one.
+        assert_eq!(
+            t.render(&c, 1000),
+            Err(RenderTooLong {
+                limit: 1000,
+                chars: 4_000_000
+            })
+        );
         let exact = Template::parse(&"é".repeat(1000)).unwrap();
         assert_eq!(exact.render(&c, 1000).unwrap().chars().count(), 1000);
         let over = Template::parse(&"é".repeat(1001)).unwrap();
-        assert!(over.render(&c, 1000).is_err());
+        assert_eq!(over.render(&c, 1000).unwrap_err().chars, 1001);
     }
 
     #[test]

@@ -19,6 +19,41 @@ pub enum SimCommand {
     Hooks(HooksArgs),
 }
 
+/// Where the simulator is, and the account its control endpoints take.
+#[derive(Debug, Args)]
+pub struct SimAccess {
+    /// The simulator.
+    #[arg(long, env = "SMS_SIM_URL", default_value = "http://127.0.0.1:8090")]
+    sim_url: String,
+    /// One of the simulator's accounts (its control endpoints take the account's Basic auth).
+    #[arg(long, env = "SMS_SIM_ACCOUNT_SID", default_value = sms_twilio::SIMULATOR_ACCOUNT_SID)]
+    sim_account: String,
+    /// That account's auth token.
+    #[arg(long, env = "SMS_SIM_AUTH_TOKEN", default_value = sms_twilio::SIMULATOR_AUTH_TOKEN, hide_default_value = true)]
+    sim_token: String,
+}
+
+impl SimAccess {
+    /// A request to `path` on the simulator, with the account's credentials.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        // Fails only when a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.sim_url.trim_end_matches('/')))
+            .context("the simulator's URL")?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(reqwest::Client::new()
+            .request(method, url)
+            .basic_auth(&self.sim_account, Some(&self.sim_token)))
+    }
+}
+
 /// `smsctl sim hooks`.
 #[derive(Debug, Args)]
 pub struct HooksArgs {
@@ -28,9 +63,8 @@ pub struct HooksArgs {
     /// Print each delivery's body as it came.
     #[arg(long)]
     json: bool,
-    /// The simulator.
-    #[arg(long, env = "SMS_SIM_URL", default_value = "http://127.0.0.1:8090")]
-    sim_url: String,
+    #[command(flatten)]
+    sim: SimAccess,
 }
 
 /// `smsctl sim reply`.
@@ -48,9 +82,8 @@ pub struct ReplyArgs {
     /// Attach a file (repeat for several); its type is read from its bytes.
     #[arg(long = "media")]
     media: Vec<std::path::PathBuf>,
-    /// The simulator.
-    #[arg(long, env = "SMS_SIM_URL", default_value = "http://127.0.0.1:8090")]
-    sim_url: String,
+    #[command(flatten)]
+    sim: SimAccess,
 }
 
 /// Runs `sim`.
@@ -73,15 +106,13 @@ pub async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
             "data": base64::engine::general_purpose::STANDARD.encode(&data),
         }));
     }
-    // Fails only when a provider is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = format!("{}/_sim/reply", args.sim_url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&url)
+    let response = args
+        .sim
+        .request(reqwest::Method::POST, "/_sim/reply", &[])?
         .json(&json!({"from": args.from, "to": args.to, "body": args.body, "media": media}))
         .send()
         .await
-        .with_context(|| format!("cannot reach the simulator at {}", args.sim_url))?;
+        .with_context(|| format!("cannot reach the simulator at {}", args.sim.sim_url))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -100,21 +131,17 @@ pub async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn hooks(args: HooksArgs) -> anyhow::Result<ExitCode> {
-    // Fails only when a provider is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut url = reqwest::Url::parse(&format!(
-        "{}/_sim/hooks",
-        args.sim_url.trim_end_matches('/')
-    ))
-    .context("the simulator's URL")?;
-    if !args.secret.is_empty() {
-        url.query_pairs_mut().append_pair("secret", &args.secret);
-    }
-    let hooks: Vec<serde_json::Value> = reqwest::Client::new()
-        .get(url)
+    let query: &[(&str, &str)] = if args.secret.is_empty() {
+        &[]
+    } else {
+        &[("secret", &args.secret)]
+    };
+    let hooks: Vec<serde_json::Value> = args
+        .sim
+        .request(reqwest::Method::GET, "/_sim/hooks", query)?
         .send()
         .await
-        .with_context(|| format!("cannot reach the simulator at {}", args.sim_url))?
+        .with_context(|| format!("cannot reach the simulator at {}", args.sim.sim_url))?
         .error_for_status()?
         .json()
         .await?;

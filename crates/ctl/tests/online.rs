@@ -17,6 +17,8 @@ impl Ctl<'_> {
             .env("SMS_ENDPOINT", &self.stack.grpc_url)
             .env("SMS_OPTOUT_ENDPOINT", &self.stack.optout_url)
             .env("SMS_SIM_URL", &self.stack.sim_url)
+            .env("SMS_SIM_ACCOUNT_SID", sms_testkit::ACCOUNT_SID)
+            .env("SMS_SIM_AUTH_TOKEN", sms_testkit::AUTH_TOKEN)
             .env("SMS_ORG", ORG)
             .env("SMS_USER", USER)
             .env_remove("SMS_TOKEN");

@@ -101,6 +101,10 @@ pub enum LookupError {
 /// A carrier that sends messages, and whose records can be read back.
 #[async_trait]
 pub trait Carrier: Send + Sync {
+    /// The account (or connection) messages go through: the carrier's status callbacks for
+    /// them are signed by it, and apply to them only when they are.
+    fn account(&self) -> &str;
+
     /// Sends one message.
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError>;
 
@@ -300,6 +304,9 @@ fn malformed(e: serde_json::Error) -> LookupError {
 
 #[async_trait]
 impl Carrier for Twilio {
+    fn account(&self) -> &str {
+        &self.account_sid
+    }
     async fn send(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.create(m).await
     }

@@ -111,9 +111,15 @@ impl Dispatcher {
                     tracing::error!(%id, %sid, "the carrier has no message under the sid it gave");
                     return Ok(());
                 };
-                let mut answer = vec![self.encode(&events::sending(org, &meta.message_id, &sid))];
+                let mut answer = vec![self.encode(&events::sending(
+                    org,
+                    &meta.message_id,
+                    &sid,
+                    self.carrier.account(),
+                ))];
                 answer.extend(
-                    events::from_record(org, &meta.message_id, &record).map(|e| self.encode(&e)),
+                    events::from_record(org, &meta.message_id, self.carrier.account(), &record)
+                        .map(|e| self.encode(&e)),
                 );
                 store::report(&self.pool, &self.outbox, &answer)
                     .await

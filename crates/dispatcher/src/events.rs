@@ -54,8 +54,13 @@ pub(crate) fn failed(
     status(&m, Status::Failed, Some(reason), None, detail)
 }
 
-/// `sending`, with the sid the carrier gave the message.
-pub(crate) fn sending(organization_id: &str, message_id: &str, carrier_sid: &str) -> StatusChanged {
+/// `sending`, with the sid the carrier gave the message and the account it went through.
+pub(crate) fn sending(
+    organization_id: &str,
+    message_id: &str,
+    carrier_sid: &str,
+    account: &str,
+) -> StatusChanged {
     StatusChanged {
         meta: Some(sms_bus::meta(
             sms_bus::stable_event_id(&[message_id, "sending", "dispatcher"]),
@@ -64,6 +69,7 @@ pub(crate) fn sending(organization_id: &str, message_id: &str, carrier_sid: &str
         )),
         status: sms_bus::status_to_proto(Status::Sending) as i32,
         carrier_sid: carrier_sid.to_owned(),
+        carrier_account: account.to_owned(),
         source: StatusSource::Dispatcher as i32,
         ..Default::default()
     }
@@ -75,6 +81,7 @@ pub(crate) fn sending(organization_id: &str, message_id: &str, carrier_sid: &str
 pub(crate) fn from_record(
     organization_id: &str,
     message_id: &str,
+    account: &str,
     record: &CarrierRecord,
 ) -> Option<StatusChanged> {
     let status = record.status.filter(|s| *s != Status::Sending)?;
@@ -83,7 +90,13 @@ pub(crate) fn from_record(
         .filter(|_| status.is_error() || record.error_code.is_some());
     Some(StatusChanged {
         meta: Some(sms_bus::meta(
-            sms_bus::stable_event_id(&[&record.sid, status.as_str()]),
+            sms_bus::carrier_status_event_id(
+                &record.sid,
+                status,
+                account,
+                organization_id,
+                message_id,
+            ),
             organization_id,
             message_id,
         )),
@@ -98,6 +111,7 @@ pub(crate) fn from_record(
             String::new()
         },
         source: StatusSource::Carrier as i32,
+        carrier_account: account.to_owned(),
         ..Default::default()
     })
 }

@@ -816,8 +816,15 @@ impl Dispatcher {
             &m.organization_id,
             &m.message_id,
             carrier_sid,
+            self.carrier.account(),
         ));
-        self.sent
+        // The carrier's callbacks apply only once the composer knows the sid from us: an early
+        // copy goes out now, ahead of them, while the claim's change commits (a fact whatever
+        // becomes of the commit: the carrier has the message). JetStream drops whichever copy
+        // comes second (same event id); the outbox's is the one that cannot be lost.
+        let early = self.bus.publish_encoded(sending.clone()).await.ok();
+        let recorded = self
+            .sent
             .call(store::Taken {
                 id,
                 organization_id: m.organization_id.clone(),
@@ -826,7 +833,13 @@ impl Dispatcher {
             })
             .await
             .unwrap_or_else(|| Err(BatchError::stopping()))
-            .map_err(|e| e.handle(delivery))
+            .map_err(|e| e.handle(delivery));
+        if let Some(ack) = early
+            && let Err(e) = ack.await
+        {
+            tracing::debug!(%id, error = %e, "early sending copy not stored; the outbox publishes it");
+        }
+        recorded
     }
 
     /// Fails a claimed message: the claim's state and the `failed` status, in one transaction.

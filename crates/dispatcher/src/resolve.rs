@@ -173,13 +173,20 @@ impl Dispatcher {
                 &pair,
                 &sids,
                 |sid| {
-                    let mut out =
-                        vec![self.encode(&events::sending(&m.organization_id, &m.message_id, sid))];
-                    if let Some(status) = candidates
-                        .iter()
-                        .find(|r| r.sid == sid)
-                        .and_then(|r| events::from_record(&m.organization_id, &m.message_id, r))
-                    {
+                    let mut out = vec![self.encode(&events::sending(
+                        &m.organization_id,
+                        &m.message_id,
+                        sid,
+                        self.carrier.account(),
+                    ))];
+                    if let Some(status) = candidates.iter().find(|r| r.sid == sid).and_then(|r| {
+                        events::from_record(
+                            &m.organization_id,
+                            &m.message_id,
+                            self.carrier.account(),
+                            r,
+                        )
+                    }) {
                         out.push(self.encode(&status));
                     }
                     out
@@ -241,6 +248,7 @@ impl Dispatcher {
                     &m.organization_id,
                     &m.message_id,
                     &receipt.carrier_sid,
+                    self.carrier.account(),
                 ));
                 store::sent(
                     &self.pool,

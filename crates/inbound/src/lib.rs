@@ -319,7 +319,13 @@ async fn status_callback(
         };
         let event = StatusChanged {
             meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[&callback.message_sid, status.as_str()]),
+                sms_bus::carrier_status_event_id(
+                    &callback.message_sid,
+                    status,
+                    &callback.account_sid,
+                    &org,
+                    &mid,
+                ),
                 &org,
                 &mid,
             )),
@@ -334,6 +340,8 @@ async fn status_callback(
                 String::new()
             },
             source: StatusSource::Carrier as i32,
+            // Verified above: the account whose token signed this callback.
+            carrier_account: callback.account_sid.clone(),
             ..Default::default()
         };
         app.publish("status", &event).await

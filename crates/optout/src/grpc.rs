@@ -37,6 +37,8 @@ pub async fn serve(
     let reflection = reflection.v1()?;
     tracing::info!(addr = ?listener.local_addr().ok(), "opt-out registry serving gRPC");
     tonic::transport::Server::builder()
+        // Tonic's own refusal of an over-large request, with a reason like every other.
+        .layer(sms_runtime::grpc_limits::ReasonedLimits)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

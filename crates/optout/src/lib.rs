@@ -5,7 +5,10 @@
 //!   confirmation reply; START / YES / UNSTOP opt back in; HELP / INFO get the organization's
 //!   help text. Replies are sent by the composer (`msg.autoreply`), so they appear on the
 //!   conversation like any other message.
-//! * A carrier's own opt-out error on a send (Twilio 21610) records the opt-out too.
+//! * A carrier's own opt-out error on a send (Twilio 21610) records the opt-out too, as the
+//!   composer reports it (`msg.optout`) once it has matched the failure to the message it
+//!   belongs to: a callback for a message we never sent, or signed by another account, opts
+//!   no one out.
 //! * gRPC `OptOuts`: check, list, add and remove by hand (who and why are recorded).
 //! * Every change is published on the compacted state stream; the composer and every dispatcher
 //!   replica keep a local copy of it. A change, its event and its reply are written in one
@@ -19,8 +22,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sms_bus::{ConsumerKind, HandleError};
-use sms_core::{Keyword, PhoneNumber, Reason};
-use sms_proto::events::v1::{AutoReply, InboundReceived, OptOutChanged, StatusChanged};
+use sms_core::{Keyword, PhoneNumber};
+use sms_proto::events::v1::{AutoReply, CarrierOptOut, InboundReceived, OptOutChanged};
 use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
 use sqlx::{PgConnection, PgPool};
@@ -99,20 +102,20 @@ pub async fn run(
         },
     );
     let r = registry.clone();
-    let statuses = base.bus.consume(
-        ConsumerKind::OptOutStatus,
+    let carrier = base.bus.consume(
+        ConsumerKind::OptOutCarrier,
         shutdown.clone(),
-        move |e: StatusChanged, _| {
+        move |e: CarrierOptOut, _| {
             let r = r.clone();
-            async move { r.on_status(e).await }
+            async move { r.on_carrier_opt_out(e).await }
         },
     );
     let server = grpc::serve(registry, listener, shutdown.clone());
     tracing::info!("opt-out registry running");
-    let (a, b, c) = tokio::join!(inbound, statuses, server);
+    let (a, b, c) = tokio::join!(inbound, carrier, server);
     base.relay.finish().await;
     a.context("inbound consumer")?;
-    b.context("status consumer")?;
+    b.context("carrier opt-out consumer")?;
     c.context("OptOuts gRPC server")?;
     Ok(())
 }
@@ -236,22 +239,30 @@ impl Registry {
         Ok(())
     }
 
-    /// A carrier that refuses a send because the recipient unsubscribed there (21610).
-    async fn on_status(&self, e: StatusChanged) -> Result<(), HandleError> {
-        // Only the carrier's own word counts (its error code, mapped by the carrier crate to
-        // `opted_out`): our dispatcher refusing an opted-out contact also fails with
-        // `opted_out`, but with no carrier code, and records nothing new.
-        let carrier_says = e.carrier_error_code != 0 && e.reason == Reason::OptedOut.as_str();
-        if !carrier_says || e.contact_number.is_empty() {
-            return Ok(());
+    /// A recipient who unsubscribed at the carrier (21610), as the composer reports it for the
+    /// message it belongs to. Recording is idempotent: a redelivery changes nothing.
+    async fn on_carrier_opt_out(&self, e: CarrierOptOut) -> Result<(), HandleError> {
+        let Some(meta) = &e.meta else {
+            return Err(HandleError::Permanent(
+                "carrier opt-out without meta".into(),
+            ));
+        };
+        let contact = PhoneNumber::parse_valid(&e.contact_number, None).map_err(|err| {
+            HandleError::Permanent(format!("carrier opt-out for a bad number: {err}"))
+        })?;
+        if meta.organization_id.is_empty() {
+            return Err(HandleError::Permanent(
+                "carrier opt-out without an organization".into(),
+            ));
         }
-        let Some(meta) = &e.meta else { return Ok(()) };
         self.record(&Change {
             organization_id: &meta.organization_id,
-            contact: &e.contact_number,
+            contact: contact.e164(),
             opted_out: true,
             source: "carrier",
-            our_number: None,
+            our_number: Some(&e.our_number)
+                .filter(|n| !n.is_empty())
+                .map(String::as_str),
             changed_by: None,
             reason: Some("the carrier reported the recipient unsubscribed"),
         })

@@ -233,6 +233,16 @@ pub fn fetch_policy(
         crate::fetch::parse_hosts(&env.string_or("SMS_FETCH_ALLOW_PRIVATE", ""))
             .into_iter()
             .collect();
+    if let Some((entry, why)) = allow_private
+        .iter()
+        .find_map(|e| crate::fetch::exemption_error(e).map(|why| (e, why)))
+    {
+        return Err(ConfigError::new(
+            "SMS_FETCH_ALLOW_PRIVATE",
+            entry.clone(),
+            why,
+        ));
+    }
     if !development && (allow_http || !allow_private.is_empty()) {
         return Err(ConfigError::new(
             if allow_http {

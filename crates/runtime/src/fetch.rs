@@ -13,8 +13,12 @@
 //!   every check again; a fetch restricted to some hosts (a carrier's media) stays on them.
 //! * **Credentials go only to their host**: they are sent on a hop whose host is in the
 //!   request's credential hosts, never on plain http, and never to a host a redirect named.
-//! * **Development** may allow http and named loopback hosts (`host:port` entries, exact): the
-//!   simulator and the tests run on 127.0.0.1. Nothing else is exempt.
+//! * **Development** may allow http and named loopback hosts (`host:port` entries, exact: the
+//!   host and the port): the simulator and the tests run on 127.0.0.1. A hop whose host and
+//!   port are such an entry connects through a client of its own, whose resolver exempts only
+//!   the entries' names; every other hop goes through the strict one, so a name on the list
+//!   (`localhost`) reaches no other port of it, whatever the URL's spelling or a redirect.
+//!   Nothing else is exempt.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,8 +34,8 @@ use sms_core::text::quote;
 pub struct FetchPolicy {
     /// Plain `http://` URLs are fetched too (development only).
     pub allow_http: bool,
-    /// `host:port` (or `host`) entries exempt from the address rules: the simulator's and the
-    /// tests' loopback servers. Empty in production.
+    /// `host:port` entries exempt from the address rules (the host and the port, exactly):
+    /// the simulator's and the tests' loopback servers. Empty in production.
     pub allow_private: Vec<String>,
     /// Largest body read.
     pub max_bytes: u64,
@@ -53,11 +57,50 @@ impl FetchPolicy {
         }
     }
 
-    fn exempt(&self, host: &str, port: Option<u16>) -> bool {
-        self.allow_private.iter().any(|entry| match port {
-            Some(p) => entry == host || *entry == format!("{host}:{p}"),
-            None => entry == host || entry.split(':').next() == Some(host),
-        })
+    /// Whether `host` (as a URL names it, without brackets) and `port` are an exempt entry.
+    fn exempt(&self, host: &str, port: u16) -> bool {
+        let key = authority(host, port);
+        self.allow_private
+            .iter()
+            .any(|entry| entry.eq_ignore_ascii_case(&key))
+    }
+
+    /// The host names of the exempt entries: what the exempt client's resolver lets resolve
+    /// to anything.
+    fn exempt_names(&self) -> HashSet<String> {
+        self.allow_private
+            .iter()
+            .filter_map(|entry| entry.rsplit_once(':'))
+            .map(|(host, _)| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .collect()
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets (as entries and URLs write it).
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Why an `SMS_FETCH_ALLOW_PRIVATE` entry is not one, if it is not: an entry names a host and
+/// a port, both (a bare host would exempt every port of it).
+pub fn exemption_error(entry: &str) -> Option<&'static str> {
+    let Some((host, port)) = entry.rsplit_once(':') else {
+        return Some("expected host:port (the port too: a host alone would exempt all its ports)");
+    };
+    if host.is_empty() || host == "[" || (host.contains(':') && !host.starts_with('[')) {
+        return Some("expected host:port, an IPv6 host in brackets ([::1]:8090)");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some("the port must be a number from 1 to 65535"),
     }
 }
 
@@ -67,6 +110,10 @@ pub enum FetchError {
     /// Not a URL we can use.
     #[error("{} is not a valid absolute URL", quote(.0))]
     InvalidUrl(String),
+    /// Spaces (or other white space) before or after the URL: not a URL as given, and a sign
+    /// of something pasted in whole, so refused rather than trimmed.
+    #[error("{} has white space around it; send the URL alone", quote(.0))]
+    Whitespace(String),
     /// Not https (or http in development).
     #[error("{} is not https; only https URLs are fetched", quote(.0))]
     Scheme(String),
@@ -111,6 +158,7 @@ impl FetchError {
             FetchError::Timeout | FetchError::Network(_) | FetchError::UnknownHost(_) => true,
             FetchError::Status(s) => *s >= 500 || *s == 429 || *s == 408,
             FetchError::InvalidUrl(_)
+            | FetchError::Whitespace(_)
             | FetchError::Scheme(_)
             | FetchError::HostNotAllowed(_)
             | FetchError::AddressNotAllowed { .. }
@@ -164,21 +212,23 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
-/// The resolver the client connects through: a name resolves only to addresses we may reach.
+/// The resolver a client connects through: a name resolves only to addresses we may reach,
+/// except the names it is told to exempt (the exempt client's: the names of the exempt
+/// entries, used only for hops whose port is the entry's too).
 struct CheckedResolver {
-    policy: Arc<FetchPolicy>,
+    exempt: Arc<HashSet<String>>,
 }
 
 impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
+        let exempt = self.exempt.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map_err(|_| Box::new(FetchError::UnknownHost(host.clone())))?
                 .collect();
-            if policy.exempt(&host, None) {
+            if exempt.contains(&host.to_ascii_lowercase()) {
                 return Ok(Box::new(found.into_iter()) as Addrs);
             }
             let mut refused = None;
@@ -247,7 +297,10 @@ pub struct Posted {
 /// Fetches URLs under a [`FetchPolicy`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
+    /// Connects only where the address rules allow.
     client: reqwest::Client,
+    /// Development only: the client for hops to an exempt `host:port` (see the module).
+    exempt_client: Option<reqwest::Client>,
     policy: Arc<FetchPolicy>,
 }
 
@@ -269,18 +322,44 @@ impl Fetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, reqwest::Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(CheckedResolver {
-                policy: policy.clone(),
-            }))
-            // Redirects are followed by hand, each hop checked; proxies from the environment
-            // would connect for us, unchecked.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(policy.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(Fetcher { client, policy })
+        let client = |exempt: HashSet<String>| {
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(CheckedResolver {
+                    exempt: Arc::new(exempt),
+                }))
+                // Redirects are followed by hand, each hop checked; proxies from the
+                // environment would connect for us, unchecked.
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .timeout(policy.timeout)
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+        };
+        let exempt_client = if policy.allow_private.is_empty() {
+            None
+        } else {
+            Some(client(policy.exempt_names())?)
+        };
+        Ok(Fetcher {
+            client: client(HashSet::new())?,
+            exempt_client,
+            policy,
+        })
+    }
+
+    /// The client a hop to `url` goes through: the exempt one only when its host and port
+    /// are exactly an exempt entry.
+    fn client_for(&self, url: &reqwest::Url) -> &reqwest::Client {
+        let host = url
+            .host_str()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = url.port_or_known_default().unwrap_or(443);
+        match &self.exempt_client {
+            Some(exempt) if self.policy.exempt(host, port) => exempt,
+            _ => &self.client,
+        }
     }
 
     /// The policy.
@@ -290,8 +369,12 @@ impl Fetcher {
 
     /// Checks a URL against the policy and the request before any connection.
     pub fn check(&self, url: &str, request: &Request) -> Result<reqwest::Url, FetchError> {
+        // The URL parser would quietly drop white space around it.
+        if url.trim() != url {
+            return Err(FetchError::Whitespace(url.to_owned()));
+        }
         let parsed =
-            reqwest::Url::parse(url.trim()).map_err(|_| FetchError::InvalidUrl(url.to_owned()))?;
+            reqwest::Url::parse(url).map_err(|_| FetchError::InvalidUrl(url.to_owned()))?;
         match parsed.scheme() {
             "https" => {}
             "http" if self.policy.allow_http => {}
@@ -312,7 +395,7 @@ impl Fetcher {
         {
             return Err(FetchError::HostNotAllowed(host));
         }
-        let exempt = self.policy.exempt(&host, Some(port));
+        let exempt = self.policy.exempt(&host, port);
         match parsed.host() {
             Some(url::Host::Ipv4(ip)) if !exempt => {
                 if let Some(why) = forbidden_address(IpAddr::V4(ip)) {
@@ -339,7 +422,7 @@ impl Fetcher {
     async fn get_unbounded(&self, url: &str, request: &Request) -> Result<Fetched, FetchError> {
         let mut current = self.check(url, request)?;
         for _ in 0..=self.policy.max_redirects {
-            let mut call = self.client.get(current.clone());
+            let mut call = self.client_for(&current).get(current.clone());
             if let Some(c) = &request.credentials {
                 let host = current.host_str().unwrap_or("");
                 let port = current.port_or_known_default().unwrap_or(443);
@@ -387,8 +470,8 @@ impl Fetcher {
         }
         let call = async {
             let mut response = self
-                .client
-                .post(target)
+                .client_for(&target)
+                .post(target.clone())
                 .headers(map)
                 .body(body)
                 .send()

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod config;
 pub mod db;
 pub mod fetch;
+pub mod grpc_limits;
 pub mod health;
 pub mod metrics;
 pub mod outbox;

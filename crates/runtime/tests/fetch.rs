@@ -195,3 +195,90 @@ async fn bodies_are_capped_while_streaming() {
         assert_eq!(e, FetchError::TooLarge { limit: 4096 }, "{path}");
     }
 }
+
+/// An exempt name is exempt at its port only: `localhost:<port>` on the list reaches no other
+/// port of localhost, however the URL spells it, whether fetched, redirected to or POSTed.
+#[tokio::test]
+async fn an_exempt_name_reaches_its_own_port_only() {
+    let (other, seen) = server(Router::new().route("/metrics", get(|| async { "secrets" }))).await;
+    let other_port = other.rsplit(':').next().unwrap().to_owned();
+    let to_other = format!("http://localhost:{other_port}/metrics");
+    let (base, _) = server(Router::new().route("/a", get(|| async { "hello" })).route(
+        "/r",
+        get(move || {
+            let to = to_other.clone();
+            async move { (StatusCode::FOUND, [(header::LOCATION, to)]) }
+        }),
+    ))
+    .await;
+    let port = base.rsplit(':').next().unwrap();
+    let f = fetcher(&[&format!("localhost:{port}")], 1024);
+    let none = Request::default();
+    // Its own port: fetched, by name, in any case.
+    for url in [
+        format!("http://localhost:{port}/a"),
+        format!("http://LOCALHOST:{port}/a"),
+    ] {
+        assert_eq!(f.get(&url, &none).await.unwrap().bytes, b"hello", "{url}");
+    }
+    // Any other port of the same name: refused when connecting.
+    for url in [
+        format!("http://localhost:{other_port}/metrics"),
+        format!("http://LocalHost:{other_port}/metrics"),
+        format!(
+            "http://\u{ff4c}\u{ff4f}\u{ff43}\u{ff41}\u{ff4c}\u{ff48}\u{ff4f}\u{ff53}\u{ff54}:{other_port}/metrics"
+        ),
+        format!("http://localhost:{port}/r"),
+    ] {
+        let e = f.get(&url, &none).await.unwrap_err();
+        assert!(
+            matches!(e, FetchError::AddressNotAllowed { .. }),
+            "{url}: {e:?}"
+        );
+    }
+    // A trailing dot is another name (it may not even resolve): not exempt either.
+    assert!(
+        f.get(&format!("http://localhost.:{other_port}/metrics"), &none)
+            .await
+            .is_err()
+    );
+    let e = f
+        .post(
+            &format!("http://localhost:{other_port}/metrics"),
+            &[],
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FetchError::AddressNotAllowed { .. }), "{e:?}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "no request reached the other port"
+    );
+}
+
+#[test]
+fn an_exemption_names_its_port() {
+    use sms_runtime::Env;
+    let policy = |value: &str| {
+        sms_runtime::config::fetch_policy(
+            &Env::from_pairs(&[("SMS_FETCH_ALLOW_PRIVATE", value)]),
+            true,
+            1024,
+        )
+    };
+    for bad in [
+        "localhost",
+        "127.0.0.1",
+        "localhost:",
+        "localhost:0",
+        "::1:8090",
+        ":8090",
+    ] {
+        let e = policy(bad).unwrap_err();
+        assert_eq!(e.var, "SMS_FETCH_ALLOW_PRIVATE", "{bad}");
+    }
+    for good in ["localhost:8090", "127.0.0.1:8090", "[::1]:8090"] {
+        assert!(policy(good).is_ok(), "{good}");
+    }
+}

@@ -31,6 +31,11 @@ use uuid::Uuid;
 
 /// The scheduler's schema.
 pub const SCHEMA: &str = "scheduler";
+
+/// How long after the composer accepted a message a command may come before its schedule:
+/// the schedule's event leaves the composer's outbox within moments, and a scheduler that was
+/// down catches up within this.
+pub const ARRIVAL_PATIENCE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Scheduler settings.
@@ -198,60 +203,89 @@ impl Scheduler {
         })
     }
 
-    /// Cancels or moves a schedule if it has not started firing. The row decides atomically;
-    /// a command that arrives before the schedule itself leaves a row the schedule fills in.
+    /// Cancels or moves a schedule if it has not started firing. The row decides atomically.
+    /// A command that arrives before the schedule itself (its event still on its way) leaves a
+    /// row the schedule fills in, but only while the schedule may still come
+    /// ([`ARRIVAL_PATIENCE`] after the composer accepted it): for an id this scheduler never
+    /// had, nothing is done and the state is `unknown`.
     async fn command(&self, c: ScheduleCommand) -> anyhow::Result<ScheduleCommandReply> {
         let meta = c.meta.context("command without meta")?;
         let id = Uuid::parse_str(&meta.message_id).context("bad message id")?;
         let org = meta.organization_id.as_str();
-        let mut tx = self.pool.begin().await?;
-        let changed = match c.action {
-            Some(schedule_command::Action::Cancel(_)) => {
-                sqlx::query_scalar!(
-                    "INSERT INTO scheduler.scheduled (message_id, organization_id, send_at, message, state)
-                     VALUES ($1, $2, now(), '', 'canceled')
-                     ON CONFLICT (message_id) DO UPDATE SET state = 'canceled'
-                     WHERE scheduler.scheduled.state = 'pending'
-                       AND scheduler.scheduled.organization_id = $2
-                     RETURNING state",
-                    id,
-                    org
-                )
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            Some(schedule_command::Action::RescheduleTo(at)) => {
-                let send_at = DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
-                    .context("reschedule time out of range")?;
-                sqlx::query_scalar!(
-                    "INSERT INTO scheduler.scheduled
-                         (message_id, organization_id, send_at, message, rescheduled)
-                     VALUES ($1, $2, $3, '', true)
-                     ON CONFLICT (message_id) DO UPDATE SET send_at = $3, rescheduled = true
-                     WHERE scheduler.scheduled.state = 'pending'
-                       AND scheduler.scheduled.organization_id = $2
-                     RETURNING state",
-                    id,
-                    org,
-                    send_at
-                )
-                .fetch_optional(&mut *tx)
-                .await?
-            }
+        let (cancel, send_at) = match c.action {
+            Some(schedule_command::Action::Cancel(_)) => (true, None),
+            Some(schedule_command::Action::RescheduleTo(at)) => (
+                false,
+                Some(
+                    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
+                        .context("reschedule time out of range")?,
+                ),
+            ),
             None => anyhow::bail!("command without an action"),
         };
-        let done = changed.is_some();
-        let state = match changed {
-            Some(state) => state,
-            None => sqlx::query_scalar!(
-                "SELECT state FROM scheduler.scheduled WHERE message_id = $1 AND organization_id = $2",
+        let may_be_coming = c
+            .accepted_at
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+            .is_some_and(|accepted| Utc::now() - accepted < ARRIVAL_PATIENCE);
+        let mut tx = self.pool.begin().await?;
+        // Twice at most: a schedule that arrives between the look and the placeholder is
+        // looked at again.
+        let mut outcome = None;
+        for _ in 0..2 {
+            let current = sqlx::query_scalar!(
+                "SELECT state FROM scheduler.scheduled
+                 WHERE message_id = $1 AND organization_id = $2 FOR UPDATE",
                 id,
                 org
             )
             .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or_else(|| "unknown".into()),
-        };
+            .await?;
+            match current.as_deref() {
+                Some("pending") => {
+                    let state = sqlx::query_scalar!(
+                        "UPDATE scheduler.scheduled
+                         SET state = CASE WHEN $2 THEN 'canceled' ELSE state END,
+                             send_at = COALESCE($3, send_at),
+                             rescheduled = rescheduled OR $3 IS NOT NULL
+                         WHERE message_id = $1 RETURNING state",
+                        id,
+                        cancel,
+                        send_at
+                    )
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    outcome = Some((true, state));
+                }
+                Some(other) => outcome = Some((false, other.to_owned())),
+                None if may_be_coming => {
+                    let placed = sqlx::query_scalar!(
+                        "INSERT INTO scheduler.scheduled
+                             (message_id, organization_id, send_at, message, state, rescheduled)
+                         VALUES ($1, $2, COALESCE($4, now()), '',
+                                 CASE WHEN $3 THEN 'canceled' ELSE 'pending' END, $4 IS NOT NULL)
+                         ON CONFLICT (message_id) DO NOTHING
+                         RETURNING state",
+                        id,
+                        org,
+                        cancel,
+                        send_at
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(state) = placed {
+                        outcome = Some((true, state));
+                    }
+                }
+                None => {
+                    tracing::info!(message_id = %id, "schedule command for a schedule this scheduler never had; nothing done");
+                    outcome = Some((false, "unknown".to_owned()));
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
+        }
+        let (done, state) = outcome.unwrap_or_else(|| (false, "unknown".to_owned()));
         if done && state == "canceled" {
             let event = StatusChanged {
                 meta: Some(sms_bus::meta(

@@ -39,6 +39,11 @@ pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const ACCOUNT_SID: &str = "ACtest0000000000000000000000000000";
 /// Its auth token.
 pub const AUTH_TOKEN: &str = "test-auth-token-0123456789";
+/// A second carrier account the stack's inbound receiver also takes callbacks from (a
+/// deployment with several, `SMS_TWILIO_ACCOUNTS`); no message is sent through it.
+pub const OTHER_ACCOUNT_SID: &str = "ACother000000000000000000000000000";
+/// Its auth token.
+pub const OTHER_AUTH_TOKEN: &str = "other-auth-token-0123456789";
 /// The organization tests act as.
 pub const ORG: &str = "org-a";
 /// The user tests act as.
@@ -197,6 +202,9 @@ pub struct CountingCarrier {
 
 #[async_trait]
 impl Carrier for CountingCarrier {
+    fn account(&self) -> &str {
+        self.inner.account()
+    }
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let lost = self
@@ -380,7 +388,10 @@ impl Stack {
         let inbound = sms_inbound::Config {
             common: stack.common_for(Service::Inbound),
             public_url: stack.inbound_url.clone(),
-            twilio_accounts: HashMap::from([(ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned())]),
+            twilio_accounts: HashMap::from([
+                (ACCOUNT_SID.to_owned(), AUTH_TOKEN.to_owned()),
+                (OTHER_ACCOUNT_SID.to_owned(), OTHER_AUTH_TOKEN.to_owned()),
+            ]),
             patience: std::time::Duration::from_secs(8),
         };
         stack.tasks.push(tokio::spawn(sms_inbound::run(

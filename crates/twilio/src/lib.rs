@@ -19,6 +19,12 @@ pub const API_VERSION: &str = "2010-04-01";
 /// The signature header on every webhook.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
+/// The carrier simulator's development account SID: a public, well-known credential, the
+/// simulator's default (`SMS_SIM_ACCOUNT_SID`) and `smsd --dev`'s, never a real account.
+pub const SIMULATOR_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+/// The carrier simulator's development auth token (`SMS_SIM_AUTH_TOKEN`'s default).
+pub const SIMULATOR_AUTH_TOKEN: &str = "sim-auth-token";
+
 /// The path of the Messages resource for an account.
 pub fn messages_path(account_sid: &str) -> String {
     format!("/{API_VERSION}/Accounts/{account_sid}/Messages.json")

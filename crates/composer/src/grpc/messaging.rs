@@ -36,7 +36,7 @@ impl MessagingService for MessagingApi {
             }
             .inspect_err(refused)
             .map(|sent| SendMessageResponse {
-                message: Some(message(sent.message, Vec::new())),
+                message: Some(message_with(sent.message, Vec::new(), sent.attachments)),
                 notes: sent.notes,
             })
         })
@@ -233,7 +233,7 @@ impl MessagingService for MessagingApi {
                 .reschedule(&caller, &r.id, r.send_at.as_ref(), r.send_at_local.as_ref())
                 .await
                 .map(|sent| RescheduleMessageResponse {
-                    message: Some(message(sent.message, Vec::new())),
+                    message: Some(message_with(sent.message, Vec::new(), sent.attachments)),
                     notes: sent.notes,
                 })
         })

@@ -3,7 +3,7 @@
 //! bounded. Nothing after this handles the request's raw strings.
 
 use sha2::{Digest, Sha256};
-use sms_core::schedule::{self, ScheduleError};
+use sms_core::schedule;
 use sms_core::text::{self, Lines};
 use sms_core::{PhoneNumber, mms};
 use sms_proto::v1::{LocalDateTime, NewAttachment, SendMessageRequest, TemplateContext};
@@ -207,14 +207,7 @@ pub fn when(
     match (at, local) {
         (None, None) => Ok(When::Now),
         (Some(_), Some(_)) => Err(ComposerError::TwoSendTimes),
-        (Some(t), None) => jiff::Timestamp::new(t.seconds, t.nanos)
-            .map(When::At)
-            .map_err(|_| {
-                ComposerError::Schedule(ScheduleError::InvalidDateTime(format!(
-                    "{}.{:09}",
-                    t.seconds, t.nanos
-                )))
-            }),
+        (Some(t), None) => Ok(When::At(schedule::instant(t.seconds, t.nanos)?)),
         (None, Some(l)) => {
             let resolved = schedule::resolve_local(&l.date_time, &l.time_zone)?;
             Ok(When::Local {

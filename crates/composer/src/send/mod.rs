@@ -20,6 +20,8 @@ pub struct Sent {
     pub message: MessageRow,
     /// E.g. that an ambiguous local time took the earlier instant.
     pub notes: Vec<String>,
+    /// Its attachments, described (without their bytes).
+    pub attachments: Vec<store::MediaRow>,
 }
 
 const REPEATED: &str = "an earlier call with this idempotency key created this message";
@@ -135,6 +137,7 @@ impl App {
             media_count: i32::try_from(media.len()).unwrap_or(i32::MAX),
         };
         let media_count = media.len();
+        let attachments = media.iter().map(store::MediaRow::described).collect();
         let held = hold.is_some();
         let stored = self
             .writer
@@ -194,6 +197,7 @@ impl App {
         Ok(Sent {
             message: row,
             notes,
+            attachments,
         })
     }
 
@@ -230,9 +234,11 @@ impl App {
                 message_id: message.id.to_string(),
             });
         }
+        let attachments = store::media::of_messages(&self.pool, &[message.id]).await?;
         Ok(Some(Sent {
             message,
             notes: vec![REPEATED.into()],
+            attachments,
         }))
     }
 

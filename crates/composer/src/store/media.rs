@@ -48,6 +48,24 @@ pub struct MediaRow {
     pub error: Option<String>,
 }
 
+impl MediaRow {
+    /// What the attachment is, without its bytes (for answers that list attachments).
+    pub fn described(&self) -> MediaRow {
+        MediaRow {
+            id: self.id,
+            organization_id: self.organization_id.clone(),
+            message_id: self.message_id,
+            position: self.position,
+            file_name: self.file_name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            data: None,
+            state: self.state,
+            error: self.error.clone(),
+        }
+    }
+}
+
 /// Stores one attachment.
 pub async fn insert(conn: &mut PgConnection, m: &MediaRow) -> Result<(), sqlx::Error> {
     sqlx::query!(

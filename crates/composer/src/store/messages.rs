@@ -402,8 +402,10 @@ pub struct Current {
     pub organization_id: String,
     /// Its status.
     pub status: Status,
-    /// The carrier's sid, once known.
+    /// The carrier's sid, once the dispatcher reported it.
     pub carrier_sid: Option<String>,
+    /// The carrier account it was sent through, once the dispatcher reported it.
+    pub carrier_account: Option<String>,
     /// What the event feed says of it: sender, recipient, user, lead, contact.
     pub about: About,
 }
@@ -430,8 +432,8 @@ pub async fn lock_statuses(
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, Current)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid, from_number,
-                  to_number, user_id, lead_id, contact_id
+        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid, carrier_account,
+                  from_number, to_number, user_id, lead_id, contact_id
            FROM composer.messages WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
         ids
     )
@@ -446,6 +448,7 @@ pub async fn lock_statuses(
                     organization_id: r.organization_id,
                     status: r.status,
                     carrier_sid: r.carrier_sid,
+                    carrier_account: r.carrier_account,
                     about: About {
                         from: r.from_number,
                         to: r.to_number,
@@ -468,11 +471,10 @@ pub struct StatusUpdate {
     pub reason: Option<String>,
     /// The latest carrier error code given.
     pub carrier_error_code: Option<i32>,
-    /// The carrier's sid, when first learnt from a callback.
+    /// The carrier's sid as the dispatcher got it from the carrier's answer.
     pub carrier_sid: Option<String>,
-    /// The carrier's sid as the dispatcher got it from the carrier's answer: it replaces one
-    /// learnt from a callback.
-    pub dispatched_sid: Option<String>,
+    /// The carrier account it went through, as the dispatcher reported it.
+    pub carrier_account: Option<String>,
 }
 
 /// Applies `updates` (one per message) in one statement.
@@ -488,27 +490,28 @@ pub async fn set_statuses(
     let reasons: Vec<Option<String>> = updates.iter().map(|(_, u)| u.reason.clone()).collect();
     let codes: Vec<Option<i32>> = updates.iter().map(|(_, u)| u.carrier_error_code).collect();
     let sids: Vec<Option<String>> = updates.iter().map(|(_, u)| u.carrier_sid.clone()).collect();
-    let dispatched: Vec<Option<String>> = updates
+    let accounts: Vec<Option<String>> = updates
         .iter()
-        .map(|(_, u)| u.dispatched_sid.clone())
+        .map(|(_, u)| u.carrier_account.clone())
         .collect();
     sqlx::query!(
         "UPDATE composer.messages m
          SET status = COALESCE(u.status, m.status),
              reason = COALESCE(u.reason, m.reason),
              carrier_error_code = COALESCE(u.code, m.carrier_error_code),
-             carrier_sid = COALESCE(u.dispatched, m.carrier_sid, u.sid),
+             carrier_sid = COALESCE(u.sid, m.carrier_sid),
+             carrier_account = COALESCE(u.account, m.carrier_account),
              updated_at = CASE WHEN u.status IS NULL THEN m.updated_at ELSE now() END
          FROM UNNEST($1::uuid[], $2::composer.message_status[], $3::text[], $4::int4[], $5::text[],
                      $6::text[])
-              AS u(id, status, reason, code, sid, dispatched)
+              AS u(id, status, reason, code, sid, account)
          WHERE m.id = ANY($1) AND m.id = u.id",
         &ids,
         &statuses as &[Option<Status>],
         &reasons as &[Option<String>],
         &codes as &[Option<i32>],
         &sids as &[Option<String>],
-        &dispatched as &[Option<String>]
+        &accounts as &[Option<String>]
     )
     .execute(conn)
     .await
