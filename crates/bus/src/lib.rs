@@ -109,6 +109,16 @@ pub enum HandleError {
         /// How long to wait before the redelivery.
         delay: Duration,
     },
+    /// The event came ahead of the one it follows (events of one message travel apart and
+    /// can be handled out of order): tried again after `delay`. A normal race, logged at DEBUG
+    /// only; the handler decides for how long it may be early before it is dead-lettered.
+    #[error("early: {reason}")]
+    Early {
+        /// What it waits for.
+        reason: String,
+        /// How long to wait before the redelivery.
+        delay: Duration,
+    },
     /// Will never succeed: the event goes to the dead-letter stream.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -716,6 +726,11 @@ impl Bus {
             Err(HandleError::Unavailable { reason, delay }) => {
                 tracing::warn!(attempt = delivery.attempt, %reason, "a dependency is unavailable; will retry");
                 count(kind, "unavailable");
+                message.ack_with(AckKind::Nak(Some(delay))).await
+            }
+            Err(HandleError::Early { reason, delay }) => {
+                tracing::debug!(attempt = delivery.attempt, %reason, "event ahead of its predecessor; will retry");
+                count(kind, "early");
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Err(e) => return self.dead_letter(kind, message, &e.to_string()).await,

@@ -253,7 +253,7 @@ impl Twilio {
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .send()
             .await
-            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+            .map_err(|e| LookupError::Unreachable(causes(&e)))?;
         let status = response.status();
         let body = response
             .bytes()
@@ -383,10 +383,26 @@ fn transport_error(e: &reqwest::Error) -> CarrierError {
         CarrierError::Retryable {
             reason: Reason::CarrierUnavailable,
             code: None,
-            detail: e.to_string(),
+            detail: causes(e),
             retry_after: None,
         }
     } else {
-        CarrierError::Ambiguous(e.to_string())
+        CarrierError::Ambiguous(causes(e))
     }
+}
+
+/// An error with every cause under it: reqwest's own words ("error sending request") say
+/// nothing of what went wrong (a reset, a closed connection, a timeout).
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
