@@ -147,6 +147,8 @@ async fn call(
     r.metadata_mut()
         .insert("x-organization-id", ORG.parse().unwrap());
     r.metadata_mut().insert("x-user-id", USER.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-user-role", "admin".parse().unwrap());
     let reply = grpc
         .unary(
             r,

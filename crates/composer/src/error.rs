@@ -137,9 +137,12 @@ pub enum ComposerError {
     /// A send with both a body and a template.
     #[error("give either a body or a template, not both")]
     BodyAndTemplate,
-    /// Only a template's creator may change it.
-    #[error("only the creator of a template may change or delete it")]
+    /// Only a template's creator (or an administrator) may change it.
+    #[error("only the creator of a template, or an administrator, may change or delete it")]
     NotTemplateOwner,
+    /// Only the user who sent a message (or an administrator) may cancel or move it.
+    #[error("only the user who sent this message, or an administrator, may cancel or move it")]
+    NotMessageOwner,
     /// A name is required.
     #[error("a name is required")]
     MissingName,
@@ -410,6 +413,7 @@ impl ComposerError {
             ComposerError::Template(TemplateError::Unknown { .. }) => "TEMPLATE_UNKNOWN_TAG",
             ComposerError::BodyAndTemplate => "BODY_AND_TEMPLATE",
             ComposerError::NotTemplateOwner => "NOT_TEMPLATE_OWNER",
+            ComposerError::NotMessageOwner => "NOT_MESSAGE_OWNER",
             ComposerError::MissingName => "MISSING_NAME",
             ComposerError::GroupNameTaken(_) => "GROUP_ALREADY_EXISTS",
             ComposerError::InvalidMonth(_) => "INVALID_MONTH",
@@ -621,9 +625,9 @@ impl ComposerError {
             | ComposerError::ExternalSender(_)
             | ComposerError::SenderNotSmsCapable(_)
             | ComposerError::NoSenderAvailable { .. } => Code::FailedPrecondition,
-            ComposerError::SenderNotOwned(_) | ComposerError::NotTemplateOwner => {
-                Code::PermissionDenied
-            }
+            ComposerError::SenderNotOwned(_)
+            | ComposerError::NotTemplateOwner
+            | ComposerError::NotMessageOwner => Code::PermissionDenied,
             ComposerError::NumberTaken(_)
             | ComposerError::GroupNameTaken(_)
             | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,

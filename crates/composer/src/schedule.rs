@@ -140,6 +140,10 @@ impl App {
         id: &str,
     ) -> Result<MessageRow, ComposerError> {
         let (m, _) = self.get(caller, id).await?;
+        // A user moves their own sends; an administrator anyone's.
+        if !caller.owns_or_administers(&m.user_id) {
+            return Err(ComposerError::NotMessageOwner);
+        }
         if m.status != Status::Scheduled {
             return Err(ComposerError::NotScheduled {
                 status: m.status.as_str().to_owned(),

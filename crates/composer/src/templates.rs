@@ -144,7 +144,7 @@ impl App {
         id: &str,
     ) -> Result<TemplateRow, ComposerError> {
         let row = self.get_template(caller, id).await?;
-        if Some(row.owner_user_id.as_str()) != caller.user_id.as_deref() {
+        if !caller.owns_or_administers(&row.owner_user_id) {
             return Err(ComposerError::NotTemplateOwner);
         }
         Ok(row)

@@ -61,7 +61,7 @@ impl Api {
     }
 }
 
-/// `message` as `session`'s call: its token, organization and user.
+/// `message` as `session`'s call: its token, organization, user and role.
 pub fn call<T>(session: &Session, message: T) -> Request<T> {
     let mut request = Request::new(message);
     let md = request.metadata_mut();
@@ -72,6 +72,11 @@ pub fn call<T>(session: &Session, message: T) -> Request<T> {
     if let Ok(v) = session.user_id.parse() {
         md.insert("x-user-id", v);
     }
+    let role = if session.admin { "admin" } else { "member" };
+    md.insert(
+        "x-user-role",
+        tonic::metadata::MetadataValue::from_static(role),
+    );
     if !session.token.is_empty()
         && let Ok(v) = format!("Bearer {}", session.token).parse()
     {

@@ -44,6 +44,7 @@ pub fn page(session: &Session, active: &str, title: &str, content: Markup) -> Re
                         span title="Organization" { (session.organization_id) }
                         " · "
                         span title="User" { (session.user_id) }
+                        @if session.admin { " " span.badge title="Signed in as an administrator" { "admin" } }
                         form method="post" action="/signout" {
                             (csrf(session))
                             button.link type="submit" { "Sign out" }

@@ -44,6 +44,9 @@ pub struct Session {
     pub organization_id: String,
     /// The user the console acts as (sends, inbox).
     pub user_id: String,
+    /// Whether the user signed in as an administrator of the organization (`x-user-role`):
+    /// the console then shows what only administrators may do; the API decides either way.
+    pub admin: bool,
     /// This session's CSRF token.
     pub csrf: String,
 }
@@ -53,6 +56,7 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("organization_id", &self.organization_id)
             .field("user_id", &self.user_id)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +107,13 @@ impl Sessions {
     }
 
     /// Starts a session; returns the cookie that names it.
-    pub fn start(&self, token: String, organization_id: String, user_id: String) -> String {
+    pub fn start(
+        &self,
+        token: String,
+        organization_id: String,
+        user_id: String,
+        admin: bool,
+    ) -> String {
         let id = random_token();
         let now = Instant::now();
         let mut map = self.map();
@@ -118,6 +128,7 @@ impl Sessions {
                     token,
                     organization_id,
                     user_id,
+                    admin,
                     csrf: random_token(),
                 },
                 created: now,

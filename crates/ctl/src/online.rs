@@ -47,6 +47,10 @@ pub struct Connection {
     /// User id.
     #[arg(long, env = "SMS_USER", global = true)]
     user: Option<String>,
+    /// The user's role in the organization: member (the default) or admin (needed to manage
+    /// numbers, groups, settings, webhooks, opt-ins and replies).
+    #[arg(long, env = "SMS_ROLE", global = true)]
+    role: Option<String>,
 }
 
 /// `smsctl numbers …`.
@@ -376,6 +380,12 @@ impl Connection {
             }
             None if need_user => bail!("no user: set SMS_USER or pass --user"),
             None => {}
+        }
+        if let Some(role) = &self.role {
+            md.insert(
+                "x-user-role",
+                role.parse().context("--role is not valid metadata")?,
+            );
         }
         if let Some(token) = &self.token {
             md.insert(

@@ -21,6 +21,7 @@ impl Ctl<'_> {
             .env("SMS_SIM_AUTH_TOKEN", sms_testkit::AUTH_TOKEN)
             .env("SMS_ORG", ORG)
             .env("SMS_USER", USER)
+            .env("SMS_ROLE", "admin")
             .env_remove("SMS_TOKEN");
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await

@@ -691,6 +691,24 @@ impl Dispatcher {
                     delay,
                 })
             }
+            // The carrier out of reach (no connection, a 5xx) is no failure of the message:
+            // it waits, backing off, for as long as its validity lasts, like throttling, and
+            // then fails as `expired` (not a number of calls).
+            Err(CarrierError::Retryable {
+                reason: reason @ Reason::CarrierUnavailable,
+                code,
+                detail,
+                retry_after,
+            }) => {
+                tracing::info!(%id, attempt, ?code, %detail, "the carrier cannot be reached; will retry within the message's validity");
+                store::to_retry(&self.pool, id, &detail)
+                    .await
+                    .map_err(|e| db_retry(e, delivery))?;
+                Err(HandleError::Unavailable {
+                    reason: detail,
+                    delay: carrier_retry_delay(reason, attempt + 1, retry_after),
+                })
+            }
             Err(CarrierError::Retryable {
                 reason,
                 code,

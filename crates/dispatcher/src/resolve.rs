@@ -222,19 +222,13 @@ impl Dispatcher {
             )
             .await;
         }
-        // Provably absent: the carrier took no such message since the first call.
+        // Provably absent: the carrier took no such message since the first call. The call
+        // never reached it (a connection lost before the request did, a dispatcher that died):
+        // no failure of the message, which is sent again for as long as its validity lasts
+        // (`blocked` fails it as `expired` after that), whatever the number of calls.
         count("absent");
         if let Some((reason, detail)) = self.blocked(&m, valid_until) {
             return self.give_up(id, &m, reason, None, &detail).await;
-        }
-        if row.attempts >= self.send_attempts {
-            let detail = format!(
-                "the carrier has no record of the message after {} calls",
-                row.attempts
-            );
-            return self
-                .give_up(id, &m, Reason::CarrierUnavailable, None, &detail)
-                .await;
         }
         tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
         if !store::renew(&self.pool, id, row.checks, self.in_doubt_after).await? {
@@ -270,15 +264,15 @@ impl Dispatcher {
                 retry_after,
                 ..
             }) => {
-                // Throttling never fails a message (its validity bounds it), nor counts as an
-                // attempt; other failures that sent nothing do.
-                let throttled = matches!(reason, Reason::RateLimited | Reason::QueueOverflow);
-                let attempts = if throttled {
+                // Throttling and the carrier out of reach never fail a message (its validity
+                // bounds it), nor count as an attempt; other failures that sent nothing do.
+                let waits = reason.waits_within_validity();
+                let attempts = if waits {
                     row.attempts
                 } else {
                     row.attempts + 1
                 };
-                if attempts >= self.send_attempts && !throttled {
+                if attempts >= self.send_attempts && !waits {
                     return self.give_up(id, &m, reason, None, &detail).await;
                 }
                 // Not sooner than a lease: should the carrier have taken it after all, its record

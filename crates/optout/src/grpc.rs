@@ -99,8 +99,10 @@ fn status(row: OptOutRow) -> OptOutStatus {
 }
 
 impl Service {
-    fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        Ok(auth::authenticate(&self.0.tokens, request.metadata())?)
+    /// Who calls `method`, if they may (administrators only for some: see
+    /// [`auth::ADMIN_METHODS`]).
+    fn caller<T>(&self, request: &Request<T>, method: &'static str) -> Result<Caller, Status> {
+        Ok(auth::authorize(&self.0.tokens, request.metadata(), method)?)
     }
 
     async fn current(&self, org: &str, number: &str) -> Result<OptOutStatus, Status> {
@@ -114,10 +116,11 @@ impl Service {
     async fn change<T>(
         &self,
         request: Request<T>,
+        method: &'static str,
         contact_number: impl Fn(&T) -> (&str, &str),
         opted_out: bool,
     ) -> Result<OptOutStatus, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request, method)?;
         let user = caller.user_id.as_deref().ok_or_else(|| {
             refuse(
                 Code::InvalidArgument,
@@ -157,7 +160,7 @@ impl OptOutsService for Service {
         &self,
         request: Request<CheckOptOutRequest>,
     ) -> Result<Response<CheckOptOutResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request, "CheckOptOut")?;
         let number = contact("contact_number", &request.get_ref().contact_number)?;
         Ok(Response::new(CheckOptOutResponse {
             status: Some(self.current(&caller.organization_id, &number).await?),
@@ -168,7 +171,7 @@ impl OptOutsService for Service {
         &self,
         request: Request<ListOptOutsRequest>,
     ) -> Result<Response<ListOptOutsResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request, "ListOptOuts")?;
         let r = request.get_ref();
         field("page_token", &r.page_token, MAX_TOKEN_CHARS, Lines::Single)?;
         if !r.page_token.is_empty() && !r.page_token.starts_with('+') {
@@ -210,7 +213,12 @@ impl OptOutsService for Service {
         request: Request<AddOptOutRequest>,
     ) -> Result<Response<AddOptOutResponse>, Status> {
         let status = self
-            .change(request, |r| (&r.contact_number, &r.reason), true)
+            .change(
+                request,
+                "AddOptOut",
+                |r| (&r.contact_number, &r.reason),
+                true,
+            )
             .await?;
         Ok(Response::new(AddOptOutResponse {
             status: Some(status),
@@ -222,7 +230,12 @@ impl OptOutsService for Service {
         request: Request<RemoveOptOutRequest>,
     ) -> Result<Response<RemoveOptOutResponse>, Status> {
         let status = self
-            .change(request, |r| (&r.contact_number, &r.reason), false)
+            .change(
+                request,
+                "RemoveOptOut",
+                |r| (&r.contact_number, &r.reason),
+                false,
+            )
             .await?;
         Ok(Response::new(RemoveOptOutResponse {
             status: Some(status),
@@ -233,7 +246,7 @@ impl OptOutsService for Service {
         &self,
         request: Request<GetRepliesRequest>,
     ) -> Result<Response<GetRepliesResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request, "GetReplies")?;
         let (help_text, opt_out_confirmation) = self
             .0
             .replies(&caller.organization_id)
@@ -249,7 +262,7 @@ impl OptOutsService for Service {
         &self,
         request: Request<SetRepliesRequest>,
     ) -> Result<Response<SetRepliesResponse>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request, "SetReplies")?;
         let r = request.get_ref();
         field("help_text", &r.help_text, MAX_REPLY_CHARS, Lines::Multi)?;
         field(

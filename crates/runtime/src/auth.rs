@@ -64,6 +64,64 @@ impl Tokens {
     }
 }
 
+/// What a user may do in their organization, as the calling system asserts it in the
+/// `x-user-role` metadata (like the user id: the calling system, holding the token, is who
+/// vouches for its users).
+///
+/// * A **member** (the default) acts for themselves: sends from the numbers they own or share
+///   through a group, cancels and moves their own scheduled messages, edits their own
+///   templates, reads the organization's messages, numbers, groups, settings and usage, checks
+///   opt-outs and opts a contact out by hand.
+/// * An **administrator** may also do what changes the organization for everyone: the calls in
+///   [`ADMIN_METHODS`] (numbers and their rates, groups and their members, settings, webhook
+///   endpoints, opting a contact back in, the automatic replies), and cancel, move or edit
+///   what other users made. An administrator still sends only as themselves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    /// A user of the organization.
+    #[default]
+    Member,
+    /// An administrator of the organization.
+    Admin,
+}
+
+impl Role {
+    /// The metadata value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The gRPC methods only an administrator may call (by method name: every service's names are
+/// distinct, and a test holds this list to the protos).
+pub const ADMIN_METHODS: &[&str] = &[
+    // NumbersService: what the organization's numbers are, who sends from them, how fast.
+    "RentNumber",
+    "ImportNumber",
+    "AddNumber",
+    "ReleaseNumber",
+    "SetNumberRate",
+    "CreateGroup",
+    "AddGroupMember",
+    "RemoveGroupMember",
+    // SettingsService: quiet hours and the daily cap, for every send.
+    "UpdateSettings",
+    // WebhooksService: where every event of the organization goes, and with which secret.
+    "CreateWebhookEndpoint",
+    "ListWebhookEndpoints",
+    "SetWebhookEndpointEnabled",
+    "DeleteWebhookEndpoint",
+    "RotateWebhookSecret",
+    "ListWebhookAttempts",
+    "ReplayWebhookEvents",
+    // OptOutsService: texting a contact who said STOP again, and what the automatic answers say.
+    "RemoveOptOut",
+    "SetReplies",
+];
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -71,8 +129,31 @@ pub struct Caller {
     pub organization_id: String,
     /// The user, where the call has one.
     pub user_id: Option<String>,
+    /// What the user may do (`x-user-role`; a member when not said).
+    pub role: Role,
     /// The calling system (none without authentication).
     pub system: Option<String>,
+}
+
+impl Caller {
+    /// Whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Whether the caller may call `method` at all (see [`ADMIN_METHODS`]).
+    pub fn may_call(&self, method: &'static str) -> Result<(), AuthError> {
+        if ADMIN_METHODS.contains(&method) && !self.is_admin() {
+            tracing::info!(method, user = ?self.user_id, "call refused: administrators only");
+            return Err(AuthError::AdminRequired { method });
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may change something `owner` made: its owner, or an administrator.
+    pub fn owns_or_administers(&self, owner: &str) -> bool {
+        self.is_admin() || self.user_id.as_deref() == Some(owner)
+    }
 }
 
 /// Why a call is not authenticated or not allowed.
@@ -93,6 +174,15 @@ pub enum AuthError {
     /// An id in the metadata is too long or holds characters it may not.
     #[error(transparent)]
     Field(#[from] FieldError),
+    /// `x-user-role` is neither `member` nor `admin`.
+    #[error("x-user-role {} is not a role: use member or admin", text::quote(.0))]
+    InvalidRole(String),
+    /// The call changes the organization for everyone: administrators only.
+    #[error("{method} is for the organization's administrators (x-user-role: admin)")]
+    AdminRequired {
+        /// The method called.
+        method: &'static str,
+    },
 }
 
 /// The value of metadata `key`, trimmed, if present and not empty; checked like any field.
@@ -138,6 +228,11 @@ pub fn authenticate(tokens: &Tokens, metadata: &MetadataMap) -> Result<Caller, A
     let organization_id =
         metadata_id(metadata, "x-organization-id")?.ok_or(AuthError::MissingOrganization)?;
     let user_id = metadata_id(metadata, "x-user-id")?;
+    let role = match metadata_id(metadata, "x-user-role")?.as_deref() {
+        None | Some("member") => Role::Member,
+        Some("admin") => Role::Admin,
+        Some(other) => return Err(AuthError::InvalidRole(other.to_owned())),
+    };
     if let Some(grant) = grant
         && !grant.organizations.allows(&organization_id)
     {
@@ -147,8 +242,20 @@ pub fn authenticate(tokens: &Tokens, metadata: &MetadataMap) -> Result<Caller, A
     Ok(Caller {
         organization_id,
         user_id,
+        role,
         system: grant.map(|g| g.system.clone()),
     })
+}
+
+/// [`authenticate`], then whether the caller may call `method` ([`Caller::may_call`]).
+pub fn authorize(
+    tokens: &Tokens,
+    metadata: &MetadataMap,
+    method: &'static str,
+) -> Result<Caller, AuthError> {
+    let caller = authenticate(tokens, metadata)?;
+    caller.may_call(method)?;
+    Ok(caller)
 }
 
 /// `SMS_API_TOKENS`: `system:token:organizations` entries, comma-separated, where
@@ -261,8 +368,12 @@ impl AuthError {
     pub fn code(&self) -> tonic::Code {
         match self {
             AuthError::Unauthenticated => tonic::Code::Unauthenticated,
-            AuthError::MissingOrganization | AuthError::Field(_) => tonic::Code::InvalidArgument,
-            AuthError::OrganizationNotAllowed { .. } => tonic::Code::PermissionDenied,
+            AuthError::MissingOrganization | AuthError::Field(_) | AuthError::InvalidRole(_) => {
+                tonic::Code::InvalidArgument
+            }
+            AuthError::OrganizationNotAllowed { .. } | AuthError::AdminRequired { .. } => {
+                tonic::Code::PermissionDenied
+            }
         }
     }
 
@@ -273,6 +384,8 @@ impl AuthError {
             AuthError::MissingOrganization => "MISSING_ORGANIZATION",
             AuthError::OrganizationNotAllowed { .. } => "ORGANIZATION_NOT_ALLOWED",
             AuthError::Field(e) => e.reason(),
+            AuthError::InvalidRole(_) => "INVALID_ROLE",
+            AuthError::AdminRequired { .. } => "ADMIN_REQUIRED",
         }
     }
 
@@ -280,7 +393,14 @@ impl AuthError {
     pub fn metadata(&self) -> HashMap<String, String> {
         match self {
             AuthError::Field(e) => field_metadata(e),
-            _ => HashMap::new(),
+            AuthError::InvalidRole(_) => HashMap::from([("field".into(), "x-user-role".into())]),
+            AuthError::AdminRequired { method } => HashMap::from([
+                ("method".into(), (*method).to_owned()),
+                ("required_role".into(), Role::Admin.as_str().to_owned()),
+            ]),
+            AuthError::Unauthenticated
+            | AuthError::MissingOrganization
+            | AuthError::OrganizationNotAllowed { .. } => HashMap::new(),
         }
     }
 }
@@ -356,6 +476,32 @@ mod tests {
             "tokens are required outside development"
         );
         assert!(env_tokens("", true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn roles_are_said_by_the_calling_system() {
+        let none = Tokens::default();
+        let call = |role: Option<&str>| {
+            let mut pairs = vec![("x-organization-id", "org-a"), ("x-user-id", "ana")];
+            if let Some(r) = role {
+                pairs.push(("x-user-role", r));
+            }
+            authenticate(&none, &metadata(&pairs))
+        };
+        assert_eq!(call(None).unwrap().role, Role::Member);
+        assert_eq!(call(Some("member")).unwrap().role, Role::Member);
+        let admin = call(Some(" admin ")).unwrap();
+        assert!(admin.is_admin());
+        assert!(admin.may_call("AddNumber").is_ok());
+        assert_eq!(call(Some("root")).unwrap_err().reason(), "INVALID_ROLE");
+        let member = call(None).unwrap();
+        let refused = member.may_call("AddGroupMember").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert_eq!(refused.reason(), "ADMIN_REQUIRED");
+        assert!(member.may_call("SendMessage").is_ok());
+        assert!(member.owns_or_administers("ana"));
+        assert!(!member.owns_or_administers("bo"));
+        assert!(admin.owns_or_administers("bo"));
     }
 
     #[test]

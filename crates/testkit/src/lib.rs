@@ -150,6 +150,9 @@ pub struct Options {
     pub nats: Option<NatsAccess>,
     /// The subject namespace (a fresh one when `None`).
     pub namespace: Option<String>,
+    /// Where the dispatchers reach the carrier's API (the simulator's URL when `None`): a
+    /// test's own proxy in front of it, to cut the carrier off.
+    pub carrier_url: Option<String>,
 }
 
 /// Where the services find NATS and as whom each connects.
@@ -185,6 +188,7 @@ impl Default for Options {
             webhook_disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
             nats: None,
             namespace: None,
+            carrier_url: None,
         }
     }
 }
@@ -463,7 +467,11 @@ impl Stack {
             common: self.common_for(Service::Dispatcher),
             health_addr: None,
             public_url: self.inbound_url.clone(),
-            twilio_api_url: self.sim_url.clone(),
+            twilio_api_url: self
+                .options
+                .carrier_url
+                .clone()
+                .unwrap_or_else(|| self.sim_url.clone()),
             twilio_account_sid: ACCOUNT_SID.into(),
             twilio_auth_token: AUTH_TOKEN.into(),
             send_attempts: 4,
@@ -475,7 +483,7 @@ impl Stack {
         };
         let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
         let carrier = Arc::new(CountingCarrier {
-            inner: Twilio::new(http, &self.sim_url, ACCOUNT_SID, AUTH_TOKEN),
+            inner: Twilio::new(http, &config.twilio_api_url, ACCOUNT_SID, AUTH_TOKEN),
             calls: AtomicU64::new(0),
             lose: std::sync::atomic::AtomicU32::new(0),
         });
@@ -796,13 +804,22 @@ pub fn sms(from: &str, to: &str, body: &str) -> sms_proto::v1::SendMessageReques
     }
 }
 
-/// A request as [`USER`] of [`ORG`].
+/// A request as [`USER`] of [`ORG`], an administrator of it (tests set their organization up:
+/// numbers, groups, settings, webhooks).
 pub fn as_user<T>(message: T) -> tonic::Request<T> {
     as_caller(message, ORG, USER)
 }
 
-/// A request as `user` of `org`.
+/// A request as `user` of `org`, an administrator of it.
 pub fn as_caller<T>(message: T, org: &str, user: &str) -> tonic::Request<T> {
+    let mut r = as_member(message, org, user);
+    r.metadata_mut()
+        .insert("x-user-role", "admin".parse().unwrap());
+    r
+}
+
+/// A request as `user` of `org`, a member (no administrator's rights).
+pub fn as_member<T>(message: T, org: &str, user: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.metadata_mut()
         .insert("x-organization-id", org.parse().unwrap());

@@ -172,6 +172,8 @@ async fn a_person_uses_the_console_in_chromium() {
     fill(&c, "#token", TOKEN_A).await;
     fill(&c, "#organization_id", ORG).await;
     fill(&c, "#user_id", USER).await;
+    // An administrator: the walk-through opts contacts in and out and edits replies.
+    css(&c, "#admin").await.click().await.unwrap();
     shot(&c, "signin").await;
     css(&c, "button[type=submit]").await.click().await.unwrap();
     css(&c, "nav a.active[href='/messages']").await;

@@ -267,20 +267,25 @@ impl Http {
         self.read(r).await
     }
 
-    /// Signs in; returns the sign-in's answer.
+    /// Signs in as an administrator of `org`; returns the sign-in's answer.
     pub async fn sign_in(&mut self, token: &str, org: &str, user: &str) -> Page {
+        self.sign_in_as(token, org, user, true).await
+    }
+
+    /// Signs in, as an administrator or not; returns the sign-in's answer.
+    pub async fn sign_in_as(&mut self, token: &str, org: &str, user: &str, admin: bool) -> Page {
         let form = self.get("/signin").await;
         assert_eq!(form.status, 200);
         let csrf = form.csrf();
-        self.post(
-            "/signin",
-            &[
-                ("csrf", &csrf),
-                ("token", token),
-                ("organization_id", org),
-                ("user_id", user),
-            ],
-        )
-        .await
+        let mut fields = vec![
+            ("csrf", csrf.as_str()),
+            ("token", token),
+            ("organization_id", org),
+            ("user_id", user),
+        ];
+        if admin {
+            fields.push(("admin", "1"));
+        }
+        self.post("/signin", &fields).await
     }
 }

@@ -74,6 +74,8 @@ macro_rules! call {
         let span = crate::grpc::rpc_span($method, $request.metadata());
         async {
             let $caller = $self.0.caller($request.metadata())?;
+            // Who may call what: the table in sms_runtime::auth (administrators only for some).
+            $caller.may_call($method)?;
             let reply: Result<_, crate::ComposerError> = $body;
             Ok(tonic::Response::new(reply?))
         }

@@ -127,23 +127,36 @@ async fn render(
             }
             div.row {
                 div { button type="submit" { "Opt out" } }
-                div { button.secondary type="submit" formaction="/optouts/remove" { "Opt back in" } }
+                // Texting someone who said STOP again is an administrator's decision.
+                @if session.admin {
+                    div { button.secondary type="submit" formaction="/optouts/remove" { "Opt back in" } }
+                }
             }
+        }
+        @if !session.admin {
+            p.muted #admin-only { "Opting a contact back in, and the replies to HELP and STOP, are for the organization's administrators." }
         }
         h2 { "Replies" }
         @let errors = errors_of(Which::Replies);
         (errors.top())
-        form.stack method="post" action="/optouts/replies" {
-            (csrf(session))
-            label { span { "Reply to HELP" }
-                textarea name="help_text" id="help_text" maxlength="1000" { (replies.help_text) }
-                (errors.at("help_text"))
+        @if session.admin {
+            form.stack method="post" action="/optouts/replies" {
+                (csrf(session))
+                label { span { "Reply to HELP" }
+                    textarea name="help_text" id="help_text" maxlength="1000" { (replies.help_text) }
+                    (errors.at("help_text"))
+                }
+                label { span { "Confirmation of STOP" }
+                    textarea name="opt_out_confirmation" id="opt_out_confirmation" maxlength="1000" { (replies.opt_out_confirmation) }
+                    (errors.at("opt_out_confirmation"))
+                }
+                div { button.secondary type="submit" { "Save replies" } }
             }
-            label { span { "Confirmation of STOP" }
-                textarea name="opt_out_confirmation" id="opt_out_confirmation" maxlength="1000" { (replies.opt_out_confirmation) }
-                (errors.at("opt_out_confirmation"))
+        } @else {
+            dl.facts {
+                dt { "Reply to HELP" } dd #help_text { (replies.help_text) }
+                dt { "Confirmation of STOP" } dd #opt_out_confirmation { (replies.opt_out_confirmation) }
             }
-            div { button.secondary type="submit" { "Save replies" } }
         }
     };
     let mut response = page(session, "/optouts", "Opt-outs", content);

@@ -65,6 +65,10 @@ async fn render(
                         td { a href=(format!("/messages/{}", m.id)) { (time(m.send_at.as_ref())) } }
                         td { (m.from) } td { (m.to) }
                         td.body { (excerpt(&m.body, 80)) }
+                        // A user moves their own sends; an administrator anyone's.
+                        @if !session.admin && m.user_id != session.user_id {
+                            td.muted { (m.user_id) "'s" }
+                        } @else {
                         td {
                             (errors.top())
                             form method="post" action=(format!("/scheduled/{}/cancel", m.id)) {
@@ -86,6 +90,7 @@ async fn render(
                                     button.secondary type="submit" { "Reschedule" }
                                 }
                             }
+                        }
                         }
                     }
                 } }

@@ -38,6 +38,9 @@ pub struct SigninForm {
     organization_id: String,
     #[serde(default)]
     user_id: String,
+    /// "Administrator" ticked.
+    #[serde(default)]
+    admin: Option<String>,
 }
 
 /// `GET /signin`.
@@ -80,6 +83,8 @@ fn render(
                 }
                 (input("Organization", "organization_id", &f.organization_id, errors))
                 (input("User", "user_id", &f.user_id, errors))
+                label.inline { input type="checkbox" name="admin" id="admin" value="1" checked[f.admin.is_some()];
+                    span { "I administer this organization (numbers, groups, opt-ins, replies, others' sends)" } }
                 button type="submit" { "Sign in" }
             }
             p.muted { "The token is one of the platform's API tokens (SMS_API_TOKENS); \
@@ -133,6 +138,7 @@ pub async fn submit(
         token: f.token.trim().to_owned(),
         organization_id: f.organization_id.trim().to_owned(),
         user_id: f.user_id.trim().to_owned(),
+        admin: f.admin,
     };
     let mut errors = FormErrors::default();
     check_id(
@@ -156,6 +162,7 @@ pub async fn submit(
         token: f.token.clone(),
         organization_id: f.organization_id.clone(),
         user_id: f.user_id.clone(),
+        admin: f.admin.is_some(),
         csrf: String::new(),
     };
     if let Err(s) = state
@@ -175,8 +182,11 @@ pub async fn submit(
         };
         return render(&state, StatusCode::UNPROCESSABLE_ENTITY, &f, &errors, None);
     }
-    tracing::info!(organization_id = %f.organization_id, user_id = %f.user_id, "console sign-in");
-    let cookie = state.sessions.start(f.token, f.organization_id, f.user_id);
+    let admin = f.admin.is_some();
+    tracing::info!(organization_id = %f.organization_id, user_id = %f.user_id, admin, "console sign-in");
+    let cookie = state
+        .sessions
+        .start(f.token, f.organization_id, f.user_id, admin);
     let mut r = Redirect::to("/messages").into_response();
     for c in [cookie, state.sessions.removal(SIGNIN_COOKIE)] {
         if let Ok(v) = HeaderValue::from_str(&c) {
