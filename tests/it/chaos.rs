@@ -115,7 +115,8 @@ struct Hooks {
 fn hook_receiver() -> (String, Arc<Mutex<Hooks>>) {
     let hooks: Arc<Mutex<Hooks>> = Arc::default();
     let seen = hooks.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener =
+        sms_runtime::health::bind_std(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let app = axum::Router::new().route(
         "/hook",
@@ -199,7 +200,8 @@ impl Platform {
         // The carrier runs apart from the harness, whose fault loop blocks in pg_ctl and waits
         // for killed children: a carrier stalled by its caller's runtime would take calls late
         // (after their lease), which no real carrier's host does to it.
-        let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sim_listener =
+            sms_runtime::health::bind_std(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
         let carrier = sim.clone();
         sms_testkit::cluster::serve_apart("carrier-sim", sim_listener, |l| {

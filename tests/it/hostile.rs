@@ -898,6 +898,53 @@ async fn every_grpc_field_is_bounded_and_refuses_control_characters() {
             );
         }
     }
+    // The role the calling system says: anything but member or admin is refused by name,
+    // by the composer and the registry alike, and never taken for either.
+    let long_role = "a".repeat(129);
+    for (value, reason) in [
+        ("root", "INVALID_ROLE"),
+        ("Admin", "INVALID_ROLE"),
+        ("administrator", "INVALID_ROLE"),
+        ("admin,member", "INVALID_ROLE"),
+        ("-1", "INVALID_ROLE"),
+        (long_role.as_str(), "FIELD_TOO_LONG"),
+    ] {
+        fn with_role<T>(mut r: tonic::Request<T>, value: &str) -> tonic::Request<T> {
+            r.metadata_mut()
+                .insert("x-user-role", value.parse().unwrap());
+            r
+        }
+        let got = answer(
+            c.messaging
+                .list_messages(with_role(
+                    sms_testkit::as_member(ListMessagesRequest::default(), ORG, USER),
+                    value,
+                ))
+                .await,
+        );
+        check.refused(
+            &format!("x-user-role {value:.20}"),
+            &got,
+            Code::InvalidArgument,
+            reason,
+            Some("x-user-role"),
+        );
+        let got = answer(
+            c.opt_outs
+                .list_opt_outs(with_role(
+                    sms_testkit::as_member(ListOptOutsRequest::default(), ORG, USER),
+                    value,
+                ))
+                .await,
+        );
+        check.refused(
+            &format!("registry x-user-role {value:.20}"),
+            &got,
+            Code::InvalidArgument,
+            reason,
+            Some("x-user-role"),
+        );
+    }
     check.finish(3000);
     // Still serving.
     assert!(

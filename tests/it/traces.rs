@@ -176,7 +176,8 @@ async fn one_send_is_one_trace_across_every_service_and_a_cancel_joins_its_calle
     let scratch = Scratch::new("sms-traces");
     let sim = sms_carrier_sim::Sim::new(sms_carrier_sim::SimConfig::new(ACCOUNT_SID, AUTH_TOKEN))
         .unwrap();
-    let sim_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sim_listener =
+        sms_runtime::health::bind_std(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
     let carrier = sim.clone();
     sms_testkit::cluster::serve_apart("carrier-sim", sim_listener, |l| {

@@ -109,11 +109,13 @@ pub enum HandleError {
         /// How long to wait before the redelivery.
         delay: Duration,
     },
-    /// The event came ahead of the one it follows (events of one message travel apart and
-    /// can be handled out of order): tried again after `delay`. A normal race, logged at DEBUG
-    /// only; the handler decides for how long it may be early before it is dead-lettered.
-    #[error("early: {reason}")]
-    Early {
+    /// Not to be handled here now, in the normal course of things: the event came ahead of
+    /// the one it follows (events of one message travel apart and can be handled out of
+    /// order), or it is another replica's to handle (a dispatch partition that moved). Back to
+    /// the stream, to be delivered again after `delay`. Logged at DEBUG only; the handler
+    /// decides for how long an event may come back before it is dead-lettered.
+    #[error("later: {reason}")]
+    Later {
         /// What it waits for.
         reason: String,
         /// How long to wait before the redelivery.
@@ -728,9 +730,9 @@ impl Bus {
                 count(kind, "unavailable");
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
-            Err(HandleError::Early { reason, delay }) => {
-                tracing::debug!(attempt = delivery.attempt, %reason, "event ahead of its predecessor; will retry");
-                count(kind, "early");
+            Err(HandleError::Later { reason, delay }) => {
+                tracing::debug!(attempt = delivery.attempt, %reason, "event not for now; back to the stream");
+                count(kind, "later");
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Err(e) => return self.dead_letter(kind, message, &e.to_string()).await,

@@ -4,7 +4,7 @@
 use metrics::{Unit, describe_counter, describe_histogram};
 
 /// Events a consumer finished with, by `consumer` and `outcome` (`ok`, `retry`, `unavailable`,
-/// `early`, `dead_lettered`).
+/// `later`, `dead_lettered`).
 pub const EVENTS: &str = "sms_bus_events_total";
 /// How long a handler took, by `consumer`.
 pub const HANDLE_SECONDS: &str = "sms_bus_handle_seconds";

@@ -58,7 +58,7 @@ fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
     let age = Utc::now() - occurred;
     if age < OUT_OF_ORDER_PATIENCE {
         let quarter = (age / 4).to_std().unwrap_or_default();
-        HandleError::Early {
+        HandleError::Later {
             reason,
             delay: quarter.clamp(Duration::from_millis(250), Duration::from_secs(5)),
         }
@@ -381,11 +381,11 @@ mod tests {
         };
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::seconds(30)), "x".into()),
-            HandleError::Early { delay, .. } if delay == Duration::from_secs(5)
+            HandleError::Later { delay, .. } if delay == Duration::from_secs(5)
         ));
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::zero()), "x".into()),
-            HandleError::Early { delay, .. } if delay == Duration::from_millis(250)
+            HandleError::Later { delay, .. } if delay == Duration::from_millis(250)
         ));
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::minutes(11)), "x".into()),

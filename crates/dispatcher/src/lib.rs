@@ -367,6 +367,10 @@ struct Dispatcher {
 /// Carrier calls a replica makes at once.
 const CALLS_AT_ONCE: usize = 128;
 
+/// How long an event of a partition this replica no longer holds stays away before it is
+/// delivered again (to the partition's new holder).
+const PARTITION_MOVED_DELAY: Duration = Duration::from_millis(250);
+
 /// Handlers per partition consumer at once: most of them wait for their sender's rate.
 const WAITING_PER_PARTITION: usize = 4096;
 
@@ -558,9 +562,13 @@ impl Dispatcher {
         m: &OutboundMessage,
         queued: &Encoded,
     ) -> Result<CancellationToken, HandleError> {
-        let gone = || HandleError::Unavailable {
+        // Another replica's to send now: back to the stream for whoever holds the partition.
+        // Not at once: while a partition changes hands, an event bounced with no delay comes
+        // straight back to a pull still open here, again and again (tens of thousands of
+        // redeliveries a minute in the long chaos run, starving the machine).
+        let gone = || HandleError::Later {
             reason: format!("dispatch partition {partition} is not held here"),
-            delay: Duration::ZERO,
+            delay: PARTITION_MOVED_DELAY,
         };
         let held = self.holdings.holding(partition).ok_or_else(gone)?;
         let at = self.limiter.reserve(m, held.since.elapsed() < self.fresh);
@@ -613,9 +621,9 @@ impl Dispatcher {
         let stop = self.wait_turn(partition, &m, &queued).await?;
         // Then a free carrier call; a message still waiting when the partition is given back
         // (or the replica stops) goes back to the bus untouched.
-        let given_back = || HandleError::Unavailable {
+        let given_back = || HandleError::Later {
             reason: format!("dispatch partition {partition} given back"),
-            delay: Duration::ZERO,
+            delay: PARTITION_MOVED_DELAY,
         };
         let _call = tokio::select! {
             permit = self.calls.acquire() => permit.map_err(|_| given_back())?,

@@ -58,11 +58,46 @@ pub async fn serve(
         .await
 }
 
-/// Binds `addr`, naming it in the error.
+/// Connections a listener keeps waiting to be accepted (the kernel caps it at
+/// `net.core.somaxconn`). Rust's standard listener asks for 128, tokio's for 1,024: a burst of
+/// new connections beyond that (a dispatcher replica starting its 128 carrier calls at once,
+/// beside the others) has its SYNs dropped, and each such connection waits a second or more
+/// for the SYN to be sent again. A carrier call that waits so outlives its timeout without its
+/// request ever leaving, and is taken for a call of unknown outcome.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`BACKLOG`], naming it in the error.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(named)?;
+    socket.set_reuseaddr(true).map_err(named)?;
+    socket.bind(addr).map_err(named)?;
+    socket.listen(BACKLOG).map_err(named)
+}
+
+/// Binds `addr` with [`BACKLOG`] as a standard listener, for a server whose runtime starts
+/// later (a peer served from a thread of its own), naming `addr` in the error.
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(named)?;
+    socket.set_reuse_address(true).map_err(named)?;
+    socket.bind(&addr.into()).map_err(named)?;
+    socket
+        .listen(i32::try_from(BACKLOG).unwrap_or(i32::MAX))
+        .map_err(named)?;
+    Ok(socket.into())
 }
 
 /// Serves `/healthz` and `/readyz` on `addr` until `shutdown`, ready while `nats_connected`

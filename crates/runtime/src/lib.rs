@@ -67,7 +67,10 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqw
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
-        .connect_timeout(std::time::Duration::from_secs(5))
+        // Well within the whole call's time: a connection that cannot be made fails as one
+        // (the request never left, safe to try again) rather than as a call that ran out of
+        // time with its outcome unknown.
+        .connect_timeout((timeout / 2).min(std::time::Duration::from_secs(5)))
         .pool_max_idle_per_host(256)
         .build()
 }

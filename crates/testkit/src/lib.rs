@@ -277,8 +277,11 @@ pub struct Stack {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// A loopback listener with the services' accept backlog (see [`sms_runtime::health::BACKLOG`]).
 async fn listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
+    sms_runtime::health::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap()
 }
 
 impl Stack {
@@ -744,10 +747,15 @@ impl Stack {
 
     /// Stops everything and deletes the namespace's streams.
     pub async fn shutdown(self) {
-        self.shutdown.cancel();
+        // The dispatchers first, while the carrier and the receiver still answer: messages in
+        // flight end as they would, instead of as calls to a carrier that went away.
+        for d in &self.dispatchers {
+            d.shutdown.cancel();
+        }
         for d in self.dispatchers {
             let _ = d.task.await;
         }
+        self.shutdown.cancel();
         for s in self.schedulers {
             let _ = s.await;
         }
