@@ -58,6 +58,8 @@ pub struct Behaviour {
     pub carrier_opted_out: HashSet<String>,
     /// Recipients whose next N API calls fail with HTTP 503 (then succeed).
     pub transient_failures: HashMap<String, u32>,
+    /// Recipients whose next N API calls fail with HTTP 500 (then succeed).
+    pub server_errors: HashMap<String, u32>,
     /// Recipients whose next N API calls fail with HTTP 429 (then succeed).
     pub throttled: HashMap<String, u32>,
     /// Share of API calls answered with HTTP 429, at random (0.0 to 1.0).
@@ -504,6 +506,13 @@ impl Sim {
         if let Some(n) = b.throttled.get_mut(to).filter(|n| **n > 0) {
             *n -= 1;
             return Some(too_many_requests());
+        }
+        if let Some(n) = b.server_errors.get_mut(to).filter(|n| **n > 0) {
+            *n -= 1;
+            return Some((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ApiError::new(500, 20500, "Internal Server Error"),
+            ));
         }
         if let Some(n) = b.transient_failures.get_mut(to).filter(|n| **n > 0) {
             *n -= 1;

@@ -140,17 +140,6 @@ impl Reason {
         self.as_str().to_ascii_uppercase()
     }
 
-    /// Whether a failure for this reason makes a message wait rather than fail: the carrier
-    /// throttling us, or out of reach. Such a message is tried again, backing off, for as long
-    /// as its validity lasts, however many calls that takes; other retryable reasons fail it
-    /// after a number of calls.
-    pub fn waits_within_validity(self) -> bool {
-        matches!(
-            self,
-            Reason::RateLimited | Reason::QueueOverflow | Reason::CarrierUnavailable
-        )
-    }
-
     /// Whether sending again later may succeed. Permanent reasons must never be retried:
     /// carriers punish senders that keep texting landlines and opted-out numbers.
     pub fn is_retryable(self) -> bool {

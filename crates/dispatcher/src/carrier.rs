@@ -59,6 +59,16 @@ pub enum CarrierError {
         /// When the carrier asked us to come back.
         retry_after: Option<Duration>,
     },
+    /// The carrier could not be reached (no connection) or said it is unavailable (HTTP 502,
+    /// 503, 504): nothing was sent, and nothing is wrong with the message. It waits, backing
+    /// off, for as long as its validity lasts, whatever the number of calls.
+    #[error("the carrier cannot be reached: {detail}")]
+    Unreachable {
+        /// What happened.
+        detail: String,
+        /// When the carrier asked us to come back.
+        retry_after: Option<Duration>,
+    },
     /// The call may or may not have reached the carrier (a timeout after sending). Sending
     /// again could text the contact twice, so the message is left for the carrier's callbacks.
     #[error("outcome unknown: {0}")]
@@ -202,6 +212,14 @@ impl Twilio {
                 reason: Reason::RateLimited,
                 code,
                 detail,
+                retry_after,
+            });
+        }
+        // Its front door saying it is down: the message waits. Any other server error may be
+        // about this request: tried again a number of times.
+        if matches!(status.as_u16(), 502..=504) {
+            return Err(CarrierError::Unreachable {
+                detail: format!("HTTP {status}: {detail}"),
                 retry_after,
             });
         }
@@ -380,9 +398,7 @@ impl Carrier for Twilio {
 /// A request that failed before a reply: safe to retry only when it never left.
 fn transport_error(e: &reqwest::Error) -> CarrierError {
     if e.is_connect() || e.is_builder() {
-        CarrierError::Retryable {
-            reason: Reason::CarrierUnavailable,
-            code: None,
+        CarrierError::Unreachable {
             detail: causes(e),
             retry_after: None,
         }

@@ -699,22 +699,24 @@ impl Dispatcher {
                     delay,
                 })
             }
-            // The carrier out of reach (no connection, a 5xx) is no failure of the message:
-            // it waits, backing off, for as long as its validity lasts, like throttling, and
-            // then fails as `expired` (not a number of calls).
-            Err(CarrierError::Retryable {
-                reason: reason @ Reason::CarrierUnavailable,
-                code,
+            // The carrier out of reach (no connection, 502/503/504) is no failure of the
+            // message: it waits, backing off, for as long as its validity lasts, like
+            // throttling, and then fails as `expired` (not after a number of calls).
+            Err(CarrierError::Unreachable {
                 detail,
                 retry_after,
             }) => {
-                tracing::info!(%id, attempt, ?code, %detail, "the carrier cannot be reached; will retry within the message's validity");
+                tracing::info!(%id, attempt, %detail, "the carrier cannot be reached; will retry within the message's validity");
                 store::to_retry(&self.pool, id, &detail)
                     .await
                     .map_err(|e| db_retry(e, delivery))?;
                 Err(HandleError::Unavailable {
                     reason: detail,
-                    delay: carrier_retry_delay(reason, attempt + 1, retry_after),
+                    delay: carrier_retry_delay(
+                        Reason::CarrierUnavailable,
+                        attempt + 1,
+                        retry_after,
+                    ),
                 })
             }
             Err(CarrierError::Retryable {
@@ -822,6 +824,7 @@ impl Dispatcher {
                 Ok(_) => "accepted",
                 Err(CarrierError::Retryable { .. }) => "retryable_error",
                 Err(CarrierError::Permanent { .. }) => "refused",
+                Err(CarrierError::Unreachable { .. }) => "unreachable",
                 Err(CarrierError::Ambiguous(_)) => "unknown",
             }
         )

@@ -264,15 +264,15 @@ impl Dispatcher {
                 retry_after,
                 ..
             }) => {
-                // Throttling and the carrier out of reach never fail a message (its validity
-                // bounds it), nor count as an attempt; other failures that sent nothing do.
-                let waits = reason.waits_within_validity();
-                let attempts = if waits {
+                // Throttling never fails a message (its validity bounds it), nor counts as an
+                // attempt; other failures that sent nothing do.
+                let throttled = matches!(reason, Reason::RateLimited | Reason::QueueOverflow);
+                let attempts = if throttled {
                     row.attempts
                 } else {
                     row.attempts + 1
                 };
-                if attempts >= self.send_attempts && !waits {
+                if attempts >= self.send_attempts && !throttled {
                     return self.give_up(id, &m, reason, None, &detail).await;
                 }
                 // Not sooner than a lease: should the carrier have taken it after all, its record
@@ -280,6 +280,20 @@ impl Dispatcher {
                 let delay = crate::carrier_retry_delay(reason, attempts + 1, retry_after)
                     .max(self.in_doubt_after);
                 store::recheck_at(&self.pool, id, row.checks, delay, attempts, &detail).await
+            }
+            // The carrier out of reach: asked about again, never counted (its validity bounds
+            // it, through `blocked` on the next round).
+            Err(CarrierError::Unreachable {
+                detail,
+                retry_after,
+            }) => {
+                let delay = crate::carrier_retry_delay(
+                    Reason::CarrierUnavailable,
+                    row.attempts + 1,
+                    retry_after,
+                )
+                .max(self.in_doubt_after);
+                store::recheck_at(&self.pool, id, row.checks, delay, row.attempts, &detail).await
             }
             Err(CarrierError::Permanent {
                 reason,
