@@ -367,12 +367,14 @@ impl Sim {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn behaviour(&self) -> Behaviour {
+    /// The behaviour as it is now, read in place: it holds sets of thousands of numbers (the
+    /// chaos run's), and a copy per call made the simulator itself the slow carrier under
+    /// load. Never held across an `.await` (the guard is not `Send`, so the compiler says so).
+    fn behaviour(&self) -> std::sync::RwLockReadGuard<'_, Behaviour> {
         self.inner
             .behaviour
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
     }
 
     /// Fetches a message's `MediaUrl`s and checks them with the MMS rules; `None` when fine.
@@ -688,11 +690,13 @@ async fn create_message(
         None => respond(&sim, &account_sid, &headers, &mut record),
     };
     record.http_status = response.status().as_u16();
+    let answer = sim
+        .behaviour()
+        .auto_reply
+        .clone()
+        .filter(|a| a.answers(&record.body));
     if record.sid.is_some()
-        && let Some(answer) = sim
-            .behaviour()
-            .auto_reply
-            .filter(|a| a.answers(&record.body))
+        && let Some(answer) = answer
     {
         // The contact answers from the number we texted, to the number that texted them.
         let (sim, from, to) = (sim.clone(), record.to.clone(), record.from.clone());
@@ -707,7 +711,8 @@ async fn create_message(
     sim.lock_requests().push(record);
     if hang {
         // Taken, but the caller hears nothing until it gives up.
-        tokio::time::sleep(sim.behaviour().hang).await;
+        let hang = sim.behaviour().hang;
+        tokio::time::sleep(hang).await;
     }
     response
 }
@@ -915,7 +920,10 @@ fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRe
 /// Takes the message through its statuses (as the API's reads show them) and posts a signed
 /// status callback for each, when callbacks are on and a `StatusCallback` was given.
 fn spawn_progress(sim: Sim, message: MessageResource, url: String) {
-    let behaviour = sim.behaviour();
+    let (callback_delay, callbacks) = {
+        let b = sim.behaviour();
+        (b.callback_delay, b.callbacks)
+    };
     let token = sim
         .inner
         .config
@@ -926,11 +934,11 @@ fn spawn_progress(sim: Sim, message: MessageResource, url: String) {
     let (statuses, error_code) = sim.fate(&message.to);
     tokio::spawn(async move {
         for (i, status) in statuses.iter().enumerate() {
-            tokio::time::sleep(behaviour.callback_delay).await;
+            tokio::time::sleep(callback_delay).await;
             let last = i + 1 == statuses.len();
             let error_code = if last { error_code } else { None };
             sim.set_status(&message.sid, status, error_code);
-            if !behaviour.callbacks || url.is_empty() {
+            if !callbacks || url.is_empty() {
                 continue;
             }
             let callback = StatusCallback {

@@ -465,9 +465,12 @@ pub(crate) async fn rent(
         }
     };
     // The number is bought; the answer may still be lost on its way back.
-    let b = sim.behaviour();
-    if b.rent_unanswered {
-        tokio::time::sleep(b.hang.max(Duration::from_secs(1))).await;
+    let hang = {
+        let b = sim.behaviour();
+        b.rent_unanswered.then(|| b.hang.max(Duration::from_secs(1)))
+    };
+    if let Some(hang) = hang {
+        tokio::time::sleep(hang).await;
     }
     (StatusCode::CREATED, axum::Json(held)).into_response()
 }

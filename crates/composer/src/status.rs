@@ -47,7 +47,10 @@ const OUT_OF_ORDER_PATIENCE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// [`OUT_OF_ORDER_PATIENCE`]; after that it is about a message that never went out (or not
 /// through the carrier that says so), and goes to the dead-letter stream. The wait grows with
 /// the event's age: a quarter of its age, from 250 ms (the predecessor is usually a moment
-/// behind) to 5 s.
+/// behind) to a minute. A callback for a call in doubt waits for the dispatcher's resolution,
+/// which may take minutes and reports the carrier's record itself: coming back every few
+/// seconds meanwhile only loads the composer (the long chaos run, full of calls in doubt,
+/// stopped converging with a 5 s ceiling).
 fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
     let occurred = e
         .meta
@@ -60,7 +63,7 @@ fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
         let quarter = (age / 4).to_std().unwrap_or_default();
         HandleError::Later {
             reason,
-            delay: quarter.clamp(Duration::from_millis(250), Duration::from_secs(5)),
+            delay: quarter.clamp(Duration::from_millis(250), Duration::from_secs(60)),
         }
     } else {
         HandleError::Permanent(format!("{reason}, 10 minutes on"))
@@ -381,11 +384,16 @@ mod tests {
         };
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::seconds(30)), "x".into()),
-            HandleError::Later { delay, .. } if delay == Duration::from_secs(5)
+            HandleError::Later { delay, .. }
+                if delay >= Duration::from_millis(7500) && delay < Duration::from_secs(8)
         ));
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::zero()), "x".into()),
             HandleError::Later { delay, .. } if delay == Duration::from_millis(250)
+        ));
+        assert!(matches!(
+            out_of_order(&event(chrono::TimeDelta::minutes(9)), "x".into()),
+            HandleError::Later { delay, .. } if delay == Duration::from_secs(60)
         ));
         assert!(matches!(
             out_of_order(&event(chrono::TimeDelta::minutes(11)), "x".into()),
