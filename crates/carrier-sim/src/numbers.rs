@@ -467,7 +467,8 @@ pub(crate) async fn rent(
     // The number is bought; the answer may still be lost on its way back.
     let hang = {
         let b = sim.behaviour();
-        b.rent_unanswered.then(|| b.hang.max(Duration::from_secs(1)))
+        b.rent_unanswered
+            .then(|| b.hang.max(Duration::from_secs(1)))
     };
     if let Some(hang) = hang {
         tokio::time::sleep(hang).await;
