@@ -114,6 +114,70 @@ async fn a_call_lost_before_the_carrier_is_sent_once_it_is_found_absent() {
     stack.shutdown().await;
 }
 
+/// The dispatcher's calls through its carrier, so far.
+fn calls(stack: &Stack) -> u64 {
+    stack.dispatchers[0]
+        .carrier
+        .calls
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A carrier that can be asked about a message only under the id it gave (SMPP's `query_sm`):
+/// a call whose answer never came is resent when the connection's policy is at least once,
+/// without asking the carrier anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_doubt_without_an_id_is_sent_again_when_the_policy_is_at_least_once() {
+    const TO: &str = "+12015550131";
+    let stack = stack(|o| {
+        o.carrier_resolution = sms_testkit::Resolution::ById {
+            unanswered: sms_testkit::Unanswered::Resend,
+        };
+    })
+    .await;
+    stack.dispatchers[0]
+        .carrier
+        .lose
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "at least once"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    assert_eq!(taken(&stack, TO).len(), 1);
+    assert_eq!(calls(&stack), 2, "the lost call and the resend");
+    assert_eq!(stack.sim.lookups(), 0, "nothing to look up without an id");
+    stack.shutdown().await;
+}
+
+/// The same call, on a connection whose policy is at most once: the message fails as
+/// `unknown_carrier_error` and is never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_in_doubt_without_an_id_fails_when_the_policy_is_at_most_once() {
+    const TO: &str = "+12015550132";
+    let stack = stack(|o| {
+        o.carrier_resolution = sms_testkit::Resolution::ById {
+            unanswered: sms_testkit::Unanswered::Fail,
+        };
+    })
+    .await;
+    stack.dispatchers[0]
+        .carrier
+        .lose
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "at most once")).await.id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Failed, "{m:?}");
+    assert_eq!(m.reason, "unknown_carrier_error");
+    assert!(taken(&stack, TO).is_empty());
+    // Well past another lease: never called again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(calls(&stack), 1, "only the lost call");
+    assert_eq!(stack.sim.lookups(), 0);
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_that_cannot_be_asked_is_asked_again_and_nothing_is_guessed() {
     const TO: &str = "+12015550125";

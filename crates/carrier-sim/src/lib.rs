@@ -576,10 +576,7 @@ async fn get_media(
     headers: HeaderMap,
 ) -> Response {
     if !authorized(&sim, &account_sid, &headers) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            ApiError::new(401, 20003, "Authentication Error - invalid username"),
-        );
+        return unauthorized();
     }
     let found = sim
         .inner
@@ -628,6 +625,14 @@ impl Sim {
 }
 
 /// Checks HTTP Basic auth against the account in the path.
+/// The answer to an API call without the account's credentials.
+pub(crate) fn unauthorized() -> Response {
+    api_error(
+        StatusCode::UNAUTHORIZED,
+        ApiError::new(401, 20003, "Authentication Error - invalid username"),
+    )
+}
+
 fn authorized(sim: &Sim, account_sid: &str, headers: &HeaderMap) -> bool {
     let Some(token) = sim.inner.config.accounts.get(account_sid) else {
         return false;
@@ -651,7 +656,10 @@ async fn create_message(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let param = |name: &str| {
+    // What arrived is recorded as it came, a form Twilio would refuse included; the reading
+    // that decides is `CreateMessage`'s (sms-twilio), the dispatcher's own writer's.
+    let form = sms_twilio::CreateMessage::from_params(&params);
+    let first = |name: &str| {
         params
             .iter()
             .find(|(k, _)| k == name)
@@ -660,11 +668,11 @@ async fn create_message(
     };
     let mut record = RecordedRequest {
         account_sid: account_sid.clone(),
-        from: param("From"),
-        to: param("To"),
-        body: param("Body"),
-        status_callback: param("StatusCallback"),
-        validity_period: param("ValidityPeriod").parse().ok(),
+        from: first("From"),
+        to: first("To"),
+        body: first("Body"),
+        status_callback: first("StatusCallback"),
+        validity_period: form.as_ref().ok().and_then(|f| f.validity_period),
         received_at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
         media_urls: params
             .iter()
@@ -680,14 +688,23 @@ async fn create_message(
         sid: None,
     };
     // Like a carrier, fetch the attachments and check them before accepting the message.
-    let media_error = if record.media_urls.is_empty() {
-        None
+    let response = if !authorized(&sim, &account_sid, &headers) {
+        unauthorized()
     } else {
-        sim.check_media(&mut record).await
-    };
-    let response = match media_error {
-        Some(error) => api_error(StatusCode::BAD_REQUEST, error),
-        None => respond(&sim, &account_sid, &headers, &mut record),
+        match form {
+            Err(error) => api_error(StatusCode::BAD_REQUEST, error),
+            Ok(form) => {
+                let media_error = if form.media_urls.is_empty() {
+                    None
+                } else {
+                    sim.check_media(&mut record).await
+                };
+                match media_error {
+                    Some(error) => api_error(StatusCode::BAD_REQUEST, error),
+                    None => respond(&sim, &account_sid, &form, &mut record),
+                }
+            }
+        }
     };
     record.http_status = response.status().as_u16();
     let answer = sim
@@ -720,10 +737,7 @@ async fn create_message(
 /// Answers a message read: `None` to go on, or the failure the behaviour asks for.
 fn lookup_fault(sim: &Sim, account_sid: &str, headers: &HeaderMap) -> Option<Response> {
     if !authorized(sim, account_sid, headers) {
-        return Some(api_error(
-            StatusCode::UNAUTHORIZED,
-            ApiError::new(401, 20003, "Authentication Error - invalid username"),
-        ));
+        return Some(unauthorized());
     }
     sim.inner.lookups.fetch_add(1, Ordering::Relaxed);
     let b = sim.behaviour();
@@ -821,52 +835,24 @@ async fn fetch_message(
     }
 }
 
-fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRequest) -> Response {
-    if !authorized(sim, account_sid, headers) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            ApiError::new(401, 20003, "Authentication Error - invalid username"),
-        );
-    }
-    if r.to.is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            ApiError::new(400, 21604, "A 'To' phone number is required."),
-        );
-    }
-    if r.from.is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            ApiError::new(400, 21603, "A 'From' phone number is required."),
-        );
-    }
-    if r.body.is_empty() && r.media_urls.is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            ApiError::new(400, 21602, "Message body is required."),
-        );
-    }
-    if r.body.chars().count() > 1600 {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            ApiError::new(
-                400,
-                21617,
-                "The concatenated message body exceeds the 1600 character limit.",
-            ),
-        );
-    }
-    if sms_core::PhoneNumber::parse_valid(&r.to, None).is_err() {
+/// Answers a Create-Message call whose form is good (the account's credentials checked).
+fn respond(
+    sim: &Sim,
+    account_sid: &str,
+    form: &sms_twilio::CreateMessage,
+    r: &mut RecordedRequest,
+) -> Response {
+    if sms_core::PhoneNumber::parse_valid(&form.to, None).is_err() {
         return api_error(
             StatusCode::BAD_REQUEST,
             ApiError::new(
                 400,
                 21211,
-                format!("The 'To' number {} is not a valid phone number.", r.to),
+                format!("The 'To' number {} is not a valid phone number.", form.to),
             ),
         );
     }
-    if !sim.may_send_from(account_sid, &r.from) {
+    if !sim.may_send_from(account_sid, &form.from) {
         return api_error(
             StatusCode::BAD_REQUEST,
             ApiError::new(
@@ -875,26 +861,30 @@ fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRe
                 format!(
                     "The From phone number {} is not a valid, SMS-capable inbound phone number \
                      or short code for your account.",
-                    r.from
+                    form.from
                 ),
             ),
         );
     }
-    if let Some((status, error)) = sim.api_failure(&r.to) {
+    if let Some((status, error)) = sim.api_failure(&form.to) {
         return api_error(status, error);
     }
-    let prefix = if r.media_urls.is_empty() { "SM" } else { "MM" };
+    let prefix = if form.media_urls.is_empty() {
+        "SM"
+    } else {
+        "MM"
+    };
     let sid = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
     let now = chrono::Utc::now().to_rfc2822();
     let resource = MessageResource {
         sid: sid.clone(),
         account_sid: account_sid.to_owned(),
-        from: r.from.clone(),
-        to: r.to.clone(),
-        body: r.body.clone(),
+        from: form.from.clone(),
+        to: form.to.clone(),
+        body: form.body.clone(),
         status: "queued".into(),
-        num_segments: sms_core::count(&r.body).segments.max(1).to_string(),
-        num_media: r.media_urls.len().to_string(),
+        num_segments: sms_core::count(&form.body).segments.max(1).to_string(),
+        num_media: form.media_urls.len().to_string(),
         direction: "outbound-api".into(),
         api_version: API_VERSION.into(),
         date_created: now.clone(),
@@ -913,7 +903,11 @@ fn respond(sim: &Sim, account_sid: &str, headers: &HeaderMap, r: &mut RecordedRe
         messages.all.push(resource.clone());
         messages.by_sid.insert(sid, index);
     }
-    spawn_progress(sim.clone(), resource.clone(), r.status_callback.clone());
+    spawn_progress(
+        sim.clone(),
+        resource.clone(),
+        form.status_callback.clone().unwrap_or_default(),
+    );
     (StatusCode::CREATED, Json(resource)).into_response()
 }
 

@@ -327,10 +327,7 @@ fn incoming(
 /// A refused call, when the account's credentials are wrong or the number API is down.
 fn refuse(sim: &Sim, account_sid: &str, headers: &HeaderMap) -> Option<Response> {
     if !authorized(sim, account_sid, headers) {
-        return Some(api_error(
-            StatusCode::UNAUTHORIZED,
-            ApiError::new(401, 20003, "Authentication Error - invalid username"),
-        ));
+        return Some(crate::unauthorized());
     }
     if sim.behaviour().numbers_unavailable {
         return Some(api_error(

@@ -16,8 +16,9 @@ pub struct CarrierMessage {
     pub to: String,
     /// Body.
     pub body: String,
-    /// Where the carrier reports status.
-    pub status_callback: String,
+    /// Where the carrier reports statuses, for a carrier whose statuses come by callback
+    /// ([`StatusSource::Callbacks`]).
+    pub status_callback: Option<String>,
     /// Public URLs of attachments.
     pub media_urls: Vec<String>,
     /// How long the carrier may keep trying to deliver it, in seconds (Twilio's
@@ -108,6 +109,44 @@ pub enum LookupError {
     Malformed(String),
 }
 
+/// How a carrier lets us learn whether it took a message whose call ended in doubt (it timed
+/// out after the request left, or the dispatcher died during it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Its records can be listed by sender and recipient (Twilio's Messages list): a send in
+    /// doubt is looked for ([`Carrier::find`]), bound to the carrier's message when found, and
+    /// sent again only when provably absent. At most once, whatever fails.
+    ListByPair,
+    /// Its records can be read only under the id it gave (SMPP's `query_sm`,
+    /// [`Carrier::fetch`]): a call whose answer never came has no id to ask about, and
+    /// `unanswered` decides, per connection.
+    ById {
+        /// What becomes of a send whose answer never came.
+        unanswered: Unanswered,
+    },
+}
+
+/// What becomes of a send in doubt that cannot be looked for: a policy the operator picks per
+/// carrier connection, documented with its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Sent again (at least once): the contact may get it twice, never not at all.
+    Resend,
+    /// Failed as `unknown_carrier_error` (at most once): the contact may not get it, never twice.
+    Fail,
+}
+
+/// Where a carrier's statuses for our messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSource {
+    /// HTTP callbacks to the URL each message names (Twilio's `StatusCallback`), signed by the
+    /// account, received by the inbound service.
+    Callbacks,
+    /// Delivery receipts on the carrier's own connection (SMPP's `deliver_sm`), received by the
+    /// adapter: a message names no callback.
+    Receipts,
+}
+
 /// A carrier that sends messages, and whose records can be read back.
 #[async_trait]
 pub trait Carrier: Send + Sync {
@@ -115,11 +154,18 @@ pub trait Carrier: Send + Sync {
     /// them are signed by it, and apply to them only when they are.
     fn account(&self) -> &str;
 
+    /// How a send in doubt is resolved with this carrier.
+    fn resolution(&self) -> Resolution;
+
+    /// Where its statuses come from.
+    fn statuses(&self) -> StatusSource;
+
     /// Sends one message.
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError>;
 
     /// The messages the carrier took from `from` to `to` since `since` (or a little before),
-    /// newest first.
+    /// newest first. Asked only of a carrier whose [`Carrier::resolution`] is
+    /// [`Resolution::ListByPair`].
     async fn find(
         &self,
         from: &str,
@@ -127,7 +173,7 @@ pub trait Carrier: Send + Sync {
         since: DateTime<Utc>,
     ) -> Result<Vec<CarrierRecord>, LookupError>;
 
-    /// One message by its sid; `None` when the carrier says it has no such message.
+    /// One message by its sid (or id); `None` when the carrier says it has no such message.
     async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError>;
 }
 
@@ -160,15 +206,15 @@ impl Twilio {
             self.api_url,
             sms_twilio::messages_path(&self.account_sid)
         );
-        let validity = m.validity_seconds.to_string();
-        let mut form: Vec<(&str, &str)> = vec![
-            ("To", &m.to),
-            ("From", &m.from),
-            ("Body", &m.body),
-            ("StatusCallback", &m.status_callback),
-            ("ValidityPeriod", &validity),
-        ];
-        form.extend(m.media_urls.iter().map(|u| ("MediaUrl", u.as_str())));
+        let form = sms_twilio::CreateMessage {
+            to: m.to.clone(),
+            from: m.from.clone(),
+            body: m.body.clone(),
+            status_callback: m.status_callback.clone(),
+            validity_period: Some(m.validity_seconds),
+            media_urls: m.media_urls.clone(),
+        }
+        .params();
         let mut request = self
             .http
             .post(url)
@@ -324,6 +370,12 @@ fn malformed(e: serde_json::Error) -> LookupError {
 impl Carrier for Twilio {
     fn account(&self) -> &str {
         &self.account_sid
+    }
+    fn resolution(&self) -> Resolution {
+        Resolution::ListByPair
+    }
+    fn statuses(&self) -> StatusSource {
+        StatusSource::Callbacks
     }
     async fn send(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.create(m).await

@@ -11,6 +11,7 @@ use sms_core::Reason;
 use sms_proto::events::v1::{OutboundMessage, StatusCheck};
 use uuid::Uuid;
 
+use crate::store::SendState;
 use crate::{Dispatcher, db_retry, events, store};
 
 fn count(outcome: &'static str) {
@@ -46,10 +47,10 @@ impl Dispatcher {
             ));
         }
         let org = send.organization_id.as_str();
-        match send.state.as_str() {
+        match send.state {
             // A call under way or in doubt: resolution reports what it finds.
-            "sending" => count("pending"),
-            "retry" => {
+            SendState::Sending => count("pending"),
+            SendState::Retry => {
                 // Waiting for a redelivery; if none has come for a lease, the event is gone
                 // (dead-lettered) and the send is put in doubt: resolution asks the carrier and
                 // sends it if the carrier does not have it.
@@ -64,7 +65,7 @@ impl Dispatcher {
                 }
                 count("pending");
             }
-            "failed" => {
+            SendState::Failed => {
                 let to = send
                     .message
                     .as_deref()
@@ -89,7 +90,7 @@ impl Dispatcher {
                 self.outbox.wake();
                 count("reported");
             }
-            "sent" => {
+            SendState::Sent => {
                 let sid = send.carrier_sid.unwrap_or_default();
                 let record = match self.carrier.fetch(&sid).await {
                     Ok(record) => record,
@@ -126,12 +127,6 @@ impl Dispatcher {
                     .map_err(|e| db_retry(e, delivery))?;
                 self.outbox.wake();
                 count("reported");
-            }
-            other => {
-                return Err(HandleError::Permanent(format!(
-                    "send in an unknown state {}",
-                    sms_core::text::quote(other)
-                )));
             }
         }
         Ok(())

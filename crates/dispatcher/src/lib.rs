@@ -46,7 +46,8 @@ mod resolve;
 mod store;
 
 pub use carrier::{
-    Carrier, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt, Twilio,
+    Carrier, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt, Resolution,
+    StatusSource, Twilio, Unanswered,
 };
 
 /// The dispatcher's schema.
@@ -911,14 +912,32 @@ impl Dispatcher {
 
     fn carrier_message(&self, m: &OutboundMessage, validity_seconds: u32) -> CarrierMessage {
         let traceparent = sms_bus::trace::current_traceparent();
+        let status_callback = match self.carrier.statuses() {
+            StatusSource::Callbacks => Some(self.status_callback(m, traceparent.as_deref())),
+            StatusSource::Receipts => None,
+        };
+        CarrierMessage {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            status_callback,
+            media_urls: m.media_urls.clone(),
+            validity_seconds,
+            traceparent,
+        }
+    }
+
+    /// The URL the carrier calls back with a message's statuses: the message and its
+    /// organization in the query, with the trace context and the carrier's retry overrides.
+    fn status_callback(&self, m: &OutboundMessage, traceparent: Option<&str>) -> String {
         let mut params = vec![
             ("org", m.organization_id.as_str()),
             ("mid", m.message_id.as_str()),
         ];
-        if let Some(tp) = &traceparent {
+        if let Some(tp) = traceparent {
             // The callback URL is signed by the carrier, so the trace context in it is trusted
             // and the status events of this message continue its trace.
-            params.push(("tp", tp.as_str()));
+            params.push(("tp", tp));
         }
         let mut callback = reqwest::Url::parse_with_params(&self.callback_url, &params)
             .map(String::from)
@@ -927,15 +946,7 @@ impl Dispatcher {
             // How the carrier calls us back: retries while our receiver is briefly unavailable.
             callback = format!("{callback}#{}", self.callback_overrides);
         }
-        CarrierMessage {
-            from: m.from.clone(),
-            to: m.to.clone(),
-            body: m.body.clone(),
-            status_callback: callback,
-            media_urls: m.media_urls.clone(),
-            validity_seconds,
-            traceparent,
-        }
+        callback
     }
 }
 

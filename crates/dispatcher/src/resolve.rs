@@ -19,6 +19,13 @@
 //!   full jitter, until the message's validity ends; then it fails as `expired`. An unreadable
 //!   answer is never taken to mean "absent".
 //!
+//! That is for a carrier whose records can be listed by sender and recipient
+//! ([`Resolution::ListByPair`], Twilio). One that can be asked only under the id it gave
+//! ([`Resolution::ById`], SMPP's `query_sm`) has nothing to look for when the answer never
+//! came: its connection's policy decides, [`Unanswered::Resend`] (sent again at once: at least
+//! once, the contact may get it twice) or [`Unanswered::Fail`] (failed as
+//! `unknown_carrier_error`: at most once).
+//!
 //! Look-alike messages (same sender, recipient and body) whose calls are in doubt together
 //! cannot be told apart by the carrier's records; they are bound in the order the carrier took
 //! them, one carrier message each (binding is serialized per sender and recipient). Carrier
@@ -38,6 +45,7 @@ use sms_proto::events::v1::OutboundMessage;
 use sms_runtime::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
+use crate::carrier::{Resolution, Unanswered};
 use crate::store::{self, InDoubt};
 use crate::{CarrierError, Dispatcher, events};
 
@@ -128,6 +136,28 @@ impl Dispatcher {
         let valid_until = row.valid_until.unwrap_or_else(|| {
             Utc::now() + chrono::Duration::seconds(sms_core::DEFAULT_VALIDITY_SECS)
         });
+        match self.carrier.resolution() {
+            Resolution::ListByPair => {}
+            // Nothing to look for: the connection's policy decides.
+            Resolution::ById {
+                unanswered: Unanswered::Resend,
+            } => {
+                count("unanswered_resent");
+                tracing::info!(%id, "send in doubt on a carrier that cannot be asked without an id; sending again (at least once)");
+                return self.send_again(&row, &m, valid_until).await;
+            }
+            Resolution::ById {
+                unanswered: Unanswered::Fail,
+            } => {
+                count("unanswered_failed");
+                tracing::info!(%id, "send in doubt on a carrier that cannot be asked without an id; failed (at most once)");
+                let detail = "the carrier's answer never came and it cannot be asked without one; \
+                              this connection sends at most once";
+                return self
+                    .give_up(id, &m, Reason::UnknownCarrierError, None, detail)
+                    .await;
+            }
+        }
         let since = row.first_call_at.unwrap_or_else(Utc::now) - CLOCK_SKEW;
         let records = match self.carrier.find(&m.from, &m.to, since).await {
             Ok(records) => records,
@@ -227,8 +257,20 @@ impl Dispatcher {
         // no failure of the message, which is sent again for as long as its validity lasts
         // (`blocked` fails it as `expired` after that), whatever the number of calls.
         count("absent");
-        if let Some((reason, detail)) = self.blocked(&m, valid_until) {
-            return self.give_up(id, &m, reason, None, &detail).await;
+        self.send_again(&row, &m, valid_until).await
+    }
+
+    /// Sends a message in doubt again, once: the carrier does not have it, or cannot be asked
+    /// and the connection's policy is to resend.
+    async fn send_again(
+        &self,
+        row: &InDoubt,
+        m: &OutboundMessage,
+        valid_until: chrono::DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let id = row.id;
+        if let Some((reason, detail)) = self.blocked(m, valid_until) {
+            return self.give_up(id, m, reason, None, &detail).await;
         }
         tracing::info!(%id, attempt = row.attempts + 1, "send in doubt: the carrier does not have it; sending");
         if !store::renew(&self.pool, id, row.checks, self.in_doubt_after).await? {
@@ -236,7 +278,7 @@ impl Dispatcher {
             tracing::info!(%id, "send in doubt: settled, or taken by another resolver, meanwhile; not sending");
             return Ok(());
         }
-        match self.call(&m, valid_until).await {
+        match self.call(m, valid_until).await {
             Ok(receipt) => {
                 let sending = self.encode(&events::sending(
                     &m.organization_id,
@@ -273,7 +315,7 @@ impl Dispatcher {
                     row.attempts + 1
                 };
                 if attempts >= self.send_attempts && !throttled {
-                    return self.give_up(id, &m, reason, None, &detail).await;
+                    return self.give_up(id, m, reason, None, &detail).await;
                 }
                 // Not sooner than a lease: should the carrier have taken it after all, its record
                 // must be old enough for the next lookup to consider it.
@@ -299,7 +341,7 @@ impl Dispatcher {
                 reason,
                 code,
                 detail,
-            }) => self.give_up(id, &m, reason, code, &detail).await,
+            }) => self.give_up(id, m, reason, code, &detail).await,
             // Looked for again a whole lease from now.
             Err(CarrierError::Ambiguous(detail)) => {
                 tracing::warn!(%id, %detail, "carrier call outcome unknown again");

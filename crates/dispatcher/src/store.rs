@@ -2,9 +2,8 @@
 //! sent twice whatever the bus redelivers, and every status it reports is written to the outbox
 //! in the transaction that changes the row.
 //!
-//! States: `sending` (a carrier call is, or may be, in progress: in doubt once `check_at`
-//! passes), `retry` (nothing was sent; waiting for the bus to redeliver), `sent` (the carrier
-//! has it, under `carrier_sid`), `failed`.
+//! A send's state is a [`SendState`]; its SQL spelling is the table's `CHECK` list, and this
+//! module's statements are the only ones that write it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -15,6 +14,52 @@ use sms_core::Reason;
 use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+/// Where a send stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendState {
+    /// A carrier call is, or may be, in progress: in doubt once `check_at` passes.
+    Sending,
+    /// Nothing was sent; waiting for the bus to redeliver.
+    Retry,
+    /// The carrier has it, under `carrier_sid`.
+    Sent,
+    /// Failed, with `reason`.
+    Failed,
+}
+
+impl SendState {
+    /// Every state, in the order of the table's `CHECK` list.
+    pub(crate) const ALL: [SendState; 4] = [
+        SendState::Sending,
+        SendState::Retry,
+        SendState::Sent,
+        SendState::Failed,
+    ];
+
+    /// Its name in the table.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SendState::Sending => "sending",
+            SendState::Retry => "retry",
+            SendState::Sent => "sent",
+            SendState::Failed => "failed",
+        }
+    }
+
+    /// The state a row holds; an unknown name (a row written by a newer version) is an error
+    /// that names it.
+    pub(crate) fn parse(s: &str) -> Result<SendState, sqlx::Error> {
+        SendState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                sqlx::Error::Decode(
+                    format!("send in an unknown state {}", sms_core::text::quote(s)).into(),
+                )
+            })
+    }
+}
 
 /// A claim to make: the message, its organization, what it is, and the `queued` status a
 /// first claim reports.
@@ -344,7 +389,7 @@ pub(crate) async fn renew(
 /// A send as the composer's status check finds it.
 pub(crate) struct Standing {
     pub organization_id: String,
-    pub state: String,
+    pub state: SendState,
     pub carrier_sid: Option<String>,
     pub reason: Option<String>,
     pub last_error: Option<String>,
@@ -361,9 +406,10 @@ pub(crate) async fn standing(pool: &PgPool, id: Uuid) -> Result<Option<Standing>
     )
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|r| Standing {
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(Standing {
+        state: SendState::parse(&r.state)?,
         organization_id: r.organization_id,
-        state: r.state,
         carrier_sid: r.carrier_sid,
         reason: r.reason,
         last_error: r.last_error,
@@ -396,4 +442,29 @@ pub(crate) async fn report(
     let mut tx = pool.begin().await?;
     outbox.add(&mut tx, events).await?;
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The states are the table's: the `CHECK` list of the migration that made it.
+    #[test]
+    fn the_states_are_the_tables() {
+        let list = SendState::ALL
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let migration = include_str!("../migrations/0001_init.sql");
+        assert!(
+            migration.contains(&format!("CHECK (state IN ({list}))")),
+            "{list}"
+        );
+        for state in SendState::ALL {
+            assert_eq!(SendState::parse(state.as_str()).unwrap(), state);
+        }
+        assert!(SendState::parse("Sent").is_err());
+        assert!(SendState::parse("").is_err());
+    }
 }

@@ -186,6 +186,10 @@ pub fn consumer_error(e: sqlx::Error, attempt: i64) -> sms_bus::HandleError {
     {
         return HandleError::Permanent(format!("the database refused the data: {e}"));
     }
+    // A row this code cannot read reads no better the next time.
+    if matches!(e, sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }) {
+        return HandleError::Permanent(format!("a stored row cannot be read: {e}"));
+    }
     HandleError::Retry {
         reason: format!("database: {e}"),
         delay,
@@ -215,6 +219,14 @@ mod consumer_error_tests {
         assert!(matches!(
             consumer_error(sqlx::Error::RowNotFound, 1),
             HandleError::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_read_is_not_tried_again() {
+        assert!(matches!(
+            consumer_error(sqlx::Error::Decode("send in an unknown state \"paused\"".into()), 1),
+            HandleError::Permanent(reason) if reason.contains("paused")
         ));
     }
 }

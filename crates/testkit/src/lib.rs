@@ -6,6 +6,8 @@
 
 pub mod cluster;
 
+/// How a carrier's sends in doubt are resolved ([`Options::carrier_resolution`]).
+pub use sms_dispatcher::{Resolution, Unanswered};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -153,6 +155,9 @@ pub struct Options {
     /// Where the dispatchers reach the carrier's API (the simulator's URL when `None`): a
     /// test's own proxy in front of it, to cut the carrier off.
     pub carrier_url: Option<String>,
+    /// How the dispatchers resolve sends in doubt (the simulator's Twilio API, looked up by
+    /// sender and recipient, by default).
+    pub carrier_resolution: sms_dispatcher::Resolution,
 }
 
 /// Where the services find NATS and as whom each connects.
@@ -189,6 +194,7 @@ impl Default for Options {
             nats: None,
             namespace: None,
             carrier_url: None,
+            carrier_resolution: sms_dispatcher::Resolution::ListByPair,
         }
     }
 }
@@ -202,12 +208,22 @@ pub struct CountingCarrier {
     /// call before the request leaves: the carrier never sees them and the caller hears
     /// nothing (an unknown outcome).
     pub lose: std::sync::atomic::AtomicU32,
+    /// How its sends in doubt are resolved: Twilio's own (`ListByPair`), or as a carrier that
+    /// can only be asked under an id (SMPP's), to try the dispatcher's per-connection policies
+    /// with the simulator.
+    resolution: sms_dispatcher::Resolution,
 }
 
 #[async_trait]
 impl Carrier for CountingCarrier {
     fn account(&self) -> &str {
         self.inner.account()
+    }
+    fn resolution(&self) -> sms_dispatcher::Resolution {
+        self.resolution
+    }
+    fn statuses(&self) -> sms_dispatcher::StatusSource {
+        self.inner.statuses()
     }
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -489,6 +505,7 @@ impl Stack {
             inner: Twilio::new(http, &config.twilio_api_url, ACCOUNT_SID, AUTH_TOKEN),
             calls: AtomicU64::new(0),
             lose: std::sync::atomic::AtomicU32::new(0),
+            resolution: self.options.carrier_resolution,
         });
         let shutdown = self.shutdown.child_token();
         let task = tokio::spawn(sms_dispatcher::run_with_carrier(

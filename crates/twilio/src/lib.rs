@@ -2,6 +2,7 @@
 //! the inbound webhook receiver: request signatures, Messages API resources and errors,
 //! webhook forms ([`webhook`]) and error codes in our words ([`errors`]).
 
+pub mod create;
 pub mod errors;
 pub mod numbers;
 pub mod overrides;
@@ -13,6 +14,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
+
+pub use create::CreateMessage;
 
 /// The API version in every Messages URL.
 pub const API_VERSION: &str = "2010-04-01";
