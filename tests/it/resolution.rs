@@ -54,6 +54,25 @@ fn taken(stack: &Stack, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// The dispatcher's calls through its carrier, so far.
+fn calls(stack: &Stack) -> u64 {
+    stack.dispatchers[0]
+        .carrier
+        .calls
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A stack whose dispatcher resolves sends in doubt by `resolution`, and whose first carrier
+/// call is lost on the way, as when the dispatcher dies mid-call.
+async fn first_call_lost(resolution: sms_testkit::Resolution) -> Stack {
+    let stack = stack(|o| o.carrier_resolution = resolution).await;
+    stack.dispatchers[0]
+        .carrier
+        .lose
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    stack
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_carrier_took_without_answering_is_found_and_never_sent_again() {
     const TO: &str = "+12015550123";
@@ -84,12 +103,7 @@ async fn a_message_the_carrier_took_without_answering_is_found_and_never_sent_ag
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_lost_before_the_carrier_is_sent_once_it_is_found_absent() {
     const TO: &str = "+12015550124";
-    let stack = stack(|_| {}).await;
-    // The dispatcher's first call is lost on the way, as when it dies mid-call.
-    stack.dispatchers[0]
-        .carrier
-        .lose
-        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let stack = first_call_lost(sms_testkit::Resolution::ListByPair).await;
     let mut client = stack.messaging().await;
     let id = send_ok(&mut client, sms(FROM, TO, "second time lucky"))
         .await
@@ -104,22 +118,11 @@ async fn a_call_lost_before_the_carrier_is_sent_once_it_is_found_absent() {
     );
     assert_eq!(m.carrier_sid, sids[0]);
     assert_eq!(
-        stack.dispatchers[0]
-            .carrier
-            .calls
-            .load(std::sync::atomic::Ordering::Relaxed),
+        calls(&stack),
         2,
         "the lost call and the one that reached the carrier"
     );
     stack.shutdown().await;
-}
-
-/// The dispatcher's calls through its carrier, so far.
-fn calls(stack: &Stack) -> u64 {
-    stack.dispatchers[0]
-        .carrier
-        .calls
-        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A carrier that can be asked about a message only under the id it gave (SMPP's `query_sm`):
@@ -128,16 +131,10 @@ fn calls(stack: &Stack) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_in_doubt_without_an_id_is_sent_again_when_the_policy_is_at_least_once() {
     const TO: &str = "+12015550131";
-    let stack = stack(|o| {
-        o.carrier_resolution = sms_testkit::Resolution::ById {
-            unanswered: sms_testkit::Unanswered::Resend,
-        };
+    let stack = first_call_lost(sms_testkit::Resolution::ById {
+        unanswered: sms_testkit::Unanswered::Resend,
     })
     .await;
-    stack.dispatchers[0]
-        .carrier
-        .lose
-        .store(1, std::sync::atomic::Ordering::Relaxed);
     let mut client = stack.messaging().await;
     let id = send_ok(&mut client, sms(FROM, TO, "at least once"))
         .await
@@ -155,16 +152,10 @@ async fn a_send_in_doubt_without_an_id_is_sent_again_when_the_policy_is_at_least
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_in_doubt_without_an_id_fails_when_the_policy_is_at_most_once() {
     const TO: &str = "+12015550132";
-    let stack = stack(|o| {
-        o.carrier_resolution = sms_testkit::Resolution::ById {
-            unanswered: sms_testkit::Unanswered::Fail,
-        };
+    let stack = first_call_lost(sms_testkit::Resolution::ById {
+        unanswered: sms_testkit::Unanswered::Fail,
     })
     .await;
-    stack.dispatchers[0]
-        .carrier
-        .lose
-        .store(1, std::sync::atomic::Ordering::Relaxed);
     let mut client = stack.messaging().await;
     let id = send_ok(&mut client, sms(FROM, TO, "at most once")).await.id;
     let m = stack.wait_final(&mut client, &id).await;

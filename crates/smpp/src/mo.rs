@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use crate::parts::{DATA_CODING_DEFAULT, DATA_CODING_UCS2, ESM_CLASS_UDHI, Gsm7Packing, unpack};
+use crate::parts::{
+    DATA_CODING_DEFAULT, DATA_CODING_UCS2, ESM_CLASS_UDHI, Gsm7Packing, fill_bits, unpack,
+};
 
 /// `data_coding` for IA5 (ASCII).
 pub const DATA_CODING_IA5: u8 = 0x01;
@@ -106,7 +108,7 @@ pub fn read(pdu: MoPdu<'_>, gsm7: Gsm7Packing) -> Result<MoPart, MoError> {
             let septets = match gsm7 {
                 Gsm7Packing::Unpacked => payload.to_vec(),
                 Gsm7Packing::Packed => {
-                    let fill = (7 - (header_len * 8) % 7) % 7;
+                    let fill = fill_bits(header_len);
                     let bits = (payload.len() * 8).saturating_sub(fill);
                     let mut s = unpack(payload, fill, bits / 7);
                     // Seven spare bits hold a CR (3GPP TS 23.038).

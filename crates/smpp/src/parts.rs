@@ -163,7 +163,7 @@ pub fn gsm7_septets(text: &str) -> Result<Vec<u8>, PartsError> {
 
 /// Fill bits after a header of `header_octets`, so that the first septet starts on a septet
 /// boundary (3GPP TS 23.040, 9.2.3.24).
-fn fill_bits(header_octets: usize) -> usize {
+pub(crate) fn fill_bits(header_octets: usize) -> usize {
     (7 - (header_octets * 8) % 7) % 7
 }
 
@@ -210,57 +210,24 @@ pub fn unpack(octets: &[u8], fill: usize, count: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// The text of `parts` as the reader of mobile-originated messages reads it back.
     fn text_of(parts: &[Part], settings: PartSettings) -> String {
-        let mut out = String::new();
-        for p in parts {
-            let header = if p.esm_class & ESM_CLASS_UDHI != 0 {
-                usize::from(p.short_message[0]) + 1
-            } else {
-                0
-            };
-            let payload = &p.short_message[header..];
-            if p.data_coding == DATA_CODING_UCS2 {
-                let units: Vec<u16> = payload
-                    .chunks(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                    .collect();
-                out.push_str(&String::from_utf16(&units).unwrap());
-            } else {
-                let septets = match settings.gsm7 {
-                    Gsm7Packing::Unpacked => payload.to_vec(),
-                    Gsm7Packing::Packed => {
-                        let fill = fill_bits(header);
-                        let count = (payload.len() * 8 - fill) / 7;
-                        let mut s = unpack(payload, fill, count);
-                        // Seven spare bits carry a CR.
-                        if (payload.len() * 8 - fill).is_multiple_of(7) && s.last() == Some(&0x0D) {
-                            s.pop();
-                        }
-                        s
-                    }
-                };
-                out.push_str(&gsm7_decode(&septets));
-            }
-        }
-        out
-    }
-
-    /// A reader for the tests, the encoder's table read backwards.
-    fn gsm7_decode(septets: &[u8]) -> String {
-        let table: std::collections::HashMap<Vec<u8>, char> = (0..=0xFFFFu32)
-            .filter_map(char::from_u32)
-            .filter(|c| sms_core::encoding::is_gsm7(*c))
-            .map(|c| (gsm7_septets(&c.to_string()).unwrap(), c))
-            .collect();
-        let mut out = String::new();
-        let mut i = 0;
-        while i < septets.len() {
-            let width = if septets[i] == 0x1B { 2 } else { 1 };
-            let code = &septets[i..(i + width).min(septets.len())];
-            out.push(*table.get(code).unwrap_or(&'?'));
-            i += width;
-        }
-        out
+        parts
+            .iter()
+            .map(|p| {
+                crate::mo::read(
+                    crate::mo::MoPdu {
+                        esm_class: p.esm_class,
+                        data_coding: p.data_coding,
+                        short_message: &p.short_message,
+                        sar: None,
+                    },
+                    settings.gsm7,
+                )
+                .unwrap()
+                .text
+            })
+            .collect()
     }
 
     const SETTINGS: [PartSettings; 4] = [
