@@ -340,6 +340,20 @@ async fn a_person_uses_the_console_in_chromium() {
     .unwrap();
     page_has(&c, "is opted out.").await;
     shot(&c, "optouts").await;
+    // The composer hears of opt-outs over the bus, a moment after the registry records one (a
+    // loaded machine makes the moment longer): the console's refusal is checked once it has.
+    let api = stack.messaging().await;
+    sms_testkit::eventually(WAIT, "the composer to hear of the opt-out", || {
+        let mut api = api.clone();
+        async move {
+            let request = sms_testkit::sms(OURS, CONTACT, "are you still there?");
+            let refusal = api.send_message(as_a(request)).await.err()?;
+            tonic_types::StatusExt::get_details_error_info(&refusal)
+                .filter(|info| info.reason == "OPTED_OUT")
+                .map(|_| ())
+        }
+    })
+    .await;
     c.goto(&url("/compose")).await.unwrap();
     fill(&c, "#to", CONTACT).await;
     fill(&c, "#body", "One more thing").await;
