@@ -5,10 +5,12 @@
 //! themselves are `rusmpp`'s; the session (binds, window, receipts acknowledged once stored)
 //! is the adapter's.
 
+pub mod codec;
 pub mod errors;
 pub mod id;
 pub mod mo;
 pub mod parts;
+pub mod pdu;
 pub mod receipt;
 
 pub use id::{IdMatch, SmscId};
