@@ -22,7 +22,7 @@ pub const MAX_PDU: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A PDU read whole.
-    Command(Command),
+    Command(Box<Command>),
     /// A PDU whose body could not be read.
     Bad {
         /// The command id from its header.
@@ -112,7 +112,7 @@ impl Decoder for Framing {
         frame.advance(4);
         let body_len = len - 4;
         match Command::decode(&mut frame, body_len) {
-            Ok((command, _)) => Ok(Some(Frame::Command(command))),
+            Ok((command, _)) => Ok(Some(Frame::Command(Box::new(command)))),
             Err(e) => Ok(Some(Frame::Bad {
                 command_id,
                 sequence_number,

@@ -304,9 +304,10 @@ pub fn delivered(pdu: &DeliverSm, gsm7: Gsm7Packing) -> Result<Delivered, PduErr
             _ => {}
         }
     }
-    let short_message: &[u8] = match (&payload, pdu.short_message().as_ref()) {
-        (Some(p), sm) if sm.is_empty() => p,
-        (_, sm) => sm,
+    let in_field: &[u8] = pdu.short_message().as_ref();
+    let short_message: &[u8] = match &payload {
+        Some(p) if in_field.is_empty() => p,
+        _ => in_field,
     };
     let source = Address {
         ton: u8::from(pdu.source_addr_ton),
