@@ -21,7 +21,9 @@
 
 mod hooks;
 mod numbers;
+mod smsc;
 pub use hooks::ReceivedHook;
+pub use smsc::{ReceiptIds, SmppBehaviour, SubmittedPart};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +92,9 @@ pub struct Behaviour {
     /// Whether a rent takes the number but holds its answer back for [`Behaviour::hang`]
     /// (at least a second): the caller times out not knowing it bought it.
     pub rent_unanswered: bool,
+    /// The SMSC's own behaviours (its share of the ones above: throttled, taken unanswered,
+    /// landlines, spam, unknown errors, unreachable, latency, callback delay as receipt delay).
+    pub smpp: SmppBehaviour,
 }
 
 /// The scripted contact's answer.
@@ -122,6 +127,10 @@ pub struct SimConfig {
     /// Where contacts' messages are delivered (the platform's incoming-message webhook), as a
     /// number's "A message comes in" URL is set at Twilio.
     pub incoming_url: Option<String>,
+    /// SMPP accounts: system id → password (no SMPP binds are taken when empty).
+    pub smpp_accounts: HashMap<String, String>,
+    /// How the SMSC reads and writes GSM-7 (`SMS_SIM_SMPP_GSM7`: unpacked or packed).
+    pub smpp_gsm7: sms_smpp::parts::Gsm7Packing,
 }
 
 impl SimConfig {
@@ -135,9 +144,19 @@ impl SimConfig {
                 ..Behaviour::default()
             },
             incoming_url: None,
+            smpp_accounts: HashMap::from([(
+                DEFAULT_SMPP_SYSTEM_ID.to_owned(),
+                DEFAULT_SMPP_PASSWORD.to_owned(),
+            )]),
+            smpp_gsm7: sms_smpp::parts::Gsm7Packing::Unpacked,
         }
     }
 }
+
+/// The SMSC's default system id (development only).
+pub const DEFAULT_SMPP_SYSTEM_ID: &str = "sim";
+/// The SMSC's default password (development only).
+pub const DEFAULT_SMPP_PASSWORD: &str = "simpass";
 
 /// One Messages API request the simulator received.
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +208,8 @@ struct Inner {
     hooks: Mutex<Vec<hooks::ReceivedHook>>,
     /// The numbers for sale and those held.
     numbers: Mutex<numbers::Numbers>,
+    /// The SMSC.
+    smsc: smsc::Smsc,
 }
 
 /// The messages the simulated carrier took.
@@ -223,6 +244,7 @@ impl Sim {
                 public_url: RwLock::new(None),
                 hooks: Mutex::default(),
                 numbers: Mutex::new(numbers::Numbers::stocked()),
+                smsc: smsc::Smsc::default(),
             }),
         })
     }
@@ -260,6 +282,13 @@ impl Sim {
         body: &str,
         media: Vec<(String, Vec<u8>)>,
     ) -> Result<(u16, String), String> {
+        // A number whose messages come over SMPP gets them on a bind.
+        if self.receives_over_smpp(to) {
+            if !media.is_empty() {
+                return Err("SMPP carries no attachments".into());
+            }
+            return self.smpp_reply(from, to, body).await;
+        }
         // A held number sends its messages where its holder said; a number of the inventory
         // nobody holds receives nothing; any other number uses the general incoming URL.
         let url = match self.route_incoming(to)? {
@@ -1107,6 +1136,22 @@ pub fn config_from_env(env: &sms_runtime::Env<'_>) -> Result<SimConfig, sms_runt
         delay: Duration::from_millis(500),
     });
     config.incoming_url = env.raw("SMS_SIM_INCOMING_URL");
+    config.smpp_accounts = HashMap::from([(
+        env.string_or("SMS_SIM_SMPP_SYSTEM_ID", DEFAULT_SMPP_SYSTEM_ID),
+        env.string_or("SMS_SIM_SMPP_PASSWORD", DEFAULT_SMPP_PASSWORD),
+    )]);
+    config.smpp_gsm7 = match env.string_or("SMS_SIM_SMPP_GSM7", "unpacked").as_str() {
+        "unpacked" => sms_smpp::parts::Gsm7Packing::Unpacked,
+        "packed" => sms_smpp::parts::Gsm7Packing::Packed,
+        other => {
+            return Err(sms_runtime::ConfigError::new(
+                "SMS_SIM_SMPP_GSM7",
+                other,
+                "expected unpacked or packed",
+            ));
+        }
+    };
+    config.behaviour.smpp.all_numbers = env.raw("SMS_SIM_SMPP_MO").as_deref() == Some("all");
     Ok(config)
 }
 

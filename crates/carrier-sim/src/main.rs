@@ -6,6 +6,10 @@
 //! contacts' messages go: the platform's incoming-message webhook), `AUTO_REPLY` (a contact
 //! who answers every message taken with this text) and `AUTO_REPLY_WHEN` (only messages
 //! containing this). `POST /_sim/reply` (`smsctl sim reply`) makes a contact text us.
+//!
+//! SMPP: `SMPP_ADDR` (the SMSC's address; none when unset), `SMPP_SYSTEM_ID` and
+//! `SMPP_PASSWORD` (default `sim`/`simpass`), `SMPP_GSM7` (`unpacked` or `packed`), `SMPP_MO`
+//! (`all`: every contact's message comes over SMPP).
 
 use std::net::SocketAddr;
 
@@ -25,10 +29,27 @@ async fn main() -> anyhow::Result<()> {
     sms_runtime::shutdown_on_signals(shutdown.clone());
     let listener = sms_runtime::health::bind(addr).await?;
     tracing::info!(%addr, "carrier simulator listening");
-    Sim::new(config)?
-        .serve(listener, shutdown)
+    let sim = Sim::new(config)?;
+    let smpp = match env.raw("SMS_SIM_SMPP_ADDR") {
+        Some(_) => {
+            let smpp_addr: SocketAddr = env.parse_or(
+                "SMS_SIM_SMPP_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 2775)),
+            )?;
+            let listener = sms_runtime::health::bind(smpp_addr).await?;
+            tracing::info!(addr = %smpp_addr, "SMSC listening");
+            Some(tokio::spawn(
+                sim.clone().serve_smpp(listener, shutdown.clone()),
+            ))
+        }
+        None => None,
+    };
+    sim.serve(listener, shutdown)
         .await
         .context("carrier simulator")?;
+    if let Some(smpp) = smpp {
+        smpp.await.context("SMSC")??;
+    }
     telemetry.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,815 @@
+//! The simulator's SMSC: SMPP 3.4 over TCP, with the same behaviours as its Twilio side.
+//!
+//! * binds (transmitter, receiver, transceiver) with a system id and password of
+//!   [`crate::SimConfig::smpp_accounts`]; a wrong one is refused (`ESME_RINVPASWD`,
+//!   `ESME_RINVSYSID`) and the connection closed;
+//! * `submit_sm` answered with a hexadecimal id; the parts of a message are put back together
+//!   and the whole message recorded like a Messages API request ([`crate::Sim::requests`]),
+//!   every part as it came in [`crate::Sim::smpp_parts`];
+//! * a delivery receipt per part after the callback delay, on any receiving bind of the same
+//!   system id, kept and sent again until a bind acknowledges it (`deliver_sm_resp` 0): none
+//!   is lost while the platform is unbound or dies before acknowledging;
+//! * behaviours: landlines (`REJECTD` err 11), spam (`UNDELIV` err 69), unknown errors
+//!   (`REJECTD` err 255), unreachable handsets (`UNDELIV` err 27), throttling
+//!   (`ESME_RTHROTTLED` for the next N `submit_sm` to a recipient), a `submit_sm` taken but never
+//!   answered, receipts quoting the id in decimal or zero-padded, sent before the
+//!   `submit_sm_resp` or on another bind; every connection cut at once ([`crate::Sim::cut_smpp`]);
+//! * `query_sm` answered from where each message stands;
+//! * contacts' messages (`deliver_sm`) on demand ([`crate::Sim::reply`] for a number that
+//!   receives over SMPP), long ones in parts, in reverse order when asked;
+//! * bad input answered as the specification says: `generic_nack` with `ESME_RINVCMDLEN` for
+//!   a PDU that cannot be read, `ESME_RINVCMDID` for an unknown command, `ESME_RINVBNDSTS` for
+//!   a command the bind may not send.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rusmpp::pdus::{DeliverSm, QuerySmResp, SubmitSmResp};
+use rusmpp::types::{COctetString, EmptyOrFullCOctetString};
+use rusmpp::values::MessageState as State;
+use rusmpp::{Command, CommandStatus, Pdu};
+use serde::Serialize;
+use sms_smpp::codec::{Frame, Framing, generic_nack, is_response};
+use sms_smpp::parts::PartSettings;
+use sms_smpp::pdu::Address;
+use sms_smpp::receipt::{MessageState, Receipt};
+use sms_smpp::{SmscId, mo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::{RecordedRequest, Sim};
+
+/// How the SMSC quotes a message's id in its receipts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ReceiptIds {
+    /// As the `submit_sm_resp` gave it (hexadecimal, upper case).
+    #[default]
+    AsAnswered,
+    /// The same number in decimal.
+    Decimal,
+    /// Hexadecimal, lower case, padded with zeros to 16 digits.
+    ZeroPadded,
+}
+
+/// How the SMSC's side behaves (part of [`crate::Behaviour`]).
+#[derive(Debug, Clone, Default)]
+pub struct SmppBehaviour {
+    /// How receipts quote ids.
+    pub receipt_ids: ReceiptIds,
+    /// Recipients whose receipt is sent before the `submit_sm_resp` (on the same bind).
+    pub receipt_first: std::collections::HashSet<String>,
+    /// Receipts go to a receiving bind other than the one that submitted, when there is one.
+    pub receipts_elsewhere: bool,
+    /// A contact's long message comes last part first.
+    pub mo_reversed: bool,
+    /// Our numbers whose contacts' messages come over SMPP ([`crate::Sim::reply`]).
+    pub numbers: std::collections::HashSet<String>,
+    /// Every number's contacts' messages come over SMPP.
+    pub all_numbers: bool,
+}
+
+/// One `submit_sm` as the SMSC took (or refused) it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmittedPart {
+    /// The system id of the bind.
+    pub system_id: String,
+    /// Which bind (a number per connection).
+    pub bind: u64,
+    /// Sender, as we write numbers.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// `data_coding`.
+    pub data_coding: u8,
+    /// `esm_class`.
+    pub esm_class: u8,
+    /// The part's text, as read back.
+    pub text: String,
+    /// (reference, total, seq) when it is a part of a longer message.
+    pub part_of: Option<(u16, u8, u8)>,
+    /// `validity_period`.
+    pub validity_period: String,
+    /// The id given; `None` when refused.
+    pub message_id: Option<String>,
+    /// The `command_status` answered (0: taken).
+    pub command_status: u32,
+    /// When it came, in milliseconds since the epoch.
+    pub received_at_ms: u64,
+}
+
+/// A bind's way in: what the SMSC sends it.
+enum Outgoing {
+    Command(Command),
+    Deliver(DeliverSm, oneshot::Sender<CommandStatus>),
+}
+
+struct BindHandle {
+    id: u64,
+    system_id: String,
+    receives: bool,
+    out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// A message the SMSC took, by its number.
+struct Taken {
+    state: MessageState,
+    error: Option<String>,
+}
+
+/// The SMSC's state, inside [`Sim`].
+#[derive(Default)]
+pub(crate) struct Smsc {
+    binds: Mutex<Vec<BindHandle>>,
+    next_bind: AtomicU64,
+    next_id: AtomicU64,
+    taken: Mutex<HashMap<u64, Taken>>,
+    /// Parts of messages being put back together: (system id, from, to, reference) → texts.
+    assembling: Mutex<HashMap<(String, String, String, u16), Vec<Option<(String, String)>>>>,
+    parts: Mutex<Vec<SubmittedPart>>,
+    /// Cancelled to cut every connection; replaced after.
+    cut: Mutex<CancellationToken>,
+    /// `deliver_sm`s acknowledged with status 0 (receipts and contacts' messages).
+    acknowledged: AtomicU64,
+    /// Receipts waiting for a bind to take them.
+    waiting: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `ESME_RINVCMDLEN`.
+const INVALID_LENGTH: u32 = 0x02;
+/// `ESME_RINVCMDID`.
+const INVALID_COMMAND: u32 = 0x03;
+/// `ESME_RINVBNDSTS`.
+const INVALID_BIND_STATUS: u32 = 0x04;
+/// `ESME_RALYBND`.
+const ALREADY_BOUND: u32 = 0x05;
+/// `ESME_RINVMSGLEN`.
+const INVALID_MESSAGE_LENGTH: u32 = 0x01;
+/// `ESME_RINVPASWD`.
+const INVALID_PASSWORD: u32 = 0x0E;
+/// `ESME_RINVSYSID`.
+const INVALID_SYSTEM_ID: u32 = 0x0F;
+/// `ESME_RTHROTTLED`.
+const THROTTLED: u32 = 0x58;
+/// `ESME_RQUERYFAIL`.
+const QUERY_FAILED: u32 = 0x67;
+
+fn status(code: u32) -> CommandStatus {
+    CommandStatus::from(code)
+}
+
+fn answer(to: &Command, status_code: u32, pdu: impl Into<Pdu>) -> Command {
+    Command::new(status(status_code), to.sequence_number(), pdu)
+}
+
+impl Sim {
+    /// Serves SMPP on `listener` until `shutdown`.
+    pub async fn serve_smpp(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "SMPP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (sim, shutdown) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = sim.connection(stream, shutdown).await {
+                    tracing::debug!(%peer, error = %e, "SMPP connection ended");
+                }
+            });
+        }
+    }
+
+    /// Cuts every SMPP connection at once (the SMSC's side of a network failure); new ones
+    /// are taken as before.
+    pub fn cut_smpp(&self) {
+        let mut cut = lock(&self.inner.smsc.cut);
+        cut.cancel();
+        *cut = CancellationToken::new();
+    }
+
+    /// Every `submit_sm` received so far.
+    pub fn smpp_parts(&self) -> Vec<SubmittedPart> {
+        lock(&self.inner.smsc.parts).clone()
+    }
+
+    /// SMPP binds open now.
+    pub fn smpp_binds(&self) -> usize {
+        lock(&self.inner.smsc.binds).len()
+    }
+
+    /// `deliver_sm`s acknowledged so far, and receipts waiting for a bind.
+    pub fn smpp_deliveries(&self) -> (u64, u32) {
+        (
+            self.inner.smsc.acknowledged.load(Ordering::Relaxed),
+            self.inner.smsc.waiting.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether contacts' messages to `number` come over SMPP.
+    pub(crate) fn receives_over_smpp(&self, number: &str) -> bool {
+        let b = self.behaviour();
+        !self.inner.config.smpp_accounts.is_empty()
+            && (b.smpp.all_numbers || b.smpp.numbers.contains(number))
+    }
+
+    async fn connection(
+        self,
+        stream: TcpStream,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let smsc = &self.inner.smsc;
+        let cut = lock(&smsc.cut).clone();
+        let mut framed = Framed::new(stream, Framing::default());
+        // A bind first, within 10 s.
+        let first = tokio::time::timeout(Duration::from_secs(10), framed.next()).await;
+        let command = match first {
+            Ok(Some(Ok(Frame::Command(c)))) => *c,
+            Ok(Some(Ok(Frame::Bad {
+                sequence_number, ..
+            }))) => {
+                framed
+                    .send(generic_nack(sequence_number, status(INVALID_LENGTH)))
+                    .await?;
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let (system_id, password, transmits, receives) = match command.pdu() {
+            Some(Pdu::BindTransmitter(b)) => (&b.system_id, &b.password, true, false),
+            Some(Pdu::BindReceiver(b)) => (&b.system_id, &b.password, false, true),
+            Some(Pdu::BindTransceiver(b)) => (&b.system_id, &b.password, true, true),
+            _ => {
+                framed
+                    .send(generic_nack(
+                        command.sequence_number(),
+                        status(INVALID_BIND_STATUS),
+                    ))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let system_id = system_id.as_str().to_owned();
+        let refusal = match self.inner.config.smpp_accounts.get(&system_id) {
+            None => Some(INVALID_SYSTEM_ID),
+            Some(p) if p != password.as_str() => Some(INVALID_PASSWORD),
+            Some(_) => None,
+        };
+        let resp_system_id = COctetString::from_vec(b"SIMSMSC\0".to_vec()).unwrap_or_default();
+        let resp: Pdu = match command.pdu() {
+            Some(Pdu::BindTransmitter(_)) => Pdu::BindTransmitterResp(
+                rusmpp::pdus::BindTransmitterResp::new(resp_system_id, None),
+            ),
+            Some(Pdu::BindReceiver(_)) => {
+                Pdu::BindReceiverResp(rusmpp::pdus::BindReceiverResp::new(resp_system_id, None))
+            }
+            _ => Pdu::BindTransceiverResp(rusmpp::pdus::BindTransceiverResp::new(
+                resp_system_id,
+                None,
+            )),
+        };
+        if let Some(code) = refusal {
+            framed.send(answer(&command, code, resp)).await?;
+            return Ok(());
+        }
+        framed.send(answer(&command, 0, resp)).await?;
+        let (out, mut outgoing) = mpsc::unbounded_channel();
+        let bind = smsc.next_bind.fetch_add(1, Ordering::Relaxed) + 1;
+        lock(&smsc.binds).push(BindHandle {
+            id: bind,
+            system_id: system_id.clone(),
+            receives,
+            out: out.clone(),
+        });
+        let result = self
+            .bound(
+                &mut framed,
+                Bound {
+                    bind,
+                    system_id: &system_id,
+                    transmits,
+                    out: &out,
+                },
+                &mut outgoing,
+                &shutdown,
+                &cut,
+            )
+            .await;
+        lock(&smsc.binds).retain(|b| b.id != bind);
+        result
+    }
+
+    async fn bound(
+        &self,
+        framed: &mut Framed<TcpStream, Framing>,
+        me: Bound<'_>,
+        outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
+        shutdown: &CancellationToken,
+        cut: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut sequence: u32 = 0;
+        // Our requests waiting for their answer: sequence → who wants it.
+        let mut acks: HashMap<u32, oneshot::Sender<CommandStatus>> = HashMap::new();
+        let mut enquire = tokio::time::interval(Duration::from_secs(30));
+        enquire.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = cut.cancelled() => return Ok(()),
+                _ = enquire.tick() => {
+                    sequence = sequence.wrapping_add(1);
+                    framed.send(Command::new(CommandStatus::EsmeRok, sequence, Pdu::EnquireLink)).await?;
+                }
+                out = outgoing.recv() => match out {
+                    Some(Outgoing::Command(c)) => framed.send(c).await?,
+                    Some(Outgoing::Deliver(pdu, ack)) => {
+                        sequence = sequence.wrapping_add(1);
+                        acks.insert(sequence, ack);
+                        framed.send(Command::new(CommandStatus::EsmeRok, sequence, pdu)).await?;
+                    }
+                    None => return Ok(()),
+                },
+                frame = framed.next() => {
+                    let command = match frame {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(Frame::Bad { command_id, sequence_number, problem })) => {
+                            tracing::debug!(bind = me.bind, sequence_number, command_id, %problem, "unreadable PDU");
+                            if !is_response(command_id) {
+                                framed.send(generic_nack(sequence_number, status(INVALID_LENGTH))).await?;
+                            }
+                            continue;
+                        }
+                        Some(Ok(Frame::Command(c))) => *c,
+                    };
+                    if is_response(u32::from(command.id())) {
+                        if let Some(ack) = acks.remove(&command.sequence_number()) {
+                            let _ = ack.send(command.status());
+                        }
+                        continue;
+                    }
+                    match command.pdu() {
+                        Some(Pdu::SubmitSm(s)) if me.transmits => {
+                            self.submit(&me, &command, s);
+                        }
+                        Some(Pdu::SubmitSm(_)) => {
+                            framed.send(generic_nack(command.sequence_number(), status(INVALID_BIND_STATUS))).await?;
+                        }
+                        Some(Pdu::QuerySm(q)) => {
+                            framed.send(self.query(&command, q.message_id.as_str())).await?;
+                        }
+                        Some(Pdu::EnquireLink) => {
+                            framed.send(answer(&command, 0, Pdu::EnquireLinkResp)).await?;
+                        }
+                        Some(Pdu::Unbind) => {
+                            framed.send(answer(&command, 0, Pdu::UnbindResp)).await?;
+                            return Ok(());
+                        }
+                        Some(Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_)) => {
+                            framed.send(generic_nack(command.sequence_number(), status(ALREADY_BOUND))).await?;
+                        }
+                        _ => {
+                            framed.send(generic_nack(command.sequence_number(), status(INVALID_COMMAND))).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes (or refuses) one `submit_sm`; the answer goes out through the bind's queue, after
+    /// the API latency, so a slow SMSC is one whose window fills.
+    fn submit(&self, me: &Bound<'_>, command: &Command, pdu: &rusmpp::pdus::SubmitSm) {
+        let smsc = &self.inner.smsc;
+        let s = sms_smpp::pdu::submitted(pdu);
+        let (from, to) = (s.from.number(), s.to.number());
+        let read = mo::read(
+            mo::MoPdu {
+                esm_class: s.part.esm_class,
+                data_coding: s.part.data_coding,
+                short_message: &s.part.short_message,
+                sar: s.part.sar.map(|x| (x.reference, x.total, x.seq)),
+            },
+            self.inner.config.smpp_gsm7,
+        );
+        let (throttle, unanswered, receipt_first, latency) = {
+            let mut b = self
+                .inner
+                .behaviour
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let throttle = match b.throttled.get_mut(&to).filter(|n| **n > 0) {
+                Some(n) => {
+                    *n -= 1;
+                    true
+                }
+                None => false,
+            };
+            (
+                throttle,
+                b.taken_unanswered.contains(&to),
+                b.smpp.receipt_first.contains(&to),
+                b.api_latency,
+            )
+        };
+        let mut part = SubmittedPart {
+            system_id: me.system_id.to_owned(),
+            bind: me.bind,
+            from: from.clone(),
+            to: to.clone(),
+            data_coding: s.part.data_coding,
+            esm_class: s.part.esm_class,
+            text: String::new(),
+            part_of: None,
+            validity_period: s.validity_period.clone(),
+            message_id: None,
+            command_status: 0,
+            received_at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+        };
+        let refusal = match &read {
+            _ if throttle => Some(THROTTLED),
+            Err(_) => Some(INVALID_MESSAGE_LENGTH),
+            Ok(_) => None,
+        };
+        let respond = |code: u32, id: &str| {
+            let resp = SubmitSmResp::builder()
+                .message_id(
+                    COctetString::from_vec(format!("{id}\0").into_bytes()).unwrap_or_default(),
+                )
+                .build();
+            answer(command, code, resp)
+        };
+        let out = me.out.clone();
+        let later = move |c: Command| {
+            if latency.is_zero() {
+                let _ = out.send(Outgoing::Command(c));
+            } else {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(latency).await;
+                    let _ = out.send(Outgoing::Command(c));
+                });
+            }
+        };
+        if let Some(code) = refusal {
+            part.command_status = code;
+            lock(&smsc.parts).push(part);
+            later(respond(code, ""));
+            return;
+        }
+        let Ok(read) = read else { return };
+        let number = smsc.next_id.fetch_add(1, Ordering::Relaxed) + 0x1000_0000;
+        let id = format!("{number:08X}");
+        part.text.clone_from(&read.text);
+        part.part_of = read.part.map(|p| (p.reference, p.total, p.seq));
+        part.message_id = Some(id.clone());
+        lock(&smsc.parts).push(part);
+        let (state, error) = self.smpp_fate(&to);
+        lock(&smsc.taken).insert(
+            number,
+            Taken {
+                state: MessageState::Enroute,
+                error: None,
+            },
+        );
+        self.record_whole(me.system_id, &from, &to, &id, &read, &s.validity_period);
+        let receipt = Receipt {
+            id: SmscId::parse(&self.quoted(number, &id))
+                .unwrap_or_else(|_| SmscId::parse(&id).unwrap_or_else(|_| unreachable_id())),
+            state,
+            error,
+        };
+        let (contact, ours) = (s.to.clone(), s.from.clone());
+        let text = read.text.clone();
+        if receipt_first {
+            // The receipt overtakes the answer: queued on this bind ahead of it.
+            let (ack_tx, ack) = oneshot::channel();
+            if let Ok(pdu) = receipt_pdu(&contact, &ours, &receipt, &text) {
+                let _ = me.out.send(Outgoing::Deliver(pdu, ack_tx));
+            }
+            lock(&smsc.taken).insert(
+                number,
+                Taken {
+                    state,
+                    error: receipt.error.clone(),
+                },
+            );
+            let sim = self.clone();
+            let system_id = me.system_id.to_owned();
+            tokio::spawn(async move {
+                if !matches!(ack.await, Ok(CommandStatus::EsmeRok)) {
+                    sim.deliver_receipt(
+                        system_id,
+                        None,
+                        contact,
+                        ours,
+                        receipt,
+                        text,
+                        Duration::ZERO,
+                    )
+                    .await;
+                } else {
+                    sim.inner.smsc.acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        } else {
+            let sim = self.clone();
+            let (system_id, bind) = (me.system_id.to_owned(), me.bind);
+            let delay = self.behaviour().callback_delay;
+            tokio::spawn(async move {
+                sim.deliver_receipt(system_id, Some(bind), contact, ours, receipt, text, delay)
+                    .await;
+            });
+        }
+        if !unanswered {
+            later(respond(0, &id));
+        }
+    }
+
+    /// The receipt's final state and error for a message to `to`.
+    fn smpp_fate(&self, to: &str) -> (MessageState, Option<String>) {
+        let b = self.behaviour();
+        if b.landlines.contains(to) {
+            (MessageState::Rejected, Some("11".into()))
+        } else if b.spam.contains(to) {
+            (MessageState::Undeliverable, Some("69".into()))
+        } else if b.unknown_error.contains(to) {
+            (MessageState::Rejected, Some("255".into()))
+        } else if b.unreachable.contains(to) {
+            (MessageState::Undeliverable, Some("27".into()))
+        } else {
+            (MessageState::Delivered, None)
+        }
+    }
+
+    /// The id as the receipts quote it.
+    fn quoted(&self, number: u64, answered: &str) -> String {
+        match self.behaviour().smpp.receipt_ids {
+            ReceiptIds::AsAnswered => answered.to_owned(),
+            ReceiptIds::Decimal => number.to_string(),
+            ReceiptIds::ZeroPadded => format!("{number:016x}"),
+        }
+    }
+
+    /// Records the whole message once its last part is in.
+    fn record_whole(
+        &self,
+        system_id: &str,
+        from: &str,
+        to: &str,
+        id: &str,
+        read: &mo::MoPart,
+        validity: &str,
+    ) {
+        let body_and_sid = match read.part {
+            None => Some((read.text.clone(), id.to_owned())),
+            Some(p) => {
+                let key = (
+                    system_id.to_owned(),
+                    from.to_owned(),
+                    to.to_owned(),
+                    p.reference,
+                );
+                let mut assembling = lock(&self.inner.smsc.assembling);
+                let slots = assembling
+                    .entry(key.clone())
+                    .or_insert_with(|| vec![None; usize::from(p.total)]);
+                if let Some(slot) = slots.get_mut(usize::from(p.seq) - 1) {
+                    *slot = Some((read.text.clone(), id.to_owned()));
+                }
+                if slots.iter().all(Option::is_some) {
+                    let parts = assembling.remove(&key).unwrap_or_default();
+                    let body: String = parts.iter().flatten().map(|(t, _)| t.as_str()).collect();
+                    let first = parts.first().cloned().flatten().map(|(_, id)| id);
+                    Some((body, first.unwrap_or_default()))
+                } else {
+                    None
+                }
+            }
+        };
+        let Some((body, sid)) = body_and_sid else {
+            return;
+        };
+        let answer = self
+            .behaviour()
+            .auto_reply
+            .clone()
+            .filter(|a| a.answers(&body));
+        if let Some(answer) = answer {
+            let (sim, contact, ours) = (self.clone(), to.to_owned(), from.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(answer.delay).await;
+                if let Err(e) = sim.reply(&contact, &ours, &answer.text, Vec::new()).await {
+                    tracing::warn!(error = %e, "scripted reply not delivered");
+                }
+            });
+        }
+        self.lock_requests().push(RecordedRequest {
+            account_sid: system_id.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            body,
+            status_callback: String::new(),
+            media_urls: Vec::new(),
+            validity_period: sms_smpp::pdu::read_relative_time(validity),
+            received_at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+            traceparent: None,
+            media_sizes: Vec::new(),
+            http_status: 200,
+            sid: Some(sid),
+        });
+    }
+
+    /// Sends a receipt after `delay` on a receiving bind of `system_id` (another than
+    /// `submitted_on` when the behaviour says so and there is one), again and again until one
+    /// acknowledges it.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_receipt(
+        self,
+        system_id: String,
+        submitted_on: Option<u64>,
+        contact: Address,
+        ours: Address,
+        receipt: Receipt,
+        text: String,
+        delay: Duration,
+    ) {
+        tokio::time::sleep(delay).await;
+        if let Ok(number) = u64::from_str_radix(receipt.id.as_str(), 16) {
+            lock(&self.inner.smsc.taken).insert(
+                number,
+                Taken {
+                    state: receipt.state,
+                    error: receipt.error.clone(),
+                },
+            );
+        }
+        let Ok(pdu) = receipt_pdu(&contact, &ours, &receipt, &text) else {
+            return;
+        };
+        let avoid = submitted_on.filter(|_| self.behaviour().smpp.receipts_elsewhere);
+        self.inner.smsc.waiting.fetch_add(1, Ordering::Relaxed);
+        self.deliver_until_taken(&system_id, pdu, avoid).await;
+        self.inner.smsc.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Offers `pdu` to receiving binds of `system_id` until one answers 0 (a temporary error,
+    /// no answer or no bind: again a moment later). `false` when a bind refused it for good.
+    async fn deliver_until_taken(
+        &self,
+        system_id: &str,
+        pdu: DeliverSm,
+        avoid: Option<u64>,
+    ) -> bool {
+        let mut turn = 0_usize;
+        loop {
+            let target = {
+                let binds = lock(&self.inner.smsc.binds);
+                let candidates: Vec<&BindHandle> = binds
+                    .iter()
+                    .filter(|b| b.receives && b.system_id == system_id)
+                    .collect();
+                let preferred: Vec<&&BindHandle> =
+                    candidates.iter().filter(|b| Some(b.id) != avoid).collect();
+                let pick = if preferred.is_empty() {
+                    candidates.get(turn % candidates.len().max(1)).copied()
+                } else {
+                    preferred.get(turn % preferred.len()).map(|b| **b)
+                };
+                pick.map(|b| b.out.clone())
+            };
+            turn += 1;
+            if let Some(out) = target {
+                let (ack_tx, ack) = oneshot::channel();
+                if out.send(Outgoing::Deliver(pdu.clone(), ack_tx)).is_ok() {
+                    match tokio::time::timeout(Duration::from_secs(10), ack).await {
+                        Ok(Ok(CommandStatus::EsmeRok)) => {
+                            self.inner.smsc.acknowledged.fetch_add(1, Ordering::Relaxed);
+                            return true;
+                        }
+                        Ok(Ok(CommandStatus::EsmeRxPAppn)) => return false,
+                        _ => {}
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A contact's message over SMPP: its parts as `deliver_sm`s, each until acknowledged
+    /// (for at most `patience`). The id returned is the SMSC's own for the message.
+    pub(crate) async fn smpp_reply(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<(u16, String), String> {
+        let system_id = {
+            let mut ids: Vec<&String> = self.inner.config.smpp_accounts.keys().collect();
+            ids.sort();
+            ids.first()
+                .map(|s| (*s).clone())
+                .ok_or("no SMPP account is configured")?
+        };
+        let contact = Address::of(from).map_err(|e| e.to_string())?;
+        let ours = Address::of(to).map_err(|e| e.to_string())?;
+        let reference = u16::try_from(fastrand::u32(0..=0xFFFF)).unwrap_or(0);
+        let mut parts = sms_smpp::parts::parts(
+            body,
+            reference,
+            PartSettings {
+                gsm7: self.inner.config.smpp_gsm7,
+                ..PartSettings::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        if self.behaviour().smpp.mo_reversed {
+            parts.reverse();
+        }
+        let patience = Duration::from_secs(30);
+        for part in parts {
+            let pdu = sms_smpp::pdu::message_deliver_sm(&contact, &ours, &part)
+                .map_err(|e| e.to_string())?;
+            match tokio::time::timeout(patience, self.deliver_until_taken(&system_id, pdu, None))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Ok((400, String::new())),
+                Err(_) => {
+                    return Err(format!(
+                        "no SMPP bind of {system_id} took the message within {patience:?}"
+                    ));
+                }
+            }
+        }
+        let id = self.inner.smsc.next_id.fetch_add(1, Ordering::Relaxed) + 0x1000_0000;
+        Ok((200, format!("{id:08X}")))
+    }
+
+    /// Answers a `query_sm`.
+    fn query(&self, command: &Command, id: &str) -> Command {
+        let number = u64::from_str_radix(id, 16).ok();
+        let taken = lock(&self.inner.smsc.taken);
+        let Some(t) = number.and_then(|n| taken.get(&n)) else {
+            return answer(
+                command,
+                QUERY_FAILED,
+                Pdu::QuerySmResp(QuerySmResp::default()),
+            );
+        };
+        let error_code = t
+            .error
+            .as_deref()
+            .and_then(|e| e.parse::<u8>().ok())
+            .unwrap_or(0);
+        let resp = QuerySmResp::builder()
+            .message_id(COctetString::from_vec(format!("{id}\0").into_bytes()).unwrap_or_default())
+            .final_date(EmptyOrFullCOctetString::empty())
+            .message_state(State::from(t.state.code()))
+            .error_code(error_code)
+            .build();
+        answer(command, 0, resp)
+    }
+}
+
+fn unreachable_id() -> SmscId {
+    SmscId::parse("0").unwrap_or_else(|_| unreachable!("0 is an id"))
+}
+
+/// What a bind is, for the handlers.
+struct Bound<'a> {
+    bind: u64,
+    system_id: &'a str,
+    transmits: bool,
+    out: &'a mpsc::UnboundedSender<Outgoing>,
+}
+
+fn receipt_pdu(
+    contact: &Address,
+    ours: &Address,
+    receipt: &Receipt,
+    body: &str,
+) -> Result<DeliverSm, sms_smpp::pdu::PduError> {
+    let now = chrono::Utc::now().format("%y%m%d%H%M").to_string();
+    let text = receipt.text(&now, &now, body);
+    sms_smpp::pdu::receipt_deliver_sm(contact, ours, receipt, &text)
+}
