@@ -31,8 +31,24 @@ pub struct CarrierMessage {
 /// What the carrier said when it took a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    /// The carrier's id (Twilio's `SM…`).
+    /// The carrier's id (Twilio's `SM…`; over SMPP, the first part's).
     pub carrier_sid: String,
+    /// Over SMPP, every part's id, in order: receipts come per part.
+    pub parts: Vec<sms_smpp::SmscId>,
+}
+
+/// Where what a carrier sends on its own connection goes (SMPP's `deliver_sm`: receipts and
+/// contacts' messages). `Ok` only once it is durably stored: the carrier is answered after.
+#[async_trait]
+pub trait Deliveries: Send + Sync {
+    /// Stores (and applies) what came on `connection`; `reason` is a receipt's error in our
+    /// words (the connection's error map read it).
+    async fn delivered(
+        &self,
+        connection: &str,
+        delivered: sms_smpp::pdu::Delivered,
+        reason: Option<Reason>,
+    ) -> Result<(), String>;
 }
 
 /// Why a carrier call failed.
@@ -175,6 +191,16 @@ pub trait Carrier: Send + Sync {
 
     /// One message by its sid (or id); `None` when the carrier says it has no such message.
     async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError>;
+
+    /// Runs what the carrier needs running (SMPP's binds) until `shutdown`, handing what it
+    /// receives to `deliveries`; `None` for a carrier with nothing to run (Twilio).
+    fn start(
+        &self,
+        _deliveries: std::sync::Arc<dyn Deliveries>,
+        _shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
 }
 
 /// Twilio's Messages API (or anything that speaks it, like the carrier simulator).
@@ -246,6 +272,7 @@ impl Twilio {
             })?;
             return Ok(Receipt {
                 carrier_sid: resource.sid,
+                parts: Vec::new(),
             });
         }
         let api_error: Option<ApiError> = serde_json::from_slice(&bytes).ok();

@@ -39,6 +39,7 @@ use uuid::Uuid;
 
 pub mod carrier;
 mod check;
+pub mod smpp;
 mod events;
 mod limiter;
 mod partitions;
@@ -46,8 +47,8 @@ mod resolve;
 mod store;
 
 pub use carrier::{
-    Carrier, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt, Resolution,
-    StatusSource, Twilio, Unanswered,
+    Carrier, CarrierError, CarrierMessage, CarrierRecord, Deliveries, LookupError, Receipt,
+    Resolution, StatusSource, Twilio, Unanswered,
 };
 
 /// The dispatcher's schema.
@@ -92,6 +93,12 @@ pub struct Config {
     /// `SMS_PARTITION_LEASE_MS`: how long a replica's hold on a dispatch partition lasts
     /// without renewal (default 5 s): how soon another replica takes over after one dies.
     pub partition_lease: Duration,
+    /// `SMS_CARRIER=smpp`: the SMPP connection messages go through (`SMS_SMPP_*`) instead of
+    /// Twilio's API.
+    pub smpp: Option<smpp::SmppConfig>,
+    /// `SMS_SMPP_MO_PART_TIMEOUT_MS`: how long the parts of a contact's long message wait for
+    /// the rest before it is delivered with the gaps marked (default 10 minutes).
+    pub mo_part_timeout: Duration,
 }
 
 impl Config {
@@ -158,25 +165,39 @@ impl Config {
                 "expected 1 to 20 carrier calls",
             ));
         }
+        let smpp = match env.string_or("SMS_CARRIER", "twilio").as_str() {
+            "twilio" => None,
+            "smpp" => Some(smpp::SmppConfig::from_env(env)?),
+            other => {
+                return Err(ConfigError::new(
+                    "SMS_CARRIER",
+                    other,
+                    "expected twilio or smpp",
+                ));
+            }
+        };
+        // Twilio's credentials are needed only when it is the carrier.
+        let twilio = |var: &str, what: &str| match env.raw(var) {
+            Some(v) => Ok(v),
+            None if smpp.is_some() => Ok(String::new()),
+            None => Err(ConfigError::new(var, "", what)),
+        };
         Ok(Config {
+            twilio_account_sid: twilio(
+                "SMS_TWILIO_ACCOUNT_SID",
+                "the Twilio account SID is required",
+            )?,
+            twilio_auth_token: twilio(
+                "SMS_TWILIO_AUTH_TOKEN",
+                "the Twilio auth token is required",
+            )?,
+            mo_part_timeout: env
+                .millis_or("SMS_SMPP_MO_PART_TIMEOUT_MS", Duration::from_secs(600))?,
+            smpp,
             common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             public_url,
             twilio_api_url: env.string_or("SMS_TWILIO_API_URL", "https://api.twilio.com"),
-            twilio_account_sid: env.raw("SMS_TWILIO_ACCOUNT_SID").ok_or_else(|| {
-                ConfigError::new(
-                    "SMS_TWILIO_ACCOUNT_SID",
-                    "",
-                    "the Twilio account SID is required",
-                )
-            })?,
-            twilio_auth_token: env.raw("SMS_TWILIO_AUTH_TOKEN").ok_or_else(|| {
-                ConfigError::new(
-                    "SMS_TWILIO_AUTH_TOKEN",
-                    "",
-                    "the Twilio auth token is required",
-                )
-            })?,
             send_attempts,
             carrier_timeout,
             in_doubt_after,
@@ -187,8 +208,13 @@ impl Config {
     }
 }
 
-/// Runs the dispatcher with the Twilio adapter until `shutdown`.
+/// Runs the dispatcher with the configured carrier (Twilio's API, or an SMPP connection) until
+/// `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(smpp) = config.smpp.clone() {
+        let carrier = smpp::Smpp::new(smpp, config.carrier_timeout);
+        return run_with_carrier(config, Arc::new(carrier), shutdown).await;
+    }
     let http = sms_runtime::http_client(config.carrier_timeout)?;
     let carrier = Twilio::new(
         http,
@@ -235,14 +261,25 @@ pub async fn run_with_carrier(
             sms_bus::opted_out_entry,
         )
         .await?;
-    // Rates set on numbers: a copy of the number state, like the released numbers above.
+    // Rates set on numbers, and who holds each (for contacts' messages over SMPP): a copy of
+    // the number state, like the released numbers above.
     let overrides = limiter::Overrides::default();
     let copy = overrides.clone();
+    let holders = smpp::received::Holders::default();
+    let holding = holders.clone();
     bus.follow_state(
         StateKind::Number,
         shutdown.clone(),
         move |e: NumberChanged| {
             let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
+            {
+                let mut h = holding.write().unwrap_or_else(|p| p.into_inner());
+                if e.active {
+                    h.insert(e.number.clone(), org.clone());
+                } else if h.get(&e.number) == Some(&org) {
+                    h.remove(&e.number);
+                }
+            }
             let rate = (e.send_rate > 0.0)
                 .then(|| {
                     let burst = if e.send_burst > 0 {
@@ -317,7 +354,9 @@ pub async fn run_with_carrier(
     );
     let resolving = resolve::run(dispatcher.clone(), shutdown.clone());
     let d = dispatcher.clone();
+    let stop = shutdown.clone();
     let pruning = async move {
+        let shutdown = stop;
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
@@ -326,9 +365,28 @@ pub async fn run_with_carrier(
             }
         }
     };
+    // What the carrier sends on its own connection (SMPP's receipts and contacts' messages).
+    let received = Arc::new(smpp::received::Received {
+        pool: pool.clone(),
+        outbox: dispatcher.outbox.clone(),
+        holders,
+    });
+    let carrier_running = dispatcher
+        .carrier
+        .start(received.clone(), shutdown.clone());
+    let sweeping = carrier_running
+        .is_some()
+        .then(|| tokio::spawn(received.sweep(config.mo_part_timeout, shutdown.clone())));
     tracing::info!("dispatcher running");
     // The partition loop ends with the lease loop (which drops the changes' sender).
     let (c, (), (), (), ()) = tokio::join!(checks, resolving, leases, partitions, pruning);
+    // The binds unbind once the sends have stopped.
+    if let Some(running) = carrier_running {
+        let _ = running.await;
+    }
+    if let Some(sweeping) = sweeping {
+        let _ = sweeping.await;
+    }
     base.relay.finish().await;
     c.context("check consumer")?;
     tracing::info!("dispatcher stopped");
@@ -679,7 +737,7 @@ impl Dispatcher {
             tracing::debug!(%id, error = %e, "early queued copy not stored; the outbox publishes it");
         }
         match outcome {
-            Ok(receipt) => self.taken(id, &m, &receipt.carrier_sid, delivery).await,
+            Ok(receipt) => self.taken(id, &m, &receipt, delivery).await,
             // The carrier throttling us (429, 20429, 30001) slows the message down, never fails
             // it: it is tried again after a back-off for as long as its validity lasts.
             Err(CarrierError::Retryable {
@@ -839,28 +897,18 @@ impl Dispatcher {
         &self,
         id: Uuid,
         m: &OutboundMessage,
-        carrier_sid: &str,
+        receipt: &Receipt,
         delivery: Delivery,
     ) -> Result<(), HandleError> {
-        let sending = self.encode(&events::sending(
-            &m.organization_id,
-            &m.message_id,
-            carrier_sid,
-            self.carrier.account(),
-        ));
+        let taken = self.taken_row(id, m, receipt);
         // The carrier's callbacks apply only once the composer knows the sid from us: an early
         // copy goes out now, ahead of them, while the claim's change commits (a fact whatever
         // becomes of the commit: the carrier has the message). JetStream drops whichever copy
         // comes second (same event id); the outbox's is the one that cannot be lost.
-        let early = self.bus.publish_encoded(sending.clone()).await.ok();
+        let early = self.bus.publish_encoded(taken.events[0].clone()).await.ok();
         let recorded = self
             .sent
-            .call(store::Taken {
-                id,
-                organization_id: m.organization_id.clone(),
-                carrier_sid: carrier_sid.to_owned(),
-                events: vec![sending],
-            })
+            .call(taken)
             .await
             .unwrap_or_else(|| Err(BatchError::stopping()))
             .map_err(|e| e.handle(delivery));
@@ -870,6 +918,44 @@ impl Dispatcher {
             tracing::debug!(%id, error = %e, "early sending copy not stored; the outbox publishes it");
         }
         recorded
+    }
+
+    /// The row recording that the carrier took `m`: its sid, the `sending` status binding the
+    /// message to it and, over SMPP, its parts' ids and `sent` (the SMSC took every part; the
+    /// rest comes in receipts).
+    fn taken_row(&self, id: Uuid, m: &OutboundMessage, receipt: &Receipt) -> store::Taken {
+        let account = self.carrier.account();
+        let mut events = vec![self.encode(&events::sending(
+            &m.organization_id,
+            &m.message_id,
+            &receipt.carrier_sid,
+            account,
+        ))];
+        if !receipt.parts.is_empty() {
+            let record = CarrierRecord {
+                sid: receipt.carrier_sid.clone(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                body: String::new(),
+                status: Some(Status::Sent),
+                error_code: None,
+                reason: None,
+                created_at: Utc::now(),
+            };
+            if let Some(sent) =
+                events::from_record(&m.organization_id, &m.message_id, account, &record)
+            {
+                events.push(self.encode(&sent));
+            }
+        }
+        store::Taken {
+            id,
+            organization_id: m.organization_id.clone(),
+            carrier_sid: receipt.carrier_sid.clone(),
+            events,
+            connection: account.to_owned(),
+            parts: receipt.parts.clone(),
+        }
     }
 
     /// Fails a claimed message: the claim's state and the `failed` status, in one transaction.

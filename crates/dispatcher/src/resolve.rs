@@ -280,23 +280,7 @@ impl Dispatcher {
         }
         match self.call(m, valid_until).await {
             Ok(receipt) => {
-                let sending = self.encode(&events::sending(
-                    &m.organization_id,
-                    &m.message_id,
-                    &receipt.carrier_sid,
-                    self.carrier.account(),
-                ));
-                store::sent(
-                    &self.pool,
-                    &self.outbox,
-                    &[store::Taken {
-                        id,
-                        organization_id: m.organization_id.clone(),
-                        carrier_sid: receipt.carrier_sid,
-                        events: vec![sending],
-                    }],
-                )
-                .await?;
+                store::sent(&self.pool, &self.outbox, &[self.taken_row(id, m, &receipt)]).await?;
                 self.outbox.wake();
                 Ok(())
             }

@@ -78,6 +78,10 @@ pub(crate) struct Taken {
     pub organization_id: String,
     pub carrier_sid: String,
     pub events: Vec<Encoded>,
+    /// The carrier connection (account) it went through.
+    pub connection: String,
+    /// Over SMPP, its parts' ids.
+    pub parts: Vec<sms_smpp::SmscId>,
 }
 
 /// Claims messages for carrier calls, in one transaction. A message is claimed when it is new,
@@ -162,6 +166,12 @@ pub(crate) async fn sent(
     )
     .execute(&mut *tx)
     .await?;
+    let mut events = events;
+    for t in items.iter().filter(|t| !t.parts.is_empty()) {
+        events.extend(
+            crate::smpp::store::record_parts(&mut tx, outbox, &t.connection, t.id, &t.parts).await?,
+        );
+    }
     outbox.add(&mut tx, &events).await?;
     tx.commit().await
 }

@@ -57,6 +57,11 @@ pub const DISPATCH_WAITING: &str = "sms_dispatch_waiting";
 /// How long messages waited for their sender's rate, by `sender_kind` (`long_code`,
 /// `toll_free`, `short_code`).
 pub const DISPATCH_WAIT_SECONDS: &str = "sms_dispatch_wait_seconds";
+/// SMPP binds open now, by `connection`.
+pub const SMPP_BINDS: &str = "sms_smpp_binds";
+/// `deliver_sm`s received on SMPP binds, by `kind` (`receipt`, `message`) and `outcome`
+/// (`matched`, `waiting`, `stored`, `refused`, `retry`).
+pub const SMPP_DELIVERIES: &str = "sms_smpp_deliveries_total";
 
 /// Webhook delivery attempts, by `outcome` (`delivered`, `retrying`, `failed`).
 pub const WEBHOOK_ATTEMPTS: &str = "sms_webhook_attempts_total";
@@ -172,6 +177,12 @@ fn describe() {
         DISPATCH_PARTITIONS_HELD,
         Unit::Count,
         "Dispatch partitions held by this replica."
+    );
+    describe_gauge!(SMPP_BINDS, Unit::Count, "SMPP binds open now.");
+    describe_counter!(
+        SMPP_DELIVERIES,
+        Unit::Count,
+        "deliver_sm received on SMPP binds."
     );
     describe_gauge!(
         DISPATCH_WAITING,

@@ -1,0 +1,518 @@
+//! The binds of one SMPP connection: each bind connects, binds (transceiver, or a transmitter
+//! and a receiver), keeps at most `window` requests unanswered, asks `enquire_link` when idle
+//! and answers the SMSC's, hands every `deliver_sm` to the [`Deliveries`] and answers it only
+//! with what they said (0 once stored), reconnects with jittered back-off, and unbinds when the
+//! dispatcher stops. Requests are shared by the transmitting binds: whichever has room takes
+//! the next one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter};
+use rusmpp::types::COctetString;
+use rusmpp::values::{InterfaceVersion, Npi, Ton};
+use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use sms_runtime::backoff::Backoff;
+use sms_smpp::codec::{Frame, Framing, generic_nack, is_response};
+use sms_smpp::parts::Gsm7Packing;
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::carrier::Deliveries;
+
+/// How the binds are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// One transceiver per bind.
+    Transceiver,
+    /// A transmitter and a receiver per bind.
+    Pair,
+}
+
+/// One connection's settings.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Its name (what numbers are routed to, and the account its statuses are signed by).
+    pub name: String,
+    /// `host:port`.
+    pub addr: String,
+    /// `system_id`.
+    pub system_id: String,
+    /// `password`.
+    pub password: String,
+    /// `system_type`.
+    pub system_type: String,
+    /// Transceiver or pair.
+    pub mode: BindMode,
+    /// Binds this replica opens.
+    pub binds: usize,
+    /// Requests a bind keeps unanswered at most.
+    pub window: usize,
+    /// Idle time before an `enquire_link`.
+    pub enquire_link: Duration,
+    /// How long an answer may take.
+    pub response_timeout: Duration,
+    /// How the SMSC writes GSM-7 in what it delivers.
+    pub gsm7: Gsm7Packing,
+    /// The SMSC's own error codes, for its receipts.
+    pub errors: sms_smpp::errors::ErrorMap,
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// It was never written: nothing reached the SMSC.
+    NotSent(String),
+    /// It was written and no answer came: the SMSC may have taken it.
+    Unanswered(String),
+}
+
+const QUEUED: u8 = 0;
+const WRITTEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+struct Request {
+    pdu: Pdu,
+    reply: oneshot::Sender<Result<Command, CallError>>,
+    state: Arc<AtomicU8>,
+}
+
+/// The connection's binds, running until shutdown.
+pub struct Session {
+    config: SessionConfig,
+    requests: mpsc::Sender<Request>,
+    taken: Arc<Mutex<mpsc::Receiver<Request>>>,
+}
+
+impl Session {
+    /// A session; nothing connects before [`Session::run`].
+    pub fn new(config: SessionConfig) -> Session {
+        let (requests, taken) = mpsc::channel(config.window.max(1) * config.binds.max(1) * 4);
+        Session {
+            config,
+            requests,
+            taken: Arc::new(Mutex::new(taken)),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Sends `pdu` on a transmitting bind and waits for its answer, for at most `timeout` in
+    /// all (waiting for a bind included).
+    pub async fn call(&self, pdu: Pdu, timeout: Duration) -> Result<Command, CallError> {
+        let (reply, answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let request = Request {
+            pdu,
+            reply,
+            state: state.clone(),
+        };
+        let waited = tokio::time::timeout(timeout, async {
+            self.requests
+                .send(request)
+                .await
+                .map_err(|_| CallError::NotSent("the session is stopping".into()))?;
+            answer
+                .await
+                .map_err(|_| CallError::Unanswered("the connection closed".into()))?
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => {
+                if state
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    Err(CallError::NotSent(format!(
+                        "no bind of {} could take it within {timeout:?}",
+                        self.config.name
+                    )))
+                } else {
+                    Err(CallError::Unanswered(format!(
+                        "no answer from {} within {timeout:?}",
+                        self.config.name
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Runs the binds until `shutdown`, then unbinds them.
+    pub async fn run(self: Arc<Self>, deliveries: Arc<dyn Deliveries>, shutdown: CancellationToken) {
+        let mut binds = Vec::new();
+        for slot in 0..self.config.binds.max(1) {
+            let kinds: &[Kind] = match self.config.mode {
+                BindMode::Transceiver => &[Kind::Transceiver],
+                BindMode::Pair => &[Kind::Transmitter, Kind::Receiver],
+            };
+            for &kind in kinds {
+                let (s, d, stop) = (self.clone(), deliveries.clone(), shutdown.clone());
+                binds.push(tokio::spawn(async move { s.bind_loop(slot, kind, d, stop).await }));
+            }
+        }
+        for b in binds {
+            let _ = b.await;
+        }
+    }
+
+    async fn bind_loop(
+        self: Arc<Self>,
+        slot: usize,
+        kind: Kind,
+        deliveries: Arc<dyn Deliveries>,
+        shutdown: CancellationToken,
+    ) {
+        let name = &self.config.name;
+        let backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut failures: u32 = 0;
+        let bound = metrics::gauge!(sms_runtime::metrics::SMPP_BINDS, "connection" => name.clone());
+        while !shutdown.is_cancelled() {
+            match self.connect(kind).await {
+                Ok(framed) => {
+                    failures = 0;
+                    tracing::info!(connection = %name, slot, ?kind, "SMPP bound");
+                    bound.increment(1.0);
+                    let ended = Bound {
+                        session: &self,
+                        kind,
+                        deliveries: deliveries.clone(),
+                    }
+                    .run(framed, &shutdown)
+                    .await;
+                    bound.decrement(1.0);
+                    match ended {
+                        Ok(()) if shutdown.is_cancelled() => {
+                            tracing::info!(connection = %name, slot, "SMPP unbound");
+                            return;
+                        }
+                        Ok(()) => tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again"),
+                        Err(e) => tracing::warn!(connection = %name, slot, error = %e, "SMPP bind lost; binding again"),
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    // Once per outage at WARN, then quietly while it lasts.
+                    if failures == 1 {
+                        tracing::warn!(connection = %name, slot, error = %e, "SMPP bind failed; retrying with back-off");
+                    } else {
+                        tracing::debug!(connection = %name, slot, failures, error = %e, "SMPP bind failed again");
+                    }
+                }
+            }
+            let delay = backoff.delay(failures);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Connects and binds.
+    async fn connect(&self, kind: Kind) -> Result<Framed<TcpStream, Framing>, String> {
+        let c = &self.config;
+        let stream = tokio::time::timeout(c.response_timeout, TcpStream::connect(&c.addr))
+            .await
+            .map_err(|_| format!("connecting to {} timed out", c.addr))?
+            .map_err(|e| format!("connecting to {}: {e}", c.addr))?;
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, Framing::default());
+        let (system_id, password, system_type) = (
+            c_text::<16>(&c.system_id).map_err(|e| format!("system id: {e}"))?,
+            c_text::<9>(&c.password).map_err(|e| format!("password: {e}"))?,
+            c_text::<13>(&c.system_type).map_err(|e| format!("system type: {e}"))?,
+        );
+        let pdu: Pdu = match kind {
+            Kind::Transceiver => BindTransceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .build()
+                .into(),
+            Kind::Transmitter => BindTransmitter::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .build()
+                .into(),
+            Kind::Receiver => BindReceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(system_type)
+                .interface_version(InterfaceVersion::Smpp3_4)
+                .build()
+                .into(),
+        };
+        framed
+            .send(Command::new(CommandStatus::EsmeRok, 1, pdu))
+            .await
+            .map_err(|e| format!("sending the bind: {e}"))?;
+        let answer = tokio::time::timeout(c.response_timeout, framed.next())
+            .await
+            .map_err(|_| "no answer to the bind".to_owned())?;
+        match answer {
+            Some(Ok(Frame::Command(resp))) if resp.sequence_number() == 1 => {
+                if resp.status() == CommandStatus::EsmeRok {
+                    Ok(framed)
+                } else {
+                    Err(format!(
+                        "the SMSC refused the bind: {:?} ({:#x})",
+                        resp.status(),
+                        u32::from(resp.status())
+                    ))
+                }
+            }
+            Some(Ok(other)) => Err(format!("the SMSC answered the bind with {other:?}")),
+            Some(Err(e)) => Err(format!("reading the bind's answer: {e}")),
+            None => Err("the SMSC closed the connection".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+impl Kind {
+    fn transmits(self) -> bool {
+        self != Kind::Receiver
+    }
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<Command, CallError>>,
+    since: Instant,
+}
+
+struct Bound<'a> {
+    session: &'a Session,
+    kind: Kind,
+    deliveries: Arc<dyn Deliveries>,
+}
+
+/// `ESME_RINVCMDLEN`.
+const INVALID_LENGTH: u32 = 0x02;
+/// `ESME_RINVCMDID`.
+const INVALID_COMMAND: u32 = 0x03;
+
+impl Bound<'_> {
+    /// Serves one bind until it fails, the SMSC unbinds, or `shutdown` (then it unbinds).
+    async fn run(
+        self,
+        mut framed: Framed<TcpStream, Framing>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let c = &self.session.config;
+        let mut sequence: u32 = 1;
+        let mut pending: HashMap<u32, Pending> = HashMap::new();
+        let (acks, mut answers) = mpsc::unbounded_channel::<Command>();
+        let mut last_heard = Instant::now();
+        let mut enquiry: Option<(u32, Instant)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let result = loop {
+            let room = self.kind.transmits() && pending.len() < c.window;
+            tokio::select! {
+                () = shutdown.cancelled() => break self.unbind(&mut framed, &mut pending, &mut sequence).await,
+                request = async { self.session.taken.lock().await.recv().await }, if room => {
+                    let Some(request) = request else { continue };
+                    if request.state.compare_exchange(QUEUED, WRITTEN, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                        continue;
+                    }
+                    sequence = next(sequence);
+                    if let Err(e) = framed.send(Command::new(CommandStatus::EsmeRok, sequence, request.pdu)).await {
+                        let _ = request.reply.send(Err(CallError::Unanswered(format!("writing: {e}"))));
+                        break Err(format!("writing: {e}"));
+                    }
+                    pending.insert(sequence, Pending { reply: request.reply, since: Instant::now() });
+                }
+                answer = answers.recv() => {
+                    if let Some(answer) = answer
+                        && let Err(e) = framed.send(answer).await {
+                        break Err(format!("writing: {e}"));
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let late: Vec<u32> = pending.iter().filter(|(_, p)| now - p.since > c.response_timeout).map(|(s, _)| *s).collect();
+                    for s in late {
+                        if let Some(p) = pending.remove(&s) {
+                            let _ = p.reply.send(Err(CallError::Unanswered(format!("no answer within {:?}", c.response_timeout))));
+                        }
+                    }
+                    if let Some((_, asked)) = enquiry && now - asked > c.response_timeout {
+                        break Err("enquire_link unanswered".into());
+                    }
+                    if enquiry.is_none() && now - last_heard > c.enquire_link {
+                        sequence = next(sequence);
+                        if let Err(e) = framed.send(Command::new(CommandStatus::EsmeRok, sequence, Pdu::EnquireLink)).await {
+                            break Err(format!("writing: {e}"));
+                        }
+                        enquiry = Some((sequence, now));
+                    }
+                }
+                frame = framed.next() => {
+                    last_heard = Instant::now();
+                    let command = match frame {
+                        None => break Err("the SMSC closed the connection".into()),
+                        Some(Err(e)) => break Err(e.to_string()),
+                        Some(Ok(Frame::Bad { command_id, sequence_number, problem })) => {
+                            tracing::warn!(connection = %c.name, sequence_number, command_id = format_args!("{command_id:#010x}"), %problem, "unreadable PDU from the SMSC");
+                            if is_response(command_id) {
+                                // An answer we cannot read: the request's outcome is unknown.
+                                if let Some(p) = pending.remove(&sequence_number) {
+                                    let _ = p.reply.send(Err(CallError::Unanswered(format!("unreadable answer: {problem}"))));
+                                }
+                            } else if let Err(e) = framed.send(generic_nack(sequence_number, CommandStatus::from(INVALID_LENGTH))).await {
+                                break Err(format!("writing: {e}"));
+                            }
+                            continue;
+                        }
+                        Some(Ok(Frame::Command(c))) => *c,
+                    };
+                    let seq = command.sequence_number();
+                    if is_response(u32::from(command.id())) || command.id() == CommandId::GenericNack {
+                        if enquiry.is_some_and(|(s, _)| s == seq) {
+                            enquiry = None;
+                        } else if let Some(p) = pending.remove(&seq) {
+                            let _ = p.reply.send(Ok(command));
+                        } else if command.id() == CommandId::UnbindResp {
+                        } else {
+                            tracing::debug!(connection = %c.name, sequence_number = seq, id = ?command.id(), "an answer to nothing we asked");
+                        }
+                        continue;
+                    }
+                    match command.pdu() {
+                        Some(Pdu::DeliverSm(d)) => {
+                            let (deliveries, acks, name, gsm7) = (self.deliveries.clone(), acks.clone(), c.name.clone(), c.gsm7);
+                            let (d, errors) = (d.clone(), c.errors.clone());
+                            tokio::spawn(async move {
+                                let status = deliver(&*deliveries, &name, seq, &d, gsm7, &errors).await;
+                                let resp = rusmpp::pdus::DeliverSmResp::builder().build();
+                                let _ = acks.send(Command::new(status, seq, resp));
+                            });
+                        }
+                        Some(Pdu::EnquireLink) => {
+                            if let Err(e) = framed.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)).await {
+                                break Err(format!("writing: {e}"));
+                            }
+                        }
+                        Some(Pdu::Unbind) => {
+                            let _ = framed.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp)).await;
+                            break Ok(());
+                        }
+                        _ => {
+                            tracing::warn!(connection = %c.name, sequence_number = seq, id = ?command.id(), "a command the SMSC may not send us; refused");
+                            if let Err(e) = framed.send(generic_nack(seq, CommandStatus::from(INVALID_COMMAND))).await {
+                                break Err(format!("writing: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        // What was written and never answered may have been taken.
+        for (_, p) in pending.drain() {
+            let _ = p.reply.send(Err(CallError::Unanswered(
+                "the connection ended before the answer".into(),
+            )));
+        }
+        result
+    }
+
+    /// Waits (a little) for the answers still due, then unbinds.
+    async fn unbind(
+        &self,
+        framed: &mut Framed<TcpStream, Framing>,
+        pending: &mut HashMap<u32, Pending>,
+        sequence: &mut u32,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + self.session.config.response_timeout.min(Duration::from_secs(5));
+        while !pending.is_empty() && Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline.into(), framed.next()).await {
+                Ok(Some(Ok(Frame::Command(c)))) => {
+                    if let Some(p) = pending.remove(&c.sequence_number()) {
+                        let _ = p.reply.send(Ok(*c));
+                    }
+                }
+                Ok(Some(Ok(Frame::Bad { .. }))) => {}
+                _ => break,
+            }
+        }
+        *sequence = next(*sequence);
+        framed
+            .send(Command::new(CommandStatus::EsmeRok, *sequence, Pdu::Unbind))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(frame)) = framed.next().await {
+                if let Frame::Command(c) = frame
+                    && c.id() == CommandId::UnbindResp
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        Ok(())
+    }
+}
+
+fn c_text<const N: usize>(s: &str) -> Result<COctetString<1, N>, String> {
+    COctetString::from_vec(format!("{s}\0").into_bytes()).map_err(|e| e.to_string())
+}
+
+fn next(sequence: u32) -> u32 {
+    // 1 to 0x7FFFFFFF (SMPP 3.4 3.2).
+    if sequence >= 0x7FFF_FFFF { 1 } else { sequence + 1 }
+}
+
+/// `ESME_RX_T_APPN`: try again later.
+const TEMPORARY: u32 = 0x64;
+/// `ESME_RX_P_APPN`: never.
+const PERMANENT: u32 = 0x65;
+
+/// Reads and hands on a `deliver_sm`; the status to answer it with.
+async fn deliver(
+    deliveries: &dyn Deliveries,
+    connection: &str,
+    sequence_number: u32,
+    pdu: &rusmpp::pdus::DeliverSm,
+    gsm7: Gsm7Packing,
+    errors: &sms_smpp::errors::ErrorMap,
+) -> CommandStatus {
+    let delivered = match sms_smpp::pdu::delivered(pdu, gsm7) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(connection, sequence_number, error = %e, "deliver_sm refused: it cannot be read");
+            return CommandStatus::from(PERMANENT);
+        }
+    };
+    let reason = match &delivered {
+        sms_smpp::pdu::Delivered::Receipt { receipt, .. } => {
+            receipt.error.as_deref().map(|e| errors.reason(e))
+        }
+        sms_smpp::pdu::Delivered::Message { .. } => None,
+    };
+    match deliveries.delivered(connection, delivered, reason).await {
+        Ok(()) => CommandStatus::EsmeRok,
+        Err(e) => {
+            tracing::debug!(connection, sequence_number, error = %e, "deliver_sm not stored; the SMSC will send it again");
+            CommandStatus::from(TEMPORARY)
+        }
+    }
+}
