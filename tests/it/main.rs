@@ -26,5 +26,6 @@ mod rules;
 mod scale;
 mod schedule;
 mod sending;
+mod smpp;
 mod traces;
 mod webhooks;

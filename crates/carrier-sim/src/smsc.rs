@@ -121,6 +121,11 @@ struct Taken {
     error: Option<String>,
 }
 
+/// A long message's parts: (system id, from, to, reference).
+type PartsKey = (String, String, String, u16);
+/// A part's text and the id it was given.
+type PartText = (String, String);
+
 /// The SMSC's state, inside [`Sim`].
 #[derive(Default)]
 pub(crate) struct Smsc {
@@ -129,7 +134,7 @@ pub(crate) struct Smsc {
     next_id: AtomicU64,
     taken: Mutex<HashMap<u64, Taken>>,
     /// Parts of messages being put back together: (system id, from, to, reference) → texts.
-    assembling: Mutex<HashMap<(String, String, String, u16), Vec<Option<(String, String)>>>>,
+    assembling: Mutex<HashMap<PartsKey, Vec<Option<PartText>>>>,
     parts: Mutex<Vec<SubmittedPart>>,
     /// Cancelled to cut every connection; replaced after.
     cut: Mutex<CancellationToken>,

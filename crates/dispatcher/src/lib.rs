@@ -39,11 +39,11 @@ use uuid::Uuid;
 
 pub mod carrier;
 mod check;
-pub mod smpp;
 mod events;
 mod limiter;
 mod partitions;
 mod resolve;
+pub mod smpp;
 mod store;
 
 pub use carrier::{
@@ -371,9 +371,7 @@ pub async fn run_with_carrier(
         outbox: dispatcher.outbox.clone(),
         holders,
     });
-    let carrier_running = dispatcher
-        .carrier
-        .start(received.clone(), shutdown.clone());
+    let carrier_running = dispatcher.carrier.start(received.clone(), shutdown.clone());
     let sweeping = carrier_running
         .is_some()
         .then(|| tokio::spawn(received.sweep(config.mo_part_timeout, shutdown.clone())));

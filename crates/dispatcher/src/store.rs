@@ -169,7 +169,8 @@ pub(crate) async fn sent(
     let mut events = events;
     for t in items.iter().filter(|t| !t.parts.is_empty()) {
         events.extend(
-            crate::smpp::store::record_parts(&mut tx, outbox, &t.connection, t.id, &t.parts).await?,
+            crate::smpp::store::record_parts(&mut tx, outbox, &t.connection, t.id, &t.parts)
+                .await?,
         );
     }
     outbox.add(&mut tx, &events).await?;

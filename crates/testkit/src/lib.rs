@@ -156,9 +156,39 @@ pub struct Options {
     /// test's own proxy in front of it, to cut the carrier off.
     pub carrier_url: Option<String>,
     /// How the dispatchers resolve sends in doubt (the simulator's Twilio API, looked up by
-    /// sender and recipient, by default).
+    /// sender and recipient, by default). An SMPP carrier's is its own.
     pub carrier_resolution: sms_dispatcher::Resolution,
+    /// The dispatchers send over SMPP to the simulator's SMSC with these settings (its address
+    /// filled in by the stack; see [`smpp_config`]), and contacts' messages come over SMPP.
+    pub smpp: Option<sms_dispatcher::smpp::SmppConfig>,
 }
+
+/// SMPP settings for the simulator's SMSC: a transceiver, a window of 10, answers within 5 s,
+/// UDH concatenation, GSM-7 unpacked, a `submit_sm` left unanswered failed (at most once), and
+/// the SMSC's spam code (69) read as spam.
+pub fn smpp_config() -> sms_dispatcher::smpp::SmppConfig {
+    sms_dispatcher::smpp::SmppConfig {
+        session: sms_dispatcher::smpp::SessionConfig {
+            name: "smpp-sim".into(),
+            addr: String::new(),
+            system_id: sms_carrier_sim::DEFAULT_SMPP_SYSTEM_ID.into(),
+            password: sms_carrier_sim::DEFAULT_SMPP_PASSWORD.into(),
+            system_type: String::new(),
+            mode: sms_dispatcher::smpp::BindMode::Transceiver,
+            binds: 1,
+            window: 10,
+            enquire_link: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(5),
+            gsm7: sms_smpp::parts::Gsm7Packing::Unpacked,
+            errors: sms_smpp::errors::ErrorMap::parse(SIM_SMPP_ERRORS).unwrap(),
+        },
+        parts: sms_smpp::parts::PartSettings::default(),
+        unanswered: Unanswered::Fail,
+    }
+}
+
+/// The simulator's SMSC's own error codes.
+pub const SIM_SMPP_ERRORS: &str = "69=filtered_as_spam";
 
 /// Where the services find NATS and as whom each connects.
 #[derive(Debug, Clone)]
@@ -195,13 +225,14 @@ impl Default for Options {
             namespace: None,
             carrier_url: None,
             carrier_resolution: sms_dispatcher::Resolution::ListByPair,
+            smpp: None,
         }
     }
 }
 
 /// A carrier wrapper that counts the calls of one dispatcher instance.
 pub struct CountingCarrier {
-    inner: Twilio,
+    inner: Arc<dyn Carrier>,
     /// Calls made through this instance.
     pub calls: AtomicU64,
     /// The next this many calls are lost on the way, as when the dispatcher dies during the
@@ -224,6 +255,13 @@ impl Carrier for CountingCarrier {
     }
     fn statuses(&self) -> sms_dispatcher::StatusSource {
         self.inner.statuses()
+    }
+    fn start(
+        &self,
+        deliveries: Arc<dyn sms_dispatcher::Deliveries>,
+        shutdown: CancellationToken,
+    ) -> Option<JoinHandle<()>> {
+        self.inner.start(deliveries, shutdown)
     }
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +312,8 @@ pub struct Stack {
     pub sim: Sim,
     /// Its base URL.
     pub sim_url: String,
+    /// Its SMSC's address.
+    pub smpp_addr: String,
     /// The inbound receiver's base URL (also the public URL).
     pub inbound_url: String,
     /// The composer's gRPC endpoint.
@@ -316,9 +356,18 @@ impl Stack {
 
         let sim_listener = listener().await;
         let sim_url = format!("http://{}", sim_listener.local_addr().unwrap());
-        let sim = Sim::new(options.sim.clone()).unwrap();
+        let mut sim_config = options.sim.clone();
+        if options.smpp.is_some() {
+            sim_config.behaviour.smpp.all_numbers = true;
+        }
+        let sim = Sim::new(sim_config).unwrap();
         tasks.push(tokio::spawn(
             sim.clone().serve(sim_listener, shutdown.clone()),
+        ));
+        let smpp_listener = listener().await;
+        let smpp_addr = smpp_listener.local_addr().unwrap().to_string();
+        tasks.push(tokio::spawn(
+            sim.clone().serve_smpp(smpp_listener, shutdown.clone()),
         ));
 
         let inbound_listener = listener().await;
@@ -346,6 +395,7 @@ impl Stack {
             namespace,
             sim,
             sim_url,
+            smpp_addr,
             inbound_url,
             grpc_url,
             optout_url,
@@ -499,13 +549,36 @@ impl Stack {
             callback_overrides: self.options.callback_overrides.clone(),
             account_rate: self.options.account_rate,
             partition_lease: self.options.partition_lease,
+            smpp: self.options.smpp.clone().map(|mut c| {
+                c.session.addr.clone_from(&self.smpp_addr);
+                c
+            }),
+            mo_part_timeout: Duration::from_secs(600),
         };
-        let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
+        let inner: Arc<dyn Carrier> = match &config.smpp {
+            Some(smpp) => Arc::new(sms_dispatcher::smpp::Smpp::new(
+                smpp.clone(),
+                config.carrier_timeout,
+            )),
+            None => {
+                let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
+                Arc::new(Twilio::new(
+                    http,
+                    &config.twilio_api_url,
+                    ACCOUNT_SID,
+                    AUTH_TOKEN,
+                ))
+            }
+        };
+        let resolution = match &config.smpp {
+            Some(_) => inner.resolution(),
+            None => self.options.carrier_resolution,
+        };
         let carrier = Arc::new(CountingCarrier {
-            inner: Twilio::new(http, &config.twilio_api_url, ACCOUNT_SID, AUTH_TOKEN),
+            inner,
             calls: AtomicU64::new(0),
             lose: std::sync::atomic::AtomicU32::new(0),
-            resolution: self.options.carrier_resolution,
+            resolution,
         });
         let shutdown = self.shutdown.child_token();
         let task = tokio::spawn(sms_dispatcher::run_with_carrier(

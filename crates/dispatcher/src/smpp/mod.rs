@@ -3,8 +3,8 @@
 //! statuses come back as receipts on those binds, and contacts' messages too ([`received`]).
 
 pub(crate) mod received;
-pub(crate) mod store;
 pub mod session;
+pub(crate) mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -17,11 +17,11 @@ use rusmpp::types::COctetString;
 use rusmpp::{CommandStatus, Pdu};
 use sms_core::Reason;
 use sms_runtime::{ConfigError, Env};
+use sms_smpp::SmscId;
 use sms_smpp::errors::{ErrorMap, SubmitRefusal, submit_status};
 use sms_smpp::parts::{Concatenation, Gsm7Packing, PartSettings};
 use sms_smpp::pdu::{Address, Submit};
 use sms_smpp::receipt::MessageState;
-use sms_smpp::SmscId;
 use tokio_util::sync::CancellationToken;
 
 use crate::carrier::{
@@ -49,54 +49,87 @@ impl SmppConfig {
     /// (`code=reason,…`).
     pub fn from_env(env: &Env<'_>) -> Result<SmppConfig, ConfigError> {
         let required = |var: &str, what: &str| {
-            env.raw(var)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ConfigError::new(var, "", format!("{what} is required with SMS_CARRIER=smpp")))
+            env.raw(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                ConfigError::new(var, "", format!("{what} is required with SMS_CARRIER=smpp"))
+            })
         };
         let addr = required("SMS_SMPP_ADDR", "the SMSC's host:port")?;
         if !addr.contains(':') {
-            return Err(ConfigError::new("SMS_SMPP_ADDR", addr, "expected host:port"));
+            return Err(ConfigError::new(
+                "SMS_SMPP_ADDR",
+                addr,
+                "expected host:port",
+            ));
         }
         let system_id = required("SMS_SMPP_SYSTEM_ID", "the system id")?;
         if system_id.len() > 15 {
-            return Err(ConfigError::new("SMS_SMPP_SYSTEM_ID", system_id, "at most 15 characters"));
+            return Err(ConfigError::new(
+                "SMS_SMPP_SYSTEM_ID",
+                system_id,
+                "at most 15 characters",
+            ));
         }
         let password = env.raw("SMS_SMPP_PASSWORD").ok_or_else(|| {
-            ConfigError::new("SMS_SMPP_PASSWORD", "", "the password is required with SMS_CARRIER=smpp")
+            ConfigError::new(
+                "SMS_SMPP_PASSWORD",
+                "",
+                "the password is required with SMS_CARRIER=smpp",
+            )
         })?;
         if password.len() > 8 {
-            return Err(ConfigError::new("SMS_SMPP_PASSWORD", "(hidden)", "at most 8 characters (SMPP 3.4)"));
+            return Err(ConfigError::new(
+                "SMS_SMPP_PASSWORD",
+                "(hidden)",
+                "at most 8 characters (SMPP 3.4)",
+            ));
         }
         let choice = |var: &str, default: &str, allowed: &[&str]| -> Result<String, ConfigError> {
             let v = env.string_or(var, default);
             if allowed.contains(&v.as_str()) {
                 Ok(v)
             } else {
-                Err(ConfigError::new(var, v, format!("expected one of {}", allowed.join(", "))))
+                Err(ConfigError::new(
+                    var,
+                    v,
+                    format!("expected one of {}", allowed.join(", ")),
+                ))
             }
         };
-        let mode = match choice("SMS_SMPP_BIND", "transceiver", &["transceiver", "pair"])?.as_str() {
+        let mode = match choice("SMS_SMPP_BIND", "transceiver", &["transceiver", "pair"])?.as_str()
+        {
             "pair" => BindMode::Pair,
             _ => BindMode::Transceiver,
         };
         let binds: usize = env.parse_or("SMS_SMPP_BINDS", 1)?;
         if !(1..=16).contains(&binds) {
-            return Err(ConfigError::new("SMS_SMPP_BINDS", binds.to_string(), "expected 1 to 16"));
+            return Err(ConfigError::new(
+                "SMS_SMPP_BINDS",
+                binds.to_string(),
+                "expected 1 to 16",
+            ));
         }
         let window: usize = env.parse_or("SMS_SMPP_WINDOW", 10)?;
         if !(1..=1000).contains(&window) {
-            return Err(ConfigError::new("SMS_SMPP_WINDOW", window.to_string(), "expected 1 to 1000"));
+            return Err(ConfigError::new(
+                "SMS_SMPP_WINDOW",
+                window.to_string(),
+                "expected 1 to 1000",
+            ));
         }
         let enquire_link = env.millis_or("SMS_SMPP_ENQUIRE_LINK_MS", Duration::from_secs(30))?;
-        let response_timeout = env.millis_or("SMS_SMPP_RESPONSE_TIMEOUT_MS", Duration::from_secs(10))?;
-        if response_timeout < Duration::from_millis(100) || enquire_link < Duration::from_millis(100) {
+        let response_timeout =
+            env.millis_or("SMS_SMPP_RESPONSE_TIMEOUT_MS", Duration::from_secs(10))?;
+        if response_timeout < Duration::from_millis(100)
+            || enquire_link < Duration::from_millis(100)
+        {
             return Err(ConfigError::new(
                 "SMS_SMPP_RESPONSE_TIMEOUT_MS",
                 response_timeout.as_millis().to_string(),
                 "timeouts must be at least 100 ms",
             ));
         }
-        let concatenation = match choice("SMS_SMPP_CONCATENATION", "udh", &["udh", "sar"])?.as_str() {
+        let concatenation = match choice("SMS_SMPP_CONCATENATION", "udh", &["udh", "sar"])?.as_str()
+        {
             "sar" => Concatenation::Sar,
             _ => Concatenation::Udh,
         };
@@ -104,7 +137,8 @@ impl SmppConfig {
             "packed" => Gsm7Packing::Packed,
             _ => Gsm7Packing::Unpacked,
         };
-        let unanswered = match choice("SMS_SMPP_UNANSWERED", "fail", &["fail", "resend"])?.as_str() {
+        let unanswered = match choice("SMS_SMPP_UNANSWERED", "fail", &["fail", "resend"])?.as_str()
+        {
             "resend" => Unanswered::Resend,
             _ => Unanswered::Fail,
         };
@@ -141,6 +175,8 @@ pub struct Smpp {
     parts: PartSettings,
     unanswered: Unanswered,
     reference: AtomicU16,
+    /// Per sender, the turn of its messages.
+    senders: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The longest one message's `submit_sm`s take, in all.
     timeout: Duration,
 }
@@ -153,8 +189,18 @@ impl Smpp {
             parts: config.parts,
             unanswered: config.unanswered,
             reference: AtomicU16::new(fastrand::u16(..)),
+            senders: std::sync::Mutex::default(),
             timeout,
         }
+    }
+
+    /// The lock ordering `from`'s messages.
+    fn sender(&self, from: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        if senders.len() > 10_000 {
+            senders.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        senders.entry(from.to_owned()).or_default().clone()
     }
 
     /// The connection's name.
@@ -189,14 +235,20 @@ impl Carrier for Smpp {
 
     async fn send(&self, m: &CarrierMessage) -> Result<Receipt, CarrierError> {
         let started = std::time::Instant::now();
-        let from = Address::of(&m.from).map_err(|e| permanent(Reason::InvalidSender, e.to_string()))?;
-        let to = Address::of(&m.to).map_err(|e| permanent(Reason::InvalidRecipient, e.to_string()))?;
+        let from =
+            Address::of(&m.from).map_err(|e| permanent(Reason::InvalidSender, e.to_string()))?;
+        let to =
+            Address::of(&m.to).map_err(|e| permanent(Reason::InvalidRecipient, e.to_string()))?;
         if !m.media_urls.is_empty() {
             return Err(permanent(
                 Reason::UnknownCarrierError,
                 "SMPP carries text only: an MMS cannot go through this connection".into(),
             ));
         }
+        // One message of a sender at a time, in the order they came: a part tried again (the
+        // SMSC throttling) keeps its place.
+        let turn = self.sender(&m.from);
+        let _turn = turn.lock().await;
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let parts = sms_smpp::parts::parts(&m.body, reference, self.parts)
             .map_err(|e| permanent(Reason::UnknownCarrierError, e.to_string()))?;
@@ -217,7 +269,10 @@ impl Carrier for Smpp {
                 let left = self.timeout.saturating_sub(started.elapsed());
                 let outcome = self
                     .session
-                    .call(Pdu::SubmitSm(pdu.clone()), left.max(Duration::from_millis(10)))
+                    .call(
+                        Pdu::SubmitSm(pdu.clone()),
+                        left.max(Duration::from_millis(10)),
+                    )
                     .await;
                 // A later part that cannot go now is tried again within the call: the parts
                 // before it are with the SMSC, so failing (or resending) the message would
@@ -255,13 +310,22 @@ impl Carrier for Smpp {
                         let code = u32::from(resp.status());
                         let detail = format!("submit_sm refused: {:?} ({code:#x})", resp.status());
                         match submit_status(code) {
-                            SubmitRefusal::Throttled(reason) if first => {
-                                return Err(CarrierError::Retryable {
-                                    reason,
-                                    code: Some(code),
-                                    detail,
-                                    retry_after: None,
-                                });
+                            // Throttled: the whole connection slows down, and this part is
+                            // tried again within the call (the sender's next messages wait
+                            // behind it, so none overtakes it); back to the bus only when
+                            // the SMSC keeps refusing for the whole call.
+                            SubmitRefusal::Throttled(reason) => {
+                                let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
+                                self.session.pause(pause);
+                                if first && started.elapsed() + pause >= self.timeout {
+                                    return Err(CarrierError::Retryable {
+                                        reason,
+                                        code: Some(code),
+                                        detail,
+                                        retry_after: None,
+                                    });
+                                }
+                                again(detail)?;
                             }
                             SubmitRefusal::Retryable(reason) if first => {
                                 return Err(CarrierError::Retryable {
@@ -284,7 +348,7 @@ impl Carrier for Smpp {
                                     i + 1
                                 )));
                             }
-                            SubmitRefusal::Throttled(_) | SubmitRefusal::Retryable(_) => {
+                            SubmitRefusal::Retryable(_) => {
                                 again(detail)?;
                                 let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
                                 tokio::time::sleep(pause).await;
@@ -348,11 +412,14 @@ impl Carrier for Smpp {
             )));
         }
         let Some(Pdu::QuerySmResp(q)) = resp.pdu() else {
-            return Err(LookupError::Malformed("query_sm answered without a body".into()));
+            return Err(LookupError::Malformed(
+                "query_sm answered without a body".into(),
+            ));
         };
         let state = MessageState::from_code(u8::from(q.message_state));
         let error_code = u32::from(q.error_code);
-        let reason = (error_code != 0).then(|| self.session.config().errors.reason(&error_code.to_string()));
+        let reason =
+            (error_code != 0).then(|| self.session.config().errors.reason(&error_code.to_string()));
         let ours = state.and_then(|s| s.ours(reason));
         Ok(Some(CarrierRecord {
             sid: id.to_string(),

@@ -62,10 +62,16 @@ impl Deliveries for Received {
                     reason,
                 };
                 let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
-                let (applied, events) =
-                    store::receipt(&mut tx, &self.outbox, connection, &contact, &receipt.id, &row)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let (applied, events) = store::receipt(
+                    &mut tx,
+                    &self.outbox,
+                    connection,
+                    &contact,
+                    &receipt.id,
+                    &row,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 self.outbox
                     .add(&mut tx, &events)
                     .await
@@ -116,12 +122,20 @@ impl Received {
     ) -> Result<(), String> {
         if sms_core::phone::is_short_code(from) {
             count("message", "short_code");
-            tracing::info!(connection, from, "a message from a short code: acknowledged, not delivered");
+            tracing::info!(
+                connection,
+                from,
+                "a message from a short code: acknowledged, not delivered"
+            );
             return Ok(());
         }
         let Some(org) = self.holder(to).await else {
             count("message", "unknown_number");
-            tracing::warn!(connection, to, "a message to a number we do not hold: acknowledged, dropped");
+            tracing::warn!(
+                connection,
+                to,
+                "a message to a number we do not hold: acknowledged, dropped"
+            );
             return Ok(());
         };
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
@@ -162,7 +176,11 @@ impl Received {
     /// Every minute: contacts' messages whose missing parts never came are delivered as they
     /// are (the gaps marked), and receipts that matched nothing for an hour are dropped, each
     /// logged by name.
-    pub(crate) async fn sweep(self: Arc<Self>, part_timeout: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn sweep(
+        self: Arc<Self>,
+        part_timeout: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut every = tokio::time::interval(Duration::from_secs(60).min(part_timeout));
         loop {
             tokio::select! {
@@ -188,12 +206,21 @@ impl Received {
                 .cloned();
             tracing::warn!(connection = %m.connection, contact = %m.contact, ours = %m.ours, total = m.total, "a contact's message lacks parts after the timeout; delivered with the gaps marked");
             if let Some(org) = org {
-                let event = inbound(&m.connection, &org, &m.contact, &m.ours, &m.text, u32::from(m.total));
+                let event = inbound(
+                    &m.connection,
+                    &org,
+                    &m.contact,
+                    &m.ours,
+                    &m.text,
+                    u32::from(m.total),
+                );
                 events.push(self.outbox.encode(&event));
             }
         }
         self.outbox.add(&mut tx, &events).await?;
-        for (connection, id, contact) in store::stale_receipts(&mut tx, Duration::from_secs(3600)).await? {
+        for (connection, id, contact) in
+            store::stale_receipts(&mut tx, Duration::from_secs(3600)).await?
+        {
             tracing::warn!(%connection, %id, %contact, "a receipt for a message id we never sent (or never recorded); dropped after an hour");
         }
         tx.commit().await?;

@@ -85,6 +85,8 @@ struct Request {
 /// The connection's binds, running until shutdown.
 pub struct Session {
     config: SessionConfig,
+    /// Until when nothing is sent (the SMSC throttled us).
+    paused_until: std::sync::Mutex<Option<Instant>>,
     requests: mpsc::Sender<Request>,
     taken: Arc<Mutex<mpsc::Receiver<Request>>>,
 }
@@ -95,6 +97,7 @@ impl Session {
         let (requests, taken) = mpsc::channel(config.window.max(1) * config.binds.max(1) * 4);
         Session {
             config,
+            paused_until: std::sync::Mutex::new(None),
             requests,
             taken: Arc::new(Mutex::new(taken)),
         }
@@ -105,9 +108,29 @@ impl Session {
         &self.config
     }
 
+    /// Nothing is sent on the connection for `pause` (the SMSC is throttling us).
+    pub fn pause(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut p = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|current| current < until) {
+            *p = Some(until);
+        }
+    }
+
     /// Sends `pdu` on a transmitting bind and waits for its answer, for at most `timeout` in
-    /// all (waiting for a bind included).
+    /// all (waiting for a bind, or out a pause, included).
     pub async fn call(&self, pdu: Pdu, timeout: Duration) -> Result<Command, CallError> {
+        let paused = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = paused {
+            let wait = until.saturating_duration_since(Instant::now());
+            if wait >= timeout {
+                return Err(CallError::NotSent(format!(
+                    "the connection {} is paused (throttled) for {wait:?}",
+                    self.config.name
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        }
         let (reply, answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let request = Request {
@@ -147,7 +170,11 @@ impl Session {
     }
 
     /// Runs the binds until `shutdown`, then unbinds them.
-    pub async fn run(self: Arc<Self>, deliveries: Arc<dyn Deliveries>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        deliveries: Arc<dyn Deliveries>,
+        shutdown: CancellationToken,
+    ) {
         let mut binds = Vec::new();
         for slot in 0..self.config.binds.max(1) {
             let kinds: &[Kind] = match self.config.mode {
@@ -156,7 +183,9 @@ impl Session {
             };
             for &kind in kinds {
                 let (s, d, stop) = (self.clone(), deliveries.clone(), shutdown.clone());
-                binds.push(tokio::spawn(async move { s.bind_loop(slot, kind, d, stop).await }));
+                binds.push(tokio::spawn(async move {
+                    s.bind_loop(slot, kind, d, stop).await
+                }));
             }
         }
         for b in binds {
@@ -194,8 +223,12 @@ impl Session {
                             tracing::info!(connection = %name, slot, "SMPP unbound");
                             return;
                         }
-                        Ok(()) => tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again"),
-                        Err(e) => tracing::warn!(connection = %name, slot, error = %e, "SMPP bind lost; binding again"),
+                        Ok(()) => {
+                            tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again")
+                        }
+                        Err(e) => {
+                            tracing::warn!(connection = %name, slot, error = %e, "SMPP bind lost; binding again")
+                        }
                     }
                 }
                 Err(e) => {
@@ -441,7 +474,12 @@ impl Bound<'_> {
         pending: &mut HashMap<u32, Pending>,
         sequence: &mut u32,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + self.session.config.response_timeout.min(Duration::from_secs(5));
+        let deadline = Instant::now()
+            + self
+                .session
+                .config
+                .response_timeout
+                .min(Duration::from_secs(5));
         while !pending.is_empty() && Instant::now() < deadline {
             match tokio::time::timeout_at(deadline.into(), framed.next()).await {
                 Ok(Some(Ok(Frame::Command(c)))) => {
@@ -478,7 +516,11 @@ fn c_text<const N: usize>(s: &str) -> Result<COctetString<1, N>, String> {
 
 fn next(sequence: u32) -> u32 {
     // 1 to 0x7FFFFFFF (SMPP 3.4 3.2).
-    if sequence >= 0x7FFF_FFFF { 1 } else { sequence + 1 }
+    if sequence >= 0x7FFF_FFFF {
+        1
+    } else {
+        sequence + 1
+    }
 }
 
 /// `ESME_RX_T_APPN`: try again later.

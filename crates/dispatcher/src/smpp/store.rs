@@ -63,7 +63,9 @@ pub(crate) async fn record_parts(
     )
     .execute(&mut *conn)
     .await?;
-    // Receipts that overtook their submit_sm_resp (on any bind or replica).
+    // Receipts that overtook their submit_sm_resp (on any bind or replica); after the lock a
+    // receipt kept concurrently is committed, and one still deciding will see these parts.
+    lock_waiting(conn, connection).await?;
     let waiting = sqlx::query!(
         r#"DELETE FROM dispatcher.smpp_receipts r
             USING dispatcher.smpp_parts p
@@ -132,31 +134,12 @@ pub(crate) async fn receipt(
     r: &ReceiptRow,
 ) -> Result<(Applied, Vec<Encoded>), sqlx::Error> {
     let forms = id.forms();
-    let mut parts = sqlx::query!(
-        "SELECT message_id, part FROM dispatcher.smpp_parts
-          WHERE connection = $1 AND id_text = $2",
-        connection,
-        forms.text,
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|p| (p.message_id, p.part))
-    .collect::<Vec<_>>();
+    let mut parts = matching(conn, connection, &forms).await?;
     if parts.is_empty() {
-        parts = sqlx::query!(
-            "SELECT message_id, part FROM dispatcher.smpp_parts
-              WHERE connection = $1
-                AND ((id_hex IS NOT NULL AND id_hex = $2) OR (id_decimal IS NOT NULL AND id_decimal = $3))",
-            connection,
-            forms.decimal_value,
-            forms.hex_value,
-        )
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|p| (p.message_id, p.part))
-        .collect();
+        // Its part may be committing now: once the lock is ours, it is either visible or its
+        // transaction will find this receipt.
+        lock_waiting(conn, connection).await?;
+        parts = matching(conn, connection, &forms).await?;
     }
     if parts.is_empty() {
         sqlx::query!(
@@ -187,6 +170,47 @@ pub(crate) async fn receipt(
         Applied::Matched(parts.into_iter().map(|(m, _)| m).collect()),
         events,
     ))
+}
+
+/// Serializes keeping a receipt with recording parts, per connection.
+async fn lock_waiting(conn: &mut PgConnection, connection: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext('smpp-receipts:' || $1))",
+        connection
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The parts an id quotes: in the form answered first, then across radixes.
+async fn matching(
+    conn: &mut PgConnection,
+    connection: &str,
+    forms: &sms_smpp::id::IdForms,
+) -> Result<Vec<(Uuid, i16)>, sqlx::Error> {
+    let same = sqlx::query!(
+        "SELECT message_id, part FROM dispatcher.smpp_parts
+          WHERE connection = $1 AND id_text = $2",
+        connection,
+        forms.text,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if !same.is_empty() {
+        return Ok(same.into_iter().map(|p| (p.message_id, p.part)).collect());
+    }
+    let across = sqlx::query!(
+        "SELECT message_id, part FROM dispatcher.smpp_parts
+          WHERE connection = $1
+            AND ((id_hex IS NOT NULL AND id_hex = $2) OR (id_decimal IS NOT NULL AND id_decimal = $3))",
+        connection,
+        forms.decimal_value,
+        forms.hex_value,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(across.into_iter().map(|p| (p.message_id, p.part)).collect())
 }
 
 /// How bad a part's outcome is: the message takes its worst part's.
@@ -381,35 +405,47 @@ pub(crate) async fn incomplete(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut out: Vec<(String, String, String, i32, i16, Vec<(i16, String)>)> = Vec::new();
-    for r in rows {
-        match out.iter_mut().find(|o| {
-            o.0 == r.connection && o.1 == r.contact && o.2 == r.ours && o.3 == r.reference && o.4 == r.total
-        }) {
-            Some(o) => o.5.push((r.seq, r.text)),
-            None => out.push((r.connection, r.contact, r.ours, r.reference, r.total, vec![(r.seq, r.text)])),
+    // One message per key, its parts in the order of their numbers.
+    let mut out: Vec<Incomplete> = Vec::new();
+    let mut keys: Vec<(String, String, String, i32, i16)> = Vec::new();
+    for r in &rows {
+        let key = (
+            r.connection.clone(),
+            r.contact.clone(),
+            r.ours.clone(),
+            r.reference,
+            r.total,
+        );
+        if keys.contains(&key) {
+            continue;
         }
+        let mut text = String::new();
+        for seq in 1..=r.total {
+            let part = rows.iter().find(|p| {
+                (
+                    &p.connection,
+                    &p.contact,
+                    &p.ours,
+                    p.reference,
+                    p.total,
+                    p.seq,
+                ) == (&key.0, &key.1, &key.2, key.3, key.4, seq)
+            });
+            match part {
+                Some(p) => text.push_str(&p.text),
+                None => text.push_str("[…]"),
+            }
+        }
+        out.push(Incomplete {
+            connection: key.0.clone(),
+            contact: key.1.clone(),
+            ours: key.2.clone(),
+            total: u8::try_from(key.4).unwrap_or(u8::MAX),
+            text,
+        });
+        keys.push(key);
     }
-    Ok(out
-        .into_iter()
-        .map(|(connection, contact, ours, _, total, mut parts)| {
-            parts.sort_by_key(|p| p.0);
-            let mut text = String::new();
-            for seq in 1..=total {
-                match parts.iter().find(|p| p.0 == seq) {
-                    Some((_, t)) => text.push_str(t),
-                    None => text.push_str("[…]"),
-                }
-            }
-            Incomplete {
-                connection,
-                contact,
-                ours,
-                total: u8::try_from(total).unwrap_or(u8::MAX),
-                text,
-            }
-        })
-        .collect())
+    Ok(out)
 }
 
 /// Drops receipts that matched nothing for longer than `after` (ids we never sent, or whose

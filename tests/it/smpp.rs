@@ -1,0 +1,311 @@
+//! The SMPP carrier over TCP, against the simulator's SMSC: parts, receipts in any form and on
+//! any bind, contacts' messages in parts, throttling, a connection cut mid-window.
+
+use std::time::Duration;
+
+use sms_carrier_sim::ReceiptIds;
+use sms_proto::v1::{GetMessageRequest, Message, MessageStatus};
+use sms_testkit::{Options, Stack, as_user, eventually, send_ok, sms};
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const OURS: &str = "+12015550100";
+const CONTACT: &str = "+12015550123";
+
+async fn smpp_stack(change: impl FnOnce(&mut Options)) -> Stack {
+    let mut options = Options {
+        smpp: Some(sms_testkit::smpp_config()),
+        ..Options::default()
+    };
+    change(&mut options);
+    let stack = Stack::start_with(options).await;
+    stack.add_number(OURS).await;
+    eventually(Duration::from_secs(10), "the SMPP bind", || async {
+        (stack.sim.smpp_binds() > 0).then_some(())
+    })
+    .await;
+    stack
+}
+
+fn status(m: &Message) -> MessageStatus {
+    MessageStatus::try_from(m.status).unwrap()
+}
+
+fn lifecycle(m: &Message) -> Vec<MessageStatus> {
+    m.history
+        .iter()
+        .map(|h| MessageStatus::try_from(h.status).unwrap())
+        .filter(|s| *s != MessageStatus::Sending)
+        .collect()
+}
+
+async fn get(
+    client: &mut sms_proto::v1::messaging_service_client::MessagingServiceClient<Channel>,
+    id: &str,
+) -> Message {
+    client
+        .get_message(as_user(GetMessageRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_part_ucs2_message_goes_as_three_parts_and_is_delivered_once() {
+    let stack = smpp_stack(|_| {}).await;
+    let mut client = stack.messaging().await;
+    let body = "Привет, Ана! Это Сэм из Acme. ".repeat(5);
+    let counted = sms_core::count(&body);
+    assert_eq!(
+        (counted.encoding, counted.segments),
+        (sms_core::encoding::Encoding::Ucs2, 3)
+    );
+    let id = send_ok(&mut client, sms(OURS, CONTACT, &body)).await.id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    assert_eq!(m.segments, 3);
+    let m = eventually(Duration::from_secs(10), "the whole history", || {
+        let (mut client, id) = (client.clone(), id.clone());
+        async move {
+            let m = get(&mut client, &id).await;
+            (lifecycle(&m)
+                == [
+                    MessageStatus::Accepted,
+                    MessageStatus::Queued,
+                    MessageStatus::Sent,
+                    MessageStatus::Delivered,
+                ])
+            .then_some(m)
+        }
+    })
+    .await;
+    let parts = stack.sim.smpp_parts();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.data_coding == 8 && p.command_status == 0)
+    );
+    let mut seqs: Vec<(u8, &str)> = parts
+        .iter()
+        .map(|p| (p.part_of.unwrap().2, p.text.as_str()))
+        .collect();
+    seqs.sort_unstable();
+    let whole: String = seqs.iter().map(|(_, t)| *t).collect();
+    assert_eq!(whole, body);
+    // The carrier's id is the first part's, as the SMSC answered it.
+    assert_eq!(Some(m.carrier_sid.clone()), parts[0].message_id);
+    let requests = stack.sim.requests();
+    assert_eq!(requests.len(), 1, "one message reached the SMSC");
+    assert_eq!(requests[0].body, body);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_match_in_hex_decimal_and_zero_padded_form_and_say_why() {
+    let stack = smpp_stack(|_| {}).await;
+    let mut client = stack.messaging().await;
+    for (i, form) in [
+        ReceiptIds::AsAnswered,
+        ReceiptIds::Decimal,
+        ReceiptIds::ZeroPadded,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        stack.sim.update(|b| b.smpp.receipt_ids = form);
+        let to = format!("+1201555013{i}");
+        let id = send_ok(&mut client, sms(OURS, &to, &format!("form {form:?}")))
+            .await
+            .id;
+        let m = stack.wait_final(&mut client, &id).await;
+        assert_eq!(status(&m), MessageStatus::Delivered, "{form:?}: {m:?}");
+    }
+    // What the receipts say, in our words.
+    let (spam, landline, unknown) = ("+12015550141", "+12015550142", "+12015550143");
+    stack.sim.update(|b| {
+        b.smpp.receipt_ids = ReceiptIds::Decimal;
+        b.spam.insert(spam.into());
+        b.landlines.insert(landline.into());
+        b.unknown_error.insert(unknown.into());
+    });
+    for (to, expected, reason) in [
+        (spam, MessageStatus::Undelivered, "filtered_as_spam"),
+        (landline, MessageStatus::Failed, "not_sms_capable"),
+        (unknown, MessageStatus::Failed, "unknown_carrier_error"),
+    ] {
+        let id = send_ok(&mut client, sms(OURS, to, "will it arrive?"))
+            .await
+            .id;
+        let m = stack.wait_final(&mut client, &id).await;
+        assert_eq!(
+            (status(&m), m.reason.as_str()),
+            (expected, reason),
+            "{to}: {m:?}"
+        );
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_before_the_answer_and_receipts_on_another_bind_update_their_message() {
+    let stack = smpp_stack(|o| {
+        if let Some(smpp) = &mut o.smpp {
+            smpp.session.binds = 2;
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "both binds", || async {
+        (stack.sim.smpp_binds() == 2).then_some(())
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let early = "+12015550151";
+    stack.sim.update(|b| {
+        b.smpp.receipt_first.insert(early.into());
+    });
+    let id = send_ok(&mut client, sms(OURS, early, "the receipt comes first"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    stack.sim.update(|b| b.smpp.receipts_elsewhere = true);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            send_ok(&mut client, sms(OURS, CONTACT, &format!("elsewhere {i}")))
+                .await
+                .id,
+        );
+    }
+    for id in &ids {
+        let m = stack.wait_final(&mut client, id).await;
+        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mo_stop_opts_out_and_a_two_part_reply_in_reverse_reaches_the_inbox_whole() {
+    let stack = smpp_stack(|_| {}).await;
+    let (status_code, _) = stack
+        .sim
+        .reply(CONTACT, OURS, "STOP", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(status_code, 200);
+    eventually(Duration::from_secs(10), "the opt-out", || async {
+        let mut client = stack.messaging().await;
+        client
+            .send_message(as_user(sms(OURS, CONTACT, "still there?")))
+            .await
+            .err()
+            .and_then(|e| e.get_details_error_info())
+            .filter(|i| i.reason == "OPTED_OUT")
+            .map(|_| ())
+    })
+    .await;
+    stack.sim.update(|b| b.smpp.mo_reversed = true);
+    let other = "+12015550161";
+    let long = format!("{} the end", "Yes, Tuesday at ten works for me. ".repeat(6));
+    assert_eq!(sms_core::count(&long).segments, 2);
+    let (status_code, _) = stack
+        .sim
+        .reply(other, OURS, &long, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(status_code, 200);
+    let conversation = eventually(Duration::from_secs(10), "the reply", || async {
+        let c = stack.conversation(OURS, other).await;
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert_eq!(conversation.len(), 1);
+    assert_eq!(conversation[0].body, long);
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_slows_a_burst_down_without_failing_or_reordering_it() {
+    let stack = smpp_stack(|_| {}).await;
+    let mut client = stack.messaging().await;
+    stack.sim.update(|b| {
+        b.throttled.insert(CONTACT.into(), 4);
+    });
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(
+            send_ok(&mut client, sms(OURS, CONTACT, &format!("burst {i}")))
+                .await
+                .id,
+        );
+    }
+    for id in &ids {
+        let m = stack.wait_final(&mut client, id).await;
+        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    }
+    let parts = stack.sim.smpp_parts();
+    let throttled = parts.iter().filter(|p| p.command_status == 0x58).count();
+    assert_eq!(throttled, 4, "the SMSC throttled 4 submissions");
+    let taken: Vec<String> = stack.sim.requests().into_iter().map(|r| r.body).collect();
+    let sent: Vec<String> = (0..8).map(|i| format!("burst {i}")).collect();
+    assert_eq!(taken, sent, "in the order sent, each once");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_window_loses_nothing_and_sends_nothing_twice() {
+    let stack = smpp_stack(|o| {
+        o.sim.behaviour.api_latency = Duration::from_millis(300);
+        // A submit_sm written and never answered is in doubt: with the at-most-once policy
+        // it fails once its lease is over.
+        o.carrier_timeout = Duration::from_secs(4);
+        o.in_doubt_after = Duration::from_secs(10);
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let to = format!("+120155502{i:02}");
+        ids.push(
+            send_ok(&mut client, sms(OURS, &to, &format!("cut {i}")))
+                .await
+                .id,
+        );
+    }
+    // Some answers are still held by the SMSC's latency when the connection goes.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stack.sim.cut_smpp();
+    let mut outcomes = std::collections::HashMap::new();
+    for id in &ids {
+        let m = stack.wait_final(&mut client, id).await;
+        *outcomes.entry(status(&m)).or_insert(0) += 1;
+        if status(&m) == MessageStatus::Failed {
+            // Written, unanswered, and the policy is at most once.
+            assert_eq!(m.reason, "unknown_carrier_error", "{m:?}");
+        }
+    }
+    let requests = stack.sim.requests();
+    let mut bodies: Vec<&str> = requests.iter().map(|r| r.body.as_str()).collect();
+    bodies.sort_unstable();
+    let before = bodies.len();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        before,
+        "nothing reached the SMSC twice: {requests:?}"
+    );
+    // Delivered or failed as unknown (taken by the SMSC, its answer lost with the
+    // connection): each message once, none lost.
+    let delivered = outcomes
+        .get(&MessageStatus::Delivered)
+        .copied()
+        .unwrap_or(0);
+    let failed = outcomes.get(&MessageStatus::Failed).copied().unwrap_or(0);
+    assert_eq!(delivered + failed, ids.len(), "{outcomes:?}");
+    assert!(delivered <= bodies.len(), "{outcomes:?}");
+    println!("cut mid-window: {outcomes:?}");
+    stack.shutdown().await;
+}
