@@ -11,6 +11,10 @@
 //! signing key made for the run, and the simulator on by default, its loopback address (and
 //! only it) allowed to the fetch policy. Without it, smsd needs what production needs
 //! (`SMS_API_TOKENS`, `SMS_MEDIA_SECRET`, a carrier) and says which is missing.
+//!
+//! `SMS_CARRIER=smpp` sends over SMPP: to the SMSC at `SMS_SMPP_ADDR` (with
+//! `SMS_SMPP_SYSTEM_ID` and `SMS_SMPP_PASSWORD`), or, when none is named and the simulator is
+//! on, to the simulator's SMSC on `SMS_SIM_SMPP_ADDR` (default 127.0.0.1:2775).
 
 use std::net::SocketAddr;
 
@@ -97,6 +101,41 @@ async fn main() -> anyhow::Result<()> {
             ),
         ]);
     }
+    // SMPP: `SMS_CARRIER=smpp` sends through the SMSC at `SMS_SMPP_ADDR`; without one, through
+    // the simulator's (on `SMS_SIM_SMPP_ADDR`, default 127.0.0.1:2775), whose contacts' messages
+    // then come over SMPP too.
+    let smpp = base.string_or("SMS_CARRIER", "twilio") == "smpp";
+    let sim_smpp_addr: Option<SocketAddr> = match base.raw("SMS_SIM_SMPP_ADDR") {
+        Some(_) => Some(base.parse_or(
+            "SMS_SIM_SMPP_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 2775)),
+        )?),
+        None if sim && smpp && base.raw("SMS_SMPP_ADDR").is_none() => {
+            Some(SocketAddr::from(([127, 0, 0, 1], 2775)))
+        }
+        None => None,
+    };
+    if let Some(addr) = sim_smpp_addr.filter(|_| sim && smpp && base.raw("SMS_SMPP_ADDR").is_none())
+    {
+        defaults.extend([
+            ("SMS_SMPP_ADDR".to_owned(), addr.to_string()),
+            (
+                "SMS_SMPP_SYSTEM_ID".to_owned(),
+                sms_carrier_sim::DEFAULT_SMPP_SYSTEM_ID.to_owned(),
+            ),
+            (
+                "SMS_SMPP_PASSWORD".to_owned(),
+                sms_carrier_sim::DEFAULT_SMPP_PASSWORD.to_owned(),
+            ),
+            ("SMS_SMPP_NAME".to_owned(), "smpp-sim".to_owned()),
+            // The simulator's own code for spam.
+            (
+                "SMS_SMPP_ERRORS".to_owned(),
+                "69=filtered_as_spam".to_owned(),
+            ),
+            ("SMS_SIM_SMPP_MO".to_owned(), "all".to_owned()),
+        ]);
+    }
     let env = base.with_defaults(defaults);
 
     // Read every configuration first, so a wrong variable stops us before anything starts.
@@ -130,6 +169,14 @@ async fn main() -> anyhow::Result<()> {
         let listener = sms_runtime::health::bind(sim_addr).await?;
         let sim = sms_carrier_sim::Sim::new(config)?;
         tracing::info!(addr = %sim_addr, "carrier simulator listening");
+        if let Some(addr) = sim_smpp_addr {
+            let smsc = sms_runtime::health::bind(addr).await?;
+            tracing::info!(%addr, "the simulator's SMSC listening");
+            tasks.spawn(named(
+                "carrier-sim SMSC",
+                sim.clone().serve_smpp(smsc, shutdown.clone()),
+            ));
+        }
         tasks.spawn(named("carrier-sim", sim.serve(listener, shutdown.clone())));
     }
     tasks.spawn(named(
