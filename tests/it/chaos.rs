@@ -153,8 +153,18 @@ fn hook_receiver() -> (String, Arc<Mutex<Hooks>>) {
     (addr, hooks)
 }
 
+/// Which carrier protocol the dispatchers speak to the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// Its Messages API and webhooks.
+    Twilio,
+    /// Its SMSC: binds, submit_sm, receipts and contacts' messages as deliver_sm.
+    Smpp,
+}
+
 /// Everything one run starts.
 struct Platform {
+    protocol: Protocol,
     sim: Sim,
     nats: NatsCluster,
     pg: PgCluster,
@@ -179,7 +189,7 @@ fn channel(addr: &str) -> Channel {
 }
 
 impl Platform {
-    async fn start() -> Platform {
+    async fn start(protocol: Protocol) -> Platform {
         let scratch = sms_testkit::cluster::Scratch::new("sms-chaos-logs");
         let nats = NatsCluster::start(3).await;
         let pg = PgCluster::start().await;
@@ -196,6 +206,8 @@ impl Platform {
                 .insert(recipient(i, Kind::Landline));
             sim_config.behaviour.spam.insert(recipient(i, Kind::Spam));
         }
+        // Over SMPP, contacts' messages come on the binds too.
+        sim_config.behaviour.smpp.all_numbers = protocol == Protocol::Smpp;
         let sim = Sim::new(sim_config).unwrap();
         // The carrier runs apart from the harness, whose fault loop blocks in pg_ctl and waits
         // for killed children: a carrier stalled by its caller's runtime would take calls late
@@ -206,6 +218,14 @@ impl Platform {
         let carrier = sim.clone();
         sms_testkit::cluster::serve_apart("carrier-sim", sim_listener, |l| {
             carrier.serve(l, tokio_util::sync::CancellationToken::new())
+        });
+
+        let smsc_listener =
+            sms_runtime::health::bind_std(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let smsc_addr = smsc_listener.local_addr().unwrap().to_string();
+        let smsc = sim.clone();
+        sms_testkit::cluster::serve_apart("carrier-sim-smsc", smsc_listener, |l| {
+            smsc.serve_smpp(l, tokio_util::sync::CancellationToken::new())
         });
 
         let inbound_addr = format!("127.0.0.1:{}", free_port());
@@ -232,6 +252,28 @@ impl Platform {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut common = common;
+        if protocol == Protocol::Smpp {
+            common.extend(
+                [
+                    ("SMS_CARRIER", "smpp".to_owned()),
+                    ("SMS_SMPP_ADDR", smsc_addr.clone()),
+                    (
+                        "SMS_SMPP_SYSTEM_ID",
+                        sms_carrier_sim::DEFAULT_SMPP_SYSTEM_ID.to_owned(),
+                    ),
+                    (
+                        "SMS_SMPP_PASSWORD",
+                        sms_carrier_sim::DEFAULT_SMPP_PASSWORD.to_owned(),
+                    ),
+                    ("SMS_SMPP_ERRORS", sms_testkit::SIM_SMPP_ERRORS.to_owned()),
+                    ("SMS_SMPP_RESPONSE_TIMEOUT_MS", "2000".to_owned()),
+                    ("SMS_SMPP_ENQUIRE_LINK_MS", "2000".to_owned()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+            );
+        }
         let mut procs = Procs::default();
         let mut health = HashMap::new();
         let mut composer_addrs = Vec::new();
@@ -302,6 +344,7 @@ impl Platform {
         );
         // The composers first: they create the database and the streams the others use.
         let mut platform = Platform {
+            protocol,
             sim,
             nats,
             pg,
@@ -456,7 +499,18 @@ async fn send_until_answered(
 
 /// The contact `from` texts `body` to our number, retrying as a carrier would until the
 /// receiver takes it.
-async fn text_us(sim: &Sim, inbound_url: &str, from: &str, body: &str) {
+async fn text_us(protocol: Protocol, sim: &Sim, inbound_url: &str, from: &str, body: &str) {
+    if protocol == Protocol::Smpp {
+        // A deliver_sm, offered until a bind answers it (the SMSC keeps it meanwhile).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok((200, _)) = sim.reply(from, SENDERS[0], body, Vec::new()).await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{from}'s {body} never taken");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     let url = format!("{inbound_url}/webhooks/twilio/incoming{INCOMING_OVERRIDES}");
     let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -490,11 +544,35 @@ const FAULTS: [&str; 9] = [
     "dispatcher-b",
 ];
 
+/// The faults of one round over SMPP: the same, with the SMSC cutting every bind.
+const SMPP_FAULTS: [&str; 10] = [
+    "composer-a",
+    "dispatcher-a",
+    "smsc",
+    "nats-leader",
+    "scheduler",
+    "optout",
+    "postgres",
+    "composer-b",
+    "dispatcher-b",
+    "smsc",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
+    run(Protocol::Twilio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_smpp_services_killed_and_binds_cut_lose_nothing_and_send_nothing_twice() {
+    run(Protocol::Smpp).await;
+}
+
+async fn run(protocol: Protocol) {
     let plan = Plan::from_env();
     let stoppers = (plan.messages / 60).max(4);
-    let mut platform = Platform::start().await;
+    let mut platform = Platform::start(protocol).await;
+    println!("chaos: carrier protocol {protocol:?}");
     let started = Instant::now();
     let load_time = Duration::from_secs_f64(plan.messages as f64 / plan.rate);
     println!(
@@ -524,7 +602,7 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                     let (sim, url) = (sim.clone(), inbound_url.clone());
                     let who = stopper(stopped);
                     tasks.push(tokio::spawn(async move {
-                        text_us(&sim, &url, &who, "STOP").await;
+                        text_us(protocol, &sim, &url, &who, "STOP").await;
                     }));
                     stopped += 1;
                 }
@@ -559,10 +637,15 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     };
 
     // The faults, one at a time, spread over the load.
-    let spacing = (load_time / (FAULTS.len() * plan.rounds + 1) as u32).max(Duration::from_secs(1));
+    let round_faults: &[&str] = match protocol {
+        Protocol::Twilio => &FAULTS,
+        Protocol::Smpp => &SMPP_FAULTS,
+    };
+    let spacing =
+        (load_time / (round_faults.len() * plan.rounds + 1) as u32).max(Duration::from_secs(1));
     let mut faults = Vec::new();
     for round in 0..plan.rounds {
-        for fault in FAULTS {
+        for &fault in round_faults {
             tokio::time::sleep(spacing).await;
             let at = started.elapsed().as_secs_f64();
             let what = match fault {
@@ -580,6 +663,10 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
                         }
                         None => "NATS stream leader not found (skipped)".to_owned(),
                     }
+                }
+                "smsc" => {
+                    platform.sim.cut_smpp();
+                    "the SMSC cut every bind".to_owned()
                 }
                 "postgres" => {
                     // Down for longer than five deliveries' back-off: events wait for the
@@ -714,6 +801,14 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
     }
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     let mut carrier = [0usize; 3];
+    // Over SMPP, a submit_sm written and never answered (its dispatcher killed, or its bind
+    // cut, before the answer was stored) fails as unknown: the documented at-most-once policy.
+    let mut failed_by_policy = 0;
+    let by_policy = |m: &Message| {
+        protocol == Protocol::Smpp
+            && MessageStatus::try_from(m.status) == Ok(MessageStatus::Failed)
+            && m.reason == "unknown_carrier_error"
+    };
     // Messages the carrier took more than once: what it saw and what the dispatcher recorded.
     let mut twice: Vec<(String, String)> = Vec::new();
     let mut unsent: Vec<String> = Vec::new();
@@ -729,6 +824,8 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
             .entry(format!("{status:?} {}", m.reason).trim().to_owned())
             .or_default() += 1;
         match sids.len() {
+            0 if by_policy(m) => failed_by_policy += 1,
+            1 if by_policy(m) => failed_by_policy += 1,
             0 => {
                 // Never reached the carrier: only for a stated reason it may not have.
                 let stated = matches!(s.kind, Kind::ToStopper(_)) && m.reason == "opted_out";
@@ -946,6 +1043,12 @@ async fn services_killed_one_at_a_time_lose_nothing_and_send_nothing_twice() {
         "chaos: carrier got 0: {}, 1: {}, >1: {}; statuses: {statuses:?}",
         carrier[0], carrier[1], carrier[2]
     );
+    if protocol == Protocol::Smpp {
+        let (acknowledged, waiting) = platform.sim.smpp_deliveries();
+        println!(
+            "chaos: SMPP: {failed_by_policy} failed as unknown by the at-most-once policy (answer never stored); deliver_sm acknowledged {acknowledged}, receipts still waiting for a bind {waiting}"
+        );
+    }
     println!(
         "chaos: STOPs honoured {stops_honoured} of {stoppers}; confirmations {confirmation_count}; wall {:.1} s",
         started.elapsed().as_secs_f64()

@@ -639,7 +639,8 @@ impl Sim {
             received_at_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
             traceparent: None,
             media_sizes: Vec::new(),
-            http_status: 200,
+            // As the Messages API answers a message it took.
+            http_status: 201,
             sid: Some(sid),
         });
     }
