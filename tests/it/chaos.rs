@@ -164,7 +164,6 @@ enum Protocol {
 
 /// Everything one run starts.
 struct Platform {
-    protocol: Protocol,
     sim: Sim,
     nats: NatsCluster,
     pg: PgCluster,
@@ -344,7 +343,6 @@ impl Platform {
         );
         // The composers first: they create the database and the streams the others use.
         let mut platform = Platform {
-            protocol,
             sim,
             nats,
             pg,
