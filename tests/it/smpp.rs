@@ -309,3 +309,323 @@ async fn a_connection_cut_mid_window_loses_nothing_and_sends_nothing_twice() {
     println!("cut mid-window: {outcomes:?}");
     stack.shutdown().await;
 }
+
+/// One PDU's bytes, built by hand: what a misbehaving peer can put on the wire.
+fn raw_pdu(command_id: u32, status: u32, sequence: u32, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + body.len());
+    b.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+    b.extend_from_slice(&command_id.to_be_bytes());
+    b.extend_from_slice(&status.to_be_bytes());
+    b.extend_from_slice(&sequence.to_be_bytes());
+    b.extend_from_slice(body);
+    b
+}
+
+type Wire = tokio_util::codec::Framed<tokio::net::TcpStream, sms_smpp::codec::Framing>;
+
+async fn next_command(wire: &mut Wire) -> Option<rusmpp::Command> {
+    use futures::StreamExt;
+    match tokio::time::timeout(Duration::from_secs(10), wire.next()).await {
+        Ok(Some(Ok(sms_smpp::codec::Frame::Command(c)))) => Some(*c),
+        _ => None,
+    }
+}
+
+async fn write_raw(wire: &mut Wire, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    wire.get_mut().write_all(bytes).await.unwrap();
+}
+
+/// `(command id, status, sequence)` of an answer.
+fn answer_of(c: &rusmpp::Command) -> (u32, u32, u32) {
+    (
+        u32::from(c.id()),
+        u32::from(c.status()),
+        c.sequence_number(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes_back() {
+    use futures::SinkExt;
+    use rusmpp::{Command, CommandStatus, Pdu};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let smsc = tokio::spawn(async move {
+        let mut binds = 0;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut wire = Wire::new(stream, sms_smpp::codec::Framing::default());
+            let bind = next_command(&mut wire).await.unwrap();
+            assert!(
+                matches!(bind.pdu(), Some(Pdu::BindTransceiver(_))),
+                "{bind:?}"
+            );
+            binds += 1;
+            let resp = rusmpp::pdus::BindTransceiverResp::new(
+                rusmpp::types::COctetString::from_vec(b"HOSTILE\0".to_vec()).unwrap(),
+                None,
+            );
+            wire.send(Command::new(
+                CommandStatus::EsmeRok,
+                bind.sequence_number(),
+                resp,
+            ))
+            .await
+            .unwrap();
+            if binds == 1 {
+                // A deliver_sm whose body cannot be read, an unknown command, a receipt for
+                // an id never sent, the first part of a message whose second never comes,
+                // and a message in a coding nobody can read.
+                write_raw(&mut wire, &raw_pdu(0x0000_0005, 0, 101, b"abcde")).await;
+                write_raw(&mut wire, &raw_pdu(0x0000_0777, 0, 102, b"")).await;
+                let contact = sms_smpp::pdu::Address::of(CONTACT).unwrap();
+                let ours = sms_smpp::pdu::Address::of(OURS).unwrap();
+                let receipt = sms_smpp::Receipt {
+                    id: sms_smpp::SmscId::parse("DEADBEEF").unwrap(),
+                    state: sms_smpp::MessageState::Delivered,
+                    error: None,
+                };
+                let text = receipt.text("2612071200", "2612071201", "never sent");
+                let pdu =
+                    sms_smpp::pdu::receipt_deliver_sm(&contact, &ours, &receipt, &text).unwrap();
+                wire.send(Command::new(CommandStatus::EsmeRok, 103, pdu))
+                    .await
+                    .unwrap();
+                let long = "a part of a message whose other part never comes. ".repeat(4);
+                let parts = sms_smpp::parts::parts(&long, 9, Default::default()).unwrap();
+                let pdu = sms_smpp::pdu::message_deliver_sm(&contact, &ours, &parts[0]).unwrap();
+                wire.send(Command::new(CommandStatus::EsmeRok, 104, pdu))
+                    .await
+                    .unwrap();
+                let binary = sms_smpp::parts::Part {
+                    data_coding: 0x04,
+                    esm_class: 0,
+                    short_message: vec![1, 2, 3],
+                    sar: None,
+                };
+                let pdu = sms_smpp::pdu::message_deliver_sm(&contact, &ours, &binary).unwrap();
+                wire.send(Command::new(CommandStatus::EsmeRok, 105, pdu))
+                    .await
+                    .unwrap();
+                let mut got = Vec::new();
+                while got.len() < 5 {
+                    let Some(c) = next_command(&mut wire).await else {
+                        break;
+                    };
+                    if c.sequence_number() >= 101 {
+                        got.push(answer_of(&c));
+                    }
+                }
+                got.sort_by_key(|a| a.2);
+                answers_tx.send(got).unwrap();
+                // Then a length nobody should believe: the adapter must hang up and bind again.
+                write_raw(
+                    &mut wire,
+                    &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 107],
+                )
+                .await;
+                assert!(
+                    next_command(&mut wire).await.is_none(),
+                    "the adapter kept a stream it cannot read"
+                );
+                continue;
+            }
+            // The second bind is served well: each submit_sm taken, its receipt sent.
+            let mut id = 0x00AB_C000_u32;
+            while let Some(c) = next_command(&mut wire).await {
+                match c.pdu() {
+                    Some(Pdu::SubmitSm(s)) => {
+                        id += 1;
+                        let message_id = format!("{id:X}");
+                        let resp = rusmpp::pdus::SubmitSmResp::builder()
+                            .message_id(
+                                rusmpp::types::COctetString::from_vec(
+                                    format!("{message_id}\0").into_bytes(),
+                                )
+                                .unwrap(),
+                            )
+                            .build();
+                        wire.send(Command::new(
+                            CommandStatus::EsmeRok,
+                            c.sequence_number(),
+                            resp,
+                        ))
+                        .await
+                        .unwrap();
+                        let submitted = sms_smpp::pdu::submitted(s);
+                        let receipt = sms_smpp::Receipt {
+                            id: sms_smpp::SmscId::parse(&message_id).unwrap(),
+                            state: sms_smpp::MessageState::Delivered,
+                            error: None,
+                        };
+                        let pdu = sms_smpp::pdu::receipt_deliver_sm(
+                            &submitted.to,
+                            &submitted.from,
+                            &receipt,
+                            &receipt.text("2612071200", "2612071201", "ok"),
+                        )
+                        .unwrap();
+                        wire.send(Command::new(CommandStatus::EsmeRok, 500 + id, pdu))
+                            .await
+                            .unwrap();
+                    }
+                    Some(Pdu::EnquireLink) => {
+                        wire.send(Command::new(
+                            CommandStatus::EsmeRok,
+                            c.sequence_number(),
+                            Pdu::EnquireLinkResp,
+                        ))
+                        .await
+                        .unwrap();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    let stack = Stack::start_with(Options {
+        smpp: Some({
+            let mut c = sms_testkit::smpp_config();
+            c.session.addr = addr;
+            c
+        }),
+        ..Options::default()
+    })
+    .await;
+    stack.add_number(OURS).await;
+    let got = tokio::time::timeout(Duration::from_secs(20), answers.recv())
+        .await
+        .expect("the adapter answered")
+        .unwrap();
+    assert_eq!(
+        got,
+        [
+            (0x8000_0000, 0x02, 101), // generic_nack, ESME_RINVCMDLEN
+            (0x8000_0000, 0x03, 102), // generic_nack, ESME_RINVCMDID
+            (0x8000_0005, 0x00, 103), // deliver_sm_resp: the receipt is kept for its part
+            (0x8000_0005, 0x00, 104), // deliver_sm_resp: the part is kept for the rest
+            (0x8000_0005, 0x65, 105), // deliver_sm_resp, ESME_RX_P_APPN: never readable
+        ]
+    );
+    // After the absurd length: bound again, and sending works.
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(OURS, CONTACT, "after the storm"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    // What was kept: the receipt for an id never sent, and the lone part.
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&stack.database_url)
+        .await
+        .unwrap();
+    let kept: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dispatcher.smpp_receipts WHERE id_text = 'deadbeef'),
+                (SELECT count(*) FROM dispatcher.smpp_mo_parts)",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(kept, (1, 1));
+    smsc.abort();
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_smsc_refuses_bad_binds_and_bad_pdus_and_survives_them() {
+    use futures::SinkExt;
+    use rusmpp::{Command, CommandStatus, Pdu};
+    let sim = sms_carrier_sim::Sim::new(sms_carrier_sim::SimConfig::new("AC1", "t")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sim.clone().serve_smpp(listener, stop.clone()));
+    let connect = || async {
+        Wire::new(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            sms_smpp::codec::Framing::default(),
+        )
+    };
+    let bind = |password: &str| {
+        rusmpp::pdus::BindTransceiver::builder()
+            .system_id(rusmpp::types::COctetString::from_vec(b"sim\0".to_vec()).unwrap())
+            .password(
+                rusmpp::types::COctetString::from_vec(format!("{password}\0").into_bytes())
+                    .unwrap(),
+            )
+            .build()
+    };
+    // Anything before a bind.
+    let mut wire = connect().await;
+    wire.send(Command::new(CommandStatus::EsmeRok, 1, Pdu::EnquireLink))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0000, 0x04, 1)
+    );
+    // A wrong password.
+    let mut wire = connect().await;
+    wire.send(Command::new(CommandStatus::EsmeRok, 1, bind("nope")))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0009, 0x0E, 1)
+    );
+    assert!(
+        next_command(&mut wire).await.is_none(),
+        "closed after a refused bind"
+    );
+    // Bound: a PDU that cannot be read and an unknown command are refused, and the bind lives.
+    let mut wire = connect().await;
+    wire.send(Command::new(
+        CommandStatus::EsmeRok,
+        1,
+        bind(sms_carrier_sim::DEFAULT_SMPP_PASSWORD),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0009, 0, 1)
+    );
+    write_raw(&mut wire, &raw_pdu(0x0000_0004, 0, 2, b"\x00\x01")).await;
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0000, 0x02, 2)
+    );
+    write_raw(&mut wire, &raw_pdu(0x0001_2345, 0, 3, b"xyz")).await;
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0000, 0x03, 3)
+    );
+    wire.send(Command::new(CommandStatus::EsmeRok, 4, Pdu::EnquireLink))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0015, 0, 4)
+    );
+    // An absurd length: the SMSC hangs up; a new bind is taken as before.
+    write_raw(
+        &mut wire,
+        &[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 5],
+    )
+    .await;
+    assert!(next_command(&mut wire).await.is_none());
+    let mut wire = connect().await;
+    wire.send(Command::new(
+        CommandStatus::EsmeRok,
+        1,
+        bind(sms_carrier_sim::DEFAULT_SMPP_PASSWORD),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        answer_of(&next_command(&mut wire).await.unwrap()),
+        (0x8000_0009, 0, 1)
+    );
+    stop.cancel();
+}

@@ -159,7 +159,8 @@ pub struct Options {
     /// sender and recipient, by default). An SMPP carrier's is its own.
     pub carrier_resolution: sms_dispatcher::Resolution,
     /// The dispatchers send over SMPP to the simulator's SMSC with these settings (its address
-    /// filled in by the stack; see [`smpp_config`]), and contacts' messages come over SMPP.
+    /// filled in by the stack unless one is named; see [`smpp_config`]), and contacts'
+    /// messages come over SMPP.
     pub smpp: Option<sms_dispatcher::smpp::SmppConfig>,
 }
 
@@ -550,7 +551,10 @@ impl Stack {
             account_rate: self.options.account_rate,
             partition_lease: self.options.partition_lease,
             smpp: self.options.smpp.clone().map(|mut c| {
-                c.session.addr.clone_from(&self.smpp_addr);
+                // A test's own SMSC when it names one; the simulator's otherwise.
+                if c.session.addr.is_empty() {
+                    c.session.addr.clone_from(&self.smpp_addr);
+                }
                 c
             }),
             mo_part_timeout: Duration::from_secs(600),
