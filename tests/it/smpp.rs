@@ -629,3 +629,53 @@ async fn the_simulators_smsc_refuses_bad_binds_and_bad_pdus_and_survives_them() 
     );
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_binds_the_smsc_allows_and_take_over_those_of_one_that_stops() {
+    let mut stack = smpp_stack(|o| {
+        o.dispatchers = 2;
+        if let Some(smpp) = &mut o.smpp {
+            smpp.session.binds = 2;
+        }
+    })
+    .await;
+    // Two replicas, two binds allowed: one each, never more in all.
+    eventually(Duration::from_secs(15), "two binds", || async {
+        (stack.sim.smpp_binds() == 2).then_some(())
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            stack.sim.smpp_binds() <= 2,
+            "{} binds",
+            stack.sim.smpp_binds()
+        );
+    }
+    // A third replica joins: still two binds in all.
+    stack.start_dispatcher();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            stack.sim.smpp_binds() <= 2,
+            "{} binds",
+            stack.sim.smpp_binds()
+        );
+    }
+    // Two stop: the one left takes both slots, and sends.
+    stack.stop_dispatcher(0).await;
+    stack.stop_dispatcher(0).await;
+    eventually(
+        Duration::from_secs(20),
+        "both binds on the replica left",
+        || async { (stack.sim.smpp_binds() == 2).then_some(()) },
+    )
+    .await;
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(OURS, CONTACT, "still bound"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    stack.shutdown().await;
+}

@@ -53,3 +53,14 @@ CREATE TABLE smpp_mo_parts (
     received_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (connection, contact, ours, reference, total, seq)
 );
+
+-- The binds an SMSC allows a system id, shared by the dispatcher replicas: a replica binds
+-- only on a slot it leases (its fair share of them), renews the lease while bound, and unbinds
+-- before it lapses. So the replicas together never hold more binds than configured.
+CREATE TABLE smpp_bind_slots (
+    connection  text        NOT NULL,
+    slot        integer     NOT NULL,
+    owner       text,
+    lease_until timestamptz NOT NULL DEFAULT '-infinity',
+    PRIMARY KEY (connection, slot)
+);

@@ -192,15 +192,37 @@ pub trait Carrier: Send + Sync {
     /// One message by its sid (or id); `None` when the carrier says it has no such message.
     async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError>;
 
-    /// Runs what the carrier needs running (SMPP's binds) until `shutdown`, handing what it
-    /// receives to `deliveries`; `None` for a carrier with nothing to run (Twilio).
-    fn start(
-        &self,
-        _deliveries: std::sync::Arc<dyn Deliveries>,
-        _shutdown: tokio_util::sync::CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    /// Runs what the carrier needs running (SMPP's binds) until the context's shutdown,
+    /// handing what it receives to its deliveries; `None` for a carrier with nothing to run
+    /// (Twilio).
+    fn start(&self, _context: CarrierContext) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
+}
+
+/// What a carrier that runs on its own ([`Carrier::start`]) is given.
+#[derive(Clone)]
+pub struct CarrierContext {
+    /// Where what it receives goes.
+    pub deliveries: std::sync::Arc<dyn Deliveries>,
+    /// The connections it may hold, shared with the other replicas (none: as configured).
+    pub slots: Option<std::sync::Arc<dyn Slots>>,
+    /// When to stop.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Connection slots shared by the dispatcher replicas (SMPP binds an SMSC allows a system
+/// id): a connection is opened only on a slot leased, and closed before the lease lapses.
+#[async_trait]
+pub trait Slots: Send + Sync {
+    /// How long a lease lasts without renewal.
+    fn lease(&self) -> Duration;
+    /// Leases a free slot of `connection`'s `total`, if this replica is below its share.
+    async fn take(&self, connection: &str, total: usize) -> Result<Option<i32>, String>;
+    /// Renews `slot`; `false` when it must be given back (lost, or above the share).
+    async fn renew(&self, connection: &str, slot: i32, total: usize) -> Result<bool, String>;
+    /// Gives `slot` back.
+    async fn free(&self, connection: &str, slot: i32);
 }
 
 /// Twilio's Messages API (or anything that speaks it, like the carrier simulator).

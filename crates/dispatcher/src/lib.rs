@@ -47,8 +47,8 @@ pub mod smpp;
 mod store;
 
 pub use carrier::{
-    Carrier, CarrierError, CarrierMessage, CarrierRecord, Deliveries, LookupError, Receipt,
-    Resolution, StatusSource, Twilio, Unanswered,
+    Carrier, CarrierContext, CarrierError, CarrierMessage, CarrierRecord, Deliveries, LookupError,
+    Receipt, Resolution, Slots, StatusSource, Twilio, Unanswered,
 };
 
 /// The dispatcher's schema.
@@ -295,6 +295,7 @@ pub async fn run_with_carrier(
     )
     .await?;
     let in_doubt_after = config.in_doubt_after;
+    let me = Uuid::new_v4().to_string();
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(1));
     let holdings = partitions::Holdings::default();
     let dispatcher = Arc::new(Dispatcher {
@@ -322,12 +323,12 @@ pub async fn run_with_carrier(
     let leases = partitions::run(
         partitions::Replica {
             pool: pool.clone(),
-            me: Uuid::new_v4().to_string(),
+            me: me.clone(),
             config: partitions::LeaseConfig {
                 lease: config.partition_lease,
             },
             holdings,
-            live,
+            live: live.clone(),
         },
         changes_tx,
         stopped,
@@ -371,7 +372,16 @@ pub async fn run_with_carrier(
         outbox: dispatcher.outbox.clone(),
         holders,
     });
-    let carrier_running = dispatcher.carrier.start(received.clone(), shutdown.clone());
+    let carrier_running = dispatcher.carrier.start(carrier::CarrierContext {
+        deliveries: received.clone(),
+        slots: Some(Arc::new(smpp::slots::LeasedSlots {
+            pool: pool.clone(),
+            me: me.clone(),
+            live: live.clone(),
+            lease: config.partition_lease,
+        })),
+        shutdown: shutdown.clone(),
+    });
     let sweeping = carrier_running
         .is_some()
         .then(|| tokio::spawn(received.sweep(config.mo_part_timeout, shutdown.clone())));

@@ -257,12 +257,8 @@ impl Carrier for CountingCarrier {
     fn statuses(&self) -> sms_dispatcher::StatusSource {
         self.inner.statuses()
     }
-    fn start(
-        &self,
-        deliveries: Arc<dyn sms_dispatcher::Deliveries>,
-        shutdown: CancellationToken,
-    ) -> Option<JoinHandle<()>> {
-        self.inner.start(deliveries, shutdown)
+    fn start(&self, context: sms_dispatcher::CarrierContext) -> Option<JoinHandle<()>> {
+        self.inner.start(context)
     }
     async fn send(&self, message: &CarrierMessage) -> Result<Receipt, CarrierError> {
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 pub(crate) mod received;
 pub mod session;
+pub(crate) mod slots;
 pub(crate) mod store;
 
 use std::sync::Arc;
@@ -22,10 +23,9 @@ use sms_smpp::errors::{ErrorMap, SubmitRefusal, submit_status};
 use sms_smpp::parts::{Concatenation, Gsm7Packing, PartSettings};
 use sms_smpp::pdu::{Address, Submit};
 use sms_smpp::receipt::MessageState;
-use tokio_util::sync::CancellationToken;
 
 use crate::carrier::{
-    Carrier, CarrierError, CarrierMessage, CarrierRecord, Deliveries, LookupError, Receipt,
+    Carrier, CarrierContext, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt,
     Resolution, StatusSource, Unanswered,
 };
 pub use session::{BindMode, Session, SessionConfig};
@@ -433,11 +433,7 @@ impl Carrier for Smpp {
         }))
     }
 
-    fn start(
-        &self,
-        deliveries: Arc<dyn Deliveries>,
-        shutdown: CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        Some(tokio::spawn(self.session.clone().run(deliveries, shutdown)))
+    fn start(&self, context: CarrierContext) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(self.session.clone().run(context)))
     }
 }

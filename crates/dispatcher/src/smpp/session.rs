@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::carrier::Deliveries;
+use crate::carrier::{CarrierContext, Deliveries};
 
 /// How the binds are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,22 +169,21 @@ impl Session {
         }
     }
 
-    /// Runs the binds until `shutdown`, then unbinds them.
-    pub async fn run(
-        self: Arc<Self>,
-        deliveries: Arc<dyn Deliveries>,
-        shutdown: CancellationToken,
-    ) {
+    /// Runs the binds until shutdown, then unbinds them. With shared slots, this replica runs
+    /// a loop per bind the connection allows and binds on those it leases (its share); without,
+    /// it opens every bind configured.
+    pub async fn run(self: Arc<Self>, context: CarrierContext) {
+        let kinds: &[Kind] = match self.config.mode {
+            BindMode::Transceiver => &[Kind::Transceiver],
+            BindMode::Pair => &[Kind::Transmitter, Kind::Receiver],
+        };
+        let total = self.config.binds.max(1);
         let mut binds = Vec::new();
-        for slot in 0..self.config.binds.max(1) {
-            let kinds: &[Kind] = match self.config.mode {
-                BindMode::Transceiver => &[Kind::Transceiver],
-                BindMode::Pair => &[Kind::Transmitter, Kind::Receiver],
-            };
-            for &kind in kinds {
-                let (s, d, stop) = (self.clone(), deliveries.clone(), shutdown.clone());
+        for &kind in kinds {
+            for index in 0..total {
+                let (s, c) = (self.clone(), context.clone());
                 binds.push(tokio::spawn(async move {
-                    s.bind_loop(slot, kind, d, stop).await
+                    s.bind_loop(index, kind, total, c).await
                 }));
             }
         }
@@ -193,19 +192,83 @@ impl Session {
         }
     }
 
+    /// The slot's connection name: a transmitter and a receiver count apart.
+    fn slot_name(&self, kind: Kind) -> String {
+        match kind {
+            Kind::Transceiver => self.config.name.clone(),
+            Kind::Transmitter => format!("{}/tx", self.config.name),
+            Kind::Receiver => format!("{}/rx", self.config.name),
+        }
+    }
+
     async fn bind_loop(
         self: Arc<Self>,
-        slot: usize,
+        index: usize,
         kind: Kind,
-        deliveries: Arc<dyn Deliveries>,
-        shutdown: CancellationToken,
+        total: usize,
+        context: CarrierContext,
     ) {
+        let CarrierContext {
+            deliveries,
+            slots,
+            shutdown,
+        } = context;
         let name = &self.config.name;
         let backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
         let mut failures: u32 = 0;
         let bound = metrics::gauge!(sms_runtime::metrics::SMPP_BINDS, "connection" => name.clone());
+        let slot_name = self.slot_name(kind);
         while !shutdown.is_cancelled() {
-            match self.connect(kind).await {
+            // A slot first, when they are shared.
+            let leased = match &slots {
+                None => None,
+                Some(s) => match s.take(&slot_name, total).await {
+                    Ok(Some(slot)) => Some((s.clone(), slot)),
+                    other => {
+                        if let Err(e) = other {
+                            tracing::debug!(connection = %name, error = %e, "bind slot lease failed");
+                        }
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(s.lease() / 3) => {}
+                        }
+                        continue;
+                    }
+                },
+            };
+            let slot = leased
+                .as_ref()
+                .map_or(i32::try_from(index).unwrap_or(0), |(_, n)| *n);
+            // Stopped at shutdown, or when the slot's lease is lost or given back.
+            let stop = shutdown.child_token();
+            let renewing = leased.clone().map(|(s, n)| {
+                let (stop, slot_name) = (stop.clone(), slot_name.clone());
+                tokio::spawn(async move {
+                    let mut ok = Instant::now();
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(s.lease() / 3) => {}
+                        }
+                        match s.renew(&slot_name, n, total).await {
+                            Ok(true) => ok = Instant::now(),
+                            Ok(false) => {
+                                tracing::info!(connection = %slot_name, slot = n, "bind slot given back (above this replica's share, or lost)");
+                                stop.cancel();
+                                return;
+                            }
+                            Err(e) if ok.elapsed() > s.lease() * 2 / 3 => {
+                                tracing::warn!(connection = %slot_name, slot = n, error = %e, "bind slot lease not renewed; unbinding before it lapses");
+                                stop.cancel();
+                                return;
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                })
+            });
+            let connected = self.connect(kind).await;
+            match connected {
                 Ok(framed) => {
                     failures = 0;
                     tracing::info!(connection = %name, slot, ?kind, "SMPP bound");
@@ -215,14 +278,22 @@ impl Session {
                         kind,
                         deliveries: deliveries.clone(),
                     }
-                    .run(framed, &shutdown)
+                    .run(framed, &stop)
                     .await;
                     bound.decrement(1.0);
+                    stop.cancel();
+                    if let Some(r) = renewing {
+                        let _ = r.await;
+                    }
+                    if let Some((s, n)) = &leased {
+                        s.free(&slot_name, *n).await;
+                    }
                     match ended {
                         Ok(()) if shutdown.is_cancelled() => {
                             tracing::info!(connection = %name, slot, "SMPP unbound");
                             return;
                         }
+                        Ok(()) if leased.is_some() => continue,
                         Ok(()) => {
                             tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again")
                         }
@@ -232,6 +303,13 @@ impl Session {
                     }
                 }
                 Err(e) => {
+                    stop.cancel();
+                    if let Some(r) = renewing {
+                        let _ = r.await;
+                    }
+                    if let Some((s, n)) = &leased {
+                        s.free(&slot_name, *n).await;
+                    }
                     failures = failures.saturating_add(1);
                     // Once per outage at WARN, then quietly while it lasts.
                     if failures == 1 {
