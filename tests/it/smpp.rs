@@ -679,3 +679,147 @@ async fn replicas_share_the_binds_the_smsc_allows_and_take_over_those_of_one_tha
     assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_number_sends_through_its_own_carrier_connection() {
+    use sms_proto::v1::{AddNumberRequest, SetNumberCarrierRequest, add_number_request};
+    let (twilio_number, smpp_number) = ("+12015550100", "+12015550104");
+    // Twilio is the default; the SMPP connection serves the numbers routed to it.
+    let stack = smpp_stack(|o| o.smpp_default = false).await;
+    stack.add_number(smpp_number).await;
+    stack.sim.update(|b| {
+        b.smpp.all_numbers = false;
+        b.smpp.numbers.insert(smpp_number.into());
+    });
+    let mut numbers = stack.numbers().await;
+    // A connection the platform does not have is refused by name.
+    let refused = numbers
+        .set_number_carrier(as_user(SetNumberCarrierRequest {
+            number: smpp_number.into(),
+            carrier_connection: "nope".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let info = refused.get_details_error_info().unwrap();
+    assert_eq!(info.reason, "UNKNOWN_CARRIER_CONNECTION");
+    assert_eq!(info.metadata["known"], "twilio,smpp-sim");
+    let refused = numbers
+        .add_number(as_user(AddNumberRequest {
+            number: "+12015550105".into(),
+            kind: sms_proto::v1::NumberKind::Internal as i32,
+            owner: Some(add_number_request::Owner::OwnerUserId(
+                sms_testkit::USER.into(),
+            )),
+            carrier_connection: "smpp-elsewhere".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "UNKNOWN_CARRIER_CONNECTION"
+    );
+    let routed = numbers
+        .set_number_carrier(as_user(SetNumberCarrierRequest {
+            number: smpp_number.into(),
+            carrier_connection: "smpp-sim".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .number
+        .unwrap();
+    assert_eq!(routed.carrier_connection, "smpp-sim");
+    // The dispatcher follows the route from the number's state.
+    let mut client = stack.messaging().await;
+    let via_smpp = eventually(Duration::from_secs(10), "the route", || {
+        let mut client = client.clone();
+        let stack = &stack;
+        async move {
+            let id = send_ok(&mut client, sms(smpp_number, CONTACT, "which way?"))
+                .await
+                .id;
+            stack.wait_final(&mut client, &id).await;
+            let over_smpp = stack.sim.smpp_parts().iter().any(|p| p.from == smpp_number);
+            over_smpp.then_some(id)
+        }
+    })
+    .await;
+    let m = get(&mut client, &via_smpp).await;
+    assert_eq!(status(&m), MessageStatus::Delivered);
+    let id = send_ok(&mut client, sms(twilio_number, CONTACT, "the usual way"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered);
+    let twilio_request = stack
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.body == "the usual way")
+        .unwrap();
+    assert!(
+        !twilio_request.status_callback.is_empty(),
+        "through the Messages API, with a status callback"
+    );
+    assert!(
+        !stack
+            .sim
+            .smpp_parts()
+            .iter()
+            .any(|p| p.text == "the usual way")
+    );
+    // Contacts' messages come the way their number's carrier delivers them.
+    stack
+        .sim
+        .reply(CONTACT, smpp_number, "over SMPP", Vec::new())
+        .await
+        .unwrap();
+    stack
+        .sim
+        .reply(CONTACT, twilio_number, "over the webhook", Vec::new())
+        .await
+        .unwrap();
+    for (ours, body) in [
+        (smpp_number, "over SMPP"),
+        (twilio_number, "over the webhook"),
+    ] {
+        eventually(Duration::from_secs(10), body, || async {
+            stack
+                .conversation(ours, CONTACT)
+                .await
+                .iter()
+                .any(|m| m.body == body)
+                .then_some(())
+        })
+        .await;
+    }
+    // Back to the default: the next message goes through Twilio.
+    numbers
+        .set_number_carrier(as_user(SetNumberCarrierRequest {
+            number: smpp_number.into(),
+            carrier_connection: String::new(),
+        }))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the default route", || {
+        let mut client = client.clone();
+        let stack = &stack;
+        async move {
+            let body = format!("back {}", uuid::Uuid::new_v4());
+            let id = send_ok(&mut client, sms(smpp_number, CONTACT, &body))
+                .await
+                .id;
+            stack.wait_final(&mut client, &id).await;
+            stack
+                .sim
+                .requests()
+                .iter()
+                .any(|r| r.body == body && !r.status_callback.is_empty())
+                .then_some(())
+        }
+    })
+    .await;
+    stack.shutdown().await;
+}

@@ -44,6 +44,8 @@ pub struct App {
     pub(crate) webhook_due: std::sync::Arc<tokio::sync::Notify>,
     /// The carrier's number API (search, rent, import, release), when an account is set up.
     pub(crate) carrier: Option<crate::carrier::Carrier>,
+    /// The carrier connections numbers may be routed to.
+    pub(crate) carrier_connections: Vec<String>,
     /// Ends event-feed subscriptions when the service stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }

@@ -267,6 +267,14 @@ pub enum ComposerError {
     /// Not an ISO country code.
     #[error("{} is not a country code (ISO 3166-1, such as US or GB)", quote(.0))]
     InvalidCountry(String),
+    /// A carrier connection the platform does not have.
+    #[error("{} is not a carrier connection of this platform; it has {}", quote(.name), .known.join(", "))]
+    UnknownCarrierConnection {
+        /// What was asked for.
+        name: String,
+        /// The connections there are.
+        known: Vec<String>,
+    },
     /// A number type this API does not know.
     #[error("{0} is not a number type; the types are local, mobile and toll_free")]
     UnknownNumberType(i32),
@@ -396,6 +404,7 @@ impl ComposerError {
             ComposerError::CarrierUnavailable(_) => "CARRIER_UNAVAILABLE",
             ComposerError::CarrierRefused { .. } => "CARRIER_REFUSED",
             ComposerError::InvalidCountry(_) => "INVALID_COUNTRY",
+            ComposerError::UnknownCarrierConnection { .. } => "UNKNOWN_CARRIER_CONNECTION",
             ComposerError::UnknownNumberType(_) => "UNKNOWN_NUMBER_TYPE",
             ComposerError::InvalidAreaCode { .. } => "INVALID_AREA_CODE",
             ComposerError::InvalidPattern { .. } => "INVALID_PATTERN",
@@ -556,6 +565,10 @@ impl ComposerError {
                 )]
             }
             ComposerError::InvalidCountry(_) => vec![("field", "country".to_owned())],
+            ComposerError::UnknownCarrierConnection { known, .. } => vec![
+                ("field", "carrier_connection".to_owned()),
+                ("known", known.join(",")),
+            ],
             ComposerError::UnknownNumberType(t) => {
                 vec![("field", "type".to_owned()), ("value", t.to_string())]
             }
@@ -603,6 +616,7 @@ impl ComposerError {
             | ComposerError::UnknownEventType(_)
             | ComposerError::InvalidReplay
             | ComposerError::InvalidCountry(_)
+            | ComposerError::UnknownCarrierConnection { .. }
             | ComposerError::UnknownNumberType(_)
             | ComposerError::InvalidAreaCode { .. }
             | ComposerError::InvalidPattern { .. }

@@ -92,6 +92,11 @@ pub struct Config {
     /// `SMS_TWILIO_ACCOUNT_SID`, `SMS_TWILIO_AUTH_TOKEN`, `SMS_PUBLIC_URL`,
     /// `SMS_CARRIER_TIMEOUT_MS`, `SMS_CARRIER_RELEASE_RETRY_MS`); none: searching, renting and importing are refused.
     pub carrier: Option<carrier::CarrierConfig>,
+    /// `SMS_CARRIER_CONNECTIONS`: the carrier connections numbers may be routed to (comma
+    /// separated; by default `twilio`, and the SMPP connection `SMS_SMPP_NAME` (`smpp`) when
+    /// `SMS_SMPP_ADDR` is set or `SMS_CARRIER=smpp`). Set it where the composer does not see
+    /// the dispatchers' variables.
+    pub carrier_connections: Vec<String>,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             .collect();
         let fetch = sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?;
         Ok(Config {
+            carrier_connections: carrier_connections(env)?,
             carrier: carrier_config(env)?,
             webhooks: webhooks::WebhookConfig::from_env(env, &fetch)?,
             health_addr: sms_runtime::config::health_addr(env)?,
@@ -140,6 +146,45 @@ impl Config {
             common,
         })
     }
+}
+
+/// The carrier connections numbers may be routed to.
+fn carrier_connections(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
+    let names: Vec<String> = match env.raw("SMS_CARRIER_CONNECTIONS") {
+        Some(list) => list
+            .split(',')
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
+        None => {
+            let mut names = vec![TWILIO_CONNECTION.to_owned()];
+            if env.raw("SMS_SMPP_ADDR").is_some()
+                || env.raw("SMS_CARRIER").as_deref() == Some("smpp")
+            {
+                names.push(env.string_or("SMS_SMPP_NAME", "smpp"));
+            }
+            names
+        }
+    };
+    if let Some(bad) = names.iter().find(|n| !is_connection_name(n)) {
+        return Err(ConfigError::new(
+            "SMS_CARRIER_CONNECTIONS",
+            bad.clone(),
+            "a connection name is 1 to 32 letters, digits, - or _",
+        ));
+    }
+    Ok(names)
+}
+
+/// The name of the Twilio connection numbers may be routed to.
+pub const TWILIO_CONNECTION: &str = "twilio";
+
+/// Whether `name` may name a carrier connection.
+pub fn is_connection_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The carrier account numbers are rented from: set when `SMS_TWILIO_ACCOUNT_SID` is.
@@ -263,6 +308,7 @@ pub async fn run(
             .clone()
             .map(carrier::Carrier::new)
             .transpose()?,
+        carrier_connections: config.carrier_connections.clone(),
         shutdown: shutdown.clone(),
     });
     tokio::spawn(sms_runtime::health::serve(

@@ -85,6 +85,7 @@ impl App {
             ));
         }
         let rate = send_rate(req.send_rate.unwrap_or(0.0), req.send_burst.unwrap_or(0))?;
+        let carrier_connection = self.carrier_connection(&req.carrier_connection)?;
         let row = NumberRow {
             id: Uuid::now_v7(),
             organization_id: org.to_owned(),
@@ -102,6 +103,7 @@ impl App {
             send_burst: rate.map(|(_, b)| b),
             source: NumberSource::Recorded,
             carrier_sid: None,
+            carrier_connection,
         };
         // The number and its state for the dispatchers' copies (which clears a release of the
         // same number by this organization), in one transaction.
@@ -188,6 +190,49 @@ impl App {
         self.outbox.wake();
         self.feed.wake();
         // Senders are cached here by number: the new rate is read on the next send.
+        self.senders.forget(&row.organization_id, &row.number);
+        Ok(row)
+    }
+
+    /// A carrier connection named in a request: `None` for empty (the default), refused when
+    /// the platform has no such connection.
+    pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, ComposerError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if !self.carrier_connections.iter().any(|c| c == name) {
+            return Err(ComposerError::UnknownCarrierConnection {
+                name: name.chars().take(64).collect(),
+                known: self.carrier_connections.clone(),
+            });
+        }
+        Ok(Some(name.to_owned()))
+    }
+
+    /// Sets which carrier connection a number's messages go through (empty: the default), with
+    /// its state for the dispatchers, in one transaction.
+    pub async fn set_number_carrier(
+        &self,
+        caller: &Caller,
+        number: &str,
+        connection: &str,
+    ) -> Result<NumberRow, ComposerError> {
+        let connection = self.carrier_connection(connection)?;
+        let row = self.get_number(caller, number).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = store::numbers::set_connection(
+            &mut tx,
+            &row.organization_id,
+            row.id,
+            connection.as_deref(),
+        )
+        .await?
+        .ok_or(ComposerError::NotFound(Entity::Number))?;
+        self.announce_number(&mut tx, &row, true).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        self.feed.wake();
         self.senders.forget(&row.organization_id, &row.number);
         Ok(row)
     }
@@ -390,5 +435,6 @@ fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
             .send_burst
             .and_then(|b| u32::try_from(b).ok())
             .unwrap_or(0),
+        carrier_connection: row.carrier_connection.clone().unwrap_or_default(),
     }
 }

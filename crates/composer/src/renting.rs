@@ -515,5 +515,7 @@ fn record(
         send_burst: None,
         source,
         carrier_sid: Some(held.sid.clone()),
+        // Rented from the Twilio account: its messages go through it.
+        carrier_connection: Some(crate::TWILIO_CONNECTION.to_owned()),
     }
 }

@@ -103,9 +103,21 @@ pub enum NumbersCommand {
         /// Its burst, in segments (default: the rate rounded up).
         #[arg(long, requires = "rate")]
         burst: Option<u32>,
+        /// The carrier connection its messages go through (`twilio`, or an SMPP
+        /// connection's name; default: the platform's default).
+        #[arg(long)]
+        carrier: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Set which carrier connection a number's messages go through (`default` for the
+    /// platform's default).
+    Carrier {
+        /// E.164 or id.
+        number: String,
+        /// `twilio`, an SMPP connection's name, or `default`.
+        connection: String,
     },
     /// Set how fast a number may send (`--rate 0` puts it back to its kind's default).
     Rate {
@@ -419,6 +431,7 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
             external,
             rate,
             burst,
+            carrier,
             json,
         } => {
             let owner = match (owner_group, owner_user.or_else(|| conn.user.clone())) {
@@ -440,6 +453,7 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
                     owner: Some(owner),
                     send_rate: rate,
                     send_burst: burst,
+                    carrier_connection: carrier.unwrap_or_default(),
                     ..Default::default()
                 },
                 false,
@@ -491,6 +505,27 @@ pub async fn numbers(conn: &Connection, command: NumbersCommand) -> anyhow::Resu
             )?;
             let reply = client
                 .set_number_rate(request)
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let n = reply.number.context("the reply has no number")?;
+            println!("{}", number_line(&n));
+        }
+        NumbersCommand::Carrier { number, connection } => {
+            let connection = if connection == "default" {
+                String::new()
+            } else {
+                connection
+            };
+            let request = conn.request(
+                sms_proto::v1::SetNumberCarrierRequest {
+                    number,
+                    carrier_connection: connection,
+                },
+                false,
+            )?;
+            let reply = client
+                .set_number_carrier(request)
                 .await
                 .map_err(explain)?
                 .into_inner();
@@ -1194,6 +1229,7 @@ pub(crate) fn number_json(n: &PhoneNumber) -> Value {
         "send_burst": n.send_burst,
         "source": source_name(n.source),
         "carrier_sid": n.carrier_sid,
+        "carrier_connection": n.carrier_connection,
     })
 }
 
@@ -1231,8 +1267,13 @@ pub(crate) fn number_line(n: &PhoneNumber) -> String {
     } else {
         "  default rate".to_owned()
     };
+    let via = if n.carrier_connection.is_empty() {
+        "default carrier"
+    } else {
+        n.carrier_connection.as_str()
+    };
     format!(
-        "{}  {}  {}  {}  [{}]  {owner}{rate}  {}",
+        "{}  {}  {}  {}  [{}]  {owner}{rate}  {}  via {via}",
         n.number,
         n.region,
         n.number_type,

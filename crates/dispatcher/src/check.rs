@@ -92,7 +92,16 @@ impl Dispatcher {
             }
             SendState::Sent => {
                 let sid = send.carrier_sid.unwrap_or_default();
-                let record = match self.carrier.fetch(&sid).await {
+                let message = send
+                    .message
+                    .as_deref()
+                    .and_then(|b| OutboundMessage::decode(b).ok())
+                    .unwrap_or_else(|| OutboundMessage {
+                        organization_id: org.to_owned(),
+                        ..Default::default()
+                    });
+                let carrier = self.carrier_or_default(&message).clone();
+                let record = match carrier.fetch(&sid).await {
                     Ok(record) => record,
                     Err(e) => {
                         count("lookup_failed");
@@ -116,10 +125,10 @@ impl Dispatcher {
                     org,
                     &meta.message_id,
                     &sid,
-                    self.carrier.account(),
+                    carrier.account(),
                 ))];
                 answer.extend(
-                    events::from_record(org, &meta.message_id, self.carrier.account(), &record)
+                    events::from_record(org, &meta.message_id, carrier.account(), &record)
                         .map(|e| self.encode(&e)),
                 );
                 store::report(&self.pool, &self.outbox, &answer)

@@ -16,6 +16,7 @@
 //! changes the claim, so a status is published if and only if the change it reports was
 //! committed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,9 +94,12 @@ pub struct Config {
     /// `SMS_PARTITION_LEASE_MS`: how long a replica's hold on a dispatch partition lasts
     /// without renewal (default 5 s): how soon another replica takes over after one dies.
     pub partition_lease: Duration,
-    /// `SMS_CARRIER=smpp`: the SMPP connection messages go through (`SMS_SMPP_*`) instead of
-    /// Twilio's API.
+    /// The SMPP connection (`SMS_SMPP_*`), when `SMS_SMPP_ADDR` is set or it is the default:
+    /// numbers routed to its name send through it.
     pub smpp: Option<smpp::SmppConfig>,
+    /// `SMS_CARRIER=smpp`: numbers with no route of their own send through the SMPP connection
+    /// instead of Twilio's API.
+    pub smpp_default: bool,
     /// `SMS_SMPP_MO_PART_TIMEOUT_MS`: how long the parts of a contact's long message wait for
     /// the rest before it is delivered with the gaps marked (default 10 minutes).
     pub mo_part_timeout: Duration,
@@ -165,9 +169,9 @@ impl Config {
                 "expected 1 to 20 carrier calls",
             ));
         }
-        let smpp = match env.string_or("SMS_CARRIER", "twilio").as_str() {
-            "twilio" => None,
-            "smpp" => Some(smpp::SmppConfig::from_env(env)?),
+        let smpp_default = match env.string_or("SMS_CARRIER", "twilio").as_str() {
+            "twilio" => false,
+            "smpp" => true,
             other => {
                 return Err(ConfigError::new(
                     "SMS_CARRIER",
@@ -176,10 +180,14 @@ impl Config {
                 ));
             }
         };
-        // Twilio's credentials are needed only when it is the carrier.
+        // The SMPP connection when it is the default or named; Twilio's credentials are
+        // needed only when it is the default (otherwise numbers may still be routed to it).
+        let smpp = (smpp_default || env.raw("SMS_SMPP_ADDR").is_some())
+            .then(|| smpp::SmppConfig::from_env(env))
+            .transpose()?;
         let twilio = |var: &str, what: &str| match env.raw(var) {
             Some(v) => Ok(v),
-            None if smpp.is_some() => Ok(String::new()),
+            None if smpp_default => Ok(String::new()),
             None => Err(ConfigError::new(var, "", what)),
         };
         Ok(Config {
@@ -194,6 +202,7 @@ impl Config {
             mo_part_timeout: env
                 .millis_or("SMS_SMPP_MO_PART_TIMEOUT_MS", Duration::from_secs(600))?,
             smpp,
+            smpp_default,
             common: CommonConfig::from_env(env)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             public_url,
@@ -208,27 +217,106 @@ impl Config {
     }
 }
 
-/// Runs the dispatcher with the configured carrier (Twilio's API, or an SMPP connection) until
-/// `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if let Some(smpp) = config.smpp.clone() {
-        let carrier = smpp::Smpp::new(smpp, config.carrier_timeout);
-        return run_with_carrier(config, Arc::new(carrier), shutdown).await;
-    }
-    let http = sms_runtime::http_client(config.carrier_timeout)?;
-    let carrier = Twilio::new(
-        http,
-        &config.twilio_api_url,
-        &config.twilio_account_sid,
-        &config.twilio_auth_token,
-    );
-    run_with_carrier(config, Arc::new(carrier), shutdown).await
+/// The name numbers are routed to Twilio by.
+pub const TWILIO_CONNECTION: &str = "twilio";
+
+/// The carriers a dispatcher sends through: a default, for numbers with no route of their own,
+/// and every connection by the name numbers are routed to it by.
+#[derive(Clone)]
+pub struct Carriers {
+    default: Arc<dyn Carrier>,
+    named: HashMap<String, Arc<dyn Carrier>>,
 }
 
-/// Runs the dispatcher with any carrier until `shutdown`.
+impl Carriers {
+    /// `carrier`, known as `name`, and the default.
+    pub fn new(name: &str, carrier: Arc<dyn Carrier>) -> Carriers {
+        Carriers {
+            named: HashMap::from([(name.to_owned(), carrier.clone())]),
+            default: carrier,
+        }
+    }
+
+    /// With `carrier` known as `name` as well.
+    pub fn with(mut self, name: &str, carrier: Arc<dyn Carrier>) -> Carriers {
+        self.named.insert(name.to_owned(), carrier);
+        self
+    }
+
+    /// The carrier a route names (empty: the default).
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
+        if name.is_empty() {
+            Some(&self.default)
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    /// The connection names.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.named.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Each carrier once.
+    fn each(&self) -> Vec<Arc<dyn Carrier>> {
+        let mut all: Vec<Arc<dyn Carrier>> = Vec::new();
+        for c in std::iter::once(&self.default).chain(self.named.values()) {
+            if !all.iter().any(|a| Arc::ptr_eq(a, c)) {
+                all.push(c.clone());
+            }
+        }
+        all
+    }
+}
+
+/// Runs the dispatcher with the configured carriers (Twilio's API and/or an SMPP connection)
+/// until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let smpp = config.smpp.clone().map(|c| {
+        let name = c.session.name.clone();
+        let carrier: Arc<dyn Carrier> = Arc::new(smpp::Smpp::new(c, config.carrier_timeout));
+        (name, carrier)
+    });
+    let twilio: Option<Arc<dyn Carrier>> = if config.twilio_account_sid.is_empty() {
+        None
+    } else {
+        let http = sms_runtime::http_client(config.carrier_timeout)?;
+        Some(Arc::new(Twilio::new(
+            http,
+            &config.twilio_api_url,
+            &config.twilio_account_sid,
+            &config.twilio_auth_token,
+        )))
+    };
+    let carriers = match (smpp, twilio) {
+        (Some((name, smpp)), Some(twilio)) if config.smpp_default => {
+            Carriers::new(&name, smpp).with(TWILIO_CONNECTION, twilio)
+        }
+        (Some((name, smpp)), Some(twilio)) => {
+            Carriers::new(TWILIO_CONNECTION, twilio).with(&name, smpp)
+        }
+        (Some((name, smpp)), None) => Carriers::new(&name, smpp),
+        (None, Some(twilio)) => Carriers::new(TWILIO_CONNECTION, twilio),
+        (None, None) => anyhow::bail!("no carrier is configured (SMS_TWILIO_* or SMS_SMPP_*)"),
+    };
+    run_with_carriers(config, carriers, shutdown).await
+}
+
+/// Runs the dispatcher with one carrier (any, as the default and `twilio`) until `shutdown`.
 pub async fn run_with_carrier(
     config: Config,
     carrier: Arc<dyn Carrier>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with_carriers(config, Carriers::new(TWILIO_CONNECTION, carrier), shutdown).await
+}
+
+/// Runs the dispatcher with these carriers until `shutdown`.
+pub async fn run_with_carriers(
+    config: Config,
+    carriers: Carriers,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let base = sms_runtime::service::start(
@@ -267,6 +355,8 @@ pub async fn run_with_carrier(
     let copy = overrides.clone();
     let holders = smpp::received::Holders::default();
     let holding = holders.clone();
+    let routes = Routes::default();
+    let routing = routes.clone();
     bus.follow_state(
         StateKind::Number,
         shutdown.clone(),
@@ -278,6 +368,15 @@ pub async fn run_with_carrier(
                     h.insert(e.number.clone(), org.clone());
                 } else if h.get(&e.number) == Some(&org) {
                     h.remove(&e.number);
+                }
+            }
+            {
+                let mut r = routing.write().unwrap_or_else(|p| p.into_inner());
+                let key = (org.clone(), e.number.clone());
+                if e.active && !e.carrier_connection.is_empty() {
+                    r.insert(key, e.carrier_connection.clone());
+                } else {
+                    r.remove(&key);
                 }
             }
             let rate = (e.send_rate > 0.0)
@@ -304,7 +403,8 @@ pub async fn run_with_carrier(
         pool: pool.clone(),
         bus: bus.clone(),
         outbox,
-        carrier,
+        carriers: carriers.clone(),
+        routes,
         callback_url: callback_base(&config.public_url),
         callback_overrides: config.callback_overrides.clone(),
         send_attempts: config.send_attempts,
@@ -372,7 +472,7 @@ pub async fn run_with_carrier(
         outbox: dispatcher.outbox.clone(),
         holders,
     });
-    let carrier_running = dispatcher.carrier.start(carrier::CarrierContext {
+    let context = carrier::CarrierContext {
         deliveries: received.clone(),
         slots: Some(Arc::new(smpp::slots::LeasedSlots {
             pool: pool.clone(),
@@ -381,15 +481,19 @@ pub async fn run_with_carrier(
             lease: config.partition_lease,
         })),
         shutdown: shutdown.clone(),
-    });
-    let sweeping = carrier_running
-        .is_some()
+    };
+    let carriers_running: Vec<_> = carriers
+        .each()
+        .iter()
+        .filter_map(|c| c.start(context.clone()))
+        .collect();
+    let sweeping = (!carriers_running.is_empty())
         .then(|| tokio::spawn(received.sweep(config.mo_part_timeout, shutdown.clone())));
     tracing::info!("dispatcher running");
     // The partition loop ends with the lease loop (which drops the changes' sender).
     let (c, (), (), (), ()) = tokio::join!(checks, resolving, leases, partitions, pruning);
     // The binds unbind once the sends have stopped.
-    if let Some(running) = carrier_running {
+    for running in carriers_running {
         let _ = running.await;
     }
     if let Some(sweeping) = sweeping {
@@ -409,7 +513,10 @@ struct Dispatcher {
     sent: Batcher<store::Taken, Result<(), BatchError>>,
     bus: sms_bus::Bus,
     outbox: Outbox,
-    carrier: Arc<dyn Carrier>,
+    /// The carriers, by the name numbers are routed by.
+    carriers: Carriers,
+    /// Numbers with a route of their own: (organization, number) → connection name.
+    routes: Routes,
     /// `{public_url}/webhooks/twilio/status`.
     callback_url: String,
     callback_overrides: String,
@@ -430,6 +537,9 @@ struct Dispatcher {
     /// Carrier calls under way at once, whatever the partitions (the waiting is unbounded).
     calls: tokio::sync::Semaphore,
 }
+
+/// Numbers' routes, a copy of the number state: (organization, number) → connection.
+type Routes = Arc<std::sync::RwLock<HashMap<(String, String), String>>>;
 
 /// Carrier calls a replica makes at once.
 const CALLS_AT_ONCE: usize = 128;
@@ -877,9 +987,19 @@ impl Dispatcher {
             "sms.message_id" = %m.message_id,
             otel.status_code = tracing::field::Empty,
         );
+        let carrier = match self.carrier_for(m) {
+            Ok(c) => c,
+            Err(detail) => {
+                tracing::warn!(message_id = %m.message_id, %detail, "no carrier for the message's route");
+                return Err(CarrierError::Permanent {
+                    reason: Reason::AccountProblem,
+                    code: None,
+                    detail,
+                });
+            }
+        };
         let message = span.in_scope(|| self.carrier_message(m, validity_left(valid_until)));
-        let outcome =
-            tracing::Instrument::instrument(self.carrier.send(&message), span.clone()).await;
+        let outcome = tracing::Instrument::instrument(carrier.send(&message), span.clone()).await;
         if outcome.is_err() {
             span.record("otel.status_code", "ERROR");
         }
@@ -928,11 +1048,37 @@ impl Dispatcher {
         recorded
     }
 
+    /// The carrier `m` goes through: its sender's route, or the default.
+    fn carrier_for(&self, m: &OutboundMessage) -> Result<&Arc<dyn Carrier>, String> {
+        let route = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(m.organization_id.clone(), m.from.clone()))
+            .cloned()
+            .unwrap_or_default();
+        self.carriers.get(&route).ok_or_else(|| {
+            format!(
+                "{} is routed to the carrier connection {}, which this dispatcher does not have \
+                 (it has {})",
+                m.from,
+                sms_core::text::quote(&route),
+                self.carriers.names().join(", ")
+            )
+        })
+    }
+
+    /// The carrier `m` goes through, or the default when its route names none (for what is
+    /// asked of the carrier about a message already sent).
+    fn carrier_or_default(&self, m: &OutboundMessage) -> &Arc<dyn Carrier> {
+        self.carrier_for(m).unwrap_or(&self.carriers.default)
+    }
+
     /// The row recording that the carrier took `m`: its sid, the `sending` status binding the
     /// message to it and, over SMPP, its parts' ids and `sent` (the SMSC took every part; the
     /// rest comes in receipts).
     fn taken_row(&self, id: Uuid, m: &OutboundMessage, receipt: &Receipt) -> store::Taken {
-        let account = self.carrier.account();
+        let account = self.carrier_or_default(m).account();
         let mut events = vec![self.encode(&events::sending(
             &m.organization_id,
             &m.message_id,
@@ -1006,7 +1152,7 @@ impl Dispatcher {
 
     fn carrier_message(&self, m: &OutboundMessage, validity_seconds: u32) -> CarrierMessage {
         let traceparent = sms_bus::trace::current_traceparent();
-        let status_callback = match self.carrier.statuses() {
+        let status_callback = match self.carrier_or_default(m).statuses() {
             StatusSource::Callbacks => Some(self.status_callback(m, traceparent.as_deref())),
             StatusSource::Receipts => None,
         };

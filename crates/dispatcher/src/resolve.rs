@@ -136,7 +136,7 @@ impl Dispatcher {
         let valid_until = row.valid_until.unwrap_or_else(|| {
             Utc::now() + chrono::Duration::seconds(sms_core::DEFAULT_VALIDITY_SECS)
         });
-        match self.carrier.resolution() {
+        match self.carrier_or_default(&m).resolution() {
             Resolution::ListByPair => {}
             // Nothing to look for: the connection's policy decides.
             Resolution::ById {
@@ -159,7 +159,11 @@ impl Dispatcher {
             }
         }
         let since = row.first_call_at.unwrap_or_else(Utc::now) - CLOCK_SKEW;
-        let records = match self.carrier.find(&m.from, &m.to, since).await {
+        let records = match self
+            .carrier_or_default(&m)
+            .find(&m.from, &m.to, since)
+            .await
+        {
             Ok(records) => records,
             Err(e) => {
                 count("lookup_failed");
@@ -207,13 +211,13 @@ impl Dispatcher {
                         &m.organization_id,
                         &m.message_id,
                         sid,
-                        self.carrier.account(),
+                        self.carrier_or_default(&m).account(),
                     ))];
                     if let Some(status) = candidates.iter().find(|r| r.sid == sid).and_then(|r| {
                         events::from_record(
                             &m.organization_id,
                             &m.message_id,
-                            self.carrier.account(),
+                            self.carrier_or_default(&m).account(),
                             r,
                         )
                     }) {

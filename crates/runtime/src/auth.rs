@@ -104,6 +104,7 @@ pub const ADMIN_METHODS: &[&str] = &[
     "AddNumber",
     "ReleaseNumber",
     "SetNumberRate",
+    "SetNumberCarrier",
     "CreateGroup",
     "AddGroupMember",
     "RemoveGroupMember",

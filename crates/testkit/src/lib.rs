@@ -162,6 +162,10 @@ pub struct Options {
     /// filled in by the stack unless one is named; see [`smpp_config`]), and contacts'
     /// messages come over SMPP.
     pub smpp: Option<sms_dispatcher::smpp::SmppConfig>,
+    /// With [`Options::smpp`]: whether SMPP is the default carrier (numbers without a route of
+    /// their own send through it), or Twilio (the SMPP connection then serves the numbers
+    /// routed to it by name).
+    pub smpp_default: bool,
 }
 
 /// SMPP settings for the simulator's SMSC: a transceiver, a window of 10, answers within 5 s,
@@ -227,6 +231,7 @@ impl Default for Options {
             carrier_url: None,
             carrier_resolution: sms_dispatcher::Resolution::ListByPair,
             smpp: None,
+            smpp_default: true,
         }
     }
 }
@@ -433,6 +438,9 @@ impl Stack {
                 ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
             status_check: stack.options.status_check,
+            carrier_connections: std::iter::once(sms_dispatcher::TWILIO_CONNECTION.to_owned())
+                .chain(stack.options.smpp.iter().map(|c| c.session.name.clone()))
+                .collect(),
             carrier: Some(sms_composer::carrier::CarrierConfig {
                 api_url: stack.sim_url.clone(),
                 account_sid: ACCOUNT_SID.to_owned(),
@@ -546,6 +554,7 @@ impl Stack {
             callback_overrides: self.options.callback_overrides.clone(),
             account_rate: self.options.account_rate,
             partition_lease: self.options.partition_lease,
+            smpp_default: self.options.smpp.is_some() && self.options.smpp_default,
             smpp: self.options.smpp.clone().map(|mut c| {
                 // A test's own SMSC when it names one; the simulator's otherwise.
                 if c.session.addr.is_empty() {
@@ -555,24 +564,30 @@ impl Stack {
             }),
             mo_part_timeout: Duration::from_secs(600),
         };
-        let inner: Arc<dyn Carrier> = match &config.smpp {
-            Some(smpp) => Arc::new(sms_dispatcher::smpp::Smpp::new(
-                smpp.clone(),
+        let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
+        let twilio: Arc<dyn Carrier> = Arc::new(Twilio::new(
+            http,
+            &config.twilio_api_url,
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+        ));
+        let smpp: Option<(String, Arc<dyn Carrier>)> = config.smpp.as_ref().map(|c| {
+            let carrier: Arc<dyn Carrier> = Arc::new(sms_dispatcher::smpp::Smpp::new(
+                c.clone(),
                 config.carrier_timeout,
-            )),
-            None => {
-                let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
-                Arc::new(Twilio::new(
-                    http,
-                    &config.twilio_api_url,
-                    ACCOUNT_SID,
-                    AUTH_TOKEN,
-                ))
-            }
+            ));
+            (c.session.name.clone(), carrier)
+        });
+        // The default carrier is counted (and its calls can be lost on cue).
+        let smpp_default = smpp.is_some() && self.options.smpp_default;
+        let inner = match (&smpp, smpp_default) {
+            (Some((_, c)), true) => c.clone(),
+            _ => twilio.clone(),
         };
-        let resolution = match &config.smpp {
-            Some(_) => inner.resolution(),
-            None => self.options.carrier_resolution,
+        let resolution = if smpp_default {
+            inner.resolution()
+        } else {
+            self.options.carrier_resolution
         };
         let carrier = Arc::new(CountingCarrier {
             inner,
@@ -580,10 +595,20 @@ impl Stack {
             lose: std::sync::atomic::AtomicU32::new(0),
             resolution,
         });
+        let counted: Arc<dyn Carrier> = carrier.clone();
+        let carriers = match smpp {
+            Some((name, _)) if smpp_default => sms_dispatcher::Carriers::new(&name, counted)
+                .with(sms_dispatcher::TWILIO_CONNECTION, twilio),
+            Some((name, smpp)) => {
+                sms_dispatcher::Carriers::new(sms_dispatcher::TWILIO_CONNECTION, counted)
+                    .with(&name, smpp)
+            }
+            None => sms_dispatcher::Carriers::new(sms_dispatcher::TWILIO_CONNECTION, counted),
+        };
         let shutdown = self.shutdown.child_token();
-        let task = tokio::spawn(sms_dispatcher::run_with_carrier(
+        let task = tokio::spawn(sms_dispatcher::run_with_carriers(
             config,
-            carrier.clone(),
+            carriers,
             shutdown.clone(),
         ));
         self.dispatchers.push(DispatcherHandle {

@@ -211,5 +211,6 @@ pub(crate) fn number(n: NumberRow) -> PhoneNumber {
             crate::store::NumberSource::Imported => NumberSource::Imported as i32,
         },
         carrier_sid: n.carrier_sid.unwrap_or_default(),
+        carrier_connection: n.carrier_connection.unwrap_or_default(),
     }
 }

@@ -7,8 +7,9 @@ use sms_proto::v1::{
     ImportNumberRequest, ImportNumberResponse, ListGroupsRequest, ListGroupsResponse,
     ListNumbersRequest, ListNumbersResponse, ReleaseNumberRequest, ReleaseNumberResponse,
     RemoveGroupMemberRequest, RemoveGroupMemberResponse, RentNumberRequest, RentNumberResponse,
-    SearchAvailableNumbersRequest, SearchAvailableNumbersResponse, SetNumberRateRequest,
-    SetNumberRateResponse, import_number_request, rent_number_request,
+    SearchAvailableNumbersRequest, SearchAvailableNumbersResponse, SetNumberCarrierRequest,
+    SetNumberCarrierResponse, SetNumberRateRequest, SetNumberRateResponse, import_number_request,
+    rent_number_request,
 };
 use tonic::{Request, Response, Status};
 
@@ -145,6 +146,21 @@ impl NumbersService for NumbersApi {
                 .set_number_rate(&caller, &r.number, r.send_rate, r.send_burst)
                 .await
                 .map(|n| SetNumberRateResponse {
+                    number: Some(number(n)),
+                })
+        })
+    }
+
+    async fn set_number_carrier(
+        &self,
+        request: Request<SetNumberCarrierRequest>,
+    ) -> Result<Response<SetNumberCarrierResponse>, Status> {
+        call!(self, request, "SetNumberCarrier", |caller| {
+            let r = request.get_ref();
+            self.0
+                .set_number_carrier(&caller, &r.number, &r.carrier_connection)
+                .await
+                .map(|n| SetNumberCarrierResponse {
                     number: Some(number(n)),
                 })
         })

@@ -40,6 +40,8 @@ pub struct NumberRow {
     pub source: NumberSource,
     /// The carrier's id (rented and imported numbers).
     pub carrier_sid: Option<String>,
+    /// The carrier connection its messages go through; `None`: the dispatchers' default.
+    pub carrier_connection: Option<String>,
 }
 
 /// How a number came to us.
@@ -90,6 +92,7 @@ struct Raw {
     send_burst: Option<i32>,
     source: String,
     carrier_sid: Option<String>,
+    carrier_connection: Option<String>,
 }
 
 impl From<Raw> for NumberRow {
@@ -112,6 +115,7 @@ impl From<Raw> for NumberRow {
             send_burst: r.send_burst,
             source: NumberSource::parse(&r.source),
             carrier_sid: r.carrier_sid,
+            carrier_connection: r.carrier_connection,
         }
     }
 }
@@ -145,7 +149,7 @@ async fn find_where(
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst, source, carrier_sid
+                  created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
              AND ($2::uuid IS NULL OR id = $2) AND ($3::text IS NULL OR number = $3)"#,
@@ -165,7 +169,7 @@ pub async fn holder(pool: &PgPool, number: &str) -> Result<Option<NumberRow>, sq
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst, source, carrier_sid
+                  created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers WHERE number = $1 AND released_at IS NULL"#,
         number
     )
@@ -187,7 +191,8 @@ pub async fn usable(
         Raw,
         r#"SELECT n.id, n.organization_id, n.number, n.region, n.number_type, n.sms_capable,
                   n.mms_capable, n.voice_capable, n.kind AS "kind: NumberKind", n.owner_user_id,
-                  n.owner_group_id, n.created_at, n.send_rate, n.send_burst, n.source, n.carrier_sid
+                  n.owner_group_id, n.created_at, n.send_rate, n.send_burst, n.source, n.carrier_sid,
+                  n.carrier_connection
            FROM composer.numbers n
            LEFT JOIN LATERAL (
                SELECT max(m.created_at) AS last_used FROM composer.messages m
@@ -216,8 +221,8 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
         "INSERT INTO composer.numbers
             (id, organization_id, number, region, number_type, sms_capable, mms_capable,
              voice_capable, kind, owner_user_id, owner_group_id, created_at, send_rate,
-             send_burst, source, carrier_sid)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             send_burst, source, carrier_sid, carrier_connection)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         n.id,
         n.organization_id,
         n.number,
@@ -233,7 +238,8 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
         n.send_rate,
         n.send_burst,
         n.source.as_str(),
-        n.carrier_sid
+        n.carrier_sid,
+        n.carrier_connection
     )
     .execute(conn)
     .await
@@ -247,7 +253,7 @@ pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>
         Raw,
         r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                  created_at, send_rate, send_burst, source, carrier_sid
+                  created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers
            WHERE organization_id = $1 AND released_at IS NULL
            ORDER BY created_at, id"#,
@@ -293,11 +299,36 @@ pub async fn set_rate(
            WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
            RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
                      voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
-                     created_at, send_rate, send_burst, source, carrier_sid"#,
+                     created_at, send_rate, send_burst, source, carrier_sid, carrier_connection"#,
         organization_id,
         id,
         rate.map(|(r, _)| r),
         rate.map(|(_, b)| b)
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(NumberRow::from))
+}
+
+/// Sets which carrier connection a held number's messages go through (`None`: the default);
+/// returns the number as it now is, if the organization holds it.
+#[tracing::instrument(skip(conn))]
+pub async fn set_connection(
+    conn: &mut PgConnection,
+    organization_id: &str,
+    id: Uuid,
+    connection: Option<&str>,
+) -> Result<Option<NumberRow>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Raw,
+        r#"UPDATE composer.numbers SET carrier_connection = $3
+           WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
+           RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
+                     voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
+                     created_at, send_rate, send_burst, source, carrier_sid, carrier_connection"#,
+        organization_id,
+        id,
+        connection
     )
     .fetch_optional(conn)
     .await?;

@@ -36,7 +36,7 @@ pub async fn list(State(state): State<AppState>, Signed(session): Signed) -> Pag
         @if numbers.is_empty() { p.muted { "No numbers yet: rent one with smsctl numbers rent, or add one." } } @else {
             div.table-wrap { table {
                 thead { tr { th { "Number" } th { "Country" } th { "Type" } th { "SMS" } th { "MMS" }
-                    th { "Voice" } th { "Owner" } th.hide-narrow { "Source" } th.num.hide-narrow { "Rate /s" }
+                    th { "Voice" } th { "Owner" } th.hide-narrow { "Source" } th.hide-narrow { "Carrier" } th.num.hide-narrow { "Rate /s" }
                     th.hide-narrow { "Added" } } }
                 tbody { @for n in &numbers {
                     @let external = n.kind == NumberKind::External as i32;
@@ -57,6 +57,9 @@ pub async fn list(State(state): State<AppState>, Signed(session): Signed) -> Pag
                             }
                         }
                         td.hide-narrow { (source(n.source)) }
+                        td.hide-narrow.carrier {
+                            @if n.carrier_connection.is_empty() { span.muted { "default" } } @else { (n.carrier_connection) }
+                        }
                         td.num.hide-narrow { (n.send_rate) }
                         td.hide-narrow { (time(n.created_at.as_ref())) }
                     }
