@@ -770,6 +770,34 @@ async fn each_number_sends_through_its_own_carrier_connection() {
             .iter()
             .any(|p| p.text == "the usual way")
     );
+    // An MMS cannot go over SMPP: refused at the API, by name.
+    let png = {
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        v.resize(200, 0);
+        v
+    };
+    let refused = client
+        .send_message(as_user(sms_proto::v1::SendMessageRequest {
+            attachments: vec![sms_proto::v1::NewAttachment {
+                file_name: "a.png".into(),
+                content_type: "image/png".into(),
+                data: png,
+                url: String::new(),
+            }],
+            ..sms(smpp_number, CONTACT, "a picture")
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "SENDER_NOT_MMS_CAPABLE"
+    );
+    assert!(
+        refused.message().contains("text only"),
+        "{}",
+        refused.message()
+    );
     // Contacts' messages come the way their number's carrier delivers them.
     stack
         .sim

@@ -46,6 +46,8 @@ pub struct App {
     pub(crate) carrier: Option<crate::carrier::Carrier>,
     /// The carrier connections numbers may be routed to.
     pub(crate) carrier_connections: Vec<String>,
+    /// Whether numbers with no route send over SMPP (text only).
+    pub(crate) smpp_default: bool,
     /// Ends event-feed subscriptions when the service stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }

@@ -208,6 +208,16 @@ pub enum ComposerError {
     /// The sender number cannot send MMS.
     #[error("{0} cannot send MMS")]
     SenderNotMmsCapable(String),
+    /// The sender's carrier connection carries text only (SMPP).
+    #[error(
+        "{number} sends through {connection}, an SMPP connection, which carries text only: no MMS"
+    )]
+    TextOnlyCarrier {
+        /// The sender.
+        number: String,
+        /// Its connection.
+        connection: String,
+    },
     /// The recipient opted out of the organization's messages.
     #[error("{0} opted out of this organization's messages")]
     OptedOut(String),
@@ -458,7 +468,9 @@ impl ComposerError {
             ComposerError::OptedOut(_) => "OPTED_OUT",
             ComposerError::Mms(e) => e.reason(),
             ComposerError::MediaFetch { .. } => "MEDIA_FETCH_FAILED",
-            ComposerError::SenderNotMmsCapable(_) => "SENDER_NOT_MMS_CAPABLE",
+            ComposerError::SenderNotMmsCapable(_) | ComposerError::TextOnlyCarrier { .. } => {
+                "SENDER_NOT_MMS_CAPABLE"
+            }
             ComposerError::Database(_) => "INTERNAL",
         }
     }
@@ -630,7 +642,9 @@ impl ComposerError {
             ComposerError::WebhookEndpointExists(_) => Code::AlreadyExists,
             ComposerError::TooManyWebhookEndpoints { .. } => Code::ResourceExhausted,
             ComposerError::Unavailable(_) => Code::Unavailable,
-            ComposerError::SenderNotMmsCapable(_) => Code::FailedPrecondition,
+            ComposerError::SenderNotMmsCapable(_) | ComposerError::TextOnlyCarrier { .. } => {
+                Code::FailedPrecondition
+            }
             ComposerError::NotScheduled { .. }
             | ComposerError::AlreadyFired { .. }
             | ComposerError::OptedOut(_) => Code::FailedPrecondition,

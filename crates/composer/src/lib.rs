@@ -97,6 +97,9 @@ pub struct Config {
     /// `SMS_SMPP_ADDR` is set or `SMS_CARRIER=smpp`). Set it where the composer does not see
     /// the dispatchers' variables.
     pub carrier_connections: Vec<String>,
+    /// `SMS_CARRIER=smpp`: numbers with no route of their own send over SMPP, text only (an
+    /// MMS from them is refused).
+    pub smpp_default: bool,
 }
 
 impl Config {
@@ -122,6 +125,7 @@ impl Config {
         let fetch = sms_runtime::config::fetch_policy(env, dev, media::MAX_FETCH)?;
         Ok(Config {
             carrier_connections: carrier_connections(env)?,
+            smpp_default: env.raw("SMS_CARRIER").as_deref() == Some("smpp"),
             carrier: carrier_config(env)?,
             webhooks: webhooks::WebhookConfig::from_env(env, &fetch)?,
             health_addr: sms_runtime::config::health_addr(env)?,
@@ -309,6 +313,7 @@ pub async fn run(
             .map(carrier::Carrier::new)
             .transpose()?,
         carrier_connections: config.carrier_connections.clone(),
+        smpp_default: config.smpp_default,
         shutdown: shutdown.clone(),
     });
     tokio::spawn(sms_runtime::health::serve(

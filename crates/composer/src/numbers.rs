@@ -210,6 +210,17 @@ impl App {
         Ok(Some(name.to_owned()))
     }
 
+    /// The SMPP connection `number` sends through (text only), if it does: any connection but
+    /// Twilio's, or the default when that is SMPP.
+    pub(crate) fn text_only(&self, number: &NumberRow) -> Option<String> {
+        match number.carrier_connection.as_deref() {
+            Some(crate::TWILIO_CONNECTION) => None,
+            Some(other) => Some(other.to_owned()),
+            None if self.smpp_default => Some("the default carrier".to_owned()),
+            None => None,
+        }
+    }
+
     /// Sets which carrier connection a number's messages go through (empty: the default), with
     /// its state for the dispatchers, in one transaction.
     pub async fn set_number_carrier(

@@ -438,6 +438,7 @@ impl Stack {
                 ..sms_runtime::fetch::FetchPolicy::strict(sms_composer::media::MAX_FETCH)
             },
             status_check: stack.options.status_check,
+            smpp_default: stack.options.smpp.is_some() && stack.options.smpp_default,
             carrier_connections: std::iter::once(sms_dispatcher::TWILIO_CONNECTION.to_owned())
                 .chain(stack.options.smpp.iter().map(|c| c.session.name.clone()))
                 .collect(),

@@ -59,6 +59,12 @@ impl App {
             if !from.mms_capable {
                 return Err(ComposerError::SenderNotMmsCapable(from.number.clone()));
             }
+            if let Some(connection) = self.text_only(&from) {
+                return Err(ComposerError::TextOnlyCarrier {
+                    number: from.number.clone(),
+                    connection,
+                });
+            }
             let sender = sms_core::PhoneNumber::parse_valid(&from.number, None)
                 .map_err(ComposerError::InvalidSender)?;
             sms_core::mms::check_route(&sender, &cmd.to)?;
