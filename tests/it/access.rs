@@ -113,6 +113,14 @@ async fn a_member_acts_for_themselves_and_administrators_for_everyone() {
             ),
         ),
         (
+            "SetNumberCarrier",
+            answer(
+                numbers
+                    .set_number_carrier(member(sms_proto::v1::SetNumberCarrierRequest::default()))
+                    .await,
+            ),
+        ),
+        (
             "CreateGroup",
             answer(
                 numbers

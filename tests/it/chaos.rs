@@ -267,6 +267,8 @@ impl Platform {
                     ),
                     ("SMS_SMPP_ERRORS", sms_testkit::SIM_SMPP_ERRORS.to_owned()),
                     ("SMS_SMPP_RESPONSE_TIMEOUT_MS", "2000".to_owned()),
+                    // A bind per replica: the SMSC allows two for the system id.
+                    ("SMS_SMPP_BINDS", "2".to_owned()),
                     ("SMS_SMPP_ENQUIRE_LINK_MS", "2000".to_owned()),
                 ]
                 .into_iter()

@@ -851,3 +851,72 @@ async fn each_number_sends_through_its_own_carrier_connection() {
     .await;
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binds_over_tls_trust_the_named_ca_and_send() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/smpp-tls");
+    let server =
+        sms_smpp::tls::server_config(&fixtures.join("server.pem"), &fixtures.join("server.key"))
+            .unwrap();
+    let sim = sms_carrier_sim::Sim::new(sms_carrier_sim::SimConfig::new("AC1", "t")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sim.clone().serve_smpp_tls(listener, server, stop.clone()));
+    // A client that does not trust the CA (the platform's roots) gets no bind.
+    let untrusting = sms_smpp::tls::client_config(None).unwrap();
+    let name = sms_smpp::tls::server_name("localhost").unwrap();
+    let handshake = sms_smpp::tls::connect(&addr.to_string(), Some((&untrusting, &name))).await;
+    assert!(
+        handshake.is_err(),
+        "a certificate no root vouches for was taken"
+    );
+    // The adapter, trusting the CA, binds and sends.
+    let mut config = sms_testkit::smpp_config();
+    config.session.addr = format!("localhost:{}", addr.port());
+    config.session.tls = Some(sms_dispatcher::smpp::SessionTls {
+        config: sms_smpp::tls::client_config(Some(&fixtures.join("ca.pem"))).unwrap(),
+        name,
+    });
+    let stack = Stack::start_with(Options {
+        smpp: Some(config),
+        ..Options::default()
+    })
+    .await;
+    stack.add_number(OURS).await;
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(OURS, CONTACT, "over TLS"))
+        .await
+        .id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    assert!(sim.smpp_parts().iter().any(|p| p.text == "over TLS"));
+    stop.cancel();
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_for_all_the_parts_at_once_settle_every_message() {
+    // Each part's receipt at the same moment, on two binds: applied concurrently, they must
+    // still settle their message (the last one applied sees the others).
+    let stack = smpp_stack(|o| {
+        o.sim.behaviour.callback_delay = Duration::from_millis(300);
+        if let Some(smpp) = &mut o.smpp {
+            smpp.session.binds = 2;
+        }
+    })
+    .await;
+    let mut client = stack.messaging().await;
+    let body = "Four parts of UCS-2 text — каждый. ".repeat(6);
+    assert_eq!(sms_core::count(&body).segments, 4);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let to = format!("+120155503{i:02}");
+        ids.push(send_ok(&mut client, sms(OURS, &to, &body)).await.id);
+    }
+    for id in &ids {
+        let m = stack.wait_final(&mut client, id).await;
+        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    }
+    stack.shutdown().await;
+}

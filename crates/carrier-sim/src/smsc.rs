@@ -36,8 +36,9 @@ use sms_smpp::codec::{Frame, Framing, generic_nack, is_response};
 use sms_smpp::parts::PartSettings;
 use sms_smpp::pdu::Address;
 use sms_smpp::receipt::{MessageState, Receipt};
+use sms_smpp::tls::Stream;
 use sms_smpp::{SmscId, mo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -182,6 +183,25 @@ impl Sim {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        self.serve_smpp_with(listener, None, shutdown).await
+    }
+
+    /// Serves SMPP over TLS on `listener` until `shutdown`.
+    pub async fn serve_smpp_tls(
+        self,
+        listener: TcpListener,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        self.serve_smpp_with(listener, Some(tls), shutdown).await
+    }
+
+    async fn serve_smpp_with(
+        self,
+        listener: TcpListener,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         loop {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -194,9 +214,21 @@ impl Sim {
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
-            let (sim, shutdown) = (self.clone(), shutdown.clone());
+            let (sim, shutdown, tls) = (self.clone(), shutdown.clone(), tls.clone());
             tokio::spawn(async move {
+                let stream = match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    sms_smpp::tls::accept(stream, tls.as_ref()),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "SMPP TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
                 if let Err(e) = sim.connection(stream, shutdown).await {
                     tracing::debug!(%peer, error = %e, "SMPP connection ended");
                 }
@@ -237,11 +269,7 @@ impl Sim {
             && (b.smpp.all_numbers || b.smpp.numbers.contains(number))
     }
 
-    async fn connection(
-        self,
-        stream: TcpStream,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    async fn connection(self, stream: Stream, shutdown: CancellationToken) -> anyhow::Result<()> {
         let smsc = &self.inner.smsc;
         let cut = lock(&smsc.cut).clone();
         let mut framed = Framed::new(stream, Framing::default());
@@ -325,7 +353,7 @@ impl Sim {
 
     async fn bound(
         &self,
-        framed: &mut Framed<TcpStream, Framing>,
+        framed: &mut Framed<Stream, Framing>,
         me: Bound<'_>,
         outgoing: &mut mpsc::UnboundedReceiver<Outgoing>,
         shutdown: &CancellationToken,

@@ -115,8 +115,10 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some(addr) = sim_smpp_addr.filter(|_| sim && smpp && base.raw("SMS_SMPP_ADDR").is_none())
-    {
+    // The simulator's SMSC serves as the SMPP connection when none is named: the default
+    // carrier with SMS_CARRIER=smpp, or (SMS_SIM_SMPP_ADDR set) a connection numbers may be
+    // routed to beside Twilio.
+    if let Some(addr) = sim_smpp_addr.filter(|_| sim && base.raw("SMS_SMPP_ADDR").is_none()) {
         defaults.extend([
             ("SMS_SMPP_ADDR".to_owned(), addr.to_string()),
             (
@@ -133,8 +135,10 @@ async fn main() -> anyhow::Result<()> {
                 "SMS_SMPP_ERRORS".to_owned(),
                 "69=filtered_as_spam".to_owned(),
             ),
-            ("SMS_SIM_SMPP_MO".to_owned(), "all".to_owned()),
         ]);
+        if smpp {
+            defaults.push(("SMS_SIM_SMPP_MO".to_owned(), "all".to_owned()));
+        }
     }
     let env = base.with_defaults(defaults);
 

@@ -192,6 +192,13 @@ pub trait Carrier: Send + Sync {
     /// One message by its sid (or id); `None` when the carrier says it has no such message.
     async fn fetch(&self, sid: &str) -> Result<Option<CarrierRecord>, LookupError>;
 
+    /// Calls this carrier takes at once, if it bounds them (SMPP: its binds' windows): a
+    /// message is claimed only once it holds one, so that a replica killed holds few calls
+    /// without an outcome.
+    fn admission(&self) -> Option<&tokio::sync::Semaphore> {
+        None
+    }
+
     /// Runs what the carrier needs running (SMPP's binds) until the context's shutdown,
     /// handing what it receives to its deliveries; `None` for a carrier with nothing to run
     /// (Twilio).

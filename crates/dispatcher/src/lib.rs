@@ -806,6 +806,15 @@ impl Dispatcher {
             permit = self.calls.acquire() => permit.map_err(|_| given_back())?,
             () = stop.cancelled() => return Err(given_back()),
         };
+        // And room at its carrier, when it bounds its calls (SMPP's windows).
+        let carrier = self.carrier_for(&m).ok().cloned();
+        let _admitted = match carrier.as_ref().and_then(|c| c.admission()) {
+            Some(room) => Some(tokio::select! {
+                permit = room.acquire() => permit.map_err(|_| given_back())?,
+                () = stop.cancelled() => return Err(given_back()),
+            }),
+            None => None,
+        };
         let valid_until = valid_until(&m, due);
         let claim = store::Claim {
             id,

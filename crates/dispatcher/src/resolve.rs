@@ -138,6 +138,13 @@ impl Dispatcher {
         });
         match self.carrier_or_default(&m).resolution() {
             Resolution::ListByPair => {}
+            // Its last call provably sent nothing (its retry was lost): sending it cannot
+            // send it twice, whatever the policy.
+            Resolution::ById { .. } if row.unsent => {
+                count("unsent_resent");
+                tracing::info!(%id, "send in doubt whose last call sent nothing; sending again");
+                return self.send_again(&row, &m, valid_until).await;
+            }
             // Nothing to look for: the connection's policy decides.
             Resolution::ById {
                 unanswered: Unanswered::Resend,

@@ -111,7 +111,7 @@ pub(crate) async fn claim(
               AS u(id, org, msg, valid)
          ON CONFLICT (message_id) DO UPDATE
             SET state = 'sending', attempts = dispatcher.sends.attempts + 1,
-                check_at = EXCLUDED.check_at, updated_at = now()
+                check_at = EXCLUDED.check_at, updated_at = now(), unsent = false
             WHERE dispatcher.sends.state = 'retry'
          RETURNING message_id, attempts",
         &ids,
@@ -208,7 +208,8 @@ pub(crate) async fn fail(
 /// Leaves a claimed message for the bus to redeliver: nothing was sent.
 pub(crate) async fn to_retry(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE dispatcher.sends SET state = 'retry', last_error = $2, updated_at = now()
+        "UPDATE dispatcher.sends SET state = 'retry', last_error = $2, updated_at = now(),
+                unsent = true
          WHERE message_id = $1",
         id,
         error
@@ -227,6 +228,8 @@ pub(crate) struct InDoubt {
     pub checks: i32,
     pub first_call_at: Option<DateTime<Utc>>,
     pub valid_until: Option<DateTime<Utc>>,
+    /// Its last call provably sent nothing (it came to doubt from `retry`).
+    pub unsent: bool,
 }
 
 /// Takes up to `limit` sends in doubt (`sending`, past `check_at`), leasing each for `lease`
@@ -244,7 +247,7 @@ pub(crate) async fn take_in_doubt(
              WHERE state = 'sending' AND check_at <= now()
              ORDER BY check_at LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING message_id, organization_id, message, attempts, checks, first_call_at,
-                   valid_until",
+                   valid_until, unsent",
         lease.as_secs_f64(),
         limit
     )
@@ -260,6 +263,7 @@ pub(crate) async fn take_in_doubt(
             checks: r.checks,
             first_call_at: r.first_call_at,
             valid_until: r.valid_until,
+            unsent: r.unsent,
         })
         .collect())
 }

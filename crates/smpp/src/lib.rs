@@ -12,6 +12,7 @@ pub mod mo;
 pub mod parts;
 pub mod pdu;
 pub mod receipt;
+pub mod tls;
 
 pub use id::{IdMatch, SmscId};
 pub use receipt::{MessageState, Receipt, ReceiptPdu};

@@ -186,6 +186,7 @@ pub fn smpp_config() -> sms_dispatcher::smpp::SmppConfig {
             response_timeout: Duration::from_secs(5),
             gsm7: sms_smpp::parts::Gsm7Packing::Unpacked,
             errors: sms_smpp::errors::ErrorMap::parse(SIM_SMPP_ERRORS).unwrap(),
+            tls: None,
         },
         parts: sms_smpp::parts::PartSettings::default(),
         unanswered: Unanswered::Fail,
@@ -261,6 +262,9 @@ impl Carrier for CountingCarrier {
     }
     fn statuses(&self) -> sms_dispatcher::StatusSource {
         self.inner.statuses()
+    }
+    fn admission(&self) -> Option<&tokio::sync::Semaphore> {
+        self.inner.admission()
     }
     fn start(&self, context: sms_dispatcher::CarrierContext) -> Option<JoinHandle<()>> {
         self.inner.start(context)

@@ -28,7 +28,7 @@ use crate::carrier::{
     Carrier, CarrierContext, CarrierError, CarrierMessage, CarrierRecord, LookupError, Receipt,
     Resolution, StatusSource, Unanswered,
 };
-pub use session::{BindMode, Session, SessionConfig};
+pub use session::{BindMode, Session, SessionConfig, SessionTls};
 
 /// An SMPP connection's settings, from `SMS_SMPP_*`.
 #[derive(Debug, Clone)]
@@ -45,8 +45,9 @@ impl SmppConfig {
     /// Reads `SMS_SMPP_*`: `ADDR`, `SYSTEM_ID` and `PASSWORD` are required; `NAME` (default
     /// `smpp`), `SYSTEM_TYPE`, `BIND` (`transceiver` or `pair`), `BINDS` (1), `WINDOW` (10),
     /// `ENQUIRE_LINK_MS` (30 s), `RESPONSE_TIMEOUT_MS` (10 s), `CONCATENATION` (`udh` or
-    /// `sar`), `GSM7` (`unpacked` or `packed`), `UNANSWERED` (`fail` or `resend`) and `ERRORS`
-    /// (`code=reason,…`).
+    /// `sar`), `GSM7` (`unpacked` or `packed`), `UNANSWERED` (`fail` or `resend`), `ERRORS`
+    /// (`code=reason,…`), `TLS` (`true`: the platform's roots, or only `TLS_CA`'s; the
+    /// certificate checked against `TLS_NAME`, by default the address's host).
     pub fn from_env(env: &Env<'_>) -> Result<SmppConfig, ConfigError> {
         let required = |var: &str, what: &str| {
             env.raw(var).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -142,6 +143,23 @@ impl SmppConfig {
             "resend" => Unanswered::Resend,
             _ => Unanswered::Fail,
         };
+        let tls = if env.bool_or("SMS_SMPP_TLS", false)? {
+            let ca = env.raw("SMS_SMPP_TLS_CA").filter(|c| !c.is_empty());
+            let config = sms_smpp::tls::client_config(ca.as_deref().map(std::path::Path::new))
+                .map_err(|e| {
+                    ConfigError::new("SMS_SMPP_TLS_CA", ca.clone().unwrap_or_default(), e)
+                })?;
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+            let name = env.string_or("SMS_SMPP_TLS_NAME", host.trim_matches(['[', ']']));
+            let server = sms_smpp::tls::server_name(&name)
+                .map_err(|e| ConfigError::new("SMS_SMPP_TLS_NAME", name.clone(), e))?;
+            Some(session::SessionTls {
+                config,
+                name: server,
+            })
+        } else {
+            None
+        };
         let errors_setting = env.string_or("SMS_SMPP_ERRORS", "");
         let errors = ErrorMap::parse(&errors_setting)
             .map_err(|e| ConfigError::new("SMS_SMPP_ERRORS", errors_setting.clone(), e))?;
@@ -159,6 +177,7 @@ impl SmppConfig {
                 response_timeout,
                 gsm7,
                 errors,
+                tls,
             },
             parts: PartSettings {
                 concatenation,
@@ -175,6 +194,8 @@ pub struct Smpp {
     parts: PartSettings,
     unanswered: Unanswered,
     reference: AtomicU16,
+    /// Calls at once: what the binds' windows hold.
+    admission: tokio::sync::Semaphore,
     /// Per sender, the turn of its messages.
     senders: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The longest one message's `submit_sm`s take, in all.
@@ -184,7 +205,9 @@ pub struct Smpp {
 impl Smpp {
     /// The carrier for `config`; `timeout` bounds one message's calls.
     pub fn new(config: SmppConfig, timeout: Duration) -> Smpp {
+        let admitted = config.session.window * config.session.binds.max(1);
         Smpp {
+            admission: tokio::sync::Semaphore::new(admitted),
             session: Arc::new(Session::new(config.session)),
             parts: config.parts,
             unanswered: config.unanswered,
@@ -431,6 +454,10 @@ impl Carrier for Smpp {
             reason: ours.and_then(|(_, r)| r),
             created_at: Utc::now(),
         }))
+    }
+
+    fn admission(&self) -> Option<&tokio::sync::Semaphore> {
+        Some(&self.admission)
     }
 
     fn start(&self, context: CarrierContext) -> Option<tokio::task::JoinHandle<()>> {

@@ -18,7 +18,7 @@ use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use sms_runtime::backoff::Backoff;
 use sms_smpp::codec::{Frame, Framing, generic_nack, is_response};
 use sms_smpp::parts::Gsm7Packing;
-use tokio::net::TcpStream;
+use sms_smpp::tls::Stream;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,17 @@ pub struct SessionConfig {
     pub gsm7: Gsm7Packing,
     /// The SMSC's own error codes, for its receipts.
     pub errors: sms_smpp::errors::ErrorMap,
+    /// TLS on the binds, when the SMSC speaks it.
+    pub tls: Option<SessionTls>,
+}
+
+/// TLS settings of a connection.
+#[derive(Debug, Clone)]
+pub struct SessionTls {
+    /// Whom it trusts.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the SMSC's certificate must carry.
+    pub name: rustls::pki_types::ServerName<'static>,
 }
 
 /// Why a request got no answer.
@@ -328,13 +339,13 @@ impl Session {
     }
 
     /// Connects and binds.
-    async fn connect(&self, kind: Kind) -> Result<Framed<TcpStream, Framing>, String> {
+    async fn connect(&self, kind: Kind) -> Result<Framed<Stream, Framing>, String> {
         let c = &self.config;
-        let stream = tokio::time::timeout(c.response_timeout, TcpStream::connect(&c.addr))
+        let tls = c.tls.as_ref().map(|t| (&t.config, &t.name));
+        let stream = tokio::time::timeout(c.response_timeout, sms_smpp::tls::connect(&c.addr, tls))
             .await
             .map_err(|_| format!("connecting to {} timed out", c.addr))?
             .map_err(|e| format!("connecting to {}: {e}", c.addr))?;
-        let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream, Framing::default());
         let (system_id, password, system_type) = (
             c_text::<16>(&c.system_id).map_err(|e| format!("system id: {e}"))?,
@@ -425,7 +436,7 @@ impl Bound<'_> {
     /// Serves one bind until it fails, the SMSC unbinds, or `shutdown` (then it unbinds).
     async fn run(
         self,
-        mut framed: Framed<TcpStream, Framing>,
+        mut framed: Framed<Stream, Framing>,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let c = &self.session.config;
@@ -548,7 +559,7 @@ impl Bound<'_> {
     /// Waits (a little) for the answers still due, then unbinds.
     async fn unbind(
         &self,
-        framed: &mut Framed<TcpStream, Framing>,
+        framed: &mut Framed<Stream, Framing>,
         pending: &mut HashMap<u32, Pending>,
         sequence: &mut u32,
     ) -> Result<(), String> {

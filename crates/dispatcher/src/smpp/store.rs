@@ -159,6 +159,18 @@ pub(crate) async fn receipt(
         .await?;
         return Ok((Applied::Waiting, Vec::new()));
     }
+    // Every part of these messages locked, in one order: receipts for a message's parts
+    // applied at once would each see the others still open, and none would settle it.
+    let mut messages: Vec<Uuid> = parts.iter().map(|(m, _)| *m).collect();
+    messages.sort_unstable();
+    messages.dedup();
+    sqlx::query!(
+        "SELECT message_id FROM dispatcher.smpp_parts WHERE message_id = ANY($1)
+          ORDER BY message_id, part FOR UPDATE",
+        &messages
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut changed = Vec::new();
     for (message_id, part) in &parts {
         if apply(conn, *message_id, *part, r).await? && !changed.contains(message_id) {
