@@ -100,6 +100,13 @@ async fn a_three_part_ucs2_message_goes_as_three_parts_and_is_delivered_once() {
     let requests = stack.sim.requests();
     assert_eq!(requests.len(), 1, "one message reached the SMSC");
     assert_eq!(requests[0].body, body);
+    // Its validity, as a relative validity_period: what is left of the default (at most
+    // Twilio's 10 hours' worth, counted down from acceptance).
+    let validity = requests[0].validity_period.expect("a validity_period");
+    assert!(
+        (36_000 - 60..=36_000).contains(&validity),
+        "validity {validity}"
+    );
     stack.shutdown().await;
 }
 
@@ -224,12 +231,46 @@ async fn an_mo_stop_opts_out_and_a_two_part_reply_in_reverse_reaches_the_inbox_w
     .await;
     assert_eq!(conversation.len(), 1);
     assert_eq!(conversation[0].body, long);
+    // The SMSC sending a message again (our answer lost on the way): delivered once.
+    let again = "Did you get this?";
+    let part = sms_smpp::parts::parts(again, 0, Default::default())
+        .unwrap()
+        .remove(0);
+    let pdu = sms_smpp::pdu::message_deliver_sm(
+        &sms_smpp::pdu::Address::of(other).unwrap(),
+        &sms_smpp::pdu::Address::of(OURS).unwrap(),
+        &part,
+    )
+    .unwrap();
+    stack.sim.deliver_raw(pdu.clone()).await.unwrap();
+    stack.sim.deliver_raw(pdu).await.unwrap();
+    eventually(Duration::from_secs(10), "the message", || async {
+        let c = stack.conversation(OURS, other).await;
+        c.iter().any(|m| m.body == again).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = stack.conversation(OURS, other).await;
+    assert_eq!(c.iter().filter(|m| m.body == again).count(), 1, "{c:?}");
     stack.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_slows_a_burst_down_without_failing_or_reordering_it() {
     let stack = smpp_stack(|_| {}).await;
+    // The sender at a rate of its own (20 a second): its messages go out one after another,
+    // as a sender's do, not all in the same instant.
+    stack
+        .numbers()
+        .await
+        .set_number_rate(as_user(sms_proto::v1::SetNumberRateRequest {
+            number: OURS.into(),
+            send_rate: 20.0,
+            send_burst: 1,
+        }))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut client = stack.messaging().await;
     stack.sim.update(|b| {
         b.throttled.insert(CONTACT.into(), 4);
@@ -352,6 +393,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let smsc = tokio::spawn(async move {
         let mut binds = 0;
         loop {
@@ -375,9 +417,12 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
             .await
             .unwrap();
             if binds == 1 {
-                // A deliver_sm whose body cannot be read, an unknown command, a receipt for
-                // an id never sent, the first part of a message whose second never comes,
-                // and a message in a coding nobody can read.
+                // An enquire_link, a deliver_sm whose body cannot be read, an unknown
+                // command, a receipt for an id never sent, the first part of a message whose
+                // second never comes, and a message in a coding nobody can read.
+                wire.send(Command::new(CommandStatus::EsmeRok, 100, Pdu::EnquireLink))
+                    .await
+                    .unwrap();
                 write_raw(&mut wire, &raw_pdu(0x0000_0005, 0, 101, b"abcde")).await;
                 write_raw(&mut wire, &raw_pdu(0x0000_0777, 0, 102, b"")).await;
                 let contact = sms_smpp::pdu::Address::of(CONTACT).unwrap();
@@ -410,11 +455,11 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
                     .await
                     .unwrap();
                 let mut got = Vec::new();
-                while got.len() < 5 {
+                while got.len() < 6 {
                     let Some(c) = next_command(&mut wire).await else {
                         break;
                     };
-                    if c.sequence_number() >= 101 {
+                    if c.sequence_number() >= 100 {
                         got.push(answer_of(&c));
                     }
                 }
@@ -472,6 +517,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
                             .unwrap();
                     }
                     Some(Pdu::EnquireLink) => {
+                        let _ = seen_tx.send("enquire_link");
                         wire.send(Command::new(
                             CommandStatus::EsmeRok,
                             c.sequence_number(),
@@ -479,6 +525,16 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
                         ))
                         .await
                         .unwrap();
+                    }
+                    Some(Pdu::Unbind) => {
+                        let _ = seen_tx.send("unbind");
+                        let _ = wire
+                            .send(Command::new(
+                                CommandStatus::EsmeRok,
+                                c.sequence_number(),
+                                Pdu::UnbindResp,
+                            ))
+                            .await;
                     }
                     _ => {}
                 }
@@ -489,6 +545,8 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
         smpp: Some({
             let mut c = sms_testkit::smpp_config();
             c.session.addr = addr;
+            // Idle binds ask whether the SMSC is there.
+            c.session.enquire_link = Duration::from_millis(300);
             c
         }),
         ..Options::default()
@@ -502,6 +560,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
     assert_eq!(
         got,
         [
+            (0x8000_0015, 0x00, 100), // enquire_link_resp
             (0x8000_0000, 0x02, 101), // generic_nack, ESME_RINVCMDLEN
             (0x8000_0000, 0x03, 102), // generic_nack, ESME_RINVCMDID
             (0x8000_0005, 0x00, 103), // deliver_sm_resp: the receipt is kept for its part
@@ -528,8 +587,16 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
     .await
     .unwrap();
     assert_eq!(kept, (1, 1));
-    smsc.abort();
+    // Idle, the adapter asks (enquire_link); stopping, it unbinds.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     stack.shutdown().await;
+    let mut said = Vec::new();
+    while let Ok(Some(what)) = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await {
+        said.push(what);
+    }
+    assert!(said.contains(&"enquire_link"), "{said:?}");
+    assert_eq!(said.last(), Some(&"unbind"), "{said:?}");
+    smsc.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -918,5 +985,83 @@ async fn receipts_for_all_the_parts_at_once_settle_every_message() {
         let m = stack.wait_final(&mut client, id).await;
         assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
     }
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transmitter_and_receiver_pair_with_sar_and_packed_gsm7_carries_both_ways() {
+    let stack = smpp_stack(|o| {
+        o.sim.smpp_gsm7 = sms_smpp::parts::Gsm7Packing::Packed;
+        if let Some(smpp) = &mut o.smpp {
+            smpp.session.mode = sms_dispatcher::smpp::BindMode::Pair;
+            smpp.session.gsm7 = sms_smpp::parts::Gsm7Packing::Packed;
+            smpp.parts = sms_smpp::parts::PartSettings {
+                concatenation: sms_smpp::parts::Concatenation::Sar,
+                gsm7: sms_smpp::parts::Gsm7Packing::Packed,
+            };
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "a transmitter and a receiver",
+        || async { (stack.sim.smpp_binds() == 2).then_some(()) },
+    )
+    .await;
+    let mut client = stack.messaging().await;
+    let body = "Hello Ana, {this} costs 5€ [today] only; see you ~10am. ".repeat(4);
+    let counted = sms_core::count(&body);
+    assert_eq!(counted.encoding, sms_core::encoding::Encoding::Gsm7);
+    let id = send_ok(&mut client, sms(OURS, CONTACT, &body)).await.id;
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    let parts = stack.sim.smpp_parts();
+    assert_eq!(parts.len(), counted.segments);
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.data_coding == 0 && p.esm_class & 0x40 == 0)
+    );
+    assert_eq!(stack.sim.requests()[0].body, body);
+    // A long reply comes back on the receiver, in packed parts.
+    let reply = "Sure: {Tuesday} at 10 works; bring the €50 deposit. ".repeat(4);
+    let (code, _) = stack
+        .sim
+        .reply(CONTACT, OURS, &reply, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    eventually(Duration::from_secs(10), "the reply", || async {
+        let c = stack.conversation(OURS, CONTACT).await;
+        c.iter().any(|m| m.body == reply).then_some(())
+    })
+    .await;
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_reply_missing_a_part_is_delivered_with_the_gap_marked() {
+    let stack = smpp_stack(|o| o.mo_part_timeout = Duration::from_secs(1)).await;
+    let contact = sms_smpp::pdu::Address::of(CONTACT).unwrap();
+    let ours = sms_smpp::pdu::Address::of(OURS).unwrap();
+    let text = "the first part arrives, the second never does. ".repeat(4);
+    let parts = sms_smpp::parts::parts(&text, 77, Default::default()).unwrap();
+    assert_eq!(parts.len(), 2);
+    // Only the first part, straight from the SMSC.
+    stack
+        .sim
+        .deliver_raw(sms_smpp::pdu::message_deliver_sm(&contact, &ours, &parts[0]).unwrap())
+        .await
+        .unwrap();
+    let got = eventually(Duration::from_secs(15), "the incomplete reply", || async {
+        let c = stack.conversation(OURS, CONTACT).await;
+        c.into_iter().find(|m| m.body.ends_with("[…]"))
+    })
+    .await;
+    assert!(
+        got.body.starts_with("the first part arrives"),
+        "{}",
+        got.body
+    );
     stack.shutdown().await;
 }

@@ -799,6 +799,28 @@ impl Sim {
         Ok((200, format!("{id:08X}")))
     }
 
+    /// Offers one `deliver_sm` as it is to the first SMPP account's receiving binds, until one
+    /// takes it (tests: a part whose other parts never come).
+    pub async fn deliver_raw(&self, pdu: DeliverSm) -> Result<(), String> {
+        let system_id = {
+            let mut ids: Vec<&String> = self.inner.config.smpp_accounts.keys().collect();
+            ids.sort();
+            ids.first()
+                .map(|s| (*s).clone())
+                .ok_or("no SMPP account is configured")?
+        };
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            self.deliver_until_taken(&system_id, pdu, None),
+        )
+        .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("refused for good".into()),
+            Err(_) => Err("no bind took it".into()),
+        }
+    }
+
     /// Answers a `query_sm`.
     fn query(&self, command: &Command, id: &str) -> Command {
         let number = u64::from_str_radix(id, 16).ok();

@@ -64,3 +64,13 @@ CREATE TABLE smpp_bind_slots (
     lease_until timestamptz NOT NULL DEFAULT '-infinity',
     PRIMARY KEY (connection, slot)
 );
+
+-- Contacts' messages (and parts) lately taken: an SMSC sends a deliver_sm again when our answer
+-- was lost (a bind cut, a dispatcher killed between the commit and the answer); the same one
+-- again within a few minutes is answered and dropped, not delivered twice.
+CREATE TABLE smpp_mo_seen (
+    connection text        NOT NULL,
+    key        text        NOT NULL,
+    seen_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connection, key)
+);

@@ -166,6 +166,8 @@ pub struct Options {
     /// their own send through it), or Twilio (the SMPP connection then serves the numbers
     /// routed to it by name).
     pub smpp_default: bool,
+    /// How long a contact's long message over SMPP waits for a missing part.
+    pub mo_part_timeout: Duration,
 }
 
 /// SMPP settings for the simulator's SMSC: a transceiver, a window of 10, answers within 5 s,
@@ -233,6 +235,7 @@ impl Default for Options {
             carrier_resolution: sms_dispatcher::Resolution::ListByPair,
             smpp: None,
             smpp_default: true,
+            mo_part_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -567,7 +570,7 @@ impl Stack {
                 }
                 c
             }),
-            mo_part_timeout: Duration::from_secs(600),
+            mo_part_timeout: self.options.mo_part_timeout,
         };
         let http = sms_runtime::http_client(config.carrier_timeout).unwrap();
         let twilio: Arc<dyn Carrier> = Arc::new(Twilio::new(

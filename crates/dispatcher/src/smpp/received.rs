@@ -139,6 +139,32 @@ impl Received {
             return Ok(());
         };
         let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        // The same deliver_sm again (the SMSC never got our answer): answered, not delivered
+        // twice.
+        let (reference, total, seq) =
+            part.part
+                .map_or((String::new(), String::new(), String::new()), |p| {
+                    (
+                        p.reference.to_string(),
+                        p.total.to_string(),
+                        p.seq.to_string(),
+                    )
+                });
+        let key = sms_bus::stable_event_id(&[from, to, &reference, &total, &seq, &part.text]);
+        if !store::mo_first_time(&mut tx, connection, &key)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tx.commit().await.map_err(|e| e.to_string())?;
+            count("message", "repeated");
+            tracing::debug!(
+                connection,
+                from,
+                to,
+                "the SMSC sent a contact's message again; already taken"
+            );
+            return Ok(());
+        }
         let (text, segments) = match part.part {
             None => (part.text, 1),
             Some(p) => {
@@ -195,6 +221,7 @@ impl Received {
 
     pub(crate) async fn sweep_once(&self, part_timeout: Duration) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        store::forget_seen(&mut tx).await?;
         let incomplete = store::incomplete(&mut tx, part_timeout).await?;
         let mut events = Vec::new();
         for m in &incomplete {

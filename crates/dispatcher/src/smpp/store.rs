@@ -316,6 +316,43 @@ async fn settle(
     Ok(events)
 }
 
+/// How long a contact's message (or part) taken is remembered, so that the SMSC sending it
+/// again (our answer lost) does not deliver it twice.
+pub(crate) const MO_REPEAT_WINDOW_SECS: f64 = 300.0;
+
+/// Whether this contact's message (or part), named by `key`, is new: `false` when the same was
+/// taken within [`MO_REPEAT_WINDOW_SECS`].
+pub(crate) async fn mo_first_time(
+    conn: &mut PgConnection,
+    connection: &str,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    let new = sqlx::query_scalar!(
+        "INSERT INTO dispatcher.smpp_mo_seen (connection, key) VALUES ($1, $2)
+         ON CONFLICT (connection, key) DO UPDATE SET seen_at = now()
+            WHERE smpp_mo_seen.seen_at < now() - make_interval(secs => $3)
+         RETURNING 1 AS one",
+        connection,
+        key,
+        MO_REPEAT_WINDOW_SECS
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(new.is_some())
+}
+
+/// Forgets what was taken before the window.
+pub(crate) async fn forget_seen(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM dispatcher.smpp_mo_seen
+          WHERE seen_at < now() - make_interval(secs => $1)",
+        MO_REPEAT_WINDOW_SECS
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A contact's message part; returns the whole text (and how many parts it came in) once every
 /// part is in, removing them.
 pub(crate) async fn mo_part(
