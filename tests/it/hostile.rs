@@ -234,6 +234,9 @@ const FIELDS: &[Field] = &[
     field("AddNumber", "number", 64, false),
     field("AddNumber", "owner_user_id", 128, false),
     field("AddNumber", "owner_group_id", 64, false),
+    field("AddNumber", "carrier_connection", 32, false),
+    field("SetNumberCarrier", "number", 64, false),
+    field("SetNumberCarrier", "carrier_connection", 32, false),
     field("GetNumber", "number", 64, false),
     field("SearchAvailableNumbers", "country", 8, false),
     field("SearchAvailableNumbers", "area_code", 16, false),
@@ -497,9 +500,21 @@ async fn call(c: &mut Clients, rpc: &str, name: &str, value: &str) -> Answer {
             match name {
                 "number" => r.number = v,
                 "owner_user_id" => r.owner = Some(add_number_request::Owner::OwnerUserId(v)),
+                "carrier_connection" => r.carrier_connection = v,
                 _ => r.owner = Some(add_number_request::Owner::OwnerGroupId(v)),
             }
             answer(c.numbers.add_number(as_user(r)).await)
+        }
+        ("SetNumberCarrier", _) => {
+            let mut r = sms_proto::v1::SetNumberCarrierRequest {
+                number: OURS.into(),
+                carrier_connection: String::new(),
+            };
+            match name {
+                "number" => r.number = v,
+                _ => r.carrier_connection = v,
+            }
+            answer(c.numbers.set_number_carrier(as_user(r)).await)
         }
         ("SearchAvailableNumbers", _) => {
             let mut r = SearchAvailableNumbersRequest {

@@ -197,6 +197,12 @@ impl App {
     /// A carrier connection named in a request: `None` for empty (the default), refused when
     /// the platform has no such connection.
     pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, ComposerError> {
+        text::check(
+            "carrier_connection",
+            name,
+            MAX_CONNECTION_NAME,
+            Lines::Single,
+        )?;
         let name = name.trim();
         if name.is_empty() {
             return Ok(None);
@@ -449,3 +455,6 @@ fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
         carrier_connection: row.carrier_connection.clone().unwrap_or_default(),
     }
 }
+
+/// The longest carrier connection name.
+const MAX_CONNECTION_NAME: usize = 32;
