@@ -409,6 +409,18 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
                 rusmpp::types::COctetString::from_vec(b"HOSTILE\0".to_vec()).unwrap(),
                 None,
             );
+            if binds == 1 {
+                // The first bind refused (ESME_RBINDFAIL): the adapter binds again later.
+                wire.send(Command::new(
+                    CommandStatus::from(0x0D),
+                    bind.sequence_number(),
+                    resp,
+                ))
+                .await
+                .unwrap();
+                let _ = seen_tx.send("bind refused");
+                continue;
+            }
             wire.send(Command::new(
                 CommandStatus::EsmeRok,
                 bind.sequence_number(),
@@ -416,7 +428,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
             ))
             .await
             .unwrap();
-            if binds == 1 {
+            if binds == 2 {
                 // An enquire_link, a deliver_sm whose body cannot be read, an unknown
                 // command, a receipt for an id never sent, the first part of a message whose
                 // second never comes, and a message in a coding nobody can read.
@@ -477,7 +489,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
                 );
                 continue;
             }
-            // The second bind is served well: each submit_sm taken, its receipt sent.
+            // The third bind is served well: each submit_sm taken, its receipt sent.
             let mut id = 0x00AB_C000_u32;
             while let Some(c) = next_command(&mut wire).await {
                 match c.pdu() {
@@ -594,6 +606,7 @@ async fn a_hostile_smsc_is_answered_as_the_specification_says_and_the_bind_comes
     while let Ok(Some(what)) = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await {
         said.push(what);
     }
+    assert_eq!(said.first(), Some(&"bind refused"), "{said:?}");
     assert!(said.contains(&"enquire_link"), "{said:?}");
     assert_eq!(said.last(), Some(&"unbind"), "{said:?}");
     smsc.abort();
