@@ -340,15 +340,21 @@ impl Carrier for Smpp {
                             SubmitRefusal::Throttled(reason) => {
                                 let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
                                 self.session.pause(pause);
-                                if first && started.elapsed() + pause >= self.timeout {
-                                    return Err(CarrierError::Retryable {
-                                        reason,
-                                        code: Some(code),
-                                        detail,
-                                        retry_after: None,
-                                    });
+                                if first {
+                                    // Nothing of it was taken: back to the bus when the call's
+                                    // time would run out waiting.
+                                    let margin = pause + Duration::from_millis(200);
+                                    if started.elapsed() + margin >= self.timeout {
+                                        return Err(CarrierError::Retryable {
+                                            reason,
+                                            code: Some(code),
+                                            detail,
+                                            retry_after: None,
+                                        });
+                                    }
+                                } else {
+                                    again(detail)?;
                                 }
-                                again(detail)?;
                             }
                             SubmitRefusal::Retryable(reason) if first => {
                                 return Err(CarrierError::Retryable {
