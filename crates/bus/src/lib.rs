@@ -1055,6 +1055,77 @@ impl StateSet {
     }
 }
 
+/// Held numbers, a replica's copy of the number state kept by [`Holders::apply`] from
+/// [`Bus::follow_state`]: each number's organization and the carrier connection its messages
+/// go through. Cheap to clone; clones share.
+#[derive(Debug, Clone, Default)]
+pub struct Holders(std::sync::Arc<std::sync::RwLock<std::collections::HashMap<String, Held>>>);
+
+/// Who holds a number, and how it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// The organization holding it.
+    pub organization_id: String,
+    /// Its carrier connection; empty for the default.
+    pub carrier_connection: String,
+}
+
+impl Holders {
+    /// Applies a number's state: held (again, perhaps with another route), or released by the
+    /// organization that held it.
+    pub fn apply(&self, e: &sms_proto::events::v1::NumberChanged) {
+        let org = e
+            .meta
+            .as_ref()
+            .map(|m| m.organization_id.clone())
+            .unwrap_or_default();
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if e.active {
+            map.insert(
+                e.number.clone(),
+                Held {
+                    organization_id: org,
+                    carrier_connection: e.carrier_connection.clone(),
+                },
+            );
+        } else if map.get(&e.number).is_some_and(|h| h.organization_id == org) {
+            map.remove(&e.number);
+        }
+    }
+
+    /// Who holds `number`, as the copy says now.
+    pub fn get(&self, number: &str) -> Option<Held> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(number)
+            .cloned()
+    }
+
+    /// The organization holding `number`. A number the copy does not know is looked up again
+    /// for up to `patience`: the carrier only delivers for numbers we hold, so it may have been
+    /// added just now and its state still be on its way.
+    pub async fn holder(&self, number: &str, patience: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let org = self.get(number).map(|h| h.organization_id);
+            if org.is_some() || std::time::Instant::now() >= deadline {
+                return org;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The carrier connection `organization_id`'s `number` sends through; empty for the
+    /// default (or a number it does not hold).
+    pub fn route(&self, organization_id: &str, number: &str) -> String {
+        self.get(number)
+            .filter(|h| h.organization_id == organization_id)
+            .map(|h| h.carrier_connection)
+            .unwrap_or_default()
+    }
+}
+
 /// The event in `message`, if the message says it is an `E` (its type header) and decodes as
 /// one; otherwise why not.
 fn decode<E: Event>(message: &async_nats::Message) -> Result<E, String> {
@@ -1091,4 +1162,40 @@ fn count(kind: ConsumerKind, outcome: &'static str) {
 pub fn opted_out_entry(e: sms_proto::events::v1::OptOutChanged) -> (String, String, bool) {
     let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
     (org, e.contact_number, e.opted_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use sms_proto::events::v1::NumberChanged;
+
+    use super::*;
+
+    fn changed(org: &str, number: &str, active: bool, route: &str) -> NumberChanged {
+        NumberChanged {
+            meta: Some(meta(new_event_id(), org, "")),
+            number: number.into(),
+            active,
+            carrier_connection: route.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_held_copy_follows_holds_routes_and_releases_by_their_holder() {
+        let h = Holders::default();
+        h.apply(&changed("a", "+1", true, "smpp"));
+        assert_eq!(h.route("a", "+1"), "smpp");
+        assert_eq!(
+            h.route("b", "+1"),
+            "",
+            "another organization's number has no route"
+        );
+        // A release by another organization (an old one) leaves the holder's.
+        h.apply(&changed("b", "+1", false, ""));
+        assert_eq!(h.get("+1").map(|x| x.organization_id), Some("a".into()));
+        h.apply(&changed("a", "+1", true, ""));
+        assert_eq!(h.route("a", "+1"), "", "back to the default");
+        h.apply(&changed("a", "+1", false, ""));
+        assert_eq!(h.get("+1"), None);
+    }
 }

@@ -353,32 +353,14 @@ pub async fn run_with_carriers(
     // the number state, like the released numbers above.
     let overrides = limiter::Overrides::default();
     let copy = overrides.clone();
-    let holders = smpp::received::Holders::default();
+    let holders = sms_bus::Holders::default();
     let holding = holders.clone();
-    let routes = Routes::default();
-    let routing = routes.clone();
     bus.follow_state(
         StateKind::Number,
         shutdown.clone(),
         move |e: NumberChanged| {
+            holding.apply(&e);
             let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
-            {
-                let mut h = holding.write().unwrap_or_else(|p| p.into_inner());
-                if e.active {
-                    h.insert(e.number.clone(), org.clone());
-                } else if h.get(&e.number) == Some(&org) {
-                    h.remove(&e.number);
-                }
-            }
-            {
-                let mut r = routing.write().unwrap_or_else(|p| p.into_inner());
-                let key = (org.clone(), e.number.clone());
-                if e.active && !e.carrier_connection.is_empty() {
-                    r.insert(key, e.carrier_connection.clone());
-                } else {
-                    r.remove(&key);
-                }
-            }
             let rate = (e.send_rate > 0.0)
                 .then(|| {
                     let burst = if e.send_burst > 0 {
@@ -404,7 +386,7 @@ pub async fn run_with_carriers(
         bus: bus.clone(),
         outbox,
         carriers: carriers.clone(),
-        routes,
+        holders: holders.clone(),
         callback_url: callback_base(&config.public_url),
         callback_overrides: config.callback_overrides.clone(),
         send_attempts: config.send_attempts,
@@ -515,8 +497,8 @@ struct Dispatcher {
     outbox: Outbox,
     /// The carriers, by the name numbers are routed by.
     carriers: Carriers,
-    /// Numbers with a route of their own: (organization, number) → connection name.
-    routes: Routes,
+    /// Held numbers and their routes (a copy of the number state).
+    holders: sms_bus::Holders,
     /// `{public_url}/webhooks/twilio/status`.
     callback_url: String,
     callback_overrides: String,
@@ -537,9 +519,6 @@ struct Dispatcher {
     /// Carrier calls under way at once, whatever the partitions (the waiting is unbounded).
     calls: tokio::sync::Semaphore,
 }
-
-/// Numbers' routes, a copy of the number state: (organization, number) → connection.
-type Routes = Arc<std::sync::RwLock<HashMap<(String, String), String>>>;
 
 /// Carrier calls a replica makes at once.
 const CALLS_AT_ONCE: usize = 128;
@@ -1059,13 +1038,7 @@ impl Dispatcher {
 
     /// The carrier `m` goes through: its sender's route, or the default.
     fn carrier_for(&self, m: &OutboundMessage) -> Result<&Arc<dyn Carrier>, String> {
-        let route = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(m.organization_id.clone(), m.from.clone()))
-            .cloned()
-            .unwrap_or_default();
+        let route = self.holders.route(&m.organization_id, &m.from);
         self.carriers.get(&route).ok_or_else(|| {
             format!(
                 "{} is routed to the carrier connection {}, which this dispatcher does not have \

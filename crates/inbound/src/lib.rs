@@ -97,8 +97,8 @@ fn count(kind: &'static str, outcome: &'static str) {
 
 struct App {
     bus: Bus,
-    /// Held number → organization, a local copy of the state stream.
-    numbers: Arc<std::sync::RwLock<HashMap<String, String>>>,
+    /// Held numbers, a local copy of the state stream.
+    numbers: sms_bus::Holders,
     public_url: String,
     accounts: HashMap<String, String>,
     patience: Duration,
@@ -113,21 +113,13 @@ pub async fn run(
     let bus = Bus::connect(sms_runtime::service::bus_config(&config.common))
         .await
         .context("inbound bus")?;
-    let numbers = Arc::new(std::sync::RwLock::new(HashMap::new()));
+    let numbers = sms_bus::Holders::default();
     let copy = numbers.clone();
     let mut follower = bus
         .follow_state(
             sms_bus::StateKind::Number,
             shutdown.clone(),
-            move |e: NumberChanged| {
-                let org = e.meta.map(|m| m.organization_id).unwrap_or_default();
-                let mut map = copy.write().unwrap_or_else(|p| p.into_inner());
-                if e.active {
-                    map.insert(e.number, org);
-                } else if map.get(&e.number) == Some(&org) {
-                    map.remove(&e.number);
-                }
-            },
+            move |e: NumberChanged| copy.apply(&e),
         )
         .await?;
     if !follower
@@ -422,23 +414,10 @@ async fn incoming(
 const UNKNOWN_NUMBER_PATIENCE: Duration = Duration::from_secs(2);
 
 impl App {
-    /// The organization holding `number`. A number the local copy does not know is looked up
-    /// again for a moment: the carrier only calls for numbers of our account, so it may have
-    /// been added just now and its state event still be on its way.
+    /// The organization holding `number` (waiting a moment for a number the copy does not
+    /// know yet).
     async fn holder(&self, number: &str) -> Option<String> {
-        let deadline = Instant::now() + UNKNOWN_NUMBER_PATIENCE;
-        loop {
-            let org = self
-                .numbers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(number)
-                .cloned();
-            if org.is_some() || Instant::now() >= deadline {
-                return org;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.numbers.holder(number, UNKNOWN_NUMBER_PATIENCE).await
     }
 
     /// Publishes and waits for JetStream to store the event: only then may the carrier stop

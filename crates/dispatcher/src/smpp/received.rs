@@ -3,9 +3,8 @@
 //! published as inbound messages exactly like the Twilio receiver's. Each is committed, with
 //! the events it causes in the same transaction, before the SMSC is answered.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sms_core::Reason;
@@ -19,9 +18,6 @@ use uuid::Uuid;
 use super::store::{self, Applied, MoKey, ReceiptRow};
 use crate::carrier::Deliveries;
 
-/// Our numbers and the organizations holding them (a copy of the number state).
-pub(crate) type Holders = Arc<RwLock<HashMap<String, String>>>;
-
 /// How long a contact's message to a number the copy does not know waits for the copy.
 const UNKNOWN_NUMBER_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -29,7 +25,8 @@ const UNKNOWN_NUMBER_PATIENCE: Duration = Duration::from_secs(2);
 pub(crate) struct Received {
     pub pool: PgPool,
     pub outbox: Outbox,
-    pub holders: Holders,
+    /// Our numbers and who holds them (a copy of the number state).
+    pub holders: sms_bus::Holders,
 }
 
 fn count(kind: &'static str, outcome: &'static str) {
@@ -97,22 +94,6 @@ impl Deliveries for Received {
 }
 
 impl Received {
-    async fn holder(&self, number: &str) -> Option<String> {
-        let deadline = Instant::now() + UNKNOWN_NUMBER_PATIENCE;
-        loop {
-            let org = self
-                .holders
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(number)
-                .cloned();
-            if org.is_some() || Instant::now() >= deadline {
-                return org;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     async fn message(
         &self,
         connection: &str,
@@ -129,7 +110,7 @@ impl Received {
             );
             return Ok(());
         }
-        let Some(org) = self.holder(to).await else {
+        let Some(org) = self.holders.holder(to, UNKNOWN_NUMBER_PATIENCE).await else {
             count("message", "unknown_number");
             tracing::warn!(
                 connection,
@@ -225,12 +206,7 @@ impl Received {
         let incomplete = store::incomplete(&mut tx, part_timeout).await?;
         let mut events = Vec::new();
         for m in &incomplete {
-            let org = self
-                .holders
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&m.ours)
-                .cloned();
+            let org = self.holders.get(&m.ours).map(|h| h.organization_id);
             tracing::warn!(connection = %m.connection, contact = %m.contact, ours = %m.ours, total = m.total, "a contact's message lacks parts after the timeout; delivered with the gaps marked");
             if let Some(org) = org {
                 let event = inbound(
