@@ -182,14 +182,23 @@ impl App {
         let rate = send_rate(per_second, burst)?;
         let row = self.get_number(caller, number).await?;
         let mut tx = self.pool.begin().await?;
-        let row = store::numbers::set_rate(&mut tx, &row.organization_id, row.id, rate)
-            .await?
-            .ok_or(ComposerError::NotFound(Entity::Number))?;
+        let row = store::numbers::set_rate(&mut tx, &row.organization_id, row.id, rate).await?;
+        self.changed(tx, row).await
+    }
+
+    /// Commits a held number's change (`None`: it is not held any more) with its state for
+    /// the dispatchers, and forgets the cached copy: senders are cached here by number, and the
+    /// change is read on the next send.
+    async fn changed(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        row: Option<NumberRow>,
+    ) -> Result<NumberRow, ComposerError> {
+        let row = row.ok_or(ComposerError::NotFound(Entity::Number))?;
         self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
         self.feed.wake();
-        // Senders are cached here by number: the new rate is read on the next send.
         self.senders.forget(&row.organization_id, &row.number);
         Ok(row)
     }
@@ -244,14 +253,8 @@ impl App {
             row.id,
             connection.as_deref(),
         )
-        .await?
-        .ok_or(ComposerError::NotFound(Entity::Number))?;
-        self.announce_number(&mut tx, &row, true).await?;
-        tx.commit().await?;
-        self.outbox.wake();
-        self.feed.wake();
-        self.senders.forget(&row.organization_id, &row.number);
-        Ok(row)
+        .await?;
+        self.changed(tx, row).await
     }
 
     /// Releases a number: it no longer sends, and can be rented again.
