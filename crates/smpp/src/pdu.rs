@@ -349,6 +349,29 @@ pub fn delivered(pdu: &DeliverSm, gsm7: Gsm7Packing) -> Result<Delivered, PduErr
     })
 }
 
+/// A `deliver_sm` from `contact` to `ours`, without TLVs.
+fn deliver_sm(
+    contact: &Address,
+    ours: &Address,
+    esm_class: u8,
+    data_coding: u8,
+    short_message: &[u8],
+) -> Result<DeliverSm, PduError> {
+    let message = OctetString::from_slice(short_message)
+        .map_err(|_| PduError::ShortMessage(short_message.len()))?;
+    Ok(DeliverSm::builder()
+        .source_addr_ton(Ton::from(contact.ton))
+        .source_addr_npi(Npi::from(contact.npi))
+        .source_addr(contact.c_string()?)
+        .dest_addr_ton(Ton::from(ours.ton))
+        .dest_addr_npi(Npi::from(ours.npi))
+        .destination_addr(ours.c_string()?)
+        .esm_class(EsmClass::from(esm_class))
+        .data_coding(DataCoding::from(data_coding))
+        .short_message(message)
+        .build())
+}
+
 /// The `deliver_sm` of a receipt: the Appendix B text and the TLVs saying the same.
 pub fn receipt_deliver_sm(
     contact: &Address,
@@ -356,18 +379,7 @@ pub fn receipt_deliver_sm(
     receipt: &Receipt,
     text: &str,
 ) -> Result<DeliverSm, PduError> {
-    let short_message =
-        OctetString::from_slice(text.as_bytes()).map_err(|_| PduError::ShortMessage(text.len()))?;
-    let mut pdu = DeliverSm::builder()
-        .source_addr_ton(Ton::from(contact.ton))
-        .source_addr_npi(Npi::from(contact.npi))
-        .source_addr(contact.c_string()?)
-        .dest_addr_ton(Ton::from(ours.ton))
-        .dest_addr_npi(Npi::from(ours.npi))
-        .destination_addr(ours.c_string()?)
-        .esm_class(EsmClass::from(DELIVERY_RECEIPT))
-        .short_message(short_message)
-        .build();
+    let mut pdu = deliver_sm(contact, ours, DELIVERY_RECEIPT, 0, text.as_bytes())?;
     if let Ok(id) = COctetString::from_vec(format!("{}\0", receipt.id).into_bytes()) {
         pdu.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(id));
     }
@@ -388,19 +400,13 @@ pub fn message_deliver_sm(
     ours: &Address,
     part: &Part,
 ) -> Result<DeliverSm, PduError> {
-    let short_message = OctetString::from_slice(&part.short_message)
-        .map_err(|_| PduError::ShortMessage(part.short_message.len()))?;
-    let mut pdu = DeliverSm::builder()
-        .source_addr_ton(Ton::from(contact.ton))
-        .source_addr_npi(Npi::from(contact.npi))
-        .source_addr(contact.c_string()?)
-        .dest_addr_ton(Ton::from(ours.ton))
-        .dest_addr_npi(Npi::from(ours.npi))
-        .destination_addr(ours.c_string()?)
-        .esm_class(EsmClass::from(part.esm_class))
-        .data_coding(DataCoding::from(part.data_coding))
-        .short_message(short_message)
-        .build();
+    let mut pdu = deliver_sm(
+        contact,
+        ours,
+        part.esm_class,
+        part.data_coding,
+        &part.short_message,
+    )?;
     if let Some(sar) = part.sar {
         pdu.push_tlv(MessageDeliveryRequestTlvValue::SarMsgRefNum(sar.reference));
         pdu.push_tlv(MessageDeliveryRequestTlvValue::SarTotalSegments(sar.total));
