@@ -268,9 +268,7 @@ impl Sim {
 
     /// The account contacts' messages come through: the first configured.
     fn first_account(&self) -> String {
-        let mut sids: Vec<&String> = self.inner.config.accounts.keys().collect();
-        sids.sort();
-        sids.first().map(|s| (*s).clone()).unwrap_or_default()
+        first_key(&self.inner.config.accounts).unwrap_or_default()
     }
 
     /// A contact texts one of our numbers: delivered to the incoming-message URL (with
@@ -1224,4 +1222,9 @@ impl Sim {
             .await?;
         Ok((status, sid))
     }
+}
+
+/// The first of an account map's keys, in order (the account the simulator speaks as).
+fn first_key(accounts: &HashMap<String, String>) -> Option<String> {
+    accounts.keys().min().cloned()
 }

@@ -525,53 +525,36 @@ impl Sim {
             },
         );
         self.record_whole(me.system_id, &from, &to, &id, &read, &s.validity_period);
-        let receipt = Receipt {
-            id: SmscId::parse(&self.quoted(number, &id))
-                .unwrap_or_else(|_| SmscId::parse(&id).unwrap_or_else(|_| unreachable_id())),
-            state,
-            error,
+        let due = ReceiptDue {
+            system_id: me.system_id.to_owned(),
+            number,
+            contact: s.to.clone(),
+            ours: s.from.clone(),
+            receipt: Receipt {
+                id: self.quoted(number, &id),
+                state,
+                error,
+            },
+            text: read.text.clone(),
         };
-        let (contact, ours) = (s.to.clone(), s.from.clone());
-        let text = read.text.clone();
+        let sim = self.clone();
         if receipt_first {
             // The receipt overtakes the answer: queued on this bind ahead of it.
+            self.finish(&due);
             let (ack_tx, ack) = oneshot::channel();
-            if let Ok(pdu) = receipt_pdu(&contact, &ours, &receipt, &text) {
+            if let Ok(pdu) = due.pdu() {
                 let _ = me.out.send(Outgoing::Deliver(pdu, ack_tx));
             }
-            lock(&smsc.taken).insert(
-                number,
-                Taken {
-                    state,
-                    error: receipt.error.clone(),
-                },
-            );
-            let sim = self.clone();
-            let system_id = me.system_id.to_owned();
             tokio::spawn(async move {
-                if !matches!(ack.await, Ok(CommandStatus::EsmeRok)) {
-                    sim.deliver_receipt(
-                        system_id,
-                        None,
-                        contact,
-                        ours,
-                        receipt,
-                        text,
-                        Duration::ZERO,
-                    )
-                    .await;
-                } else {
+                if matches!(ack.await, Ok(CommandStatus::EsmeRok)) {
                     sim.inner.smsc.acknowledged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    sim.deliver_receipt(due, None, Duration::ZERO).await;
                 }
             });
         } else {
-            let sim = self.clone();
-            let (system_id, bind) = (me.system_id.to_owned(), me.bind);
-            let delay = self.behaviour().callback_delay;
-            tokio::spawn(async move {
-                sim.deliver_receipt(system_id, Some(bind), contact, ours, receipt, text, delay)
-                    .await;
-            });
+            let (bind, delay) = (me.bind, self.behaviour().callback_delay);
+            tokio::spawn(async move { sim.deliver_receipt(due, Some(bind), delay).await });
         }
         if !unanswered {
             later(respond(0, &id));
@@ -595,12 +578,25 @@ impl Sim {
     }
 
     /// The id as the receipts quote it.
-    fn quoted(&self, number: u64, answered: &str) -> String {
-        match self.behaviour().smpp.receipt_ids {
+    fn quoted(&self, number: u64, answered: &str) -> SmscId {
+        let text = match self.behaviour().smpp.receipt_ids {
             ReceiptIds::AsAnswered => answered.to_owned(),
             ReceiptIds::Decimal => number.to_string(),
             ReceiptIds::ZeroPadded => format!("{number:016x}"),
-        }
+        };
+        // Digits, always an id.
+        SmscId::parse(&text).unwrap_or_else(|_| SmscId::from(number))
+    }
+
+    /// Where the message a receipt is about stands now (for `query_sm`).
+    fn finish(&self, due: &ReceiptDue) {
+        lock(&self.inner.smsc.taken).insert(
+            due.number,
+            Taken {
+                state: due.receipt.state,
+                error: due.receipt.error.clone(),
+            },
+        );
     }
 
     /// Records the whole message once its last part is in.
@@ -673,36 +669,18 @@ impl Sim {
         });
     }
 
-    /// Sends a receipt after `delay` on a receiving bind of `system_id` (another than
+    /// Sends a receipt after `delay` on a receiving bind of its system id (another than
     /// `submitted_on` when the behaviour says so and there is one), again and again until one
     /// acknowledges it.
-    #[allow(clippy::too_many_arguments)]
-    async fn deliver_receipt(
-        self,
-        system_id: String,
-        submitted_on: Option<u64>,
-        contact: Address,
-        ours: Address,
-        receipt: Receipt,
-        text: String,
-        delay: Duration,
-    ) {
+    async fn deliver_receipt(self, due: ReceiptDue, submitted_on: Option<u64>, delay: Duration) {
         tokio::time::sleep(delay).await;
-        if let Ok(number) = u64::from_str_radix(receipt.id.as_str(), 16) {
-            lock(&self.inner.smsc.taken).insert(
-                number,
-                Taken {
-                    state: receipt.state,
-                    error: receipt.error.clone(),
-                },
-            );
-        }
-        let Ok(pdu) = receipt_pdu(&contact, &ours, &receipt, &text) else {
+        self.finish(&due);
+        let Ok(pdu) = due.pdu() else {
             return;
         };
         let avoid = submitted_on.filter(|_| self.behaviour().smpp.receipts_elsewhere);
         self.inner.smsc.waiting.fetch_add(1, Ordering::Relaxed);
-        self.deliver_until_taken(&system_id, pdu, avoid).await;
+        self.deliver_until_taken(&due.system_id, pdu, avoid).await;
         self.inner.smsc.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -750,20 +728,13 @@ impl Sim {
     }
 
     /// A contact's message over SMPP: its parts as `deliver_sm`s, each until acknowledged
-    /// (for at most `patience`). The id returned is the SMSC's own for the message.
+    /// (for at most 30 s). The id returned is the SMSC's own for the message.
     pub(crate) async fn smpp_reply(
         &self,
         from: &str,
         to: &str,
         body: &str,
     ) -> Result<(u16, String), String> {
-        let system_id = {
-            let mut ids: Vec<&String> = self.inner.config.smpp_accounts.keys().collect();
-            ids.sort();
-            ids.first()
-                .map(|s| (*s).clone())
-                .ok_or("no SMPP account is configured")?
-        };
         let contact = Address::of(from).map_err(|e| e.to_string())?;
         let ours = Address::of(to).map_err(|e| e.to_string())?;
         let reference = u16::try_from(fastrand::u32(0..=0xFFFF)).unwrap_or(0);
@@ -779,20 +750,11 @@ impl Sim {
         if self.behaviour().smpp.mo_reversed {
             parts.reverse();
         }
-        let patience = Duration::from_secs(30);
         for part in parts {
             let pdu = sms_smpp::pdu::message_deliver_sm(&contact, &ours, &part)
                 .map_err(|e| e.to_string())?;
-            match tokio::time::timeout(patience, self.deliver_until_taken(&system_id, pdu, None))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return Ok((400, String::new())),
-                Err(_) => {
-                    return Err(format!(
-                        "no SMPP bind of {system_id} took the message within {patience:?}"
-                    ));
-                }
+            if !self.offer(pdu).await? {
+                return Ok((400, String::new()));
             }
         }
         let id = self.inner.smsc.next_id.fetch_add(1, Ordering::Relaxed) + 0x1000_0000;
@@ -802,23 +764,22 @@ impl Sim {
     /// Offers one `deliver_sm` as it is to the first SMPP account's receiving binds, until one
     /// takes it (tests: a part whose other parts never come).
     pub async fn deliver_raw(&self, pdu: DeliverSm) -> Result<(), String> {
-        let system_id = {
-            let mut ids: Vec<&String> = self.inner.config.smpp_accounts.keys().collect();
-            ids.sort();
-            ids.first()
-                .map(|s| (*s).clone())
-                .ok_or("no SMPP account is configured")?
-        };
-        match tokio::time::timeout(
-            Duration::from_secs(30),
-            self.deliver_until_taken(&system_id, pdu, None),
-        )
-        .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("refused for good".into()),
-            Err(_) => Err("no bind took it".into()),
+        if self.offer(pdu).await? {
+            Ok(())
+        } else {
+            Err("refused for good".into())
         }
+    }
+
+    /// Offers `pdu` to the first SMPP account's receiving binds for up to 30 s: `true` once one
+    /// takes it, `false` when a bind refuses it for good.
+    async fn offer(&self, pdu: DeliverSm) -> Result<bool, String> {
+        let system_id = crate::first_key(&self.inner.config.smpp_accounts)
+            .ok_or("no SMPP account is configured")?;
+        let patience = Duration::from_secs(30);
+        tokio::time::timeout(patience, self.deliver_until_taken(&system_id, pdu, None))
+            .await
+            .map_err(|_| format!("no SMPP bind of {system_id} took it within {patience:?}"))
     }
 
     /// Answers a `query_sm`.
@@ -847,8 +808,22 @@ impl Sim {
     }
 }
 
-fn unreachable_id() -> SmscId {
-    SmscId::parse("0").unwrap_or_else(|_| unreachable!("0 is an id"))
+/// A receipt the SMSC owes a bind.
+struct ReceiptDue {
+    system_id: String,
+    /// The message's number (its ids are this in some form).
+    number: u64,
+    contact: Address,
+    ours: Address,
+    receipt: Receipt,
+    /// The message's text (the receipt quotes its start).
+    text: String,
+}
+
+impl ReceiptDue {
+    fn pdu(&self) -> Result<DeliverSm, sms_smpp::pdu::PduError> {
+        receipt_pdu(&self.contact, &self.ours, &self.receipt, &self.text)
+    }
 }
 
 /// What a bind is, for the handlers.

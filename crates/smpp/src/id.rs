@@ -103,6 +103,13 @@ impl SmscId {
     }
 }
 
+impl From<u64> for SmscId {
+    /// The number in decimal: always an id.
+    fn from(n: u64) -> SmscId {
+        SmscId(n.to_string())
+    }
+}
+
 impl fmt::Display for SmscId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
