@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::carrier::{CarrierContext, Deliveries};
+use crate::carrier::{CarrierContext, Deliveries, Slots};
 
 /// How the binds are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,33 +253,9 @@ impl Session {
             // Stopped at shutdown, or when the slot's lease is lost or given back.
             let stop = shutdown.child_token();
             let renewing = leased.clone().map(|(s, n)| {
-                let (stop, slot_name) = (stop.clone(), slot_name.clone());
-                tokio::spawn(async move {
-                    let mut ok = Instant::now();
-                    loop {
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(s.lease() / 3) => {}
-                        }
-                        match s.renew(&slot_name, n, total).await {
-                            Ok(true) => ok = Instant::now(),
-                            Ok(false) => {
-                                tracing::info!(connection = %slot_name, slot = n, "bind slot given back (above this replica's share, or lost)");
-                                stop.cancel();
-                                return;
-                            }
-                            Err(e) if ok.elapsed() > s.lease() * 2 / 3 => {
-                                tracing::warn!(connection = %slot_name, slot = n, error = %e, "bind slot lease not renewed; unbinding before it lapses");
-                                stop.cancel();
-                                return;
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                })
+                tokio::spawn(keep_slot(s, slot_name.clone(), n, total, stop.clone()))
             });
-            let connected = self.connect(kind).await;
-            match connected {
+            let ended = match self.connect(kind).await {
                 Ok(framed) => {
                     failures = 0;
                     tracing::info!(connection = %name, slot, ?kind, "SMPP bound");
@@ -292,35 +268,32 @@ impl Session {
                     .run(framed, &stop)
                     .await;
                     bound.decrement(1.0);
-                    stop.cancel();
-                    if let Some(r) = renewing {
-                        let _ = r.await;
-                    }
-                    if let Some((s, n)) = &leased {
-                        s.free(&slot_name, *n).await;
-                    }
-                    match ended {
-                        Ok(()) if shutdown.is_cancelled() => {
-                            tracing::info!(connection = %name, slot, "SMPP unbound");
-                            return;
-                        }
-                        Ok(()) if leased.is_some() => continue,
-                        Ok(()) => {
-                            tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again")
-                        }
-                        Err(e) => {
-                            tracing::warn!(connection = %name, slot, error = %e, "SMPP bind lost; binding again")
-                        }
-                    }
+                    // Stopped by the slot (given back or lost), not by the SMSC.
+                    let given_back = stop.is_cancelled() && !shutdown.is_cancelled();
+                    Ok((ended, given_back))
+                }
+                Err(e) => Err(e),
+            };
+            stop.cancel();
+            if let Some(r) = renewing {
+                let _ = r.await;
+            }
+            if let Some((s, n)) = &leased {
+                s.free(&slot_name, *n).await;
+            }
+            match ended {
+                Ok((Ok(()), _)) if shutdown.is_cancelled() => {
+                    tracing::info!(connection = %name, slot, "SMPP unbound");
+                    return;
+                }
+                Ok((_, true)) => continue,
+                Ok((Ok(()), false)) => {
+                    tracing::warn!(connection = %name, slot, "the SMSC ended the bind; binding again")
+                }
+                Ok((Err(e), false)) => {
+                    tracing::warn!(connection = %name, slot, error = %e, "SMPP bind lost; binding again")
                 }
                 Err(e) => {
-                    stop.cancel();
-                    if let Some(r) = renewing {
-                        let _ = r.await;
-                    }
-                    if let Some((s, n)) = &leased {
-                        s.free(&slot_name, *n).await;
-                    }
                     failures = failures.saturating_add(1);
                     // Once per outage at WARN, then quietly while it lasts.
                     if failures == 1 {
@@ -399,6 +372,38 @@ impl Session {
             Some(Ok(other)) => Err(format!("the SMSC answered the bind with {other:?}")),
             Some(Err(e)) => Err(format!("reading the bind's answer: {e}")),
             None => Err("the SMSC closed the connection".into()),
+        }
+    }
+}
+
+/// Renews a bind's slot until `stop`; cancels `stop` when the slot must be given back (above
+/// this replica's share, or lost) or cannot be renewed before its lease lapses.
+async fn keep_slot(
+    slots: Arc<dyn Slots>,
+    slot_name: String,
+    slot: i32,
+    total: usize,
+    stop: CancellationToken,
+) {
+    let mut renewed = Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(slots.lease() / 3) => {}
+        }
+        match slots.renew(&slot_name, slot, total).await {
+            Ok(true) => renewed = Instant::now(),
+            Ok(false) => {
+                tracing::info!(connection = %slot_name, slot, "bind slot given back (above this replica's share, or lost)");
+                stop.cancel();
+                return;
+            }
+            Err(e) if renewed.elapsed() > slots.lease() * 2 / 3 => {
+                tracing::warn!(connection = %slot_name, slot, error = %e, "bind slot lease not renewed; unbinding before it lapses");
+                stop.cancel();
+                return;
+            }
+            Err(_) => {}
         }
     }
 }
