@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sms_proto::v1::{
-    CheckOptOutRequest, GetMessageRequest, Message, MessageStatus, SetNumberRateRequest,
-};
+use sms_proto::v1::{CheckOptOutRequest, MessageStatus, SetNumberRateRequest};
 use sms_testkit::{
     ACCOUNT_SID, AUTH_TOKEN, ORG, OTHER_ACCOUNT_SID, OTHER_AUTH_TOKEN, Stack, USER, as_caller,
     as_user, eventually, post_form, send_ok, sms, twilio_signature,
@@ -16,18 +14,6 @@ use sms_testkit::{
 const OURS: &str = "+12015550100";
 const CONTACT: &str = "+12015550123";
 const FORGED_SID: &str = "SMf0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
-
-async fn message(stack: &Stack, id: &str) -> Message {
-    stack
-        .messaging()
-        .await
-        .get_message(as_user(GetMessageRequest { id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
-}
 
 /// A status callback for message `mid` of `org`, signed with `(account, token)` as the carrier
 /// signs it; the receiver's HTTP status.
@@ -103,7 +89,7 @@ async fn a_signed_callback_cannot_move_a_message_the_dispatcher_still_holds() {
         let stack = &stack;
         let id = second.id.clone();
         async move {
-            let m = message(stack, &id).await;
+            let m = stack.message(&id).await;
             (m.status == MessageStatus::Queued as i32).then_some(())
         }
     })
@@ -122,7 +108,7 @@ async fn a_signed_callback_cannot_move_a_message_the_dispatcher_still_holds() {
     // Still waiting for its turn: the forged `delivered` did nothing.
     let held = Instant::now();
     while held.elapsed() < Duration::from_millis(1500) {
-        let m = message(&stack, &second.id).await;
+        let m = stack.message(&second.id).await;
         if m.status != MessageStatus::Queued as i32 {
             // Its turn came: it is the dispatcher's `sending`, never the forged `delivered`.
             assert_ne!(m.carrier_sid, FORGED_SID, "{m:?}");
@@ -158,7 +144,7 @@ async fn a_signed_callback_cannot_move_a_message_the_dispatcher_still_holds() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        message(&stack, &first.id).await.status,
+        stack.message(&first.id).await.status,
         MessageStatus::Delivered as i32
     );
     stack.shutdown().await;
@@ -179,7 +165,7 @@ async fn a_carrier_opt_out_counts_only_for_its_own_message_and_account() {
         let stack = &stack;
         let id = m.id.clone();
         async move {
-            let m = message(stack, &id).await;
+            let m = stack.message(&id).await;
             (m.status == MessageStatus::Sending as i32 && !m.carrier_sid.is_empty())
                 .then_some(m.carrier_sid)
         }
@@ -207,7 +193,7 @@ async fn a_carrier_opt_out_counts_only_for_its_own_message_and_account() {
     );
     assert!(!opted_out(&stack, ORG).await, "our contact opted out");
     assert_eq!(
-        message(&stack, &m.id).await.status,
+        stack.message(&m.id).await.status,
         MessageStatus::Sending as i32,
         "moved by a callback that is not its carrier's"
     );

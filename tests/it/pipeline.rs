@@ -50,18 +50,10 @@ async fn a_message_is_delivered_with_its_lifecycle_and_segments() {
         MessageStatus::Delivered,
     ];
     let m = sms_testkit::eventually(Duration::from_secs(10), "the whole history", || {
-        let mut client = client.clone();
         let id = id.clone();
+        let stack = &stack;
         async move {
-            let m = client
-                .get_message(sms_testkit::as_user(sms_proto::v1::GetMessageRequest {
-                    id,
-                }))
-                .await
-                .unwrap()
-                .into_inner()
-                .message
-                .unwrap();
+            let m = stack.message(&id).await;
             (statuses(&m) == lifecycle).then_some(m)
         }
     })

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use prost::Message as _;
 use sms_proto::events::v1::{MessageAccepted, OutboundMessage, StatusChanged};
-use sms_proto::v1::{GetMessageRequest, Message, MessageStatus};
-use sms_testkit::{Options, Stack, as_user, eventually, send_ok, sms};
+use sms_proto::v1::{Message, MessageStatus};
+use sms_testkit::{Options, Stack, eventually, send_ok, sms};
 
 const FROM: &str = "+12015550100";
 
@@ -25,18 +25,6 @@ async fn stack(change: impl FnOnce(&mut Options)) -> Stack {
     let stack = Stack::start_with(options).await;
     stack.add_number(FROM).await;
     stack
-}
-
-async fn message(stack: &Stack, id: &str) -> Message {
-    stack
-        .messaging()
-        .await
-        .get_message(as_user(GetMessageRequest { id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
 }
 
 fn status(m: &Message) -> MessageStatus {
@@ -187,7 +175,7 @@ async fn a_carrier_that_cannot_be_asked_is_asked_again_and_nothing_is_guessed() 
         (stack.sim.lookups() >= 3).then_some(())
     })
     .await;
-    let m = message(&stack, &id).await;
+    let m = stack.message(&id).await;
     assert_eq!(status(&m), MessageStatus::Queued, "{m:?}");
     // An answer that is not the carrier's JSON is not "absent" either.
     let before = stack.sim.lookups();
@@ -199,7 +187,7 @@ async fn a_carrier_that_cannot_be_asked_is_asked_again_and_nothing_is_guessed() 
         (stack.sim.lookups() >= before + 2).then_some(())
     })
     .await;
-    assert_eq!(status(&message(&stack, &id).await), MessageStatus::Queued);
+    assert_eq!(status(&stack.message(&id).await), MessageStatus::Queued);
     assert_eq!(taken(&stack, TO).len(), 1, "never sent again while unknown");
     // The carrier answers again: found, bound, delivered.
     stack.sim.update(|b| b.lookups_garbled = false);

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use sms_carrier_sim::ReceiptIds;
-use sms_proto::v1::{GetMessageRequest, Message, MessageStatus};
+use sms_proto::v1::{Message, MessageStatus};
 use sms_testkit::{Options, Stack, as_user, eventually, send_ok, sms};
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const OURS: &str = "+12015550100";
@@ -39,17 +38,13 @@ fn lifecycle(m: &Message) -> Vec<MessageStatus> {
         .collect()
 }
 
-async fn get(
-    client: &mut sms_proto::v1::messaging_service_client::MessagingServiceClient<Channel>,
-    id: &str,
-) -> Message {
-    client
-        .get_message(as_user(GetMessageRequest { id: id.into() }))
-        .await
-        .unwrap()
-        .into_inner()
-        .message
-        .unwrap()
+/// Each message ends delivered.
+async fn all_delivered(stack: &Stack, ids: &[String]) {
+    let mut client = stack.messaging().await;
+    for id in ids {
+        let m = stack.wait_final(&mut client, id).await;
+        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,9 +62,10 @@ async fn a_three_part_ucs2_message_goes_as_three_parts_and_is_delivered_once() {
     assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
     assert_eq!(m.segments, 3);
     let m = eventually(Duration::from_secs(10), "the whole history", || {
-        let (mut client, id) = (client.clone(), id.clone());
+        let id = id.clone();
+        let stack = &stack;
         async move {
-            let m = get(&mut client, &id).await;
+            let m = stack.message(&id).await;
             (lifecycle(&m)
                 == [
                     MessageStatus::Accepted,
@@ -187,10 +183,7 @@ async fn a_receipt_before_the_answer_and_receipts_on_another_bind_update_their_m
                 .id,
         );
     }
-    for id in &ids {
-        let m = stack.wait_final(&mut client, id).await;
-        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
-    }
+    all_delivered(&stack, &ids).await;
     stack.shutdown().await;
 }
 
@@ -283,10 +276,7 @@ async fn throttling_slows_a_burst_down_without_failing_or_reordering_it() {
                 .id,
         );
     }
-    for id in &ids {
-        let m = stack.wait_final(&mut client, id).await;
-        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
-    }
+    all_delivered(&stack, &ids).await;
     let parts = stack.sim.smpp_parts();
     let throttled = parts.iter().filter(|p| p.command_status == 0x58).count();
     assert_eq!(throttled, 4, "the SMSC throttled 4 submissions");
@@ -826,7 +816,7 @@ async fn each_number_sends_through_its_own_carrier_connection() {
         }
     })
     .await;
-    let m = get(&mut client, &via_smpp).await;
+    let m = stack.message(&via_smpp).await;
     assert_eq!(status(&m), MessageStatus::Delivered);
     let id = send_ok(&mut client, sms(twilio_number, CONTACT, "the usual way"))
         .await
@@ -994,10 +984,7 @@ async fn receipts_for_all_the_parts_at_once_settle_every_message() {
         let to = format!("+120155503{i:02}");
         ids.push(send_ok(&mut client, sms(OURS, &to, &body)).await.id);
     }
-    for id in &ids {
-        let m = stack.wait_final(&mut client, id).await;
-        assert_eq!(status(&m), MessageStatus::Delivered, "{m:?}");
-    }
+    all_delivered(&stack, &ids).await;
     stack.shutdown().await;
 }
 

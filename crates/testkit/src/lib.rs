@@ -793,6 +793,18 @@ impl Stack {
             .unwrap();
     }
 
+    /// The message `id` as [`USER`] of [`ORG`] sees it now.
+    pub async fn message(&self, id: &str) -> Message {
+        self.messaging()
+            .await
+            .get_message(as_user(GetMessageRequest { id: id.into() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap()
+    }
+
     /// Polls GetMessage until the message is in a final status.
     pub async fn wait_final(
         &self,
