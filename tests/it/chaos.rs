@@ -500,30 +500,23 @@ async fn send_until_answered(
 /// The contact `from` texts `body` to our number, retrying as a carrier would until the
 /// receiver takes it.
 async fn text_us(protocol: Protocol, sim: &Sim, inbound_url: &str, from: &str, body: &str) {
-    if protocol == Protocol::Smpp {
-        // A deliver_sm, offered until a bind answers it (the SMSC keeps it meanwhile).
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok((200, _)) = sim.reply(from, SENDERS[0], body, Vec::new()).await {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{from}'s {body} never taken");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
     let url = format!("{inbound_url}/webhooks/twilio/incoming{INCOMING_OVERRIDES}");
-    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    // The same sid on every try: a repeat is the same message.
+    let message = Incoming {
+        from: from.into(),
+        to: SENDERS[0].into(),
+        body: body.into(),
+        media: Vec::new(),
+        sid: Some(format!("SM{}", uuid::Uuid::new_v4().simple())),
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let message = Incoming {
-            from: from.into(),
-            to: SENDERS[0].into(),
-            body: body.into(),
-            media: Vec::new(),
-            // The same sid on every try: a repeat is the same message.
-            sid: Some(sid.clone()),
+        let taken = match protocol {
+            // A deliver_sm, offered until a bind answers it (the SMSC keeps it meanwhile).
+            Protocol::Smpp => sim.reply(from, SENDERS[0], body, Vec::new()).await,
+            Protocol::Twilio => sim.send_incoming(&url, ACCOUNT_SID, &message).await,
         };
-        if let Ok((200, _)) = sim.send_incoming(&url, ACCOUNT_SID, &message).await {
+        if let Ok((200, _)) = taken {
             return;
         }
         assert!(Instant::now() < deadline, "{from}'s {body} never taken");
