@@ -217,6 +217,122 @@ impl Smpp {
         }
     }
 
+    /// Submits part `number` of `total` until the SMSC takes it (its id), within the call's
+    /// time from `started`. A refusal of the first part is the message's (nothing of it was
+    /// taken); a later part that cannot go now is tried again within the call, since the parts
+    /// before it are with the SMSC and failing (or resending) the message would leave it cut
+    /// or doubled.
+    async fn submit_part(
+        &self,
+        pdu: &rusmpp::pdus::SubmitSm,
+        number: usize,
+        total: usize,
+        started: std::time::Instant,
+    ) -> Result<SmscId, CarrierError> {
+        let first = number == 1;
+        let again = |detail: String| -> Result<(), CarrierError> {
+            if started.elapsed() + Duration::from_millis(200) < self.timeout {
+                Ok(())
+            } else {
+                Err(CarrierError::Ambiguous(format!(
+                    "part {number} of {total} could not be sent ({detail}); the parts before it were taken"
+                )))
+            }
+        };
+        let mut tries: u32 = 0;
+        loop {
+            tries += 1;
+            let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let outcome = self
+                .session
+                .call(
+                    Pdu::SubmitSm(pdu.clone()),
+                    left.max(Duration::from_millis(10)),
+                )
+                .await;
+            let resp = match outcome {
+                Ok(resp) => resp,
+                Err(session::CallError::NotSent(detail)) if first => {
+                    return Err(CarrierError::Unreachable {
+                        detail,
+                        retry_after: None,
+                    });
+                }
+                Err(session::CallError::NotSent(detail)) => {
+                    again(detail)?;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(session::CallError::Unanswered(detail)) => {
+                    return Err(CarrierError::Ambiguous(format!(
+                        "part {number} of {total}: {detail}"
+                    )));
+                }
+            };
+            if resp.status() == CommandStatus::EsmeRok {
+                let id = match resp.pdu() {
+                    Some(Pdu::SubmitSmResp(r)) => r.message_id().as_str().to_owned(),
+                    _ => String::new(),
+                };
+                return SmscId::parse(&id).map_err(|e| {
+                    CarrierError::Ambiguous(format!(
+                        "the SMSC took part {number} of {total} with an unusable id: {e}"
+                    ))
+                });
+            }
+            let code = u32::from(resp.status());
+            let detail = format!("submit_sm refused: {:?} ({code:#x})", resp.status());
+            match submit_status(code) {
+                // Throttled: the whole connection slows down, and this part is tried again
+                // within the call (the sender's next messages wait behind it, so none overtakes
+                // it); back to the bus only when the SMSC keeps refusing for the whole call.
+                SubmitRefusal::Throttled(reason) => {
+                    self.session.pause(pause);
+                    if first {
+                        // Nothing of it was taken: back to the bus when the call's time would
+                        // run out waiting.
+                        let margin = pause + Duration::from_millis(200);
+                        if started.elapsed() + margin >= self.timeout {
+                            return Err(CarrierError::Retryable {
+                                reason,
+                                code: Some(code),
+                                detail,
+                                retry_after: None,
+                            });
+                        }
+                    } else {
+                        again(detail)?;
+                    }
+                }
+                SubmitRefusal::Retryable(reason) if first => {
+                    return Err(CarrierError::Retryable {
+                        reason,
+                        code: Some(code),
+                        detail,
+                        retry_after: None,
+                    });
+                }
+                SubmitRefusal::Permanent(reason) if first => {
+                    return Err(CarrierError::Permanent {
+                        reason,
+                        code: Some(code),
+                        detail,
+                    });
+                }
+                SubmitRefusal::Permanent(_) => {
+                    return Err(CarrierError::Ambiguous(format!(
+                        "part {number} of {total}: {detail}; the parts before it were taken"
+                    )));
+                }
+                SubmitRefusal::Retryable(_) => {
+                    again(detail)?;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
     /// The lock ordering `from`'s messages.
     fn sender(&self, from: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
@@ -285,123 +401,7 @@ impl Carrier for Smpp {
                 validity_seconds: Some(m.validity_seconds),
             })
             .map_err(|e| permanent(Reason::UnknownCarrierError, e.to_string()))?;
-            let first = i == 0;
-            let mut tries: u32 = 0;
-            loop {
-                tries += 1;
-                let left = self.timeout.saturating_sub(started.elapsed());
-                let outcome = self
-                    .session
-                    .call(
-                        Pdu::SubmitSm(pdu.clone()),
-                        left.max(Duration::from_millis(10)),
-                    )
-                    .await;
-                // A later part that cannot go now is tried again within the call: the parts
-                // before it are with the SMSC, so failing (or resending) the message would
-                // leave it cut or doubled.
-                let again = |detail: String| -> Result<(), CarrierError> {
-                    if started.elapsed() + Duration::from_millis(200) < self.timeout {
-                        Ok(())
-                    } else {
-                        Err(CarrierError::Ambiguous(format!(
-                            "part {} of {total} could not be sent ({detail}); the parts before it were taken",
-                            i + 1
-                        )))
-                    }
-                };
-                match outcome {
-                    Ok(resp) if resp.status() == CommandStatus::EsmeRok => {
-                        let id = match resp.pdu() {
-                            Some(Pdu::SubmitSmResp(r)) => r.message_id().as_str().to_owned(),
-                            _ => String::new(),
-                        };
-                        match SmscId::parse(&id) {
-                            Ok(id) => {
-                                ids.push(id);
-                                break;
-                            }
-                            Err(e) => {
-                                return Err(CarrierError::Ambiguous(format!(
-                                    "the SMSC took part {} of {total} with an unusable id: {e}",
-                                    i + 1
-                                )));
-                            }
-                        }
-                    }
-                    Ok(resp) => {
-                        let code = u32::from(resp.status());
-                        let detail = format!("submit_sm refused: {:?} ({code:#x})", resp.status());
-                        match submit_status(code) {
-                            // Throttled: the whole connection slows down, and this part is
-                            // tried again within the call (the sender's next messages wait
-                            // behind it, so none overtakes it); back to the bus only when
-                            // the SMSC keeps refusing for the whole call.
-                            SubmitRefusal::Throttled(reason) => {
-                                let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
-                                self.session.pause(pause);
-                                if first {
-                                    // Nothing of it was taken: back to the bus when the call's
-                                    // time would run out waiting.
-                                    let margin = pause + Duration::from_millis(200);
-                                    if started.elapsed() + margin >= self.timeout {
-                                        return Err(CarrierError::Retryable {
-                                            reason,
-                                            code: Some(code),
-                                            detail,
-                                            retry_after: None,
-                                        });
-                                    }
-                                } else {
-                                    again(detail)?;
-                                }
-                            }
-                            SubmitRefusal::Retryable(reason) if first => {
-                                return Err(CarrierError::Retryable {
-                                    reason,
-                                    code: Some(code),
-                                    detail,
-                                    retry_after: None,
-                                });
-                            }
-                            SubmitRefusal::Permanent(reason) if first => {
-                                return Err(CarrierError::Permanent {
-                                    reason,
-                                    code: Some(code),
-                                    detail,
-                                });
-                            }
-                            SubmitRefusal::Permanent(_) => {
-                                return Err(CarrierError::Ambiguous(format!(
-                                    "part {} of {total}: {detail}; the parts before it were taken",
-                                    i + 1
-                                )));
-                            }
-                            SubmitRefusal::Retryable(_) => {
-                                again(detail)?;
-                                let pause = Duration::from_millis(100 * u64::from(tries.min(20)));
-                                tokio::time::sleep(pause).await;
-                            }
-                        }
-                    }
-                    Err(session::CallError::NotSent(detail)) if first => {
-                        return Err(CarrierError::Unreachable {
-                            detail,
-                            retry_after: None,
-                        });
-                    }
-                    Err(session::CallError::NotSent(detail)) => {
-                        again(detail)?;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(session::CallError::Unanswered(detail)) => {
-                        return Err(CarrierError::Ambiguous(format!(
-                            "part {} of {total}: {detail}",
-                            i + 1
-                        )));
-                    }
-                }
-            }
+            ids.push(self.submit_part(&pdu, i + 1, total, started).await?);
         }
         Ok(Receipt {
             carrier_sid: ids.first().map(ToString::to_string).unwrap_or_default(),
