@@ -8,13 +8,14 @@
 //! about again at a doubling interval, and at most a set number of times: some carriers never
 //! report past `sent`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sms_proto::events::v1::StatusCheck;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use sms_runtime::outbox::Outbox;
+use sqlx::PgPool;
+
 use crate::store;
 
 /// How stalled messages are asked about.
@@ -40,7 +41,7 @@ impl Default for CheckConfig {
 const BATCH: i64 = 500;
 
 /// Asks about stalled messages until `shutdown`.
-pub async fn run(app: Arc<App>, config: CheckConfig, shutdown: CancellationToken) {
+pub async fn run(app: StatusChecks, config: CheckConfig, shutdown: CancellationToken) {
     let period = (config.after / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -60,7 +61,19 @@ pub async fn run(app: Arc<App>, config: CheckConfig, shutdown: CancellationToken
     }
 }
 
-impl App {
+/// Asking the dispatcher about messages whose status stopped moving.
+#[derive(Clone)]
+pub struct StatusChecks {
+    pool: PgPool,
+    outbox: Outbox,
+}
+
+impl StatusChecks {
+    /// Stalled messages read from `pool`, their questions sent through `outbox`.
+    pub fn new(pool: PgPool, outbox: Outbox) -> Self {
+        StatusChecks { pool, outbox }
+    }
+
     /// One round: records the questions and their `msg.check` events in one transaction;
     /// returns how many messages were asked about.
     pub async fn ask_about_stalled(&self, config: CheckConfig) -> Result<usize, sqlx::Error> {

@@ -4,7 +4,9 @@
 use sms_core::PhoneNumber;
 use sms_core::text::{self, Lines};
 
-use crate::app::{App, Caller};
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::{ComposerError, Entity};
 use crate::send::command::MAX_CRM_ID;
 use crate::store::{self, contacts::ContactRow};
@@ -26,7 +28,18 @@ fn id(field: &'static str, value: &str) -> Result<Option<String>, ComposerError>
         .map(str::to_owned))
 }
 
-impl App {
+/// Contacts: which CRM lead or contact a phone number is.
+#[derive(Clone)]
+pub struct Contacts {
+    pool: PgPool,
+}
+
+impl Contacts {
+    /// Contacts kept in `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Contacts { pool }
+    }
+
     /// Registers (or replaces) the lead and contact of a phone number.
     pub async fn set_contact(
         &self,

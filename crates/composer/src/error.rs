@@ -165,8 +165,13 @@ pub enum ComposerError {
     #[error("invalid quiet hours: {0}")]
     QuietHours(sms_core::quiet::QuietError),
     /// A daily cap out of range.
-    #[error("daily_segment_cap must be 0 (no cap) to {max}, not {0}", max = crate::settings::MAX_DAILY_CAP)]
-    InvalidDailyCap(i64),
+    #[error("daily_segment_cap must be 0 (no cap) to {max}, not {given}")]
+    InvalidDailyCap {
+        /// What was asked for.
+        given: i64,
+        /// The largest cap.
+        max: i64,
+    },
     /// The organization's segments for the day would go over its cap.
     #[error(
         "the organization's daily cap of {cap} segments for {day} (UTC) is reached: {used} used, \
@@ -239,9 +244,14 @@ pub enum ComposerError {
     #[error(
         "{} is not an event type; the types are message.status, message.inbound, \
          optout.changed and number.changed",
-        quote(.0)
+        quote(.given)
     )]
-    UnknownEventType(String),
+    UnknownEventType {
+        /// The type asked for (its first 64 characters).
+        given: String,
+        /// The types there are.
+        known: &'static [&'static str],
+    },
     /// The organization already has an endpoint with this URL.
     #[error("a webhook endpoint for {} already exists", quote(.0))]
     WebhookEndpointExists(String),
@@ -405,7 +415,7 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Event) => "EVENT_NOT_FOUND",
             ComposerError::NotFound(Entity::Attachment) => "ATTACHMENT_NOT_FOUND",
             ComposerError::InvalidWebhookUrl { .. } => "INVALID_WEBHOOK_URL",
-            ComposerError::UnknownEventType(_) => "UNKNOWN_EVENT_TYPE",
+            ComposerError::UnknownEventType { .. } => "UNKNOWN_EVENT_TYPE",
             ComposerError::WebhookEndpointExists(_) => "WEBHOOK_ENDPOINT_EXISTS",
             ComposerError::TooManyWebhookEndpoints { .. } => "TOO_MANY_WEBHOOK_ENDPOINTS",
             ComposerError::InvalidReplay => "INVALID_REPLAY",
@@ -460,7 +470,7 @@ impl ComposerError {
             ComposerError::QuietHours(sms_core::quiet::QuietError::Day(_)) => {
                 "INVALID_QUIET_HOURS_DAY"
             }
-            ComposerError::InvalidDailyCap(_) => "INVALID_DAILY_CAP",
+            ComposerError::InvalidDailyCap { .. } => "INVALID_DAILY_CAP",
             ComposerError::DailyCapReached { .. } => "DAILY_CAP_REACHED",
             ComposerError::NotScheduled { .. } => "NOT_SCHEDULED",
             ComposerError::AlreadyFired { .. } => "ALREADY_FIRED",
@@ -539,10 +549,10 @@ impl ComposerError {
                     sms_core::quiet::QuietError::Day(_) => "quiet_hours.days".to_owned(),
                 },
             )],
-            ComposerError::InvalidDailyCap(_) => vec![
+            ComposerError::InvalidDailyCap { max, .. } => vec![
                 ("field", "daily_segment_cap".to_owned()),
                 ("min", "0".to_owned()),
-                ("max", crate::settings::MAX_DAILY_CAP.to_string()),
+                ("max", max.to_string()),
             ],
             ComposerError::DailyCapReached {
                 cap,
@@ -564,10 +574,10 @@ impl ComposerError {
             ComposerError::InvalidWebhookUrl { why, .. } => {
                 vec![("field", "url".to_owned()), ("why", why.clone())]
             }
-            ComposerError::UnknownEventType(t) => vec![
+            ComposerError::UnknownEventType { given, known } => vec![
                 ("field", "event_types".to_owned()),
-                ("event_type", t.clone()),
-                ("known", crate::webhooks::EVENT_TYPES.join(",")),
+                ("event_type", given.clone()),
+                ("known", known.join(",")),
             ],
             ComposerError::TooManyWebhookEndpoints { max } => vec![("limit", max.to_string())],
             ComposerError::CarrierRefused { code, .. } => {
@@ -622,10 +632,10 @@ impl ComposerError {
             | ComposerError::ValidityOutOfRange(_)
             | ComposerError::Rate(_)
             | ComposerError::QuietHours(_)
-            | ComposerError::InvalidDailyCap(_)
+            | ComposerError::InvalidDailyCap { .. }
             | ComposerError::Mms(_)
             | ComposerError::InvalidWebhookUrl { .. }
-            | ComposerError::UnknownEventType(_)
+            | ComposerError::UnknownEventType { .. }
             | ComposerError::InvalidReplay
             | ComposerError::InvalidCountry(_)
             | ComposerError::UnknownCarrierConnection { .. }

@@ -8,26 +8,63 @@ use sms_core::{Direction, PhoneNumber, Status};
 use sms_proto::events::v1::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
-use crate::app::{App, Caller, parse_id, user};
+use sms_runtime::auth::Caller;
+use sms_runtime::outbox::Outbox;
+use sqlx::PgPool;
+
 use crate::error::{ComposerError, Entity};
+use crate::feed::Written;
+use crate::fields::{parse_id, user};
+use crate::media::Media;
+use crate::messages::Messages;
+use crate::send::accept::Handoff;
+use crate::settings::OrgSettings;
+use crate::store::db_failure;
 use crate::store::{self, MessageRow};
 
-/// User id recorded on automatic replies; the kind tells whether it may reach an opted-out
-/// contact (only the opt-out confirmation may).
-pub const AUTO_REPLY_USER: &str = "system";
-
-/// A database failure as the bus should treat it (see [`sms_runtime::db::consumer_error`]):
-/// the data refused is dead-lettered at once, the database down is waited for.
-pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    sms_runtime::db::consumer_error(e, 3)
-}
+pub use crate::send::accept::AUTO_REPLY_USER;
 
 /// A text field of an event, as it can be stored: U+FFFD for what cannot be, and how many.
 fn storable(value: &str) -> (String, usize) {
     text::sanitize(value, Lines::Multi)
 }
 
-impl App {
+/// The inbox: inbound messages stored on their conversation and announced, the registry's
+/// keyword answers sent, and conversations and inboxes read.
+#[derive(Clone)]
+pub struct Inbox {
+    pool: PgPool,
+    outbox: Outbox,
+    written: Written,
+    media: Media,
+    messages: Messages,
+    settings: OrgSettings,
+    handoff: Handoff,
+}
+
+impl Inbox {
+    /// The inbox over `pool`, announcing through `outbox` and the feed (`written`), inbound
+    /// attachments downloaded by `media`, replies handed on by `handoff`.
+    pub fn new(
+        pool: PgPool,
+        outbox: Outbox,
+        written: Written,
+        media: Media,
+        messages: Messages,
+        settings: OrgSettings,
+        handoff: Handoff,
+    ) -> Self {
+        Inbox {
+            pool,
+            outbox,
+            written,
+            media,
+            messages,
+            settings,
+            handoff,
+        }
+    }
+
     /// Stores an inbound message on its conversation and announces it. A message is never
     /// lost for its text: what cannot be stored is replaced with U+FFFD and a note says so.
     pub async fn on_inbound(&self, e: &InboundReceived) -> Result<(), HandleError> {
@@ -147,7 +184,7 @@ impl App {
             .unwrap_or("");
         store::feed::append(
             &mut tx,
-            &[crate::feed::inbound_entry(
+            &[crate::feed::entries::inbound_entry(
                 &row,
                 event_id,
                 &stored.inbox_user_ids,
@@ -157,7 +194,7 @@ impl App {
         .map_err(db_failure)?;
         tx.commit().await.map_err(db_failure)?;
         self.outbox.wake();
-        self.feed.wake();
+        self.written.wake();
         // The text is stored first; attachments follow, and one that cannot be downloaded (or
         // is refused) is recorded on the message as failed rather than losing it.
         if !e.media.is_empty() {
@@ -167,6 +204,7 @@ impl App {
                 .map(|m| (m.url.clone(), m.content_type.clone()))
                 .collect();
             let media = self
+                .media
                 .download_inbound_media(&row.organization_id, row.id, &e.account_sid, &wanted)
                 .await;
             if let Err(err) = store::media::add_to_message(&self.pool, row.id, &media).await {
@@ -174,22 +212,6 @@ impl App {
                 tracing::error!(message_id = %row.id, error = %err, "inbound attachments not stored");
             }
         }
-        Ok(())
-    }
-
-    /// Records an opt-out change (the registry's state event) in the event feed, once.
-    pub async fn on_opt_out(
-        &self,
-        e: &sms_proto::events::v1::OptOutChanged,
-    ) -> Result<(), HandleError> {
-        let Some(entry) = crate::feed::opt_out_entry(e) else {
-            return Err(HandleError::Permanent("opt-out change without meta".into()));
-        };
-        let mut conn = self.pool.acquire().await.map_err(db_failure)?;
-        store::feed::append(&mut conn, &[entry])
-            .await
-            .map_err(db_failure)?;
-        self.feed.wake();
         Ok(())
     }
 
@@ -246,13 +268,17 @@ impl App {
         };
         // The reply and its event for the dispatcher, in one transaction; a redelivered event
         // finds the reply stored (its id follows from the event) and does nothing more.
-        let capped = match self.settings(&row.organization_id).await {
+        let capped = match self.settings.of(&row.organization_id).await {
             Ok(s) => s.daily_segment_cap.is_some(),
             Err(crate::ComposerError::Database(e)) => return Err(db_failure(e)),
             Err(e) => return Err(HandleError::Permanent(e.to_string())),
         };
-        let event =
-            self.accepted_event(&row, &[], sms_core::MAX_VALIDITY_SECS, Some(row.created_at));
+        let event = self.handoff.accepted_event(
+            &row,
+            &[],
+            sms_core::MAX_VALIDITY_SECS,
+            Some(row.created_at),
+        );
         let mut tx = self.pool.begin().await.map_err(db_failure)?;
         let stored = store::messages::insert(&mut tx, &row, &extra, &meta.event_id).await;
         let already = stored
@@ -304,14 +330,14 @@ impl App {
         let ours = PhoneNumber::parse_valid(ours, None).map_err(ComposerError::InvalidNumber)?;
         let contact =
             PhoneNumber::parse_valid(contact, None).map_err(ComposerError::InvalidRecipient)?;
-        let after = crate::app::decode_page_token(page_token)?;
+        let after = crate::fields::decode_page_token(page_token)?;
         if store::numbers::find(&self.pool, org, ours.e164())
             .await?
             .is_none()
         {
             return Err(ComposerError::NotFound(Entity::Number));
         }
-        let size = crate::app::page_size(page_size, 100);
+        let size = crate::fields::page_size(page_size, 100);
         let rows = store::inbound::conversation(
             &self.pool,
             org,
@@ -321,7 +347,11 @@ impl App {
             i64::from(size) + 1,
         )
         .await?;
-        Ok(crate::app::paginate(rows, size, crate::app::message_token))
+        Ok(crate::fields::paginate(
+            rows,
+            size,
+            crate::fields::message_token,
+        ))
     }
 
     /// The organization's conversations, the most recently active first, each with its
@@ -334,9 +364,10 @@ impl App {
         page_token: &str,
     ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), ComposerError> {
         let org = caller.organization_id.as_str();
-        let ours = crate::app::optional_number("our_number", ours, ComposerError::InvalidNumber)?;
-        let size = crate::app::page_size(page_size, 50);
-        let before = crate::app::decode_page_token(page_token)?;
+        let ours =
+            crate::fields::optional_number("our_number", ours, ComposerError::InvalidNumber)?;
+        let size = crate::fields::page_size(page_size, 50);
+        let before = crate::fields::decode_page_token(page_token)?;
         let heads = store::inbound::conversations(
             &self.pool,
             org,
@@ -345,8 +376,8 @@ impl App {
             i64::from(size) + 1,
         )
         .await?;
-        let (heads, next) = crate::app::paginate(heads, size, |c| {
-            crate::app::encode_page_token(c.last_at, c.last_id)
+        let (heads, next) = crate::fields::paginate(heads, size, |c| {
+            crate::fields::encode_page_token(c.last_at, c.last_id)
         });
         let ids: Vec<uuid::Uuid> = heads.iter().map(|c| c.last_id).collect();
         let mut last: std::collections::HashMap<uuid::Uuid, MessageRow> =
@@ -371,8 +402,8 @@ impl App {
         page_token: &str,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
         let user = user(caller)?;
-        let size = crate::app::page_size(page_size, 50);
-        let before = crate::app::decode_page_token(page_token)?;
+        let size = crate::fields::page_size(page_size, 50);
+        let before = crate::fields::decode_page_token(page_token)?;
         let rows = store::inbound::inbox(
             &self.pool,
             &caller.organization_id,
@@ -382,7 +413,11 @@ impl App {
             i64::from(size) + 1,
         )
         .await?;
-        Ok(crate::app::paginate(rows, size, crate::app::message_token))
+        Ok(crate::fields::paginate(
+            rows,
+            size,
+            crate::fields::message_token,
+        ))
     }
 
     /// Marks an inbound message done or not done.
@@ -396,6 +431,6 @@ impl App {
         if !store::inbound::set_done(&self.pool, &caller.organization_id, uuid, done).await? {
             return Err(ComposerError::NotFound(Entity::Message));
         }
-        self.get(caller, id).await.map(|(m, _)| m)
+        self.messages.get(caller, id).await.map(|(m, _)| m)
     }
 }

@@ -10,7 +10,6 @@
 //! [`numbers`], [`templates`], [`media`], and [`store`] with one module per aggregate.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,12 +27,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
-pub mod app;
 pub mod carrier;
 pub mod check;
 pub mod contacts;
 pub mod error;
 pub mod feed;
+pub mod fields;
 pub mod grpc;
 pub mod inbox;
 pub mod media;
@@ -48,7 +47,6 @@ pub mod store;
 pub mod templates;
 pub mod webhooks;
 
-pub use app::App;
 pub use error::ComposerError;
 
 /// The standard health service's name.
@@ -180,16 +178,7 @@ fn carrier_connections(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
     Ok(names)
 }
 
-/// The name of the Twilio connection numbers may be routed to.
-pub const TWILIO_CONNECTION: &str = "twilio";
-
-/// Whether `name` may name a carrier connection.
-pub fn is_connection_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use numbers::{TWILIO_CONNECTION, is_connection_name};
 
 /// The carrier account numbers are rented from: set when `SMS_TWILIO_ACCOUNT_SID` is.
 fn carrier_config(env: &Env<'_>) -> Result<Option<carrier::CarrierConfig>, ConfigError> {
@@ -292,33 +281,77 @@ pub async fn run(
         },
     )
     .await?;
-    let app = Arc::new(App {
-        pool: pool.clone(),
-        bus: bus.clone(),
-        outbox: outbox.clone(),
-        tokens: config.api_tokens.clone(),
-        horizon_days: config.schedule_horizon_days,
-        opt_outs: opt_outs.clone(),
-        media: config.media.clone(),
-        fetcher: sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
-        webhook_fetcher: sms_runtime::fetch::Fetcher::new(config.webhooks.policy())?,
-        webhook_due: Arc::default(),
-        writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
-        senders,
-        settings: settings::SettingsCache::default(),
-        feed: feed::Feed::new(config.feed_retention),
-        carrier: config
+    // The capabilities, each holding only what it uses.
+    let written = feed::Written::default();
+    let settings = settings::OrgSettings::new(pool.clone());
+    let media = media::Media::new(
+        pool.clone(),
+        config.media.clone(),
+        sms_runtime::fetch::Fetcher::new(config.fetch.clone())?,
+    );
+    let handoff = send::accept::Handoff::new(outbox.clone(), media.config().clone());
+    let messages = messages::Messages::new(pool.clone(), settings.clone());
+    let statuses = status::Statuses::new(pool.clone(), outbox.clone(), written.clone());
+    let routes = numbers::Routes {
+        connections: config.carrier_connections.clone(),
+        smpp_default: config.smpp_default,
+    };
+    let numbers = numbers::Numbers::new(
+        pool.clone(),
+        outbox.clone(),
+        written.clone(),
+        senders.clone(),
+        config
             .carrier
             .clone()
             .map(carrier::Carrier::new)
             .transpose()?,
-        carrier_connections: config.carrier_connections.clone(),
-        smpp_default: config.smpp_default,
-        shutdown: shutdown.clone(),
+        routes.clone(),
+    );
+    let horizon = send::command::Horizon(config.schedule_horizon_days);
+    let sending = send::Sending::new(send::SendingParts {
+        pool: pool.clone(),
+        writer: send::accept::Writer::start(pool.clone(), outbox.clone(), WRITERS),
+        senders: send::policy::Senders::new(pool.clone(), senders),
+        routes,
+        settings: settings.clone(),
+        opt_outs,
+        media: media.clone(),
+        horizon,
+        handoff: handoff.clone(),
     });
+    let inbox = inbox::Inbox::new(
+        pool.clone(),
+        outbox.clone(),
+        written.clone(),
+        media.clone(),
+        messages.clone(),
+        settings.clone(),
+        handoff,
+    );
+    let scheduling = schedule::Scheduling::new(
+        pool.clone(),
+        bus.clone(),
+        horizon,
+        statuses.clone(),
+        messages.clone(),
+        settings.clone(),
+    );
+    let feed = feed::Feed::new(
+        pool.clone(),
+        written.clone(),
+        config.feed_retention,
+        shutdown.clone(),
+    );
+    let webhooks = webhooks::Webhooks::new(
+        pool.clone(),
+        written,
+        sms_runtime::fetch::Fetcher::new(config.webhooks.policy())?,
+    );
+    let auth = grpc::Auth::new(config.api_tokens.clone());
     tokio::spawn(sms_runtime::health::serve(
         media_listener,
-        media::router(app.clone()),
+        media::router(media),
         shutdown.clone(),
     ));
 
@@ -360,7 +393,7 @@ pub async fn run(
     let reflection_v1alpha = reflection.v1alpha().context("gRPC reflection")?;
     let reflection = reflection.v1().context("gRPC reflection")?;
 
-    let status_app = app.clone();
+    let status_app = statuses;
     // Statuses arrive three or four per message: applied a batch per transaction.
     let statuses = bus.consume_batches(
         ConsumerKind::ComposerStatus,
@@ -373,7 +406,7 @@ pub async fn run(
             }
         },
     );
-    let inbound_app = app.clone();
+    let inbound_app = inbox.clone();
     let inbound = bus.consume(
         ConsumerKind::ComposerInbound,
         shutdown.clone(),
@@ -382,7 +415,7 @@ pub async fn run(
             async move { app.on_inbound(&e).await }
         },
     );
-    let reply_app = app.clone();
+    let reply_app = inbox.clone();
     let replies = bus.consume(
         ConsumerKind::ComposerAutoReply,
         shutdown.clone(),
@@ -391,7 +424,7 @@ pub async fn run(
             async move { app.on_auto_reply(&e).await }
         },
     );
-    let opt_out_app = app.clone();
+    let opt_out_app = feed.clone();
     // Opt-outs are the registry's: their feed entries come from its state events, the entry
     // itself the marker that makes a redelivery change nothing.
     let opt_outs_fed = bus.consume(
@@ -402,12 +435,16 @@ pub async fn run(
             async move { app.on_opt_out(&e).await }
         },
     );
-    let pruned = app.clone().prune_feed(shutdown.clone());
-    let webhooks = app
+    let pruned = feed.clone().prune_feed(shutdown.clone());
+    let delivered = webhooks
         .clone()
         .run_webhooks(config.webhooks.clone(), shutdown.clone());
-    let checks = check::run(app.clone(), config.status_check, shutdown.clone());
-    let give_backs = app.clone().run_give_backs(shutdown.clone());
+    let checks = check::run(
+        check::StatusChecks::new(pool.clone(), outbox.clone()),
+        config.status_check,
+        shutdown.clone(),
+    );
+    let give_backs = numbers.clone().run_give_backs(shutdown.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "composer serving gRPC");
     let server = tonic::transport::Server::builder()
@@ -417,16 +454,40 @@ pub async fn run(
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(
-            MessagingServiceServer::new(grpc::MessagingApi(app.clone()))
-                .max_encoding_message_size(MAX_GRPC_MESSAGE)
-                .max_decoding_message_size(MAX_GRPC_MESSAGE),
+            MessagingServiceServer::new(grpc::MessagingApi::new(
+                auth.clone(),
+                sending,
+                messages,
+                inbox,
+                scheduling,
+            ))
+            .max_encoding_message_size(MAX_GRPC_MESSAGE)
+            .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
-        .add_service(NumbersServiceServer::new(grpc::NumbersApi(app.clone())))
-        .add_service(SettingsServiceServer::new(grpc::SettingsApi(app.clone())))
-        .add_service(ContactsServiceServer::new(grpc::ContactsApi(app.clone())))
-        .add_service(EventsServiceServer::new(grpc::EventsApi(app.clone())))
-        .add_service(WebhooksServiceServer::new(grpc::WebhooksApi(app.clone())))
-        .add_service(TemplatesServiceServer::new(grpc::TemplatesApi(app)))
+        .add_service(NumbersServiceServer::new(grpc::NumbersApi::new(
+            auth.clone(),
+            numbers,
+        )))
+        .add_service(SettingsServiceServer::new(grpc::SettingsApi::new(
+            auth.clone(),
+            settings,
+        )))
+        .add_service(ContactsServiceServer::new(grpc::ContactsApi::new(
+            auth.clone(),
+            contacts::Contacts::new(pool.clone()),
+        )))
+        .add_service(EventsServiceServer::new(grpc::EventsApi::new(
+            auth.clone(),
+            feed,
+        )))
+        .add_service(WebhooksServiceServer::new(grpc::WebhooksApi::new(
+            auth.clone(),
+            webhooks,
+        )))
+        .add_service(TemplatesServiceServer::new(grpc::TemplatesApi::new(
+            auth,
+            templates::Templates::new(pool.clone()),
+        )))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
@@ -439,7 +500,7 @@ pub async fn run(
         opt_outs_fed,
         checks,
         pruned,
-        webhooks,
+        delivered,
         give_backs
     );
     // Last: the relay publishes what the final commits left.

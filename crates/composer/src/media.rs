@@ -19,7 +19,9 @@ use sms_runtime::fetch::{Credentials, FetchError, Request};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::app::App;
+use sms_runtime::fetch::Fetcher;
+use sqlx::PgPool;
+
 use crate::error::ComposerError;
 use crate::send::command::{Attachment, Source};
 use crate::store::{self, MediaRow, MediaState};
@@ -96,7 +98,30 @@ fn fetch_failed(url: &str, e: &FetchError) -> ComposerError {
     }
 }
 
-impl App {
+/// Attachments: fetched or taken from the request, checked and stored for sends, downloaded
+/// from the carrier for inbound messages, and served to carriers by signed URL.
+#[derive(Clone)]
+pub struct Media {
+    pool: PgPool,
+    config: Arc<MediaConfig>,
+    fetcher: Fetcher,
+}
+
+impl Media {
+    /// Attachments kept in `pool`, fetched through `fetcher`.
+    pub fn new(pool: PgPool, config: MediaConfig, fetcher: Fetcher) -> Self {
+        Media {
+            pool,
+            config: Arc::new(config),
+            fetcher,
+        }
+    }
+
+    /// How attachment URLs are made and signed.
+    pub fn config(&self) -> &Arc<MediaConfig> {
+        &self.config
+    }
+
     /// Fetches (where given by URL) and checks attachments; the rows are ready to store.
     pub async fn prepare_media(
         &self,
@@ -154,7 +179,7 @@ impl App {
         account_sid: &str,
         media: &[(String, String)],
     ) -> Vec<MediaRow> {
-        let account = self.media.carriers.get(account_sid);
+        let account = self.config.carriers.get(account_sid);
         let mut rows = Vec::with_capacity(media.len());
         for (i, (url, declared)) in media.iter().enumerate() {
             let outcome = match account {
@@ -251,7 +276,7 @@ impl App {
             .await?
             .into_iter()
             .filter(|m| m.state == MediaState::Stored)
-            .map(|m| self.media.url(m.id, expires))
+            .map(|m| self.config.url(m.id, expires))
             .collect())
     }
 }
@@ -274,7 +299,7 @@ struct Signed {
 }
 
 /// `GET /media/{id}?expires=…&signature=…`: the bytes, for whoever holds a valid URL.
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Media) -> Router {
     Router::new()
         .route("/media/{id}", get(serve))
         .with_state(app)
@@ -300,7 +325,7 @@ fn disposition(inline: bool, file_name: &str) -> HeaderValue {
 }
 
 async fn serve(
-    State(app): State<Arc<App>>,
+    State(app): State<Media>,
     Path(id): Path<String>,
     Query(q): Query<Signed>,
 ) -> Response {
@@ -308,7 +333,7 @@ async fn serve(
         return (StatusCode::NOT_FOUND, "no such media").into_response();
     };
     let now = chrono::Utc::now().timestamp();
-    if !app.media.verify(id, q.expires, &q.signature, now) {
+    if !app.config.verify(id, q.expires, &q.signature, now) {
         return (StatusCode::FORBIDDEN, "invalid or expired media URL").into_response();
     }
     match store::media::get(&app.pool, None, id).await {

@@ -10,14 +10,31 @@ use sms_proto::v1::{
 };
 use uuid::Uuid;
 
-use crate::app::{App, Caller, datetime, page_size, paginate, parse_id};
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::{ComposerError, Entity};
+use crate::fields::{datetime, page_size, paginate, parse_id};
+use crate::settings::OrgSettings;
 use crate::store::{self, ListFilter, MessageRow};
 
 /// Longest month field (`YYYY-MM`).
 const MAX_MONTH: usize = 16;
 
-impl App {
+/// Reading messages: one with its history, pages of them, errored leads, usage, and their
+/// attachments.
+#[derive(Clone)]
+pub struct Messages {
+    pool: PgPool,
+    settings: OrgSettings,
+}
+
+impl Messages {
+    /// Messages read from `pool`; the daily cap from `settings`.
+    pub fn new(pool: PgPool, settings: OrgSettings) -> Self {
+        Messages { pool, settings }
+    }
+
     /// A message of the caller's organization, with its history.
     pub async fn get(
         &self,
@@ -39,7 +56,7 @@ impl App {
         req: &ListMessagesRequest,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
         let page_size = page_size(req.page_size, 50);
-        let contact = crate::app::optional_number(
+        let contact = crate::fields::optional_number(
             "contact_number",
             &req.contact_number,
             ComposerError::InvalidRecipient,
@@ -50,7 +67,7 @@ impl App {
             crate::send::command::MAX_CRM_ID,
             Lines::Single,
         )?;
-        let ours = crate::app::optional_number(
+        let ours = crate::fields::optional_number(
             "our_number",
             &req.our_number,
             ComposerError::InvalidNumber,
@@ -73,7 +90,7 @@ impl App {
             lead_id: Some(req.lead_id.trim()).filter(|l| !l.is_empty()),
             created_after: req.created_after.as_ref().and_then(datetime),
             created_before: req.created_before.as_ref().and_then(datetime),
-            before: crate::app::decode_page_token(&req.page_token)?,
+            before: crate::fields::decode_page_token(&req.page_token)?,
         };
         let rows = store::messages::list(
             &self.pool,
@@ -82,7 +99,7 @@ impl App {
             i64::from(page_size) + 1,
         )
         .await?;
-        Ok(paginate(rows, page_size, crate::app::message_token))
+        Ok(paginate(rows, page_size, crate::fields::message_token))
     }
 
     /// Leads with errored messages, most recent error first, and the next page's token.
@@ -92,7 +109,7 @@ impl App {
         req: &ListErroredLeadsRequest,
     ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
         let page_size = page_size(req.page_size, 50);
-        let before = crate::app::decode_token(&req.page_token)?;
+        let before = crate::fields::decode_token(&req.page_token)?;
         let rows = store::usage::errored_leads(
             &self.pool,
             &caller.organization_id,
@@ -101,7 +118,7 @@ impl App {
         )
         .await?;
         Ok(paginate(rows, page_size, |r| {
-            crate::app::encode_page_token_with(r.last_error_at, &r.lead_id)
+            crate::fields::encode_page_token_with(r.last_error_at, &r.lead_id)
         }))
     }
 
@@ -141,7 +158,7 @@ impl App {
     ) -> Result<(chrono::NaiveDate, i64, Option<i64>), ComposerError> {
         let org = &caller.organization_id;
         let day = store::settings::day_of(Utc::now());
-        let cap = self.settings(org).await?.daily_segment_cap;
+        let cap = self.settings.of(org).await?.daily_segment_cap;
         let used = match cap {
             Some(_) => store::settings::counted(&self.pool, org, day).await?,
             None => store::settings::due_on(&self.pool, org, day).await?,

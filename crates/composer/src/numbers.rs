@@ -11,8 +11,14 @@ use sms_proto::events::v1::NumberChanged;
 use sms_proto::v1::{AddNumberRequest, NumberKind as ProtoNumberKind, add_number_request};
 use uuid::Uuid;
 
-use crate::app::{App, Caller, parse_id};
+use sms_runtime::auth::Caller;
+use sms_runtime::outbox::Outbox;
+use sqlx::PgPool;
+
+use crate::carrier::Carrier;
 use crate::error::{ComposerError, Entity, on_constraint};
+use crate::feed::Written;
+use crate::fields::parse_id;
 use crate::store::{self, GroupRow, NumberRow, NumberSource};
 
 /// Longest group name.
@@ -28,7 +34,41 @@ fn user_field(field: &'static str, user: &str) -> Result<(), ComposerError> {
     )?)
 }
 
-impl App {
+/// Numbers, groups and renting: the organization's numbers (recorded, rented from the
+/// carrier, imported), who holds each, its rate and carrier connection, and the groups that
+/// share them. Every change is announced to the dispatchers and the feed in its transaction.
+#[derive(Clone)]
+pub struct Numbers {
+    pub(crate) pool: PgPool,
+    pub(crate) outbox: Outbox,
+    pub(crate) written: Written,
+    pub(crate) senders: SenderCache,
+    /// The carrier's number API (search, rent, import, release), when an account is set up.
+    pub(crate) carrier: Option<Carrier>,
+    pub(crate) routes: Routes,
+}
+
+impl Numbers {
+    /// Numbers kept in `pool`, announced through `outbox` and the feed (`written`), held
+    /// numbers remembered in `senders`, rented through `carrier`, routed by `routes`.
+    pub fn new(
+        pool: PgPool,
+        outbox: Outbox,
+        written: Written,
+        senders: SenderCache,
+        carrier: Option<Carrier>,
+        routes: Routes,
+    ) -> Self {
+        Numbers {
+            pool,
+            outbox,
+            written,
+            senders,
+            carrier,
+            routes,
+        }
+    }
+
     /// Rents a number for the caller's organization; the reply warns when it cannot send SMS.
     pub async fn add_number(
         &self,
@@ -85,7 +125,7 @@ impl App {
             ));
         }
         let rate = send_rate(req.send_rate.unwrap_or(0.0), req.send_burst.unwrap_or(0))?;
-        let carrier_connection = self.carrier_connection(&req.carrier_connection)?;
+        let carrier_connection = self.routes.carrier_connection(&req.carrier_connection)?;
         let row = NumberRow {
             id: Uuid::now_v7(),
             organization_id: org.to_owned(),
@@ -116,7 +156,7 @@ impl App {
         self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
-        self.feed.wake();
+        self.written.wake();
         Ok((row, warnings))
     }
 
@@ -158,7 +198,7 @@ impl App {
         number: &str,
     ) -> Result<NumberRow, ComposerError> {
         let org = caller.organization_id.as_str();
-        text::check("number", number, crate::app::MAX_ID_FIELD, Lines::Single)?;
+        text::check("number", number, crate::fields::MAX_ID_FIELD, Lines::Single)?;
         let found = match Uuid::parse_str(number.trim()) {
             Ok(id) => store::numbers::find_by_id(&self.pool, org, id).await?,
             Err(_) => {
@@ -198,42 +238,9 @@ impl App {
         self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
-        self.feed.wake();
+        self.written.wake();
         self.senders.forget(&row.organization_id, &row.number);
         Ok(row)
-    }
-
-    /// A carrier connection named in a request: `None` for empty (the default), refused when
-    /// the platform has no such connection.
-    pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, ComposerError> {
-        text::check(
-            "carrier_connection",
-            name,
-            MAX_CONNECTION_NAME,
-            Lines::Single,
-        )?;
-        let name = name.trim();
-        if name.is_empty() {
-            return Ok(None);
-        }
-        if !self.carrier_connections.iter().any(|c| c == name) {
-            return Err(ComposerError::UnknownCarrierConnection {
-                name: name.chars().take(64).collect(),
-                known: self.carrier_connections.clone(),
-            });
-        }
-        Ok(Some(name.to_owned()))
-    }
-
-    /// The SMPP connection `number` sends through (text only), if it does: any connection but
-    /// Twilio's, or the default when that is SMPP.
-    pub(crate) fn text_only(&self, number: &NumberRow) -> Option<String> {
-        match number.carrier_connection.as_deref() {
-            Some(crate::TWILIO_CONNECTION) => None,
-            Some(other) => Some(other.to_owned()),
-            None if self.smpp_default => Some("the default carrier".to_owned()),
-            None => None,
-        }
     }
 
     /// Sets which carrier connection a number's messages go through (empty: the default), with
@@ -244,7 +251,7 @@ impl App {
         number: &str,
         connection: &str,
     ) -> Result<NumberRow, ComposerError> {
-        let connection = self.carrier_connection(connection)?;
+        let connection = self.routes.carrier_connection(connection)?;
         let row = self.get_number(caller, number).await?;
         let mut tx = self.pool.begin().await?;
         let row = store::numbers::set_connection(
@@ -272,7 +279,7 @@ impl App {
         self.announce_number(&mut tx, &row, false).await?;
         tx.commit().await?;
         self.outbox.wake();
-        self.feed.wake();
+        self.written.wake();
         self.senders.forget(&row.organization_id, &row.number);
         // Given back to the carrier now if it answers; otherwise by the next round of
         // `give_back_released` (the release is recorded: nothing is forgotten).
@@ -410,8 +417,7 @@ fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, Composer
     )))
 }
 
-/// Whether a number is held, for the dispatchers' copies (the state stream keeps the last).
-impl App {
+impl Numbers {
     /// The number's state for the dispatchers' copies and its entry in the event feed, in the
     /// caller's transaction.
     pub(crate) async fn announce_number(
@@ -429,7 +435,7 @@ impl App {
             .unwrap_or("");
         crate::store::feed::append(
             tx,
-            &[crate::feed::number_entry(
+            &[crate::feed::entries::number_entry(
                 &row.organization_id,
                 event_id,
                 &row.number,
@@ -461,3 +467,59 @@ fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
 
 /// The longest carrier connection name.
 const MAX_CONNECTION_NAME: usize = 32;
+
+/// The name of the Twilio connection numbers may be routed to.
+pub const TWILIO_CONNECTION: &str = "twilio";
+
+/// Whether `name` may name a carrier connection.
+pub fn is_connection_name(name: &str) -> bool {
+    (1..=MAX_CONNECTION_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The carrier connections numbers may be routed to, and whether numbers with no route of
+/// their own send over SMPP (text only).
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    /// The connections' names.
+    pub connections: Vec<String>,
+    /// `SMS_CARRIER=smpp`.
+    pub smpp_default: bool,
+}
+
+impl Routes {
+    /// A carrier connection named in a request: `None` for empty (the default), refused when
+    /// the platform has no such connection.
+    pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, ComposerError> {
+        text::check(
+            "carrier_connection",
+            name,
+            MAX_CONNECTION_NAME,
+            Lines::Single,
+        )?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        if !self.connections.iter().any(|c| c == name) {
+            return Err(ComposerError::UnknownCarrierConnection {
+                name: name.chars().take(64).collect(),
+                known: self.connections.clone(),
+            });
+        }
+        Ok(Some(name.to_owned()))
+    }
+
+    /// The SMPP connection `number` sends through (text only), if it does: any connection but
+    /// Twilio's, or the default when that is SMPP.
+    pub(crate) fn text_only(&self, number: &NumberRow) -> Option<String> {
+        match number.carrier_connection.as_deref() {
+            Some(TWILIO_CONNECTION) => None,
+            Some(other) => Some(other.to_owned()),
+            None if self.smpp_default => Some("the default carrier".to_owned()),
+            None => None,
+        }
+    }
+}

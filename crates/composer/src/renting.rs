@@ -19,9 +19,11 @@ use sms_twilio::numbers::{Category, IncomingNumber, SearchQuery};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::{App, Caller};
+use sms_runtime::auth::Caller;
+
 use crate::carrier::{CallError, Carrier};
 use crate::error::{ComposerError, on_constraint};
+use crate::numbers::Numbers;
 use crate::store::{self, NumberRow, NumberSource};
 
 /// Most numbers a search returns.
@@ -166,7 +168,7 @@ fn carrier_error(e: CallError) -> ComposerError {
     }
 }
 
-impl App {
+impl Numbers {
     fn carrier(&self) -> Result<&Carrier, ComposerError> {
         self.carrier
             .as_ref()
@@ -396,7 +398,7 @@ impl App {
         self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
-        self.feed.wake();
+        self.written.wake();
         Ok((row, warnings))
     }
 
@@ -464,7 +466,7 @@ impl App {
 
     /// Now and then (`SMS_CARRIER_RELEASE_RETRY_MS`), gives back released numbers whose
     /// first try failed.
-    pub async fn run_give_backs(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
+    pub async fn run_give_backs(self, shutdown: CancellationToken) {
         let Some(every) = self.carrier.as_ref().map(Carrier::release_retry) else {
             return;
         };
@@ -516,6 +518,6 @@ fn record(
         source,
         carrier_sid: Some(held.sid.clone()),
         // Rented from the Twilio account: its messages go through it.
-        carrier_connection: Some(crate::TWILIO_CONNECTION.to_owned()),
+        carrier_connection: Some(crate::numbers::TWILIO_CONNECTION.to_owned()),
     }
 }

@@ -3,54 +3,57 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sms_core::Status;
-use sms_core::schedule::{self, ScheduleError};
+use sms_core::schedule::ScheduleError;
 use sms_proto::events::v1::{
     ScheduleCommand, ScheduleCommandReply, StatusChanged, StatusSource, schedule_command,
 };
 use sms_proto::v1::LocalDateTime;
 use tracing::Instrument as _;
 
-use crate::app::{App, Caller};
+use sms_bus::Bus;
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::ComposerError;
+use crate::messages::Messages;
 use crate::send::Sent;
-use crate::send::command::{self, When};
+use crate::send::command::{self, Horizon};
+use crate::settings::OrgSettings;
+use crate::status::Statuses;
 use crate::store::{self, MessageRow};
 
-impl App {
-    /// The send time of `when`, checked against now and the horizon; `None` to send now.
-    pub(crate) fn send_time(
-        &self,
-        when: &When,
-        notes: &mut Vec<String>,
-    ) -> Result<Option<DateTime<Utc>>, ComposerError> {
-        let instant = match when {
-            When::Now => return Ok(None),
-            When::At(at) => *at,
-            When::Local {
-                at,
-                ambiguous,
-                date_time,
-                zone,
-            } => {
-                if *ambiguous {
-                    notes.push(format!(
-                        "{date_time} happens twice in {zone} (clocks go back); the earlier one, \
-                         {at}, was taken"
-                    ));
-                }
-                *at
-            }
-        };
-        schedule::check_window(instant, jiff::Timestamp::now(), self.horizon_days)?;
-        DateTime::from_timestamp(
-            instant.as_second(),
-            u32::try_from(instant.subsec_nanosecond()).unwrap_or(0),
-        )
-        .map(Some)
-        .ok_or_else(|| ComposerError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
+/// Send later: cancel and reschedule, which a scheduler replica answers over NATS
+/// request/reply.
+#[derive(Clone)]
+pub struct Scheduling {
+    pool: PgPool,
+    bus: Bus,
+    horizon: Horizon,
+    statuses: Statuses,
+    messages: Messages,
+    settings: OrgSettings,
+}
+
+impl Scheduling {
+    /// Scheduled messages in `pool`, their commands sent over `bus`.
+    pub fn new(
+        pool: PgPool,
+        bus: Bus,
+        horizon: Horizon,
+        statuses: Statuses,
+        messages: Messages,
+        settings: OrgSettings,
+    ) -> Self {
+        Scheduling {
+            pool,
+            bus,
+            horizon,
+            statuses,
+            messages,
+            settings,
+        }
     }
 
     /// Cancels a scheduled message that has not fired.
@@ -70,10 +73,11 @@ impl App {
             source: StatusSource::Scheduler as i32,
             ..Default::default()
         };
-        self.apply_status(&event)
+        self.statuses
+            .apply_status(&event)
             .await
             .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
-        self.get(caller, id).await.map(|(m, _)| m)
+        self.messages.get(caller, id).await.map(|(m, _)| m)
     }
 
     /// Moves a scheduled message that has not fired.
@@ -87,14 +91,15 @@ impl App {
         let when = command::when(at, local)?;
         let m = self.scheduled_message(caller, id).await?;
         let mut notes = Vec::new();
-        let Some(send_at) = self.send_time(&when, &mut notes)? else {
+        let Some(send_at) = self.horizon.send_time(&when, &mut notes)? else {
             return Err(ComposerError::Schedule(ScheduleError::Required));
         };
         // Quiet hours hold a moved message as they would a new one.
         let send_at = match sms_core::PhoneNumber::parse_valid(&m.to_number, None) {
             Ok(recipient) => {
-                let settings = self.settings(&m.organization_id).await?;
+                let settings = self.settings.of(&m.organization_id).await?;
                 match self
+                    .settings
                     .quiet_hold(
                         &settings,
                         &m.organization_id,
@@ -120,12 +125,13 @@ impl App {
         self.schedule_command(&m, schedule_command::Action::RescheduleTo(to))
             .await?;
         let counted = self
-            .settings(&m.organization_id)
+            .settings
+            .of(&m.organization_id)
             .await?
             .daily_segment_cap
             .is_some();
         store::messages::set_send_at(&self.pool, m.id, send_at, counted).await?;
-        let (message, _) = self.get(caller, id).await?;
+        let (message, _) = self.messages.get(caller, id).await?;
         let attachments = store::media::of_messages(&self.pool, &[message.id]).await?;
         Ok(Sent {
             message,
@@ -139,7 +145,7 @@ impl App {
         caller: &Caller,
         id: &str,
     ) -> Result<MessageRow, ComposerError> {
-        let (m, _) = self.get(caller, id).await?;
+        let (m, _) = self.messages.get(caller, id).await?;
         // A user moves their own sends; an administrator anyone's.
         if !caller.owns_or_administers(&m.user_id) {
             return Err(ComposerError::NotMessageOwner);
@@ -166,7 +172,7 @@ impl App {
             )),
             action: Some(action),
             // Lets the scheduler keep a command for a schedule still on its way, and only that.
-            accepted_at: Some(crate::grpc::timestamp(m.created_at)),
+            accepted_at: Some(crate::fields::timestamp(m.created_at)),
         };
         // A client span whose context travels in the request's headers: the scheduler's
         // handling joins the caller's trace.

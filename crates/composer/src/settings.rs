@@ -11,7 +11,9 @@ use jiff::civil::Time;
 use sms_core::PhoneNumber;
 use sms_core::quiet::{QuietError, Window};
 
-use crate::app::{App, Caller};
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::ComposerError;
 use crate::store::{self, settings::SettingsRow};
 
@@ -85,7 +87,12 @@ impl Settings {
         let daily_segment_cap = match s.daily_segment_cap {
             0 => None,
             cap if (1..=MAX_DAILY_CAP).contains(&cap) => Some(cap),
-            cap => return Err(ComposerError::InvalidDailyCap(cap)),
+            cap => {
+                return Err(ComposerError::InvalidDailyCap {
+                    given: cap,
+                    max: MAX_DAILY_CAP,
+                });
+            }
         };
         Ok(Settings {
             quiet,
@@ -182,10 +189,26 @@ pub struct Hold {
     pub note: String,
 }
 
-impl App {
+/// The settings capability: reads (briefly trusted from memory) and replaces an
+/// organization's settings, and says when quiet hours hold a message.
+#[derive(Clone)]
+pub struct OrgSettings {
+    pool: PgPool,
+    cache: SettingsCache,
+}
+
+impl OrgSettings {
+    /// Settings read from `pool`, each trusted for [`SETTINGS_TTL`].
+    pub fn new(pool: PgPool) -> Self {
+        OrgSettings {
+            pool,
+            cache: SettingsCache::default(),
+        }
+    }
+
     /// The organization's settings (the defaults when it never set any).
-    pub async fn settings(&self, organization_id: &str) -> Result<Settings, ComposerError> {
-        if let Some(s) = self.settings.get(organization_id) {
+    pub async fn of(&self, organization_id: &str) -> Result<Settings, ComposerError> {
+        if let Some(s) = self.cache.get(organization_id) {
             return Ok(s);
         }
         let s = match store::settings::get(&self.pool, organization_id).await? {
@@ -195,13 +218,13 @@ impl App {
                 Settings::default()
             }),
         };
-        self.settings.insert(organization_id, s);
+        self.cache.insert(organization_id, s);
         Ok(s)
     }
 
     /// The caller's organization's settings.
     pub async fn get_settings(&self, caller: &Caller) -> Result<Settings, ComposerError> {
-        self.settings(&caller.organization_id).await
+        self.of(&caller.organization_id).await
     }
 
     /// Replaces the caller's organization's settings.
@@ -225,7 +248,7 @@ impl App {
             _ => {}
         }
         tx.commit().await?;
-        self.settings.insert(&caller.organization_id, s);
+        self.cache.insert(&caller.organization_id, s);
         tracing::info!(organization_id = %caller.organization_id, settings = ?s, "settings replaced");
         Ok(s)
     }

@@ -11,7 +11,10 @@ use sms_core::{Status, Transition};
 use sms_proto::events::v1::{CarrierOptOut, StatusChanged, StatusSource};
 use uuid::Uuid;
 
-use crate::app::App;
+use sms_runtime::outbox::Outbox;
+use sqlx::PgPool;
+
+use crate::feed::Written;
 use crate::store::{self, messages::Current};
 
 /// The organization, message and status a status event is about.
@@ -139,7 +142,25 @@ fn fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
     }
 }
 
-impl App {
+/// Statuses: status events applied to their messages, a batch per transaction, with the
+/// feed's entries and carrier opt-outs in the same transaction.
+#[derive(Clone)]
+pub struct Statuses {
+    pool: PgPool,
+    outbox: Outbox,
+    written: Written,
+}
+
+impl Statuses {
+    /// Statuses stored in `pool`; what they cause goes out through `outbox` and the feed.
+    pub fn new(pool: PgPool, outbox: Outbox, written: Written) -> Self {
+        Statuses {
+            pool,
+            outbox,
+            written,
+        }
+    }
+
     /// Applies a status event to its message (older and repeated statuses change nothing).
     pub async fn apply_status(&self, e: &StatusChanged) -> Result<(), HandleError> {
         match self.apply_batch(std::slice::from_ref(e)).await {
@@ -274,7 +295,7 @@ impl App {
                             carrier_error_code: e.carrier_error_code,
                         });
                     }
-                    feed.push(crate::feed::status_entry(
+                    feed.push(crate::feed::entries::status_entry(
                         org, id, &event_id, &fact, &now.about,
                     ));
                     update.status = Some(to);
@@ -342,7 +363,7 @@ impl App {
             self.outbox.wake();
         }
         if !feed.is_empty() {
-            self.feed.wake();
+            self.written.wake();
         }
         for to in advanced {
             metrics::counter!(sms_runtime::metrics::MESSAGE_STATUSES, "status" => to.as_str())

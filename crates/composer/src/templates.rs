@@ -8,8 +8,11 @@ use sms_core::{MAX_BODY_CHARS, encoding, smart};
 use sms_proto::v1::{PreviewRequest, PreviewResponse, preview_request};
 use uuid::Uuid;
 
-use crate::app::{App, Caller, parse_id, user};
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::{ComposerError, Entity};
+use crate::fields::{parse_id, user};
 use crate::store::{self, TemplateRow};
 
 /// Longest template name.
@@ -43,7 +46,18 @@ pub fn render(source: &str, context: &template::Context) -> Result<String, Compo
         .map_err(|e| sms_core::BodyError::TooLong { chars: e.chars }.into())
 }
 
-impl App {
+/// Templates: an organization's shared ones and each user's own, and previews.
+#[derive(Clone)]
+pub struct Templates {
+    pool: PgPool,
+}
+
+impl Templates {
+    /// Templates kept in `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Templates { pool }
+    }
+
     /// Saves a new template after validating it.
     pub async fn create_template(
         &self,

@@ -30,8 +30,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app::{App, Caller};
+use sms_runtime::auth::Caller;
+use sms_runtime::fetch::Fetcher;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
 use crate::error::{ComposerError, Entity};
+use crate::feed::Written;
 use crate::store::webhooks::{self as store, Attempted, Due, EndpointRow};
 
 /// The event types an endpoint can ask for.
@@ -179,7 +184,7 @@ fn event_id_field(given: &str) -> Result<(), ComposerError> {
 }
 
 fn endpoint_id(given: &str) -> Result<Uuid, ComposerError> {
-    crate::app::parse_id("endpoint_id", given)
+    crate::fields::parse_id("endpoint_id", given)
 }
 
 /// Attempts under way, per endpoint, in this replica.
@@ -216,7 +221,30 @@ impl InFlight {
     }
 }
 
-impl App {
+/// Webhooks: an organization's endpoints (checked, with rotating secrets), and the delivery
+/// of its feed to them, signed, retried, and disabled when an endpoint stays down.
+#[derive(Clone)]
+pub struct Webhooks {
+    pool: PgPool,
+    /// Wakes the fan-out when the feed was written.
+    written: Written,
+    /// Wakes this replica's deliveries when the fan-out made some.
+    due: Arc<Notify>,
+    /// Endpoints are checked and POSTed to through this.
+    fetcher: Fetcher,
+}
+
+impl Webhooks {
+    /// Endpoints kept in `pool`, reached through `fetcher`; the fan-out woken by `written`.
+    pub fn new(pool: PgPool, written: Written, fetcher: Fetcher) -> Self {
+        Webhooks {
+            pool,
+            written,
+            due: Arc::default(),
+            fetcher,
+        }
+    }
+
     /// Registers an endpoint; returns it with its secret (shown this once).
     pub async fn create_webhook(
         &self,
@@ -234,7 +262,7 @@ impl App {
             sms_core::text::Lines::Single,
         )?;
         let url = self
-            .webhook_fetcher
+            .fetcher
             .check(url, &sms_runtime::fetch::Request::default())
             .map_err(|e| ComposerError::InvalidWebhookUrl {
                 url: url.trim().to_owned(),
@@ -252,9 +280,10 @@ impl App {
         for t in event_types {
             let t = t.trim();
             if !EVENT_TYPES.contains(&t) {
-                return Err(ComposerError::UnknownEventType(
-                    t.chars().take(64).collect(),
-                ));
+                return Err(ComposerError::UnknownEventType {
+                    given: t.chars().take(64).collect(),
+                    known: &EVENT_TYPES,
+                });
             }
             if !types.iter().any(|k| k == t) {
                 types.push(t.to_owned());
@@ -356,7 +385,7 @@ impl App {
         sms_core::text::check(
             "page_token",
             page_token,
-            crate::app::MAX_PAGE_TOKEN,
+            crate::fields::MAX_PAGE_TOKEN,
             sms_core::text::Lines::Single,
         )?;
         let id = endpoint_id(id)?;
@@ -369,7 +398,7 @@ impl App {
                     .ok_or(ComposerError::InvalidPageToken)?,
             ),
         };
-        let limit = i64::from(crate::app::page_size(page_size, 50));
+        let limit = i64::from(crate::fields::page_size(page_size, 50));
         if !store::exists(&self.pool, &caller.organization_id, id).await? {
             return Err(ComposerError::NotFound(Entity::WebhookEndpoint));
         }
@@ -412,17 +441,17 @@ impl App {
     }
 
     /// Fans the feed out to endpoints and delivers, until `shutdown`.
-    pub async fn run_webhooks(self: Arc<Self>, config: WebhookConfig, shutdown: CancellationToken) {
+    pub async fn run_webhooks(self, config: WebhookConfig, shutdown: CancellationToken) {
         let fan_out = {
             let app = self.clone();
             let shutdown = shutdown.clone();
             async move {
                 loop {
-                    let written = app.feed.written.notified();
+                    let written = app.written.notified();
                     match store::fan_out(&app.pool, 50, 500).await {
                         Ok((served, made)) if served > 0 => {
                             if made > 0 {
-                                app.webhook_due.notify_waiters();
+                                app.due.notify_waiters();
                             }
                             continue;
                         }
@@ -440,7 +469,7 @@ impl App {
         tokio::join!(fan_out, self.deliver(config, shutdown));
     }
 
-    async fn deliver(self: Arc<Self>, config: WebhookConfig, shutdown: CancellationToken) {
+    async fn deliver(self, config: WebhookConfig, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let in_flight = Arc::new(InFlight::default());
         let config = Arc::new(config);
@@ -451,7 +480,7 @@ impl App {
         // poll (4 per replica every 200 ms), and a backlog drained at ~40 a second.
         let freed = Arc::new(tokio::sync::Notify::new());
         loop {
-            let due = self.webhook_due.notified();
+            let due = self.due.notified();
             let free = slots.available_permits();
             let taken = if free == 0 {
                 Vec::new()
@@ -515,7 +544,7 @@ impl App {
         let started = Utc::now();
         let clock = std::time::Instant::now();
         let headers = headers(&d.secrets, &d.event_id, started.timestamp(), &body);
-        let answer = self.webhook_fetcher.post(&d.url, &headers, body).await;
+        let answer = self.fetcher.post(&d.url, &headers, body).await;
         let duration_ms = i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX);
         let (http_status, error, response, ok) = match answer {
             Ok(p) => {

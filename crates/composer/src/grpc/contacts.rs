@@ -7,7 +7,7 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, call, timestamp};
+use super::{call, timestamp};
 use crate::store::contacts::ContactRow;
 
 fn contact(c: ContactRow) -> RegisteredContact {
@@ -21,7 +21,17 @@ fn contact(c: ContactRow) -> RegisteredContact {
 
 /// `sms.v1.ContactsService`.
 #[derive(Clone)]
-pub struct ContactsApi(pub Shared);
+pub struct ContactsApi {
+    auth: super::Auth,
+    contacts: crate::contacts::Contacts,
+}
+
+impl ContactsApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, contacts: crate::contacts::Contacts) -> Self {
+        ContactsApi { auth, contacts }
+    }
+}
 
 #[tonic::async_trait]
 impl ContactsService for ContactsApi {
@@ -31,7 +41,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<SetContactResponse>, Status> {
         call!(self, request, "SetContact", |caller| {
             let r = request.get_ref();
-            self.0
+            self.contacts
                 .set_contact(&caller, &r.contact_number, &r.lead_id, &r.contact_id)
                 .await
                 .map(|c| SetContactResponse {
@@ -45,7 +55,7 @@ impl ContactsService for ContactsApi {
         request: Request<GetContactRequest>,
     ) -> Result<Response<GetContactResponse>, Status> {
         call!(self, request, "GetContact", |caller| {
-            self.0
+            self.contacts
                 .get_contact(&caller, &request.get_ref().contact_number)
                 .await
                 .map(|c| GetContactResponse {
@@ -59,7 +69,7 @@ impl ContactsService for ContactsApi {
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
         call!(self, request, "DeleteContact", |caller| {
-            self.0
+            self.contacts
                 .delete_contact(&caller, &request.get_ref().contact_number)
                 .await
                 .map(|()| DeleteContactResponse {})

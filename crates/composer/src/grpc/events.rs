@@ -8,14 +8,22 @@ use sms_proto::v1::{SubscribeRequest, SubscribeResponse};
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use super::Shared;
-
 /// Events buffered per subscriber before the feed waits for it to read.
 const BUFFER: usize = 256;
 
 /// `sms.v1.EventsService`.
 #[derive(Clone)]
-pub struct EventsApi(pub Shared);
+pub struct EventsApi {
+    auth: super::Auth,
+    feed: crate::feed::Feed,
+}
+
+impl EventsApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, feed: crate::feed::Feed) -> Self {
+        EventsApi { auth, feed }
+    }
+}
 
 type FeedStream = Pin<Box<dyn Stream<Item = Result<SubscribeResponse, Status>> + Send>>;
 
@@ -28,18 +36,18 @@ impl EventsService for EventsApi {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<FeedStream>, Status> {
         let span = super::rpc_span("Subscribe", request.metadata());
-        let caller = self.0.caller(request.metadata())?;
+        let caller = self.auth.caller(request.metadata())?;
         let r = request.get_ref();
         let from = self
-            .0
+            .feed
             .feed_start(&caller, &r.cursor, r.from_start)
             .instrument(span.clone())
             .await?;
         let (out, events) = tokio::sync::mpsc::channel(BUFFER);
-        let app = self.0.clone();
-        let shutdown = app.shutdown.clone();
         tokio::spawn(
-            app.feed_pump(caller.organization_id.clone(), from, out, shutdown)
+            self.feed
+                .clone()
+                .feed_pump(caller.organization_id.clone(), from, out)
                 .instrument(span),
         );
         Ok(Response::new(Box::pin(

@@ -12,12 +12,37 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, attachment, call, message, message_with, timestamp};
+use super::{attachment, call, message, message_with, timestamp};
 use crate::send::command::SendCommand;
 
 /// `sms.v1.MessagingService`.
 #[derive(Clone)]
-pub struct MessagingApi(pub Shared);
+pub struct MessagingApi {
+    auth: super::Auth,
+    sending: crate::send::Sending,
+    messages: crate::messages::Messages,
+    inbox: crate::inbox::Inbox,
+    scheduling: crate::schedule::Scheduling,
+}
+
+impl MessagingApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(
+        auth: super::Auth,
+        sending: crate::send::Sending,
+        messages: crate::messages::Messages,
+        inbox: crate::inbox::Inbox,
+        scheduling: crate::schedule::Scheduling,
+    ) -> Self {
+        MessagingApi {
+            auth,
+            sending,
+            messages,
+            inbox,
+            scheduling,
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl MessagingService for MessagingApi {
@@ -31,7 +56,7 @@ impl MessagingService for MessagingApi {
                     .increment(1);
             };
             match SendCommand::try_from(request.into_inner()) {
-                Ok(command) => self.0.send(&caller, command).await,
+                Ok(command) => self.sending.send(&caller, command).await,
                 Err(e) => Err(e),
             }
             .inspect_err(refused)
@@ -47,8 +72,8 @@ impl MessagingService for MessagingApi {
         request: Request<GetMessageRequest>,
     ) -> Result<Response<GetMessageResponse>, Status> {
         call!(self, request, "GetMessage", |caller| {
-            match self.0.get(&caller, &request.get_ref().id).await {
-                Ok((m, history)) => self.0.attachments(&[m.id]).await.map(|mut media| {
+            match self.messages.get(&caller, &request.get_ref().id).await {
+                Ok((m, history)) => self.messages.attachments(&[m.id]).await.map(|mut media| {
                     let files = media.remove(&m.id).unwrap_or_default();
                     GetMessageResponse {
                         message: Some(message_with(m, history, files)),
@@ -64,7 +89,7 @@ impl MessagingService for MessagingApi {
         request: Request<ListMessagesRequest>,
     ) -> Result<Response<ListMessagesResponse>, Status> {
         call!(self, request, "ListMessages", |caller| {
-            self.0
+            self.messages
                 .list(&caller, request.get_ref())
                 .await
                 .map(|(rows, next_page_token)| ListMessagesResponse {
@@ -79,7 +104,7 @@ impl MessagingService for MessagingApi {
         request: Request<ListErroredLeadsRequest>,
     ) -> Result<Response<ListErroredLeadsResponse>, Status> {
         call!(self, request, "ListErroredLeads", |caller| {
-            self.0
+            self.messages
                 .errored_leads(&caller, request.get_ref())
                 .await
                 .map(|(rows, next_page_token)| ListErroredLeadsResponse {
@@ -104,7 +129,7 @@ impl MessagingService for MessagingApi {
         call!(self, request, "GetConversation", |caller| {
             let r = request.get_ref();
             match self
-                .0
+                .inbox
                 .conversation(
                     &caller,
                     &r.our_number,
@@ -116,7 +141,7 @@ impl MessagingService for MessagingApi {
             {
                 Ok((rows, next_page_token)) => {
                     let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
-                    self.0
+                    self.messages
                         .attachments(&ids)
                         .await
                         .map(|mut media| GetConversationResponse {
@@ -141,7 +166,7 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<ListConversationsResponse>, Status> {
         call!(self, request, "ListConversations", |caller| {
             let r = request.get_ref();
-            self.0
+            self.inbox
                 .conversations(&caller, &r.our_number, r.page_size, &r.page_token)
                 .await
                 .map(|(rows, next_page_token)| ListConversationsResponse {
@@ -166,7 +191,7 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<ListInboxResponse>, Status> {
         call!(self, request, "ListInbox", |caller| {
             let r = request.get_ref();
-            self.0
+            self.inbox
                 .inbox(&caller, r.include_done, r.page_size, &r.page_token)
                 .await
                 .map(|(rows, next_page_token)| ListInboxResponse {
@@ -182,7 +207,7 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<MarkInboxDoneResponse>, Status> {
         call!(self, request, "MarkInboxDone", |caller| {
             let r = request.get_ref();
-            self.0
+            self.inbox
                 .mark_done(&caller, &r.id, r.done)
                 .await
                 .map(|m| MarkInboxDoneResponse {
@@ -196,7 +221,7 @@ impl MessagingService for MessagingApi {
         request: Request<GetMediaRequest>,
     ) -> Result<Response<GetMediaResponse>, Status> {
         call!(self, request, "GetMedia", |caller| {
-            self.0
+            self.messages
                 .get_media(&caller, &request.get_ref().id)
                 .await
                 .map(|mut m| {
@@ -214,7 +239,7 @@ impl MessagingService for MessagingApi {
         request: Request<CancelMessageRequest>,
     ) -> Result<Response<CancelMessageResponse>, Status> {
         call!(self, request, "CancelMessage", |caller| {
-            self.0
+            self.scheduling
                 .cancel(&caller, &request.get_ref().id)
                 .await
                 .map(|m| CancelMessageResponse {
@@ -229,7 +254,7 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<RescheduleMessageResponse>, Status> {
         call!(self, request, "RescheduleMessage", |caller| {
             let r = request.get_ref();
-            self.0
+            self.scheduling
                 .reschedule(&caller, &r.id, r.send_at.as_ref(), r.send_at_local.as_ref())
                 .await
                 .map(|sent| RescheduleMessageResponse {
@@ -245,30 +270,35 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<GetUsageResponse>, Status> {
         call!(self, request, "GetUsage", |caller| {
             let r = request.get_ref();
-            match self.0.usage(&caller, &r.from_month, &r.to_month).await {
+            match self
+                .messages
+                .usage(&caller, &r.from_month, &r.to_month)
+                .await
+            {
                 Err(e) => Err(e),
-                Ok(rows) => self
-                    .0
-                    .today(&caller)
-                    .await
-                    .map(|(day, used, cap)| GetUsageResponse {
-                        rows: rows
-                            .into_iter()
-                            .map(|u| UsageRow {
-                                month: u.month.format("%Y-%m").to_string(),
-                                country: u.country,
-                                kind: u.kind.as_str().to_owned(),
-                                encoding: u.encoding.as_str().to_owned(),
-                                messages: u64::try_from(u.messages).unwrap_or(0),
-                                segments: u64::try_from(u.segments).unwrap_or(0),
-                            })
-                            .collect(),
-                        today: Some(DailySegments {
-                            day: day.to_string(),
-                            segments: u64::try_from(used).unwrap_or(0),
-                            cap: cap.and_then(|c| u64::try_from(c).ok()).unwrap_or(0),
-                        }),
-                    }),
+                Ok(rows) => {
+                    self.messages
+                        .today(&caller)
+                        .await
+                        .map(|(day, used, cap)| GetUsageResponse {
+                            rows: rows
+                                .into_iter()
+                                .map(|u| UsageRow {
+                                    month: u.month.format("%Y-%m").to_string(),
+                                    country: u.country,
+                                    kind: u.kind.as_str().to_owned(),
+                                    encoding: u.encoding.as_str().to_owned(),
+                                    messages: u64::try_from(u.messages).unwrap_or(0),
+                                    segments: u64::try_from(u.segments).unwrap_or(0),
+                                })
+                                .collect(),
+                            today: Some(DailySegments {
+                                day: day.to_string(),
+                                segments: u64::try_from(used).unwrap_or(0),
+                                cap: cap.and_then(|c| u64::try_from(c).ok()).unwrap_or(0),
+                            }),
+                        })
+                }
             }
         })
     }

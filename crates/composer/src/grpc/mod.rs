@@ -10,10 +10,12 @@ use sms_proto::v1::{
     Attachment, Direction as ProtoDirection, Group, Message, NumberKind as ProtoNumberKind,
     NumberSource, PhoneNumber, StatusEntry, Template,
 };
+use sms_runtime::auth::Caller;
 use tonic::metadata::MetadataMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::app::App;
+pub(crate) use crate::fields::timestamp;
+
 use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
 
 mod contacts;
@@ -73,7 +75,7 @@ macro_rules! call {
         use tracing::Instrument as _;
         let span = crate::grpc::rpc_span($method, $request.metadata());
         async {
-            let $caller = $self.0.caller($request.metadata())?;
+            let $caller = $self.auth.caller($request.metadata())?;
             // Who may call what: the table in sms_runtime::auth (administrators only for some).
             $caller.may_call($method)?;
             let reply: Result<_, crate::ComposerError> = $body;
@@ -85,13 +87,19 @@ macro_rules! call {
 }
 pub(crate) use call;
 
-/// The state each service shares.
-pub(crate) type Shared = Arc<App>;
+/// Who may call: every service authenticates its calls with this.
+#[derive(Clone)]
+pub struct Auth(Arc<sms_runtime::auth::Tokens>);
 
-pub(crate) fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+impl Auth {
+    /// Calls authenticated by `tokens` (none: development only, no authentication).
+    pub fn new(tokens: sms_runtime::auth::Tokens) -> Self {
+        Auth(Arc::new(tokens))
+    }
+
+    /// Authenticates the call and reads the organization and user it acts for.
+    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, crate::ComposerError> {
+        Ok(sms_runtime::auth::authenticate(&self.0, metadata)?)
     }
 }
 

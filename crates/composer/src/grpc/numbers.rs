@@ -13,11 +13,21 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, call, group, number};
+use super::{call, group, number};
 
 /// `sms.v1.NumbersService`.
 #[derive(Clone)]
-pub struct NumbersApi(pub Shared);
+pub struct NumbersApi {
+    auth: super::Auth,
+    numbers: crate::numbers::Numbers,
+}
+
+impl NumbersApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, numbers: crate::numbers::Numbers) -> Self {
+        NumbersApi { auth, numbers }
+    }
+}
 
 #[tonic::async_trait]
 impl NumbersService for NumbersApi {
@@ -26,7 +36,7 @@ impl NumbersService for NumbersApi {
         request: Request<SearchAvailableNumbersRequest>,
     ) -> Result<Response<SearchAvailableNumbersResponse>, Status> {
         call!(self, request, "SearchAvailableNumbers", |caller| {
-            self.0
+            self.numbers
                 .search_available(&caller, request.get_ref())
                 .await
                 .map(|found| SearchAvailableNumbersResponse {
@@ -48,7 +58,7 @@ impl NumbersService for NumbersApi {
                 Some(rent_number_request::Owner::OwnerGroupId(g)) => (None, Some(g.as_str())),
                 None => (None, None),
             };
-            self.0
+            self.numbers
                 .rent_number(&caller, &r.number, owner, r.allow_voice_only)
                 .await
                 .map(|(row, warnings)| RentNumberResponse {
@@ -69,7 +79,7 @@ impl NumbersService for NumbersApi {
                 Some(import_number_request::Owner::OwnerGroupId(g)) => (None, Some(g.as_str())),
                 None => (None, None),
             };
-            self.0
+            self.numbers
                 .import_number(&caller, &r.number, owner)
                 .await
                 .map(|(row, warnings)| ImportNumberResponse {
@@ -84,7 +94,7 @@ impl NumbersService for NumbersApi {
         request: Request<AddNumberRequest>,
     ) -> Result<Response<AddNumberResponse>, Status> {
         call!(self, request, "AddNumber", |caller| {
-            self.0
+            self.numbers
                 .add_number(&caller, request.into_inner())
                 .await
                 .map(|(row, warnings)| AddNumberResponse {
@@ -99,7 +109,7 @@ impl NumbersService for NumbersApi {
         request: Request<ListNumbersRequest>,
     ) -> Result<Response<ListNumbersResponse>, Status> {
         call!(self, request, "ListNumbers", |caller| {
-            self.0
+            self.numbers
                 .list_numbers(&caller)
                 .await
                 .map(|rows| ListNumbersResponse {
@@ -113,7 +123,7 @@ impl NumbersService for NumbersApi {
         request: Request<GetNumberRequest>,
     ) -> Result<Response<GetNumberResponse>, Status> {
         call!(self, request, "GetNumber", |caller| {
-            self.0
+            self.numbers
                 .get_number(&caller, &request.get_ref().number)
                 .await
                 .map(|n| GetNumberResponse {
@@ -127,7 +137,7 @@ impl NumbersService for NumbersApi {
         request: Request<ReleaseNumberRequest>,
     ) -> Result<Response<ReleaseNumberResponse>, Status> {
         call!(self, request, "ReleaseNumber", |caller| {
-            self.0
+            self.numbers
                 .release_number(&caller, &request.get_ref().number)
                 .await
                 .map(|n| ReleaseNumberResponse {
@@ -142,7 +152,7 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<SetNumberRateResponse>, Status> {
         call!(self, request, "SetNumberRate", |caller| {
             let r = request.get_ref();
-            self.0
+            self.numbers
                 .set_number_rate(&caller, &r.number, r.send_rate, r.send_burst)
                 .await
                 .map(|n| SetNumberRateResponse {
@@ -157,7 +167,7 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<SetNumberCarrierResponse>, Status> {
         call!(self, request, "SetNumberCarrier", |caller| {
             let r = request.get_ref();
-            self.0
+            self.numbers
                 .set_number_carrier(&caller, &r.number, &r.carrier_connection)
                 .await
                 .map(|n| SetNumberCarrierResponse {
@@ -171,7 +181,7 @@ impl NumbersService for NumbersApi {
         request: Request<CreateGroupRequest>,
     ) -> Result<Response<CreateGroupResponse>, Status> {
         call!(self, request, "CreateGroup", |caller| {
-            self.0
+            self.numbers
                 .create_group(&caller, &request.get_ref().name)
                 .await
                 .map(|g| CreateGroupResponse {
@@ -186,7 +196,7 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<AddGroupMemberResponse>, Status> {
         call!(self, request, "AddGroupMember", |caller| {
             let r = request.get_ref();
-            self.0
+            self.numbers
                 .set_member(&caller, &r.group_id, &r.user_id, true)
                 .await
                 .map(|g| AddGroupMemberResponse {
@@ -201,7 +211,7 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<RemoveGroupMemberResponse>, Status> {
         call!(self, request, "RemoveGroupMember", |caller| {
             let r = request.get_ref();
-            self.0
+            self.numbers
                 .set_member(&caller, &r.group_id, &r.user_id, false)
                 .await
                 .map(|g| RemoveGroupMemberResponse {
@@ -215,7 +225,7 @@ impl NumbersService for NumbersApi {
         request: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
         call!(self, request, "ListGroups", |caller| {
-            self.0
+            self.numbers
                 .list_groups(&caller)
                 .await
                 .map(|groups| ListGroupsResponse {

@@ -6,12 +6,22 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, call};
+use super::call;
 use crate::settings::Settings;
 
 /// `sms.v1.SettingsService`.
 #[derive(Clone)]
-pub struct SettingsApi(pub Shared);
+pub struct SettingsApi {
+    auth: super::Auth,
+    settings: crate::settings::OrgSettings,
+}
+
+impl SettingsApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, settings: crate::settings::OrgSettings) -> Self {
+        SettingsApi { auth, settings }
+    }
+}
 
 #[tonic::async_trait]
 impl SettingsService for SettingsApi {
@@ -20,7 +30,7 @@ impl SettingsService for SettingsApi {
         request: Request<GetSettingsRequest>,
     ) -> Result<Response<GetSettingsResponse>, Status> {
         call!(self, request, "GetSettings", |caller| {
-            self.0
+            self.settings
                 .get_settings(&caller)
                 .await
                 .map(|s| GetSettingsResponse {
@@ -37,13 +47,11 @@ impl SettingsService for SettingsApi {
             let asked = request.get_ref().settings.clone().unwrap_or_default();
             match Settings::from_proto(&asked) {
                 Err(e) => Err(e),
-                Ok(s) => self
-                    .0
-                    .update_settings(&caller, s)
-                    .await
-                    .map(|s| UpdateSettingsResponse {
+                Ok(s) => self.settings.update_settings(&caller, s).await.map(|s| {
+                    UpdateSettingsResponse {
                         settings: Some(s.to_proto()),
-                    }),
+                    }
+                }),
             }
         })
     }

@@ -8,11 +8,21 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, call, template};
+use super::{call, template};
 
 /// `sms.v1.TemplatesService`.
 #[derive(Clone)]
-pub struct TemplatesApi(pub Shared);
+pub struct TemplatesApi {
+    auth: super::Auth,
+    templates: crate::templates::Templates,
+}
+
+impl TemplatesApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, templates: crate::templates::Templates) -> Self {
+        TemplatesApi { auth, templates }
+    }
+}
 
 #[tonic::async_trait]
 impl TemplatesService for TemplatesApi {
@@ -22,7 +32,7 @@ impl TemplatesService for TemplatesApi {
     ) -> Result<Response<CreateTemplateResponse>, Status> {
         call!(self, request, "CreateTemplate", |caller| {
             let r = request.get_ref();
-            self.0
+            self.templates
                 .create_template(&caller, &r.name, &r.body, r.shared)
                 .await
                 .map(|t| CreateTemplateResponse {
@@ -37,7 +47,7 @@ impl TemplatesService for TemplatesApi {
     ) -> Result<Response<UpdateTemplateResponse>, Status> {
         call!(self, request, "UpdateTemplate", |caller| {
             let r = request.get_ref();
-            self.0
+            self.templates
                 .update_template(
                     &caller,
                     &r.id,
@@ -57,7 +67,7 @@ impl TemplatesService for TemplatesApi {
         request: Request<GetTemplateRequest>,
     ) -> Result<Response<GetTemplateResponse>, Status> {
         call!(self, request, "GetTemplate", |caller| {
-            self.0
+            self.templates
                 .get_template(&caller, &request.get_ref().id)
                 .await
                 .map(|t| GetTemplateResponse {
@@ -71,7 +81,7 @@ impl TemplatesService for TemplatesApi {
         request: Request<ListTemplatesRequest>,
     ) -> Result<Response<ListTemplatesResponse>, Status> {
         call!(self, request, "ListTemplates", |caller| {
-            self.0
+            self.templates
                 .list_templates(&caller)
                 .await
                 .map(|rows| ListTemplatesResponse {
@@ -85,7 +95,7 @@ impl TemplatesService for TemplatesApi {
         request: Request<DeleteTemplateRequest>,
     ) -> Result<Response<DeleteTemplateResponse>, Status> {
         call!(self, request, "DeleteTemplate", |caller| {
-            self.0
+            self.templates
                 .delete_template(&caller, &request.get_ref().id)
                 .await
                 .map(|()| DeleteTemplateResponse {})
@@ -97,7 +107,7 @@ impl TemplatesService for TemplatesApi {
         request: Request<PreviewRequest>,
     ) -> Result<Response<PreviewResponse>, Status> {
         call!(self, request, "Preview", |caller| {
-            self.0.preview(&caller, request.get_ref()).await
+            self.templates.preview(&caller, request.get_ref()).await
         })
     }
 }

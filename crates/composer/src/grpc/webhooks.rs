@@ -11,7 +11,7 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Shared, call, timestamp};
+use super::{call, timestamp};
 use crate::store::webhooks::{AttemptRow, EndpointRow};
 
 fn endpoint(e: EndpointRow) -> WebhookEndpoint {
@@ -47,7 +47,17 @@ fn attempt(a: AttemptRow) -> WebhookAttempt {
 
 /// `sms.v1.WebhooksService`.
 #[derive(Clone)]
-pub struct WebhooksApi(pub Shared);
+pub struct WebhooksApi {
+    auth: super::Auth,
+    webhooks: crate::webhooks::Webhooks,
+}
+
+impl WebhooksApi {
+    /// The service over its capabilities, its calls authenticated by `auth`.
+    pub fn new(auth: super::Auth, webhooks: crate::webhooks::Webhooks) -> Self {
+        WebhooksApi { auth, webhooks }
+    }
+}
 
 #[tonic::async_trait]
 impl WebhooksService for WebhooksApi {
@@ -57,7 +67,7 @@ impl WebhooksService for WebhooksApi {
     ) -> Result<Response<CreateWebhookEndpointResponse>, Status> {
         call!(self, request, "CreateWebhookEndpoint", |caller| {
             let r = request.get_ref();
-            self.0
+            self.webhooks
                 .create_webhook(&caller, &r.url, &r.event_types, &r.description)
                 .await
                 .map(|(e, secret)| CreateWebhookEndpointResponse {
@@ -72,7 +82,7 @@ impl WebhooksService for WebhooksApi {
         request: Request<ListWebhookEndpointsRequest>,
     ) -> Result<Response<ListWebhookEndpointsResponse>, Status> {
         call!(self, request, "ListWebhookEndpoints", |caller| {
-            self.0
+            self.webhooks
                 .list_webhooks(&caller)
                 .await
                 .map(|all| ListWebhookEndpointsResponse {
@@ -87,7 +97,7 @@ impl WebhooksService for WebhooksApi {
     ) -> Result<Response<SetWebhookEndpointEnabledResponse>, Status> {
         call!(self, request, "SetWebhookEndpointEnabled", |caller| {
             let r = request.get_ref();
-            self.0
+            self.webhooks
                 .set_webhook_enabled(&caller, &r.endpoint_id, r.enabled)
                 .await
                 .map(|e| SetWebhookEndpointEnabledResponse {
@@ -101,7 +111,7 @@ impl WebhooksService for WebhooksApi {
         request: Request<DeleteWebhookEndpointRequest>,
     ) -> Result<Response<DeleteWebhookEndpointResponse>, Status> {
         call!(self, request, "DeleteWebhookEndpoint", |caller| {
-            self.0
+            self.webhooks
                 .delete_webhook(&caller, &request.get_ref().endpoint_id)
                 .await
                 .map(|()| DeleteWebhookEndpointResponse {})
@@ -113,7 +123,7 @@ impl WebhooksService for WebhooksApi {
         request: Request<RotateWebhookSecretRequest>,
     ) -> Result<Response<RotateWebhookSecretResponse>, Status> {
         call!(self, request, "RotateWebhookSecret", |caller| {
-            self.0
+            self.webhooks
                 .rotate_webhook_secret(&caller, &request.get_ref().endpoint_id)
                 .await
                 .map(|secret| RotateWebhookSecretResponse { secret })
@@ -126,7 +136,7 @@ impl WebhooksService for WebhooksApi {
     ) -> Result<Response<ListWebhookAttemptsResponse>, Status> {
         call!(self, request, "ListWebhookAttempts", |caller| {
             let r = request.get_ref();
-            self.0
+            self.webhooks
                 .webhook_attempts(
                     &caller,
                     &r.endpoint_id,
@@ -148,7 +158,7 @@ impl WebhooksService for WebhooksApi {
     ) -> Result<Response<ReplayWebhookEventsResponse>, Status> {
         call!(self, request, "ReplayWebhookEvents", |caller| {
             let r = request.get_ref();
-            self.0
+            self.webhooks
                 .replay_webhooks(&caller, &r.endpoint_id, &r.event_id, r.all_failed)
                 .await
                 .map(|n| ReplayWebhookEventsResponse {

@@ -11,9 +11,13 @@ use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::app::App;
+use crate::media::MediaConfig;
 use crate::store::media::MediaState;
 use crate::store::{self, MediaRow, MessageRow};
+
+/// User id recorded on automatic replies; the kind tells whether it may reach an opted-out
+/// contact (only the opt-out confirmation may).
+pub const AUTO_REPLY_USER: &str = "system";
 
 /// The most messages one transaction stores.
 pub const BATCH: usize = 256;
@@ -178,8 +182,7 @@ fn outbound(
 ) -> OutboundMessage {
     OutboundMessage {
         // Only the opt-out confirmation may reach a contact who just opted out.
-        allow_opted_out: m.user_id
-            == format!("{}:opt_out_confirmation", crate::inbox::AUTO_REPLY_USER),
+        allow_opted_out: m.user_id == format!("{}:opt_out_confirmation", AUTO_REPLY_USER),
         message_id: m.id.to_string(),
         organization_id: m.organization_id.clone(),
         user_id: m.user_id.clone(),
@@ -212,7 +215,19 @@ pub(crate) fn valid_from(
     }
 }
 
-impl App {
+/// Makes the event that hands a stored message on, with signed URLs for its attachments.
+#[derive(Clone)]
+pub struct Handoff {
+    outbox: Outbox,
+    media: std::sync::Arc<MediaConfig>,
+}
+
+impl Handoff {
+    /// Events encoded for `outbox`, attachment URLs signed by `media`.
+    pub fn new(outbox: Outbox, media: std::sync::Arc<MediaConfig>) -> Self {
+        Handoff { outbox, media }
+    }
+
     /// The event that hands a new message on: to the dispatcher (now) or the scheduler (later),
     /// with signed URLs for its attachments `media`.
     pub(crate) fn accepted_event(

@@ -2,8 +2,9 @@
 //! template with its context checked field by field, the send time resolved, attachments
 //! bounded. Nothing after this handles the request's raw strings.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sms_core::schedule;
+use sms_core::schedule::{self, ScheduleError};
 use sms_core::text::{self, Lines};
 use sms_core::{PhoneNumber, mms};
 use sms_proto::v1::{LocalDateTime, NewAttachment, SendMessageRequest, TemplateContext};
@@ -62,6 +63,45 @@ pub enum When {
         /// The zone.
         zone: String,
     },
+}
+
+/// How far ahead a message may be scheduled, in days.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon(pub i64);
+
+impl Horizon {
+    /// The send time of `when`, checked against now and the horizon; `None` to send now.
+    pub fn send_time(
+        &self,
+        when: &When,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<DateTime<Utc>>, ComposerError> {
+        let instant = match when {
+            When::Now => return Ok(None),
+            When::At(at) => *at,
+            When::Local {
+                at,
+                ambiguous,
+                date_time,
+                zone,
+            } => {
+                if *ambiguous {
+                    notes.push(format!(
+                        "{date_time} happens twice in {zone} (clocks go back); the earlier one, \
+                         {at}, was taken"
+                    ));
+                }
+                *at
+            }
+        };
+        schedule::check_window(instant, jiff::Timestamp::now(), self.0)?;
+        DateTime::from_timestamp(
+            instant.as_second(),
+            u32::try_from(instant.subsec_nanosecond()).unwrap_or(0),
+        )
+        .map(Some)
+        .ok_or_else(|| ComposerError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
+    }
 }
 
 /// Where an attachment's bytes come from.
@@ -147,7 +187,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
             .map_err(ComposerError::InvalidRecipient)?;
         // The body's characters now; its length once it is final (rendered, smart-encoded).
         lines("body", &r.body, usize::MAX)?;
-        line("template_id", &r.template_id, crate::app::MAX_ID_FIELD)?;
+        line("template_id", &r.template_id, crate::fields::MAX_ID_FIELD)?;
         // Checked whether or not a template uses it: every field of a request is.
         let context = context(r.context.as_ref())?;
         let content = match r.template_id.trim() {
@@ -157,7 +197,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
                     return Err(ComposerError::BodyAndTemplate);
                 }
                 Content::Template {
-                    id: crate::app::parse_id("template_id", id)?,
+                    id: crate::fields::parse_id("template_id", id)?,
                     context: Box::new(context),
                 }
             }

@@ -9,10 +9,18 @@ use chrono::Utc;
 use sms_core::{Direction, Encoding, Status};
 use uuid::Uuid;
 
-use crate::app::{App, Caller, user};
+use sms_bus::StateSet;
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::{ComposerError, Entity};
+use crate::fields::user;
+use crate::media::Media;
+use crate::numbers::Routes;
+use crate::settings::OrgSettings;
 use crate::store::{self, MessageRow};
-use command::{Content, SendCommand};
+use accept::{Handoff, Writer};
+use command::{Content, Horizon, SendCommand};
 
 /// What a send returns: the message and notes for the caller.
 pub struct Sent {
@@ -26,7 +34,63 @@ pub struct Sent {
 
 const REPEATED: &str = "an earlier call with this idempotency key created this message";
 
-impl App {
+/// Sending: a typed command checked against the product's rules and the organization's
+/// settings, then stored with its event (group commit) for the dispatcher or the scheduler.
+#[derive(Clone)]
+pub struct Sending {
+    pool: PgPool,
+    /// Stores accepted messages, many calls per transaction.
+    writer: Writer,
+    /// Finds and checks senders (held numbers remembered by sender).
+    senders: policy::Senders,
+    /// Which numbers send text only.
+    routes: Routes,
+    settings: OrgSettings,
+    /// Contacts that opted out, per organization (a local copy of the registry's state).
+    opt_outs: StateSet,
+    media: Media,
+    horizon: Horizon,
+    handoff: Handoff,
+}
+
+/// What [`Sending`] is made of.
+pub struct SendingParts {
+    /// The composer's database.
+    pub pool: PgPool,
+    /// Stores accepted messages.
+    pub writer: Writer,
+    /// Finds and checks senders.
+    pub senders: policy::Senders,
+    /// Which numbers send text only.
+    pub routes: Routes,
+    /// The organizations' settings.
+    pub settings: OrgSettings,
+    /// Opted-out contacts.
+    pub opt_outs: StateSet,
+    /// Attachments.
+    pub media: Media,
+    /// How far ahead a message may be scheduled.
+    pub horizon: Horizon,
+    /// Makes the events that hand messages on.
+    pub handoff: Handoff,
+}
+
+impl Sending {
+    /// Sending from its parts.
+    pub fn new(p: SendingParts) -> Self {
+        Sending {
+            pool: p.pool,
+            writer: p.writer,
+            senders: p.senders,
+            routes: p.routes,
+            settings: p.settings,
+            opt_outs: p.opt_outs,
+            media: p.media,
+            horizon: p.horizon,
+            handoff: p.handoff,
+        }
+    }
+
     /// Validates and accepts a message: stored `accepted` (or `scheduled`), then published.
     pub async fn send(&self, caller: &Caller, cmd: SendCommand) -> Result<Sent, ComposerError> {
         let user = user(caller)?;
@@ -37,7 +101,7 @@ impl App {
             return Ok(sent);
         }
         let mut notes = Vec::new();
-        let send_at = self.send_time(&cmd.when, &mut notes)?;
+        let send_at = self.horizon.send_time(&cmd.when, &mut notes)?;
         let (body, template_id) = self.body(caller, user, &cmd.content).await?;
         let body = if cmd.smart_encoding {
             smart_encode(body, &mut notes)
@@ -50,6 +114,7 @@ impl App {
         }
         policy::check_recipient(&cmd.to)?;
         let from = self
+            .senders
             .sender(caller, user, cmd.from.as_ref(), &cmd.to)
             .await?;
         let id = Uuid::now_v7();
@@ -59,7 +124,7 @@ impl App {
             if !from.mms_capable {
                 return Err(ComposerError::SenderNotMmsCapable(from.number.clone()));
             }
-            if let Some(connection) = self.text_only(&from) {
+            if let Some(connection) = self.routes.text_only(&from) {
                 return Err(ComposerError::TextOnlyCarrier {
                     number: from.number.clone(),
                     connection,
@@ -68,15 +133,16 @@ impl App {
             let sender = sms_core::PhoneNumber::parse_valid(&from.number, None)
                 .map_err(ComposerError::InvalidSender)?;
             sms_core::mms::check_route(&sender, &cmd.to)?;
-            self.prepare_media(org, id, &cmd.attachments).await?
+            self.media.prepare_media(org, id, &cmd.attachments).await?
         };
-        if self.opted_out(org, cmd.to.e164()) {
+        if self.opt_outs.contains(org, cmd.to.e164()) {
             return Err(ComposerError::OptedOut(cmd.to.e164().to_owned()));
         }
         let counted = sms_core::count(&body);
         let now = Utc::now();
-        let settings = self.settings(org).await?;
+        let settings = self.settings.of(org).await?;
         let hold = self
+            .settings
             .quiet_hold(
                 &settings,
                 org,
@@ -156,7 +222,7 @@ impl App {
                     .map(|_| cmd.fingerprint.to_vec()),
                 to_region: cmd.to.region().map(|r| r.to_string()).unwrap_or_default(),
                 template_id,
-                event: self.accepted_event(
+                event: self.handoff.accepted_event(
                     &row,
                     &media,
                     cmd.validity_seconds,

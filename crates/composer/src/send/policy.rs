@@ -3,8 +3,11 @@
 
 use sms_core::{PhoneNumber, phone};
 
-use crate::app::{App, Caller};
+use sms_runtime::auth::Caller;
+use sqlx::PgPool;
+
 use crate::error::ComposerError;
+use crate::numbers::SenderCache;
 use crate::store::{self, NumberRow};
 
 /// The recipient is in a supported country and can take SMS as far as we know.
@@ -26,7 +29,19 @@ pub fn check_recipient(to: &PhoneNumber) -> Result<(), ComposerError> {
     Ok(())
 }
 
-impl App {
+/// Finds and checks the sender of a message; held numbers are remembered by sender.
+#[derive(Clone)]
+pub struct Senders {
+    pool: PgPool,
+    cache: SenderCache,
+}
+
+impl Senders {
+    /// Numbers read from `pool`, remembered in `cache`.
+    pub fn new(pool: PgPool, cache: SenderCache) -> Self {
+        Senders { pool, cache }
+    }
+
     /// The sender for `to`: the one asked for, checked (the organization's, rented, able to
     /// send SMS, the user's own or their group's, in the same calling code), or the user's
     /// number with the recipient's calling code (the one last used with this contact first).
@@ -50,13 +65,13 @@ impl App {
                     calling_code: to.calling_code(),
                 });
         };
-        let number = match self.senders.get(org, from.e164()) {
+        let number = match self.cache.get(org, from.e164()) {
             Some(number) => number,
             None => {
                 let number = store::numbers::find(&self.pool, org, from.e164())
                     .await?
                     .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
-                self.senders.insert(number.clone());
+                self.cache.insert(number.clone());
                 number
             }
         };

@@ -1,6 +1,8 @@
 //! The organization's event feed: appended in the transaction of each change, read in commit-safe
 //! order, pruned after its retention.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
@@ -99,7 +101,7 @@ pub struct TypedEntry {
 
 fn typed(at: Position, payload: &[u8]) -> Option<TypedEntry> {
     let mut event = sms_proto::v1::FeedEvent::decode(payload).ok()?;
-    event.cursor = crate::feed::cursor(at);
+    event.cursor = cursor(at);
     Some(TypedEntry {
         at,
         event_id: event.id.clone(),
@@ -228,4 +230,45 @@ pub async fn prune(pool: &PgPool, before: DateTime<Utc>, limit: i64) -> Result<u
     .await?;
     tx.commit().await?;
     Ok(u64::try_from(deleted.deleted).unwrap_or(0))
+}
+
+/// The cursor of the event at `p`: opaque to callers.
+pub fn cursor(p: Position) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1.{}.{}", p.tx, p.seq))
+}
+
+/// The position a cursor names, if it is one of ours.
+pub fn parse_cursor(cursor: &str) -> Option<Position> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut parts = text.strip_prefix("v1.")?.split('.');
+    let tx = parts.next()?.parse::<i64>().ok()?;
+    let seq = parts.next()?.parse::<i64>().ok()?;
+    (parts.next().is_none() && tx >= 0 && seq >= 0).then_some(Position { tx, seq })
+}
+
+/// Longest cursor accepted.
+pub const MAX_CURSOR: usize = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_is_not_ours() {
+        let p = Position { tx: 7_234, seq: 99 };
+        assert_eq!(parse_cursor(&cursor(p)), Some(p));
+        for bad in [
+            "",
+            "abc",
+            "djEuMS4y!",
+            &URL_SAFE_NO_PAD.encode("v2.1.2"),
+            &URL_SAFE_NO_PAD.encode("v1.1"),
+            &URL_SAFE_NO_PAD.encode("v1.1.2.3"),
+            &URL_SAFE_NO_PAD.encode("v1.-1.2"),
+            &URL_SAFE_NO_PAD.encode("v1.x.2"),
+        ] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
 }

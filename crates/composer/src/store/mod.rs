@@ -22,3 +22,9 @@ pub use messages::{ListFilter, MessageRow, NewMessage};
 pub use numbers::{NumberRow, NumberSource};
 pub use templates::TemplateRow;
 pub use usage::{ErroredLeadRow, MessageKind, UsageRow};
+
+/// A database failure as the bus should treat it (see [`sms_runtime::db::consumer_error`]):
+/// the data refused is dead-lettered at once, the database down is waited for.
+pub(crate) fn db_failure(e: sqlx::Error) -> sms_bus::HandleError {
+    sms_runtime::db::consumer_error(e, 3)
+}

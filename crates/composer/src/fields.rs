@@ -1,68 +1,14 @@
-//! The composer's shared state and the helpers every capability uses: who is calling, ids,
-//! pages and page tokens.
+//! What callers give, checked the same way everywhere: the calling user, ids, numbers used as
+//! filters, page sizes and page tokens. Depends on nothing else in the composer but its errors.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use sms_bus::Bus;
-use sqlx::PgPool;
-use tonic::metadata::MetadataMap;
 use uuid::Uuid;
 
 use crate::error::ComposerError;
 
-pub use sms_runtime::auth::Caller;
-
-/// Shared state of the composer.
-pub struct App {
-    pub(crate) pool: PgPool,
-    pub(crate) bus: Bus,
-    /// Events to other services, written with the change they announce.
-    pub(crate) outbox: sms_runtime::outbox::Outbox,
-    /// Bearer tokens and the organizations each may act for. Empty: no authentication
-    /// (development only).
-    pub(crate) tokens: sms_runtime::auth::Tokens,
-    /// How far ahead a message may be scheduled.
-    pub(crate) horizon_days: i64,
-    /// Contacts that opted out, per organization (a local copy of the registry's state).
-    pub(crate) opt_outs: sms_bus::StateSet,
-    /// Attachment URLs, signing, and carrier media hosts.
-    pub(crate) media: crate::media::MediaConfig,
-    /// Every URL from outside is fetched through this (attachment URLs, carrier media).
-    pub(crate) fetcher: sms_runtime::fetch::Fetcher,
-    /// Stores accepted messages, many calls per transaction.
-    pub(crate) writer: crate::send::accept::Writer,
-    /// Held numbers by sender, so that a send needs no query for its sender.
-    pub(crate) senders: crate::numbers::SenderCache,
-    /// Organizations' settings, briefly trusted from memory.
-    pub(crate) settings: crate::settings::SettingsCache,
-    /// The event feed's wake-ups and retention.
-    pub(crate) feed: crate::feed::Feed,
-    /// Webhook endpoints are checked and POSTed to through this.
-    pub(crate) webhook_fetcher: sms_runtime::fetch::Fetcher,
-    /// Wakes this replica's webhook deliveries when the fan-out made some.
-    pub(crate) webhook_due: std::sync::Arc<tokio::sync::Notify>,
-    /// The carrier's number API (search, rent, import, release), when an account is set up.
-    pub(crate) carrier: Option<crate::carrier::Carrier>,
-    /// The carrier connections numbers may be routed to.
-    pub(crate) carrier_connections: Vec<String>,
-    /// Whether numbers with no route send over SMPP (text only).
-    pub(crate) smpp_default: bool,
-    /// Ends event-feed subscriptions when the service stops.
-    pub(crate) shutdown: tokio_util::sync::CancellationToken,
-}
-
-impl App {
-    /// Authenticates the call and reads the organization and user it acts for.
-    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, ComposerError> {
-        Ok(sms_runtime::auth::authenticate(&self.tokens, metadata)?)
-    }
-
-    /// Whether `contact` opted out of `organization_id`'s messages.
-    pub fn opted_out(&self, organization_id: &str, contact: &str) -> bool {
-        self.opt_outs.contains(organization_id, contact)
-    }
-}
+use sms_runtime::auth::Caller;
 
 /// The calling user, which sends and personal views need.
 pub(crate) fn user(caller: &Caller) -> Result<&str, ComposerError> {
@@ -179,6 +125,14 @@ pub(crate) fn decode_page_token(
 /// A protobuf timestamp as a UTC time.
 pub(crate) fn datetime(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+/// A UTC time as a protobuf timestamp.
+pub(crate) fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
 }
 
 #[cfg(test)]
