@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, html};
 use sms_proto::v1::MessageStatus;
 
 use crate::api::ApiError;
-use crate::session::Session;
+use crate::session::{FormRejection, Session};
 
 /// The sections of the console, in the navigation's order: (path, label).
 pub const SECTIONS: &[(&str, &str)] = &[
@@ -234,4 +234,24 @@ pub fn next_page(path: &str, query: &[(&str, &str)], token: &str) -> Markup {
     }
     q.append_pair("page", token);
     html! { p.pager { a href=(format!("{path}?{}", q.finish())) rel="next" { "Older →" } } }
+}
+
+/// A form refused before it was read, as a page.
+impl IntoResponse for FormRejection {
+    fn into_response(self) -> Response {
+        match self {
+            FormRejection::SignIn(s) => s.into_response(),
+            FormRejection::Csrf => error_page(
+                StatusCode::FORBIDDEN,
+                "Form refused",
+                "This form did not come from this console, or it is from an earlier session. \
+                 Reload the page and try again.",
+            ),
+            FormRejection::Malformed(why) => error_page(
+                StatusCode::BAD_REQUEST,
+                "Form refused",
+                &format!("The form could not be read: {why}"),
+            ),
+        }
+    }
 }

@@ -93,6 +93,12 @@ pub struct AppState {
     pub sessions: Sessions,
 }
 
+impl axum::extract::FromRef<AppState> for Sessions {
+    fn from_ref(state: &AppState) -> Sessions {
+        state.sessions.clone()
+    }
+}
+
 impl AppState {
     /// State for `config`.
     pub fn new(config: &Config) -> anyhow::Result<Self> {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -20,8 +20,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
-
-use crate::AppState;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "sms_console_session";
@@ -242,13 +240,14 @@ impl IntoResponse for SignIn {
     }
 }
 
-impl FromRequestParts<AppState> for Signed {
+impl<S> FromRequestParts<S> for Signed
+where
+    S: Send + Sync,
+    Sessions: FromRef<S>,
+{
     type Rejection = SignIn;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let htmx = parts.headers.contains_key("hx-request");
         let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE) else {
             return Err(SignIn {
@@ -256,7 +255,7 @@ impl FromRequestParts<AppState> for Signed {
                 htmx,
             });
         };
-        match state.sessions.find(&id) {
+        match Sessions::from_ref(state).find(&id) {
             Found::Live(s) => Ok(Signed(s)),
             Found::Expired => Err(SignIn {
                 expired: true,
@@ -286,29 +285,15 @@ pub enum FormRejection {
     Malformed(String),
 }
 
-impl IntoResponse for FormRejection {
-    fn into_response(self) -> Response {
-        match self {
-            FormRejection::SignIn(s) => s.into_response(),
-            FormRejection::Csrf => crate::html::error_page(
-                StatusCode::FORBIDDEN,
-                "Form refused",
-                "This form did not come from this console, or it is from an earlier session. \
-                 Reload the page and try again.",
-            ),
-            FormRejection::Malformed(why) => crate::html::error_page(
-                StatusCode::BAD_REQUEST,
-                "Form refused",
-                &format!("The form could not be read: {why}"),
-            ),
-        }
-    }
-}
-
-impl<T: DeserializeOwned + Send> FromRequest<AppState> for SignedForm<T> {
+impl<S, T> FromRequest<S> for SignedForm<T>
+where
+    S: Send + Sync,
+    Sessions: FromRef<S>,
+    T: DeserializeOwned + Send,
+{
     type Rejection = FormRejection;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let Signed(session) = Signed::from_request_parts(&mut parts, state)
             .await

@@ -7,7 +7,7 @@ use sms_proto::feed_json::{self, status_name};
 use sms_proto::v1::events_service_client::EventsServiceClient;
 use sms_proto::v1::{FeedEvent, SubscribeRequest, feed_event};
 
-use crate::online::{Connection, explain};
+use crate::connection::{Connection, explain};
 
 /// `smsctl events`.
 #[derive(Debug, Args)]

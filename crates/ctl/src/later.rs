@@ -13,7 +13,8 @@ use sms_proto::v1::{
     RemoveOptOutRequest, RescheduleMessageRequest, SetRepliesRequest,
 };
 
-use crate::online::{Connection, explain, message_json, message_line, parse_time, timestamp};
+use crate::connection::{Connection, explain};
+use crate::format::{message_json, message_line, parse_time, timestamp};
 
 /// When to send: an instant or a local time in a zone.
 #[derive(Debug, Args, Default)]

@@ -8,14 +8,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connection;
 mod events;
+mod format;
 mod input;
 mod later;
+mod numbers;
 mod offline;
 mod online;
 mod renting;
 mod settings;
 mod sim;
+mod templates;
 mod webhooks;
 
 /// The SMS platform's command-line client.
@@ -23,7 +27,7 @@ mod webhooks;
 #[command(name = "smsctl", version, about)]
 struct Cli {
     #[command(flatten)]
-    connection: online::Connection,
+    connection: connection::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,13 +40,13 @@ enum Command {
     Phone(offline::PhoneArgs),
     /// Manage the organization's numbers.
     #[command(subcommand)]
-    Numbers(online::NumbersCommand),
+    Numbers(numbers::NumbersCommand),
     /// Manage groups of users sharing numbers.
     #[command(subcommand)]
-    Groups(online::GroupsCommand),
+    Groups(numbers::GroupsCommand),
     /// Manage SMS templates and preview them.
     #[command(subcommand)]
-    Templates(online::TemplatesCommand),
+    Templates(templates::TemplatesCommand),
     /// The organization's events (statuses, replies, opt-outs, numbers), each with a cursor to
     /// resume after.
     Events(events::EventsArgs),
@@ -131,15 +135,15 @@ fn run_sim(command: sim::SimCommand) -> anyhow::Result<ExitCode> {
         .block_on(sim::sim(command))
 }
 
-fn run_online(conn: &online::Connection, command: Command) -> anyhow::Result<ExitCode> {
+fn run_online(conn: &connection::Connection, command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         match command {
-            Command::Numbers(c) => online::numbers(conn, c).await,
-            Command::Groups(c) => online::groups(conn, c).await,
-            Command::Templates(c) => online::templates(conn, c).await,
+            Command::Numbers(c) => numbers::numbers(conn, c).await,
+            Command::Groups(c) => numbers::groups(conn, c).await,
+            Command::Templates(c) => templates::templates(conn, c).await,
             Command::Usage(a) => online::usage(conn, a).await,
             Command::Settings(c) => settings::settings(conn, c).await,
             Command::Events(a) => events::events(conn, a).await,

@@ -11,7 +11,8 @@ use sms_proto::v1::{
     SearchAvailableNumbersRequest, import_number_request, rent_number_request,
 };
 
-use crate::online::{Connection, capabilities, explain, number_json, number_line};
+use crate::connection::{Connection, explain};
+use crate::format::{capabilities, number_json, number_line};
 
 /// The kinds of number the carrier rents.
 #[derive(Debug, Clone, Copy, ValueEnum)]

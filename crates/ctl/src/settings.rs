@@ -7,7 +7,7 @@ use serde_json::json;
 use sms_proto::v1::settings_service_client::SettingsServiceClient;
 use sms_proto::v1::{GetSettingsRequest, QuietHours, Settings, UpdateSettingsRequest};
 
-use crate::online::{Connection, explain};
+use crate::connection::{Connection, explain};
 
 /// `smsctl settings`.
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,8 @@ use sms_proto::v1::{
     SetWebhookEndpointEnabledRequest, WebhookEndpoint,
 };
 
-use crate::online::{Connection, explain, timestamp};
+use crate::connection::{Connection, explain};
+use crate::format::timestamp;
 
 /// `smsctl webhooks`.
 #[derive(Debug, Subcommand)]

@@ -1,12 +1,15 @@
-//! Sending: a [`command::SendCommand`] parsed from the request, the product's rules
-//! ([`policy`]), then the message stored and published ([`accept`]).
+//! Sending: a [`command::SendCommand`] parsed from the request; its facts gathered (the body,
+//! the checked sender ([`policy`]), the organization's settings, a quiet-hours hold, the
+//! contact's opt-out); one pure function deciding ([`decide`]); then the message stored and
+//! published ([`accept`]).
 
 pub mod accept;
 pub mod command;
+pub mod decide;
 pub mod policy;
 
 use chrono::Utc;
-use sms_core::{Direction, Encoding, Status};
+use sms_core::{Direction, Encoding};
 use uuid::Uuid;
 
 use sms_bus::StateSet;
@@ -117,30 +120,9 @@ impl Sending {
             .senders
             .sender(caller, user, cmd.from.as_ref(), &cmd.to)
             .await?;
-        let id = Uuid::now_v7();
-        let media = if cmd.attachments.is_empty() {
-            Vec::new()
-        } else {
-            if !from.mms_capable {
-                return Err(ComposerError::SenderNotMmsCapable(from.number.clone()));
-            }
-            if let Some(connection) = self.routes.text_only(&from) {
-                return Err(ComposerError::TextOnlyCarrier {
-                    number: from.number.clone(),
-                    connection,
-                });
-            }
-            let sender = sms_core::PhoneNumber::parse_valid(&from.number, None)
-                .map_err(ComposerError::InvalidSender)?;
-            sms_core::mms::check_route(&sender, &cmd.to)?;
-            self.media.prepare_media(org, id, &cmd.attachments).await?
-        };
-        if self.opt_outs.contains(org, cmd.to.e164()) {
-            return Err(ComposerError::OptedOut(cmd.to.e164().to_owned()));
-        }
-        let counted = sms_core::count(&body);
-        let now = Utc::now();
+        // The facts, gathered; then one pure decision; then what it decided, done.
         let settings = self.settings.of(org).await?;
+        let now = Utc::now();
         let hold = self
             .settings
             .quiet_hold(
@@ -151,36 +133,39 @@ impl Sending {
                 send_at.unwrap_or(now),
             )
             .await?;
-        // When it was due before quiet hours held it.
-        let due = send_at.unwrap_or(now);
-        let send_at = match &hold {
-            Some(h) => {
-                notes.push(h.note.clone());
-                let ends = due + chrono::Duration::seconds(i64::from(cmd.validity_seconds));
-                if cmd.validity_given && ends < h.until {
-                    notes.push(format!(
-                        "its validity ({} s from {}) ends before the window opens: it will \
-                         fail as expired",
-                        cmd.validity_seconds,
-                        due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ));
-                }
-                Some(h.until)
+        let counted = sms_core::count(&body);
+        let decided = decide::decide(decide::Facts {
+            organization_id: org,
+            to: &cmd.to,
+            sender: &from.number,
+            sender_mms_capable: from.mms_capable,
+            text_only: self.routes.text_only(&from),
+            attachments: !cmd.attachments.is_empty(),
+            segments: u32::try_from(counted.segments).unwrap_or(u32::MAX),
+            opted_out: self.opt_outs.contains(org, cmd.to.e164()),
+            settings,
+            hold,
+            send_at,
+            now,
+            validity_seconds: cmd.validity_seconds,
+            validity_given: cmd.validity_given,
+        });
+        let accepted = match decided {
+            Ok(accepted) => accepted,
+            Err(decide::Refused::Rule(e)) => return Err(e),
+            Err(decide::Refused::OverCap { cap, count }) => {
+                return Err(self.cap_reached(&count, cap).await);
             }
-            None => send_at,
         };
-        let segments = i64::try_from(counted.segments).unwrap_or(i64::MAX);
-        let count = store::settings::DayCount {
-            organization_id: org.to_owned(),
-            day: store::settings::day_of(send_at.unwrap_or(now)),
-            segments,
-            cap: settings.daily_segment_cap,
+        notes.extend(accepted.notes.iter().cloned());
+        let send_at = accepted.send_at;
+        let id = Uuid::now_v7();
+        // Attachments are fetched only for a message that will be sent.
+        let media = if cmd.attachments.is_empty() {
+            Vec::new()
+        } else {
+            self.media.prepare_media(org, id, &cmd.attachments).await?
         };
-        if let Some(cap) = settings.daily_segment_cap
-            && segments > cap
-        {
-            return Err(self.cap_reached(&count, cap).await);
-        }
         let row = MessageRow {
             id,
             organization_id: org.to_owned(),
@@ -189,11 +174,7 @@ impl Sending {
             from_number: from.number,
             to_number: cmd.to.e164().to_owned(),
             body,
-            status: if send_at.is_some() {
-                Status::Scheduled
-            } else {
-                Status::Accepted
-            },
+            status: accepted.status,
             reason: None,
             carrier_error_code: None,
             encoding: counted.encoding,
@@ -210,7 +191,7 @@ impl Sending {
         };
         let media_count = media.len();
         let attachments = media.iter().map(store::MediaRow::described).collect();
-        let held = hold.is_some();
+        let held = accepted.held_from.is_some();
         let stored = self
             .writer
             .insert(accept::NewSend {
@@ -226,12 +207,12 @@ impl Sending {
                     &row,
                     &media,
                     cmd.validity_seconds,
-                    accept::valid_from(&row, hold.as_ref().map(|_| due), cmd.validity_given),
+                    accept::valid_from(&row, accepted.held_from, cmd.validity_given),
                 ),
                 media,
                 event_id: accept::accepted_event_id(&row),
-                note: hold.as_ref().map(|h| h.note.clone()),
-                count: settings.daily_segment_cap.map(|_| count.clone()),
+                note: accepted.hold_note.clone(),
+                count: accepted.count.clone(),
             })
             .await;
         if let Err(e) = stored {
@@ -251,8 +232,11 @@ impl Sending {
                 .as_database_error()
                 .and_then(|d| d.constraint())
                 .is_some_and(|c| c == store::settings::OVER_CAP);
-            if over_cap && let Some(cap) = settings.daily_segment_cap {
-                return Err(self.cap_reached(&count, cap).await);
+            if over_cap
+                && let Some(count) = &accepted.count
+                && let Some(cap) = count.cap
+            {
+                return Err(self.cap_reached(count, cap).await);
             }
             return Err(e.into());
         }
