@@ -41,7 +41,7 @@ impl Default for CheckConfig {
 const BATCH: i64 = 500;
 
 /// Asks about stalled messages until `shutdown`.
-pub async fn run(app: StatusChecks, config: CheckConfig, shutdown: CancellationToken) {
+pub async fn run(checks: StatusChecks, config: CheckConfig, shutdown: CancellationToken) {
     let period = (config.after / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     loop {
         tokio::select! {
@@ -49,7 +49,7 @@ pub async fn run(app: StatusChecks, config: CheckConfig, shutdown: CancellationT
             () = tokio::time::sleep(period) => {}
         }
         loop {
-            match app.ask_about_stalled(config).await {
+            match checks.ask_about_stalled(config).await {
                 Ok(n) if n as i64 >= BATCH => continue,
                 Ok(_) => break,
                 Err(e) => {

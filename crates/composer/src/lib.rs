@@ -393,49 +393,49 @@ pub async fn run(
     let reflection_v1alpha = reflection.v1alpha().context("gRPC reflection")?;
     let reflection = reflection.v1().context("gRPC reflection")?;
 
-    let status_app = statuses;
+    let applier = statuses;
     // Statuses arrive three or four per message: applied a batch per transaction.
     let statuses = bus.consume_batches(
         ConsumerKind::ComposerStatus,
         shutdown.clone(),
         move |batch: Vec<(StatusChanged, sms_bus::Delivery)>| {
-            let app = status_app.clone();
+            let statuses = applier.clone();
             async move {
                 let events: Vec<StatusChanged> = batch.into_iter().map(|(e, _)| e).collect();
-                app.apply_statuses(&events).await
+                statuses.apply_statuses(&events).await
             }
         },
     );
-    let inbound_app = inbox.clone();
+    let inbound_inbox = inbox.clone();
     let inbound = bus.consume(
         ConsumerKind::ComposerInbound,
         shutdown.clone(),
         move |e: sms_proto::events::v1::InboundReceived, _| {
-            let app = inbound_app.clone();
-            async move { app.on_inbound(&e).await }
+            let inbox = inbound_inbox.clone();
+            async move { inbox.on_inbound(&e).await }
         },
     );
-    let reply_app = inbox.clone();
+    let reply_inbox = inbox.clone();
     let replies = bus.consume(
         ConsumerKind::ComposerAutoReply,
         shutdown.clone(),
         move |e: sms_proto::events::v1::AutoReply, _| {
-            let app = reply_app.clone();
-            async move { app.on_auto_reply(&e).await }
+            let inbox = reply_inbox.clone();
+            async move { inbox.on_auto_reply(&e).await }
         },
     );
-    let opt_out_app = feed.clone();
+    let opt_out_feed = feed.clone();
     // Opt-outs are the registry's: their feed entries come from its state events, the entry
     // itself the marker that makes a redelivery change nothing.
     let opt_outs_fed = bus.consume(
         ConsumerKind::ComposerOptOutFeed,
         shutdown.clone(),
         move |e: sms_proto::events::v1::OptOutChanged, _| {
-            let app = opt_out_app.clone();
-            async move { app.on_opt_out(&e).await }
+            let feed = opt_out_feed.clone();
+            async move { feed.on_opt_out(&e).await }
         },
     );
-    let pruned = feed.clone().prune_feed(shutdown.clone());
+    let pruned = feed.clone().prune_feed();
     let delivered = webhooks
         .clone()
         .run_webhooks(config.webhooks.clone(), shutdown.clone());

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prost::Message as _;
-use sms_proto::v1::{FeedEvent, SubscribeResponse};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
 use sms_bus::HandleError;
+use sms_proto::v1::{FeedEvent, SubscribeResponse};
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ComposerError;
 use crate::store;
@@ -106,7 +105,6 @@ impl Feed {
         from: Position,
         out: mpsc::Sender<Result<SubscribeResponse, tonic::Status>>,
     ) {
-        let shutdown = self.shutdown.clone();
         let mut after = from;
         loop {
             // Registered before reading, so that a write between the read and the wait wakes it.
@@ -144,7 +142,7 @@ impl Feed {
             }
             tokio::select! {
                 () = out.closed() => return,
-                () = shutdown.cancelled() => return,
+                () = self.shutdown.cancelled() => return,
                 () = written => {}
                 () = tokio::time::sleep(POLL) => {}
             }
@@ -168,8 +166,8 @@ impl Feed {
         Ok(())
     }
 
-    /// Deletes events past their retention, a batch at a time, until `shutdown`.
-    pub async fn prune_feed(self, shutdown: CancellationToken) {
+    /// Deletes events past their retention, a batch at a time, until the service stops.
+    pub async fn prune_feed(self) {
         loop {
             let before = Utc::now()
                 - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
@@ -186,7 +184,7 @@ impl Feed {
                 tracing::warn!(error = %e, "webhook attempts prune failed");
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = self.shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(600)) => {}
             }
         }

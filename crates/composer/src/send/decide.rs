@@ -46,18 +46,34 @@ pub struct Facts<'a> {
 /// A send accepted: how it is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// `accepted` (goes now) or `scheduled` (later, or held).
-    pub status: Status,
     /// When it goes (`None`: now).
     pub send_at: Option<DateTime<Utc>>,
-    /// When it was due before quiet hours held it (`Some` only when held).
-    pub held_from: Option<DateTime<Utc>>,
-    /// What the caller and the message's history are told.
+    /// Why and from when quiet hours hold it, when they do.
+    pub held: Option<Held>,
+    /// What the caller is told.
     pub notes: Vec<String>,
-    /// The hold's note, recorded in the history.
-    pub hold_note: Option<String>,
     /// The segments it adds to its day, counted only under a cap.
     pub count: Option<DayCount>,
+}
+
+impl Accepted {
+    /// `accepted` (goes now) or `scheduled` (later, or held).
+    pub fn status(&self) -> Status {
+        if self.send_at.is_some() {
+            Status::Scheduled
+        } else {
+            Status::Accepted
+        }
+    }
+}
+
+/// A message quiet hours hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// When it was due before the hold.
+    pub from: DateTime<Utc>,
+    /// The hold's note, recorded in the history.
+    pub note: String,
 }
 
 /// A send refused.
@@ -133,15 +149,12 @@ pub fn decide(f: Facts<'_>) -> Result<Accepted, Refused> {
         return Err(Refused::OverCap { cap, count });
     }
     Ok(Accepted {
-        status: if send_at.is_some() {
-            Status::Scheduled
-        } else {
-            Status::Accepted
-        },
         send_at,
-        held_from: f.hold.as_ref().map(|_| due),
+        held: f.hold.map(|h| Held {
+            from: due,
+            note: h.note,
+        }),
         notes,
-        hold_note: f.hold.map(|h| h.note),
         count: f.settings.daily_segment_cap.map(|_| count),
     })
 }
@@ -189,8 +202,8 @@ mod tests {
     fn a_message_goes_now_or_at_its_time_uncounted_without_a_cap() {
         let to = number("+12015550123");
         let now = decide(facts(&to)).unwrap();
-        assert_eq!(now.status, Status::Accepted);
-        assert_eq!((now.send_at, now.held_from, now.count), (None, None, None));
+        assert_eq!(now.status(), Status::Accepted);
+        assert_eq!((now.send_at, now.held, now.count), (None, None, None));
         assert!(now.notes.is_empty());
         let later = at("2026-12-08T15:00:00Z");
         let scheduled = decide(Facts {
@@ -198,7 +211,7 @@ mod tests {
             ..facts(&to)
         })
         .unwrap();
-        assert_eq!(scheduled.status, Status::Scheduled);
+        assert_eq!(scheduled.status(), Status::Scheduled);
         assert_eq!(scheduled.send_at, Some(later));
     }
 
@@ -270,11 +283,16 @@ mod tests {
             ..facts(&to)
         })
         .unwrap();
-        assert_eq!(held.status, Status::Scheduled);
+        assert_eq!(held.status(), Status::Scheduled);
         assert_eq!(held.send_at, Some(until));
-        assert_eq!(held.held_from, Some(at("2026-12-07T15:00:00Z")));
+        assert_eq!(
+            held.held,
+            Some(Held {
+                from: at("2026-12-07T15:00:00Z"),
+                note: "held for quiet hours".into()
+            })
+        );
         assert_eq!(held.notes, vec!["held for quiet hours".to_owned()]);
-        assert_eq!(held.hold_note.as_deref(), Some("held for quiet hours"));
         // The default validity does not run while held; one the caller asked for does.
         let short = decide(Facts {
             hold: Some(hold),

@@ -150,14 +150,14 @@ impl Sending {
             validity_seconds: cmd.validity_seconds,
             validity_given: cmd.validity_given,
         });
-        let accepted = match decided {
+        let mut accepted = match decided {
             Ok(accepted) => accepted,
             Err(decide::Refused::Rule(e)) => return Err(e),
             Err(decide::Refused::OverCap { cap, count }) => {
                 return Err(self.cap_reached(&count, cap).await);
             }
         };
-        notes.extend(accepted.notes.iter().cloned());
+        notes.append(&mut accepted.notes);
         let send_at = accepted.send_at;
         let id = Uuid::now_v7();
         // Attachments are fetched only for a message that will be sent.
@@ -174,7 +174,7 @@ impl Sending {
             from_number: from.number,
             to_number: cmd.to.e164().to_owned(),
             body,
-            status: accepted.status,
+            status: accepted.status(),
             reason: None,
             carrier_error_code: None,
             encoding: counted.encoding,
@@ -191,7 +191,7 @@ impl Sending {
         };
         let media_count = media.len();
         let attachments = media.iter().map(store::MediaRow::described).collect();
-        let held = accepted.held_from.is_some();
+        let held = accepted.held.is_some();
         let stored = self
             .writer
             .insert(accept::NewSend {
@@ -207,11 +207,15 @@ impl Sending {
                     &row,
                     &media,
                     cmd.validity_seconds,
-                    accept::valid_from(&row, accepted.held_from, cmd.validity_given),
+                    accept::valid_from(
+                        &row,
+                        accepted.held.as_ref().map(|h| h.from),
+                        cmd.validity_given,
+                    ),
                 ),
                 media,
                 event_id: accept::accepted_event_id(&row),
-                note: accepted.hold_note.clone(),
+                note: accepted.held.map(|h| h.note),
                 count: accepted.count.clone(),
             })
             .await;
