@@ -157,6 +157,56 @@ async fn a_send_in_doubt_without_an_id_fails_when_the_policy_is_at_most_once() {
     stack.shutdown().await;
 }
 
+/// A send whose last call provably sent nothing is sent again whatever the policy; once that
+/// resend may have reached the carrier (its answer never came), it is in doubt like any other
+/// call: at most once, it fails and is never sent a third time. (The long chaos run found the
+/// resend's doubt taken for the first call's certainty: messages sent twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_of_a_call_that_sent_nothing_is_in_doubt_like_any_other_call() {
+    const TO: &str = "+12015550133";
+    let stack = stack(|o| {
+        o.carrier_resolution = sms_testkit::Resolution::ById {
+            unanswered: sms_testkit::Unanswered::Fail,
+        };
+        let b = &mut o.sim.behaviour;
+        b.taken_unanswered.insert(TO.into());
+        b.hang = Duration::from_secs(2);
+    })
+    .await;
+    stack.dispatchers[0]
+        .carrier
+        .lose
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let mut client = stack.messaging().await;
+    let id = send_ok(&mut client, sms(FROM, TO, "sent nothing, then once"))
+        .await
+        .id;
+    // The first call is lost before it leaves: it sent nothing, as a call refused before the
+    // carrier had it whose retry was then lost (the state that path leaves).
+    eventually(Duration::from_secs(5), "the lost call", || async {
+        (calls(&stack) >= 1).then_some(())
+    })
+    .await;
+    let pool = sqlx::PgPool::connect(&stack.database_url).await.unwrap();
+    let marked = sqlx::query(
+        "UPDATE dispatcher.sends SET unsent = true WHERE message_id = $1::uuid AND state = 'sending'",
+    )
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(marked, 1, "the lost call's send is in doubt");
+    let m = stack.wait_final(&mut client, &id).await;
+    assert_eq!(status(&m), MessageStatus::Failed, "{m:?}");
+    assert_eq!(m.reason, "unknown_carrier_error");
+    // Well past two more leases: the resend reached the carrier, and nothing after it.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(taken(&stack, TO).len(), 1, "the carrier got it once");
+    assert_eq!(calls(&stack), 2, "the lost call and the one resend");
+    stack.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_carrier_that_cannot_be_asked_is_asked_again_and_nothing_is_guessed() {
     const TO: &str = "+12015550125";

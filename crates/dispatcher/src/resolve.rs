@@ -191,6 +191,7 @@ impl Dispatcher {
                     delay,
                     row.attempts,
                     &e.to_string(),
+                    false,
                 )
                 .await;
             }
@@ -260,6 +261,7 @@ impl Dispatcher {
                 delay,
                 row.attempts,
                 "the carrier has a matching message too new to bind",
+                false,
             )
             .await;
         }
@@ -316,7 +318,7 @@ impl Dispatcher {
                 // must be old enough for the next lookup to consider it.
                 let delay = crate::carrier_retry_delay(reason, attempts + 1, retry_after)
                     .max(self.in_doubt_after);
-                store::recheck_at(&self.pool, id, row.checks, delay, attempts, &detail).await
+                store::recheck_at(&self.pool, id, row.checks, delay, attempts, &detail, true).await
             }
             // The carrier out of reach: asked about again, never counted (its validity bounds
             // it, through `blocked` on the next round).
@@ -330,7 +332,16 @@ impl Dispatcher {
                     retry_after,
                 )
                 .max(self.in_doubt_after);
-                store::recheck_at(&self.pool, id, row.checks, delay, row.attempts, &detail).await
+                store::recheck_at(
+                    &self.pool,
+                    id,
+                    row.checks,
+                    delay,
+                    row.attempts,
+                    &detail,
+                    true,
+                )
+                .await
             }
             Err(CarrierError::Permanent {
                 reason,

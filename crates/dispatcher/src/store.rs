@@ -330,8 +330,9 @@ pub(crate) async fn bind(
 }
 
 /// A send in doubt stays in doubt: looked at again at `check_at`; `attempts` counts a call
-/// that failed before sending anything. Only by the resolver that took it `checks`-th (see
-/// [`renew`]).
+/// that failed before sending anything, and `sent_nothing` says the call just made was one
+/// (its send may then be sent again whatever the policy; a lookup that made no call leaves
+/// that as it was). Only by the resolver that took it `checks`-th (see [`renew`]).
 pub(crate) async fn recheck_at(
     pool: &PgPool,
     id: Uuid,
@@ -339,16 +340,18 @@ pub(crate) async fn recheck_at(
     after: Duration,
     attempts: i32,
     error: &str,
+    sent_nothing: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE dispatcher.sends SET check_at = now() + make_interval(secs => $2),
-                attempts = $3, last_error = $4, updated_at = now()
+                attempts = $3, last_error = $4, updated_at = now(), unsent = unsent OR $6
          WHERE message_id = $1 AND state = 'sending' AND checks = $5",
         id,
         after.as_secs_f64(),
         attempts,
         error,
-        checks
+        checks,
+        sent_nothing
     )
     .execute(pool)
     .await
@@ -377,7 +380,8 @@ pub(crate) async fn hold_in_doubt(
 }
 
 /// Starts another carrier call for a send in doubt found absent at the carrier: its lease is
-/// renewed for the call.
+/// renewed for the call, and the send no longer counts as one whose last call sent nothing
+/// (this call may reach the carrier).
 /// Returns whether the send was still `sending` and still this resolver's (and is now
 /// renewed): when it is not, someone else settled it (the first call's outcome was recorded),
 /// or another resolver took it because this one's lease ran out during its lookup (`checks`,
@@ -390,7 +394,7 @@ pub(crate) async fn renew(
 ) -> Result<bool, sqlx::Error> {
     sqlx::query!(
         "UPDATE dispatcher.sends SET check_at = now() + make_interval(secs => $2),
-                attempts = attempts + 1, updated_at = now()
+                attempts = attempts + 1, updated_at = now(), unsent = false
          WHERE message_id = $1 AND state = 'sending' AND checks = $3",
         id,
         lease.as_secs_f64(),
