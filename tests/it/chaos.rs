@@ -685,7 +685,10 @@ async fn run(protocol: Protocol) {
     let names: Vec<String> = platform.procs.0.keys().cloned().collect();
     for name in names {
         if !platform.procs.get(&name).running() {
-            println!("chaos: {name} had exited; starting it again");
+            println!(
+                "chaos: {name} had exited; starting it again. Its log ends:\n{}",
+                platform.procs.get(&name).tail(20)
+            );
             platform.up(&name).await;
         }
     }

@@ -107,6 +107,12 @@ impl Proc {
 
     /// Starts it (appending to its log).
     pub fn start(&mut self) {
+        // One that exited on its own is reaped, and may start again.
+        if let Some(child) = &mut self.child
+            && matches!(child.try_wait(), Ok(Some(_)))
+        {
+            self.child = None;
+        }
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = std::fs::OpenOptions::new()
             .create(true)
