@@ -1,4 +1,4 @@
-# One image with every binary: smsd, the five services, the console, carrier-sim and smsctl.
+# One image with every binary: smsd, the six services, the console, carrier-sim and smsctl.
 # A service is chosen by the container's command (see docker-compose.yml and deploy/).
 #
 #   docker build -t sms-platform .
@@ -14,7 +14,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bins \
  && mkdir -p /out \
  && cd target/release \
- && cp smsd smsctl carrier-sim sms-console sms-composer sms-dispatcher sms-inbound sms-optout sms-scheduler /out/
+ && cp smsd smsctl carrier-sim sms-console sms-composer sms-dispatcher sms-inbound sms-optout sms-scheduler sms-feed /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \

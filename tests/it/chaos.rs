@@ -1,5 +1,6 @@
 //! The proof by killing processes: the real service binaries run as separate processes (two
-//! composers, two dispatchers, the inbound receiver, the scheduler, the opt-out registry) on a
+//! composers, two dispatchers, the inbound receiver, the scheduler, the opt-out registry, two
+//! feed services) on a
 //! 3-node NATS cluster with R3 streams and on a PostgreSQL cluster of their own. While sends
 //! flow (some scheduled, some to landlines and spam-filtered numbers, some to contacts who text
 //! STOP), each service is killed with SIGKILL in turn and started again, the events stream's
@@ -7,8 +8,8 @@
 //! message: it reached a final status that matches what the carrier did with it, the carrier
 //! got it at most once (exactly once unless it failed before the carrier for a stated reason),
 //! and every STOP is recorded and blocks the next send. And a webhook endpoint registered
-//! before the load got, at least once, every accepted message's final status (the composers
-//! that deliver webhooks are killed too).
+//! before the load got, at least once, every accepted message's final status (a feed service
+//! that delivers webhooks is killed too, and the composers that write the feed).
 //!
 //! The short run is part of `scripts/test`; `scripts/chaos` runs the long one (set by
 //! `SMS_CHAOS_MESSAGES`, `SMS_CHAOS_RATE` and `SMS_CHAOS_ROUNDS`) and prints its figures.
@@ -307,6 +308,24 @@ impl Platform {
                     // The webhook endpoint is on loopback, over http (development).
                     ("SMS_FETCH_ALLOW_HTTP", "true".into()),
                     ("SMS_FETCH_ALLOW_PRIVATE", hook_addr.clone()),
+                ],
+                h,
+            );
+            composer_addrs.push(grpc);
+        }
+        // Webhook delivery: two replicas of the feed service sharing the work.
+        let mut feed_addrs = Vec::new();
+        for name in ["feed-a", "feed-b"] {
+            let grpc = format!("127.0.0.1:{}", free_port());
+            let h = format!("127.0.0.1:{}", free_port());
+            add(
+                name,
+                "sms-feed",
+                vec![
+                    ("SMS_GRPC_ADDR", grpc.clone()),
+                    ("SMS_HEALTH_ADDR", h.clone()),
+                    ("SMS_FETCH_ALLOW_HTTP", "true".into()),
+                    ("SMS_FETCH_ALLOW_PRIVATE", hook_addr.clone()),
                     // Retries within the run: the database is down for 10 s at a time.
                     (
                         "SMS_WEBHOOK_RETRY_MS",
@@ -315,7 +334,7 @@ impl Platform {
                 ],
                 h,
             );
-            composer_addrs.push(grpc);
+            feed_addrs.push(grpc);
         }
         for name in ["dispatcher-a", "dispatcher-b", "scheduler"] {
             let h = format!("127.0.0.1:{}", free_port());
@@ -390,20 +409,18 @@ impl Platform {
                 .unwrap();
         }
         // The CRM's endpoint, for every message status.
-        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(channel(
-            &composer_addrs[0],
-        ))
-        .create_webhook_endpoint(as_caller(
-            sms_proto::v1::CreateWebhookEndpointRequest {
-                url: format!("http://{hook_addr}/hook"),
-                event_types: vec!["message.status".into()],
-                description: "chaos".into(),
-            },
-            ORG,
-            USER,
-        ))
-        .await
-        .expect("the webhook endpoint");
+        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(channel(&feed_addrs[0]))
+            .create_webhook_endpoint(as_caller(
+                sms_proto::v1::CreateWebhookEndpointRequest {
+                    url: format!("http://{hook_addr}/hook"),
+                    event_types: vec!["message.status".into()],
+                    description: "chaos".into(),
+                },
+                ORG,
+                USER,
+            ))
+            .await
+            .expect("the webhook endpoint");
         platform
     }
 
@@ -525,26 +542,28 @@ async fn text_us(protocol: Protocol, sim: &Sim, inbound_url: &str, from: &str, b
 }
 
 /// The faults of one round, in order.
-const FAULTS: [&str; 9] = [
+const FAULTS: [&str; 10] = [
     "composer-a",
     "dispatcher-a",
     "inbound",
     "nats-leader",
     "scheduler",
     "optout",
+    "feed-a",
     "postgres",
     "composer-b",
     "dispatcher-b",
 ];
 
 /// The faults of one round over SMPP: the same, with the SMSC cutting every bind.
-const SMPP_FAULTS: [&str; 10] = [
+const SMPP_FAULTS: [&str; 11] = [
     "composer-a",
     "dispatcher-a",
     "smsc",
     "nats-leader",
     "scheduler",
     "optout",
+    "feed-a",
     "postgres",
     "composer-b",
     "dispatcher-b",

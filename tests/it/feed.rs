@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sms_carrier_sim::Incoming;
-use sms_composer::store::feed::Position;
-use sms_proto::v1::events_service_client::EventsServiceClient;
+use sms_feed::store::feed::Position;
 use sms_proto::v1::{FeedEvent, SubscribeRequest, SubscribeResponse};
 use sms_testkit::{ACCOUNT_SID, ORG, Stack, USER, as_caller, sms};
 use tonic::Streaming;
@@ -22,7 +21,9 @@ async fn subscribe(
     cursor: &str,
     from_start: bool,
 ) -> Result<Streaming<SubscribeResponse>, tonic::Status> {
-    EventsServiceClient::new(stack.channel().await)
+    stack
+        .events()
+        .await
         .subscribe(as_caller(
             SubscribeRequest {
                 cursor: cursor.into(),
@@ -253,7 +254,7 @@ async fn cursors_that_are_malformed_unknown_or_too_old_say_where_to_resume() {
             "{reason}"
         );
     }
-    let unknown = sms_composer::feed::cursor(Position {
+    let unknown = sms_feed::feed::cursor(Position {
         tx: 1 << 40,
         seq: 5,
     });
@@ -278,13 +279,10 @@ async fn cursors_that_are_malformed_unknown_or_too_old_say_where_to_resume() {
         .await
         .unwrap();
     }
-    let pruned = sms_composer::store::feed::prune(
-        &pool,
-        chrono::Utc::now() - chrono::Duration::days(30),
-        1000,
-    )
-    .await
-    .unwrap();
+    let pruned =
+        sms_feed::store::feed::prune(&pool, chrono::Utc::now() - chrono::Duration::days(30), 1000)
+            .await
+            .unwrap();
     assert_eq!(pruned, 2);
     let (code, reason, from) = refused(
         subscribe(&stack, ORG, &events[0].cursor, false)

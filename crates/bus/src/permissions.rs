@@ -21,6 +21,8 @@ pub enum Service {
     Scheduler,
     /// The opt-out registry.
     OptOut,
+    /// The event feed and webhook delivery.
+    Feed,
 }
 
 /// A user's permissions, as nats-server's `permissions` block says them.
@@ -36,12 +38,13 @@ pub struct Permissions {
 
 impl Service {
     /// Every service.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Composer,
         Service::Dispatcher,
         Service::Inbound,
         Service::Scheduler,
         Service::OptOut,
+        Service::Feed,
     ];
 
     /// Its name: the NATS user's name too.
@@ -52,6 +55,7 @@ impl Service {
             Service::Inbound => "inbound",
             Service::Scheduler => "scheduler",
             Service::OptOut => "optout",
+            Service::Feed => "feed",
         }
     }
 
@@ -62,7 +66,6 @@ impl Service {
                 ConsumerKind::ComposerStatus,
                 ConsumerKind::ComposerInbound,
                 ConsumerKind::ComposerAutoReply,
-                ConsumerKind::ComposerOptOutFeed,
             ],
             Service::Dispatcher => (0..DISPATCH_PARTITIONS)
                 .flat_map(|p| {
@@ -76,6 +79,7 @@ impl Service {
             Service::Inbound => Vec::new(),
             Service::Scheduler => vec![ConsumerKind::SchedulerScheduled],
             Service::OptOut => vec![ConsumerKind::OptOutInbound, ConsumerKind::OptOutCarrier],
+            Service::Feed => vec![ConsumerKind::FeedOptOut],
         }
     }
 
@@ -92,17 +96,19 @@ impl Service {
                 statuses,
                 s.state_all(StateKind::Number),
                 s.scheduler_command(),
+                s.feed_written(),
             ],
             Service::Dispatcher => vec![statuses],
             Service::Inbound => vec![s.inbound_received(), statuses],
             Service::Scheduler => vec![s.msg_due_all(), statuses],
             Service::OptOut => vec![s.state_all(StateKind::OptOut), s.msg_autoreply()],
+            Service::Feed => vec![s.feed_written()],
         }
     }
 
     /// Whether it keeps a copy of the state stream (released numbers, opt-outs).
     fn reads_state(self) -> bool {
-        !matches!(self, Service::Scheduler | Service::OptOut)
+        !matches!(self, Service::Scheduler | Service::OptOut | Service::Feed)
     }
 
     /// Everything it may do in namespace `s`.
@@ -147,6 +153,11 @@ impl Service {
         let mut subscribe = vec!["_INBOX.>".to_owned()];
         if self == Service::Scheduler {
             subscribe.push(s.scheduler_command());
+        }
+        // The feed's wake-up: its readers are in both (the composer answers the feed's calls
+        // too).
+        if matches!(self, Service::Composer | Service::Feed) {
+            subscribe.push(s.feed_written());
         }
         Permissions {
             publish,

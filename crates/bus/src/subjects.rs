@@ -80,6 +80,12 @@ impl Subjects {
         format!("{}.status.{}", self.ns, status.as_str())
     }
 
+    /// `{ns}.signal.feed`: the event feed was written (core NATS, no payload, may be lost: a
+    /// wake-up for the feed's readers, who also look on their own every quarter second).
+    pub fn feed_written(&self) -> String {
+        format!("{}.signal.feed", self.ns)
+    }
+
     /// `{ns}.status.*`: every status change.
     pub fn status_all(&self) -> String {
         format!("{}.status.*", self.ns)
@@ -225,8 +231,8 @@ pub enum ConsumerKind {
     /// Opt-out registry: recipients who unsubscribed at the carrier (21610), as the composer
     /// reports them for the messages they belong to.
     OptOutCarrier,
-    /// Composer: opt-out changes (the registry's state) for the event feed.
-    ComposerOptOutFeed,
+    /// Event feed: opt-out changes (the registry's state), written to the feed.
+    FeedOptOut,
 }
 
 impl ConsumerKind {
@@ -250,7 +256,9 @@ impl ConsumerKind {
             ConsumerKind::SchedulerScheduled => "scheduler-scheduled",
             ConsumerKind::OptOutInbound => "optout-inbound",
             ConsumerKind::OptOutCarrier => "optout-carrier",
-            ConsumerKind::ComposerOptOutFeed => "composer-optout-feed",
+            // The name from when the composer wrote these entries: an upgrade goes on from
+            // where it was.
+            ConsumerKind::FeedOptOut => "composer-optout-feed",
         }
     }
 
@@ -265,13 +273,13 @@ impl ConsumerKind {
             ConsumerKind::ComposerInbound | ConsumerKind::OptOutInbound => s.inbound_received(),
             ConsumerKind::SchedulerScheduled => s.msg_scheduled(),
             ConsumerKind::ComposerAutoReply => s.msg_autoreply(),
-            ConsumerKind::ComposerOptOutFeed => s.state_all(StateKind::OptOut),
+            ConsumerKind::FeedOptOut => s.state_all(StateKind::OptOut),
         }
     }
 
     /// Whether it reads the state stream (the latest value per key) rather than the events.
     pub fn on_state(self) -> bool {
-        matches!(self, ConsumerKind::ComposerOptOutFeed)
+        matches!(self, ConsumerKind::FeedOptOut)
     }
 }
 

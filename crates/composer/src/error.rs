@@ -95,24 +95,6 @@ pub enum ComposerError {
     /// A number to add is not valid.
     #[error("invalid number: {0}")]
     InvalidNumber(PhoneError),
-    /// A feed cursor that is not one of ours.
-    #[error("the cursor is malformed; resume from the cursor of an event you received{}", resume(.resume_from))]
-    InvalidCursor {
-        /// The oldest cursor kept (empty: the feed starts at its beginning).
-        resume_from: String,
-    },
-    /// A feed cursor of no event in this organization's feed.
-    #[error("no event of this organization's feed has this cursor{}", resume(.resume_from))]
-    CursorUnknown {
-        /// The oldest cursor kept.
-        resume_from: String,
-    },
-    /// A feed cursor older than the feed keeps.
-    #[error("the feed no longer holds events this old{}", resume(.resume_from))]
-    CursorExpired {
-        /// The oldest cursor kept.
-        resume_from: String,
-    },
     /// A contact registration with neither a lead nor a contact id.
     #[error("a contact needs a lead_id or a contact_id")]
     ContactWithoutIds,
@@ -232,38 +214,6 @@ pub enum ComposerError {
     /// A month that is not `YYYY-MM`, or a range that runs backwards.
     #[error("{} is not a month (YYYY-MM), or the range runs backwards", quote(.0))]
     InvalidMonth(String),
-    /// A webhook endpoint URL we would not POST to.
-    #[error("{} cannot be a webhook endpoint: {why}", quote(.url))]
-    InvalidWebhookUrl {
-        /// The URL.
-        url: String,
-        /// Why not.
-        why: String,
-    },
-    /// An event type that does not exist.
-    #[error(
-        "{} is not an event type; the types are message.status, message.inbound, \
-         optout.changed and number.changed",
-        quote(.given)
-    )]
-    UnknownEventType {
-        /// The type asked for (its first 64 characters).
-        given: String,
-        /// The types there are.
-        known: &'static [&'static str],
-    },
-    /// The organization already has an endpoint with this URL.
-    #[error("a webhook endpoint for {} already exists", quote(.0))]
-    WebhookEndpointExists(String),
-    /// The organization has as many endpoints as allowed.
-    #[error("an organization may have at most {max} webhook endpoints")]
-    TooManyWebhookEndpoints {
-        /// The limit.
-        max: i64,
-    },
-    /// A replay names neither one event nor all failed deliveries, or both.
-    #[error("name one event_id to replay, or set all_failed (not both)")]
-    InvalidReplay,
     /// Something the call needs is not available now (the system's random source).
     #[error("not available now: {0}")]
     Unavailable(String),
@@ -336,14 +286,6 @@ pub enum ComposerError {
     Database(#[from] sqlx::Error),
 }
 
-fn resume(from: &str) -> String {
-    if from.is_empty() {
-        "; subscribe with from_start to read it from its beginning".to_owned()
-    } else {
-        format!("; the oldest event kept follows cursor {from} (or subscribe with from_start)")
-    }
-}
-
 /// Kinds of things that can be missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Entity {
@@ -357,10 +299,6 @@ pub enum Entity {
     Group,
     /// A registered contact.
     Contact,
-    /// A webhook endpoint.
-    WebhookEndpoint,
-    /// An event of the feed.
-    Event,
     /// An attachment of a message.
     Attachment,
 }
@@ -373,8 +311,6 @@ impl std::fmt::Display for Entity {
             Entity::Number => "number",
             Entity::Group => "group",
             Entity::Contact => "contact",
-            Entity::WebhookEndpoint => "webhook endpoint",
-            Entity::Event => "event (it may be older than the feed keeps)",
             Entity::Attachment => "attachment",
         })
     }
@@ -411,14 +347,7 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
             ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
-            ComposerError::NotFound(Entity::WebhookEndpoint) => "WEBHOOK_ENDPOINT_NOT_FOUND",
-            ComposerError::NotFound(Entity::Event) => "EVENT_NOT_FOUND",
             ComposerError::NotFound(Entity::Attachment) => "ATTACHMENT_NOT_FOUND",
-            ComposerError::InvalidWebhookUrl { .. } => "INVALID_WEBHOOK_URL",
-            ComposerError::UnknownEventType { .. } => "UNKNOWN_EVENT_TYPE",
-            ComposerError::WebhookEndpointExists(_) => "WEBHOOK_ENDPOINT_EXISTS",
-            ComposerError::TooManyWebhookEndpoints { .. } => "TOO_MANY_WEBHOOK_ENDPOINTS",
-            ComposerError::InvalidReplay => "INVALID_REPLAY",
             ComposerError::Unavailable(_) => "UNAVAILABLE",
             ComposerError::CarrierNotConfigured => "CARRIER_NOT_CONFIGURED",
             ComposerError::CarrierUnavailable(_) => "CARRIER_UNAVAILABLE",
@@ -432,9 +361,6 @@ impl ComposerError {
             ComposerError::VoiceOnlyNumber(_) => "VOICE_ONLY_NUMBER",
             ComposerError::NotAtCarrier(_) => "NUMBER_NOT_AT_CARRIER",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
-            ComposerError::InvalidCursor { .. } => "INVALID_CURSOR",
-            ComposerError::CursorUnknown { .. } => "CURSOR_UNKNOWN",
-            ComposerError::CursorExpired { .. } => "CURSOR_EXPIRED",
             ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
             ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
             ComposerError::Template(TemplateError::Empty { .. }) => "TEMPLATE_EMPTY_TAG",
@@ -534,11 +460,6 @@ impl ComposerError {
                 ("max", sms_core::MAX_VALIDITY_SECS.to_string()),
             ],
             ComposerError::AlreadyFired { state } => vec![("state", state.clone())],
-            ComposerError::InvalidCursor { resume_from }
-            | ComposerError::CursorUnknown { resume_from }
-            | ComposerError::CursorExpired { resume_from } => {
-                vec![("resume_from", resume_from.clone())]
-            }
             ComposerError::QuietHours(e) => vec![(
                 "field",
                 match e {
@@ -571,15 +492,6 @@ impl ComposerError {
             ComposerError::RecipientNotSmsCapable { number_type, .. } => {
                 vec![("number_type", number_type.clone())]
             }
-            ComposerError::InvalidWebhookUrl { why, .. } => {
-                vec![("field", "url".to_owned()), ("why", why.clone())]
-            }
-            ComposerError::UnknownEventType { given, known } => vec![
-                ("field", "event_types".to_owned()),
-                ("event_type", given.clone()),
-                ("known", known.join(",")),
-            ],
-            ComposerError::TooManyWebhookEndpoints { max } => vec![("limit", max.to_string())],
             ComposerError::CarrierRefused { code, .. } => {
                 vec![(
                     "carrier_code",
@@ -619,8 +531,6 @@ impl ComposerError {
             | ComposerError::InvalidNumber(_)
             | ComposerError::MissingOwner
             | ComposerError::ContactWithoutIds
-            | ComposerError::InvalidCursor { .. }
-            | ComposerError::CursorUnknown { .. }
             | ComposerError::InvalidId(_)
             | ComposerError::InvalidPageToken
             | ComposerError::Template(_)
@@ -634,9 +544,6 @@ impl ComposerError {
             | ComposerError::QuietHours(_)
             | ComposerError::InvalidDailyCap { .. }
             | ComposerError::Mms(_)
-            | ComposerError::InvalidWebhookUrl { .. }
-            | ComposerError::UnknownEventType { .. }
-            | ComposerError::InvalidReplay
             | ComposerError::InvalidCountry(_)
             | ComposerError::UnknownCarrierConnection { .. }
             | ComposerError::UnknownNumberType(_)
@@ -649,8 +556,6 @@ impl ComposerError {
             | ComposerError::VoiceOnlyNumber(_) => Code::FailedPrecondition,
             ComposerError::CarrierUnavailable(_) => Code::Unavailable,
             ComposerError::NotAtCarrier(_) => Code::NotFound,
-            ComposerError::WebhookEndpointExists(_) => Code::AlreadyExists,
-            ComposerError::TooManyWebhookEndpoints { .. } => Code::ResourceExhausted,
             ComposerError::Unavailable(_) => Code::Unavailable,
             ComposerError::SenderNotMmsCapable(_) | ComposerError::TextOnlyCarrier { .. } => {
                 Code::FailedPrecondition
@@ -671,18 +576,10 @@ impl ComposerError {
             | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
             ComposerError::DailyCapReached { .. } => Code::ResourceExhausted,
-            ComposerError::CursorExpired { .. } => Code::OutOfRange,
-            ComposerError::Database(e) if is_unavailable(e) => Code::Unavailable,
+            ComposerError::Database(e) if sms_runtime::db::is_unavailable(e) => Code::Unavailable,
             ComposerError::Database(_) => Code::Internal,
         }
     }
-}
-
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
 }
 
 impl From<ComposerError> for tonic::Status {

@@ -13,7 +13,6 @@ use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 
 use crate::error::{ComposerError, Entity};
-use crate::feed::Written;
 use crate::fields::{parse_id, user};
 use crate::media::Media;
 use crate::messages::Messages;
@@ -21,6 +20,7 @@ use crate::send::accept::Handoff;
 use crate::settings::OrgSettings;
 use crate::store::db_failure;
 use crate::store::{self, MessageRow};
+use sms_feed::Written;
 
 pub use crate::send::accept::AUTO_REPLY_USER;
 
@@ -182,9 +182,9 @@ impl Inbox {
             .as_ref()
             .map(|m| m.event_id.as_str())
             .unwrap_or("");
-        store::feed::append(
+        sms_feed::store::feed::append(
             &mut tx,
-            &[crate::feed::entries::inbound_entry(
+            &[crate::feed::inbound_entry(
                 &row,
                 event_id,
                 &stored.inbox_user_ids,

@@ -45,7 +45,6 @@ pub mod settings;
 pub mod status;
 pub mod store;
 pub mod templates;
-pub mod webhooks;
 
 pub use error::ComposerError;
 
@@ -81,11 +80,9 @@ pub struct Config {
     pub fetch: sms_runtime::fetch::FetchPolicy,
     /// How messages whose status stopped moving are asked about.
     pub status_check: check::CheckConfig,
-    /// `SMS_FEED_RETENTION_DAYS`: how long the event feed keeps events (30 days); webhook
-    /// attempts are kept as long.
-    pub feed_retention: Duration,
-    /// How webhooks are delivered (`SMS_WEBHOOK_*`).
-    pub webhooks: webhooks::WebhookConfig,
+    /// How webhook endpoints are checked (`SMS_WEBHOOK_*`, as the feed service reads them):
+    /// the composer answers the feed's calls too.
+    pub webhooks: sms_feed::WebhookConfig,
     /// The carrier account numbers are rented from (`SMS_TWILIO_API_URL`,
     /// `SMS_TWILIO_ACCOUNT_SID`, `SMS_TWILIO_AUTH_TOKEN`, `SMS_PUBLIC_URL`,
     /// `SMS_CARRIER_TIMEOUT_MS`, `SMS_CARRIER_RELEASE_RETRY_MS`); none: searching, renting and importing are refused.
@@ -125,7 +122,7 @@ impl Config {
             carrier_connections: carrier_connections(env)?,
             smpp_default: env.raw("SMS_CARRIER").as_deref() == Some("smpp"),
             carrier: carrier_config(env)?,
-            webhooks: webhooks::WebhookConfig::from_env(env, &fetch)?,
+            webhooks: sms_feed::WebhookConfig::from_env(env, &fetch)?,
             health_addr: sms_runtime::config::health_addr(env)?,
             api_tokens: sms_runtime::auth::tokens_from_env(env, dev)?,
             schedule_horizon_days: env.parse_or(
@@ -139,12 +136,6 @@ impl Config {
             },
             fetch,
             status_check: status_check(env)?,
-            feed_retention: Duration::from_secs(
-                24 * 3600
-                    * env
-                        .parse_or::<u64>("SMS_FEED_RETENTION_DAYS", 30)?
-                        .clamp(1, 3650),
-            ),
             common,
         })
     }
@@ -282,7 +273,7 @@ pub async fn run(
     )
     .await?;
     // The capabilities, each holding only what it uses.
-    let written = feed::Written::default();
+    let written = sms_feed::Written::over(&bus, shutdown.clone()).await?;
     let settings = settings::OrgSettings::new(pool.clone());
     let media = media::Media::new(
         pool.clone(),
@@ -337,18 +328,11 @@ pub async fn run(
         messages.clone(),
         settings.clone(),
     );
-    let feed = feed::Feed::new(
-        pool.clone(),
-        written.clone(),
-        config.feed_retention,
-        shutdown.clone(),
-    );
-    let webhooks = webhooks::Webhooks::new(
-        pool.clone(),
-        written,
-        sms_runtime::fetch::Fetcher::new(config.webhooks.policy())?,
-    );
     let auth = grpc::Auth::new(config.api_tokens.clone());
+    // The feed's services, answered here too (one address serves everything); webhook
+    // delivery, opt-out entries and pruning are the feed service's (sms-feed, or smsd).
+    let (events_api, webhooks_api) =
+        sms_feed::apis(&pool, &written, &config.webhooks, &auth, &shutdown)?;
     tokio::spawn(sms_runtime::health::serve(
         media_listener,
         media::router(media),
@@ -372,10 +356,10 @@ pub async fn run(
         .set_serving::<ContactsServiceServer<grpc::ContactsApi>>()
         .await;
     health_reporter
-        .set_serving::<EventsServiceServer<grpc::EventsApi>>()
+        .set_serving::<EventsServiceServer<sms_feed::grpc::EventsApi>>()
         .await;
     health_reporter
-        .set_serving::<WebhooksServiceServer<grpc::WebhooksApi>>()
+        .set_serving::<WebhooksServiceServer<sms_feed::grpc::WebhooksApi>>()
         .await;
     let reflection = sms_proto::Reflection::new(
         &[
@@ -384,8 +368,8 @@ pub async fn run(
             <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
             <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
             <ContactsServiceServer<grpc::ContactsApi> as NamedService>::NAME,
-            <EventsServiceServer<grpc::EventsApi> as NamedService>::NAME,
-            <WebhooksServiceServer<grpc::WebhooksApi> as NamedService>::NAME,
+            <EventsServiceServer<sms_feed::grpc::EventsApi> as NamedService>::NAME,
+            <WebhooksServiceServer<sms_feed::grpc::WebhooksApi> as NamedService>::NAME,
             HEALTH_SERVICE,
         ],
         &[tonic_health::pb::FILE_DESCRIPTOR_SET],
@@ -424,21 +408,6 @@ pub async fn run(
             async move { inbox.on_auto_reply(&e).await }
         },
     );
-    let opt_out_feed = feed.clone();
-    // Opt-outs are the registry's: their feed entries come from its state events, the entry
-    // itself the marker that makes a redelivery change nothing.
-    let opt_outs_fed = bus.consume(
-        ConsumerKind::ComposerOptOutFeed,
-        shutdown.clone(),
-        move |e: sms_proto::events::v1::OptOutChanged, _| {
-            let feed = opt_out_feed.clone();
-            async move { feed.on_opt_out(&e).await }
-        },
-    );
-    let pruned = feed.clone().prune_feed();
-    let delivered = webhooks
-        .clone()
-        .run_webhooks(config.webhooks.clone(), shutdown.clone());
     let checks = check::run(
         check::StatusChecks::new(pool.clone(), outbox.clone()),
         config.status_check,
@@ -476,14 +445,8 @@ pub async fn run(
             auth.clone(),
             contacts::Contacts::new(pool.clone()),
         )))
-        .add_service(EventsServiceServer::new(grpc::EventsApi::new(
-            auth.clone(),
-            feed,
-        )))
-        .add_service(WebhooksServiceServer::new(grpc::WebhooksApi::new(
-            auth.clone(),
-            webhooks,
-        )))
+        .add_service(EventsServiceServer::new(events_api))
+        .add_service(WebhooksServiceServer::new(webhooks_api))
         .add_service(TemplatesServiceServer::new(grpc::TemplatesApi::new(
             auth,
             templates::Templates::new(pool.clone()),
@@ -492,24 +455,14 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown.clone().cancelled_owned(),
         );
-    let (served, consumed, inbound, replies, opt_outs_fed, (), (), (), ()) = tokio::join!(
-        server,
-        statuses,
-        inbound,
-        replies,
-        opt_outs_fed,
-        checks,
-        pruned,
-        delivered,
-        give_backs
-    );
+    let (served, consumed, inbound, replies, (), ()) =
+        tokio::join!(server, statuses, inbound, replies, checks, give_backs);
     // Last: the relay publishes what the final commits left.
     base.relay.finish().await;
     served.context("gRPC server")?;
     consumed.context("status consumer")?;
     inbound.context("inbound consumer")?;
     replies.context("auto-reply consumer")?;
-    opt_outs_fed.context("opt-out feed consumer")?;
     tracing::info!("composer stopped");
     Ok(())
 }

@@ -17,9 +17,9 @@ use sqlx::PgPool;
 
 use crate::carrier::Carrier;
 use crate::error::{ComposerError, Entity, on_constraint};
-use crate::feed::Written;
 use crate::fields::parse_id;
 use crate::store::{self, GroupRow, NumberRow, NumberSource};
+use sms_feed::Written;
 
 /// Longest group name.
 pub const MAX_GROUP_NAME: usize = 200;
@@ -433,9 +433,9 @@ impl Numbers {
             .as_ref()
             .map(|m| m.event_id.as_str())
             .unwrap_or("");
-        crate::store::feed::append(
+        sms_feed::store::feed::append(
             tx,
-            &[crate::feed::entries::number_entry(
+            &[crate::feed::number_entry(
                 &row.organization_id,
                 event_id,
                 &row.number,

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::feed::Written;
 use crate::store::{self, messages::Current};
+use sms_feed::Written;
 
 /// The organization, message and status a status event is about.
 fn parse_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), HandleError> {
@@ -295,7 +295,7 @@ impl Statuses {
                             carrier_error_code: e.carrier_error_code,
                         });
                     }
-                    feed.push(crate::feed::entries::status_entry(
+                    feed.push(crate::feed::status_entry(
                         org, id, &event_id, &fact, &now.about,
                     ));
                     update.status = Some(to);
@@ -353,7 +353,7 @@ impl Statuses {
         let billed = store::usage::record(&mut tx, &billable).await?;
         // A canceled message gives its segments back to its day's cap.
         store::settings::refund(&mut tx, &canceled).await?;
-        store::feed::append(&mut tx, &feed).await?;
+        sms_feed::store::feed::append(&mut tx, &feed).await?;
         // The registry records what the carrier said of this message's recipient.
         for opt_out in &opt_outs {
             self.outbox.add_event(&mut tx, opt_out).await?;

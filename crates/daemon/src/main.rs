@@ -149,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
     let inbound = sms_inbound::Config::from_env(&env)?;
     let mut scheduler = sms_scheduler::Config::from_env(&env)?;
     let mut optout = sms_optout::Config::from_env(&env)?;
+    let mut feed = sms_feed::Config::from_env(&env)?;
     composer.health_addr = None;
+    feed.health_addr = None;
     dispatcher.health_addr = None;
     scheduler.health_addr = None;
     optout.health_addr = None;
@@ -187,6 +189,9 @@ async fn main() -> anyhow::Result<()> {
         "composer",
         sms_composer::run(composer, grpc, media, shutdown.clone()),
     ));
+    // Webhook delivery, opt-out entries and pruning; the feed's gRPC calls are answered by
+    // the composer on its address.
+    tasks.spawn(named("feed", sms_feed::run(feed, None, shutdown.clone())));
     tasks.spawn(named(
         "dispatcher",
         sms_dispatcher::run(dispatcher, shutdown.clone()),

@@ -408,6 +408,13 @@ impl AuthError {
 
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
+        match e {
+            // Someone without a valid token, or with one for another organization.
+            AuthError::Unauthenticated | AuthError::OrganizationNotAllowed { .. } => {
+                tracing::warn!(reason = e.reason(), "call refused");
+            }
+            _ => tracing::info!(reason = e.reason(), error = %e, "request refused"),
+        }
         status(e.code(), e.to_string(), e.reason(), e.metadata())
     }
 }

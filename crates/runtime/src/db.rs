@@ -80,6 +80,57 @@ pub async fn connect(
     Ok(pool)
 }
 
+/// Connects to `url` with the pool's `search_path` at `schema`, which another service owns
+/// and migrates: nothing is created or migrated (a process that works on another service's
+/// tables, like the event feed on the composer's, waits for them with [`wait_for_tables`]).
+pub async fn attach(url: &str, schema: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let schema = identifier(schema)?;
+    let options = PgConnectOptions::from_str(url)
+        .map_err(DbError::Url)?
+        .options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(DbError::Connect)
+}
+
+/// Waits until every table of `tables` (`schema.table`) exists, asking once a second and
+/// saying once at INFO what it waits for; false when `shutdown` came first.
+pub async fn wait_for_tables(
+    pool: &PgPool,
+    tables: &[&str],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let mut said = false;
+    loop {
+        let missing: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT t FROM UNNEST($1::text[]) AS t WHERE to_regclass(t) IS NULL",
+        )
+        .bind(tables)
+        .fetch_all(pool)
+        .await;
+        match missing {
+            Ok(missing) if missing.is_empty() => return true,
+            Ok(missing) if !said => {
+                tracing::info!(?missing, "waiting for the tables' owner to create them");
+                said = true;
+            }
+            Ok(_) => {}
+            Err(e) if !said => {
+                tracing::info!(error = %e, "waiting for the database");
+                said = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), DbError> {
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());

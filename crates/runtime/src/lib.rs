@@ -12,6 +12,7 @@ pub mod grpc_limits;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
+pub mod rpc;
 pub mod service;
 pub mod telemetry;
 pub mod webhook_signature;

@@ -228,7 +228,7 @@ impl Default for Options {
             carrier_rates: false,
             webhook_retries: vec![Duration::from_millis(200); 7],
             webhook_timeout: Duration::from_secs(2),
-            webhook_disable_after: sms_composer::webhooks::DEFAULT_DISABLE_AFTER,
+            webhook_disable_after: sms_feed::webhooks::DEFAULT_DISABLE_AFTER,
             nats: None,
             namespace: None,
             carrier_url: None,
@@ -329,6 +329,8 @@ pub struct Stack {
     pub grpc_url: String,
     /// The opt-out registry's gRPC endpoint.
     pub optout_url: String,
+    /// The feed service's gRPC endpoint.
+    pub feed_url: String,
     /// Where carriers fetch attachments.
     pub media_url: String,
     /// A bus connection for assertions.
@@ -388,6 +390,8 @@ impl Stack {
         let media_url = format!("http://{}", media_listener.local_addr().unwrap());
         let optout_listener = listener().await;
         let optout_url = format!("http://{}", optout_listener.local_addr().unwrap());
+        let feed_listener = listener().await;
+        let feed_url = format!("http://{}", feed_listener.local_addr().unwrap());
 
         let mut stack = Stack {
             bus: Bus::connect(match &options.nats {
@@ -408,6 +412,7 @@ impl Stack {
             inbound_url,
             grpc_url,
             optout_url,
+            feed_url,
             media_url,
             dispatchers: Vec::new(),
             schedulers: Vec::new(),
@@ -420,12 +425,18 @@ impl Stack {
         let allow_private: Vec<String> = std::iter::once(sim_host.clone())
             .chain(stack.options.fetch_allow_private.iter().cloned())
             .collect();
+        let webhooks = sms_feed::WebhookConfig {
+            retries: stack.options.webhook_retries.clone(),
+            timeout: stack.options.webhook_timeout,
+            disable_after: stack.options.webhook_disable_after,
+            allow_http: true,
+            allow_private: allow_private.clone(),
+        };
         let composer = sms_composer::Config {
             common: common.clone(),
             health_addr: None,
             api_tokens: stack.options.api_tokens.clone(),
             schedule_horizon_days: 365,
-            feed_retention: sms_composer::feed::DEFAULT_RETENTION,
             media: sms_composer::media::MediaConfig {
                 public_url: stack.media_url.clone(),
                 secret: b"test-media-secret-0123456789".to_vec(),
@@ -457,18 +468,25 @@ impl Stack {
                 timeout: stack.options.carrier_timeout,
                 release_retry: Duration::from_millis(500),
             }),
-            webhooks: sms_composer::webhooks::WebhookConfig {
-                retries: stack.options.webhook_retries.clone(),
-                timeout: stack.options.webhook_timeout,
-                disable_after: stack.options.webhook_disable_after,
-                allow_http: true,
-                allow_private,
-            },
+            webhooks: webhooks.clone(),
         };
         stack.tasks.push(tokio::spawn(sms_composer::run(
             composer,
             grpc_listener,
             media_listener,
+            shutdown.clone(),
+        )));
+        // The feed service on a port of its own (its gRPC services are the composer's too).
+        let feed = sms_feed::Config {
+            common: stack.common_for(Service::Feed),
+            health_addr: None,
+            api_tokens: stack.options.api_tokens.clone(),
+            feed_retention: sms_feed::DEFAULT_RETENTION,
+            webhooks,
+        };
+        stack.tasks.push(tokio::spawn(sms_feed::run(
+            feed,
+            Some(feed_listener),
             shutdown.clone(),
         )));
         let inbound = sms_inbound::Config {
@@ -749,11 +767,29 @@ impl Stack {
         sms_proto::v1::contacts_service_client::ContactsServiceClient::new(self.channel().await)
     }
 
-    /// A Webhooks client.
+    /// A channel to the feed service.
+    pub async fn feed_channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(self.feed_url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A Webhooks client, on the feed service.
     pub async fn webhooks(
         &self,
     ) -> sms_proto::v1::webhooks_service_client::WebhooksServiceClient<Channel> {
-        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(self.channel().await)
+        sms_proto::v1::webhooks_service_client::WebhooksServiceClient::new(
+            self.feed_channel().await,
+        )
+    }
+
+    /// An Events client, on the feed service.
+    pub async fn events(
+        &self,
+    ) -> sms_proto::v1::events_service_client::EventsServiceClient<Channel> {
+        sms_proto::v1::events_service_client::EventsServiceClient::new(self.feed_channel().await)
     }
 
     /// A Settings client.

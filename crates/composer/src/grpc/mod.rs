@@ -1,79 +1,33 @@
 //! The gRPC services: the only place that sees protobuf requests. Each call is authenticated,
-//! its request turned into a typed command (or checked fields), handed to [`App`], and the
+//! its request turned into a typed command (or checked fields), handed to its capability, and the
 //! answer turned back into protobuf.
 
-use std::sync::Arc;
-
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use sms_proto::v1::{
     Attachment, Direction as ProtoDirection, Group, Message, NumberKind as ProtoNumberKind,
     NumberSource, PhoneNumber, StatusEntry, Template,
 };
-use sms_runtime::auth::Caller;
-use tonic::metadata::MetadataMap;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub(crate) use crate::fields::timestamp;
 
 use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
 
 mod contacts;
-mod events;
 mod messaging;
 mod numbers;
 mod settings;
 mod templates;
-mod webhooks;
 
 pub use contacts::ContactsApi;
-pub use events::EventsApi;
 pub use messaging::MessagingApi;
 pub use numbers::NumbersApi;
 pub use settings::SettingsApi;
 pub use templates::TemplatesApi;
-pub use webhooks::WebhooksApi;
-
-struct MetadataExtractor<'a>(&'a MetadataMap);
-
-impl Extractor for MetadataExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0
-            .keys()
-            .filter_map(|k| match k {
-                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
-                tonic::metadata::KeyRef::Binary(_) => None,
-            })
-            .collect()
-    }
-}
-
-/// A span for one call, continuing the caller's trace when it sent a `traceparent`.
-pub(crate) fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
-    // A server span (RPC semantic conventions), named after the method.
-    let span = tracing::info_span!(
-        "grpc",
-        otel.name = method,
-        otel.kind = "server",
-        "rpc.system" = "grpc",
-        "rpc.method" = method,
-        method,
-        system = tracing::field::Empty,
-    );
-    let cx = TraceContextPropagator::new().extract(&MetadataExtractor(metadata));
-    let _ = span.set_parent(cx);
-    span
-}
 
 /// Runs a call body in its span, with the authenticated caller.
 macro_rules! call {
     ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {{
         use tracing::Instrument as _;
-        let span = crate::grpc::rpc_span($method, $request.metadata());
+        let span = sms_runtime::rpc::span($method, $request.metadata());
         async {
             let $caller = $self.auth.caller($request.metadata())?;
             // Who may call what: the table in sms_runtime::auth (administrators only for some).
@@ -87,21 +41,7 @@ macro_rules! call {
 }
 pub(crate) use call;
 
-/// Who may call: every service authenticates its calls with this.
-#[derive(Clone)]
-pub struct Auth(Arc<sms_runtime::auth::Tokens>);
-
-impl Auth {
-    /// Calls authenticated by `tokens` (none: development only, no authentication).
-    pub fn new(tokens: sms_runtime::auth::Tokens) -> Self {
-        Auth(Arc::new(tokens))
-    }
-
-    /// Authenticates the call and reads the organization and user it acts for.
-    pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, crate::ComposerError> {
-        Ok(sms_runtime::auth::authenticate(&self.0, metadata)?)
-    }
-}
+pub use sms_runtime::rpc::Auth;
 
 fn proto_status(s: sms_core::Status) -> i32 {
     sms_bus::status_to_proto(s) as i32

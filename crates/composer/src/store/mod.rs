@@ -3,7 +3,6 @@
 //! own [`MessageKind`] and [`MediaState`]).
 
 pub mod contacts;
-pub mod feed;
 pub mod groups;
 pub mod history;
 pub mod inbound;
@@ -13,7 +12,6 @@ pub mod numbers;
 pub mod settings;
 pub mod templates;
 pub mod usage;
-pub mod webhooks;
 
 pub use groups::GroupRow;
 pub use history::{HistoryRow, NewHistory};

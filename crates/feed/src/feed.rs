@@ -15,13 +15,10 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ComposerError;
+use crate::error::FeedError;
+use crate::signal::Written;
 use crate::store;
 pub use crate::store::feed::{MAX_CURSOR, Position, cursor, parse_cursor};
-
-pub mod entries;
-
-pub use entries::Written;
 
 /// Events read per query.
 const PAGE: i64 = 500;
@@ -31,29 +28,21 @@ const POLL: Duration = Duration::from_millis(250);
 /// Events kept by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// The event feed capability: where a subscription starts, what it is sent, and how long
-/// events are kept.
+/// The event feed capability: where a subscription starts, what it is sent, and the
+/// opt-out changes it writes itself.
 #[derive(Clone)]
 pub struct Feed {
     pool: PgPool,
     written: Written,
-    retention: Duration,
     shutdown: CancellationToken,
 }
 
 impl Feed {
-    /// The feed kept in `pool` for `retention`, woken by `written`, its subscriptions ended
-    /// by `shutdown`.
-    pub fn new(
-        pool: PgPool,
-        written: Written,
-        retention: Duration,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// The feed kept in `pool`, woken by `written`, its subscriptions ended by `shutdown`.
+    pub fn new(pool: PgPool, written: Written, shutdown: CancellationToken) -> Self {
         Feed {
             pool,
             written,
-            retention,
             shutdown,
         }
     }
@@ -66,7 +55,7 @@ impl Feed {
         caller: &Caller,
         given: &str,
         from_start: bool,
-    ) -> Result<Position, ComposerError> {
+    ) -> Result<Position, FeedError> {
         let org = &caller.organization_id;
         sms_core::text::check("cursor", given, MAX_CURSOR, sms_core::text::Lines::Single)?;
         let horizon = store::feed::horizon(&self.pool, org).await?;
@@ -80,17 +69,17 @@ impl Feed {
             });
         }
         let Some(at) = parse_cursor(given) else {
-            return Err(ComposerError::InvalidCursor {
+            return Err(FeedError::InvalidCursor {
                 resume_from: resume_from(),
             });
         };
         if horizon.is_some_and(|h| at < h) {
-            return Err(ComposerError::CursorExpired {
+            return Err(FeedError::CursorExpired {
                 resume_from: resume_from(),
             });
         }
         if Some(at) != horizon && !store::feed::holds(&self.pool, org, at).await? {
-            return Err(ComposerError::CursorUnknown {
+            return Err(FeedError::CursorUnknown {
                 resume_from: resume_from(),
             });
         }
@@ -155,7 +144,7 @@ impl Feed {
         &self,
         e: &sms_proto::events::v1::OptOutChanged,
     ) -> Result<(), HandleError> {
-        let Some(entry) = entries::opt_out_entry(e) else {
+        let Some(entry) = crate::entries::opt_out_entry(e) else {
             return Err(HandleError::Permanent("opt-out change without meta".into()));
         };
         let mut conn = self.pool.acquire().await.map_err(store::db_failure)?;
@@ -165,28 +154,29 @@ impl Feed {
         self.written.wake();
         Ok(())
     }
+}
 
-    /// Deletes events past their retention, a batch at a time, until the service stops.
-    pub async fn prune_feed(self) {
-        loop {
-            let before = Utc::now()
-                - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
-            match store::feed::prune(&self.pool, before, 10_000).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(deleted = n, "event feed pruned");
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "event feed prune failed"),
+/// Deletes events (and webhook attempts) past `retention`, a batch at a time, until
+/// `shutdown`.
+pub async fn prune(pool: PgPool, retention: Duration, shutdown: CancellationToken) {
+    loop {
+        let before =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match store::feed::prune(&pool, before, 10_000).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(deleted = n, "event feed pruned");
+                continue;
             }
-            // Once a round, not once per feed batch.
-            if let Err(e) = store::webhooks::prune(&self.pool, before).await {
-                tracing::warn!(error = %e, "webhook attempts prune failed");
-            }
-            tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(600)) => {}
-            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "event feed prune failed"),
+        }
+        // Once a round, not once per feed batch.
+        if let Err(e) = store::webhooks::prune(&pool, before).await {
+            tracing::warn!(error = %e, "webhook attempts prune failed");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(600)) => {}
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Webhooks: the organization's feed POSTed to the CRM's endpoints, signed per the Standard
 //! Webhooks specification (<https://www.standardwebhooks.com>), retried on a schedule.
 //!
-//! Two loops run in every composer replica, sharing the work through the database:
+//! Two loops run in every replica of the feed service, sharing the work through the database:
 //! * **fan-out** locks endpoints (`FOR UPDATE SKIP LOCKED`), turns the feed events after each
 //!   one's cursor into deliveries (one per endpoint and event id) and moves the cursor, in one
 //!   transaction: a crash repeats nothing and loses nothing;
@@ -35,8 +35,8 @@ use sms_runtime::fetch::Fetcher;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::error::{ComposerError, Entity};
-use crate::feed::Written;
+use crate::error::{Entity, FeedError};
+use crate::signal::Written;
 use crate::store::webhooks::{self as store, Attempted, Due, EndpointRow};
 
 /// The event types an endpoint can ask for.
@@ -52,6 +52,10 @@ pub const MAX_ENDPOINTS: i64 = 20;
 pub const MAX_URL: usize = 2048;
 /// Longest description.
 pub const MAX_DESCRIPTION: usize = 200;
+/// Longest id field (ids are UUIDs; anything longer is not one).
+const MAX_ID_FIELD: usize = 64;
+/// Longest page token.
+const MAX_PAGE_TOKEN: usize = 512;
 /// Longest event id a caller may name.
 pub const MAX_EVENT_ID: usize = 200;
 /// Attempts under way at once per endpoint, per replica.
@@ -73,7 +77,7 @@ pub const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 /// How long a rotated-out secret still signs.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 /// The start of an answer kept with its attempt.
-const RESPONSE_KEPT: u64 = 1024;
+pub(crate) const RESPONSE_KEPT: u64 = 1024;
 /// How often the loops look for work when nothing woke them.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -148,9 +152,9 @@ impl WebhookConfig {
 }
 
 /// A new secret: `whsec_` and the base64 of 32 bytes from the system's random source.
-pub fn new_secret() -> Result<String, ComposerError> {
+pub fn new_secret() -> Result<String, FeedError> {
     let mut key = [0_u8; 32];
-    getrandom::fill(&mut key).map_err(|e| ComposerError::Unavailable(e.to_string()))?;
+    getrandom::fill(&mut key).map_err(|e| FeedError::Unavailable(e.to_string()))?;
     Ok(format!("whsec_{}", STANDARD.encode(key)))
 }
 
@@ -174,7 +178,7 @@ fn headers(
     ]
 }
 
-fn event_id_field(given: &str) -> Result<(), ComposerError> {
+fn event_id_field(given: &str) -> Result<(), FeedError> {
     Ok(sms_core::text::check(
         "event_id",
         given,
@@ -183,8 +187,14 @@ fn event_id_field(given: &str) -> Result<(), ComposerError> {
     )?)
 }
 
-fn endpoint_id(given: &str) -> Result<Uuid, ComposerError> {
-    crate::fields::parse_id("endpoint_id", given)
+fn endpoint_id(given: &str) -> Result<Uuid, FeedError> {
+    sms_core::text::check(
+        "endpoint_id",
+        given,
+        MAX_ID_FIELD,
+        sms_core::text::Lines::Single,
+    )?;
+    Uuid::parse_str(given.trim()).map_err(|_| FeedError::InvalidId(given.to_owned()))
 }
 
 /// Attempts under way, per endpoint, in this replica.
@@ -252,7 +262,7 @@ impl Webhooks {
         url: &str,
         event_types: &[String],
         description: &str,
-    ) -> Result<(EndpointRow, String), ComposerError> {
+    ) -> Result<(EndpointRow, String), FeedError> {
         let org = &caller.organization_id;
         sms_core::text::check("url", url, MAX_URL, sms_core::text::Lines::Single)?;
         sms_core::text::check(
@@ -264,13 +274,13 @@ impl Webhooks {
         let url = self
             .fetcher
             .check(url, &sms_runtime::fetch::Request::default())
-            .map_err(|e| ComposerError::InvalidWebhookUrl {
+            .map_err(|e| FeedError::InvalidWebhookUrl {
                 url: url.trim().to_owned(),
                 why: e.to_string(),
             })?
             .to_string();
         if event_types.len() > EVENT_TYPES.len() {
-            return Err(ComposerError::TooManyEntries {
+            return Err(FeedError::TooManyEntries {
                 field: "event_types",
                 count: event_types.len(),
                 max: EVENT_TYPES.len(),
@@ -280,7 +290,7 @@ impl Webhooks {
         for t in event_types {
             let t = t.trim();
             if !EVENT_TYPES.contains(&t) {
-                return Err(ComposerError::UnknownEventType {
+                return Err(FeedError::UnknownEventType {
                     given: t.chars().take(64).collect(),
                     known: &EVENT_TYPES,
                 });
@@ -290,7 +300,7 @@ impl Webhooks {
             }
         }
         if store::count(&self.pool, org).await? >= MAX_ENDPOINTS {
-            return Err(ComposerError::TooManyWebhookEndpoints { max: MAX_ENDPOINTS });
+            return Err(FeedError::TooManyWebhookEndpoints { max: MAX_ENDPOINTS });
         }
         let secret = new_secret()?;
         let from = crate::store::feed::now(&self.pool).await?;
@@ -309,14 +319,14 @@ impl Webhooks {
         .await
         .map_err(|e| {
             crate::error::on_constraint(e, "webhook_endpoints_url", || {
-                ComposerError::WebhookEndpointExists(url.clone())
+                FeedError::WebhookEndpointExists(url.clone())
             })
         })?;
         Ok((row, secret))
     }
 
     /// The organization's endpoints.
-    pub async fn list_webhooks(&self, caller: &Caller) -> Result<Vec<EndpointRow>, ComposerError> {
+    pub async fn list_webhooks(&self, caller: &Caller) -> Result<Vec<EndpointRow>, FeedError> {
         Ok(store::list(&self.pool, &caller.organization_id).await?)
     }
 
@@ -326,7 +336,7 @@ impl Webhooks {
         caller: &Caller,
         id: &str,
         enabled: bool,
-    ) -> Result<EndpointRow, ComposerError> {
+    ) -> Result<EndpointRow, FeedError> {
         let id = endpoint_id(id)?;
         store::set_enabled(
             &self.pool,
@@ -336,16 +346,16 @@ impl Webhooks {
             "disabled by a caller",
         )
         .await?
-        .ok_or(ComposerError::NotFound(Entity::WebhookEndpoint))
+        .ok_or(FeedError::NotFound(Entity::WebhookEndpoint))
     }
 
     /// Deletes an endpoint.
-    pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<(), ComposerError> {
+    pub async fn delete_webhook(&self, caller: &Caller, id: &str) -> Result<(), FeedError> {
         let id = endpoint_id(id)?;
         if store::delete(&self.pool, &caller.organization_id, id).await? {
             Ok(())
         } else {
-            Err(ComposerError::NotFound(Entity::WebhookEndpoint))
+            Err(FeedError::NotFound(Entity::WebhookEndpoint))
         }
     }
 
@@ -354,7 +364,7 @@ impl Webhooks {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<String, ComposerError> {
+    ) -> Result<String, FeedError> {
         let id = endpoint_id(id)?;
         let secret = new_secret()?;
         if store::rotate(
@@ -368,7 +378,7 @@ impl Webhooks {
         {
             Ok(secret)
         } else {
-            Err(ComposerError::NotFound(Entity::WebhookEndpoint))
+            Err(FeedError::NotFound(Entity::WebhookEndpoint))
         }
     }
 
@@ -380,12 +390,12 @@ impl Webhooks {
         event_id: &str,
         page_size: u32,
         page_token: &str,
-    ) -> Result<(Vec<store::AttemptRow>, String), ComposerError> {
+    ) -> Result<(Vec<store::AttemptRow>, String), FeedError> {
         event_id_field(event_id)?;
         sms_core::text::check(
             "page_token",
             page_token,
-            crate::fields::MAX_PAGE_TOKEN,
+            MAX_PAGE_TOKEN,
             sms_core::text::Lines::Single,
         )?;
         let id = endpoint_id(id)?;
@@ -395,12 +405,16 @@ impl Webhooks {
                 t.parse::<i64>()
                     .ok()
                     .filter(|n| *n > 0)
-                    .ok_or(ComposerError::InvalidPageToken)?,
+                    .ok_or(FeedError::InvalidPageToken)?,
             ),
         };
-        let limit = i64::from(crate::fields::page_size(page_size, 50));
+        // 0: the default page; at most 500.
+        let limit = i64::from(match page_size {
+            0 => 50,
+            n => n.min(500),
+        });
         if !store::exists(&self.pool, &caller.organization_id, id).await? {
-            return Err(ComposerError::NotFound(Entity::WebhookEndpoint));
+            return Err(FeedError::NotFound(Entity::WebhookEndpoint));
         }
         let event = Some(event_id.trim()).filter(|e| !e.is_empty());
         let rows = store::attempts(&self.pool, id, event, before, limit).await?;
@@ -419,16 +433,16 @@ impl Webhooks {
         id: &str,
         event_id: &str,
         all_failed: bool,
-    ) -> Result<u64, ComposerError> {
+    ) -> Result<u64, FeedError> {
         event_id_field(event_id)?;
         let id = endpoint_id(id)?;
         let event_id = event_id.trim();
         if event_id.is_empty() != all_failed {
-            return Err(ComposerError::InvalidReplay);
+            return Err(FeedError::InvalidReplay);
         }
         let org = &caller.organization_id;
         if !store::exists(&self.pool, org, id).await? {
-            return Err(ComposerError::NotFound(Entity::WebhookEndpoint));
+            return Err(FeedError::NotFound(Entity::WebhookEndpoint));
         }
         if all_failed {
             return Ok(store::replay_failed(&self.pool, id).await?);
@@ -436,7 +450,7 @@ impl Webhooks {
         if store::replay_event(&self.pool, org, id, event_id).await? {
             Ok(1)
         } else {
-            Err(ComposerError::NotFound(Entity::Event))
+            Err(FeedError::NotFound(Entity::Event))
         }
     }
 

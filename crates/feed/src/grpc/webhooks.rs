@@ -48,13 +48,13 @@ fn attempt(a: AttemptRow) -> WebhookAttempt {
 /// `sms.v1.WebhooksService`.
 #[derive(Clone)]
 pub struct WebhooksApi {
-    auth: super::Auth,
+    auth: sms_runtime::rpc::Auth,
     webhooks: crate::webhooks::Webhooks,
 }
 
 impl WebhooksApi {
     /// The service over its capabilities, its calls authenticated by `auth`.
-    pub fn new(auth: super::Auth, webhooks: crate::webhooks::Webhooks) -> Self {
+    pub fn new(auth: sms_runtime::rpc::Auth, webhooks: crate::webhooks::Webhooks) -> Self {
         WebhooksApi { auth, webhooks }
     }
 }

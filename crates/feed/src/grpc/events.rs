@@ -14,13 +14,13 @@ const BUFFER: usize = 256;
 /// `sms.v1.EventsService`.
 #[derive(Clone)]
 pub struct EventsApi {
-    auth: super::Auth,
+    auth: sms_runtime::rpc::Auth,
     feed: crate::feed::Feed,
 }
 
 impl EventsApi {
     /// The service over its capabilities, its calls authenticated by `auth`.
-    pub fn new(auth: super::Auth, feed: crate::feed::Feed) -> Self {
+    pub fn new(auth: sms_runtime::rpc::Auth, feed: crate::feed::Feed) -> Self {
         EventsApi { auth, feed }
     }
 }
@@ -35,7 +35,7 @@ impl EventsService for EventsApi {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<FeedStream>, Status> {
-        let span = super::rpc_span("Subscribe", request.metadata());
+        let span = sms_runtime::rpc::span("Subscribe", request.metadata());
         let caller = self.auth.caller(request.metadata())?;
         let r = request.get_ref();
         let from = self
