@@ -98,12 +98,6 @@ pub enum ComposerError {
     /// A contact registration with neither a lead nor a contact id.
     #[error("a contact needs a lead_id or a contact_id")]
     ContactWithoutIds,
-    /// A number is already rented (by this or another organization).
-    #[error("{0} is already in use")]
-    NumberTaken(String),
-    /// A number needs exactly one owner.
-    #[error("a number needs an owner: a user or a group")]
-    MissingOwner,
     /// A malformed id.
     #[error("{} is not a valid id", quote(.0))]
     InvalidId(String),
@@ -128,9 +122,6 @@ pub enum ComposerError {
     /// A name is required.
     #[error("a name is required")]
     MissingName,
-    /// A group with that name exists.
-    #[error("a group named {} already exists", quote(.0))]
-    GroupNameTaken(String),
     /// A send time that cannot be used.
     #[error("{0}")]
     Schedule(#[from] ScheduleError),
@@ -217,70 +208,6 @@ pub enum ComposerError {
     /// Something the call needs is not available now (the system's random source).
     #[error("not available now: {0}")]
     Unavailable(String),
-    /// Searching, renting and importing numbers need the carrier's account.
-    #[error(
-        "no carrier account is configured for renting numbers (SMS_TWILIO_ACCOUNT_SID, \
-         SMS_TWILIO_AUTH_TOKEN and SMS_PUBLIC_URL)"
-    )]
-    CarrierNotConfigured,
-    /// The carrier could not be asked, or did not answer; retrying is safe.
-    #[error("the carrier is not available now ({0}); try again: retrying is safe")]
-    CarrierUnavailable(String),
-    /// The carrier said no.
-    #[error("the carrier refused: {message}")]
-    CarrierRefused {
-        /// Its error code.
-        code: Option<u32>,
-        /// Its words.
-        message: String,
-    },
-    /// Not an ISO country code.
-    #[error("{} is not a country code (ISO 3166-1, such as US or GB)", quote(.0))]
-    InvalidCountry(String),
-    /// A carrier connection the platform does not have.
-    #[error("{} is not a carrier connection of this platform; it has {}", quote(.name), .known.join(", "))]
-    UnknownCarrierConnection {
-        /// What was asked for.
-        name: String,
-        /// The connections there are.
-        known: Vec<String>,
-    },
-    /// A number type this API does not know.
-    #[error("{0} is not a number type; the types are local, mobile and toll_free")]
-    UnknownNumberType(i32),
-    /// A bad area code.
-    #[error("invalid area code {}: {why}", quote(.area_code))]
-    InvalidAreaCode {
-        /// As given.
-        area_code: String,
-        /// What is wrong.
-        why: &'static str,
-    },
-    /// A bad `contains` pattern.
-    #[error("invalid pattern {}: {why}", quote(.pattern))]
-    InvalidPattern {
-        /// As given.
-        pattern: String,
-        /// What is wrong.
-        why: &'static str,
-    },
-    /// The number cannot be rented (any more).
-    #[error("{number} is not available for rent: {why}")]
-    NumberUnavailable {
-        /// E.164.
-        number: String,
-        /// Why.
-        why: String,
-    },
-    /// A voice-only number asked for without `allow_voice_only`.
-    #[error(
-        "{0} cannot send or receive SMS (the carrier lists it as voice-only); set \
-         allow_voice_only to rent it anyway"
-    )]
-    VoiceOnlyNumber(String),
-    /// Import of a number the carrier account does not hold.
-    #[error("the carrier account does not hold {0}; rent it, or import a number it holds")]
-    NotAtCarrier(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -295,8 +222,6 @@ pub enum Entity {
     Template,
     /// A number.
     Number,
-    /// A group.
-    Group,
     /// A registered contact.
     Contact,
     /// An attachment of a message.
@@ -309,7 +234,6 @@ impl std::fmt::Display for Entity {
             Entity::Message => "message",
             Entity::Template => "template",
             Entity::Number => "number",
-            Entity::Group => "group",
             Entity::Contact => "contact",
             Entity::Attachment => "attachment",
         })
@@ -338,28 +262,14 @@ impl ComposerError {
             ComposerError::SenderNotOwned(_) => "SENDER_NOT_OWNED",
             ComposerError::NoSenderAvailable { .. } => "NO_SENDER_AVAILABLE",
             ComposerError::InvalidNumber(_) => "INVALID_NUMBER",
-            ComposerError::NumberTaken(_) => "NUMBER_ALREADY_EXISTS",
-            ComposerError::MissingOwner => "MISSING_OWNER",
             ComposerError::InvalidId(_) => "INVALID_ID",
             ComposerError::InvalidPageToken => "INVALID_PAGE_TOKEN",
             ComposerError::NotFound(Entity::Message) => "MESSAGE_NOT_FOUND",
             ComposerError::NotFound(Entity::Template) => "TEMPLATE_NOT_FOUND",
             ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
-            ComposerError::NotFound(Entity::Group) => "GROUP_NOT_FOUND",
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
             ComposerError::NotFound(Entity::Attachment) => "ATTACHMENT_NOT_FOUND",
             ComposerError::Unavailable(_) => "UNAVAILABLE",
-            ComposerError::CarrierNotConfigured => "CARRIER_NOT_CONFIGURED",
-            ComposerError::CarrierUnavailable(_) => "CARRIER_UNAVAILABLE",
-            ComposerError::CarrierRefused { .. } => "CARRIER_REFUSED",
-            ComposerError::InvalidCountry(_) => "INVALID_COUNTRY",
-            ComposerError::UnknownCarrierConnection { .. } => "UNKNOWN_CARRIER_CONNECTION",
-            ComposerError::UnknownNumberType(_) => "UNKNOWN_NUMBER_TYPE",
-            ComposerError::InvalidAreaCode { .. } => "INVALID_AREA_CODE",
-            ComposerError::InvalidPattern { .. } => "INVALID_PATTERN",
-            ComposerError::NumberUnavailable { .. } => "NUMBER_UNAVAILABLE",
-            ComposerError::VoiceOnlyNumber(_) => "VOICE_ONLY_NUMBER",
-            ComposerError::NotAtCarrier(_) => "NUMBER_NOT_AT_CARRIER",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
             ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
             ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
@@ -370,7 +280,6 @@ impl ComposerError {
             ComposerError::NotTemplateOwner => "NOT_TEMPLATE_OWNER",
             ComposerError::NotMessageOwner => "NOT_MESSAGE_OWNER",
             ComposerError::MissingName => "MISSING_NAME",
-            ComposerError::GroupNameTaken(_) => "GROUP_ALREADY_EXISTS",
             ComposerError::InvalidMonth(_) => "INVALID_MONTH",
             ComposerError::Schedule(ScheduleError::UnknownTimeZone(_)) => "UNKNOWN_TIME_ZONE",
             ComposerError::Schedule(ScheduleError::InvalidDateTime(_)) => "INVALID_LOCAL_TIME",
@@ -492,25 +401,6 @@ impl ComposerError {
             ComposerError::RecipientNotSmsCapable { number_type, .. } => {
                 vec![("number_type", number_type.clone())]
             }
-            ComposerError::CarrierRefused { code, .. } => {
-                vec![(
-                    "carrier_code",
-                    code.map(|c| c.to_string()).unwrap_or_default(),
-                )]
-            }
-            ComposerError::InvalidCountry(_) => vec![("field", "country".to_owned())],
-            ComposerError::UnknownCarrierConnection { known, .. } => vec![
-                ("field", "carrier_connection".to_owned()),
-                ("known", known.join(",")),
-            ],
-            ComposerError::UnknownNumberType(t) => {
-                vec![("field", "type".to_owned()), ("value", t.to_string())]
-            }
-            ComposerError::InvalidAreaCode { .. } => vec![("field", "area_code".to_owned())],
-            ComposerError::InvalidPattern { .. } => vec![("field", "contains".to_owned())],
-            ComposerError::NumberUnavailable { number, .. }
-            | ComposerError::NotAtCarrier(number)
-            | ComposerError::VoiceOnlyNumber(number) => vec![("number", number.clone())],
             _ => Vec::new(),
         };
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -529,7 +419,6 @@ impl ComposerError {
             | ComposerError::InternationalNotAllowed { .. }
             | ComposerError::InvalidSender(_)
             | ComposerError::InvalidNumber(_)
-            | ComposerError::MissingOwner
             | ComposerError::ContactWithoutIds
             | ComposerError::InvalidId(_)
             | ComposerError::InvalidPageToken
@@ -544,18 +433,7 @@ impl ComposerError {
             | ComposerError::QuietHours(_)
             | ComposerError::InvalidDailyCap { .. }
             | ComposerError::Mms(_)
-            | ComposerError::InvalidCountry(_)
-            | ComposerError::UnknownCarrierConnection { .. }
-            | ComposerError::UnknownNumberType(_)
-            | ComposerError::InvalidAreaCode { .. }
-            | ComposerError::InvalidPattern { .. }
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
-            ComposerError::CarrierNotConfigured
-            | ComposerError::CarrierRefused { .. }
-            | ComposerError::NumberUnavailable { .. }
-            | ComposerError::VoiceOnlyNumber(_) => Code::FailedPrecondition,
-            ComposerError::CarrierUnavailable(_) => Code::Unavailable,
-            ComposerError::NotAtCarrier(_) => Code::NotFound,
             ComposerError::Unavailable(_) => Code::Unavailable,
             ComposerError::SenderNotMmsCapable(_) | ComposerError::TextOnlyCarrier { .. } => {
                 Code::FailedPrecondition
@@ -571,9 +449,7 @@ impl ComposerError {
             ComposerError::SenderNotOwned(_)
             | ComposerError::NotTemplateOwner
             | ComposerError::NotMessageOwner => Code::PermissionDenied,
-            ComposerError::NumberTaken(_)
-            | ComposerError::GroupNameTaken(_)
-            | ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
+            ComposerError::IdempotencyKeyReused { .. } => Code::AlreadyExists,
             ComposerError::NotFound(_) => Code::NotFound,
             ComposerError::DailyCapReached { .. } => Code::ResourceExhausted,
             ComposerError::Database(e) if sms_runtime::db::is_unavailable(e) => Code::Unavailable,
@@ -604,22 +480,5 @@ impl From<ComposerError> for tonic::Status {
             }
         };
         sms_runtime::auth::status(code, message, e.reason(), e.metadata())
-    }
-}
-
-/// Maps a unique-constraint violation on `constraint` to `error`, leaving other errors as they are.
-pub fn on_constraint(
-    e: sqlx::Error,
-    constraint: &str,
-    error: impl FnOnce() -> ComposerError,
-) -> ComposerError {
-    let matches = e
-        .as_database_error()
-        .and_then(|d| d.constraint())
-        .is_some_and(|c| c == constraint);
-    if matches {
-        error()
-    } else {
-        ComposerError::Database(e)
     }
 }

@@ -1,10 +1,10 @@
 //! What the composer's writers append to the event feed ([`sms_feed`]), each in the
-//! transaction of the change it announces: statuses, inbound messages, number changes.
+//! transaction of the change it announces: statuses and inbound messages (number changes are
+//! `sms-numbers`').
 
-use chrono::Utc;
 use sms_feed::NewEntry;
 use sms_feed::entries::entry;
-use sms_proto::v1::{FeedInboundMessage, FeedMessageStatus, FeedNumber, feed_event};
+use sms_proto::v1::{FeedInboundMessage, FeedMessageStatus, feed_event};
 
 use crate::store::messages::About;
 use crate::store::{self, MessageRow};
@@ -54,25 +54,6 @@ pub(crate) fn inbound_entry(m: &MessageRow, event_id: &str, inbox: &[String]) ->
             lead_id: m.lead_id.clone().unwrap_or_default(),
             contact_id: m.contact_id.clone().unwrap_or_default(),
             inbox_user_ids: inbox.to_vec(),
-        }),
-    )
-}
-
-/// One of the organization's numbers changed.
-pub(crate) fn number_entry(
-    organization_id: &str,
-    event_id: &str,
-    number: &str,
-    active: bool,
-) -> NewEntry {
-    entry(
-        organization_id,
-        event_id,
-        Utc::now(),
-        "number.changed",
-        feed_event::Event::Number(FeedNumber {
-            number: number.to_owned(),
-            active,
         }),
     )
 }

@@ -27,7 +27,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 
-pub mod carrier;
 pub mod check;
 pub mod contacts;
 pub mod error;
@@ -37,8 +36,6 @@ pub mod grpc;
 pub mod inbox;
 pub mod media;
 pub mod messages;
-pub mod numbers;
-pub mod renting;
 pub mod schedule;
 pub mod send;
 pub mod settings;
@@ -86,7 +83,7 @@ pub struct Config {
     /// The carrier account numbers are rented from (`SMS_TWILIO_API_URL`,
     /// `SMS_TWILIO_ACCOUNT_SID`, `SMS_TWILIO_AUTH_TOKEN`, `SMS_PUBLIC_URL`,
     /// `SMS_CARRIER_TIMEOUT_MS`, `SMS_CARRIER_RELEASE_RETRY_MS`); none: searching, renting and importing are refused.
-    pub carrier: Option<carrier::CarrierConfig>,
+    pub carrier: Option<sms_numbers::CarrierConfig>,
     /// `SMS_CARRIER_CONNECTIONS`: the carrier connections numbers may be routed to (comma
     /// separated; by default `twilio`, and the SMPP connection `SMS_SMPP_NAME` (`smpp`) when
     /// `SMS_SMPP_ADDR` is set or `SMS_CARRIER=smpp`). Set it where the composer does not see
@@ -169,10 +166,10 @@ fn carrier_connections(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
     Ok(names)
 }
 
-pub use numbers::{TWILIO_CONNECTION, is_connection_name};
+pub use sms_numbers::{TWILIO_CONNECTION, is_connection_name};
 
 /// The carrier account numbers are rented from: set when `SMS_TWILIO_ACCOUNT_SID` is.
-fn carrier_config(env: &Env<'_>) -> Result<Option<carrier::CarrierConfig>, ConfigError> {
+fn carrier_config(env: &Env<'_>) -> Result<Option<sms_numbers::CarrierConfig>, ConfigError> {
     let Some(account_sid) = env.raw("SMS_TWILIO_ACCOUNT_SID") else {
         return Ok(None);
     };
@@ -198,13 +195,14 @@ fn carrier_config(env: &Env<'_>) -> Result<Option<carrier::CarrierConfig>, Confi
             "expected an http(s) URL",
         ));
     }
-    Ok(Some(carrier::CarrierConfig {
+    Ok(Some(sms_numbers::CarrierConfig {
         api_url: env.string_or("SMS_TWILIO_API_URL", "https://api.twilio.com"),
         account_sid,
         auth_token,
         public_url,
         timeout: env.millis_or("SMS_CARRIER_TIMEOUT_MS", Duration::from_secs(15))?,
-        release_retry: env.millis_or("SMS_CARRIER_RELEASE_RETRY_MS", renting::GIVE_BACK_EVERY)?,
+        release_retry: env
+            .millis_or("SMS_CARRIER_RELEASE_RETRY_MS", sms_numbers::GIVE_BACK_EVERY)?,
     }))
 }
 
@@ -261,7 +259,7 @@ pub async fn run(
         )
         .await?;
     // Held numbers by sender: every add and release elsewhere drops the entry here.
-    let senders = numbers::SenderCache::default();
+    let senders = sms_numbers::SenderCache::default();
     let forget = senders.clone();
     bus.follow_state(
         sms_bus::StateKind::Number,
@@ -283,11 +281,11 @@ pub async fn run(
     let handoff = send::accept::Handoff::new(outbox.clone(), media.config().clone());
     let messages = messages::Messages::new(pool.clone(), settings.clone());
     let statuses = status::Statuses::new(pool.clone(), outbox.clone(), written.clone());
-    let routes = numbers::Routes {
+    let routes = sms_numbers::Routes {
         connections: config.carrier_connections.clone(),
         smpp_default: config.smpp_default,
     };
-    let numbers = numbers::Numbers::new(
+    let numbers = sms_numbers::Numbers::new(
         pool.clone(),
         outbox.clone(),
         written.clone(),
@@ -295,7 +293,7 @@ pub async fn run(
         config
             .carrier
             .clone()
-            .map(carrier::Carrier::new)
+            .map(sms_numbers::Carrier::new)
             .transpose()?,
         routes.clone(),
     );
@@ -344,7 +342,7 @@ pub async fn run(
         .set_serving::<MessagingServiceServer<grpc::MessagingApi>>()
         .await;
     health_reporter
-        .set_serving::<NumbersServiceServer<grpc::NumbersApi>>()
+        .set_serving::<NumbersServiceServer<sms_numbers::grpc::NumbersApi>>()
         .await;
     health_reporter
         .set_serving::<TemplatesServiceServer<grpc::TemplatesApi>>()
@@ -364,7 +362,7 @@ pub async fn run(
     let reflection = sms_proto::Reflection::new(
         &[
             <MessagingServiceServer<grpc::MessagingApi> as NamedService>::NAME,
-            <NumbersServiceServer<grpc::NumbersApi> as NamedService>::NAME,
+            <NumbersServiceServer<sms_numbers::grpc::NumbersApi> as NamedService>::NAME,
             <TemplatesServiceServer<grpc::TemplatesApi> as NamedService>::NAME,
             <SettingsServiceServer<grpc::SettingsApi> as NamedService>::NAME,
             <ContactsServiceServer<grpc::ContactsApi> as NamedService>::NAME,
@@ -433,10 +431,9 @@ pub async fn run(
             .max_encoding_message_size(MAX_GRPC_MESSAGE)
             .max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
-        .add_service(NumbersServiceServer::new(grpc::NumbersApi::new(
-            auth.clone(),
-            numbers,
-        )))
+        .add_service(NumbersServiceServer::new(
+            sms_numbers::grpc::NumbersApi::new(auth.clone(), numbers),
+        ))
         .add_service(SettingsServiceServer::new(grpc::SettingsApi::new(
             auth.clone(),
             settings,

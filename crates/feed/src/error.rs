@@ -213,19 +213,4 @@ impl From<FeedError> for tonic::Status {
     }
 }
 
-/// Maps a unique-constraint violation on `constraint` to `error`, leaving other errors as they are.
-pub(crate) fn on_constraint(
-    e: sqlx::Error,
-    constraint: &str,
-    error: impl FnOnce() -> FeedError,
-) -> FeedError {
-    let matches = e
-        .as_database_error()
-        .and_then(|d| d.constraint())
-        .is_some_and(|c| c == constraint);
-    if matches {
-        error()
-    } else {
-        FeedError::Database(e)
-    }
-}
+pub(crate) use sms_runtime::db::on_constraint;

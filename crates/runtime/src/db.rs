@@ -188,6 +188,20 @@ fn identifier(name: &str) -> Result<&str, DbError> {
     }
 }
 
+/// A unique-constraint violation on `constraint` as the refusal `error` says, any other
+/// database error as it is (`E::from`).
+pub fn on_constraint<E: From<sqlx::Error>>(
+    e: sqlx::Error,
+    constraint: &str,
+    error: impl FnOnce() -> E,
+) -> E {
+    let matches = e
+        .as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == constraint);
+    if matches { error() } else { E::from(e) }
+}
+
 /// Whether `e` says the database cannot be reached, is restarting or out of connections
 /// (rather than that a statement failed): I/O, TLS, a broken protocol, the pool timing out,
 /// SQLSTATE classes 08, 53 and 57P0x.

@@ -460,7 +460,7 @@ impl Stack {
             carrier_connections: std::iter::once(sms_dispatcher::TWILIO_CONNECTION.to_owned())
                 .chain(stack.options.smpp.iter().map(|c| c.session.name.clone()))
                 .collect(),
-            carrier: Some(sms_composer::carrier::CarrierConfig {
+            carrier: Some(sms_numbers::CarrierConfig {
                 api_url: stack.sim_url.clone(),
                 account_sid: ACCOUNT_SID.to_owned(),
                 auth_token: AUTH_TOKEN.to_owned(),

@@ -2,24 +2,19 @@
 //! its request turned into a typed command (or checked fields), handed to its capability, and the
 //! answer turned back into protobuf.
 
-use sms_proto::v1::{
-    Attachment, Direction as ProtoDirection, Group, Message, NumberKind as ProtoNumberKind,
-    NumberSource, PhoneNumber, StatusEntry, Template,
-};
+use sms_proto::v1::{Attachment, Direction as ProtoDirection, Message, StatusEntry, Template};
 
 pub(crate) use crate::fields::timestamp;
 
-use crate::store::{GroupRow, HistoryRow, MediaRow, MessageRow, NumberRow, TemplateRow};
+use crate::store::{HistoryRow, MediaRow, MessageRow, TemplateRow};
 
 mod contacts;
 mod messaging;
-mod numbers;
 mod settings;
 mod templates;
 
 pub use contacts::ContactsApi;
 pub use messaging::MessagingApi;
-pub use numbers::NumbersApi;
 pub use settings::SettingsApi;
 pub use templates::TemplatesApi;
 
@@ -45,14 +40,6 @@ pub use sms_runtime::rpc::Auth;
 
 fn proto_status(s: sms_core::Status) -> i32 {
     sms_bus::status_to_proto(s) as i32
-}
-
-pub(crate) fn group(g: GroupRow) -> Group {
-    Group {
-        id: g.id.to_string(),
-        name: g.name,
-        member_user_ids: g.members,
-    }
 }
 
 pub(crate) fn template(t: TemplateRow) -> Template {
@@ -128,37 +115,5 @@ pub(crate) fn message_with(
             .carrier_error_code
             .and_then(|c| u32::try_from(c).ok())
             .unwrap_or(0),
-    }
-}
-
-pub(crate) fn number(n: NumberRow) -> PhoneNumber {
-    PhoneNumber {
-        id: n.id.to_string(),
-        organization_id: n.organization_id,
-        number: n.number,
-        region: n.region,
-        number_type: n.number_type.as_str().to_owned(),
-        sms_capable: n.sms_capable,
-        mms_capable: n.mms_capable,
-        voice_capable: n.voice_capable,
-        kind: match n.kind {
-            sms_core::NumberKind::External => ProtoNumberKind::External as i32,
-            sms_core::NumberKind::Internal => ProtoNumberKind::Internal as i32,
-        },
-        owner_user_id: n.owner_user_id.unwrap_or_default(),
-        owner_group_id: n.owner_group_id.unwrap_or_default(),
-        created_at: Some(timestamp(n.created_at)),
-        send_rate: n.send_rate.unwrap_or(0.0),
-        send_burst: n
-            .send_burst
-            .and_then(|b| u32::try_from(b).ok())
-            .unwrap_or(0),
-        source: match n.source {
-            crate::store::NumberSource::Recorded => NumberSource::Recorded as i32,
-            crate::store::NumberSource::Rented => NumberSource::Rented as i32,
-            crate::store::NumberSource::Imported => NumberSource::Imported as i32,
-        },
-        carrier_sid: n.carrier_sid.unwrap_or_default(),
-        carrier_connection: n.carrier_connection.unwrap_or_default(),
     }
 }

@@ -19,11 +19,11 @@ use sqlx::PgPool;
 use crate::error::{ComposerError, Entity};
 use crate::fields::user;
 use crate::media::Media;
-use crate::numbers::Routes;
 use crate::settings::OrgSettings;
 use crate::store::{self, MessageRow};
 use accept::{Handoff, Writer};
 use command::{Content, Horizon, SendCommand};
+use sms_numbers::Routes;
 
 /// What a send returns: the message and notes for the caller.
 pub struct Sent {

@@ -7,8 +7,8 @@ use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
 use crate::error::ComposerError;
-use crate::numbers::SenderCache;
 use crate::store::{self, NumberRow};
+use sms_numbers::SenderCache;
 
 /// The recipient is in a supported country and can take SMS as far as we know.
 pub fn check_recipient(to: &PhoneNumber) -> Result<(), ComposerError> {

@@ -3,21 +3,18 @@
 //! own [`MessageKind`] and [`MediaState`]).
 
 pub mod contacts;
-pub mod groups;
 pub mod history;
 pub mod inbound;
 pub mod media;
 pub mod messages;
-pub mod numbers;
 pub mod settings;
 pub mod templates;
 pub mod usage;
 
-pub use groups::GroupRow;
 pub use history::{HistoryRow, NewHistory};
 pub use media::{MediaRow, MediaState};
 pub use messages::{ListFilter, MessageRow, NewMessage};
-pub use numbers::{NumberRow, NumberSource};
+pub use sms_numbers::store::{NumberRow, NumberSource, groups, numbers};
 pub use templates::TemplateRow;
 pub use usage::{ErroredLeadRow, MessageKind, UsageRow};
 

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use sms_runtime::auth::Caller;
 
 use crate::carrier::{CallError, Carrier};
-use crate::error::{ComposerError, on_constraint};
+use crate::error::{NumbersError, on_constraint};
 use crate::numbers::Numbers;
 use crate::store::{self, NumberRow, NumberSource};
 
@@ -47,16 +47,16 @@ struct Search {
 }
 
 impl TryFrom<&SearchAvailableNumbersRequest> for Search {
-    type Error = ComposerError;
+    type Error = NumbersError;
 
     fn try_from(req: &SearchAvailableNumbersRequest) -> Result<Self, Self::Error> {
         text::check("country", &req.country, 8, Lines::Single)?;
         let country: Region = req
             .country
             .parse()
-            .map_err(|_| ComposerError::InvalidCountry(req.country.clone()))?;
+            .map_err(|_| NumbersError::InvalidCountry(req.country.clone()))?;
         if !country.sms_supported() {
-            return Err(ComposerError::UnsupportedCountry {
+            return Err(NumbersError::UnsupportedCountry {
                 region: country.to_string(),
             });
         }
@@ -64,14 +64,14 @@ impl TryFrom<&SearchAvailableNumbersRequest> for Search {
             Ok(AvailableNumberType::Unspecified | AvailableNumberType::Local) => Category::Local,
             Ok(AvailableNumberType::Mobile) => Category::Mobile,
             Ok(AvailableNumberType::TollFree) => Category::TollFree,
-            Err(_) => return Err(ComposerError::UnknownNumberType(req.r#type)),
+            Err(_) => return Err(NumbersError::UnknownNumberType(req.r#type)),
         };
         text::check("area_code", &req.area_code, 16, Lines::Single)?;
         let area_code = req.area_code.trim();
         let area_code = if area_code.is_empty() {
             None
         } else {
-            let bad = |why| ComposerError::InvalidAreaCode {
+            let bad = |why| NumbersError::InvalidAreaCode {
                 area_code: req.area_code.clone(),
                 why,
             };
@@ -96,7 +96,7 @@ impl TryFrom<&SearchAvailableNumbersRequest> for Search {
         let contains = if contains.is_empty() {
             None
         } else {
-            let bad = |why| ComposerError::InvalidPattern {
+            let bad = |why| NumbersError::InvalidPattern {
                 pattern: req.contains.clone(),
                 why,
             };
@@ -161,18 +161,18 @@ fn category_words(category: Category) -> &'static str {
     }
 }
 
-fn carrier_error(e: CallError) -> ComposerError {
+fn carrier_error(e: CallError) -> NumbersError {
     match e {
-        CallError::Unavailable(why) => ComposerError::CarrierUnavailable(why),
-        CallError::Refused { code, message, .. } => ComposerError::CarrierRefused { code, message },
+        CallError::Unavailable(why) => NumbersError::CarrierUnavailable(why),
+        CallError::Refused { code, message, .. } => NumbersError::CarrierRefused { code, message },
     }
 }
 
 impl Numbers {
-    fn carrier(&self) -> Result<&Carrier, ComposerError> {
+    fn carrier(&self) -> Result<&Carrier, NumbersError> {
         self.carrier
             .as_ref()
-            .ok_or(ComposerError::CarrierNotConfigured)
+            .ok_or(NumbersError::CarrierNotConfigured)
     }
 
     /// Numbers the carrier has for rent, SMS-capable ones first, with the voice-only warning.
@@ -180,7 +180,7 @@ impl Numbers {
         &self,
         _caller: &Caller,
         req: &SearchAvailableNumbersRequest,
-    ) -> Result<Found, ComposerError> {
+    ) -> Result<Found, NumbersError> {
         let search = Search::try_from(req)?;
         let carrier = self.carrier()?;
         let country = search.country.as_str();
@@ -260,7 +260,7 @@ impl Numbers {
         number: &str,
         owner: (Option<&str>, Option<&str>),
         allow_voice_only: bool,
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+    ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         self.take_on(caller, number, owner, Some(allow_voice_only))
             .await
     }
@@ -271,7 +271,7 @@ impl Numbers {
         caller: &Caller,
         number: &str,
         owner: (Option<&str>, Option<&str>),
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+    ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         self.take_on(caller, number, owner, None).await
     }
 
@@ -282,7 +282,7 @@ impl Numbers {
         number: &str,
         owner: (Option<&str>, Option<&str>),
         rent: Option<bool>,
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+    ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         let org = caller.organization_id.as_str();
         text::check(
             "number",
@@ -290,11 +290,10 @@ impl Numbers {
             sms_core::phone::MAX_INPUT_LEN,
             Lines::Single,
         )?;
-        let parsed =
-            PhoneNumber::parse_valid(number, None).map_err(ComposerError::InvalidNumber)?;
+        let parsed = PhoneNumber::parse_valid(number, None).map_err(NumbersError::InvalidNumber)?;
         let region = parsed.region();
         if !region.is_some_and(|r| r.sms_supported()) {
-            return Err(ComposerError::UnsupportedCountry {
+            return Err(NumbersError::UnsupportedCountry {
                 region: region.map(|r| r.to_string()).unwrap_or_default(),
             });
         }
@@ -302,16 +301,16 @@ impl Numbers {
         let carrier = self.carrier()?;
         let e164 = parsed.e164().to_owned();
         if store::numbers::holder(&self.pool, &e164).await?.is_some() {
-            return Err(ComposerError::NumberTaken(e164));
+            return Err(NumbersError::NumberTaken(e164));
         }
         if store::numbers::release_pending(&self.pool, &e164).await? {
-            return Err(ComposerError::NumberUnavailable {
+            return Err(NumbersError::NumberUnavailable {
                 number: e164,
                 why: "it is being given back to the carrier; try again in a minute".to_owned(),
             });
         }
         if !store::numbers::reserve(&self.pool, &e164, org, RENT_STALE_AFTER.as_secs_f64()).await? {
-            return Err(ComposerError::NumberUnavailable {
+            return Err(NumbersError::NumberUnavailable {
                 number: e164,
                 why: "another organization is renting it".to_owned(),
             });
@@ -322,7 +321,7 @@ impl Numbers {
         if let Err(e) = &outcome {
             // A definite failure frees the number; one where the carrier may have acted keeps
             // it for this organization's retry (until it is stale).
-            if !matches!(e, ComposerError::CarrierUnavailable(_)) {
+            if !matches!(e, NumbersError::CarrierUnavailable(_)) {
                 let mut conn = self.pool.acquire().await?;
                 store::numbers::unreserve(&mut conn, &e164, org).await?;
             }
@@ -337,7 +336,7 @@ impl Numbers {
         parsed: &PhoneNumber,
         rent: Option<bool>,
         (owner_user_id, owner_group_id): (Option<String>, Option<String>),
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+    ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         let e164 = parsed.e164();
         let setup = carrier.setup(org, None);
         // Held already: an earlier rent of ours that did not finish, or a number to import.
@@ -354,23 +353,23 @@ impl Numbers {
                 },
             ),
             None => match rent {
-                None => return Err(ComposerError::NotAtCarrier(e164.to_owned())),
+                None => return Err(NumbersError::NotAtCarrier(e164.to_owned())),
                 Some(allow_voice_only) => {
                     let Some(listed) = self.listed(carrier, parsed).await? else {
-                        return Err(ComposerError::NumberUnavailable {
+                        return Err(NumbersError::NumberUnavailable {
                             number: e164.to_owned(),
                             why: "the carrier does not list it as available".to_owned(),
                         });
                     };
                     if !listed.sms && !allow_voice_only {
-                        return Err(ComposerError::VoiceOnlyNumber(e164.to_owned()));
+                        return Err(NumbersError::VoiceOnlyNumber(e164.to_owned()));
                     }
                     let bought = carrier
                         .rent(&carrier.setup(org, Some(e164)))
                         .await
                         .map_err(|e| match e.code() {
                             Some(sms_twilio::numbers::UNAVAILABLE) => {
-                                ComposerError::NumberUnavailable {
+                                NumbersError::NumberUnavailable {
                                     number: e164.to_owned(),
                                     why: "someone else rented it meanwhile".to_owned(),
                                 }
@@ -391,7 +390,7 @@ impl Numbers {
         let mut tx = self.pool.begin().await?;
         store::numbers::insert(&mut tx, &row).await.map_err(|e| {
             on_constraint(e, "numbers_number_key", || {
-                ComposerError::NumberTaken(row.number.clone())
+                NumbersError::NumberTaken(row.number.clone())
             })
         })?;
         store::numbers::unreserve(&mut tx, e164, org).await?;
@@ -408,7 +407,7 @@ impl Numbers {
         &self,
         carrier: &Carrier,
         parsed: &PhoneNumber,
-    ) -> Result<Option<sms_twilio::numbers::Capabilities>, ComposerError> {
+    ) -> Result<Option<sms_twilio::numbers::Capabilities>, NumbersError> {
         let Some(region) = parsed.region() else {
             return Ok(None);
         };
@@ -439,7 +438,7 @@ impl Numbers {
     /// Gives released numbers back to the carrier (only `id`, or a batch): each is locked
     /// while its call is made, so one replica gives each back. A number held again meanwhile
     /// stays with the carrier.
-    pub(crate) async fn give_back(&self, id: Option<Uuid>) -> Result<usize, ComposerError> {
+    pub(crate) async fn give_back(&self, id: Option<Uuid>) -> Result<usize, NumbersError> {
         let carrier = self.carrier()?;
         let mut tx = self.pool.begin().await?;
         let pending = store::numbers::lock_pending_releases(&mut tx, id, 20).await?;

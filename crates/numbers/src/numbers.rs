@@ -16,16 +16,24 @@ use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 
 use crate::carrier::Carrier;
-use crate::error::{ComposerError, Entity, on_constraint};
-use crate::fields::parse_id;
+use crate::error::{Entity, NumbersError, on_constraint};
 use crate::store::{self, GroupRow, NumberRow, NumberSource};
 use sms_feed::Written;
+
+/// Longest id field (ids are UUIDs; anything longer is not one).
+const MAX_ID_FIELD: usize = 64;
+
+/// Parses an id given by a caller in `field`.
+fn parse_id(field: &'static str, id: &str) -> Result<Uuid, NumbersError> {
+    text::check(field, id, MAX_ID_FIELD, Lines::Single)?;
+    Uuid::parse_str(id.trim()).map_err(|_| NumbersError::InvalidId(id.to_owned()))
+}
 
 /// Longest group name.
 pub const MAX_GROUP_NAME: usize = 200;
 
 /// Checks a user id given in a request field.
-fn user_field(field: &'static str, user: &str) -> Result<(), ComposerError> {
+fn user_field(field: &'static str, user: &str) -> Result<(), NumbersError> {
     Ok(text::check(
         field,
         user,
@@ -74,7 +82,7 @@ impl Numbers {
         &self,
         caller: &Caller,
         req: AddNumberRequest,
-    ) -> Result<(NumberRow, Vec<String>), ComposerError> {
+    ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         let org = caller.organization_id.as_str();
         text::check(
             "number",
@@ -83,7 +91,7 @@ impl Numbers {
             Lines::Single,
         )?;
         let parsed =
-            PhoneNumber::parse_valid(&req.number, None).map_err(ComposerError::InvalidNumber)?;
+            PhoneNumber::parse_valid(&req.number, None).map_err(NumbersError::InvalidNumber)?;
         let kind = match req.kind() {
             ProtoNumberKind::External => NumberKind::External,
             ProtoNumberKind::Internal | ProtoNumberKind::Unspecified => NumberKind::Internal,
@@ -150,7 +158,7 @@ impl Numbers {
         let mut tx = self.pool.begin().await?;
         store::numbers::insert(&mut tx, &row).await.map_err(|e| {
             on_constraint(e, "numbers_number_key", || {
-                ComposerError::NumberTaken(row.number.clone())
+                NumbersError::NumberTaken(row.number.clone())
             })
         })?;
         self.announce_number(&mut tx, &row, true).await?;
@@ -166,7 +174,7 @@ impl Numbers {
         org: &str,
         user: Option<&str>,
         group: Option<&str>,
-    ) -> Result<(Option<String>, Option<String>), ComposerError> {
+    ) -> Result<(Option<String>, Option<String>), NumbersError> {
         match (user.map(str::trim), group.map(str::trim)) {
             (Some(u), _) if !u.is_empty() => {
                 user_field("owner_user_id", u)?;
@@ -178,16 +186,16 @@ impl Numbers {
                     .await?
                     .is_empty()
                 {
-                    return Err(ComposerError::NotFound(Entity::Group));
+                    return Err(NumbersError::NotFound(Entity::Group));
                 }
                 Ok((None, Some(id.to_string())))
             }
-            _ => Err(ComposerError::MissingOwner),
+            _ => Err(NumbersError::MissingOwner),
         }
     }
 
     /// The caller's organization's numbers.
-    pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, ComposerError> {
+    pub async fn list_numbers(&self, caller: &Caller) -> Result<Vec<NumberRow>, NumbersError> {
         Ok(store::numbers::list(&self.pool, &caller.organization_id).await?)
     }
 
@@ -196,18 +204,18 @@ impl Numbers {
         &self,
         caller: &Caller,
         number: &str,
-    ) -> Result<NumberRow, ComposerError> {
+    ) -> Result<NumberRow, NumbersError> {
         let org = caller.organization_id.as_str();
-        text::check("number", number, crate::fields::MAX_ID_FIELD, Lines::Single)?;
+        text::check("number", number, MAX_ID_FIELD, Lines::Single)?;
         let found = match Uuid::parse_str(number.trim()) {
             Ok(id) => store::numbers::find_by_id(&self.pool, org, id).await?,
             Err(_) => {
                 let n =
-                    PhoneNumber::parse_valid(number, None).map_err(ComposerError::InvalidNumber)?;
+                    PhoneNumber::parse_valid(number, None).map_err(NumbersError::InvalidNumber)?;
                 store::numbers::find(&self.pool, org, n.e164()).await?
             }
         };
-        found.ok_or(ComposerError::NotFound(Entity::Number))
+        found.ok_or(NumbersError::NotFound(Entity::Number))
     }
 
     /// Sets how fast a number may send (a rate of 0: back to its kind's default), with its
@@ -218,7 +226,7 @@ impl Numbers {
         number: &str,
         per_second: f64,
         burst: u32,
-    ) -> Result<NumberRow, ComposerError> {
+    ) -> Result<NumberRow, NumbersError> {
         let rate = send_rate(per_second, burst)?;
         let row = self.get_number(caller, number).await?;
         let mut tx = self.pool.begin().await?;
@@ -233,8 +241,8 @@ impl Numbers {
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
         row: Option<NumberRow>,
-    ) -> Result<NumberRow, ComposerError> {
-        let row = row.ok_or(ComposerError::NotFound(Entity::Number))?;
+    ) -> Result<NumberRow, NumbersError> {
+        let row = row.ok_or(NumbersError::NotFound(Entity::Number))?;
         self.announce_number(&mut tx, &row, true).await?;
         tx.commit().await?;
         self.outbox.wake();
@@ -250,7 +258,7 @@ impl Numbers {
         caller: &Caller,
         number: &str,
         connection: &str,
-    ) -> Result<NumberRow, ComposerError> {
+    ) -> Result<NumberRow, NumbersError> {
         let connection = self.routes.carrier_connection(connection)?;
         let row = self.get_number(caller, number).await?;
         let mut tx = self.pool.begin().await?;
@@ -269,12 +277,12 @@ impl Numbers {
         &self,
         caller: &Caller,
         number: &str,
-    ) -> Result<NumberRow, ComposerError> {
+    ) -> Result<NumberRow, NumbersError> {
         let row = self.get_number(caller, number).await?;
         // The release and the state that tells every dispatcher, in one transaction.
         let mut tx = self.pool.begin().await?;
         if !store::numbers::release(&mut tx, &caller.organization_id, row.id).await? {
-            return Err(ComposerError::NotFound(Entity::Number));
+            return Err(NumbersError::NotFound(Entity::Number));
         }
         self.announce_number(&mut tx, &row, false).await?;
         tx.commit().await?;
@@ -296,18 +304,18 @@ impl Numbers {
         &self,
         caller: &Caller,
         name: &str,
-    ) -> Result<GroupRow, ComposerError> {
+    ) -> Result<GroupRow, NumbersError> {
         text::check("name", name, MAX_GROUP_NAME, Lines::Single)?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(ComposerError::MissingName);
+            return Err(NumbersError::MissingName);
         }
         let id = Uuid::now_v7();
         store::groups::insert(&self.pool, &caller.organization_id, id, name)
             .await
             .map_err(|e| {
                 on_constraint(e, "groups_name_key", || {
-                    ComposerError::GroupNameTaken(name.to_owned())
+                    NumbersError::GroupNameTaken(name.to_owned())
                 })
             })?;
         Ok(GroupRow {
@@ -324,29 +332,29 @@ impl Numbers {
         group_id: &str,
         user_id: &str,
         member: bool,
-    ) -> Result<GroupRow, ComposerError> {
+    ) -> Result<GroupRow, NumbersError> {
         let org = caller.organization_id.as_str();
         let id = parse_id("group_id", group_id)?;
         user_field("user_id", user_id)?;
         let user_id = user_id.trim();
         if user_id.is_empty() {
-            return Err(ComposerError::MissingUser);
+            return Err(NumbersError::MissingUser);
         }
         if store::groups::list(&self.pool, org, Some(id))
             .await?
             .is_empty()
         {
-            return Err(ComposerError::NotFound(Entity::Group));
+            return Err(NumbersError::NotFound(Entity::Group));
         }
         store::groups::set_member(&self.pool, org, id, user_id, member).await?;
         store::groups::list(&self.pool, org, Some(id))
             .await?
             .pop()
-            .ok_or(ComposerError::NotFound(Entity::Group))
+            .ok_or(NumbersError::NotFound(Entity::Group))
     }
 
     /// The caller's organization's groups.
-    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupRow>, ComposerError> {
+    pub async fn list_groups(&self, caller: &Caller) -> Result<Vec<GroupRow>, NumbersError> {
         Ok(store::groups::list(&self.pool, &caller.organization_id, None).await?)
     }
 }
@@ -401,7 +409,7 @@ impl SenderCache {
 
 /// A send rate as asked for: `None` for a rate of 0 (the default for the number's kind);
 /// otherwise checked, with the burst defaulting to the rate rounded up.
-fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, ComposerError> {
+fn send_rate(per_second: f64, burst: u32) -> Result<Option<(f64, i32)>, NumbersError> {
     if per_second == 0.0 && burst == 0 {
         return Ok(None);
     }
@@ -425,7 +433,7 @@ impl Numbers {
         tx: &mut sqlx::PgConnection,
         row: &NumberRow,
         active: bool,
-    ) -> Result<(), ComposerError> {
+    ) -> Result<(), NumbersError> {
         let state = number_state(row, active);
         self.outbox.add_event(&mut *tx, &state).await?;
         let event_id = state
@@ -435,7 +443,7 @@ impl Numbers {
             .unwrap_or("");
         sms_feed::store::feed::append(
             tx,
-            &[crate::feed::number_entry(
+            &[number_entry(
                 &row.organization_id,
                 event_id,
                 &row.number,
@@ -492,7 +500,7 @@ pub struct Routes {
 impl Routes {
     /// A carrier connection named in a request: `None` for empty (the default), refused when
     /// the platform has no such connection.
-    pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, ComposerError> {
+    pub(crate) fn carrier_connection(&self, name: &str) -> Result<Option<String>, NumbersError> {
         text::check(
             "carrier_connection",
             name,
@@ -504,7 +512,7 @@ impl Routes {
             return Ok(None);
         }
         if !self.connections.iter().any(|c| c == name) {
-            return Err(ComposerError::UnknownCarrierConnection {
+            return Err(NumbersError::UnknownCarrierConnection {
                 name: name.chars().take(64).collect(),
                 known: self.connections.clone(),
             });
@@ -514,7 +522,7 @@ impl Routes {
 
     /// The SMPP connection `number` sends through (text only), if it does: any connection but
     /// Twilio's, or the default when that is SMPP.
-    pub(crate) fn text_only(&self, number: &NumberRow) -> Option<String> {
+    pub fn text_only(&self, number: &NumberRow) -> Option<String> {
         match number.carrier_connection.as_deref() {
             Some(TWILIO_CONNECTION) => None,
             Some(other) => Some(other.to_owned()),
@@ -522,4 +530,23 @@ impl Routes {
             None => None,
         }
     }
+}
+
+/// One of the organization's numbers changed.
+fn number_entry(
+    organization_id: &str,
+    event_id: &str,
+    number: &str,
+    active: bool,
+) -> sms_feed::NewEntry {
+    sms_feed::entries::entry(
+        organization_id,
+        event_id,
+        Utc::now(),
+        "number.changed",
+        sms_proto::v1::feed_event::Event::Number(sms_proto::v1::FeedNumber {
+            number: number.to_owned(),
+            active,
+        }),
+    )
 }
