@@ -7,27 +7,12 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::Sim;
+use crate::sim::{ReceivedHook, Sim};
 
 /// Deliveries kept (the oldest go first).
 const KEPT: usize = 1000;
-
-/// A webhook the endpoint received.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReceivedHook {
-    /// `webhook-id`.
-    pub id: String,
-    /// `webhook-timestamp`.
-    pub timestamp: i64,
-    /// `webhook-signature`.
-    pub signature: String,
-    /// The body.
-    pub body: String,
-    /// Whether the signature is the secret's, when one was given to the listing.
-    pub signature_valid: Option<bool>,
-}
 
 fn header(h: &HeaderMap, name: &str) -> String {
     h.get(name)
@@ -72,7 +57,7 @@ pub(crate) async fn list(
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     if !sim.controlled_by(&headers) {
-        return crate::control_refused();
+        return crate::sim::control_refused();
     }
     let mut all = sim.lock_hooks().clone();
     if !q.secret.is_empty() {

@@ -22,8 +22,7 @@
 //!   a command the bind may not send.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -31,7 +30,6 @@ use rusmpp::pdus::{DeliverSm, QuerySmResp, SubmitSmResp};
 use rusmpp::types::{COctetString, EmptyOrFullCOctetString};
 use rusmpp::values::MessageState as State;
 use rusmpp::{Command, CommandStatus, Pdu};
-use serde::Serialize;
 use sms_smpp::codec::{Frame, Framing, generic_nack, is_response};
 use sms_smpp::parts::PartSettings;
 use sms_smpp::pdu::Address;
@@ -43,111 +41,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use crate::{RecordedRequest, Sim};
-
-/// How the SMSC quotes a message's id in its receipts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub enum ReceiptIds {
-    /// As the `submit_sm_resp` gave it (hexadecimal, upper case).
-    #[default]
-    AsAnswered,
-    /// The same number in decimal.
-    Decimal,
-    /// Hexadecimal, lower case, padded with zeros to 16 digits.
-    ZeroPadded,
-}
-
-/// How the SMSC's side behaves (part of [`crate::Behaviour`]).
-#[derive(Debug, Clone, Default)]
-pub struct SmppBehaviour {
-    /// How receipts quote ids.
-    pub receipt_ids: ReceiptIds,
-    /// Recipients whose receipt is sent before the `submit_sm_resp` (on the same bind).
-    pub receipt_first: std::collections::HashSet<String>,
-    /// Receipts go to a receiving bind other than the one that submitted, when there is one.
-    pub receipts_elsewhere: bool,
-    /// A contact's long message comes last part first.
-    pub mo_reversed: bool,
-    /// Our numbers whose contacts' messages come over SMPP ([`crate::Sim::reply`]).
-    pub numbers: std::collections::HashSet<String>,
-    /// Every number's contacts' messages come over SMPP.
-    pub all_numbers: bool,
-}
-
-/// One `submit_sm` as the SMSC took (or refused) it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubmittedPart {
-    /// The system id of the bind.
-    pub system_id: String,
-    /// Which bind (a number per connection).
-    pub bind: u64,
-    /// Sender, as we write numbers.
-    pub from: String,
-    /// Recipient.
-    pub to: String,
-    /// `data_coding`.
-    pub data_coding: u8,
-    /// `esm_class`.
-    pub esm_class: u8,
-    /// The part's text, as read back.
-    pub text: String,
-    /// (reference, total, seq) when it is a part of a longer message.
-    pub part_of: Option<(u16, u8, u8)>,
-    /// `validity_period`.
-    pub validity_period: String,
-    /// The id given; `None` when refused.
-    pub message_id: Option<String>,
-    /// The `command_status` answered (0: taken).
-    pub command_status: u32,
-    /// When it came, in milliseconds since the epoch.
-    pub received_at_ms: u64,
-}
-
-/// A bind's way in: what the SMSC sends it.
-enum Outgoing {
-    Command(Command),
-    Deliver(DeliverSm, oneshot::Sender<CommandStatus>),
-}
-
-struct BindHandle {
-    id: u64,
-    system_id: String,
-    receives: bool,
-    out: mpsc::UnboundedSender<Outgoing>,
-}
-
-/// A message the SMSC took, by its number.
-struct Taken {
-    state: MessageState,
-    error: Option<String>,
-}
-
-/// A long message's parts: (system id, from, to, reference).
-type PartsKey = (String, String, String, u16);
-/// A part's text and the id it was given.
-type PartText = (String, String);
-
-/// The SMSC's state, inside [`Sim`].
-#[derive(Default)]
-pub(crate) struct Smsc {
-    binds: Mutex<Vec<BindHandle>>,
-    next_bind: AtomicU64,
-    next_id: AtomicU64,
-    taken: Mutex<HashMap<u64, Taken>>,
-    /// Parts of messages being put back together: (system id, from, to, reference) → texts.
-    assembling: Mutex<HashMap<PartsKey, Vec<Option<PartText>>>>,
-    parts: Mutex<Vec<SubmittedPart>>,
-    /// Cancelled to cut every connection; replaced after.
-    cut: Mutex<CancellationToken>,
-    /// `deliver_sm`s acknowledged with status 0 (receipts and contacts' messages).
-    acknowledged: AtomicU64,
-    /// Receipts waiting for a bind to take them.
-    waiting: AtomicU32,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sim::{RecordedRequest, Sim};
+use crate::smsc_state::{BindHandle, Outgoing, ReceiptIds, SubmittedPart, Taken, lock};
 
 /// `ESME_RINVCMDLEN`.
 const INVALID_LENGTH: u32 = 0x02;
@@ -774,7 +669,7 @@ impl Sim {
     /// Offers `pdu` to the first SMPP account's receiving binds for up to 30 s: `true` once one
     /// takes it, `false` when a bind refuses it for good.
     async fn offer(&self, pdu: DeliverSm) -> Result<bool, String> {
-        let system_id = crate::first_key(&self.inner.config.smpp_accounts)
+        let system_id = crate::config::first_key(&self.inner.config.smpp_accounts)
             .ok_or("no SMPP account is configured")?;
         let patience = Duration::from_secs(30);
         tokio::time::timeout(patience, self.deliver_until_taken(&system_id, pdu, None))

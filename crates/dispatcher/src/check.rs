@@ -11,8 +11,10 @@ use sms_core::Reason;
 use sms_proto::events::v1::{OutboundMessage, StatusCheck};
 use uuid::Uuid;
 
+use crate::batches::db_retry;
+use crate::send::Dispatcher;
 use crate::store::SendState;
-use crate::{Dispatcher, db_retry, events, store};
+use crate::{events, store};
 
 fn count(outcome: &'static str) {
     metrics::counter!(sms_runtime::metrics::STATUS_CHECKS, "outcome" => outcome).increment(1);

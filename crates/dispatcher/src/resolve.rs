@@ -45,9 +45,11 @@ use sms_proto::events::v1::OutboundMessage;
 use sms_runtime::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
 
+use crate::carrier::CarrierError;
 use crate::carrier::{Resolution, Unanswered};
+use crate::events;
+use crate::send::Dispatcher;
 use crate::store::{self, InDoubt};
-use crate::{CarrierError, Dispatcher, events};
 
 /// Sends taken per round.
 const BATCH: i64 = 200;
@@ -316,7 +318,7 @@ impl Dispatcher {
                 }
                 // Not sooner than a lease: should the carrier have taken it after all, its record
                 // must be old enough for the next lookup to consider it.
-                let delay = crate::carrier_retry_delay(reason, attempts + 1, retry_after)
+                let delay = crate::rules::carrier_retry_delay(reason, attempts + 1, retry_after)
                     .max(self.in_doubt_after);
                 store::recheck_at(&self.pool, id, row.checks, delay, attempts, &detail, true).await
             }
@@ -326,7 +328,7 @@ impl Dispatcher {
                 detail,
                 retry_after,
             }) => {
-                let delay = crate::carrier_retry_delay(
+                let delay = crate::rules::carrier_retry_delay(
                     Reason::CarrierUnavailable,
                     row.attempts + 1,
                     retry_after,

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request, Response, Status};
 
-use crate::{Change, OptOutRow, Registry};
+use crate::registry::{Change, OptOutRow, Registry};
 
 /// Serves `OptOuts` (plus health and reflection) on `listener` until `shutdown`.
 pub async fn serve(

@@ -8,12 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+/// A free TCP port on 127.0.0.1 for a process to listen on (bound and released). Taken at
+/// random below the kernel's ephemeral range (32768 and up on Linux): a port the kernel hands
+/// out (to another test's listener on port 0, or as the local end of any outgoing connection)
+/// could be taken between this call and the process's bind, and was (a chaos run's service
+/// found its port in use).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    for _ in 0..1000 {
+        let port = fastrand::u16(10_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 10000 and 32000 after 1000 tries")
 }
 
 /// A scratch directory, removed on drop.
