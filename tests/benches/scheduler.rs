@@ -37,6 +37,7 @@ async fn seed(pool: &sqlx::PgPool, times: &[DateTime<Utc>]) {
                 to: "+12015550123".into(),
                 body: "benchmark message".into(),
                 encoding: "GSM-7".into(),
+                encoding_type: sms_proto::v1::Encoding::Gsm7 as i32,
                 segments: 1,
                 allow_opted_out: false,
                 media_urls: Vec::new(),

@@ -2,13 +2,13 @@
 
 use std::time::SystemTime;
 
-use sms_core::Status;
+use sms_core::{Encoding, Reason, Status};
 use sms_proto::events::v1::{
-    AutoReply, CarrierOptOut, EventMeta, InboundReceived, InboundStored, MessageAccepted,
-    MessageDue, MessageScheduled, NumberChanged, OptOutChanged, OutboundMessage, StatusChanged,
-    StatusCheck,
+    AutoReply, AutoReplyKind, CarrierOptOut, EventMeta, InboundReceived, InboundStored,
+    MessageAccepted, MessageDue, MessageScheduled, NumberChanged, OptOutChanged, OutboundMessage,
+    ScheduleCommandReply, ScheduleState, StatusChanged, StatusCheck,
 };
-use sms_proto::v1::MessageStatus;
+use sms_proto::v1::{Encoding as ProtoEncoding, FailureReason, MessageStatus};
 use uuid::Uuid;
 
 use crate::{StateKind, Subjects};
@@ -209,6 +209,138 @@ pub fn status_to_proto(s: Status) -> MessageStatus {
     }
 }
 
+/// The protobuf reason of a catalogue reason.
+pub fn reason_to_proto(r: Reason) -> FailureReason {
+    match r {
+        Reason::OptedOut => FailureReason::OptedOut,
+        Reason::NotSmsCapable => FailureReason::NotSmsCapable,
+        Reason::SenderUnavailable => FailureReason::SenderUnavailable,
+        Reason::FilteredAsSpam => FailureReason::FilteredAsSpam,
+        Reason::Unreachable => FailureReason::Unreachable,
+        Reason::UnknownDestination => FailureReason::UnknownDestination,
+        Reason::Blocked => FailureReason::Blocked,
+        Reason::QueueOverflow => FailureReason::QueueOverflow,
+        Reason::RateLimited => FailureReason::RateLimited,
+        Reason::InvalidRecipient => FailureReason::InvalidRecipient,
+        Reason::InvalidSender => FailureReason::InvalidSender,
+        Reason::RegionNotEnabled => FailureReason::RegionNotEnabled,
+        Reason::AccountProblem => FailureReason::AccountProblem,
+        Reason::Expired => FailureReason::Expired,
+        Reason::UnknownCarrierError => FailureReason::UnknownCarrierError,
+        Reason::CarrierUnavailable => FailureReason::CarrierUnavailable,
+        Reason::MediaRejected => FailureReason::MediaRejected,
+        Reason::InvalidMessage => FailureReason::InvalidMessage,
+    }
+}
+
+/// The catalogue reason of a protobuf reason (none for unspecified).
+pub fn reason_from_proto(r: FailureReason) -> Option<Reason> {
+    Some(match r {
+        FailureReason::Unspecified => return None,
+        FailureReason::OptedOut => Reason::OptedOut,
+        FailureReason::NotSmsCapable => Reason::NotSmsCapable,
+        FailureReason::SenderUnavailable => Reason::SenderUnavailable,
+        FailureReason::FilteredAsSpam => Reason::FilteredAsSpam,
+        FailureReason::Unreachable => Reason::Unreachable,
+        FailureReason::UnknownDestination => Reason::UnknownDestination,
+        FailureReason::Blocked => Reason::Blocked,
+        FailureReason::QueueOverflow => Reason::QueueOverflow,
+        FailureReason::RateLimited => Reason::RateLimited,
+        FailureReason::InvalidRecipient => Reason::InvalidRecipient,
+        FailureReason::InvalidSender => Reason::InvalidSender,
+        FailureReason::RegionNotEnabled => Reason::RegionNotEnabled,
+        FailureReason::AccountProblem => Reason::AccountProblem,
+        FailureReason::Expired => Reason::Expired,
+        FailureReason::UnknownCarrierError => Reason::UnknownCarrierError,
+        FailureReason::CarrierUnavailable => Reason::CarrierUnavailable,
+        FailureReason::MediaRejected => Reason::MediaRejected,
+        FailureReason::InvalidMessage => Reason::InvalidMessage,
+    })
+}
+
+/// Sets a status event's reason: the typed field, and the name the previous release reads.
+pub fn set_reason(e: &mut StatusChanged, reason: Option<Reason>) {
+    e.failure_reason = reason.map_or(FailureReason::Unspecified, reason_to_proto) as i32;
+    e.reason = reason.map(|r| r.as_str().to_owned()).unwrap_or_default();
+}
+
+/// A status event's reason: the typed field, or (an event from the previous release) the
+/// catalogue name it carried.
+pub fn event_reason(e: &StatusChanged) -> Option<Reason> {
+    FailureReason::try_from(e.failure_reason)
+        .ok()
+        .and_then(reason_from_proto)
+        .or_else(|| Reason::parse(&e.reason))
+}
+
+/// The protobuf encoding of a text's encoding.
+pub fn encoding_to_proto(e: Encoding) -> ProtoEncoding {
+    match e {
+        Encoding::Gsm7 => ProtoEncoding::Gsm7,
+        Encoding::Ucs2 => ProtoEncoding::Ucs2,
+    }
+}
+
+/// Sets an outbound message's encoding: the typed field, and the name the previous release
+/// reads.
+pub fn set_encoding(m: &mut OutboundMessage, encoding: Encoding) {
+    m.encoding_type = encoding_to_proto(encoding) as i32;
+    m.encoding = encoding.as_str().to_owned();
+}
+
+/// A schedule's state by its name in the scheduler's table (and the previous release's
+/// replies); unknown for anything else.
+pub fn schedule_state_from_name(name: &str) -> ScheduleState {
+    match name {
+        "pending" => ScheduleState::Pending,
+        "firing" => ScheduleState::Firing,
+        "fired" => ScheduleState::Fired,
+        "canceled" => ScheduleState::Canceled,
+        _ => ScheduleState::Unknown,
+    }
+}
+
+/// A schedule state's name: in the scheduler's table, in the previous release's replies, and
+/// in what callers are told.
+pub fn schedule_state_name(s: ScheduleState) -> &'static str {
+    match s {
+        ScheduleState::Pending => "pending",
+        ScheduleState::Firing => "firing",
+        ScheduleState::Fired => "fired",
+        ScheduleState::Canceled => "canceled",
+        ScheduleState::Unknown | ScheduleState::Unspecified => "unknown",
+    }
+}
+
+/// A scheduler's reply's state: the typed field, or the previous release's name.
+pub fn reply_state(r: &ScheduleCommandReply) -> ScheduleState {
+    match ScheduleState::try_from(r.schedule_state) {
+        Ok(ScheduleState::Unspecified) | Err(_) => schedule_state_from_name(&r.state),
+        Ok(s) => s,
+    }
+}
+
+/// An auto-reply kind's name (stored with the reply it sent, and the previous release's).
+pub fn auto_reply_kind_name(k: AutoReplyKind) -> &'static str {
+    match k {
+        AutoReplyKind::Help => "help",
+        AutoReplyKind::OptOutConfirmation => "opt_out_confirmation",
+        AutoReplyKind::Unspecified => "",
+    }
+}
+
+/// An auto-reply's kind: the typed field, or the previous release's name.
+pub fn auto_reply_kind(e: &AutoReply) -> AutoReplyKind {
+    match AutoReplyKind::try_from(e.reply_kind) {
+        Ok(AutoReplyKind::Unspecified) | Err(_) => match e.kind.as_str() {
+            "help" => AutoReplyKind::Help,
+            "opt_out_confirmation" => AutoReplyKind::OptOutConfirmation,
+            _ => AutoReplyKind::Unspecified,
+        },
+        Ok(k) => k,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +383,46 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(e.subject(&Subjects::new("x")), "x.status.delivered");
+    }
+
+    #[test]
+    fn reasons_round_trip_and_old_events_are_read_by_name() {
+        for r in sms_core::reason::ALL_REASONS {
+            assert_eq!(reason_from_proto(reason_to_proto(r)), Some(r));
+            // The value's name is the catalogue's name, prefixed.
+            assert_eq!(
+                reason_to_proto(r).as_str_name(),
+                format!("FAILURE_REASON_{}", r.as_str().to_ascii_uppercase())
+            );
+            let mut e = StatusChanged::default();
+            set_reason(&mut e, Some(r));
+            assert_eq!(event_reason(&e), Some(r));
+            let old = StatusChanged {
+                reason: r.as_str().to_owned(),
+                ..Default::default()
+            };
+            assert_eq!(event_reason(&old), Some(r));
+        }
+        assert_eq!(event_reason(&StatusChanged::default()), None);
+        for s in [
+            ScheduleState::Pending,
+            ScheduleState::Firing,
+            ScheduleState::Fired,
+            ScheduleState::Canceled,
+            ScheduleState::Unknown,
+        ] {
+            let old = ScheduleCommandReply {
+                state: schedule_state_name(s).to_owned(),
+                ..Default::default()
+            };
+            assert_eq!(reply_state(&old), s);
+        }
+        for k in [AutoReplyKind::Help, AutoReplyKind::OptOutConfirmation] {
+            let old = AutoReply {
+                kind: auto_reply_kind_name(k).to_owned(),
+                ..Default::default()
+            };
+            assert_eq!(auto_reply_kind(&old), k);
+        }
     }
 }

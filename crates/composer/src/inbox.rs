@@ -233,7 +233,12 @@ impl Inbox {
         };
         let (body, _) = storable(&e.body);
         sms_core::validate_body(&body).map_err(|err| HandleError::Permanent(err.to_string()))?;
-        let (kind, _) = storable(&e.kind);
+        let kind = match sms_bus::auto_reply_kind(e) {
+            sms_proto::events::v1::AutoReplyKind::Unspecified => {
+                return Err(HandleError::Permanent("auto-reply of no known kind".into()));
+            }
+            k => sms_bus::auto_reply_kind_name(k),
+        };
         let counted = sms_core::count(&body);
         let now = Utc::now();
         // The id follows from the event, so a redelivered event cannot send a second reply.

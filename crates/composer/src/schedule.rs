@@ -6,6 +6,7 @@ use std::time::Duration;
 use prost::Message as _;
 use sms_core::Status;
 use sms_core::schedule::ScheduleError;
+use sms_proto::events::v1::ScheduleState;
 use sms_proto::events::v1::{
     ScheduleCommand, ScheduleCommandReply, StatusChanged, StatusSource, schedule_command,
 };
@@ -203,7 +204,8 @@ impl Scheduling {
         if !reply.error.is_empty() {
             return Err(ComposerError::SchedulerUnavailable(reply.error));
         }
-        if !reply.done && reply.state == "unknown" {
+        let state = sms_bus::reply_state(&reply);
+        if !reply.done && state == ScheduleState::Unknown {
             // Ours says scheduled, the scheduler has no such schedule: its event is late (a
             // scheduler far behind). Nothing was done; trying again later is safe.
             return Err(ComposerError::SchedulerUnavailable(
@@ -211,7 +213,9 @@ impl Scheduling {
             ));
         }
         if !reply.done {
-            return Err(ComposerError::AlreadyFired { state: reply.state });
+            return Err(ComposerError::AlreadyFired {
+                state: sms_bus::schedule_state_name(state).to_owned(),
+            });
         }
         Ok(())
     }

@@ -129,7 +129,11 @@ fn fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
     };
     store::HistoryRow {
         status: to,
-        reason: text(&e.reason),
+        // The catalogue's reason (the typed field, or an older producer's name); other text as
+        // it came, sanitized.
+        reason: sms_bus::event_reason(e)
+            .map(|r| r.as_str().to_owned())
+            .or_else(|| text(&e.reason)),
         carrier_error_code: (e.carrier_error_code != 0)
             .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX)),
         occurred_at: e

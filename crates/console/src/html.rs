@@ -137,10 +137,10 @@ pub fn status_name(status: i32) -> String {
 /// A status badge, coloured by what it means.
 pub fn status_badge(status: i32) -> Markup {
     let name = status_name(status);
-    let class = match name.as_str() {
-        "delivered" | "received" => "badge ok",
-        "failed" | "undelivered" => "badge bad",
-        "canceled" => "badge off",
+    let class = match MessageStatus::try_from(status) {
+        Ok(MessageStatus::Delivered | MessageStatus::Received) => "badge ok",
+        Ok(MessageStatus::Failed | MessageStatus::Undelivered) => "badge bad",
+        Ok(MessageStatus::Canceled) => "badge off",
         _ => "badge",
     };
     html! { span class=(class) data-status=(name) { (name) } }

@@ -23,6 +23,10 @@ pub(crate) fn status(
         )),
         status: sms_bus::status_to_proto(status) as i32,
         reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+        failure_reason: reason.map_or(
+            sms_proto::v1::FailureReason::Unspecified,
+            sms_bus::reason_to_proto,
+        ) as i32,
         carrier_sid: String::new(),
         carrier_error_code: code.unwrap_or(0),
         detail: detail.to_owned(),
@@ -102,6 +106,10 @@ pub(crate) fn from_record(
         )),
         status: sms_bus::status_to_proto(status) as i32,
         reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+        failure_reason: reason.map_or(
+            sms_proto::v1::FailureReason::Unspecified,
+            sms_bus::reason_to_proto,
+        ) as i32,
         carrier_sid: record.sid.clone(),
         carrier_error_code: record.error_code.unwrap_or(0),
         detail: "as the carrier's records show it".to_owned(),

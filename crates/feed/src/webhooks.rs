@@ -596,7 +596,7 @@ impl Webhooks {
             response: response.chars().take(1024).collect(),
             retry,
         };
-        metrics::counter!(sms_runtime::metrics::WEBHOOK_ATTEMPTS, "outcome" => attempted.outcome())
+        metrics::counter!(sms_runtime::metrics::WEBHOOK_ATTEMPTS, "outcome" => attempted.outcome().as_str())
             .increment(1);
         let disable_before = Utc::now()
             - chrono::Duration::from_std(config.disable_after).unwrap_or(chrono::Duration::MAX);

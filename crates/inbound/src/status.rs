@@ -76,11 +76,7 @@ pub(crate) async fn status_callback(
             return StatusCode::OK.into_response();
         };
         let code = callback.error_code.unwrap_or(0);
-        let reason = if code != 0 || status.is_error() {
-            sms_twilio::errors::reason(code).as_str().to_owned()
-        } else {
-            String::new()
-        };
+        let reason = (code != 0 || status.is_error()).then(|| sms_twilio::errors::reason(code));
         let event = StatusChanged {
             meta: Some(sms_bus::meta(
                 sms_bus::carrier_status_event_id(
@@ -94,7 +90,11 @@ pub(crate) async fn status_callback(
                 &mid,
             )),
             status: sms_bus::status_to_proto(status) as i32,
-            reason,
+            reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            failure_reason: reason.map_or(
+                sms_proto::v1::FailureReason::Unspecified,
+                sms_bus::reason_to_proto,
+            ) as i32,
             carrier_sid: callback.message_sid.clone(),
             carrier_error_code: code,
             detail: String::new(),

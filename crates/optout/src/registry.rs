@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use sms_bus::HandleError;
 use sms_core::{Keyword, PhoneNumber};
-use sms_proto::events::v1::{AutoReply, CarrierOptOut, InboundReceived, OptOutChanged};
+use sms_proto::events::v1::{
+    AutoReply, AutoReplyKind, CarrierOptOut, InboundReceived, OptOutChanged,
+};
 use sms_runtime::outbox::Outbox;
 use sqlx::{PgConnection, PgPool};
 
@@ -115,7 +117,7 @@ impl Registry {
                         &e,
                         contact.e164(),
                         &confirmation,
-                        "opt_out_confirmation",
+                        AutoReplyKind::OptOutConfirmation,
                     )
                     .await?;
                 }
@@ -128,7 +130,7 @@ impl Registry {
             }
             Some(Keyword::Help) => {
                 let (help, _) = replies(&mut tx, org).await.map_err(retry)?;
-                self.reply(&mut tx, org, &e, contact.e164(), &help, "help")
+                self.reply(&mut tx, org, &e, contact.e164(), &help, AutoReplyKind::Help)
                     .await?;
             }
             None => {}
@@ -181,18 +183,20 @@ impl Registry {
         e: &InboundReceived,
         contact: &str,
         body: &str,
-        kind: &str,
+        kind: AutoReplyKind,
     ) -> Result<(), HandleError> {
+        let name = sms_bus::auto_reply_kind_name(kind);
         let event = AutoReply {
             meta: Some(sms_bus::meta(
-                sms_bus::stable_event_id(&[&e.carrier_sid, kind]),
+                sms_bus::stable_event_id(&[&e.carrier_sid, name]),
                 org,
                 "",
             )),
             from: e.to.clone(),
             to: contact.to_owned(),
             body: body.to_owned(),
-            kind: kind.to_owned(),
+            kind: name.to_owned(),
+            reply_kind: kind as i32,
         };
         self.outbox.add_event(tx, &event).await.map_err(retry)
     }

@@ -19,7 +19,7 @@ use sms_bus::{Bus, ConsumerKind, HandleError};
 use sms_core::Status;
 use sms_proto::events::v1::{
     MessageDue, MessageScheduled, OutboundMessage, ScheduleCommand, ScheduleCommandReply,
-    StatusChanged, schedule_command,
+    ScheduleState, StatusChanged, schedule_command,
 };
 use sms_runtime::outbox::Outbox;
 use sms_runtime::{CommonConfig, ConfigError, Env};
@@ -240,8 +240,9 @@ impl Scheduler {
             )
             .fetch_optional(&mut *tx)
             .await?;
-            match current.as_deref() {
-                Some("pending") => {
+            // The table's words, read into the state once.
+            match current.as_deref().map(sms_bus::schedule_state_from_name) {
+                Some(ScheduleState::Pending) => {
                     let state = sqlx::query_scalar!(
                         "UPDATE scheduler.scheduled
                          SET state = CASE WHEN $2 THEN 'canceled' ELSE state END,
@@ -254,9 +255,9 @@ impl Scheduler {
                     )
                     .fetch_one(&mut *tx)
                     .await?;
-                    outcome = Some((true, state));
+                    outcome = Some((true, sms_bus::schedule_state_from_name(&state)));
                 }
-                Some(other) => outcome = Some((false, other.to_owned())),
+                Some(other) => outcome = Some((false, other)),
                 None if may_be_coming => {
                     let placed = sqlx::query_scalar!(
                         "INSERT INTO scheduler.scheduled
@@ -273,20 +274,20 @@ impl Scheduler {
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some(state) = placed {
-                        outcome = Some((true, state));
+                        outcome = Some((true, sms_bus::schedule_state_from_name(&state)));
                     }
                 }
                 None => {
                     tracing::info!(message_id = %id, "schedule command for a schedule this scheduler never had; nothing done");
-                    outcome = Some((false, "unknown".to_owned()));
+                    outcome = Some((false, ScheduleState::Unknown));
                 }
             }
             if outcome.is_some() {
                 break;
             }
         }
-        let (done, state) = outcome.unwrap_or_else(|| (false, "unknown".to_owned()));
-        if done && state == "canceled" {
+        let (done, state) = outcome.unwrap_or((false, ScheduleState::Unknown));
+        if done && state == ScheduleState::Canceled {
             let event = StatusChanged {
                 meta: Some(sms_bus::meta(
                     sms_bus::stable_event_id(&[&meta.message_id, "canceled"]),
@@ -304,7 +305,8 @@ impl Scheduler {
         self.wake.notify_one();
         Ok(ScheduleCommandReply {
             done,
-            state,
+            state: sms_bus::schedule_state_name(state).to_owned(),
+            schedule_state: state as i32,
             error: String::new(),
         })
     }

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sms_bus::Encoded;
+use sms_proto::events::v1::AutoReplyKind;
 use sms_proto::events::v1::{MessageAccepted, MessageScheduled, OutboundMessage};
 use sms_runtime::batch::Batcher;
 use sms_runtime::outbox::Outbox;
@@ -182,7 +183,11 @@ fn outbound(
 ) -> OutboundMessage {
     OutboundMessage {
         // Only the opt-out confirmation may reach a contact who just opted out.
-        allow_opted_out: m.user_id == format!("{}:opt_out_confirmation", AUTO_REPLY_USER),
+        allow_opted_out: m.user_id
+            == format!(
+                "{AUTO_REPLY_USER}:{}",
+                sms_bus::auto_reply_kind_name(AutoReplyKind::OptOutConfirmation)
+            ),
         message_id: m.id.to_string(),
         organization_id: m.organization_id.clone(),
         user_id: m.user_id.clone(),
@@ -190,6 +195,7 @@ fn outbound(
         to: m.to_number.clone(),
         body: m.body.clone(),
         encoding: m.encoding.as_str().to_owned(),
+        encoding_type: sms_bus::encoding_to_proto(m.encoding) as i32,
         segments: u32::try_from(m.segments).unwrap_or(0),
         media_urls: Vec::new(),
         valid_until: valid_from.map(|from| prost_types::Timestamp {

@@ -314,13 +314,36 @@ pub struct Attempted {
     pub retry: Option<Option<DateTime<Utc>>>,
 }
 
+/// What became of an attempt: as recorded (its word in `webhook_attempts.outcome`), listed
+/// and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// It failed and will be tried again.
+    Retrying,
+    /// It failed and its retries are spent.
+    Failed,
+}
+
+impl Outcome {
+    /// Its word in the table, the API and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retrying => "retrying",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 impl Attempted {
-    /// `delivered`, `retrying` or `failed`: as recorded, listed and counted.
-    pub fn outcome(&self) -> &'static str {
+    /// What became of it.
+    pub fn outcome(&self) -> Outcome {
         match self.retry {
-            None => "delivered",
-            Some(Some(_)) => "retrying",
-            Some(None) => "failed",
+            None => Outcome::Delivered,
+            Some(Some(_)) => Outcome::Retrying,
+            Some(None) => Outcome::Failed,
         }
     }
 }
@@ -350,7 +373,7 @@ pub async fn record(
         a.http_status,
         a.error,
         a.response,
-        outcome,
+        outcome.as_str(),
         next
     )
     .execute(&mut *tx)
@@ -364,12 +387,12 @@ pub async fn record(
         due.endpoint_id,
         due.event_id,
         due.attempt,
-        outcome,
+        outcome.as_str(),
         next
     )
     .execute(&mut *tx)
     .await?;
-    let disabled = if outcome == "delivered" {
+    let disabled = if outcome == Outcome::Delivered {
         sqlx::query!(
             "UPDATE composer.webhook_endpoints SET failing_since = NULL
              WHERE id = $1 AND failing_since IS NOT NULL",
