@@ -262,6 +262,10 @@ async fn an_inbound_mms_stores_both_images_byte_for_byte() {
     assert_eq!(m.body, "photos from the site visit");
     for (a, expected) in m.attachments.iter().zip([&first, &second]) {
         assert_eq!(a.state, "stored");
+        assert_eq!(
+            a.attachment_state,
+            sms_proto::v1::AttachmentState::Stored as i32
+        );
         let got = client
             .get_media(as_user(GetMediaRequest { id: a.id.clone() }))
             .await

@@ -60,6 +60,7 @@ async fn a_message_is_delivered_with_its_lifecycle_and_segments() {
     .await;
     let expected = sms_core::count(body);
     assert_eq!(m.encoding, "UCS-2");
+    assert_eq!(m.encoding_type, sms_proto::v1::Encoding::Ucs2 as i32);
     assert_eq!(m.segments as usize, expected.segments);
     assert_eq!(m.characters as usize, expected.units);
     assert!(m.carrier_sid.starts_with("SM"), "{}", m.carrier_sid);
@@ -103,6 +104,10 @@ async fn landline_and_spam_fail_with_their_reasons_and_are_not_retried() {
         MessageStatus::Failed
     );
     assert_eq!(a.reason, "not_sms_capable");
+    assert_eq!(
+        a.failure_reason,
+        sms_proto::v1::FailureReason::NotSmsCapable as i32
+    );
     assert_eq!(a.carrier_error_code, 30006);
     let b = stack
         .wait_final(&mut client, &b.into_inner().message.unwrap().id)

@@ -412,6 +412,10 @@ async fn templates_are_validated_private_or_shared_previewed_and_sent() {
         (2, 1, 1)
     );
     assert_eq!(long.smart_encoding, "GSM-7");
+    assert_eq!(
+        long.smart_encoding_type,
+        sms_proto::v1::Encoding::Gsm7 as i32
+    );
 
     // Send with a template: the stored and sent body is the rendered one.
     let mut client = stack.messaging().await;
@@ -490,6 +494,16 @@ async fn usage_filters_and_errored_leads() {
         .unwrap()
         .into_inner()
         .rows;
+    use sms_proto::v1::{Encoding, MessageKind};
+    assert!(
+        usage
+            .iter()
+            .all(|u| u.message_kind == MessageKind::Sms as i32)
+    );
+    assert_eq!(
+        usage.iter().map(|u| u.encoding_type).collect::<Vec<_>>(),
+        [Encoding::Gsm7 as i32, Encoding::Ucs2 as i32]
+    );
     let rows: Vec<(String, String, String, u64, u64)> = usage
         .into_iter()
         .map(|u| (u.country, u.kind, u.encoding, u.messages, u.segments))

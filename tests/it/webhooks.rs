@@ -287,6 +287,18 @@ async fn an_endpoint_that_fails_three_times_then_answers_gets_the_signed_event()
             (4, 200, "delivered", false),
         ]
     );
+    // The typed outcome says the same as the word.
+    let outcomes: Vec<i32> = attempts.iter().rev().map(|a| a.attempt_outcome).collect();
+    use sms_proto::v1::WebhookOutcome;
+    assert_eq!(
+        outcomes,
+        [
+            WebhookOutcome::Retrying as i32,
+            WebhookOutcome::Retrying as i32,
+            WebhookOutcome::Retrying as i32,
+            WebhookOutcome::Delivered as i32
+        ]
+    );
     assert!(attempts.iter().all(|a| a.event_id == id));
     assert_eq!(attempts[3].response, "not now");
 

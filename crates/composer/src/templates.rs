@@ -188,12 +188,14 @@ impl Templates {
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         Ok(PreviewResponse {
             encoding: analysis.encoding.as_str().to_owned(),
+            encoding_type: sms_bus::encoding_to_proto(analysis.encoding) as i32,
             segments: n(analysis.segments),
             characters: n(analysis.characters),
             non_gsm: analysis.non_gsm.iter().map(char::to_string).collect(),
             length: n(length),
             too_long: length > MAX_BODY_CHARS,
             smart_encoding: smart.after.encoding.as_str().to_owned(),
+            smart_encoding_type: sms_bus::encoding_to_proto(smart.after.encoding) as i32,
             smart_segments: n(smart.after.segments),
             segments_saved: n(smart.segments_saved()),
             left_in_segment: n(analysis.left_in_segment),

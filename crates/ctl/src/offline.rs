@@ -139,7 +139,9 @@ fn print_segments(v: &Value) {
                 .collect()
         })
         .unwrap_or_default();
-    let unit = if encoding == "GSM-7" {
+    // The encoding as sms-core serializes it, not a word of our own.
+    let gsm7 = serde_json::to_value(sms_core::Encoding::Gsm7).unwrap_or_default();
+    let unit = if v["encoding"] == gsm7 {
         "septets"
     } else {
         "UTF-16 code units"

@@ -402,7 +402,7 @@ pub async fn media(
     let r = conn.request(sms_proto::v1::GetMediaRequest { id }, false)?;
     let reply = client.get_media(r).await.map_err(explain)?.into_inner();
     let a = reply.attachment.context("the reply has no attachment")?;
-    if a.state != "stored" {
+    if a.attachment_state != sms_proto::v1::AttachmentState::Stored as i32 {
         bail!("attachment {} was not stored: {}", a.id, a.error);
     }
     std::fs::write(output, &reply.data).with_context(|| format!("writing {}", output.display()))?;

@@ -287,7 +287,16 @@ impl MessagingService for MessagingApi {
                                     month: u.month.format("%Y-%m").to_string(),
                                     country: u.country,
                                     kind: u.kind.as_str().to_owned(),
+                                    message_kind: match u.kind {
+                                        crate::store::MessageKind::Sms => {
+                                            sms_proto::v1::MessageKind::Sms
+                                        }
+                                        crate::store::MessageKind::Mms => {
+                                            sms_proto::v1::MessageKind::Mms
+                                        }
+                                    } as i32,
                                     encoding: u.encoding.as_str().to_owned(),
+                                    encoding_type: sms_bus::encoding_to_proto(u.encoding) as i32,
                                     messages: u64::try_from(u.messages).unwrap_or(0),
                                     segments: u64::try_from(u.segments).unwrap_or(0),
                                 })

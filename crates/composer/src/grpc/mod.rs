@@ -2,7 +2,10 @@
 //! its request turned into a typed command (or checked fields), handed to its capability, and the
 //! answer turned back into protobuf.
 
-use sms_proto::v1::{Attachment, Direction as ProtoDirection, Message, StatusEntry, Template};
+use sms_proto::v1::{
+    Attachment, AttachmentState, Direction as ProtoDirection, FailureReason, Message, StatusEntry,
+    Template,
+};
 
 pub(crate) use crate::fields::timestamp;
 
@@ -61,8 +64,19 @@ pub(crate) fn attachment(m: MediaRow) -> Attachment {
         content_type: m.content_type,
         size: u64::try_from(m.size).unwrap_or(0),
         state: m.state.as_str().to_owned(),
+        attachment_state: match m.state {
+            crate::store::MediaState::Stored => AttachmentState::Stored,
+            crate::store::MediaState::Failed => AttachmentState::Failed,
+        } as i32,
         error: m.error.unwrap_or_default(),
     }
+}
+
+/// A stored reason (the catalogue's name) as the API's enum.
+fn failure_reason(reason: Option<&str>) -> i32 {
+    reason
+        .and_then(sms_core::Reason::parse)
+        .map_or(FailureReason::Unspecified, sms_bus::reason_to_proto) as i32
 }
 
 pub(crate) fn message(m: MessageRow, history: Vec<HistoryRow>) -> Message {
@@ -86,7 +100,9 @@ pub(crate) fn message_with(
         to: m.to_number,
         body: m.body,
         status: proto_status(m.status),
+        failure_reason: failure_reason(m.reason.as_deref()),
         reason: m.reason.unwrap_or_default(),
+        encoding_type: sms_bus::encoding_to_proto(m.encoding) as i32,
         encoding: m.encoding.as_str().to_owned(),
         segments: u32::try_from(m.segments).unwrap_or(0),
         characters: u32::try_from(m.characters).unwrap_or(0),
@@ -99,6 +115,7 @@ pub(crate) fn message_with(
             .map(|h| StatusEntry {
                 status: proto_status(h.status),
                 at: Some(timestamp(h.occurred_at)),
+                failure_reason: failure_reason(h.reason.as_deref()),
                 reason: h.reason.unwrap_or_default(),
                 detail: h.detail.unwrap_or_default(),
                 carrier_error_code: h

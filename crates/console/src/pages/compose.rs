@@ -93,7 +93,7 @@ pub async fn counter(state: &AppState, session: &Session, body: &str) -> Markup 
             return html! { div.counter #counter { span.error #counter-error role="alert" { (e.message) } } };
         }
     };
-    let ucs2 = p.encoding == "UCS-2";
+    let ucs2 = p.encoding_type == sms_proto::v1::Encoding::Ucs2 as i32;
     html! {
         div #counter {
             div.counter {

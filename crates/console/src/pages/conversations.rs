@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sms_proto::v1::{
-    Attachment, Direction, GetConversationRequest, GetMediaRequest, ListConversationsRequest,
-    ListInboxRequest, MarkInboxDoneRequest, Message, SendMessageRequest,
+    Attachment, AttachmentState, Direction, GetConversationRequest, GetMediaRequest,
+    ListConversationsRequest, ListInboxRequest, MarkInboxDoneRequest, Message, SendMessageRequest,
 };
 
 use super::given;
@@ -229,11 +229,12 @@ fn inline_image(content_type: &str) -> bool {
 pub fn attachments(files: &[Attachment]) -> Markup {
     html! {
         @for a in files {
-            @if inline_image(&a.content_type) && a.state == "stored" {
+            @let stored = a.attachment_state == AttachmentState::Stored as i32;
+            @if inline_image(&a.content_type) && stored {
                 img src=(format!("/media/{}", a.id)) alt=(a.file_name);
             }
             span.meta {
-                @if a.state == "stored" {
+                @if stored {
                     a href=(format!("/media/{}?download=1", a.id)) { "⤓ " (a.file_name) }
                 } @else { (a.file_name) }
                 " · " (a.content_type) " · " (a.size) " bytes"

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Query, State};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sms_proto::v1::{GetUsageRequest, UsageRow};
+use sms_proto::v1::{GetUsageRequest, MessageKind, UsageRow};
 
 use super::given;
 use crate::api::{ApiError, call};
@@ -86,7 +86,7 @@ pub async fn show(
             div.table-wrap { table #usage {
                 thead { tr { th { "Month" } th { "Country" } th { "Kind" } th.num { "Messages" } th.num { "Segments" } } }
                 tbody { @for ((month, country, kind), t) in &table_rows {
-                    tr { td { (month) } td { (country) } td { (kind) } td.num { (t.messages) } td.num { (t.segments) } }
+                    tr { td { (month) } td { (country) } td { (kind_label(*kind)) } td.num { (t.messages) } td.num { (t.segments) } }
                 } }
             } }
         }
@@ -94,7 +94,16 @@ pub async fn show(
     Ok(page(&session, "/usage", "Usage", content))
 }
 
-type Key = (String, String, String);
+type Key = (String, String, MessageKind);
+
+/// A kind as the table shows it.
+fn kind_label(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Sms => "SMS",
+        MessageKind::Mms => "MMS",
+        MessageKind::Unspecified => "?",
+    }
+}
 
 fn totals(rows: &[UsageRow]) -> BTreeMap<Key, Totals> {
     let mut map: BTreeMap<Key, Totals> = BTreeMap::new();
@@ -103,7 +112,7 @@ fn totals(rows: &[UsageRow]) -> BTreeMap<Key, Totals> {
             .entry((
                 r.month.clone(),
                 r.country.clone(),
-                r.kind.to_ascii_uppercase(),
+                MessageKind::try_from(r.message_kind).unwrap_or(MessageKind::Unspecified),
             ))
             .or_default();
         t.messages += r.messages;
@@ -146,7 +155,7 @@ fn chart(rows: &BTreeMap<Key, Totals>, period: &[String]) -> Markup {
         period.iter().map(|m| (m.as_str(), (0, 0))).collect();
     for ((month, _, kind), t) in rows {
         let m = months.entry(month.as_str()).or_default();
-        if kind == "MMS" {
+        if *kind == MessageKind::Mms {
             m.1 += t.segments;
         } else {
             m.0 += t.segments;

@@ -7,12 +7,12 @@ use sms_proto::v1::{
     ListWebhookEndpointsRequest, ListWebhookEndpointsResponse, ReplayWebhookEventsRequest,
     ReplayWebhookEventsResponse, RotateWebhookSecretRequest, RotateWebhookSecretResponse,
     SetWebhookEndpointEnabledRequest, SetWebhookEndpointEnabledResponse, WebhookAttempt,
-    WebhookEndpoint,
+    WebhookEndpoint, WebhookOutcome,
 };
 use tonic::{Request, Response, Status};
 
 use super::{call, timestamp};
-use crate::store::webhooks::{AttemptRow, EndpointRow};
+use crate::store::webhooks::{AttemptRow, EndpointRow, Outcome};
 
 fn endpoint(e: EndpointRow) -> WebhookEndpoint {
     WebhookEndpoint {
@@ -40,6 +40,12 @@ fn attempt(a: AttemptRow) -> WebhookAttempt {
             .unwrap_or(0),
         error: a.error,
         response: a.response,
+        attempt_outcome: match Outcome::parse(&a.outcome) {
+            Some(Outcome::Delivered) => WebhookOutcome::Delivered,
+            Some(Outcome::Retrying) => WebhookOutcome::Retrying,
+            Some(Outcome::Failed) => WebhookOutcome::Failed,
+            None => WebhookOutcome::Unspecified,
+        } as i32,
         outcome: a.outcome,
         next_attempt_at: a.next_attempt_at.map(timestamp),
     }

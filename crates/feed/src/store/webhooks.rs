@@ -335,6 +335,13 @@ impl Outcome {
             Outcome::Failed => "failed",
         }
     }
+
+    /// The outcome its word names (as the table holds it).
+    pub fn parse(word: &str) -> Option<Outcome> {
+        [Outcome::Delivered, Outcome::Retrying, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == word)
+    }
 }
 
 impl Attempted {
