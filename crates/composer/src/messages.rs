@@ -5,21 +5,43 @@ use std::collections::HashMap;
 use chrono::{Datelike, Utc};
 use sms_core::Direction;
 use sms_core::text::{self, Lines};
-use sms_proto::v1::{
-    Direction as ProtoDirection, ListErroredLeadsRequest, ListMessagesRequest, MessageStatus,
-};
 use uuid::Uuid;
 
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
 use crate::error::{ComposerError, Entity};
-use crate::fields::{datetime, page_size, paginate, parse_id};
+use crate::fields::{paginate, parse_id};
 use crate::settings::OrgSettings;
 use crate::store::{self, ListFilter, MessageRow};
 
 /// Longest month field (`YYYY-MM`).
 const MAX_MONTH: usize = 16;
+
+/// Which messages a page lists, as asked for and checked.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// In this status.
+    pub status: Option<sms_core::Status>,
+    /// Failed or undelivered only.
+    pub errors_only: bool,
+    /// With this contact (E.164).
+    pub contact_number: Option<String>,
+    /// Through this number of ours (E.164).
+    pub our_number: Option<String>,
+    /// In this direction.
+    pub direction: Option<Direction>,
+    /// About this lead.
+    pub lead_id: Option<String>,
+    /// Created after.
+    pub created_after: Option<chrono::DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<chrono::DateTime<Utc>>,
+    /// After this page's last message (time, id).
+    pub before: Option<(chrono::DateTime<Utc>, Uuid)>,
+    /// Messages a page.
+    pub page_size: u32,
+}
 
 /// Reading messages: one with its history, pages of them, errored leads, usage, and their
 /// attachments.
@@ -53,63 +75,42 @@ impl Messages {
     pub async fn list(
         &self,
         caller: &Caller,
-        req: &ListMessagesRequest,
+        query: &MessageQuery,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
-        let page_size = page_size(req.page_size, 50);
-        let contact = crate::fields::optional_number(
-            "contact_number",
-            &req.contact_number,
-            ComposerError::InvalidRecipient,
-        )?;
-        text::check(
-            "lead_id",
-            &req.lead_id,
-            crate::send::command::MAX_CRM_ID,
-            Lines::Single,
-        )?;
-        let ours = crate::fields::optional_number(
-            "our_number",
-            &req.our_number,
-            ComposerError::InvalidNumber,
-        )?;
-        let status = match req.status() {
-            MessageStatus::Unspecified => None,
-            s => sms_bus::status_from_proto(s),
-        };
-        let direction = match req.direction() {
-            ProtoDirection::Unspecified => None,
-            ProtoDirection::Outbound => Some(Direction::Outbound),
-            ProtoDirection::Inbound => Some(Direction::Inbound),
-        };
         let filter = ListFilter {
-            status,
-            errors_only: req.errors_only,
-            contact_number: contact.as_deref(),
-            our_number: ours.as_deref(),
-            direction,
-            lead_id: Some(req.lead_id.trim()).filter(|l| !l.is_empty()),
-            created_after: req.created_after.as_ref().and_then(datetime),
-            created_before: req.created_before.as_ref().and_then(datetime),
-            before: crate::fields::decode_page_token(&req.page_token)?,
+            status: query.status,
+            errors_only: query.errors_only,
+            contact_number: query.contact_number.as_deref(),
+            our_number: query.our_number.as_deref(),
+            direction: query.direction,
+            lead_id: query.lead_id.as_deref(),
+            created_after: query.created_after,
+            created_before: query.created_before,
+            before: query.before,
         };
         let rows = store::messages::list(
             &self.pool,
             &caller.organization_id,
             &filter,
-            i64::from(page_size) + 1,
+            i64::from(query.page_size) + 1,
         )
         .await?;
-        Ok(paginate(rows, page_size, crate::fields::message_token))
+        Ok(paginate(
+            rows,
+            query.page_size,
+            crate::fields::message_token,
+        ))
     }
 
     /// Leads with errored messages, most recent error first, and the next page's token.
     pub async fn errored_leads(
         &self,
         caller: &Caller,
-        req: &ListErroredLeadsRequest,
+        page_size: u32,
+        page_token: &str,
     ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
-        let page_size = page_size(req.page_size, 50);
-        let before = crate::fields::decode_token(&req.page_token)?;
+        let page_size = crate::fields::page_size(page_size, 50);
+        let before = crate::fields::decode_token(page_token)?;
         let rows = store::usage::errored_leads(
             &self.pool,
             &caller.organization_id,

@@ -46,74 +46,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings as asked for in a request: unset quiet hours are off with the default window.
-    pub fn from_proto(s: &sms_proto::v1::Settings) -> Result<Settings, ComposerError> {
-        let quiet = match &s.quiet_hours {
-            None => QuietHours::default(),
-            Some(q) => {
-                for day in &q.days {
-                    sms_core::text::check(
-                        "quiet_hours.days",
-                        day,
-                        16,
-                        sms_core::text::Lines::Single,
-                    )?;
-                }
-                if q.days.len() > 7 {
-                    return Err(ComposerError::TooManyEntries {
-                        field: "quiet_hours.days",
-                        count: q.days.len(),
-                        max: 7,
-                    });
-                }
-                let or = |v: &str, default: &str| {
-                    if v.trim().is_empty() {
-                        default.to_owned()
-                    } else {
-                        v.to_owned()
-                    }
-                };
-                for (field, v) in [("quiet_hours.start", &q.start), ("quiet_hours.end", &q.end)] {
-                    sms_core::text::check(field, v, 16, sms_core::text::Lines::Single)?;
-                }
-                let window = Window::new(&or(&q.start, "08:00"), &or(&q.end, "21:00"), &q.days)
-                    .map_err(ComposerError::QuietHours)?;
-                QuietHours {
-                    enabled: q.enabled,
-                    window,
-                }
-            }
-        };
-        let daily_segment_cap = match s.daily_segment_cap {
-            0 => None,
-            cap if (1..=MAX_DAILY_CAP).contains(&cap) => Some(cap),
-            cap => {
-                return Err(ComposerError::InvalidDailyCap {
-                    given: cap,
-                    max: MAX_DAILY_CAP,
-                });
-            }
-        };
-        Ok(Settings {
-            quiet,
-            daily_segment_cap,
-        })
-    }
-
-    /// As the API shows them.
-    pub fn to_proto(self) -> sms_proto::v1::Settings {
-        let w = self.quiet.window;
-        sms_proto::v1::Settings {
-            quiet_hours: Some(sms_proto::v1::QuietHours {
-                enabled: self.quiet.enabled,
-                start: hhmm(w.start()),
-                end: hhmm(w.end()),
-                days: w.days().into_iter().map(str::to_owned).collect(),
-            }),
-            daily_segment_cap: self.daily_segment_cap.unwrap_or(0),
-        }
-    }
-
     fn from_row(r: SettingsRow) -> Result<Settings, QuietError> {
         let mut days = [false; 7];
         for (d, on) in days.iter_mut().zip(&r.quiet_days) {
@@ -137,14 +69,6 @@ impl Settings {
             quiet_days: w.day_mask().to_vec(),
             daily_segment_cap: self.daily_segment_cap,
         }
-    }
-}
-
-fn hhmm(t: Time) -> String {
-    if t.second() == 0 {
-        format!("{:02}:{:02}", t.hour(), t.minute())
-    } else {
-        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
     }
 }
 

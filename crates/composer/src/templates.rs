@@ -5,7 +5,6 @@ use chrono::Utc;
 use sms_core::template::{self, Template};
 use sms_core::text::{self, Lines};
 use sms_core::{MAX_BODY_CHARS, encoding, smart};
-use sms_proto::v1::{PreviewRequest, PreviewResponse, preview_request};
 use uuid::Uuid;
 
 use sms_runtime::auth::Caller;
@@ -44,6 +43,30 @@ pub fn render(source: &str, context: &template::Context) -> Result<String, Compo
     parsed
         .render(context, PREVIEW_CAP)
         .map_err(|e| sms_core::BodyError::TooLong { chars: e.chars }.into())
+}
+
+/// What a preview renders.
+#[derive(Debug, Clone, Copy)]
+pub enum PreviewSource<'a> {
+    /// One of the organization's templates, by id.
+    Template(&'a str),
+    /// A body given as is.
+    Body(&'a str),
+    /// Nothing: an empty body.
+    Unset,
+}
+
+/// A rendered body and what it would cost.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    /// The rendered body.
+    pub body: String,
+    /// Its encoding, segments and characters.
+    pub analysis: sms_core::Analysis,
+    /// What smart encoding would send.
+    pub smart: smart::SmartEncoded,
+    /// Unicode characters (the body limit counts these).
+    pub length: usize,
 }
 
 /// Templates: an organization's shared ones and each user's own, and previews.
@@ -164,42 +187,26 @@ impl Templates {
         Ok(row)
     }
 
-    /// Renders a template or raw body and reports what it would cost.
+    /// Renders a template or raw body with `context` and reports what it would cost.
     pub async fn preview(
         &self,
         caller: &Caller,
-        req: &PreviewRequest,
-    ) -> Result<PreviewResponse, ComposerError> {
-        let source = match &req.source {
-            Some(preview_request::Source::TemplateId(id)) => {
-                self.template_by("template_id", caller, id).await?.body
-            }
-            Some(preview_request::Source::Body(body)) => {
+        source: PreviewSource<'_>,
+        context: &sms_core::template::Context,
+    ) -> Result<Preview, ComposerError> {
+        let source = match source {
+            PreviewSource::Template(id) => self.template_by("template_id", caller, id).await?.body,
+            PreviewSource::Body(body) => {
                 check_source(body)?;
-                body.clone()
+                body.to_owned()
             }
-            None => String::new(),
+            PreviewSource::Unset => String::new(),
         };
-        let context = crate::send::command::context(req.context.as_ref())?;
-        let body = render(&source, &context)?;
-        let analysis = encoding::analyze(&body);
-        let smart = smart::smart_encoded(&body);
-        let length = body.chars().count();
-        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Ok(PreviewResponse {
-            encoding: analysis.encoding.as_str().to_owned(),
-            encoding_type: sms_bus::encoding_to_proto(analysis.encoding) as i32,
-            segments: n(analysis.segments),
-            characters: n(analysis.characters),
-            non_gsm: analysis.non_gsm.iter().map(char::to_string).collect(),
-            length: n(length),
-            too_long: length > MAX_BODY_CHARS,
-            smart_encoding: smart.after.encoding.as_str().to_owned(),
-            smart_encoding_type: sms_bus::encoding_to_proto(smart.after.encoding) as i32,
-            smart_segments: n(smart.after.segments),
-            segments_saved: n(smart.segments_saved()),
-            left_in_segment: n(analysis.left_in_segment),
-            smart_body: smart.text,
+        let body = render(&source, context)?;
+        Ok(Preview {
+            analysis: encoding::analyze(&body),
+            smart: smart::smart_encoded(&body),
+            length: body.chars().count(),
             body,
         })
     }

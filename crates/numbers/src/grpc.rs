@@ -15,6 +15,14 @@ use tonic::{Request, Response, Status};
 
 use sms_proto::v1::{Group, NumberKind as ProtoNumberKind, NumberSource, PhoneNumber};
 
+use sms_core::phone::Region;
+use sms_core::text::{self, Lines};
+use sms_proto::v1::{AvailableNumber, AvailableNumberType, add_number_request};
+use sms_twilio::numbers::{Category, SearchQuery};
+
+use crate::NumbersError;
+use crate::numbers::{NewNumber, Owner};
+use crate::renting::{AREA_CODE_COUNTRIES, Available, DEFAULT_SEARCH, MAX_SEARCH, Search};
 use crate::store::{GroupRow, NumberRow};
 
 /// Runs a call body in its span, with the authenticated caller.
@@ -103,10 +111,10 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<SearchAvailableNumbersResponse>, Status> {
         call!(self, request, "SearchAvailableNumbers", |caller| {
             self.numbers
-                .search_available(&caller, request.get_ref())
+                .search_available(&caller, search(request.get_ref())?)
                 .await
                 .map(|found| SearchAvailableNumbersResponse {
-                    numbers: found.numbers,
+                    numbers: found.numbers.into_iter().map(available).collect(),
                     voice_only: found.voice_only,
                     warnings: found.warnings,
                 })
@@ -161,7 +169,7 @@ impl NumbersService for NumbersApi {
     ) -> Result<Response<AddNumberResponse>, Status> {
         call!(self, request, "AddNumber", |caller| {
             self.numbers
-                .add_number(&caller, request.into_inner())
+                .add_number(&caller, new_number(request.into_inner())?)
                 .await
                 .map(|(row, warnings)| AddNumberResponse {
                     number: Some(number(row)),
@@ -299,4 +307,140 @@ impl NumbersService for NumbersApi {
                 })
         })
     }
+}
+
+/// A search as asked for, checked once.
+fn search(req: &SearchAvailableNumbersRequest) -> Result<Search, NumbersError> {
+    {
+        text::check("country", &req.country, 8, Lines::Single)?;
+        let country: Region = req
+            .country
+            .parse()
+            .map_err(|_| NumbersError::InvalidCountry(req.country.clone()))?;
+        if !country.sms_supported() {
+            return Err(NumbersError::UnsupportedCountry {
+                region: country.to_string(),
+            });
+        }
+        let category = match AvailableNumberType::try_from(req.r#type) {
+            Ok(AvailableNumberType::Unspecified | AvailableNumberType::Local) => Category::Local,
+            Ok(AvailableNumberType::Mobile) => Category::Mobile,
+            Ok(AvailableNumberType::TollFree) => Category::TollFree,
+            Err(_) => return Err(NumbersError::UnknownNumberType(req.r#type)),
+        };
+        text::check("area_code", &req.area_code, 16, Lines::Single)?;
+        let area_code = req.area_code.trim();
+        let area_code = if area_code.is_empty() {
+            None
+        } else {
+            let bad = |why| NumbersError::InvalidAreaCode {
+                area_code: req.area_code.clone(),
+                why,
+            };
+            if !area_code.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("an area code is digits only"));
+            }
+            if area_code.len() != 3 {
+                return Err(bad("an area code has three digits"));
+            }
+            if !AREA_CODE_COUNTRIES.contains(&country.as_str()) {
+                return Err(bad(
+                    "area codes apply to US, CA and PR numbers; search by contains elsewhere",
+                ));
+            }
+            if category == Category::TollFree {
+                return Err(bad("toll-free numbers have no area code"));
+            }
+            Some(area_code.to_owned())
+        };
+        text::check("contains", &req.contains, 32, Lines::Single)?;
+        let contains = req.contains.trim();
+        let contains = if contains.is_empty() {
+            None
+        } else {
+            let bad = |why| NumbersError::InvalidPattern {
+                pattern: req.contains.clone(),
+                why,
+            };
+            if !contains
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '*')
+            {
+                return Err(bad(
+                    "use digits, letters (as on a keypad) and * for any digit",
+                ));
+            }
+            if !(2..=16).contains(&contains.len()) {
+                return Err(bad("a pattern has 2 to 16 characters"));
+            }
+            if contains.chars().all(|c| c == '*') {
+                return Err(bad("a pattern needs at least one digit or letter"));
+            }
+            Some(contains.to_owned())
+        };
+        Ok(Search {
+            country,
+            category,
+            query: SearchQuery {
+                area_code,
+                contains,
+                sms: req.sms,
+                mms: req.mms,
+                voice: req.voice,
+                page_size: match req.limit {
+                    0 => DEFAULT_SEARCH,
+                    n => n.min(MAX_SEARCH),
+                },
+            },
+        })
+    }
+}
+
+fn available(n: Available) -> AvailableNumber {
+    AvailableNumber {
+        friendly_name: n.friendly_name,
+        country: n.country,
+        locality: n.locality.unwrap_or_default(),
+        region: n.region.unwrap_or_default(),
+        r#type: match n.category {
+            Category::Local => AvailableNumberType::Local,
+            Category::Mobile => AvailableNumberType::Mobile,
+            Category::TollFree => AvailableNumberType::TollFree,
+        } as i32,
+        sms_capable: n.sms,
+        mms_capable: n.mms,
+        voice_capable: n.voice,
+        number: n.number,
+    }
+}
+
+/// A number to record, checked once: its number parsed, its kind and owner read.
+fn new_number(req: AddNumberRequest) -> Result<NewNumber, NumbersError> {
+    text::check(
+        "number",
+        &req.number,
+        sms_core::phone::MAX_INPUT_LEN,
+        Lines::Single,
+    )?;
+    let number = sms_core::PhoneNumber::parse_valid(&req.number, None)
+        .map_err(NumbersError::InvalidNumber)?;
+    let kind = match req.kind() {
+        ProtoNumberKind::External => sms_core::NumberKind::External,
+        ProtoNumberKind::Internal | ProtoNumberKind::Unspecified => sms_core::NumberKind::Internal,
+    };
+    Ok(NewNumber {
+        number,
+        kind,
+        owner: match req.owner {
+            Some(add_number_request::Owner::OwnerUserId(u)) => Owner::User(u),
+            Some(add_number_request::Owner::OwnerGroupId(g)) => Owner::Group(g),
+            None => Owner::Unset,
+        },
+        sms_capable: req.sms_capable,
+        mms_capable: req.mms_capable,
+        voice_capable: req.voice_capable,
+        send_rate: req.send_rate.unwrap_or(0.0),
+        send_burst: req.send_burst.unwrap_or(0),
+        carrier_connection: req.carrier_connection,
+    })
 }

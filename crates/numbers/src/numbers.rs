@@ -8,7 +8,6 @@ use chrono::Utc;
 use sms_core::text::{self, Lines};
 use sms_core::{NumberKind, PhoneNumber};
 use sms_proto::events::v1::NumberChanged;
-use sms_proto::v1::{AddNumberRequest, NumberKind as ProtoNumberKind, add_number_request};
 use uuid::Uuid;
 
 use sms_runtime::auth::Caller;
@@ -27,6 +26,40 @@ const MAX_ID_FIELD: usize = 64;
 fn parse_id(field: &'static str, id: &str) -> Result<Uuid, NumbersError> {
     text::check(field, id, MAX_ID_FIELD, Lines::Single)?;
     Uuid::parse_str(id.trim()).map_err(|_| NumbersError::InvalidId(id.to_owned()))
+}
+
+/// Who is to own a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A user (its id, checked when the number is recorded).
+    User(String),
+    /// A group (its id, checked when the number is recorded).
+    Group(String),
+    /// Not said: refused (a number needs an owner).
+    Unset,
+}
+
+/// A number to record, as asked for: its number already parsed.
+#[derive(Debug, Clone)]
+pub struct NewNumber {
+    /// The number.
+    pub number: PhoneNumber,
+    /// Whether we send from it.
+    pub kind: NumberKind,
+    /// Its owner.
+    pub owner: Owner,
+    /// SMS and MMS as the caller says (by default, as its country and type allow).
+    pub sms_capable: Option<bool>,
+    /// See `sms_capable`.
+    pub mms_capable: Option<bool>,
+    /// Whether it takes calls (by default, yes).
+    pub voice_capable: Option<bool>,
+    /// Messages a second from it (0: no limit of its own).
+    pub send_rate: f64,
+    /// The burst its rate allows.
+    pub send_burst: u32,
+    /// The carrier connection it sends through (empty: the default).
+    pub carrier_connection: String,
 }
 
 /// Longest group name.
@@ -81,25 +114,19 @@ impl Numbers {
     pub async fn add_number(
         &self,
         caller: &Caller,
-        req: AddNumberRequest,
+        req: NewNumber,
     ) -> Result<(NumberRow, Vec<String>), NumbersError> {
         let org = caller.organization_id.as_str();
-        text::check(
-            "number",
-            &req.number,
-            sms_core::phone::MAX_INPUT_LEN,
-            Lines::Single,
-        )?;
-        let parsed =
-            PhoneNumber::parse_valid(&req.number, None).map_err(NumbersError::InvalidNumber)?;
-        let kind = match req.kind() {
-            ProtoNumberKind::External => NumberKind::External,
-            ProtoNumberKind::Internal | ProtoNumberKind::Unspecified => NumberKind::Internal,
-        };
+        let NewNumber {
+            number: parsed,
+            kind,
+            ..
+        } = &req;
+        let kind = *kind;
         let (owner_user_id, owner_group_id) = match &req.owner {
-            Some(add_number_request::Owner::OwnerUserId(u)) => self.owner(org, Some(u), None),
-            Some(add_number_request::Owner::OwnerGroupId(g)) => self.owner(org, None, Some(g)),
-            None => self.owner(org, None, None),
+            Owner::User(u) => self.owner(org, Some(u), None),
+            Owner::Group(g) => self.owner(org, None, Some(g)),
+            Owner::Unset => self.owner(org, None, None),
         }
         .await?;
         let region = parsed.region().map(|r| r.to_string()).unwrap_or_default();
@@ -132,7 +159,7 @@ impl Numbers {
                 parsed.e164()
             ));
         }
-        let rate = send_rate(req.send_rate.unwrap_or(0.0), req.send_burst.unwrap_or(0))?;
+        let rate = send_rate(req.send_rate, req.send_burst)?;
         let carrier_connection = self.routes.carrier_connection(&req.carrier_connection)?;
         let row = NumberRow {
             id: Uuid::now_v7(),

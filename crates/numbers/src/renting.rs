@@ -14,7 +14,6 @@ use chrono::Utc;
 use sms_core::phone::Region;
 use sms_core::text::{self, Lines};
 use sms_core::{NumberKind, PhoneNumber};
-use sms_proto::v1::{AvailableNumber, AvailableNumberType, SearchAvailableNumbersRequest};
 use sms_twilio::numbers::{Category, IncomingNumber, SearchQuery};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -36,121 +35,51 @@ pub const RENT_STALE_AFTER: Duration = Duration::from_secs(120);
 pub const GIVE_BACK_EVERY: Duration = Duration::from_secs(30);
 
 /// Countries whose numbers have area codes (the North American plan).
-const AREA_CODE_COUNTRIES: [&str; 3] = ["US", "CA", "PR"];
+pub(crate) const AREA_CODE_COUNTRIES: [&str; 3] = ["US", "CA", "PR"];
 
 /// A search as asked for, checked.
 #[derive(Debug)]
-struct Search {
-    country: Region,
-    category: Category,
-    query: SearchQuery,
+pub struct Search {
+    /// Where.
+    pub country: Region,
+    /// Local, mobile or toll-free.
+    pub category: Category,
+    /// Area code, pattern, capabilities, how many.
+    pub query: SearchQuery,
 }
 
-impl TryFrom<&SearchAvailableNumbersRequest> for Search {
-    type Error = NumbersError;
-
-    fn try_from(req: &SearchAvailableNumbersRequest) -> Result<Self, Self::Error> {
-        text::check("country", &req.country, 8, Lines::Single)?;
-        let country: Region = req
-            .country
-            .parse()
-            .map_err(|_| NumbersError::InvalidCountry(req.country.clone()))?;
-        if !country.sms_supported() {
-            return Err(NumbersError::UnsupportedCountry {
-                region: country.to_string(),
-            });
-        }
-        let category = match AvailableNumberType::try_from(req.r#type) {
-            Ok(AvailableNumberType::Unspecified | AvailableNumberType::Local) => Category::Local,
-            Ok(AvailableNumberType::Mobile) => Category::Mobile,
-            Ok(AvailableNumberType::TollFree) => Category::TollFree,
-            Err(_) => return Err(NumbersError::UnknownNumberType(req.r#type)),
-        };
-        text::check("area_code", &req.area_code, 16, Lines::Single)?;
-        let area_code = req.area_code.trim();
-        let area_code = if area_code.is_empty() {
-            None
-        } else {
-            let bad = |why| NumbersError::InvalidAreaCode {
-                area_code: req.area_code.clone(),
-                why,
-            };
-            if !area_code.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad("an area code is digits only"));
-            }
-            if area_code.len() != 3 {
-                return Err(bad("an area code has three digits"));
-            }
-            if !AREA_CODE_COUNTRIES.contains(&country.as_str()) {
-                return Err(bad(
-                    "area codes apply to US, CA and PR numbers; search by contains elsewhere",
-                ));
-            }
-            if category == Category::TollFree {
-                return Err(bad("toll-free numbers have no area code"));
-            }
-            Some(area_code.to_owned())
-        };
-        text::check("contains", &req.contains, 32, Lines::Single)?;
-        let contains = req.contains.trim();
-        let contains = if contains.is_empty() {
-            None
-        } else {
-            let bad = |why| NumbersError::InvalidPattern {
-                pattern: req.contains.clone(),
-                why,
-            };
-            if !contains
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '*')
-            {
-                return Err(bad(
-                    "use digits, letters (as on a keypad) and * for any digit",
-                ));
-            }
-            if !(2..=16).contains(&contains.len()) {
-                return Err(bad("a pattern has 2 to 16 characters"));
-            }
-            if contains.chars().all(|c| c == '*') {
-                return Err(bad("a pattern needs at least one digit or letter"));
-            }
-            Some(contains.to_owned())
-        };
-        Ok(Search {
-            country,
-            category,
-            query: SearchQuery {
-                area_code,
-                contains,
-                sms: req.sms,
-                mms: req.mms,
-                voice: req.voice,
-                page_size: match req.limit {
-                    0 => DEFAULT_SEARCH,
-                    n => n.min(MAX_SEARCH),
-                },
-            },
-        })
-    }
+/// A number the carrier has for rent.
+#[derive(Debug, Clone)]
+pub struct Available {
+    /// E.164.
+    pub number: String,
+    /// As the carrier writes it.
+    pub friendly_name: String,
+    /// ISO country.
+    pub country: String,
+    /// Its town, if the carrier says.
+    pub locality: Option<String>,
+    /// Its region (state, province), if the carrier says.
+    pub region: Option<String>,
+    /// Local, mobile or toll-free (what was searched for).
+    pub category: Category,
+    /// Whether it can text.
+    pub sms: bool,
+    /// Whether it can take MMS (only a number that texts can).
+    pub mms: bool,
+    /// Whether it takes calls.
+    pub voice: bool,
 }
 
 /// What a search found.
 #[derive(Debug, Default)]
 pub struct Found {
     /// SMS-capable numbers first.
-    pub numbers: Vec<AvailableNumber>,
+    pub numbers: Vec<Available>,
     /// Numbers exist, but none can text.
     pub voice_only: bool,
     /// In words.
     pub warnings: Vec<String>,
-}
-
-fn proto_type(category: Category) -> AvailableNumberType {
-    match category {
-        Category::Local => AvailableNumberType::Local,
-        Category::Mobile => AvailableNumberType::Mobile,
-        Category::TollFree => AvailableNumberType::TollFree,
-    }
 }
 
 fn category_words(category: Category) -> &'static str {
@@ -179,9 +108,8 @@ impl Numbers {
     pub async fn search_available(
         &self,
         _caller: &Caller,
-        req: &SearchAvailableNumbersRequest,
+        search: Search,
     ) -> Result<Found, NumbersError> {
-        let search = Search::try_from(req)?;
         let carrier = self.carrier()?;
         let country = search.country.as_str();
         let kind = category_words(search.category);
@@ -237,15 +165,15 @@ impl Numbers {
         }
         found.numbers = numbers
             .into_iter()
-            .map(|n| AvailableNumber {
+            .map(|n| Available {
                 friendly_name: n.friendly_name,
                 country: n.iso_country,
-                locality: n.locality.unwrap_or_default(),
-                region: n.region.unwrap_or_default(),
-                r#type: proto_type(search.category) as i32,
-                sms_capable: n.capabilities.sms,
-                mms_capable: n.capabilities.mms && n.capabilities.sms,
-                voice_capable: n.capabilities.voice,
+                locality: n.locality,
+                region: n.region,
+                category: search.category,
+                sms: n.capabilities.sms,
+                mms: n.capabilities.mms && n.capabilities.sms,
+                voice: n.capabilities.voice,
                 number: n.phone_number,
             })
             .collect();

@@ -13,6 +13,8 @@ use sms_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::{attachment, call, message, message_with, timestamp};
+use crate::error::ComposerError;
+use crate::messages::MessageQuery;
 use crate::send::command::SendCommand;
 
 /// `sms.v1.MessagingService`.
@@ -90,7 +92,7 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<ListMessagesResponse>, Status> {
         call!(self, request, "ListMessages", |caller| {
             self.messages
-                .list(&caller, request.get_ref())
+                .list(&caller, &message_query(request.get_ref())?)
                 .await
                 .map(|(rows, next_page_token)| ListMessagesResponse {
                     messages: rows.into_iter().map(|m| message(m, Vec::new())).collect(),
@@ -104,8 +106,9 @@ impl MessagingService for MessagingApi {
         request: Request<ListErroredLeadsRequest>,
     ) -> Result<Response<ListErroredLeadsResponse>, Status> {
         call!(self, request, "ListErroredLeads", |caller| {
+            let r = request.get_ref();
             self.messages
-                .errored_leads(&caller, request.get_ref())
+                .errored_leads(&caller, r.page_size, &r.page_token)
                 .await
                 .map(|(rows, next_page_token)| ListErroredLeadsResponse {
                     leads: rows
@@ -311,4 +314,49 @@ impl MessagingService for MessagingApi {
             }
         })
     }
+}
+
+/// Which messages a page lists, checked once.
+fn message_query(req: &ListMessagesRequest) -> Result<MessageQuery, ComposerError> {
+    let page_size = crate::fields::page_size(req.page_size, 50);
+    let contact_number = crate::fields::optional_number(
+        "contact_number",
+        &req.contact_number,
+        ComposerError::InvalidRecipient,
+    )?;
+    sms_core::text::check(
+        "lead_id",
+        &req.lead_id,
+        crate::send::command::MAX_CRM_ID,
+        sms_core::text::Lines::Single,
+    )?;
+    let our_number = crate::fields::optional_number(
+        "our_number",
+        &req.our_number,
+        ComposerError::InvalidNumber,
+    )?;
+    Ok(MessageQuery {
+        status: match req.status() {
+            sms_proto::v1::MessageStatus::Unspecified => None,
+            s => sms_bus::status_from_proto(s),
+        },
+        errors_only: req.errors_only,
+        contact_number,
+        our_number,
+        direction: match req.direction() {
+            sms_proto::v1::Direction::Unspecified => None,
+            sms_proto::v1::Direction::Outbound => Some(sms_core::Direction::Outbound),
+            sms_proto::v1::Direction::Inbound => Some(sms_core::Direction::Inbound),
+        },
+        lead_id: Some(req.lead_id.trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
+        created_after: req.created_after.as_ref().and_then(crate::fields::datetime),
+        created_before: req
+            .created_before
+            .as_ref()
+            .and_then(crate::fields::datetime),
+        before: crate::fields::decode_page_token(&req.page_token)?,
+        page_size,
+    })
 }

@@ -5,7 +5,10 @@ use sms_proto::v1::{
     CreateTemplateRequest, CreateTemplateResponse, DeleteTemplateRequest, DeleteTemplateResponse,
     GetTemplateRequest, GetTemplateResponse, ListTemplatesRequest, ListTemplatesResponse,
     PreviewRequest, PreviewResponse, UpdateTemplateRequest, UpdateTemplateResponse,
+    preview_request,
 };
+
+use crate::templates::{Preview, PreviewSource};
 use tonic::{Request, Response, Status};
 
 use super::{call, template};
@@ -107,7 +110,42 @@ impl TemplatesService for TemplatesApi {
         request: Request<PreviewRequest>,
     ) -> Result<Response<PreviewResponse>, Status> {
         call!(self, request, "Preview", |caller| {
-            self.templates.preview(&caller, request.get_ref()).await
+            let r = request.get_ref();
+            let source = match &r.source {
+                Some(preview_request::Source::TemplateId(id)) => PreviewSource::Template(id),
+                Some(preview_request::Source::Body(body)) => PreviewSource::Body(body),
+                None => PreviewSource::Unset,
+            };
+            match crate::send::command::context(r.context.as_ref()) {
+                Err(e) => Err(e),
+                Ok(context) => self
+                    .templates
+                    .preview(&caller, source, &context)
+                    .await
+                    .map(preview),
+            }
         })
+    }
+}
+
+/// A preview as the API shows it.
+fn preview(p: Preview) -> PreviewResponse {
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let (analysis, smart) = (p.analysis, p.smart);
+    PreviewResponse {
+        encoding: analysis.encoding.as_str().to_owned(),
+        encoding_type: sms_bus::encoding_to_proto(analysis.encoding) as i32,
+        segments: n(analysis.segments),
+        characters: n(analysis.characters),
+        non_gsm: analysis.non_gsm.iter().map(char::to_string).collect(),
+        length: n(p.length),
+        too_long: p.length > sms_core::MAX_BODY_CHARS,
+        smart_encoding: smart.after.encoding.as_str().to_owned(),
+        smart_encoding_type: sms_bus::encoding_to_proto(smart.after.encoding) as i32,
+        smart_segments: n(smart.after.segments),
+        segments_saved: n(smart.segments_saved()),
+        left_in_segment: n(analysis.left_in_segment),
+        smart_body: smart.text,
+        body: p.body,
     }
 }
