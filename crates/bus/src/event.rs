@@ -264,6 +264,14 @@ pub fn set_reason(e: &mut StatusChanged, reason: Option<Reason>) {
     e.reason = reason.map(|r| r.as_str().to_owned()).unwrap_or_default();
 }
 
+/// A status event with only its reason set (both fields), the rest default: the base of a
+/// status event's literal (`..sms_bus::reasoned(reason)`).
+pub fn reasoned(reason: Option<Reason>) -> StatusChanged {
+    let mut e = StatusChanged::default();
+    set_reason(&mut e, reason);
+    e
+}
+
 /// A status event's reason: the typed field, or (an event from the previous release) the
 /// catalogue name it carried.
 pub fn event_reason(e: &StatusChanged) -> Option<Reason> {

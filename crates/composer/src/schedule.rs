@@ -10,7 +10,6 @@ use sms_proto::events::v1::ScheduleState;
 use sms_proto::events::v1::{
     ScheduleCommand, ScheduleCommandReply, StatusChanged, StatusSource, schedule_command,
 };
-use sms_proto::v1::LocalDateTime;
 use tracing::Instrument as _;
 
 use sms_bus::Bus;
@@ -86,10 +85,8 @@ impl Scheduling {
         &self,
         caller: &Caller,
         id: &str,
-        at: Option<&prost_types::Timestamp>,
-        local: Option<&LocalDateTime>,
+        when: command::When,
     ) -> Result<Sent, ComposerError> {
-        let when = command::when(at, local)?;
         let m = self.scheduled_message(caller, id).await?;
         let mut notes = Vec::new();
         let Some(send_at) = self.horizon.send_time(&when, &mut notes)? else {

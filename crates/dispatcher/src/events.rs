@@ -22,11 +22,6 @@ pub(crate) fn status(
             &m.message_id,
         )),
         status: sms_bus::status_to_proto(status) as i32,
-        reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-        failure_reason: reason.map_or(
-            sms_proto::v1::FailureReason::Unspecified,
-            sms_bus::reason_to_proto,
-        ) as i32,
         carrier_sid: String::new(),
         carrier_error_code: code.unwrap_or(0),
         detail: detail.to_owned(),
@@ -36,7 +31,7 @@ pub(crate) fn status(
             String::new()
         },
         source: StatusSource::Dispatcher as i32,
-        ..Default::default()
+        ..sms_bus::reasoned(reason)
     }
 }
 
@@ -105,11 +100,6 @@ pub(crate) fn from_record(
             message_id,
         )),
         status: sms_bus::status_to_proto(status) as i32,
-        reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-        failure_reason: reason.map_or(
-            sms_proto::v1::FailureReason::Unspecified,
-            sms_bus::reason_to_proto,
-        ) as i32,
         carrier_sid: record.sid.clone(),
         carrier_error_code: record.error_code.unwrap_or(0),
         detail: "as the carrier's records show it".to_owned(),
@@ -120,6 +110,6 @@ pub(crate) fn from_record(
         },
         source: StatusSource::Carrier as i32,
         carrier_account: account.to_owned(),
-        ..Default::default()
+        ..sms_bus::reasoned(reason)
     })
 }

@@ -196,20 +196,30 @@ impl FeedError {
     }
 }
 
+impl sms_runtime::rpc::Refusal for FeedError {
+    fn code(&self) -> Code {
+        FeedError::code(self)
+    }
+
+    fn reason(&self) -> &'static str {
+        FeedError::reason(self)
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        FeedError::metadata(self)
+    }
+
+    fn internal(&self) -> Option<&dyn std::fmt::Display> {
+        match self {
+            FeedError::Database(inner) => Some(inner),
+            _ => None,
+        }
+    }
+}
+
 impl From<FeedError> for tonic::Status {
     fn from(e: FeedError) -> Self {
-        // Internal details are logged, never sent to the caller.
-        let message = match &e {
-            FeedError::Database(inner) => {
-                tracing::error!(error = %inner, "database error");
-                "internal error; try again".to_owned()
-            }
-            other => {
-                tracing::info!(reason = other.reason(), error = %other, "request refused");
-                other.to_string()
-            }
-        };
-        sms_runtime::auth::status(e.code(), message, e.reason(), e.metadata())
+        sms_runtime::rpc::refused(&e)
     }
 }
 

@@ -90,11 +90,6 @@ pub(crate) async fn status_callback(
                 &mid,
             )),
             status: sms_bus::status_to_proto(status) as i32,
-            reason: reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-            failure_reason: reason.map_or(
-                sms_proto::v1::FailureReason::Unspecified,
-                sms_bus::reason_to_proto,
-            ) as i32,
             carrier_sid: callback.message_sid.clone(),
             carrier_error_code: code,
             detail: String::new(),
@@ -106,7 +101,7 @@ pub(crate) async fn status_callback(
             source: StatusSource::Carrier as i32,
             // Verified above: the account whose token signed this callback.
             carrier_account: callback.account_sid.clone(),
-            ..Default::default()
+            ..sms_bus::reasoned(reason)
         };
         app.publish("status", &event).await
     }

@@ -232,20 +232,30 @@ impl NumbersError {
     }
 }
 
+impl sms_runtime::rpc::Refusal for NumbersError {
+    fn code(&self) -> Code {
+        NumbersError::code(self)
+    }
+
+    fn reason(&self) -> &'static str {
+        NumbersError::reason(self)
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        NumbersError::metadata(self)
+    }
+
+    fn internal(&self) -> Option<&dyn std::fmt::Display> {
+        match self {
+            NumbersError::Database(inner) => Some(inner),
+            _ => None,
+        }
+    }
+}
+
 impl From<NumbersError> for tonic::Status {
     fn from(e: NumbersError) -> Self {
-        // Internal details are logged, never sent to the caller.
-        let message = match &e {
-            NumbersError::Database(inner) => {
-                tracing::error!(error = %inner, "database error");
-                "internal error; try again".to_owned()
-            }
-            other => {
-                tracing::info!(reason = other.reason(), error = %other, "request refused");
-                other.to_string()
-            }
-        };
-        sms_runtime::auth::status(e.code(), message, e.reason(), e.metadata())
+        sms_runtime::rpc::refused(&e)
     }
 }
 

@@ -25,21 +25,13 @@ use crate::numbers::{NewNumber, Owner};
 use crate::renting::{AREA_CODE_COUNTRIES, Available, DEFAULT_SEARCH, MAX_SEARCH, Search};
 use crate::store::{GroupRow, NumberRow};
 
-/// Runs a call body in its span, with the authenticated caller.
+/// Runs a call body in its span, with the authenticated caller (`sms_runtime::rpc_call`).
 macro_rules! call {
-    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {{
-        use tracing::Instrument as _;
-        let span = sms_runtime::rpc::span($method, $request.metadata());
-        async {
-            let $caller = $self.auth.caller($request.metadata())?;
-            // Who may call what: the table in sms_runtime::auth (administrators only for some).
-            $caller.may_call($method)?;
-            let reply: Result<_, crate::NumbersError> = $body;
-            Ok(tonic::Response::new(reply?))
-        }
-        .instrument(span)
-        .await
-    }};
+    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {
+        sms_runtime::rpc_call!($self, $request, $method, crate::NumbersError, |$caller| {
+            $body
+        })
+    };
 }
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {

@@ -1,6 +1,7 @@
 //! What every gRPC service does with a call before its body runs: a span continuing the
 //! caller's trace, and the caller authenticated.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -59,4 +60,52 @@ impl Auth {
     pub fn caller(&self, metadata: &MetadataMap) -> Result<Caller, AuthError> {
         crate::auth::authenticate(&self.0, metadata)
     }
+}
+
+/// Runs a gRPC call's body in its span, with the authenticated caller (who must be allowed the
+/// method: the table in [`crate::auth`]); the body's error type `$error` becomes the call's
+/// status. Each service wraps it in a `call!` of its own that names its error type.
+#[macro_export]
+macro_rules! rpc_call {
+    ($self:ident, $request:ident, $method:literal, $error:ty, |$caller:ident| $body:expr) => {{
+        use ::tracing::Instrument as _;
+        let span = $crate::rpc::span($method, $request.metadata());
+        async {
+            let $caller = $self.auth.caller($request.metadata())?;
+            $caller.may_call($method)?;
+            let reply: Result<_, $error> = $body;
+            Ok(::tonic::Response::new(reply?))
+        }
+        .instrument(span)
+        .await
+    }};
+}
+
+/// An error a gRPC call is answered with: its code, its machine-readable reason and the facts
+/// a caller can act on.
+pub trait Refusal: std::fmt::Display {
+    /// The gRPC code.
+    fn code(&self) -> tonic::Code;
+    /// `google.rpc.ErrorInfo.reason`.
+    fn reason(&self) -> &'static str;
+    /// `google.rpc.ErrorInfo.metadata`.
+    fn metadata(&self) -> HashMap<String, String>;
+    /// A failure of ours (the database) rather than a refusal: logged, never shown.
+    fn internal(&self) -> Option<&dyn std::fmt::Display>;
+}
+
+/// The status `e` is answered with: a failure of ours is logged at ERROR and answered "internal
+/// error; try again"; a refusal is logged at INFO and answered in its own words.
+pub fn refused(e: &impl Refusal) -> tonic::Status {
+    let message = match e.internal() {
+        Some(inner) => {
+            tracing::error!(error = %inner, "database error");
+            "internal error; try again".to_owned()
+        }
+        None => {
+            tracing::info!(reason = e.reason(), error = %e, "request refused");
+            e.to_string()
+        }
+    };
+    crate::auth::status(e.code(), message, e.reason(), e.metadata())
 }

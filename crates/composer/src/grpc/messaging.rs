@@ -258,7 +258,11 @@ impl MessagingService for MessagingApi {
         call!(self, request, "RescheduleMessage", |caller| {
             let r = request.get_ref();
             self.scheduling
-                .reschedule(&caller, &r.id, r.send_at.as_ref(), r.send_at_local.as_ref())
+                .reschedule(
+                    &caller,
+                    &r.id,
+                    crate::send::command::when(r.send_at.as_ref(), r.send_at_local.as_ref())?,
+                )
                 .await
                 .map(|sent| RescheduleMessageResponse {
                     message: Some(message_with(sent.message, Vec::new(), sent.attachments)),

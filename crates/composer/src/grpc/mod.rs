@@ -21,21 +21,13 @@ pub use messaging::MessagingApi;
 pub use settings::SettingsApi;
 pub use templates::TemplatesApi;
 
-/// Runs a call body in its span, with the authenticated caller.
+/// Runs a call body in its span, with the authenticated caller (`sms_runtime::rpc_call`).
 macro_rules! call {
-    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {{
-        use tracing::Instrument as _;
-        let span = sms_runtime::rpc::span($method, $request.metadata());
-        async {
-            let $caller = $self.auth.caller($request.metadata())?;
-            // Who may call what: the table in sms_runtime::auth (administrators only for some).
-            $caller.may_call($method)?;
-            let reply: Result<_, crate::ComposerError> = $body;
-            Ok(tonic::Response::new(reply?))
-        }
-        .instrument(span)
-        .await
-    }};
+    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {
+        sms_runtime::rpc_call!($self, $request, $method, crate::ComposerError, |$caller| {
+            $body
+        })
+    };
 }
 pub(crate) use call;
 
