@@ -261,7 +261,7 @@ impl MessagingService for MessagingApi {
                 .reschedule(
                     &caller,
                     &r.id,
-                    crate::send::command::when(r.send_at.as_ref(), r.send_at_local.as_ref())?,
+                    super::command::when(r.send_at.as_ref(), r.send_at_local.as_ref())?,
                 )
                 .await
                 .map(|sent| RescheduleMessageResponse {

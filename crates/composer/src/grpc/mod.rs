@@ -11,6 +11,7 @@ pub(crate) use crate::fields::timestamp;
 
 use crate::store::{HistoryRow, MediaRow, MessageRow, TemplateRow};
 
+pub mod command;
 mod contacts;
 mod messaging;
 mod settings;

@@ -116,7 +116,7 @@ impl TemplatesService for TemplatesApi {
                 Some(preview_request::Source::Body(body)) => PreviewSource::Body(body),
                 None => PreviewSource::Unset,
             };
-            match crate::send::command::context(r.context.as_ref()) {
+            match super::command::context(r.context.as_ref()) {
                 Err(e) => Err(e),
                 Ok(context) => self
                     .templates
