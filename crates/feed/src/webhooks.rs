@@ -80,6 +80,8 @@ pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const RESPONSE_KEPT: u64 = 1024;
 /// How often the loops look for work when nothing woke them.
 const POLL: Duration = Duration::from_millis(200);
+/// How long the fan-out gathers the feed's writes after one woke it.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// How webhooks are delivered.
 #[derive(Debug, Clone)]
@@ -474,7 +476,10 @@ impl Webhooks {
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => return,
-                        () = written => {}
+                        // What is written over the next moment goes out in the same pass: a
+                        // busy composer writes the feed hundreds of times a second, and a pass
+                        // per write cost the accept path (P2) for nothing.
+                        () = written => tokio::time::sleep(GATHER).await,
                         () = tokio::time::sleep(POLL) => {}
                     }
                 }
