@@ -289,13 +289,6 @@ pub fn encoding_to_proto(e: Encoding) -> ProtoEncoding {
     }
 }
 
-/// Sets an outbound message's encoding: the typed field, and the name the previous release
-/// reads.
-pub fn set_encoding(m: &mut OutboundMessage, encoding: Encoding) {
-    m.encoding_type = encoding_to_proto(encoding) as i32;
-    m.encoding = encoding.as_str().to_owned();
-}
-
 /// A schedule's state by its name in the scheduler's table (and the previous release's
 /// replies); unknown for anything else.
 pub fn schedule_state_from_name(name: &str) -> ScheduleState {

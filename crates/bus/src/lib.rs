@@ -28,7 +28,7 @@ pub use error::{BusError, HandleError};
 pub use event::{
     Encoded, Event, auto_reply_kind, auto_reply_kind_name, carrier_status_event_id,
     encoding_to_proto, event_reason, meta, new_event_id, reason_from_proto, reason_to_proto,
-    reasoned, reply_state, schedule_state_from_name, schedule_state_name, set_encoding, set_reason,
+    reasoned, reply_state, schedule_state_from_name, schedule_state_name, set_reason,
     stable_event_id, status_from_proto, status_to_proto,
 };
 pub use state::{Held, Holders, StateFollower, StateSet, opted_out_entry};

@@ -12,9 +12,6 @@ use tonic::Code;
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComposerError {
-    /// No or wrong bearer token, or no organization.
-    #[error(transparent)]
-    Auth(#[from] sms_runtime::auth::AuthError),
     /// No `x-user-id` where one is needed.
     #[error("the x-user-id metadata is required")]
     MissingUser,
@@ -128,9 +125,6 @@ pub enum ComposerError {
     /// Both an instant and a local time.
     #[error("give send_at or send_at_local, not both")]
     TwoSendTimes,
-    /// A send rate or burst that cannot be used.
-    #[error("{0}")]
-    Rate(#[from] sms_core::rate::RateError),
     /// A validity period out of the carrier's range.
     #[error("validity_seconds must be 1 to 36000, not {0}")]
     ValidityOutOfRange(u32),
@@ -205,9 +199,6 @@ pub enum ComposerError {
     /// A month that is not `YYYY-MM`, or a range that runs backwards.
     #[error("{} is not a month (YYYY-MM), or the range runs backwards", quote(.0))]
     InvalidMonth(String),
-    /// Something the call needs is not available now (the system's random source).
-    #[error("not available now: {0}")]
-    Unavailable(String),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -244,7 +235,6 @@ impl ComposerError {
     /// The machine-readable reason (`google.rpc.ErrorInfo.reason`).
     pub fn reason(&self) -> &'static str {
         match self {
-            ComposerError::Auth(e) => e.reason(),
             ComposerError::MissingUser => "MISSING_USER",
             ComposerError::Field(e) => e.reason(),
             ComposerError::TooManyEntries { .. } => "TOO_MANY_ENTRIES",
@@ -269,7 +259,6 @@ impl ComposerError {
             ComposerError::NotFound(Entity::Number) => "NUMBER_NOT_FOUND",
             ComposerError::NotFound(Entity::Contact) => "CONTACT_NOT_FOUND",
             ComposerError::NotFound(Entity::Attachment) => "ATTACHMENT_NOT_FOUND",
-            ComposerError::Unavailable(_) => "UNAVAILABLE",
             ComposerError::ContactWithoutIds => "CONTACT_WITHOUT_IDS",
             ComposerError::Template(TemplateError::TooLong { .. }) => "TEMPLATE_TOO_LONG",
             ComposerError::Template(TemplateError::Unclosed { .. }) => "TEMPLATE_UNCLOSED_TAG",
@@ -294,8 +283,6 @@ impl ComposerError {
             ComposerError::Schedule(ScheduleError::Required) => "SEND_AT_REQUIRED",
             ComposerError::TwoSendTimes => "TWO_SEND_TIMES",
             ComposerError::ValidityOutOfRange(_) => "VALIDITY_OUT_OF_RANGE",
-            ComposerError::Rate(sms_core::rate::RateError::PerSecond(_)) => "INVALID_SEND_RATE",
-            ComposerError::Rate(sms_core::rate::RateError::Burst(_)) => "INVALID_SEND_BURST",
             ComposerError::QuietHours(sms_core::quiet::QuietError::Time { .. }) => {
                 "INVALID_QUIET_HOURS_TIME"
             }
@@ -323,7 +310,6 @@ impl ComposerError {
     /// Facts a caller can act on (`ErrorInfo.metadata`): limits, positions, codes.
     pub fn metadata(&self) -> HashMap<String, String> {
         let pairs: Vec<(&str, String)> = match self {
-            ComposerError::Auth(e) => return e.metadata(),
             ComposerError::Field(e) => return sms_runtime::auth::field_metadata(e),
             ComposerError::TooManyEntries { field, count, max } => vec![
                 ("field", (*field).to_owned()),
@@ -355,14 +341,6 @@ impl ComposerError {
             ],
             ComposerError::UnsupportedCountry { region } => vec![("region", region.clone())],
             ComposerError::NotScheduled { status } => vec![("status", status.clone())],
-            ComposerError::Rate(e) => vec![(
-                "field",
-                match e {
-                    sms_core::rate::RateError::PerSecond(_) => "send_rate",
-                    sms_core::rate::RateError::Burst(_) => "send_burst",
-                }
-                .to_owned(),
-            )],
             ComposerError::ValidityOutOfRange(_) => vec![
                 ("field", "validity_seconds".to_owned()),
                 ("min", "1".to_owned()),
@@ -408,7 +386,6 @@ impl ComposerError {
 
     fn code(&self) -> Code {
         match self {
-            ComposerError::Auth(e) => e.code(),
             ComposerError::MissingUser
             | ComposerError::Field(_)
             | ComposerError::TooManyEntries { .. }
@@ -429,12 +406,10 @@ impl ComposerError {
             | ComposerError::Schedule(_)
             | ComposerError::TwoSendTimes
             | ComposerError::ValidityOutOfRange(_)
-            | ComposerError::Rate(_)
             | ComposerError::QuietHours(_)
             | ComposerError::InvalidDailyCap { .. }
             | ComposerError::Mms(_)
             | ComposerError::MediaFetch { .. } => Code::InvalidArgument,
-            ComposerError::Unavailable(_) => Code::Unavailable,
             ComposerError::SenderNotMmsCapable(_) | ComposerError::TextOnlyCarrier { .. } => {
                 Code::FailedPrecondition
             }
@@ -458,27 +433,29 @@ impl ComposerError {
     }
 }
 
+impl sms_runtime::rpc::Refusal for ComposerError {
+    fn code(&self) -> Code {
+        ComposerError::code(self)
+    }
+
+    fn reason(&self) -> &'static str {
+        ComposerError::reason(self)
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        ComposerError::metadata(self)
+    }
+
+    fn internal(&self) -> Option<&dyn std::fmt::Display> {
+        match self {
+            ComposerError::Database(inner) => Some(inner),
+            _ => None,
+        }
+    }
+}
+
 impl From<ComposerError> for tonic::Status {
     fn from(e: ComposerError) -> Self {
-        let code = e.code();
-        // Internal details are logged, never sent to the caller.
-        let message = match &e {
-            ComposerError::Database(inner) => {
-                tracing::error!(error = %inner, "database error");
-                "internal error; try again".to_owned()
-            }
-            ComposerError::Auth(
-                sms_runtime::auth::AuthError::Unauthenticated
-                | sms_runtime::auth::AuthError::OrganizationNotAllowed { .. },
-            ) => {
-                tracing::warn!(reason = e.reason(), "call refused");
-                e.to_string()
-            }
-            other => {
-                tracing::info!(reason = other.reason(), error = %other, "request refused");
-                other.to_string()
-            }
-        };
-        sms_runtime::auth::status(code, message, e.reason(), e.metadata())
+        sms_runtime::rpc::refused(&e)
     }
 }

@@ -156,6 +156,12 @@ pub async fn run(
     );
     // Opt-outs are the registry's: their feed entries come from its state events, the entry
     // itself the marker that makes a redelivery change nothing.
+    // The same capabilities serve the calls and run the loops (one fetcher, one wake-up).
+    let auth = sms_runtime::rpc::Auth::new(config.api_tokens.clone());
+    let apis = (
+        grpc::EventsApi::new(auth.clone(), feed.clone()),
+        grpc::WebhooksApi::new(auth, hooks.clone()),
+    );
     let opt_outs = bus.consume(
         ConsumerKind::FeedOptOut,
         shutdown.clone(),
@@ -170,8 +176,7 @@ pub async fn run(
         let Some(listener) = listener else {
             return Ok(());
         };
-        let auth = sms_runtime::rpc::Auth::new(config.api_tokens.clone());
-        let (events, webhooks) = apis(&pool, &written, &config.webhooks, &auth, &shutdown)?;
+        let (events, webhooks) = apis;
         serve(listener, events, webhooks, shutdown.clone()).await
     };
     tracing::info!("feed service running");
