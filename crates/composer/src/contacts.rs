@@ -2,31 +2,12 @@
 //! to the lead and contact registered for it.
 
 use sms_core::PhoneNumber;
-use sms_core::text::{self, Lines};
 
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
 use crate::error::{ComposerError, Entity};
-use crate::send::command::MAX_CRM_ID;
 use crate::store::{self, contacts::ContactRow};
-
-fn number(value: &str) -> Result<PhoneNumber, ComposerError> {
-    text::check(
-        "contact_number",
-        value,
-        sms_core::phone::MAX_INPUT_LEN,
-        Lines::Single,
-    )?;
-    PhoneNumber::parse_valid(value, None).map_err(ComposerError::InvalidRecipient)
-}
-
-fn id(field: &'static str, value: &str) -> Result<Option<String>, ComposerError> {
-    text::check(field, value, MAX_CRM_ID, Lines::Single)?;
-    Ok(Some(value.trim())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned))
-}
 
 /// Contacts: which CRM lead or contact a phone number is.
 #[derive(Clone)]
@@ -44,12 +25,10 @@ impl Contacts {
     pub async fn set_contact(
         &self,
         caller: &Caller,
-        contact_number: &str,
-        lead_id: &str,
-        contact_id: &str,
+        n: &PhoneNumber,
+        lead: Option<String>,
+        contact: Option<String>,
     ) -> Result<ContactRow, ComposerError> {
-        let n = number(contact_number)?;
-        let (lead, contact) = (id("lead_id", lead_id)?, id("contact_id", contact_id)?);
         if lead.is_none() && contact.is_none() {
             return Err(ComposerError::ContactWithoutIds);
         }
@@ -68,9 +47,8 @@ impl Contacts {
     pub async fn get_contact(
         &self,
         caller: &Caller,
-        contact_number: &str,
+        n: &PhoneNumber,
     ) -> Result<ContactRow, ComposerError> {
-        let n = number(contact_number)?;
         let mut conn = self.pool.acquire().await?;
         store::contacts::get(&mut conn, &caller.organization_id, n.e164())
             .await?
@@ -81,9 +59,8 @@ impl Contacts {
     pub async fn delete_contact(
         &self,
         caller: &Caller,
-        contact_number: &str,
+        n: &PhoneNumber,
     ) -> Result<(), ComposerError> {
-        let n = number(contact_number)?;
         let mut conn = self.pool.acquire().await?;
         if store::contacts::delete(&mut conn, &caller.organization_id, n.e164()).await? {
             Ok(())

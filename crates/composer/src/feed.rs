@@ -25,7 +25,11 @@ pub(crate) fn status_entry(
         feed_event::Event::MessageStatus(FeedMessageStatus {
             message_id: message_id.to_string(),
             status: sms_bus::status_to_proto(fact.status) as i32,
-            reason: fact.reason.clone().unwrap_or_default(),
+            reason: fact
+                .reason
+                .as_ref()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
             carrier_error_code: fact
                 .carrier_error_code
                 .and_then(|c| u32::try_from(c).ok())
@@ -48,8 +52,8 @@ pub(crate) fn inbound_entry(m: &MessageRow, event_id: &str, inbox: &[String]) ->
         "message.inbound",
         feed_event::Event::InboundMessage(FeedInboundMessage {
             message_id: m.id.to_string(),
-            from: m.from_number.clone(),
-            to: m.to_number.clone(),
+            from: m.from_number.to_string(),
+            to: m.to_number.to_string(),
             body: m.body.clone(),
             lead_id: m.lead_id.clone().unwrap_or_default(),
             contact_id: m.contact_id.clone().unwrap_or_default(),

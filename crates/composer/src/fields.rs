@@ -24,25 +24,40 @@ pub(crate) fn parse_id(field: &'static str, id: &str) -> Result<Uuid, ComposerEr
     Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))
 }
 
-/// An optional number a caller gave in `field` (a filter): checked as one line, none when
-/// empty, otherwise its E.164 form; `invalid` says which refusal a bad number is.
-pub(crate) fn optional_number(
+/// A number a caller gave in `field`: checked as one line, then parsed (valid, in
+/// international form); `invalid` says which refusal a bad number is.
+pub(crate) fn number(
     field: &'static str,
     value: &str,
     invalid: fn(sms_core::PhoneError) -> ComposerError,
-) -> Result<Option<String>, ComposerError> {
+) -> Result<sms_core::PhoneNumber, ComposerError> {
     sms_core::text::check(
         field,
         value,
         sms_core::phone::MAX_INPUT_LEN,
         sms_core::text::Lines::Single,
     )?;
-    match value.trim() {
-        "" => Ok(None),
-        n => sms_core::PhoneNumber::parse_valid(n, None)
-            .map(|p| Some(p.e164().to_owned()))
-            .map_err(invalid),
+    sms_core::PhoneNumber::parse_valid(value, None).map_err(invalid)
+}
+
+/// An optional number a caller gave in `field` (a filter): none when empty, otherwise as
+/// [`number`] reads it.
+pub(crate) fn optional_number(
+    field: &'static str,
+    value: &str,
+    invalid: fn(sms_core::PhoneError) -> ComposerError,
+) -> Result<Option<sms_core::PhoneNumber>, ComposerError> {
+    if value.trim().is_empty() {
+        // Still one bounded line: a filter of spaces and a control character is refused.
+        sms_core::text::check(
+            field,
+            value,
+            sms_core::phone::MAX_INPUT_LEN,
+            sms_core::text::Lines::Single,
+        )?;
+        return Ok(None);
     }
+    number(field, value, invalid).map(Some)
 }
 
 /// Longest page token.

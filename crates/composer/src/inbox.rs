@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sms_bus::HandleError;
 use sms_core::text::{self, Lines};
-use sms_core::{Direction, PhoneNumber, Status};
+use sms_core::{Address, Direction, PhoneNumber, Status};
 use sms_proto::events::v1::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
@@ -102,10 +102,8 @@ impl Inbox {
             organization_id: number.organization_id.clone(),
             user_id: number.owner_user_id.clone().unwrap_or_default(),
             direction: Direction::Inbound,
-            from_number: PhoneNumber::parse_valid(&from, None)
-                .map(|p| p.e164().to_owned())
-                .unwrap_or(from),
-            to_number: number.number.clone(),
+            from_number: Address::read(&from),
+            to_number: number.number.clone().into(),
             body,
             status: Status::Received,
             reason: None,
@@ -138,8 +136,8 @@ impl Inbox {
                 &row.organization_id,
                 &row.id.to_string(),
             )),
-            from: row.from_number.clone(),
-            to: row.to_number.clone(),
+            from: row.from_number.to_string(),
+            to: row.to_number.to_string(),
             body: row.body.clone(),
             inbox_user_ids: users,
             carrier_sid: e.carrier_sid.clone(),
@@ -152,8 +150,8 @@ impl Inbox {
         let (lead_id, contact_id) = store::inbound::lead_of(
             &mut tx,
             &row.organization_id,
-            &row.to_number,
-            &row.from_number,
+            row.to_number.as_str(),
+            row.from_number.as_str(),
         )
         .await
         .map_err(db_failure)?;
@@ -243,13 +241,14 @@ impl Inbox {
         let now = Utc::now();
         // The id follows from the event, so a redelivered event cannot send a second reply.
         let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, meta.event_id.as_bytes());
+        let region = to.region().map(|r| r.to_string()).unwrap_or_default();
         let row = MessageRow {
             id,
             organization_id: meta.organization_id.clone(),
             user_id: format!("{AUTO_REPLY_USER}:{kind}"),
             direction: Direction::Outbound,
-            from_number: from.e164().to_owned(),
-            to_number: to.e164().to_owned(),
+            from_number: from.into(),
+            to_number: to.into(),
             body,
             status: Status::Accepted,
             reason: None,
@@ -266,7 +265,6 @@ impl Inbox {
             done: false,
             media_count: 0,
         };
-        let region = to.region().map(|r| r.to_string()).unwrap_or_default();
         let extra = store::NewMessage {
             to_region: &region,
             ..Default::default()
@@ -323,18 +321,12 @@ impl Inbox {
     pub async fn conversation(
         &self,
         caller: &Caller,
-        ours: &str,
-        contact: &str,
+        ours: &PhoneNumber,
+        contact: &PhoneNumber,
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<MessageRow>, String), ComposerError> {
         let org = caller.organization_id.as_str();
-        for (field, value) in [("our_number", ours), ("contact_number", contact)] {
-            text::check(field, value, sms_core::phone::MAX_INPUT_LEN, Lines::Single)?;
-        }
-        let ours = PhoneNumber::parse_valid(ours, None).map_err(ComposerError::InvalidNumber)?;
-        let contact =
-            PhoneNumber::parse_valid(contact, None).map_err(ComposerError::InvalidRecipient)?;
         let after = crate::fields::decode_page_token(page_token)?;
         if store::numbers::find(&self.pool, org, ours.e164())
             .await?
@@ -364,19 +356,17 @@ impl Inbox {
     pub async fn conversations(
         &self,
         caller: &Caller,
-        ours: &str,
+        ours: Option<&PhoneNumber>,
         page_size: u32,
         page_token: &str,
     ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), ComposerError> {
         let org = caller.organization_id.as_str();
-        let ours =
-            crate::fields::optional_number("our_number", ours, ComposerError::InvalidNumber)?;
         let size = crate::fields::page_size(page_size, 50);
         let before = crate::fields::decode_page_token(page_token)?;
         let heads = store::inbound::conversations(
             &self.pool,
             org,
-            ours.as_deref(),
+            ours.map(PhoneNumber::e164),
             before,
             i64::from(size) + 1,
         )

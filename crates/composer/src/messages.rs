@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use chrono::{Datelike, Utc};
-use sms_core::Direction;
 use sms_core::text::{self, Lines};
+use sms_core::{Direction, PhoneNumber};
 use uuid::Uuid;
 
 use sms_runtime::auth::Caller;
@@ -26,9 +26,9 @@ pub struct MessageQuery {
     /// Failed or undelivered only.
     pub errors_only: bool,
     /// With this contact (E.164).
-    pub contact_number: Option<String>,
+    pub contact_number: Option<sms_core::PhoneNumber>,
     /// Through this number of ours (E.164).
-    pub our_number: Option<String>,
+    pub our_number: Option<sms_core::PhoneNumber>,
     /// In this direction.
     pub direction: Option<Direction>,
     /// About this lead.
@@ -80,8 +80,8 @@ impl Messages {
         let filter = ListFilter {
             status: query.status,
             errors_only: query.errors_only,
-            contact_number: query.contact_number.as_deref(),
-            our_number: query.our_number.as_deref(),
+            contact_number: query.contact_number.as_ref().map(PhoneNumber::e164),
+            our_number: query.our_number.as_ref().map(PhoneNumber::e164),
             direction: query.direction,
             lead_id: query.lead_id.as_deref(),
             created_after: query.created_after,

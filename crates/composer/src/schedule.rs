@@ -93,28 +93,22 @@ impl Scheduling {
             return Err(ComposerError::Schedule(ScheduleError::Required));
         };
         // Quiet hours hold a moved message as they would a new one.
-        let send_at = match sms_core::PhoneNumber::parse_valid(&m.to_number, None) {
-            Ok(recipient) => {
+        let hold = match (m.from_number.number(), m.to_number.number()) {
+            (Some(from), Some(to)) => {
                 let settings = self.settings.of(&m.organization_id).await?;
-                match self
-                    .settings
-                    .quiet_hold(
-                        &settings,
-                        &m.organization_id,
-                        &m.from_number,
-                        &recipient,
-                        send_at,
-                    )
+                self.settings
+                    .quiet_hold(&settings, &m.organization_id, from, to, send_at)
                     .await?
-                {
-                    Some(hold) => {
-                        notes.push(hold.note);
-                        hold.until
-                    }
-                    None => send_at,
-                }
             }
-            Err(_) => send_at,
+            // Outbound messages are between numbers; nothing else is scheduled.
+            _ => None,
+        };
+        let send_at = match hold {
+            Some(hold) => {
+                notes.push(hold.note);
+                hold.until
+            }
+            None => send_at,
         };
         let to = prost_types::Timestamp {
             seconds: send_at.timestamp(),

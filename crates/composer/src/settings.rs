@@ -184,7 +184,7 @@ impl OrgSettings {
         &self,
         settings: &Settings,
         organization_id: &str,
-        from: &str,
+        from: &PhoneNumber,
         to: &PhoneNumber,
         due: DateTime<Utc>,
     ) -> Result<Option<Hold>, ComposerError> {
@@ -204,7 +204,8 @@ impl OrgSettings {
         let since = Utc::now()
             - chrono::Duration::from_std(REPLY_WINDOW).unwrap_or(chrono::Duration::zero());
         // Only asked when the message would be held: a reply in a conversation goes now.
-        if store::inbound::texted_since(&self.pool, organization_id, from, to.e164(), since).await?
+        if store::inbound::texted_since(&self.pool, organization_id, from.e164(), to.e164(), since)
+            .await?
         {
             return Ok(None);
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sms_bus::HandleError;
-use sms_core::{Status, Transition};
+use sms_core::{Failure, Status, Transition};
 use sms_proto::events::v1::{CarrierOptOut, StatusChanged, StatusSource};
 use uuid::Uuid;
 
@@ -117,7 +117,7 @@ fn carrier_check(current: &Current, sid: &str, account: &str) -> CarrierCheck {
 /// also fails with `opted_out`, but with no carrier code, and is nothing new.
 fn carrier_opt_out(fact: &store::HistoryRow) -> bool {
     fact.carrier_error_code.is_some()
-        && fact.reason.as_deref() == Some(sms_core::Reason::OptedOut.as_str())
+        && fact.reason.as_ref().and_then(Failure::reason) == Some(sms_core::Reason::OptedOut)
 }
 
 /// The history entry a status event makes.
@@ -132,8 +132,8 @@ fn fact(e: &StatusChanged, to: Status) -> store::HistoryRow {
         // The catalogue's reason (the typed field, or an older producer's name); other text as
         // it came, sanitized.
         reason: sms_bus::event_reason(e)
-            .map(|r| r.as_str().to_owned())
-            .or_else(|| text(&e.reason)),
+            .map(Failure::Known)
+            .or_else(|| text(&e.reason).map(Failure::Other)),
         carrier_error_code: (e.carrier_error_code != 0)
             .then(|| i32::try_from(e.carrier_error_code).unwrap_or(i32::MAX)),
         occurred_at: e

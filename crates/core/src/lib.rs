@@ -32,8 +32,8 @@ pub mod text;
 pub use body::{BodyError, MAX_BODY_CHARS, validate_body};
 pub use encoding::{Analysis, Encoding, SegmentCount, analyze, count};
 pub use keywords::Keyword;
-pub use phone::{NumberKind, NumberType, PhoneError, PhoneNumber, Region};
-pub use reason::Reason;
+pub use phone::{Address, NumberKind, NumberType, PhoneError, PhoneNumber, Region};
+pub use reason::{Failure, Reason};
 pub use status::{Direction, Status, Transition};
 
 /// How long a message may wait before it is handed to the carrier, by default: Twilio's longest

@@ -510,6 +510,145 @@ impl PhoneNumber {
     }
 }
 
+/// Where a message comes from or goes to: a phone number, or another address a carrier gave
+/// for a contact (an alphanumeric sender id, a number its plan does not know), kept as it
+/// came. Our numbers and the recipients we send to are always numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A valid phone number.
+    Number(PhoneNumber),
+    /// Anything else, as given.
+    Other(String),
+}
+
+impl Address {
+    /// Reads an address as a carrier gave it or as it was stored: a valid number in
+    /// international form is a number, anything else stays as it is.
+    pub fn read(text: &str) -> Address {
+        match PhoneNumber::parse_valid(text, None) {
+            Ok(n) => Address::Number(n),
+            Err(_) => Address::Other(text.to_owned()),
+        }
+    }
+
+    /// The phone number, when it is one.
+    pub fn number(&self) -> Option<&PhoneNumber> {
+        match self {
+            Address::Number(n) => Some(n),
+            Address::Other(_) => None,
+        }
+    }
+
+    /// The text: E.164 for a number.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Address::Number(n) => n.e164(),
+            Address::Other(text) => text,
+        }
+    }
+}
+
+impl From<PhoneNumber> for Address {
+    fn from(n: PhoneNumber) -> Self {
+        Address::Number(n)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stored numbers are read back into [`PhoneNumber`]s: the column holds the E.164 form the
+/// number was parsed into once, at the edge, and the row carries the parsed number, so nothing
+/// inside the services parses a number from text again. A stored text that is not a number
+/// is a decoding error (the row was not written by us).
+#[cfg(feature = "sqlx")]
+mod sql {
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
+
+    use super::{Address, PhoneNumber, Region};
+
+    impl sqlx::Type<Postgres> for Address {
+        fn type_info() -> PgTypeInfo {
+            <String as sqlx::Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <String as sqlx::Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl<'r> sqlx::Decode<'r, Postgres> for Address {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Address::read(<&str as sqlx::Decode<Postgres>>::decode(
+                value,
+            )?))
+        }
+    }
+
+    impl sqlx::Encode<'_, Postgres> for Address {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
+        }
+    }
+
+    impl sqlx::Type<Postgres> for PhoneNumber {
+        fn type_info() -> PgTypeInfo {
+            <String as sqlx::Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <String as sqlx::Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl PgHasArrayType for PhoneNumber {
+        fn array_type_info() -> PgTypeInfo {
+            <String as PgHasArrayType>::array_type_info()
+        }
+    }
+
+    impl<'r> sqlx::Decode<'r, Postgres> for PhoneNumber {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            let text = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+            Ok(PhoneNumber::parse(text, None)?)
+        }
+    }
+
+    impl sqlx::Encode<'_, Postgres> for PhoneNumber {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <&str as sqlx::Encode<Postgres>>::encode(self.e164(), buf)
+        }
+    }
+
+    impl sqlx::Type<Postgres> for Region {
+        fn type_info() -> PgTypeInfo {
+            <String as sqlx::Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <String as sqlx::Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl<'r> sqlx::Decode<'r, Postgres> for Region {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            let text = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+            Ok(text.parse::<Region>()?)
+        }
+    }
+
+    impl sqlx::Encode<'_, Postgres> for Region {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
+        }
+    }
+}
+
 impl fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.e164)
@@ -548,6 +687,19 @@ mod tests {
         assert_eq!(a.region(), Some(region("US")));
         assert_eq!(a.number_type(), NumberType::FixedLineOrMobile);
         assert!(a.sms_supported() && a.mms_supported());
+    }
+
+    #[test]
+    fn an_address_is_a_number_when_it_is_a_valid_one_and_kept_as_given_otherwise() {
+        let n = Address::read("+14155552671");
+        assert_eq!(n.number().map(PhoneNumber::e164), Some("+14155552671"));
+        assert_eq!(n.as_str(), "+14155552671");
+        // What a carrier gives for a contact that is not a number stays as it came.
+        for other in ["ACME", "+1415555", "4155552671", ""] {
+            let a = Address::read(other);
+            assert_eq!(a, Address::Other(other.to_owned()));
+            assert_eq!(a.to_string(), other);
+        }
     }
 
     #[test]

@@ -171,6 +171,92 @@ impl Reason {
     }
 }
 
+/// Why a message failed, as a message and its history keep it: a reason of the catalogue, or
+/// the words of a producer that gave none of the catalogue's (an older release, a carrier's own
+/// text), kept as they came.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// A reason of the catalogue.
+    Known(Reason),
+    /// Other words.
+    Other(String),
+}
+
+impl Failure {
+    /// Reads a stored or received text: the catalogue's reason when it names one.
+    pub fn from_text(text: &str) -> Failure {
+        Reason::parse(text).map_or_else(|| Failure::Other(text.to_owned()), Failure::Known)
+    }
+
+    /// The catalogue's reason, if it is one.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Failure::Known(r) => Some(*r),
+            Failure::Other(_) => None,
+        }
+    }
+
+    /// The text: the reason's snake_case name, or the other words.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Failure::Known(r) => r.as_str(),
+            Failure::Other(words) => words,
+        }
+    }
+}
+
+impl From<Reason> for Failure {
+    fn from(r: Reason) -> Self {
+        Failure::Known(r)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure is stored as its text.
+#[cfg(feature = "sqlx")]
+mod sql {
+    use sqlx::encode::IsNull;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
+
+    use super::Failure;
+
+    impl sqlx::Type<Postgres> for Failure {
+        fn type_info() -> PgTypeInfo {
+            <String as sqlx::Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <String as sqlx::Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl PgHasArrayType for Failure {
+        fn array_type_info() -> PgTypeInfo {
+            <String as PgHasArrayType>::array_type_info()
+        }
+    }
+
+    impl<'r> sqlx::Decode<'r, Postgres> for Failure {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            Ok(Failure::from_text(
+                <&str as sqlx::Decode<Postgres>>::decode(value)?,
+            ))
+        }
+    }
+
+    impl sqlx::Encode<'_, Postgres> for Failure {
+        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+            <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
+        }
+    }
+}
+
 /// Every reason.
 pub const ALL_REASONS: [Reason; 18] = [
     Reason::OptedOut,
@@ -201,6 +287,19 @@ impl fmt::Display for Reason {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_is_the_catalogue_reason_it_names_or_the_words_it_came_with() {
+        use super::{Failure, Reason};
+        for r in super::ALL_REASONS {
+            assert_eq!(Failure::from_text(r.as_str()), Failure::Known(r));
+            assert_eq!(Failure::from(r).as_str(), r.as_str());
+        }
+        let other = Failure::from_text("the carrier said no");
+        assert_eq!(other.reason(), None);
+        assert_eq!(other.to_string(), "the carrier said no");
+        assert_eq!(Failure::from_text("OPTED_OUT").reason(), None);
+    }
+
     use super::*;
 
     #[test]

@@ -53,7 +53,7 @@ fn number(n: NumberRow) -> PhoneNumber {
     PhoneNumber {
         id: n.id.to_string(),
         organization_id: n.organization_id,
-        number: n.number,
+        number: n.number.to_string(),
         region: n.region,
         number_type: n.number_type.as_str().to_owned(),
         sms_capable: n.sms_capable,

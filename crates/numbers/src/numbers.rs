@@ -164,7 +164,7 @@ impl Numbers {
         let row = NumberRow {
             id: Uuid::now_v7(),
             organization_id: org.to_owned(),
-            number: parsed.e164().to_owned(),
+            number: parsed.clone(),
             region,
             number_type: parsed.number_type(),
             sms_capable,
@@ -185,7 +185,7 @@ impl Numbers {
         let mut tx = self.pool.begin().await?;
         store::numbers::insert(&mut tx, &row).await.map_err(|e| {
             on_constraint(e, "numbers_number_key", || {
-                NumbersError::NumberTaken(row.number.clone())
+                NumbersError::NumberTaken(row.number.to_string())
             })
         })?;
         self.announce_number(&mut tx, &row, true).await?;
@@ -274,7 +274,7 @@ impl Numbers {
         tx.commit().await?;
         self.outbox.wake();
         self.written.wake();
-        self.senders.forget(&row.organization_id, &row.number);
+        self.senders.forget(&row.organization_id, row.number.e164());
         Ok(row)
     }
 
@@ -315,7 +315,7 @@ impl Numbers {
         tx.commit().await?;
         self.outbox.wake();
         self.written.wake();
-        self.senders.forget(&row.organization_id, &row.number);
+        self.senders.forget(&row.organization_id, row.number.e164());
         // Given back to the carrier now if it answers; otherwise by the next round of
         // `give_back_released` (the release is recorded: nothing is forgotten).
         if row.carrier_sid.is_some()
@@ -418,7 +418,7 @@ impl SenderCache {
 
     /// Remembers a held number.
     pub fn insert(&self, row: NumberRow) {
-        let key = (row.organization_id.clone(), row.number.clone());
+        let key = (row.organization_id.clone(), row.number.to_string());
         self.0
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -473,7 +473,7 @@ impl Numbers {
             &[number_entry(
                 &row.organization_id,
                 event_id,
-                &row.number,
+                row.number.e164(),
                 active,
             )],
         )
@@ -489,7 +489,7 @@ fn number_state(row: &NumberRow, active: bool) -> NumberChanged {
             &row.organization_id,
             "",
         )),
-        number: row.number.clone(),
+        number: row.number.to_string(),
         active,
         send_rate: row.send_rate.unwrap_or(0.0),
         send_burst: row

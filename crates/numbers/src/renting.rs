@@ -318,7 +318,7 @@ impl Numbers {
         let mut tx = self.pool.begin().await?;
         store::numbers::insert(&mut tx, &row).await.map_err(|e| {
             on_constraint(e, "numbers_number_key", || {
-                NumbersError::NumberTaken(row.number.clone())
+                NumbersError::NumberTaken(row.number.to_string())
             })
         })?;
         store::numbers::unreserve(&mut tx, e164, org).await?;
@@ -430,7 +430,7 @@ fn record(
     NumberRow {
         id: Uuid::now_v7(),
         organization_id: org.to_owned(),
-        number: parsed.e164().to_owned(),
+        number: parsed.clone(),
         region: parsed.region().map(|r| r.to_string()).unwrap_or_default(),
         number_type: parsed.number_type(),
         sms_capable,

@@ -7,8 +7,26 @@ use sms_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use sms_core::PhoneNumber;
+use sms_core::text::{self, Lines};
+
 use super::{call, timestamp};
+use crate::error::ComposerError;
+use crate::send::command::MAX_CRM_ID;
 use crate::store::contacts::ContactRow;
+
+/// The phone number a contact call is about.
+fn number(value: &str) -> Result<PhoneNumber, ComposerError> {
+    crate::fields::number("contact_number", value, ComposerError::InvalidRecipient)
+}
+
+/// A CRM id: one bounded line; none when empty.
+fn id(field: &'static str, value: &str) -> Result<Option<String>, ComposerError> {
+    text::check(field, value, MAX_CRM_ID, Lines::Single)?;
+    Ok(Some(value.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned))
+}
 
 fn contact(c: ContactRow) -> RegisteredContact {
     RegisteredContact {
@@ -41,12 +59,15 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<SetContactResponse>, Status> {
         call!(self, request, "SetContact", |caller| {
             let r = request.get_ref();
-            self.contacts
-                .set_contact(&caller, &r.contact_number, &r.lead_id, &r.contact_id)
-                .await
-                .map(|c| SetContactResponse {
-                    contact: Some(contact(c)),
-                })
+            let set = async {
+                let n = number(&r.contact_number)?;
+                let (lead, contact) =
+                    (id("lead_id", &r.lead_id)?, id("contact_id", &r.contact_id)?);
+                self.contacts.set_contact(&caller, &n, lead, contact).await
+            };
+            set.await.map(|c| SetContactResponse {
+                contact: Some(contact(c)),
+            })
         })
     }
 
@@ -55,12 +76,13 @@ impl ContactsService for ContactsApi {
         request: Request<GetContactRequest>,
     ) -> Result<Response<GetContactResponse>, Status> {
         call!(self, request, "GetContact", |caller| {
-            self.contacts
-                .get_contact(&caller, &request.get_ref().contact_number)
-                .await
-                .map(|c| GetContactResponse {
-                    contact: Some(contact(c)),
-                })
+            let get = async {
+                let n = number(&request.get_ref().contact_number)?;
+                self.contacts.get_contact(&caller, &n).await
+            };
+            get.await.map(|c| GetContactResponse {
+                contact: Some(contact(c)),
+            })
         })
     }
 
@@ -69,10 +91,11 @@ impl ContactsService for ContactsApi {
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
         call!(self, request, "DeleteContact", |caller| {
-            self.contacts
-                .delete_contact(&caller, &request.get_ref().contact_number)
-                .await
-                .map(|()| DeleteContactResponse {})
+            let delete = async {
+                let n = number(&request.get_ref().contact_number)?;
+                self.contacts.delete_contact(&caller, &n).await
+            };
+            delete.await.map(|()| DeleteContactResponse {})
         })
     }
 }

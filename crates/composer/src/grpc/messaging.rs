@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::{attachment, call, message, message_with, timestamp};
 use crate::error::ComposerError;
+use crate::fields::{number, optional_number};
 use crate::messages::MessageQuery;
 use crate::send::command::SendCommand;
 
@@ -131,17 +132,29 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<GetConversationResponse>, Status> {
         call!(self, request, "GetConversation", |caller| {
             let r = request.get_ref();
-            match self
-                .inbox
-                .conversation(
-                    &caller,
-                    &r.our_number,
+            let conversation = async {
+                for (field, value) in [
+                    ("our_number", &r.our_number),
+                    ("contact_number", &r.contact_number),
+                ] {
+                    sms_core::text::check(
+                        field,
+                        value,
+                        sms_core::phone::MAX_INPUT_LEN,
+                        sms_core::text::Lines::Single,
+                    )?;
+                }
+                let ours = number("our_number", &r.our_number, ComposerError::InvalidNumber)?;
+                let contact = number(
+                    "contact_number",
                     &r.contact_number,
-                    r.page_size,
-                    &r.page_token,
-                )
-                .await
-            {
+                    ComposerError::InvalidRecipient,
+                )?;
+                self.inbox
+                    .conversation(&caller, &ours, &contact, r.page_size, &r.page_token)
+                    .await
+            };
+            match conversation.await {
                 Ok((rows, next_page_token)) => {
                     let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
                     self.messages
@@ -169,8 +182,14 @@ impl MessagingService for MessagingApi {
     ) -> Result<Response<ListConversationsResponse>, Status> {
         call!(self, request, "ListConversations", |caller| {
             let r = request.get_ref();
-            self.inbox
-                .conversations(&caller, &r.our_number, r.page_size, &r.page_token)
+            let listed = async {
+                let ours =
+                    optional_number("our_number", &r.our_number, ComposerError::InvalidNumber)?;
+                self.inbox
+                    .conversations(&caller, ours.as_ref(), r.page_size, &r.page_token)
+                    .await
+            };
+            listed
                 .await
                 .map(|(rows, next_page_token)| ListConversationsResponse {
                     conversations: rows
@@ -323,7 +342,7 @@ impl MessagingService for MessagingApi {
 /// Which messages a page lists, checked once.
 fn message_query(req: &ListMessagesRequest) -> Result<MessageQuery, ComposerError> {
     let page_size = crate::fields::page_size(req.page_size, 50);
-    let contact_number = crate::fields::optional_number(
+    let contact_number = optional_number(
         "contact_number",
         &req.contact_number,
         ComposerError::InvalidRecipient,
@@ -334,11 +353,7 @@ fn message_query(req: &ListMessagesRequest) -> Result<MessageQuery, ComposerErro
         crate::send::command::MAX_CRM_ID,
         sms_core::text::Lines::Single,
     )?;
-    let our_number = crate::fields::optional_number(
-        "our_number",
-        &req.our_number,
-        ComposerError::InvalidNumber,
-    )?;
+    let our_number = optional_number("our_number", &req.our_number, ComposerError::InvalidNumber)?;
     Ok(MessageQuery {
         status: match req.status() {
             sms_proto::v1::MessageStatus::Unspecified => None,

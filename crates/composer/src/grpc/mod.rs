@@ -66,9 +66,9 @@ pub(crate) fn attachment(m: MediaRow) -> Attachment {
 }
 
 /// A stored reason (the catalogue's name) as the API's enum.
-fn failure_reason(reason: Option<&str>) -> i32 {
+fn failure_reason(reason: Option<&sms_core::Failure>) -> i32 {
     reason
-        .and_then(sms_core::Reason::parse)
+        .and_then(sms_core::Failure::reason)
         .map_or(FailureReason::Unspecified, sms_bus::reason_to_proto) as i32
 }
 
@@ -89,12 +89,12 @@ pub(crate) fn message_with(
             sms_core::Direction::Inbound => ProtoDirection::Inbound as i32,
             sms_core::Direction::Outbound => ProtoDirection::Outbound as i32,
         },
-        from: m.from_number,
-        to: m.to_number,
+        from: m.from_number.to_string(),
+        to: m.to_number.to_string(),
         body: m.body,
         status: proto_status(m.status),
-        failure_reason: failure_reason(m.reason.as_deref()),
-        reason: m.reason.unwrap_or_default(),
+        failure_reason: failure_reason(m.reason.as_ref()),
+        reason: m.reason.map(|r| r.to_string()).unwrap_or_default(),
         encoding_type: sms_bus::encoding_to_proto(m.encoding) as i32,
         encoding: m.encoding.as_str().to_owned(),
         segments: u32::try_from(m.segments).unwrap_or(0),
@@ -108,8 +108,8 @@ pub(crate) fn message_with(
             .map(|h| StatusEntry {
                 status: proto_status(h.status),
                 at: Some(timestamp(h.occurred_at)),
-                failure_reason: failure_reason(h.reason.as_deref()),
-                reason: h.reason.unwrap_or_default(),
+                failure_reason: failure_reason(h.reason.as_ref()),
+                reason: h.reason.map(|r| r.to_string()).unwrap_or_default(),
                 detail: h.detail.unwrap_or_default(),
                 carrier_error_code: h
                     .carrier_error_code

@@ -18,7 +18,7 @@ pub struct Facts<'a> {
     /// The recipient.
     pub to: &'a PhoneNumber,
     /// The sender, already found and checked as the organization's and the user's.
-    pub sender: &'a str,
+    pub sender: &'a PhoneNumber,
     /// Whether the sender can send MMS.
     pub sender_mms_capable: bool,
     /// The connection it sends through when that one is text only (SMPP).
@@ -101,18 +101,16 @@ impl From<ComposerError> for Refused {
 pub fn decide(f: Facts<'_>) -> Result<Accepted, Refused> {
     if f.attachments {
         if !f.sender_mms_capable {
-            return Err(ComposerError::SenderNotMmsCapable(f.sender.to_owned()).into());
+            return Err(ComposerError::SenderNotMmsCapable(f.sender.e164().to_owned()).into());
         }
         if let Some(connection) = f.text_only {
             return Err(ComposerError::TextOnlyCarrier {
-                number: f.sender.to_owned(),
+                number: f.sender.e164().to_owned(),
                 connection,
             }
             .into());
         }
-        let sender =
-            PhoneNumber::parse_valid(f.sender, None).map_err(ComposerError::InvalidSender)?;
-        sms_core::mms::check_route(&sender, f.to).map_err(ComposerError::from)?;
+        sms_core::mms::check_route(f.sender, f.to).map_err(ComposerError::from)?;
     }
     if f.opted_out {
         return Err(ComposerError::OptedOut(f.to.e164().to_owned()).into());
@@ -171,11 +169,15 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// The sender of most cases.
+    static SENDER: std::sync::LazyLock<PhoneNumber> =
+        std::sync::LazyLock::new(|| number("+12015550100"));
+
     fn facts<'a>(to: &'a PhoneNumber) -> Facts<'a> {
         Facts {
             organization_id: "org",
             to,
-            sender: "+12015550100",
+            sender: &SENDER,
             sender_mms_capable: true,
             text_only: None,
             attachments: false,
@@ -240,9 +242,10 @@ mod tests {
             "SENDER_NOT_MMS_CAPABLE"
         );
         let uk = number("+447911123456");
+        let uk_sender = number("+447911123400");
         assert_eq!(
             refused(decide(Facts {
-                sender: "+447911123400",
+                sender: &uk_sender,
                 ..mms(facts(&uk))
             })),
             "MMS_COUNTRY_NOT_SUPPORTED"

@@ -57,10 +57,7 @@ impl Senders {
             let candidates = store::numbers::usable(&self.pool, org, user, to.e164()).await?;
             return candidates
                 .into_iter()
-                .find(|n| {
-                    PhoneNumber::parse_valid(&n.number, None)
-                        .is_ok_and(|p| phone::same_calling_code(&p, to))
-                })
+                .find(|n| phone::same_calling_code(&n.number, to))
                 .ok_or(ComposerError::NoSenderAvailable {
                     calling_code: to.calling_code(),
                 });
@@ -76,10 +73,14 @@ impl Senders {
             }
         };
         if !number.kind.can_send() {
-            return Err(ComposerError::ExternalSender(number.number));
+            return Err(ComposerError::ExternalSender(
+                number.number.e164().to_owned(),
+            ));
         }
         if !number.sms_capable {
-            return Err(ComposerError::SenderNotSmsCapable(number.number));
+            return Err(ComposerError::SenderNotSmsCapable(
+                number.number.e164().to_owned(),
+            ));
         }
         let owns = number.owner_user_id.as_deref() == Some(user);
         let member = match &number.owner_group_id {
@@ -87,7 +88,9 @@ impl Senders {
             _ => false,
         };
         if !owns && !member {
-            return Err(ComposerError::SenderNotOwned(number.number));
+            return Err(ComposerError::SenderNotOwned(
+                number.number.e164().to_owned(),
+            ));
         }
         if !phone::same_calling_code(from, to) {
             return Err(ComposerError::InternationalNotAllowed {

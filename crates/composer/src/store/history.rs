@@ -1,7 +1,7 @@
 //! Status history: one entry per event that moved a message, each event recorded once.
 
 use chrono::{DateTime, Utc};
-use sms_core::Status;
+use sms_core::{Failure, Status};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -10,8 +10,8 @@ use uuid::Uuid;
 pub struct HistoryRow {
     /// The status.
     pub status: Status,
-    /// Reason.
-    pub reason: Option<String>,
+    /// Why it failed.
+    pub reason: Option<Failure>,
     /// Carrier code.
     pub carrier_error_code: Option<i32>,
     /// When it happened.
@@ -37,7 +37,7 @@ pub struct NewHistory {
 pub async fn of_message(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as!(
         HistoryRow,
-        r#"SELECT status AS "status: Status", reason, carrier_error_code, occurred_at, detail
+        r#"SELECT status AS "status: Status", reason AS "reason: Failure", carrier_error_code, occurred_at, detail
            FROM composer.message_status_history WHERE message_id = $1
            ORDER BY occurred_at, seq"#,
         id
@@ -53,7 +53,10 @@ pub async fn insert(conn: &mut PgConnection, rows: &[NewHistory]) -> Result<(), 
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
     let statuses: Vec<Status> = rows.iter().map(|r| r.entry.status).collect();
-    let reasons: Vec<Option<String>> = rows.iter().map(|r| r.entry.reason.clone()).collect();
+    let reasons: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r.entry.reason.as_ref().map(|r| r.as_str().to_owned()))
+        .collect();
     let codes: Vec<Option<i32>> = rows.iter().map(|r| r.entry.carrier_error_code).collect();
     let details: Vec<Option<String>> = rows.iter().map(|r| r.entry.detail.clone()).collect();
     let at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.entry.occurred_at).collect();

@@ -2,7 +2,7 @@
 //! conversations and inboxes.
 
 use chrono::{DateTime, Utc};
-use sms_core::{Direction, Encoding, Status};
+use sms_core::{Address, Direction, Encoding, Failure, Status};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -30,8 +30,8 @@ pub async fn insert(
         m.id,
         m.organization_id,
         m.user_id,
-        m.from_number,
-        m.to_number,
+        m.from_number.as_str(),
+        m.to_number.as_str(),
         m.body,
         m.encoding as Encoding,
         m.segments,
@@ -71,8 +71,9 @@ pub async fn by_carrier_sid(
 ) -> Result<Option<MessageRow>, sqlx::Error> {
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages
@@ -97,8 +98,9 @@ pub async fn conversation(
     let (after_at, after_id) = after.unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages
@@ -193,8 +195,9 @@ pub async fn inbox(
     let (before_at, before_id) = before.unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages

@@ -2,7 +2,7 @@
 //! statement), reads and lists, and status changes.
 
 use chrono::{DateTime, Utc};
-use sms_core::{Direction, Encoding, Status};
+use sms_core::{Address, Direction, Encoding, Failure, Status};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -21,15 +21,15 @@ pub struct MessageRow {
     /// Which way it travels.
     pub direction: Direction,
     /// Sender.
-    pub from_number: String,
+    pub from_number: Address,
     /// Recipient.
-    pub to_number: String,
+    pub to_number: Address,
     /// Body.
     pub body: String,
     /// Status.
     pub status: Status,
-    /// Failure reason.
-    pub reason: Option<String>,
+    /// Why it failed.
+    pub reason: Option<Failure>,
     /// Carrier error code.
     pub carrier_error_code: Option<i32>,
     /// Encoding.
@@ -108,8 +108,8 @@ pub async fn insert(
         m.organization_id,
         m.user_id,
         m.direction as Direction,
-        m.from_number,
-        m.to_number,
+        m.from_number.as_str(),
+        m.to_number.as_str(),
         m.body,
         m.status as Status,
         m.encoding as Encoding,
@@ -165,8 +165,8 @@ pub async fn insert_many(
     let orgs = col(|r| r.organization_id.clone());
     let users = col(|r| r.user_id.clone());
     let directions: Vec<Direction> = sends.iter().map(|s| s.message.direction).collect();
-    let froms = col(|r| r.from_number.clone());
-    let tos = col(|r| r.to_number.clone());
+    let froms = col(|r| r.from_number.to_string());
+    let tos = col(|r| r.to_number.to_string());
     let bodies = col(|r| r.body.clone());
     let statuses: Vec<Status> = sends.iter().map(|s| s.message.status).collect();
     let encodings: Vec<Encoding> = sends.iter().map(|s| s.message.encoding).collect();
@@ -240,8 +240,9 @@ pub async fn get(
 ) -> Result<Option<MessageRow>, sqlx::Error> {
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages WHERE organization_id = $1 AND id = $2"#,
@@ -261,8 +262,9 @@ pub async fn by_ids(
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages WHERE organization_id = $1 AND id = ANY($2)"#,
@@ -285,8 +287,9 @@ pub async fn by_idempotency_key(
     key: &str,
 ) -> Result<Option<Keyed>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count, request_hash
            FROM composer.messages WHERE organization_id = $1 AND idempotency_key = $2"#,
@@ -359,8 +362,9 @@ pub async fn list(
     let (before_at, before_id) = filter.before.unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction", from_number,
-                  to_number, body, status AS "status: Status", reason, carrier_error_code,
+        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+                  from_number AS "from_number: Address", to_number AS "to_number: Address",
+                  body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages
@@ -468,7 +472,7 @@ pub struct StatusUpdate {
     /// The new status, when one advanced it.
     pub status: Option<Status>,
     /// The latest reason given.
-    pub reason: Option<String>,
+    pub reason: Option<Failure>,
     /// The latest carrier error code given.
     pub carrier_error_code: Option<i32>,
     /// The carrier's sid as the dispatcher got it from the carrier's answer.
@@ -487,7 +491,10 @@ pub async fn set_statuses(
     }
     let ids: Vec<Uuid> = updates.iter().map(|(id, _)| *id).collect();
     let statuses: Vec<Option<Status>> = updates.iter().map(|(_, u)| u.status).collect();
-    let reasons: Vec<Option<String>> = updates.iter().map(|(_, u)| u.reason.clone()).collect();
+    let reasons: Vec<Option<String>> = updates
+        .iter()
+        .map(|(_, u)| u.reason.as_ref().map(|r| r.as_str().to_owned()))
+        .collect();
     let codes: Vec<Option<i32>> = updates.iter().map(|(_, u)| u.carrier_error_code).collect();
     let sids: Vec<Option<String>> = updates.iter().map(|(_, u)| u.carrier_sid.clone()).collect();
     let accounts: Vec<Option<String>> = updates

@@ -1,7 +1,7 @@
 //! The organization's numbers: held (not released) rows, looked up by number or id.
 
 use chrono::{DateTime, Utc};
-use sms_core::{NumberKind, NumberType};
+use sms_core::{NumberKind, NumberType, PhoneNumber};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -12,8 +12,8 @@ pub struct NumberRow {
     pub id: Uuid,
     /// Organization.
     pub organization_id: String,
-    /// E.164.
-    pub number: String,
+    /// The number.
+    pub number: PhoneNumber,
     /// Region.
     pub region: String,
     /// Number type, as sms-core names it (stored as its name).
@@ -78,7 +78,7 @@ impl NumberSource {
 struct Raw {
     id: Uuid,
     organization_id: String,
-    number: String,
+    number: PhoneNumber,
     region: String,
     number_type: String,
     sms_capable: bool,
@@ -147,7 +147,7 @@ async fn find_where(
 ) -> Result<Option<NumberRow>, sqlx::Error> {
     let row = sqlx::query_as!(
         Raw,
-        r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
+        r#"SELECT id, organization_id, number AS "number: PhoneNumber", region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
                   created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers
@@ -167,7 +167,7 @@ async fn find_where(
 pub async fn holder(pool: &PgPool, number: &str) -> Result<Option<NumberRow>, sqlx::Error> {
     let row = sqlx::query_as!(
         Raw,
-        r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
+        r#"SELECT id, organization_id, number AS "number: PhoneNumber", region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
                   created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers WHERE number = $1 AND released_at IS NULL"#,
@@ -189,7 +189,7 @@ pub async fn usable(
 ) -> Result<Vec<NumberRow>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Raw,
-        r#"SELECT n.id, n.organization_id, n.number, n.region, n.number_type, n.sms_capable,
+        r#"SELECT n.id, n.organization_id, n.number AS "number: PhoneNumber", n.region, n.number_type, n.sms_capable,
                   n.mms_capable, n.voice_capable, n.kind AS "kind: NumberKind", n.owner_user_id,
                   n.owner_group_id, n.created_at, n.send_rate, n.send_burst, n.source, n.carrier_sid,
                   n.carrier_connection
@@ -225,7 +225,7 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         n.id,
         n.organization_id,
-        n.number,
+        n.number.e164(),
         n.region,
         n.number_type.as_str(),
         n.sms_capable,
@@ -251,7 +251,7 @@ pub async fn insert(conn: &mut PgConnection, n: &NumberRow) -> Result<(), sqlx::
 pub async fn list(pool: &PgPool, organization_id: &str) -> Result<Vec<NumberRow>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Raw,
-        r#"SELECT id, organization_id, number, region, number_type, sms_capable, mms_capable,
+        r#"SELECT id, organization_id, number AS "number: PhoneNumber", region, number_type, sms_capable, mms_capable,
                   voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
                   created_at, send_rate, send_burst, source, carrier_sid, carrier_connection
            FROM composer.numbers
@@ -297,7 +297,7 @@ pub async fn set_rate(
         Raw,
         r#"UPDATE composer.numbers SET send_rate = $3, send_burst = $4
            WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
-           RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
+           RETURNING id, organization_id, number AS "number: PhoneNumber", region, number_type, sms_capable, mms_capable,
                      voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
                      created_at, send_rate, send_burst, source, carrier_sid, carrier_connection"#,
         organization_id,
@@ -323,7 +323,7 @@ pub async fn set_connection(
         Raw,
         r#"UPDATE composer.numbers SET carrier_connection = $3
            WHERE organization_id = $1 AND id = $2 AND released_at IS NULL
-           RETURNING id, organization_id, number, region, number_type, sms_capable, mms_capable,
+           RETURNING id, organization_id, number AS "number: PhoneNumber", region, number_type, sms_capable, mms_capable,
                      voice_capable, kind AS "kind: NumberKind", owner_user_id, owner_group_id,
                      created_at, send_rate, send_burst, source, carrier_sid, carrier_connection"#,
         organization_id,
@@ -394,8 +394,8 @@ pub async fn release_pending(pool: &PgPool, number: &str) -> Result<bool, sqlx::
 pub struct PendingRelease {
     /// The row.
     pub id: Uuid,
-    /// E.164.
-    pub number: String,
+    /// The number.
+    pub number: PhoneNumber,
     /// The carrier's id.
     pub carrier_sid: String,
     /// Whether the number is held again meanwhile (added again by someone): then the carrier
@@ -413,7 +413,7 @@ pub async fn lock_pending_releases(
 ) -> Result<Vec<PendingRelease>, sqlx::Error> {
     sqlx::query_as!(
         PendingRelease,
-        r#"SELECT n.id, n.number, n.carrier_sid AS "carrier_sid!",
+        r#"SELECT n.id, n.number AS "number: PhoneNumber", n.carrier_sid AS "carrier_sid!",
                   EXISTS (SELECT 1 FROM composer.numbers h
                           WHERE h.number = n.number AND h.released_at IS NULL) AS "held_again!"
            FROM composer.numbers n
