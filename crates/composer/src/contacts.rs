@@ -6,7 +6,7 @@ use sms_core::PhoneNumber;
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::{ComposerError, Entity};
+use crate::error::{ContactsError, Entity};
 use crate::store::{self, contacts::ContactRow};
 
 /// Contacts: which CRM lead or contact a phone number is.
@@ -28,9 +28,9 @@ impl Contacts {
         n: &PhoneNumber,
         lead: Option<String>,
         contact: Option<String>,
-    ) -> Result<ContactRow, ComposerError> {
+    ) -> Result<ContactRow, ContactsError> {
         if lead.is_none() && contact.is_none() {
-            return Err(ComposerError::ContactWithoutIds);
+            return Err(ContactsError::ContactWithoutIds);
         }
         let mut conn = self.pool.acquire().await?;
         Ok(store::contacts::set(
@@ -48,11 +48,11 @@ impl Contacts {
         &self,
         caller: &Caller,
         n: &PhoneNumber,
-    ) -> Result<ContactRow, ComposerError> {
+    ) -> Result<ContactRow, ContactsError> {
         let mut conn = self.pool.acquire().await?;
         store::contacts::get(&mut conn, &caller.organization_id, n.e164())
             .await?
-            .ok_or(ComposerError::NotFound(Entity::Contact))
+            .ok_or(ContactsError::from(Entity::Contact))
     }
 
     /// Forgets a phone number's registration.
@@ -60,12 +60,12 @@ impl Contacts {
         &self,
         caller: &Caller,
         n: &PhoneNumber,
-    ) -> Result<(), ComposerError> {
+    ) -> Result<(), ContactsError> {
         let mut conn = self.pool.acquire().await?;
         if store::contacts::delete(&mut conn, &caller.organization_id, n.e164()).await? {
             Ok(())
         } else {
-            Err(ComposerError::NotFound(Entity::Contact))
+            Err(ContactsError::from(Entity::Contact))
         }
     }
 }

@@ -6,47 +6,48 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::error::ComposerError;
+use crate::error::Common;
 
 use sms_runtime::auth::Caller;
 
 /// The calling user, which sends and personal views need.
-pub(crate) fn user(caller: &Caller) -> Result<&str, ComposerError> {
-    caller.user_id.as_deref().ok_or(ComposerError::MissingUser)
+pub(crate) fn user(caller: &Caller) -> Result<&str, Common> {
+    caller.user_id.as_deref().ok_or(Common::MissingUser)
 }
 
 /// Longest id field (ids are UUIDs; anything longer is not one).
 pub(crate) const MAX_ID_FIELD: usize = 64;
 
 /// Parses an id given by a caller in `field`.
-pub(crate) fn parse_id(field: &'static str, id: &str) -> Result<Uuid, ComposerError> {
+pub(crate) fn parse_id(field: &'static str, id: &str) -> Result<Uuid, Common> {
     sms_core::text::check(field, id, MAX_ID_FIELD, sms_core::text::Lines::Single)?;
-    Uuid::parse_str(id.trim()).map_err(|_| ComposerError::InvalidId(id.to_owned()))
+    Uuid::parse_str(id.trim()).map_err(|_| Common::InvalidId(id.to_owned()))
 }
 
 /// A number a caller gave in `field`: checked as one line, then parsed (valid, in
 /// international form); `invalid` says which refusal a bad number is.
-pub(crate) fn number(
+pub(crate) fn number<E: From<Common>>(
     field: &'static str,
     value: &str,
-    invalid: fn(sms_core::PhoneError) -> ComposerError,
-) -> Result<sms_core::PhoneNumber, ComposerError> {
+    invalid: fn(sms_core::PhoneError) -> E,
+) -> Result<sms_core::PhoneNumber, E> {
     sms_core::text::check(
         field,
         value,
         sms_core::phone::MAX_INPUT_LEN,
         sms_core::text::Lines::Single,
-    )?;
+    )
+    .map_err(|e| E::from(Common::Field(e)))?;
     sms_core::PhoneNumber::parse_valid(value, None).map_err(invalid)
 }
 
 /// An optional number a caller gave in `field` (a filter): none when empty, otherwise as
 /// [`number`] reads it.
-pub(crate) fn optional_number(
+pub(crate) fn optional_number<E: From<Common>>(
     field: &'static str,
     value: &str,
-    invalid: fn(sms_core::PhoneError) -> ComposerError,
-) -> Result<Option<sms_core::PhoneNumber>, ComposerError> {
+    invalid: fn(sms_core::PhoneError) -> E,
+) -> Result<Option<sms_core::PhoneNumber>, E> {
     if value.trim().is_empty() {
         // Still one bounded line: a filter of spaces and a control character is refused.
         sms_core::text::check(
@@ -54,7 +55,8 @@ pub(crate) fn optional_number(
             value,
             sms_core::phone::MAX_INPUT_LEN,
             sms_core::text::Lines::Single,
-        )?;
+        )
+        .map_err(|e| E::from(Common::Field(e)))?;
         return Ok(None);
     }
     number(field, value, invalid).map(Some)
@@ -102,7 +104,7 @@ pub(crate) fn encode_page_token_with(at: DateTime<Utc>, key: &str) -> String {
 }
 
 /// The (time, key) a page token carries; the key is what the caller's kind of page orders by.
-pub(crate) fn decode_token(token: &str) -> Result<Option<(DateTime<Utc>, String)>, ComposerError> {
+pub(crate) fn decode_token(token: &str) -> Result<Option<(DateTime<Utc>, String)>, Common> {
     sms_core::text::check(
         "page_token",
         token,
@@ -116,24 +118,22 @@ pub(crate) fn decode_token(token: &str) -> Result<Option<(DateTime<Utc>, String)
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or(ComposerError::InvalidPageToken)?;
-    let (micros, key) = raw.split_once(':').ok_or(ComposerError::InvalidPageToken)?;
+        .ok_or(Common::InvalidPageToken)?;
+    let (micros, key) = raw.split_once(':').ok_or(Common::InvalidPageToken)?;
     let at = micros
         .parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
-        .ok_or(ComposerError::InvalidPageToken)?;
+        .ok_or(Common::InvalidPageToken)?;
     Ok(Some((at, key.to_owned())))
 }
 
-pub(crate) fn decode_page_token(
-    token: &str,
-) -> Result<Option<(DateTime<Utc>, Uuid)>, ComposerError> {
+pub(crate) fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Common> {
     match decode_token(token)? {
         None => Ok(None),
         Some((at, id)) => Uuid::parse_str(&id)
             .map(|id| Some((at, id)))
-            .map_err(|_| ComposerError::InvalidPageToken),
+            .map_err(|_| Common::InvalidPageToken),
     }
 }
 
@@ -167,7 +167,7 @@ mod tests {
         assert!(decode_page_token(&URL_SAFE_NO_PAD.encode("1:x")).is_err());
         assert!(matches!(
             decode_page_token(&"a".repeat(MAX_PAGE_TOKEN + 1)),
-            Err(ComposerError::Field(_))
+            Err(Common::Field(_))
         ));
     }
 
@@ -175,16 +175,13 @@ mod tests {
     fn ids_are_checked_before_parsing() {
         assert!(matches!(
             parse_id("id", "not-a-uuid"),
-            Err(ComposerError::InvalidId(_))
+            Err(Common::InvalidId(_))
         ));
         assert!(matches!(
             parse_id("id", &"0".repeat(65)),
-            Err(ComposerError::Field(_))
+            Err(Common::Field(_))
         ));
-        assert!(matches!(
-            parse_id("id", "a\0b"),
-            Err(ComposerError::Field(_))
-        ));
+        assert!(matches!(parse_id("id", "a\0b"), Err(Common::Field(_))));
         assert!(parse_id("id", &Uuid::now_v7().to_string()).is_ok());
     }
 }

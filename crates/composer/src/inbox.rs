@@ -12,7 +12,7 @@ use sms_runtime::auth::Caller;
 use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::error::{ComposerError, Entity};
+use crate::error::{Common, Entity, MessagesError};
 use crate::fields::{parse_id, user};
 use crate::media::Media;
 use crate::messages::Messages;
@@ -273,7 +273,7 @@ impl Inbox {
         // finds the reply stored (its id follows from the event) and does nothing more.
         let capped = match self.settings.of(&row.organization_id).await {
             Ok(s) => s.daily_segment_cap.is_some(),
-            Err(crate::ComposerError::Database(e)) => return Err(db_failure(e)),
+            Err(Common::Database(e)) => return Err(db_failure(e)),
             Err(e) => return Err(HandleError::Permanent(e.to_string())),
         };
         let event = self.handoff.accepted_event(
@@ -325,14 +325,14 @@ impl Inbox {
         contact: &PhoneNumber,
         page_size: u32,
         page_token: &str,
-    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+    ) -> Result<(Vec<MessageRow>, String), MessagesError> {
         let org = caller.organization_id.as_str();
         let after = crate::fields::decode_page_token(page_token)?;
         if store::numbers::find(&self.pool, org, ours.e164())
             .await?
             .is_none()
         {
-            return Err(ComposerError::NotFound(Entity::Number));
+            return Err(MessagesError::from(Entity::Number));
         }
         let size = crate::fields::page_size(page_size, 100);
         let rows = store::inbound::conversation(
@@ -359,7 +359,7 @@ impl Inbox {
         ours: Option<&PhoneNumber>,
         page_size: u32,
         page_token: &str,
-    ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), ComposerError> {
+    ) -> Result<(Vec<(store::inbound::ConversationRow, MessageRow)>, String), MessagesError> {
         let org = caller.organization_id.as_str();
         let size = crate::fields::page_size(page_size, 50);
         let before = crate::fields::decode_page_token(page_token)?;
@@ -395,7 +395,7 @@ impl Inbox {
         include_done: bool,
         page_size: u32,
         page_token: &str,
-    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+    ) -> Result<(Vec<MessageRow>, String), MessagesError> {
         let user = user(caller)?;
         let size = crate::fields::page_size(page_size, 50);
         let before = crate::fields::decode_page_token(page_token)?;
@@ -421,10 +421,10 @@ impl Inbox {
         caller: &Caller,
         id: &str,
         done: bool,
-    ) -> Result<MessageRow, ComposerError> {
+    ) -> Result<MessageRow, MessagesError> {
         let uuid = parse_id("id", id)?;
         if !store::inbound::set_done(&self.pool, &caller.organization_id, uuid, done).await? {
-            return Err(ComposerError::NotFound(Entity::Message));
+            return Err(MessagesError::from(Entity::Message));
         }
         self.messages.get(caller, id).await.map(|(m, _)| m)
     }

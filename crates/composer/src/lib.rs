@@ -43,7 +43,9 @@ pub mod status;
 pub mod store;
 pub mod templates;
 
-pub use error::ComposerError;
+pub use error::{
+    Common, ContactsError, MediaError, MessagesError, SendError, SettingsError, TemplatesError,
+};
 
 /// The standard health service's name.
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";

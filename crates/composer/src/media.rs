@@ -22,7 +22,7 @@ use uuid::Uuid;
 use sms_runtime::fetch::Fetcher;
 use sqlx::PgPool;
 
-use crate::error::ComposerError;
+use crate::error::MediaError;
 use crate::send::command::{Attachment, Source};
 use crate::store::{self, MediaRow, MediaState};
 
@@ -91,8 +91,8 @@ impl MediaConfig {
     }
 }
 
-fn fetch_failed(url: &str, e: &FetchError) -> ComposerError {
-    ComposerError::MediaFetch {
+fn fetch_failed(url: &str, e: &FetchError) -> MediaError {
+    MediaError::MediaFetch {
         url: url.to_owned(),
         why: e.to_string(),
     }
@@ -128,7 +128,7 @@ impl Media {
         organization_id: &str,
         message_id: Uuid,
         attachments: &[Attachment],
-    ) -> Result<Vec<MediaRow>, ComposerError> {
+    ) -> Result<Vec<MediaRow>, MediaError> {
         let mut contents = Vec::with_capacity(attachments.len());
         for a in attachments {
             let data = match &a.source {

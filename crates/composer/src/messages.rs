@@ -10,7 +10,7 @@ use uuid::Uuid;
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::{ComposerError, Entity};
+use crate::error::{Entity, MessagesError};
 use crate::fields::{paginate, parse_id};
 use crate::settings::OrgSettings;
 use crate::store::{self, ListFilter, MessageRow};
@@ -62,11 +62,11 @@ impl Messages {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<(MessageRow, Vec<store::HistoryRow>), ComposerError> {
+    ) -> Result<(MessageRow, Vec<store::HistoryRow>), MessagesError> {
         let id = parse_id("id", id)?;
         let m = store::messages::get(&self.pool, &caller.organization_id, id)
             .await?
-            .ok_or(ComposerError::NotFound(Entity::Message))?;
+            .ok_or(MessagesError::from(Entity::Message))?;
         let history = store::history::of_message(&self.pool, id).await?;
         Ok((m, history))
     }
@@ -76,7 +76,7 @@ impl Messages {
         &self,
         caller: &Caller,
         query: &MessageQuery,
-    ) -> Result<(Vec<MessageRow>, String), ComposerError> {
+    ) -> Result<(Vec<MessageRow>, String), MessagesError> {
         let filter = ListFilter {
             status: query.status,
             errors_only: query.errors_only,
@@ -108,7 +108,7 @@ impl Messages {
         caller: &Caller,
         page_size: u32,
         page_token: &str,
-    ) -> Result<(Vec<store::ErroredLeadRow>, String), ComposerError> {
+    ) -> Result<(Vec<store::ErroredLeadRow>, String), MessagesError> {
         let page_size = crate::fields::page_size(page_size, 50);
         let before = crate::fields::decode_token(page_token)?;
         let rows = store::usage::errored_leads(
@@ -129,14 +129,14 @@ impl Messages {
         caller: &Caller,
         from_month: &str,
         to_month: &str,
-    ) -> Result<Vec<store::UsageRow>, ComposerError> {
+    ) -> Result<Vec<store::UsageRow>, MessagesError> {
         text::check("from_month", from_month, MAX_MONTH, Lines::Single)?;
         text::check("to_month", to_month, MAX_MONTH, Lines::Single)?;
         let from = match from_month.trim() {
             "" => {
                 let today = Utc::now().date_naive();
                 chrono::NaiveDate::from_ymd_opt(today.year(), today.month(), 1)
-                    .ok_or_else(|| ComposerError::InvalidMonth(from_month.to_owned()))?
+                    .ok_or_else(|| MessagesError::InvalidMonth(from_month.to_owned()))?
             }
             m => parse_month(m)?,
         };
@@ -145,7 +145,7 @@ impl Messages {
             m => parse_month(m)?,
         };
         if to < from {
-            return Err(ComposerError::InvalidMonth(format!(
+            return Err(MessagesError::InvalidMonth(format!(
                 "{from_month}..{to_month}"
             )));
         }
@@ -156,7 +156,7 @@ impl Messages {
     pub async fn today(
         &self,
         caller: &Caller,
-    ) -> Result<(chrono::NaiveDate, i64, Option<i64>), ComposerError> {
+    ) -> Result<(chrono::NaiveDate, i64, Option<i64>), MessagesError> {
         let org = &caller.organization_id;
         let day = store::settings::day_of(Utc::now());
         let cap = self.settings.of(org).await?.daily_segment_cap;
@@ -171,7 +171,7 @@ impl Messages {
     pub async fn attachments(
         &self,
         ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Vec<store::MediaRow>>, ComposerError> {
+    ) -> Result<HashMap<Uuid, Vec<store::MediaRow>>, MessagesError> {
         let mut by_message: HashMap<Uuid, Vec<store::MediaRow>> = HashMap::new();
         for m in store::media::of_messages(&self.pool, ids).await? {
             by_message.entry(m.message_id).or_default().push(m);
@@ -184,20 +184,20 @@ impl Messages {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<store::MediaRow, ComposerError> {
+    ) -> Result<store::MediaRow, MessagesError> {
         store::media::get(
             &self.pool,
             Some(&caller.organization_id),
             parse_id("id", id)?,
         )
         .await?
-        .ok_or(ComposerError::NotFound(Entity::Attachment))
+        .ok_or(MessagesError::from(Entity::Attachment))
     }
 }
 
 /// The first day of a `YYYY-MM` month.
-fn parse_month(m: &str) -> Result<chrono::NaiveDate, ComposerError> {
-    let bad = || ComposerError::InvalidMonth(m.to_owned());
+fn parse_month(m: &str) -> Result<chrono::NaiveDate, MessagesError> {
+    let bad = || MessagesError::InvalidMonth(m.to_owned());
     let (y, mo) = m.split_once('-').ok_or_else(bad)?;
     let (y, mo) = (
         y.parse::<i32>().map_err(|_| bad())?,

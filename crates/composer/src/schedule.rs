@@ -16,7 +16,7 @@ use sms_bus::Bus;
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::ComposerError;
+use crate::error::SendError;
 use crate::messages::Messages;
 use crate::send::Sent;
 use crate::send::command::{self, Horizon};
@@ -57,7 +57,7 @@ impl Scheduling {
     }
 
     /// Cancels a scheduled message that has not fired.
-    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<MessageRow, ComposerError> {
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<MessageRow, SendError> {
         let m = self.scheduled_message(caller, id).await?;
         self.schedule_command(&m, schedule_command::Action::Cancel(true))
             .await?;
@@ -76,8 +76,12 @@ impl Scheduling {
         self.statuses
             .apply_status(&event)
             .await
-            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
-        self.messages.get(caller, id).await.map(|(m, _)| m)
+            .map_err(|e| SendError::SchedulerUnavailable(e.to_string()))?;
+        self.messages
+            .get(caller, id)
+            .await
+            .map(|(m, _)| m)
+            .map_err(SendError::from)
     }
 
     /// Moves a scheduled message that has not fired.
@@ -86,11 +90,11 @@ impl Scheduling {
         caller: &Caller,
         id: &str,
         when: command::When,
-    ) -> Result<Sent, ComposerError> {
+    ) -> Result<Sent, SendError> {
         let m = self.scheduled_message(caller, id).await?;
         let mut notes = Vec::new();
         let Some(send_at) = self.horizon.send_time(&when, &mut notes)? else {
-            return Err(ComposerError::Schedule(ScheduleError::Required));
+            return Err(SendError::Schedule(ScheduleError::Required));
         };
         // Quiet hours hold a moved message as they would a new one.
         let hold = match (m.from_number.number(), m.to_number.number()) {
@@ -132,18 +136,14 @@ impl Scheduling {
         })
     }
 
-    async fn scheduled_message(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<MessageRow, ComposerError> {
+    async fn scheduled_message(&self, caller: &Caller, id: &str) -> Result<MessageRow, SendError> {
         let (m, _) = self.messages.get(caller, id).await?;
         // A user moves their own sends; an administrator anyone's.
         if !caller.owns_or_administers(&m.user_id) {
-            return Err(ComposerError::NotMessageOwner);
+            return Err(SendError::NotMessageOwner);
         }
         if m.status != Status::Scheduled {
-            return Err(ComposerError::NotScheduled {
+            return Err(SendError::NotScheduled {
                 status: m.status.as_str().to_owned(),
             });
         }
@@ -155,7 +155,7 @@ impl Scheduling {
         &self,
         m: &MessageRow,
         action: schedule_command::Action,
-    ) -> Result<(), ComposerError> {
+    ) -> Result<(), SendError> {
         let command = ScheduleCommand {
             meta: Some(sms_bus::meta(
                 sms_bus::new_event_id(),
@@ -188,23 +188,23 @@ impl Scheduling {
         let reply = tokio::time::timeout(Duration::from_secs(5), request)
             .instrument(span)
             .await
-            .map_err(|_| ComposerError::SchedulerUnavailable("no answer within 5 s".into()))?
-            .map_err(|e| ComposerError::SchedulerUnavailable(e.to_string()))?;
+            .map_err(|_| SendError::SchedulerUnavailable("no answer within 5 s".into()))?
+            .map_err(|e| SendError::SchedulerUnavailable(e.to_string()))?;
         let reply = ScheduleCommandReply::decode(reply.payload)
-            .map_err(|e| ComposerError::SchedulerUnavailable(format!("undecodable reply: {e}")))?;
+            .map_err(|e| SendError::SchedulerUnavailable(format!("undecodable reply: {e}")))?;
         if !reply.error.is_empty() {
-            return Err(ComposerError::SchedulerUnavailable(reply.error));
+            return Err(SendError::SchedulerUnavailable(reply.error));
         }
         let state = sms_bus::reply_state(&reply);
         if !reply.done && state == ScheduleState::Unknown {
             // Ours says scheduled, the scheduler has no such schedule: its event is late (a
             // scheduler far behind). Nothing was done; trying again later is safe.
-            return Err(ComposerError::SchedulerUnavailable(
+            return Err(SendError::SchedulerUnavailable(
                 "the scheduler has not received this message's schedule yet".into(),
             ));
         }
         if !reply.done {
-            return Err(ComposerError::AlreadyFired {
+            return Err(SendError::AlreadyFired {
                 state: sms_bus::schedule_state_name(state).to_owned(),
             });
         }

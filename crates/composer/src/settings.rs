@@ -14,7 +14,7 @@ use sms_core::quiet::{QuietError, Window};
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::ComposerError;
+use crate::error::{Common, SettingsError};
 use crate::store::{self, settings::SettingsRow};
 
 /// How long settings are trusted from memory: another composer replica applies a change
@@ -131,7 +131,7 @@ impl OrgSettings {
     }
 
     /// The organization's settings (the defaults when it never set any).
-    pub async fn of(&self, organization_id: &str) -> Result<Settings, ComposerError> {
+    pub async fn of(&self, organization_id: &str) -> Result<Settings, Common> {
         if let Some(s) = self.cache.get(organization_id) {
             return Ok(s);
         }
@@ -147,8 +147,8 @@ impl OrgSettings {
     }
 
     /// The caller's organization's settings.
-    pub async fn get_settings(&self, caller: &Caller) -> Result<Settings, ComposerError> {
-        self.of(&caller.organization_id).await
+    pub async fn get_settings(&self, caller: &Caller) -> Result<Settings, SettingsError> {
+        Ok(self.of(&caller.organization_id).await?)
     }
 
     /// Replaces the caller's organization's settings.
@@ -156,7 +156,7 @@ impl OrgSettings {
         &self,
         caller: &Caller,
         s: Settings,
-    ) -> Result<Settings, ComposerError> {
+    ) -> Result<Settings, SettingsError> {
         let org = caller.organization_id.as_str();
         // The days are counted only while there is a cap: counting starts, seeded from the
         // messages already accepted for today and later, when one is set.
@@ -187,7 +187,7 @@ impl OrgSettings {
         from: &PhoneNumber,
         to: &PhoneNumber,
         due: DateTime<Utc>,
-    ) -> Result<Option<Hold>, ComposerError> {
+    ) -> Result<Option<Hold>, SettingsError> {
         if !settings.quiet.enabled {
             return Ok(None);
         }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::{ComposerError, Entity};
+use crate::error::{Entity, TemplatesError};
 use crate::fields::{parse_id, user};
 use crate::store::{self, TemplateRow};
 
@@ -18,16 +18,16 @@ use crate::store::{self, TemplateRow};
 pub const MAX_TEMPLATE_NAME: usize = 200;
 
 /// Checks a template name and source before anything else looks at them.
-fn check_name(name: &str) -> Result<&str, ComposerError> {
+fn check_name(name: &str) -> Result<&str, TemplatesError> {
     text::check("name", name, MAX_TEMPLATE_NAME, Lines::Single)?;
     let name = name.trim();
     if name.is_empty() {
-        return Err(ComposerError::MissingName);
+        return Err(TemplatesError::MissingName);
     }
     Ok(name)
 }
 
-fn check_source(body: &str) -> Result<Template, ComposerError> {
+fn check_source(body: &str) -> Result<Template, TemplatesError> {
     // The length is the template parser's to report (TEMPLATE_TOO_LONG); characters are ours.
     text::check("body", body, usize::MAX, Lines::Multi)?;
     Ok(Template::parse(body)?)
@@ -38,7 +38,7 @@ const PREVIEW_CAP: usize = 4 * MAX_BODY_CHARS;
 
 /// Renders `source` against `context`, stopping at four times the body limit (callers check
 /// the limit itself, so they can report the exact length).
-pub fn render(source: &str, context: &template::Context) -> Result<String, ComposerError> {
+pub fn render(source: &str, context: &template::Context) -> Result<String, TemplatesError> {
     let parsed = Template::parse(source)?;
     parsed
         .render(context, PREVIEW_CAP)
@@ -88,7 +88,7 @@ impl Templates {
         name: &str,
         body: &str,
         shared: bool,
-    ) -> Result<TemplateRow, ComposerError> {
+    ) -> Result<TemplateRow, TemplatesError> {
         let user = user(caller)?;
         let name = check_name(name)?;
         check_source(body)?;
@@ -111,7 +111,7 @@ impl Templates {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<TemplateRow, ComposerError> {
+    ) -> Result<TemplateRow, TemplatesError> {
         self.template_by("id", caller, id).await
     }
 
@@ -121,7 +121,7 @@ impl Templates {
         field: &'static str,
         caller: &Caller,
         id: &str,
-    ) -> Result<TemplateRow, ComposerError> {
+    ) -> Result<TemplateRow, TemplatesError> {
         let user = user(caller)?;
         store::templates::visible(
             &self.pool,
@@ -130,11 +130,14 @@ impl Templates {
             parse_id(field, id)?,
         )
         .await?
-        .ok_or(ComposerError::NotFound(Entity::Template))
+        .ok_or(TemplatesError::from(Entity::Template))
     }
 
     /// The templates the user may see.
-    pub async fn list_templates(&self, caller: &Caller) -> Result<Vec<TemplateRow>, ComposerError> {
+    pub async fn list_templates(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<TemplateRow>, TemplatesError> {
         let user = user(caller)?;
         Ok(store::templates::list_visible(&self.pool, &caller.organization_id, user).await?)
     }
@@ -147,7 +150,7 @@ impl Templates {
         name: Option<&str>,
         body: Option<&str>,
         shared: Option<bool>,
-    ) -> Result<TemplateRow, ComposerError> {
+    ) -> Result<TemplateRow, TemplatesError> {
         // The request's fields first, then the database.
         let name = name.map(check_name).transpose()?;
         if let Some(body) = body {
@@ -169,7 +172,7 @@ impl Templates {
     }
 
     /// Deletes a template; only its creator may.
-    pub async fn delete_template(&self, caller: &Caller, id: &str) -> Result<(), ComposerError> {
+    pub async fn delete_template(&self, caller: &Caller, id: &str) -> Result<(), TemplatesError> {
         let row = self.owned_template(caller, id).await?;
         store::templates::delete(&self.pool, &caller.organization_id, row.id).await?;
         Ok(())
@@ -179,10 +182,10 @@ impl Templates {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<TemplateRow, ComposerError> {
+    ) -> Result<TemplateRow, TemplatesError> {
         let row = self.get_template(caller, id).await?;
         if !caller.owns_or_administers(&row.owner_user_id) {
-            return Err(ComposerError::NotTemplateOwner);
+            return Err(TemplatesError::NotTemplateOwner);
         }
         Ok(row)
     }
@@ -193,7 +196,7 @@ impl Templates {
         caller: &Caller,
         source: PreviewSource<'_>,
         context: &sms_core::template::Context,
-    ) -> Result<Preview, ComposerError> {
+    ) -> Result<Preview, TemplatesError> {
         let source = match source {
             PreviewSource::Template(id) => self.template_by("template_id", caller, id).await?.body,
             PreviewSource::Body(body) => {

@@ -289,7 +289,7 @@ impl fmt::Display for Reason {
 mod tests {
     #[test]
     fn a_failure_is_the_catalogue_reason_it_names_or_the_words_it_came_with() {
-        use super::{Failure, Reason};
+        use super::Failure;
         for r in super::ALL_REASONS {
             assert_eq!(Failure::from_text(r.as_str()), Failure::Known(r));
             assert_eq!(Failure::from(r).as_str(), r.as_str());

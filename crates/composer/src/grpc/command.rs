@@ -6,18 +6,18 @@ use sms_core::text::{self, Lines};
 use sms_core::{PhoneNumber, mms};
 use sms_proto::v1::{LocalDateTime, NewAttachment, SendMessageRequest, TemplateContext};
 
-use crate::error::ComposerError;
+use crate::error::{Common, SendError};
 use crate::send::command::{
     Attachment, Content, MAX_CONTENT_TYPE, MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY, MAX_CONTEXT_VALUE,
     MAX_CRM_ID, MAX_FILE_NAME, MAX_IDEMPOTENCY_KEY, MAX_TIME_FIELD, MAX_URL, SendCommand, Source,
     When,
 };
 
-fn line(field: &'static str, value: &str, max: usize) -> Result<(), ComposerError> {
+fn line(field: &'static str, value: &str, max: usize) -> Result<(), Common> {
     Ok(text::check(field, value, max, Lines::Single)?)
 }
 
-fn lines(field: &'static str, value: &str, max: usize) -> Result<(), ComposerError> {
+fn lines(field: &'static str, value: &str, max: usize) -> Result<(), Common> {
     Ok(text::check(field, value, max, Lines::Multi)?)
 }
 
@@ -28,21 +28,19 @@ fn optional(value: &str) -> Option<String> {
 }
 
 impl TryFrom<SendMessageRequest> for SendCommand {
-    type Error = ComposerError;
+    type Error = SendError;
 
     fn try_from(r: SendMessageRequest) -> Result<Self, Self::Error> {
         line("from", &r.from, sms_core::phone::MAX_INPUT_LEN)?;
         line("to", &r.to, sms_core::phone::MAX_INPUT_LEN)?;
         let from = match r.from.trim() {
             "" => None,
-            given => {
-                Some(PhoneNumber::parse_valid(given, None).map_err(ComposerError::InvalidSender)?)
-            }
+            given => Some(PhoneNumber::parse_valid(given, None).map_err(SendError::InvalidSender)?),
         };
         // A national-format recipient is read in the sender's country; without a sender it
         // must be in international form.
         let to = PhoneNumber::parse_valid(&r.to, from.as_ref().and_then(PhoneNumber::region))
-            .map_err(ComposerError::InvalidRecipient)?;
+            .map_err(SendError::InvalidRecipient)?;
         // The body's characters now; its length once it is final (rendered, smart-encoded).
         lines("body", &r.body, usize::MAX)?;
         line("template_id", &r.template_id, crate::fields::MAX_ID_FIELD)?;
@@ -52,7 +50,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
             "" => Content::Body(r.body.clone()),
             id => {
                 if !r.body.is_empty() {
-                    return Err(ComposerError::BodyAndTemplate);
+                    return Err(SendError::BodyAndTemplate);
                 }
                 Content::Template {
                     id: crate::fields::parse_id("template_id", id)?,
@@ -68,7 +66,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
         let validity_seconds = match r.validity_seconds {
             None => sms_core::MAX_VALIDITY_SECS,
             Some(s) if (1..=sms_core::MAX_VALIDITY_SECS).contains(&s) => s,
-            Some(s) => return Err(ComposerError::ValidityOutOfRange(s)),
+            Some(s) => return Err(SendError::ValidityOutOfRange(s)),
         };
         let command = SendCommand {
             fingerprint: [0; 32],
@@ -96,7 +94,7 @@ impl TryFrom<SendMessageRequest> for SendCommand {
 pub fn when(
     at: Option<&prost_types::Timestamp>,
     local: Option<&LocalDateTime>,
-) -> Result<When, ComposerError> {
+) -> Result<When, SendError> {
     if let Some(l) = local {
         line("send_at_local.date_time", &l.date_time, MAX_TIME_FIELD)?;
         line("send_at_local.time_zone", &l.time_zone, MAX_TIME_FIELD)?;
@@ -104,7 +102,7 @@ pub fn when(
     let local = local.filter(|l| !l.date_time.is_empty() || !l.time_zone.is_empty());
     match (at, local) {
         (None, None) => Ok(When::Now),
-        (Some(_), Some(_)) => Err(ComposerError::TwoSendTimes),
+        (Some(_), Some(_)) => Err(SendError::TwoSendTimes),
         (Some(t), None) => Ok(When::At(schedule::instant(t.seconds, t.nanos)?)),
         (None, Some(l)) => {
             let resolved = schedule::resolve_local(&l.date_time, &l.time_zone)?;
@@ -118,7 +116,7 @@ pub fn when(
     }
 }
 
-fn attachments(given: &[NewAttachment]) -> Result<Vec<Attachment>, ComposerError> {
+fn attachments(given: &[NewAttachment]) -> Result<Vec<Attachment>, SendError> {
     if given.len() > mms::MAX_ATTACHMENTS {
         return Err(mms::MmsError::TooManyAttachments { count: given.len() }.into());
     }
@@ -146,20 +144,20 @@ fn attachments(given: &[NewAttachment]) -> Result<Vec<Attachment>, ComposerError
 }
 
 /// Checks every field of a template context and converts it (missing parts are empty).
-pub fn context(c: Option<&TemplateContext>) -> Result<sms_core::template::Context, ComposerError> {
+pub fn context(c: Option<&TemplateContext>) -> Result<sms_core::template::Context, Common> {
     use sms_core::template as t;
     let Some(c) = c else {
         return Ok(t::Context::default());
     };
-    let v = |field: &'static str, value: &str| -> Result<String, ComposerError> {
+    let v = |field: &'static str, value: &str| -> Result<String, Common> {
         lines(field, value, MAX_CONTEXT_VALUE)?;
         Ok(value.to_owned())
     };
     let map = |field: &'static str,
                m: &std::collections::HashMap<String, String>|
-     -> Result<std::collections::BTreeMap<String, String>, ComposerError> {
+     -> Result<std::collections::BTreeMap<String, String>, Common> {
         if m.len() > MAX_CONTEXT_ENTRIES {
-            return Err(ComposerError::TooManyEntries {
+            return Err(Common::TooManyEntries {
                 field,
                 count: m.len(),
                 max: MAX_CONTEXT_ENTRIES,
@@ -231,6 +229,7 @@ pub fn context(c: Option<&TemplateContext>) -> Result<sms_core::template::Contex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sms_runtime::rpc::Refusal;
 
     fn request(to: &str, body: &str) -> SendMessageRequest {
         SendMessageRequest {

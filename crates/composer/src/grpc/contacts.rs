@@ -11,17 +11,17 @@ use sms_core::PhoneNumber;
 use sms_core::text::{self, Lines};
 
 use super::{call, timestamp};
-use crate::error::ComposerError;
+use crate::error::ContactsError;
 use crate::send::command::MAX_CRM_ID;
 use crate::store::contacts::ContactRow;
 
 /// The phone number a contact call is about.
-fn number(value: &str) -> Result<PhoneNumber, ComposerError> {
-    crate::fields::number("contact_number", value, ComposerError::InvalidRecipient)
+fn number(value: &str) -> Result<PhoneNumber, ContactsError> {
+    crate::fields::number("contact_number", value, ContactsError::InvalidRecipient)
 }
 
 /// A CRM id: one bounded line; none when empty.
-fn id(field: &'static str, value: &str) -> Result<Option<String>, ComposerError> {
+fn id(field: &'static str, value: &str) -> Result<Option<String>, ContactsError> {
     text::check(field, value, MAX_CRM_ID, Lines::Single)?;
     Ok(Some(value.trim())
         .filter(|v| !v.is_empty())
@@ -57,45 +57,63 @@ impl ContactsService for ContactsApi {
         &self,
         request: Request<SetContactRequest>,
     ) -> Result<Response<SetContactResponse>, Status> {
-        call!(self, request, "SetContact", |caller| {
-            let r = request.get_ref();
-            let set = async {
-                let n = number(&r.contact_number)?;
-                let (lead, contact) =
-                    (id("lead_id", &r.lead_id)?, id("contact_id", &r.contact_id)?);
-                self.contacts.set_contact(&caller, &n, lead, contact).await
-            };
-            set.await.map(|c| SetContactResponse {
-                contact: Some(contact(c)),
-            })
-        })
+        call!(
+            self,
+            request,
+            "SetContact",
+            crate::error::ContactsError,
+            |caller| {
+                let r = request.get_ref();
+                let set = async {
+                    let n = number(&r.contact_number)?;
+                    let (lead, contact) =
+                        (id("lead_id", &r.lead_id)?, id("contact_id", &r.contact_id)?);
+                    self.contacts.set_contact(&caller, &n, lead, contact).await
+                };
+                set.await.map(|c| SetContactResponse {
+                    contact: Some(contact(c)),
+                })
+            }
+        )
     }
 
     async fn get_contact(
         &self,
         request: Request<GetContactRequest>,
     ) -> Result<Response<GetContactResponse>, Status> {
-        call!(self, request, "GetContact", |caller| {
-            let get = async {
-                let n = number(&request.get_ref().contact_number)?;
-                self.contacts.get_contact(&caller, &n).await
-            };
-            get.await.map(|c| GetContactResponse {
-                contact: Some(contact(c)),
-            })
-        })
+        call!(
+            self,
+            request,
+            "GetContact",
+            crate::error::ContactsError,
+            |caller| {
+                let get = async {
+                    let n = number(&request.get_ref().contact_number)?;
+                    self.contacts.get_contact(&caller, &n).await
+                };
+                get.await.map(|c| GetContactResponse {
+                    contact: Some(contact(c)),
+                })
+            }
+        )
     }
 
     async fn delete_contact(
         &self,
         request: Request<DeleteContactRequest>,
     ) -> Result<Response<DeleteContactResponse>, Status> {
-        call!(self, request, "DeleteContact", |caller| {
-            let delete = async {
-                let n = number(&request.get_ref().contact_number)?;
-                self.contacts.delete_contact(&caller, &n).await
-            };
-            delete.await.map(|()| DeleteContactResponse {})
-        })
+        call!(
+            self,
+            request,
+            "DeleteContact",
+            crate::error::ContactsError,
+            |caller| {
+                let delete = async {
+                    let n = number(&request.get_ref().contact_number)?;
+                    self.contacts.delete_contact(&caller, &n).await
+                };
+                delete.await.map(|()| DeleteContactResponse {})
+            }
+        )
     }
 }

@@ -24,10 +24,8 @@ pub use templates::TemplatesApi;
 
 /// Runs a call body in its span, with the authenticated caller (`sms_runtime::rpc_call`).
 macro_rules! call {
-    ($self:ident, $request:ident, $method:literal, |$caller:ident| $body:expr) => {
-        sms_runtime::rpc_call!($self, $request, $method, crate::ComposerError, |$caller| {
-            $body
-        })
+    ($self:ident, $request:ident, $method:literal, $error:ty, |$caller:ident| $body:expr) => {
+        sms_runtime::rpc_call!($self, $request, $method, $error, |$caller| { $body })
     };
 }
 pub(crate) use call;

@@ -10,7 +10,7 @@ use jiff::civil::Time;
 use sms_core::quiet::Window;
 
 use super::call;
-use crate::error::ComposerError;
+use crate::error::{Common, SettingsError};
 use crate::settings::{MAX_DAILY_CAP, QuietHours, Settings};
 
 /// `sms.v1.SettingsService`.
@@ -33,36 +33,48 @@ impl SettingsService for SettingsApi {
         &self,
         request: Request<GetSettingsRequest>,
     ) -> Result<Response<GetSettingsResponse>, Status> {
-        call!(self, request, "GetSettings", |caller| {
-            self.settings
-                .get_settings(&caller)
-                .await
-                .map(|s| GetSettingsResponse {
-                    settings: Some(settings_to(s)),
-                })
-        })
+        call!(
+            self,
+            request,
+            "GetSettings",
+            crate::error::SettingsError,
+            |caller| {
+                self.settings
+                    .get_settings(&caller)
+                    .await
+                    .map(|s| GetSettingsResponse {
+                        settings: Some(settings_to(s)),
+                    })
+            }
+        )
     }
 
     async fn update_settings(
         &self,
         request: Request<UpdateSettingsRequest>,
     ) -> Result<Response<UpdateSettingsResponse>, Status> {
-        call!(self, request, "UpdateSettings", |caller| {
-            let asked = request.get_ref().settings.clone().unwrap_or_default();
-            match settings_from(&asked) {
-                Err(e) => Err(e),
-                Ok(s) => self.settings.update_settings(&caller, s).await.map(|s| {
-                    UpdateSettingsResponse {
-                        settings: Some(settings_to(s)),
-                    }
-                }),
+        call!(
+            self,
+            request,
+            "UpdateSettings",
+            crate::error::SettingsError,
+            |caller| {
+                let asked = request.get_ref().settings.clone().unwrap_or_default();
+                match settings_from(&asked) {
+                    Err(e) => Err(e),
+                    Ok(s) => self.settings.update_settings(&caller, s).await.map(|s| {
+                        UpdateSettingsResponse {
+                            settings: Some(settings_to(s)),
+                        }
+                    }),
+                }
             }
-        })
+        )
     }
 }
 
 /// Settings as asked for in a request: unset quiet hours are off with the default window.
-fn settings_from(s: &sms_proto::v1::Settings) -> Result<Settings, ComposerError> {
+fn settings_from(s: &sms_proto::v1::Settings) -> Result<Settings, SettingsError> {
     let quiet = match &s.quiet_hours {
         None => QuietHours::default(),
         Some(q) => {
@@ -70,11 +82,11 @@ fn settings_from(s: &sms_proto::v1::Settings) -> Result<Settings, ComposerError>
                 sms_core::text::check("quiet_hours.days", day, 16, sms_core::text::Lines::Single)?;
             }
             if q.days.len() > 7 {
-                return Err(ComposerError::TooManyEntries {
+                return Err(SettingsError::Common(Common::TooManyEntries {
                     field: "quiet_hours.days",
                     count: q.days.len(),
                     max: 7,
-                });
+                }));
             }
             let or = |v: &str, default: &str| {
                 if v.trim().is_empty() {
@@ -87,7 +99,7 @@ fn settings_from(s: &sms_proto::v1::Settings) -> Result<Settings, ComposerError>
                 sms_core::text::check(field, v, 16, sms_core::text::Lines::Single)?;
             }
             let window = Window::new(&or(&q.start, "08:00"), &or(&q.end, "21:00"), &q.days)
-                .map_err(ComposerError::QuietHours)?;
+                .map_err(SettingsError::QuietHours)?;
             QuietHours {
                 enabled: q.enabled,
                 window,
@@ -98,7 +110,7 @@ fn settings_from(s: &sms_proto::v1::Settings) -> Result<Settings, ComposerError>
         0 => None,
         cap if (1..=MAX_DAILY_CAP).contains(&cap) => Some(cap),
         cap => {
-            return Err(ComposerError::InvalidDailyCap {
+            return Err(SettingsError::InvalidDailyCap {
                 given: cap,
                 max: MAX_DAILY_CAP,
             });

@@ -33,98 +33,134 @@ impl TemplatesService for TemplatesApi {
         &self,
         request: Request<CreateTemplateRequest>,
     ) -> Result<Response<CreateTemplateResponse>, Status> {
-        call!(self, request, "CreateTemplate", |caller| {
-            let r = request.get_ref();
-            self.templates
-                .create_template(&caller, &r.name, &r.body, r.shared)
-                .await
-                .map(|t| CreateTemplateResponse {
-                    template: Some(template(t)),
-                })
-        })
+        call!(
+            self,
+            request,
+            "CreateTemplate",
+            crate::error::TemplatesError,
+            |caller| {
+                let r = request.get_ref();
+                self.templates
+                    .create_template(&caller, &r.name, &r.body, r.shared)
+                    .await
+                    .map(|t| CreateTemplateResponse {
+                        template: Some(template(t)),
+                    })
+            }
+        )
     }
 
     async fn update_template(
         &self,
         request: Request<UpdateTemplateRequest>,
     ) -> Result<Response<UpdateTemplateResponse>, Status> {
-        call!(self, request, "UpdateTemplate", |caller| {
-            let r = request.get_ref();
-            self.templates
-                .update_template(
-                    &caller,
-                    &r.id,
-                    r.name.as_deref(),
-                    r.body.as_deref(),
-                    r.shared,
-                )
-                .await
-                .map(|t| UpdateTemplateResponse {
-                    template: Some(template(t)),
-                })
-        })
+        call!(
+            self,
+            request,
+            "UpdateTemplate",
+            crate::error::TemplatesError,
+            |caller| {
+                let r = request.get_ref();
+                self.templates
+                    .update_template(
+                        &caller,
+                        &r.id,
+                        r.name.as_deref(),
+                        r.body.as_deref(),
+                        r.shared,
+                    )
+                    .await
+                    .map(|t| UpdateTemplateResponse {
+                        template: Some(template(t)),
+                    })
+            }
+        )
     }
 
     async fn get_template(
         &self,
         request: Request<GetTemplateRequest>,
     ) -> Result<Response<GetTemplateResponse>, Status> {
-        call!(self, request, "GetTemplate", |caller| {
-            self.templates
-                .get_template(&caller, &request.get_ref().id)
-                .await
-                .map(|t| GetTemplateResponse {
-                    template: Some(template(t)),
-                })
-        })
+        call!(
+            self,
+            request,
+            "GetTemplate",
+            crate::error::TemplatesError,
+            |caller| {
+                self.templates
+                    .get_template(&caller, &request.get_ref().id)
+                    .await
+                    .map(|t| GetTemplateResponse {
+                        template: Some(template(t)),
+                    })
+            }
+        )
     }
 
     async fn list_templates(
         &self,
         request: Request<ListTemplatesRequest>,
     ) -> Result<Response<ListTemplatesResponse>, Status> {
-        call!(self, request, "ListTemplates", |caller| {
-            self.templates
-                .list_templates(&caller)
-                .await
-                .map(|rows| ListTemplatesResponse {
-                    templates: rows.into_iter().map(template).collect(),
-                })
-        })
+        call!(
+            self,
+            request,
+            "ListTemplates",
+            crate::error::TemplatesError,
+            |caller| {
+                self.templates
+                    .list_templates(&caller)
+                    .await
+                    .map(|rows| ListTemplatesResponse {
+                        templates: rows.into_iter().map(template).collect(),
+                    })
+            }
+        )
     }
 
     async fn delete_template(
         &self,
         request: Request<DeleteTemplateRequest>,
     ) -> Result<Response<DeleteTemplateResponse>, Status> {
-        call!(self, request, "DeleteTemplate", |caller| {
-            self.templates
-                .delete_template(&caller, &request.get_ref().id)
-                .await
-                .map(|()| DeleteTemplateResponse {})
-        })
+        call!(
+            self,
+            request,
+            "DeleteTemplate",
+            crate::error::TemplatesError,
+            |caller| {
+                self.templates
+                    .delete_template(&caller, &request.get_ref().id)
+                    .await
+                    .map(|()| DeleteTemplateResponse {})
+            }
+        )
     }
 
     async fn preview(
         &self,
         request: Request<PreviewRequest>,
     ) -> Result<Response<PreviewResponse>, Status> {
-        call!(self, request, "Preview", |caller| {
-            let r = request.get_ref();
-            let source = match &r.source {
-                Some(preview_request::Source::TemplateId(id)) => PreviewSource::Template(id),
-                Some(preview_request::Source::Body(body)) => PreviewSource::Body(body),
-                None => PreviewSource::Unset,
-            };
-            match super::command::context(r.context.as_ref()) {
-                Err(e) => Err(e),
-                Ok(context) => self
-                    .templates
-                    .preview(&caller, source, &context)
-                    .await
-                    .map(preview),
+        call!(
+            self,
+            request,
+            "Preview",
+            crate::error::TemplatesError,
+            |caller| {
+                let r = request.get_ref();
+                let source = match &r.source {
+                    Some(preview_request::Source::TemplateId(id)) => PreviewSource::Template(id),
+                    Some(preview_request::Source::Body(body)) => PreviewSource::Body(body),
+                    None => PreviewSource::Unset,
+                };
+                match super::command::context(r.context.as_ref()) {
+                    Err(e) => Err(e.into()),
+                    Ok(context) => self
+                        .templates
+                        .preview(&caller, source, &context)
+                        .await
+                        .map(preview),
+                }
             }
-        })
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use sms_core::PhoneNumber;
 use sms_core::schedule::{self, ScheduleError};
 use uuid::Uuid;
 
-use crate::error::ComposerError;
+use crate::error::SendError;
 
 /// Longest lead or contact id (the CRM's own ids).
 pub const MAX_CRM_ID: usize = 255;
@@ -74,7 +74,7 @@ impl Horizon {
         &self,
         when: &When,
         notes: &mut Vec<String>,
-    ) -> Result<Option<DateTime<Utc>>, ComposerError> {
+    ) -> Result<Option<DateTime<Utc>>, SendError> {
         let instant = match when {
             When::Now => return Ok(None),
             When::At(at) => *at,
@@ -99,7 +99,7 @@ impl Horizon {
             u32::try_from(instant.subsec_nanosecond()).unwrap_or(0),
         )
         .map(Some)
-        .ok_or_else(|| ComposerError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
+        .ok_or_else(|| SendError::Schedule(ScheduleError::InvalidDateTime(instant.to_string())))
     }
 }
 

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sms_core::{PhoneNumber, Status};
 
-use crate::error::ComposerError;
+use crate::error::SendError;
 use crate::settings::{Hold, Settings};
 use crate::store::settings::{DayCount, day_of};
 
@@ -80,7 +80,7 @@ pub struct Held {
 #[derive(Debug)]
 pub enum Refused {
     /// By a rule, with its reason.
-    Rule(ComposerError),
+    Rule(SendError),
     /// Over the daily cap on its own: the caller is told the day's count, which is read.
     OverCap {
         /// The cap.
@@ -90,8 +90,8 @@ pub enum Refused {
     },
 }
 
-impl From<ComposerError> for Refused {
-    fn from(e: ComposerError) -> Self {
+impl From<SendError> for Refused {
+    fn from(e: SendError) -> Self {
         Refused::Rule(e)
     }
 }
@@ -101,19 +101,19 @@ impl From<ComposerError> for Refused {
 pub fn decide(f: Facts<'_>) -> Result<Accepted, Refused> {
     if f.attachments {
         if !f.sender_mms_capable {
-            return Err(ComposerError::SenderNotMmsCapable(f.sender.e164().to_owned()).into());
+            return Err(SendError::SenderNotMmsCapable(f.sender.e164().to_owned()).into());
         }
         if let Some(connection) = f.text_only {
-            return Err(ComposerError::TextOnlyCarrier {
+            return Err(SendError::TextOnlyCarrier {
                 number: f.sender.e164().to_owned(),
                 connection,
             }
             .into());
         }
-        sms_core::mms::check_route(f.sender, f.to).map_err(ComposerError::from)?;
+        sms_core::mms::check_route(f.sender, f.to).map_err(SendError::from)?;
     }
     if f.opted_out {
-        return Err(ComposerError::OptedOut(f.to.e164().to_owned()).into());
+        return Err(SendError::OptedOut(f.to.e164().to_owned()).into());
     }
     let mut notes = Vec::new();
     // When it was due before quiet hours held it.

@@ -16,7 +16,7 @@ use sms_bus::StateSet;
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::{ComposerError, Entity};
+use crate::error::{Entity, SendError};
 use crate::fields::user;
 use crate::media::Media;
 use crate::settings::OrgSettings;
@@ -95,7 +95,7 @@ impl Sending {
     }
 
     /// Validates and accepts a message: stored `accepted` (or `scheduled`), then published.
-    pub async fn send(&self, caller: &Caller, cmd: SendCommand) -> Result<Sent, ComposerError> {
+    pub async fn send(&self, caller: &Caller, cmd: SendCommand) -> Result<Sent, SendError> {
         let user = user(caller)?;
         let org = caller.organization_id.as_str();
         if let Some(key) = &cmd.idempotency_key
@@ -262,9 +262,9 @@ impl Sending {
     }
 
     /// The refusal of a message over the organization's daily cap, with the day's count.
-    async fn cap_reached(&self, count: &store::settings::DayCount, cap: i64) -> ComposerError {
+    async fn cap_reached(&self, count: &store::settings::DayCount, cap: i64) -> SendError {
         match store::settings::counted(&self.pool, &count.organization_id, count.day).await {
-            Ok(used) => ComposerError::DailyCapReached {
+            Ok(used) => SendError::DailyCapReached {
                 cap,
                 used,
                 segments: count.segments,
@@ -281,7 +281,7 @@ impl Sending {
         org: &str,
         key: &str,
         fingerprint: &[u8; 32],
-    ) -> Result<Option<Sent>, ComposerError> {
+    ) -> Result<Option<Sent>, SendError> {
         let Some((message, hash)) =
             store::messages::by_idempotency_key(&self.pool, org, key).await?
         else {
@@ -289,7 +289,7 @@ impl Sending {
         };
         // Messages stored before fingerprints were kept have none: taken as the same request.
         if hash.is_some_and(|h| h.as_slice() != fingerprint.as_slice()) {
-            return Err(ComposerError::IdempotencyKeyReused {
+            return Err(SendError::IdempotencyKeyReused {
                 key: key.to_owned(),
                 message_id: message.id.to_string(),
             });
@@ -308,13 +308,13 @@ impl Sending {
         caller: &Caller,
         user: &str,
         content: &Content,
-    ) -> Result<(String, Option<Uuid>), ComposerError> {
+    ) -> Result<(String, Option<Uuid>), SendError> {
         match content {
             Content::Body(body) => Ok((body.clone(), None)),
             Content::Template { id, context } => {
                 let row = store::templates::visible(&self.pool, &caller.organization_id, user, *id)
                     .await?
-                    .ok_or(ComposerError::NotFound(Entity::Template))?;
+                    .ok_or(SendError::from(Entity::Template))?;
                 let body = crate::templates::render(&row.body, context)?;
                 Ok((body, Some(*id)))
             }

@@ -6,14 +6,14 @@ use sms_core::{PhoneNumber, phone};
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
 
-use crate::error::ComposerError;
+use crate::error::SendError;
 use crate::store::{self, NumberRow};
 use sms_numbers::SenderCache;
 
 /// The recipient is in a supported country and can take SMS as far as we know.
-pub fn check_recipient(to: &PhoneNumber) -> Result<(), ComposerError> {
+pub fn check_recipient(to: &PhoneNumber) -> Result<(), SendError> {
     if !to.region().is_some_and(|r| r.sms_supported()) {
-        return Err(ComposerError::UnsupportedCountry {
+        return Err(SendError::UnsupportedCountry {
             region: to
                 .region()
                 .map(|r| r.to_string())
@@ -21,7 +21,7 @@ pub fn check_recipient(to: &PhoneNumber) -> Result<(), ComposerError> {
         });
     }
     if !to.number_type().sms_capable() {
-        return Err(ComposerError::RecipientNotSmsCapable {
+        return Err(SendError::RecipientNotSmsCapable {
             number: to.e164().to_owned(),
             number_type: to.number_type().as_str().to_owned(),
         });
@@ -51,14 +51,14 @@ impl Senders {
         user: &str,
         from: Option<&PhoneNumber>,
         to: &PhoneNumber,
-    ) -> Result<NumberRow, ComposerError> {
+    ) -> Result<NumberRow, SendError> {
         let org = caller.organization_id.as_str();
         let Some(from) = from else {
             let candidates = store::numbers::usable(&self.pool, org, user, to.e164()).await?;
             return candidates
                 .into_iter()
                 .find(|n| phone::same_calling_code(&n.number, to))
-                .ok_or(ComposerError::NoSenderAvailable {
+                .ok_or(SendError::NoSenderAvailable {
                     calling_code: to.calling_code(),
                 });
         };
@@ -67,18 +67,16 @@ impl Senders {
             None => {
                 let number = store::numbers::find(&self.pool, org, from.e164())
                     .await?
-                    .ok_or_else(|| ComposerError::UnknownSender(from.e164().to_owned()))?;
+                    .ok_or_else(|| SendError::UnknownSender(from.e164().to_owned()))?;
                 self.cache.insert(number.clone());
                 number
             }
         };
         if !number.kind.can_send() {
-            return Err(ComposerError::ExternalSender(
-                number.number.e164().to_owned(),
-            ));
+            return Err(SendError::ExternalSender(number.number.e164().to_owned()));
         }
         if !number.sms_capable {
-            return Err(ComposerError::SenderNotSmsCapable(
+            return Err(SendError::SenderNotSmsCapable(
                 number.number.e164().to_owned(),
             ));
         }
@@ -88,12 +86,10 @@ impl Senders {
             _ => false,
         };
         if !owns && !member {
-            return Err(ComposerError::SenderNotOwned(
-                number.number.e164().to_owned(),
-            ));
+            return Err(SendError::SenderNotOwned(number.number.e164().to_owned()));
         }
         if !phone::same_calling_code(from, to) {
-            return Err(ComposerError::InternationalNotAllowed {
+            return Err(SendError::InternationalNotAllowed {
                 from: from.calling_code(),
                 to: to.calling_code(),
             });
@@ -115,11 +111,11 @@ mod tests {
         assert!(check_recipient(&n("+12015550123")).is_ok());
         assert!(matches!(
             check_recipient(&n("+819012345678")),
-            Err(ComposerError::UnsupportedCountry { .. })
+            Err(SendError::UnsupportedCountry { .. })
         ));
         assert!(matches!(
             check_recipient(&n("+442079460018")),
-            Err(ComposerError::RecipientNotSmsCapable { .. })
+            Err(SendError::RecipientNotSmsCapable { .. })
         ));
     }
 }
