@@ -12,7 +12,7 @@ use crate::store::{self, MessageRow};
 /// A message's status moved.
 pub(crate) fn status_entry(
     organization_id: &str,
-    message_id: uuid::Uuid,
+    message_id: sms_core::MessageId,
     event_id: &str,
     fact: &store::HistoryRow,
     about: &About,

@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use sms_core::MessageId;
 use uuid::Uuid;
 
 use crate::error::Common;
@@ -19,9 +20,11 @@ pub(crate) fn user(caller: &Caller) -> Result<&str, Common> {
 pub(crate) const MAX_ID_FIELD: usize = 64;
 
 /// Parses an id given by a caller in `field`.
-pub(crate) fn parse_id(field: &'static str, id: &str) -> Result<Uuid, Common> {
+pub(crate) fn parse_id<T: From<Uuid>>(field: &'static str, id: &str) -> Result<T, Common> {
     sms_core::text::check(field, id, MAX_ID_FIELD, sms_core::text::Lines::Single)?;
-    Uuid::parse_str(id.trim()).map_err(|_| Common::InvalidId(id.to_owned()))
+    Uuid::parse_str(id.trim())
+        .map(T::from)
+        .map_err(|_| Common::InvalidId(id.to_owned()))
 }
 
 /// A number a caller gave in `field`: checked as one line, then parsed (valid, in
@@ -94,7 +97,7 @@ pub(crate) fn message_token(m: &crate::store::MessageRow) -> String {
     encode_page_token(m.created_at, m.id)
 }
 
-pub(crate) fn encode_page_token(at: DateTime<Utc>, id: Uuid) -> String {
+pub(crate) fn encode_page_token(at: DateTime<Utc>, id: MessageId) -> String {
     encode_page_token_with(at, &id.to_string())
 }
 
@@ -128,10 +131,11 @@ pub(crate) fn decode_token(token: &str) -> Result<Option<(DateTime<Utc>, String)
     Ok(Some((at, key.to_owned())))
 }
 
-pub(crate) fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Common> {
+pub(crate) fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, MessageId)>, Common> {
     match decode_token(token)? {
         None => Ok(None),
-        Some((at, id)) => Uuid::parse_str(&id)
+        Some((at, id)) => id
+            .parse::<MessageId>()
             .map(|id| Some((at, id)))
             .map_err(|_| Common::InvalidPageToken),
     }
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
         let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        let id = Uuid::now_v7();
+        let id = MessageId::from(Uuid::now_v7());
         assert_eq!(
             decode_page_token(&encode_page_token(at, id)).unwrap(),
             Some((at, id))
@@ -174,14 +178,17 @@ mod tests {
     #[test]
     fn ids_are_checked_before_parsing() {
         assert!(matches!(
-            parse_id("id", "not-a-uuid"),
+            parse_id::<MessageId>("id", "not-a-uuid"),
             Err(Common::InvalidId(_))
         ));
         assert!(matches!(
-            parse_id("id", &"0".repeat(65)),
+            parse_id::<MessageId>("id", &"0".repeat(65)),
             Err(Common::Field(_))
         ));
-        assert!(matches!(parse_id("id", "a\0b"), Err(Common::Field(_))));
-        assert!(parse_id("id", &Uuid::now_v7().to_string()).is_ok());
+        assert!(matches!(
+            parse_id::<MessageId>("id", "a\0b"),
+            Err(Common::Field(_))
+        ));
+        assert!(parse_id::<MessageId>("id", &Uuid::now_v7().to_string()).is_ok());
     }
 }

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use sms_bus::HandleError;
 use sms_core::text::{self, Lines};
-use sms_core::{Address, Direction, PhoneNumber, Status};
+use sms_core::{Address, Direction, MessageId, PhoneNumber, Status};
 use sms_proto::events::v1::{AutoReply, InboundReceived, InboundStored};
 use uuid::Uuid;
 
@@ -98,7 +98,7 @@ impl Inbox {
         let counted = sms_core::count(&body);
         let now = Utc::now();
         let row = MessageRow {
-            id: Uuid::now_v7(),
+            id: Uuid::now_v7().into(),
             organization_id: number.organization_id.clone(),
             user_id: number.owner_user_id.clone().unwrap_or_default(),
             direction: Direction::Inbound,
@@ -240,7 +240,7 @@ impl Inbox {
         let counted = sms_core::count(&body);
         let now = Utc::now();
         // The id follows from the event, so a redelivered event cannot send a second reply.
-        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, meta.event_id.as_bytes());
+        let id = MessageId::from(Uuid::new_v5(&Uuid::NAMESPACE_OID, meta.event_id.as_bytes()));
         let region = to.region().map(|r| r.to_string()).unwrap_or_default();
         let row = MessageRow {
             id,
@@ -374,8 +374,8 @@ impl Inbox {
         let (heads, next) = crate::fields::paginate(heads, size, |c| {
             crate::fields::encode_page_token(c.last_at, c.last_id)
         });
-        let ids: Vec<uuid::Uuid> = heads.iter().map(|c| c.last_id).collect();
-        let mut last: std::collections::HashMap<uuid::Uuid, MessageRow> =
+        let ids: Vec<MessageId> = heads.iter().map(|c| c.last_id).collect();
+        let mut last: std::collections::HashMap<MessageId, MessageRow> =
             store::messages::by_ids(&self.pool, org, &ids)
                 .await?
                 .into_iter()

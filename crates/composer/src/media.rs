@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use sms_core::MessageId;
 use sms_core::mms;
 use sms_runtime::fetch::{Credentials, FetchError, Request};
 use subtle::ConstantTimeEq;
@@ -126,7 +127,7 @@ impl Media {
     pub async fn prepare_media(
         &self,
         organization_id: &str,
-        message_id: Uuid,
+        message_id: MessageId,
         attachments: &[Attachment],
     ) -> Result<Vec<MediaRow>, MediaError> {
         let mut contents = Vec::with_capacity(attachments.len());
@@ -175,7 +176,7 @@ impl Media {
     pub async fn download_inbound_media(
         &self,
         organization_id: &str,
-        message_id: Uuid,
+        message_id: MessageId,
         account_sid: &str,
         media: &[(String, String)],
     ) -> Vec<MediaRow> {
@@ -268,7 +269,7 @@ impl Media {
     /// The signed URLs of a message's attachments, valid until two days after `from`.
     pub async fn media_urls(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         from: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
         let expires = from + 2 * 24 * 3600;

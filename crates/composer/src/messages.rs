@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{Datelike, Utc};
 use sms_core::text::{self, Lines};
-use sms_core::{Direction, PhoneNumber};
-use uuid::Uuid;
+use sms_core::{Direction, MessageId, PhoneNumber};
 
 use sms_runtime::auth::Caller;
 use sqlx::PgPool;
@@ -38,7 +37,7 @@ pub struct MessageQuery {
     /// Created before.
     pub created_before: Option<chrono::DateTime<Utc>>,
     /// After this page's last message (time, id).
-    pub before: Option<(chrono::DateTime<Utc>, Uuid)>,
+    pub before: Option<(chrono::DateTime<Utc>, MessageId)>,
     /// Messages a page.
     pub page_size: u32,
 }
@@ -170,9 +169,9 @@ impl Messages {
     /// Attachments of messages, grouped by message.
     pub async fn attachments(
         &self,
-        ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Vec<store::MediaRow>>, MessagesError> {
-        let mut by_message: HashMap<Uuid, Vec<store::MediaRow>> = HashMap::new();
+        ids: &[MessageId],
+    ) -> Result<HashMap<MessageId, Vec<store::MediaRow>>, MessagesError> {
+        let mut by_message: HashMap<MessageId, Vec<store::MediaRow>> = HashMap::new();
         for m in store::media::of_messages(&self.pool, ids).await? {
             by_message.entry(m.message_id).or_default().push(m);
         }

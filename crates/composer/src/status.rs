@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sms_bus::HandleError;
-use sms_core::{Failure, Status, Transition};
+use sms_core::{Failure, MessageId, Status, Transition};
 use sms_proto::events::v1::{CarrierOptOut, StatusChanged, StatusSource};
-use uuid::Uuid;
 
 use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
@@ -18,11 +17,11 @@ use crate::store::{self, messages::Current};
 use sms_feed::Written;
 
 /// The organization, message and status a status event is about.
-fn parse_event(e: &StatusChanged) -> Result<(&str, Uuid, Status), HandleError> {
+fn parse_event(e: &StatusChanged) -> Result<(&str, MessageId, Status), HandleError> {
     let Some(meta) = &e.meta else {
         return Err(HandleError::Permanent("status event without meta".into()));
     };
-    let Ok(id) = Uuid::parse_str(&meta.message_id) else {
+    let Ok(id) = meta.message_id.parse::<MessageId>() else {
         return Err(HandleError::Permanent(format!(
             "status event for a bad message id {}",
             sms_core::text::quote(&meta.message_id)
@@ -209,15 +208,16 @@ impl Statuses {
         if valid.is_empty() {
             return Ok(outcomes);
         }
-        let mut ids: Vec<Uuid> = valid.iter().map(|(_, _, (_, id, _))| *id).collect();
+        let mut ids: Vec<MessageId> = valid.iter().map(|(_, _, (_, id, _))| *id).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool.begin().await?;
-        let mut current: HashMap<Uuid, Current> = store::messages::lock_statuses(&mut tx, &ids)
-            .await?
-            .into_iter()
-            .collect();
-        let mut updates: HashMap<Uuid, store::messages::StatusUpdate> = HashMap::new();
+        let mut current: HashMap<MessageId, Current> =
+            store::messages::lock_statuses(&mut tx, &ids)
+                .await?
+                .into_iter()
+                .collect();
+        let mut updates: HashMap<MessageId, store::messages::StatusUpdate> = HashMap::new();
         let mut history = Vec::new();
         let mut billable = Vec::new();
         let mut advanced = Vec::new();
@@ -349,7 +349,8 @@ impl Statuses {
                 }
             }
         }
-        let updates: Vec<(Uuid, store::messages::StatusUpdate)> = updates.into_iter().collect();
+        let updates: Vec<(MessageId, store::messages::StatusUpdate)> =
+            updates.into_iter().collect();
         store::messages::set_statuses(&mut tx, &updates).await?;
         store::history::insert(&mut tx, &history).await?;
         billable.sort_unstable();

@@ -94,7 +94,7 @@ impl Templates {
         check_source(body)?;
         let now = Utc::now();
         let row = TemplateRow {
-            id: Uuid::now_v7(),
+            id: Uuid::now_v7().into(),
             owner_user_id: user.to_owned(),
             name: name.to_owned(),
             body: body.to_owned(),

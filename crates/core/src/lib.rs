@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod encoding;
+pub mod id;
 pub mod keywords;
 pub mod mms;
 pub mod phone;
@@ -31,6 +32,7 @@ pub mod text;
 
 pub use body::{BodyError, MAX_BODY_CHARS, validate_body};
 pub use encoding::{Analysis, Encoding, SegmentCount, analyze, count};
+pub use id::{MessageId, TemplateId};
 pub use keywords::Keyword;
 pub use phone::{Address, NumberKind, NumberType, PhoneError, PhoneNumber, Region};
 pub use reason::{Failure, Reason};

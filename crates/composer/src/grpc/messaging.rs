@@ -187,7 +187,7 @@ impl MessagingService for MessagingApi {
                 };
                 match conversation.await {
                     Ok((rows, next_page_token)) => {
-                        let ids: Vec<uuid::Uuid> = rows.iter().map(|m| m.id).collect();
+                        let ids: Vec<sms_core::MessageId> = rows.iter().map(|m| m.id).collect();
                         self.messages.attachments(&ids).await.map(|mut media| {
                             GetConversationResponse {
                                 messages: rows

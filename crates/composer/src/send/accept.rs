@@ -5,12 +5,12 @@
 
 use chrono::{DateTime, Utc};
 use sms_bus::Encoded;
+use sms_core::TemplateId;
 use sms_proto::events::v1::AutoReplyKind;
 use sms_proto::events::v1::{MessageAccepted, MessageScheduled, OutboundMessage};
 use sms_runtime::batch::Batcher;
 use sms_runtime::outbox::Outbox;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::media::MediaConfig;
 use crate::store::media::MediaState;
@@ -35,7 +35,7 @@ pub struct NewSend {
     /// The recipient's region, for usage.
     pub to_region: String,
     /// The template it was rendered from.
-    pub template_id: Option<Uuid>,
+    pub template_id: Option<TemplateId>,
     /// Attachments, stored in the same transaction.
     pub media: Vec<MediaRow>,
     /// The id of the first history entry's event.

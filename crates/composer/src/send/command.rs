@@ -5,9 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sms_core::PhoneNumber;
 use sms_core::schedule::{self, ScheduleError};
-use uuid::Uuid;
+use sms_core::{PhoneNumber, TemplateId};
 
 use crate::error::SendError;
 
@@ -38,7 +37,7 @@ pub enum Content {
     /// A template and what to render it against.
     Template {
         /// The template.
-        id: Uuid,
+        id: TemplateId,
         /// The CRM's context.
         context: Box<sms_core::template::Context>,
     },

@@ -9,7 +9,7 @@ pub mod decide;
 pub mod policy;
 
 use chrono::Utc;
-use sms_core::{Direction, Encoding};
+use sms_core::{Direction, Encoding, MessageId, TemplateId};
 use uuid::Uuid;
 
 use sms_bus::StateSet;
@@ -159,7 +159,7 @@ impl Sending {
         };
         notes.append(&mut accepted.notes);
         let send_at = accepted.send_at;
-        let id = Uuid::now_v7();
+        let id = MessageId::from(Uuid::now_v7());
         // Attachments are fetched only for a message that will be sent.
         let media = if cmd.attachments.is_empty() {
             Vec::new()
@@ -308,7 +308,7 @@ impl Sending {
         caller: &Caller,
         user: &str,
         content: &Content,
-    ) -> Result<(String, Option<Uuid>), SendError> {
+    ) -> Result<(String, Option<TemplateId>), SendError> {
         match content {
             Content::Body(body) => Ok((body.clone(), None)),
             Content::Template { id, context } => {

@@ -1,7 +1,7 @@
 //! Status history: one entry per event that moved a message, each event recorded once.
 
 use chrono::{DateTime, Utc};
-use sms_core::{Failure, Status};
+use sms_core::{Failure, MessageId, Status};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ pub struct HistoryRow {
 #[derive(Debug, Clone)]
 pub struct NewHistory {
     /// The message.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// The entry.
     pub entry: HistoryRow,
     /// The event that said so (an event is recorded once).
@@ -34,13 +34,13 @@ pub struct NewHistory {
 /// The status history of a message, in the order things happened (events can be applied out
 /// of order; each records when it happened).
 #[tracing::instrument(skip(pool))]
-pub async fn of_message(pool: &PgPool, id: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
+pub async fn of_message(pool: &PgPool, id: MessageId) -> Result<Vec<HistoryRow>, sqlx::Error> {
     sqlx::query_as!(
         HistoryRow,
         r#"SELECT status AS "status: Status", reason AS "reason: Failure", carrier_error_code, occurred_at, detail
            FROM composer.message_status_history WHERE message_id = $1
            ORDER BY occurred_at, seq"#,
-        id
+        id.uuid()
     )
     .fetch_all(pool)
     .await
@@ -51,7 +51,7 @@ pub async fn insert(conn: &mut PgConnection, rows: &[NewHistory]) -> Result<(), 
     if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id.uuid()).collect();
     let statuses: Vec<Status> = rows.iter().map(|r| r.entry.status).collect();
     let reasons: Vec<Option<String>> = rows
         .iter()

@@ -2,9 +2,8 @@
 //! conversations and inboxes.
 
 use chrono::{DateTime, Utc};
-use sms_core::{Address, Direction, Encoding, Failure, Status};
+use sms_core::{Address, Direction, Encoding, Failure, MessageId, Status};
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use super::history::{self, HistoryRow, NewHistory};
 use super::messages::MessageRow;
@@ -27,7 +26,7 @@ pub async fn insert(
          VALUES ($1, $2, $3, 'inbound', $4, $5, $6, 'received', $7, $8, $9, $10, $11, $11, $12,
                  $13)
          ON CONFLICT (organization_id, carrier_sid) WHERE direction = 'inbound' DO NOTHING",
-        m.id,
+        m.id.uuid(),
         m.organization_id,
         m.user_id,
         m.from_number.as_str(),
@@ -71,7 +70,7 @@ pub async fn by_carrier_sid(
 ) -> Result<Option<MessageRow>, sqlx::Error> {
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
@@ -92,13 +91,13 @@ pub async fn conversation(
     organization_id: &str,
     ours: &str,
     contact: &str,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<(DateTime<Utc>, MessageId)>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    let (after_at, after_id) = after.unzip();
+    let (after_at, after_id) = after.map(|(at, id)| (at, id.uuid())).unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
@@ -133,7 +132,7 @@ pub struct ConversationRow {
     /// Inbound messages not marked done.
     pub open_inbound: i64,
     /// The newest message's id.
-    pub last_id: Uuid,
+    pub last_id: MessageId,
     /// When the newest message was created.
     pub last_at: DateTime<Utc>,
 }
@@ -145,14 +144,14 @@ pub async fn conversations(
     pool: &PgPool,
     organization_id: &str,
     ours: Option<&str>,
-    before: Option<(DateTime<Utc>, Uuid)>,
+    before: Option<(DateTime<Utc>, MessageId)>,
     limit: i64,
 ) -> Result<Vec<ConversationRow>, sqlx::Error> {
-    let (before_at, before_id) = before.unzip();
+    let (before_at, before_id) = before.map(|(at, id)| (at, id.uuid())).unzip();
     sqlx::query_as!(
         ConversationRow,
         r#"SELECT ours AS "ours!", contact AS "contact!", messages AS "messages!",
-                  open_inbound AS "open_inbound!", last_id AS "last_id!", last_at AS "last_at!"
+                  open_inbound AS "open_inbound!", last_id AS "last_id!: MessageId", last_at AS "last_at!"
            FROM (
                SELECT CASE WHEN direction = 'outbound' THEN from_number ELSE to_number END
                           AS ours,
@@ -189,13 +188,13 @@ pub async fn inbox(
     organization_id: &str,
     user_id: &str,
     include_done: bool,
-    before: Option<(DateTime<Utc>, Uuid)>,
+    before: Option<(DateTime<Utc>, MessageId)>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    let (before_at, before_id) = before.unzip();
+    let (before_at, before_id) = before.map(|(at, id)| (at, id.uuid())).unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
@@ -228,14 +227,14 @@ pub async fn inbox(
 pub async fn set_done(
     pool: &PgPool,
     organization_id: &str,
-    id: Uuid,
+    id: MessageId,
     done: bool,
 ) -> Result<bool, sqlx::Error> {
     let n = sqlx::query!(
         "UPDATE composer.messages SET done = $3
          WHERE organization_id = $1 AND id = $2 AND direction = 'inbound'",
         organization_id,
-        id,
+        id.uuid(),
         done
     )
     .execute(pool)

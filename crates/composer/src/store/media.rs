@@ -1,5 +1,6 @@
 //! MMS attachments, stored with their message.
 
+use sms_core::MessageId;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -31,7 +32,7 @@ pub struct MediaRow {
     /// Organization.
     pub organization_id: String,
     /// Its message.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// Order within the message.
     pub position: i32,
     /// File name.
@@ -75,7 +76,7 @@ pub async fn insert(conn: &mut PgConnection, m: &MediaRow) -> Result<(), sqlx::E
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         m.id,
         m.organization_id,
-        m.message_id,
+        m.message_id.uuid(),
         m.position,
         m.file_name,
         m.content_type,
@@ -92,7 +93,7 @@ pub async fn insert(conn: &mut PgConnection, m: &MediaRow) -> Result<(), sqlx::E
 /// Stores attachments of an existing message and counts them on it.
 pub async fn add_to_message(
     pool: &PgPool,
-    message_id: Uuid,
+    message_id: MessageId,
     media: &[MediaRow],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
@@ -101,7 +102,7 @@ pub async fn add_to_message(
     }
     sqlx::query!(
         "UPDATE composer.messages SET media_count = media_count + $2 WHERE id = $1",
-        message_id,
+        message_id.uuid(),
         i32::try_from(media.len()).unwrap_or(i32::MAX)
     )
     .execute(&mut *tx)
@@ -112,14 +113,15 @@ pub async fn add_to_message(
 /// Attachments of some messages, without their bytes, in order.
 pub async fn of_messages(
     pool: &PgPool,
-    message_ids: &[Uuid],
+    message_ids: &[MessageId],
 ) -> Result<Vec<MediaRow>, sqlx::Error> {
+    let message_ids: Vec<Uuid> = message_ids.iter().map(|id| id.uuid()).collect();
     sqlx::query_as!(
         MediaRow,
-        r#"SELECT id, organization_id, message_id, position, file_name, content_type, size,
+        r#"SELECT id, organization_id, message_id AS "message_id: MessageId", position, file_name, content_type, size,
                   NULL::bytea AS data, state AS "state: MediaState", error
            FROM composer.media WHERE message_id = ANY($1) ORDER BY message_id, position"#,
-        message_ids
+        &message_ids
     )
     .fetch_all(pool)
     .await
@@ -134,7 +136,7 @@ pub async fn get(
 ) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as!(
         MediaRow,
-        r#"SELECT id, organization_id, message_id, position, file_name, content_type, size, data,
+        r#"SELECT id, organization_id, message_id AS "message_id: MessageId", position, file_name, content_type, size, data,
                   state AS "state: MediaState", error
            FROM composer.media WHERE id = $1 AND ($2::text IS NULL OR organization_id = $2)"#,
         id,

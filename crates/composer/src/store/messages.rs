@@ -2,7 +2,7 @@
 //! statement), reads and lists, and status changes.
 
 use chrono::{DateTime, Utc};
-use sms_core::{Address, Direction, Encoding, Failure, Status};
+use sms_core::{Address, Direction, Encoding, Failure, MessageId, Status, TemplateId};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use super::media::{self, MediaRow};
 #[derive(Debug, Clone)]
 pub struct MessageRow {
     /// Id.
-    pub id: Uuid,
+    pub id: MessageId,
     /// Organization.
     pub organization_id: String,
     /// Sending user (outbound).
@@ -66,7 +66,7 @@ pub struct NewMessage<'a> {
     /// The recipient's region, for usage.
     pub to_region: &'a str,
     /// The template it was rendered from.
-    pub template_id: Option<Uuid>,
+    pub template_id: Option<TemplateId>,
     /// Attachments, stored in the same transaction.
     pub media: &'a [MediaRow],
     /// Why it is held, on its first history entry.
@@ -104,7 +104,7 @@ pub async fn insert(
              created_at, updated_at, to_region, template_id, send_at, media_count)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17,
                  $18, $19, $20)",
-        m.id,
+        m.id.uuid(),
         m.organization_id,
         m.user_id,
         m.direction as Direction,
@@ -121,7 +121,7 @@ pub async fn insert(
         extra.request_hash,
         m.created_at,
         extra.to_region,
-        extra.template_id,
+        extra.template_id.map(TemplateId::uuid),
         m.send_at,
         m.media_count
     )
@@ -145,7 +145,7 @@ pub struct BatchedMessage<'a> {
     /// The recipient's region, for usage.
     pub to_region: &'a str,
     /// The template it was rendered from.
-    pub template_id: Option<Uuid>,
+    pub template_id: Option<TemplateId>,
     /// The id of the first history entry's event.
     pub event_id: &'a str,
     /// Why it is held, on its first history entry.
@@ -161,7 +161,7 @@ pub async fn insert_many(
     let col = |f: fn(&MessageRow) -> String| -> Vec<String> {
         sends.iter().map(|s| f(s.message)).collect()
     };
-    let ids: Vec<Uuid> = sends.iter().map(|s| s.message.id).collect();
+    let ids: Vec<Uuid> = sends.iter().map(|s| s.message.id.uuid()).collect();
     let orgs = col(|r| r.organization_id.clone());
     let users = col(|r| r.user_id.clone());
     let directions: Vec<Direction> = sends.iter().map(|s| s.message.direction).collect();
@@ -185,7 +185,10 @@ pub async fn insert_many(
         .collect();
     let created: Vec<DateTime<Utc>> = sends.iter().map(|s| s.message.created_at).collect();
     let regions: Vec<String> = sends.iter().map(|s| s.to_region.to_owned()).collect();
-    let templates: Vec<Option<Uuid>> = sends.iter().map(|s| s.template_id).collect();
+    let templates: Vec<Option<Uuid>> = sends
+        .iter()
+        .map(|s| s.template_id.map(TemplateId::uuid))
+        .collect();
     let send_at: Vec<Option<DateTime<Utc>>> = sends.iter().map(|s| s.message.send_at).collect();
     sqlx::query!(
         "INSERT INTO composer.messages
@@ -236,18 +239,18 @@ pub async fn insert_many(
 pub async fn get(
     pool: &PgPool,
     organization_id: &str,
-    id: Uuid,
+    id: MessageId,
 ) -> Result<Option<MessageRow>, sqlx::Error> {
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages WHERE organization_id = $1 AND id = $2"#,
         organization_id,
-        id
+        id.uuid()
     )
     .fetch_optional(pool)
     .await
@@ -258,18 +261,19 @@ pub async fn get(
 pub async fn by_ids(
     pool: &PgPool,
     organization_id: &str,
-    ids: &[Uuid],
+    ids: &[MessageId],
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
                   contact_id, created_at, updated_at, send_at, done, media_count
            FROM composer.messages WHERE organization_id = $1 AND id = ANY($2)"#,
         organization_id,
-        ids
+        &ids
     )
     .fetch_all(pool)
     .await
@@ -287,7 +291,7 @@ pub async fn by_idempotency_key(
     key: &str,
 ) -> Result<Option<Keyed>, sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
@@ -348,7 +352,7 @@ pub struct ListFilter<'a> {
     /// Created before.
     pub created_before: Option<DateTime<Utc>>,
     /// Keyset cursor: strictly older than this (created_at, id).
-    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub before: Option<(DateTime<Utc>, MessageId)>,
 }
 
 /// The organization's messages, newest first.
@@ -359,10 +363,10 @@ pub async fn list(
     filter: &ListFilter<'_>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    let (before_at, before_id) = filter.before.unzip();
+    let (before_at, before_id) = filter.before.map(|(at, id)| (at, id.uuid())).unzip();
     sqlx::query_as!(
         MessageRow,
-        r#"SELECT id, organization_id, user_id, direction AS "direction: Direction",
+        r#"SELECT id AS "id: MessageId", organization_id, user_id, direction AS "direction: Direction",
                   from_number AS "from_number: Address", to_number AS "to_number: Address",
                   body, status AS "status: Status", reason AS "reason: Failure", carrier_error_code,
                   encoding AS "encoding: Encoding", segments, characters, carrier_sid, lead_id,
@@ -433,13 +437,14 @@ pub struct About {
 /// that exist.
 pub async fn lock_statuses(
     conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<Vec<(Uuid, Current)>, sqlx::Error> {
+    ids: &[MessageId],
+) -> Result<Vec<(MessageId, Current)>, sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
     let rows = sqlx::query!(
-        r#"SELECT id, organization_id, status AS "status: Status", carrier_sid, carrier_account,
+        r#"SELECT id AS "id: MessageId", organization_id, status AS "status: Status", carrier_sid, carrier_account,
                   from_number, to_number, user_id, lead_id, contact_id
            FROM composer.messages WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
-        ids
+        &ids
     )
     .fetch_all(conn)
     .await?;
@@ -484,12 +489,12 @@ pub struct StatusUpdate {
 /// Applies `updates` (one per message) in one statement.
 pub async fn set_statuses(
     conn: &mut PgConnection,
-    updates: &[(Uuid, StatusUpdate)],
+    updates: &[(MessageId, StatusUpdate)],
 ) -> Result<(), sqlx::Error> {
     if updates.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = updates.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<Uuid> = updates.iter().map(|(id, _)| id.uuid()).collect();
     let statuses: Vec<Option<Status>> = updates.iter().map(|(_, u)| u.status).collect();
     let reasons: Vec<Option<String>> = updates
         .iter()
@@ -529,7 +534,7 @@ pub async fn set_statuses(
 /// cap) its segments to the new day's count.
 pub async fn set_send_at(
     pool: &PgPool,
-    id: Uuid,
+    id: MessageId,
     send_at: DateTime<Utc>,
     counted: bool,
 ) -> Result<(), sqlx::Error> {
@@ -538,13 +543,13 @@ pub async fn set_send_at(
         r#"SELECT organization_id, segments::int8 AS "segments!",
                   (COALESCE(send_at, created_at) AT TIME ZONE 'UTC')::date AS "day!"
            FROM composer.messages WHERE id = $1 FOR UPDATE"#,
-        id
+        id.uuid()
     )
     .fetch_optional(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE composer.messages SET send_at = $2, updated_at = now() WHERE id = $1",
-        id,
+        id.uuid(),
         send_at
     )
     .execute(&mut *tx)
@@ -561,7 +566,7 @@ pub async fn set_send_at(
 #[derive(Debug, Clone)]
 pub struct Stalled {
     /// The message.
-    pub id: Uuid,
+    pub id: MessageId,
     /// Its organization.
     pub organization_id: String,
     /// Where it stands here.
@@ -601,7 +606,7 @@ pub async fn take_stalled(
                FROM due
                ON CONFLICT (message_id) DO UPDATE
                   SET checks = EXCLUDED.checks, next_at = EXCLUDED.next_at)
-           SELECT id AS "id!", organization_id AS "organization_id!",
+           SELECT id AS "id!: MessageId", organization_id AS "organization_id!",
                   status AS "status!: Status", carrier_sid, checks AS "checks!"
            FROM due"#,
         after.as_secs_f64(),

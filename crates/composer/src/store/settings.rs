@@ -2,6 +2,7 @@
 //! the cap is held against.
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use sms_core::MessageId;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -196,10 +197,11 @@ pub async fn stop_counting(
 }
 
 /// Gives the segments of the canceled messages `ids` back to the days they were due.
-pub async fn refund(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+pub async fn refund(conn: &mut PgConnection, ids: &[MessageId]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
     sqlx::query!(
         "UPDATE composer.daily_segments d
          SET segments = greatest(d.segments - m.segments, 0)
@@ -208,7 +210,7 @@ pub async fn refund(conn: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::E
                FROM composer.messages WHERE id = ANY($1) AND direction = 'outbound'
                GROUP BY 1, 2) m
          WHERE d.organization_id = m.organization_id AND d.day = m.day",
-        ids
+        &ids
     )
     .execute(conn)
     .await

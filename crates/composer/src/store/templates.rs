@@ -2,14 +2,14 @@
 //! messages that used them keep pointing at them).
 
 use chrono::{DateTime, Utc};
+use sms_core::TemplateId;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// A template row.
 #[derive(Debug, Clone)]
 pub struct TemplateRow {
     /// Id.
-    pub id: Uuid,
+    pub id: TemplateId,
     /// Creator.
     pub owner_user_id: String,
     /// Name.
@@ -35,7 +35,7 @@ pub async fn insert(
         "INSERT INTO composer.templates
             (id, organization_id, owner_user_id, name, body, shared, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        t.id,
+        t.id.uuid(),
         organization_id,
         t.owner_user_id,
         t.name,
@@ -55,16 +55,16 @@ pub async fn visible(
     pool: &PgPool,
     organization_id: &str,
     user_id: &str,
-    id: Uuid,
+    id: TemplateId,
 ) -> Result<Option<TemplateRow>, sqlx::Error> {
     sqlx::query_as!(
         TemplateRow,
-        "SELECT id, owner_user_id, name, body, shared, created_at, updated_at
+        r#"SELECT id AS "id: TemplateId", owner_user_id, name, body, shared, created_at, updated_at
          FROM composer.templates
          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL
-           AND (shared OR owner_user_id = $3)",
+           AND (shared OR owner_user_id = $3)"#,
         organization_id,
-        id,
+        id.uuid(),
         user_id
     )
     .fetch_optional(pool)
@@ -80,10 +80,10 @@ pub async fn list_visible(
 ) -> Result<Vec<TemplateRow>, sqlx::Error> {
     sqlx::query_as!(
         TemplateRow,
-        "SELECT id, owner_user_id, name, body, shared, created_at, updated_at
+        r#"SELECT id AS "id: TemplateId", owner_user_id, name, body, shared, created_at, updated_at
          FROM composer.templates
          WHERE organization_id = $1 AND deleted_at IS NULL AND (shared OR owner_user_id = $2)
-         ORDER BY created_at, id",
+         ORDER BY created_at, id"#,
         organization_id,
         user_id
     )
@@ -102,7 +102,7 @@ pub async fn update(
         "UPDATE composer.templates SET name = $3, body = $4, shared = $5, updated_at = $6
          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
         organization_id,
-        t.id,
+        t.id.uuid(),
         t.name,
         t.body,
         t.shared,
@@ -115,12 +115,16 @@ pub async fn update(
 
 /// Deletes a template (kept for the messages that used it).
 #[tracing::instrument(skip(pool))]
-pub async fn delete(pool: &PgPool, organization_id: &str, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete(
+    pool: &PgPool,
+    organization_id: &str,
+    id: TemplateId,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE composer.templates SET deleted_at = now()
          WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL",
         organization_id,
-        id
+        id.uuid()
     )
     .execute(pool)
     .await

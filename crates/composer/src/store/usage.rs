@@ -2,7 +2,7 @@
 //! reports read from messages: totals by month, leads with errors.
 
 use chrono::{DateTime, Utc};
-use sms_core::Encoding;
+use sms_core::{Encoding, MessageId};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -30,11 +30,12 @@ impl MessageKind {
 /// and segments of each newly billed one.
 pub async fn record(
     conn: &mut PgConnection,
-    ids: &[Uuid],
+    ids: &[MessageId],
 ) -> Result<Vec<(Encoding, i32)>, sqlx::Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.uuid()).collect();
     let rows = sqlx::query!(
         r#"INSERT INTO composer.usage
                (message_id, organization_id, month, country, kind, encoding, segments)
@@ -45,7 +46,7 @@ pub async fn record(
            FROM composer.messages WHERE id = ANY($1) AND direction = 'outbound'
            ON CONFLICT (message_id) DO NOTHING
            RETURNING encoding AS "encoding: Encoding", segments"#,
-        ids
+        &ids
     )
     .fetch_all(conn)
     .await?;
