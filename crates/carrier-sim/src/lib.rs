@@ -22,8 +22,9 @@
 //!
 //! By concern: `config` (behaviour and `SMS_SIM_*`), `sim` (state, the [`Sim`] handle, who
 //! may call), `api` (the Messages API, media, control endpoints, the webhooks it posts),
-//! `numbers` (numbers for rent), `smsc` (an SMPP 3.4 SMSC), `hooks` (a development webhook
-//! endpoint).
+//! `numbers` (numbers for rent), `smsc` (an SMPP 3.4 SMSC: binds, commands, `submit_sm`),
+//! `smsc_deliver` (what it sends to binds: receipts, contacts' messages, `query_sm` answers),
+//! `smsc_state`, `hooks` (a development webhook endpoint).
 
 mod api;
 mod config;
@@ -31,6 +32,7 @@ mod hooks;
 mod numbers;
 mod sim;
 mod smsc;
+mod smsc_deliver;
 mod smsc_state;
 mod stock;
 

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use rusmpp::pdus::DeliverSm;
 use rusmpp::{Command, CommandStatus};
 use serde::Serialize;
-use sms_smpp::receipt::MessageState;
+use sms_smpp::pdu::Address;
+use sms_smpp::receipt::{MessageState, Receipt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -114,4 +115,16 @@ pub(crate) struct Smsc {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A receipt the SMSC owes a bind.
+pub(crate) struct ReceiptDue {
+    pub(crate) system_id: String,
+    /// The message's number (its ids are this in some form).
+    pub(crate) number: u64,
+    pub(crate) contact: Address,
+    pub(crate) ours: Address,
+    pub(crate) receipt: Receipt,
+    /// The message's text (the receipt quotes its start).
+    pub(crate) text: String,
 }

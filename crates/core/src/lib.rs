@@ -26,6 +26,8 @@ pub mod rate;
 pub mod reason;
 pub mod schedule;
 pub mod smart;
+#[cfg(feature = "sqlx")]
+mod sql;
 pub mod status;
 pub mod template;
 pub mod text;

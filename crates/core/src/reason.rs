@@ -217,46 +217,6 @@ impl fmt::Display for Failure {
     }
 }
 
-/// A failure is stored as its text.
-#[cfg(feature = "sqlx")]
-mod sql {
-    use sqlx::encode::IsNull;
-    use sqlx::error::BoxDynError;
-    use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
-
-    use super::Failure;
-
-    impl sqlx::Type<Postgres> for Failure {
-        fn type_info() -> PgTypeInfo {
-            <String as sqlx::Type<Postgres>>::type_info()
-        }
-
-        fn compatible(ty: &PgTypeInfo) -> bool {
-            <String as sqlx::Type<Postgres>>::compatible(ty)
-        }
-    }
-
-    impl PgHasArrayType for Failure {
-        fn array_type_info() -> PgTypeInfo {
-            <String as PgHasArrayType>::array_type_info()
-        }
-    }
-
-    impl<'r> sqlx::Decode<'r, Postgres> for Failure {
-        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-            Ok(Failure::from_text(
-                <&str as sqlx::Decode<Postgres>>::decode(value)?,
-            ))
-        }
-    }
-
-    impl sqlx::Encode<'_, Postgres> for Failure {
-        fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-            <&str as sqlx::Encode<Postgres>>::encode(self.as_str(), buf)
-        }
-    }
-}
-
 /// Every reason.
 pub const ALL_REASONS: [Reason; 18] = [
     Reason::OptedOut,
