@@ -636,3 +636,58 @@ async fn a_reply_belongs_to_the_lead_of_the_conversation_or_the_registered_conta
     );
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_address_is_not_a_number_is_kept_and_read_back_as_it_came() {
+    // A carrier may give an alphanumeric sender id, or a number its plan does not know: the
+    // contact's text is never refused, and the address reads back as it came (rows carry an
+    // Address, a number only when it is one).
+    let stack = Stack::start().await;
+    stack.add_number(OURS).await;
+    let senders = ["ACME", "+1555"];
+    for (i, from) in senders.iter().enumerate() {
+        let message = Incoming {
+            sid: Some(format!("SMa1fa000000000000000000000000000{i}")),
+            ..incoming(from, &format!("hello from {from}"))
+        };
+        stack
+            .sim
+            .send_incoming(&stack.incoming_url(), ACCOUNT_SID, &message)
+            .await
+            .unwrap();
+    }
+    let mut client = stack.messaging().await;
+    let inbox = eventually(Duration::from_secs(10), "both in the inbox", || {
+        let mut client = client.clone();
+        async move {
+            let m = client
+                .list_inbox(as_user(ListInboxRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .messages;
+            (m.len() == 2).then_some(m)
+        }
+    })
+    .await;
+    let mut froms: Vec<&str> = inbox.iter().map(|m| m.from.as_str()).collect();
+    froms.sort_unstable();
+    assert_eq!(froms, ["+1555", "ACME"]);
+    for m in &inbox {
+        let got = client
+            .get_message(as_user(sms_proto::v1::GetMessageRequest {
+                id: m.id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .message
+            .unwrap();
+        assert_eq!(
+            (got.from.as_str(), got.to.as_str()),
+            (m.from.as_str(), OURS)
+        );
+        assert_eq!(got.body, format!("hello from {}", m.from));
+    }
+    stack.shutdown().await;
+}

@@ -16,23 +16,74 @@ use sqlx::PgPool;
 use crate::store::{self, messages::Current};
 use sms_feed::Written;
 
-/// The organization, message and status a status event is about.
-fn parse_event(e: &StatusChanged) -> Result<(&str, MessageId, Status), HandleError> {
-    let Some(meta) = &e.meta else {
-        return Err(HandleError::Permanent("status event without meta".into()));
-    };
-    let Ok(id) = meta.message_id.parse::<MessageId>() else {
-        return Err(HandleError::Permanent(format!(
-            "status event for a bad message id {}",
-            sms_core::text::quote(&meta.message_id)
-        )));
-    };
-    let Some(to) = sms_bus::status_from_proto(e.status()) else {
-        return Err(HandleError::Permanent(
-            "status event without a status".into(),
-        ));
-    };
-    Ok((meta.organization_id.as_str(), id, to))
+/// Who said a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The dispatcher: it reports the carrier's sid and account a message went out with.
+    Dispatcher,
+    /// A carrier's callback: it applies only to the message with its sid.
+    Carrier,
+    /// The scheduler or the composer.
+    Other,
+}
+
+/// A status event as the bus brought it, read once at the consumer's edge: what applying it
+/// decides on.
+#[derive(Debug, Clone)]
+struct StatusEvent {
+    organization_id: String,
+    id: MessageId,
+    to: Status,
+    source: Source,
+    /// The carrier's sid (the dispatcher's report, or the callback's claim); empty: none.
+    carrier_sid: String,
+    /// The carrier account; empty: none (a receiver older than accounts on events).
+    carrier_account: String,
+    /// Meant only for a message still at this status (the dispatcher's sweep).
+    only_from: Option<Status>,
+    /// The event's id (an event is recorded once in a message's history).
+    event_id: String,
+    /// The history entry it makes, when it makes one.
+    fact: store::HistoryRow,
+    /// The carrier's code, as the carrier-opt-out event carries it.
+    carrier_error_code: u32,
+}
+
+impl StatusEvent {
+    /// Reads a status event: the organization, message and status it is about, and what it
+    /// says of them.
+    fn read(e: &StatusChanged) -> Result<Self, HandleError> {
+        let Some(meta) = &e.meta else {
+            return Err(HandleError::Permanent("status event without meta".into()));
+        };
+        let Ok(id) = meta.message_id.parse::<MessageId>() else {
+            return Err(HandleError::Permanent(format!(
+                "status event for a bad message id {}",
+                sms_core::text::quote(&meta.message_id)
+            )));
+        };
+        let Some(to) = sms_bus::status_from_proto(e.status()) else {
+            return Err(HandleError::Permanent(
+                "status event without a status".into(),
+            ));
+        };
+        Ok(StatusEvent {
+            organization_id: meta.organization_id.clone(),
+            id,
+            to,
+            source: match e.source() {
+                StatusSource::Dispatcher => Source::Dispatcher,
+                StatusSource::Carrier => Source::Carrier,
+                _ => Source::Other,
+            },
+            carrier_sid: e.carrier_sid.clone(),
+            carrier_account: e.carrier_account.clone(),
+            only_from: sms_bus::status_from_proto(e.only_from()),
+            event_id: meta.event_id.clone(),
+            fact: fact(e, to),
+            carrier_error_code: e.carrier_error_code,
+        })
+    }
 }
 
 /// A database failure while applying statuses: try the event again shortly.
@@ -53,13 +104,7 @@ const OUT_OF_ORDER_PATIENCE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// which may take minutes and reports the carrier's record itself: coming back every few
 /// seconds meanwhile only loads the composer (the long chaos run, full of calls in doubt,
 /// stopped converging with a 5 s ceiling).
-fn out_of_order(e: &StatusChanged, reason: String) -> HandleError {
-    let occurred = e
-        .meta
-        .as_ref()
-        .and_then(|m| m.occurred_at.as_ref())
-        .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
-        .unwrap_or_else(Utc::now);
+fn out_of_order(occurred: DateTime<Utc>, reason: String) -> HandleError {
     let age = Utc::now() - occurred;
     if age < OUT_OF_ORDER_PATIENCE {
         let quarter = (age / 4).to_std().unwrap_or_default();
@@ -197,9 +242,9 @@ impl Statuses {
         let mut outcomes: Vec<Result<(), HandleError>> = Vec::with_capacity(events.len());
         let mut valid = Vec::with_capacity(events.len());
         for (index, e) in events.iter().enumerate() {
-            match parse_event(e) {
-                Ok(parsed) => {
-                    valid.push((index, e, parsed));
+            match StatusEvent::read(e) {
+                Ok(event) => {
+                    valid.push((index, event));
                     outcomes.push(Ok(()));
                 }
                 Err(why) => outcomes.push(Err(why)),
@@ -208,7 +253,7 @@ impl Statuses {
         if valid.is_empty() {
             return Ok(outcomes);
         }
-        let mut ids: Vec<MessageId> = valid.iter().map(|(_, _, (_, id, _))| *id).collect();
+        let mut ids: Vec<MessageId> = valid.iter().map(|(_, e)| e.id).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool.begin().await?;
@@ -224,13 +269,13 @@ impl Statuses {
         let mut canceled = Vec::new();
         let mut feed = Vec::new();
         let mut opt_outs = Vec::new();
-        for (index, e, (org, id, to)) in valid {
+        for (index, e) in valid {
+            let (org, id, to) = (e.organization_id.as_str(), e.id, e.to);
             let Some(now) = current.get_mut(&id).filter(|c| c.organization_id == org) else {
                 tracing::warn!(%id, "status for a message we do not have; ignored");
                 continue;
             };
-            let from_carrier = e.source() == StatusSource::Carrier;
-            if from_carrier {
+            if e.source == Source::Carrier {
                 match carrier_check(now, &e.carrier_sid, &e.carrier_account) {
                     CarrierCheck::Apply => {}
                     CarrierCheck::Ignore(why) => {
@@ -241,7 +286,7 @@ impl Statuses {
                     }
                     CarrierCheck::NotYet => {
                         outcomes[index] = Err(out_of_order(
-                            e,
+                            e.fact.occurred_at,
                             format!(
                                 "{to} from the carrier (sid {}) for a message still {} whose sid \
                                  the dispatcher has not reported",
@@ -255,7 +300,7 @@ impl Statuses {
             }
             // An event meant only for a message still at `only_from` (the dispatcher's sweep
             // failing a call without an outcome) is not a fact about a message past it.
-            if let Some(only_from) = sms_bus::status_from_proto(e.only_from())
+            if let Some(only_from) = e.only_from
                 && only_from != now.status
             {
                 continue;
@@ -273,20 +318,23 @@ impl Statuses {
                 )
             {
                 outcomes[index] = Err(out_of_order(
-                    e,
+                    e.fact.occurred_at,
                     format!("{to} for a message still {}", now.status),
                 ));
                 continue;
             }
             let update = updates.entry(id).or_default();
-            let event_id = e
-                .meta
-                .as_ref()
-                .map(|m| m.event_id.clone())
-                .unwrap_or_default();
+            let StatusEvent {
+                event_id,
+                fact,
+                carrier_sid,
+                carrier_account,
+                source,
+                carrier_error_code,
+                ..
+            } = e;
             match transition {
                 Transition::Advance => {
-                    let fact = fact(e, to);
                     if to == Status::Failed && carrier_opt_out(&fact) {
                         opt_outs.push(CarrierOptOut {
                             meta: Some(sms_bus::meta(
@@ -296,7 +344,7 @@ impl Statuses {
                             )),
                             contact_number: now.about.to.clone(),
                             our_number: now.about.from.clone(),
-                            carrier_error_code: e.carrier_error_code,
+                            carrier_error_code,
                         });
                     }
                     feed.push(crate::feed::status_entry(
@@ -329,7 +377,7 @@ impl Statuses {
                 Transition::Stale if to != now.status => {
                     history.push(store::NewHistory {
                         message_id: id,
-                        entry: fact(e, to),
+                        entry: fact,
                         event_id,
                     });
                 }
@@ -340,12 +388,12 @@ impl Statuses {
             }
             // The dispatcher reports the sid the carrier answered with, and the account it
             // went through: those are the message's. Callbacks carrying another are refused.
-            if !e.carrier_sid.is_empty() && e.source() == StatusSource::Dispatcher {
-                now.carrier_sid = Some(e.carrier_sid.clone());
-                update.carrier_sid = Some(e.carrier_sid.clone());
-                if !e.carrier_account.is_empty() {
-                    now.carrier_account = Some(e.carrier_account.clone());
-                    update.carrier_account = Some(e.carrier_account.clone());
+            if !carrier_sid.is_empty() && source == Source::Dispatcher {
+                now.carrier_sid = Some(carrier_sid.clone());
+                update.carrier_sid = Some(carrier_sid);
+                if !carrier_account.is_empty() {
+                    now.carrier_account = Some(carrier_account.clone());
+                    update.carrier_account = Some(carrier_account);
                 }
             }
         }
@@ -398,31 +446,22 @@ mod tests {
 
     #[test]
     fn an_early_event_waits_for_its_predecessor_for_a_while_whatever_its_deliveries() {
-        let event = |age: chrono::TimeDelta| StatusChanged {
-            meta: Some(sms_proto::events::v1::EventMeta {
-                occurred_at: Some(prost_types::Timestamp {
-                    seconds: (Utc::now() - age).timestamp(),
-                    nanos: 0,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let event = |age: chrono::TimeDelta| Utc::now() - age;
         assert!(matches!(
-            out_of_order(&event(chrono::TimeDelta::seconds(30)), "x".into()),
+            out_of_order(event(chrono::TimeDelta::seconds(30)), "x".into()),
             HandleError::Later { delay, .. }
                 if delay >= Duration::from_millis(7500) && delay < Duration::from_secs(8)
         ));
         assert!(matches!(
-            out_of_order(&event(chrono::TimeDelta::zero()), "x".into()),
+            out_of_order(event(chrono::TimeDelta::zero()), "x".into()),
             HandleError::Later { delay, .. } if delay == Duration::from_millis(250)
         ));
         assert!(matches!(
-            out_of_order(&event(chrono::TimeDelta::minutes(9)), "x".into()),
+            out_of_order(event(chrono::TimeDelta::minutes(9)), "x".into()),
             HandleError::Later { delay, .. } if delay == Duration::from_secs(60)
         ));
         assert!(matches!(
-            out_of_order(&event(chrono::TimeDelta::minutes(11)), "x".into()),
+            out_of_order(event(chrono::TimeDelta::minutes(11)), "x".into()),
             HandleError::Permanent(_)
         ));
     }
