@@ -34,14 +34,19 @@ pub(crate) fn number<E: From<Common>>(
     value: &str,
     invalid: fn(sms_core::PhoneError) -> E,
 ) -> Result<sms_core::PhoneNumber, E> {
+    number_line(field, value)?;
+    sms_core::PhoneNumber::parse_valid(value, None).map_err(invalid)
+}
+
+/// A number field is one line, no longer than a number can be written.
+fn number_line<E: From<Common>>(field: &'static str, value: &str) -> Result<(), E> {
     sms_core::text::check(
         field,
         value,
         sms_core::phone::MAX_INPUT_LEN,
         sms_core::text::Lines::Single,
     )
-    .map_err(|e| E::from(Common::Field(e)))?;
-    sms_core::PhoneNumber::parse_valid(value, None).map_err(invalid)
+    .map_err(|e| E::from(Common::Field(e)))
 }
 
 /// An optional number a caller gave in `field` (a filter): none when empty, otherwise as
@@ -53,13 +58,7 @@ pub(crate) fn optional_number<E: From<Common>>(
 ) -> Result<Option<sms_core::PhoneNumber>, E> {
     if value.trim().is_empty() {
         // Still one bounded line: a filter of spaces and a control character is refused.
-        sms_core::text::check(
-            field,
-            value,
-            sms_core::phone::MAX_INPUT_LEN,
-            sms_core::text::Lines::Single,
-        )
-        .map_err(|e| E::from(Common::Field(e)))?;
+        number_line(field, value)?;
         return Ok(None);
     }
     number(field, value, invalid).map(Some)
