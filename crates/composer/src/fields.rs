@@ -39,7 +39,7 @@ pub(crate) fn number<E: From<Common>>(
 }
 
 /// A number field is one line, no longer than a number can be written.
-fn number_line<E: From<Common>>(field: &'static str, value: &str) -> Result<(), E> {
+pub(crate) fn number_line<E: From<Common>>(field: &'static str, value: &str) -> Result<(), E> {
     sms_core::text::check(
         field,
         value,

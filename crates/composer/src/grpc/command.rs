@@ -13,7 +13,7 @@ use crate::send::command::{
     When,
 };
 
-fn line(field: &'static str, value: &str, max: usize) -> Result<(), Common> {
+pub(super) fn line(field: &'static str, value: &str, max: usize) -> Result<(), Common> {
     Ok(text::check(field, value, max, Lines::Single)?)
 }
 
@@ -21,7 +21,7 @@ fn lines(field: &'static str, value: &str, max: usize) -> Result<(), Common> {
     Ok(text::check(field, value, max, Lines::Multi)?)
 }
 
-fn optional(value: &str) -> Option<String> {
+pub(super) fn optional(value: &str) -> Option<String> {
     Some(value.trim())
         .filter(|v| !v.is_empty())
         .map(str::to_owned)

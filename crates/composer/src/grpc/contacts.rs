@@ -8,7 +8,6 @@ use sms_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use sms_core::PhoneNumber;
-use sms_core::text::{self, Lines};
 
 use super::{call, timestamp};
 use crate::error::ContactsError;
@@ -22,10 +21,8 @@ fn number(value: &str) -> Result<PhoneNumber, ContactsError> {
 
 /// A CRM id: one bounded line; none when empty.
 fn id(field: &'static str, value: &str) -> Result<Option<String>, ContactsError> {
-    text::check(field, value, MAX_CRM_ID, Lines::Single)?;
-    Ok(Some(value.trim())
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned))
+    super::command::line(field, value, MAX_CRM_ID)?;
+    Ok(super::command::optional(value))
 }
 
 fn contact(c: ContactRow) -> RegisteredContact {

@@ -14,9 +14,10 @@ use tonic::{Request, Response, Status};
 
 use super::{attachment, call, message, message_with, timestamp};
 use crate::error::{MessagesError, SendError};
-use crate::fields::{number, optional_number};
+use crate::fields::{number_line, optional_number};
 use crate::messages::MessageQuery;
 use crate::send::command::SendCommand;
+use sms_core::PhoneNumber;
 
 /// `sms.v1.MessagingService`.
 #[derive(Clone)]
@@ -164,23 +165,13 @@ impl MessagingService for MessagingApi {
             |caller| {
                 let r = request.get_ref();
                 let conversation = async {
-                    for (field, value) in [
-                        ("our_number", &r.our_number),
-                        ("contact_number", &r.contact_number),
-                    ] {
-                        sms_core::text::check(
-                            field,
-                            value,
-                            sms_core::phone::MAX_INPUT_LEN,
-                            sms_core::text::Lines::Single,
-                        )?;
-                    }
-                    let ours = number("our_number", &r.our_number, MessagesError::InvalidNumber)?;
-                    let contact = number(
-                        "contact_number",
-                        &r.contact_number,
-                        MessagesError::InvalidRecipient,
-                    )?;
+                    // Both fields' shape first, then the numbers.
+                    number_line::<MessagesError>("our_number", &r.our_number)?;
+                    number_line::<MessagesError>("contact_number", &r.contact_number)?;
+                    let ours = PhoneNumber::parse_valid(&r.our_number, None)
+                        .map_err(MessagesError::InvalidNumber)?;
+                    let contact = PhoneNumber::parse_valid(&r.contact_number, None)
+                        .map_err(MessagesError::InvalidRecipient)?;
                     self.inbox
                         .conversation(&caller, &ours, &contact, r.page_size, &r.page_token)
                         .await
